@@ -1,0 +1,166 @@
+/**
+ * The public contract of the flash log. Everything outside `agent/log/` uses only what is declared here
+ * (through `agent/log/index.ts`).
+ *
+ * Sequence numbers start at 1 and are gap-free for the life of a log; 0 means "nothing". An entry is
+ * identified across the group by `(epoch, seq)`: the epoch is bumped on every takeover, and a new primary
+ * continues the sequence where the replica it holds ends.
+ */
+import type { Clock, Logger } from '../util/index.ts';
+
+export interface LogEntry {
+  readonly seq: number;
+  readonly epoch: number;
+  /** Wall-clock time at which the primary accepted the entry (ms since the epoch). */
+  readonly timestampMs: number;
+  readonly payload: Uint8Array;
+}
+
+export interface AppendResult {
+  readonly seq: number;
+  readonly epoch: number;
+}
+
+/**
+ * `committed >= replicated >= replicaAcked` is not required between the last two (a sibling may ack
+ * before the broker quorum is counted); what holds is `committed >= replicated` and
+ * `committed >= replicaAcked`. None of them goes backwards, across restarts included.
+ */
+export interface Watermarks {
+  /** Highest seq written and fdatasynced on local flash. */
+  readonly committed: number;
+  /** Highest seq replicated at the configured durability level (what retention may rely on). */
+  readonly replicated: number;
+  /** Highest seq a sibling reported durable on its own flash. */
+  readonly replicaAcked: number;
+}
+
+export type SyncMode =
+  /** Normal operation: batches linger up to `lingerMs`/`lingerBytes` to spare the flash. */
+  | 'batched'
+  /** On battery: every batch is written and synced at once, no linger. */
+  | 'immediate';
+
+export type FullPolicy = 'reject' | 'wait';
+
+export interface LogOptions {
+  /** Directory that holds the segments; created if missing. */
+  dir: string;
+  /** Segment size in bytes (preallocated). */
+  segmentBytes?: number;
+  /** Largest payload accepted by `append`. */
+  entryBytesMax?: number;
+  /** How long a batch may wait for more appends before its write+sync (ms). 0 = never wait. */
+  lingerMs?: number;
+  /** A batch is written as soon as it holds this many bytes, linger or not. */
+  lingerBytes?: number;
+  /** Upper bound on the bytes of all segments on disk. */
+  quotaBytes?: number;
+  /** Unreplicated bytes above which appends are delayed (throttled). 0 = no soft limit. */
+  unreplicatedSoftBytes?: number;
+  /** Unreplicated bytes at which appends fail with LOG_FULL (or wait, by `fullPolicy`). */
+  unreplicatedHardBytes?: number;
+  fullPolicy?: FullPolicy;
+  logger?: Logger;
+  clock?: Clock;
+}
+
+export interface RecoveryReport {
+  readonly firstSeq: number;
+  readonly committed: number;
+  readonly epoch: number;
+  /** Bytes of a torn tail that recovery truncated. */
+  readonly tornBytes: number;
+  /** Records set aside because a corrupt record stopped the log before them. */
+  readonly quarantinedRecords: number;
+  readonly quarantineFile: string | undefined;
+  readonly durationMs: number;
+}
+
+export interface SegmentInfo {
+  readonly id: number;
+  readonly file: string;
+  readonly firstSeq: number;
+  /** 0 when the segment holds no entry yet. */
+  readonly lastSeq: number;
+  readonly bytesUsed: number;
+  readonly bytesAllocated: number;
+}
+
+export interface LogStatus {
+  readonly dir: string;
+  readonly firstSeq: number;
+  readonly watermarks: Watermarks;
+  readonly epoch: number;
+  readonly syncMode: SyncMode;
+  readonly segments: readonly SegmentInfo[];
+  readonly bytesOnDisk: number;
+  readonly unreplicatedBytes: number;
+  readonly quarantine: readonly string[];
+  /** Named counters: appends, batches, syncs, bytesWritten, fullRejections, throttledAppends, ... */
+  readonly counters: Readonly<Record<string, number>>;
+  /** Set when the log stopped accepting appends after an I/O fault; cleared by a successful recovery. */
+  readonly fault: string | undefined;
+}
+
+export interface ReadLimits {
+  entriesMax: number;
+  bytesMax: number;
+}
+
+export interface FlashLog {
+  /** Recover what is on disk (fsync dir and files first, truncate a torn tail, quarantine corruption). */
+  open(): Promise<RecoveryReport>;
+  close(): Promise<void>;
+
+  /**
+   * Append one entry in the current epoch. Resolves only after the batch holding it was written and
+   * fdatasynced. Rejects with a LastgaspError: ENTRY_TOO_LARGE, LOG_FULL, LOG_CLOSED, LOG_FAULT, ...
+   */
+  append(payload: Uint8Array): Promise<AppendResult>;
+
+  /**
+   * The replica path: store entries received from the primary, keeping their seq, epoch and timestamp.
+   * `entries[0].seq` must be `committed + 1` and seqs must be consecutive (LOG_SEQ otherwise); resolves
+   * after the fdatasync, like `append`.
+   */
+  appendReplicated(entries: readonly LogEntry[]): Promise<void>;
+
+  /** Read up to the limits from `fromSeq` (at least one entry if any exists). Never past `committed`. */
+  read(fromSeq: number, limits: ReadLimits): Promise<LogEntry[]>;
+  /** Iterate from `fromSeq` to the committed end as it stands when each batch is read; bounded memory. */
+  entries(fromSeq: number): AsyncIterable<LogEntry>;
+
+  readonly firstSeq: number;
+  readonly epoch: number;
+  watermarks(): Watermarks;
+
+  /** Advance the replicated watermark; persisted without rewriting a file in place on every call. */
+  markReplicated(seq: number): void;
+  /** Advance the sibling-acked watermark; same persistence rule. */
+  markReplicaAcked(seq: number): void;
+  /** Make the watermarks durable now (the brownout path calls this before the handoff). */
+  syncWatermarks(): Promise<void>;
+
+  /** Start a new epoch durably; later appends carry it. Must be greater than the current epoch. */
+  beginEpoch(epoch: number): Promise<void>;
+
+  setSyncMode(mode: SyncMode): void;
+
+  /**
+   * Entries at or above `seq` may be needed by the application's state (it has no snapshot past them):
+   * retention keeps every segment holding a seq >= min(replicated, floor).
+   */
+  setRetentionFloor(seq: number): void;
+
+  /**
+   * Demotion: set aside every entry after `seq` (they never reached the new primary) into a quarantine
+   * file, report it, and continue the log at `seq + 1`.
+   */
+  quarantineAfter(seq: number): Promise<{ records: number; file: string | undefined }>;
+
+  /** Called after each commit with the new committed seq; returns an unsubscribe function. */
+  onCommit(listener: (committed: number) => void): () => void;
+
+  status(): LogStatus;
+}
