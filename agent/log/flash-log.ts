@@ -1,0 +1,1227 @@
+/**
+ * The flash log: segment files on local flash, one writer loop that group-commits appends (one positional
+ * write of a pre-concatenated buffer and one fdatasync per batch), watermarks persisted as checkpoint
+ * records that ride the same batches, retention by whole segments, and recovery from the last checkpoint.
+ * The contract is in types.ts; the byte layout in FORMAT.md.
+ */
+import { setImmediate } from 'node:timers';
+import { LastgaspError, silentLogger, systemClock, systemErrorCode, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
+import { BATCH_PREFIX_BYTES, Batch } from './batch.ts';
+import {
+  BATCH_BYTES_MAX,
+  CHECKPOINT_CLOSE,
+  CHECKPOINT_EPOCH,
+  CHECKPOINT_HEAD,
+  CHECKPOINT_QUARANTINE,
+  CHECKPOINT_RECORD_BYTES,
+  CHECKPOINT_WATERMARKS,
+  RECORD_HEADER_BYTES,
+  RECORD_PAYLOAD_BYTES_MAX,
+  RECORD_TYPE_CHECKPOINT,
+  RECORD_TYPE_ENTRY,
+  RECORD_U48_MAX,
+  RETENTION_FLOOR_NONE,
+  SEGMENT_HEADER_BYTES,
+  encodeCheckpointPayload,
+  encodeRecordHeader,
+  recordBytes,
+  sealRecord,
+} from './format.ts';
+import { readEntries, type ReadContext } from './reader.ts';
+import { copyAside, recoverLog, zeroRange, type RecoveredState } from './recovery.ts';
+import { ChunkReader, scanRecords } from './scan.ts';
+import { createSpare, newSegment, randomSalt, recycleSegment, segmentPath, type Segment, type Spare } from './segments.ts';
+import { createNodeStorage, type Storage, type StorageFile } from './storage.ts';
+import type {
+  AppendResult,
+  FlashLog,
+  LogEntry,
+  LogOptions,
+  LogStatus,
+  ReadLimits,
+  RecoveryReport,
+  SyncMode,
+  Watermarks,
+} from './types.ts';
+
+/** 16 MiB: small enough that retention frees space in useful steps on an 8 GB eMMC, large enough that a roll is rare. */
+export const LOG_SEGMENT_BYTES_DEFAULT = 16 * 1024 * 1024;
+/** Smallest segment accepted: a header, two checkpoints and a few KiB of records. */
+export const LOG_SEGMENT_BYTES_MIN = 16 * 1024;
+/** The header stores the segment size and record offsets in 32 bits. */
+export const LOG_SEGMENT_BYTES_MAX = 0xffff_fff8;
+export const LOG_ENTRY_BYTES_MAX_DEFAULT = 1024 * 1024;
+/** A batch is written as soon as it holds this much, whatever the linger (NATS coalesces 16 KiB; flash pages are 4-16 KiB). */
+export const LOG_LINGER_BYTES_DEFAULT = 256 * 1024;
+/** Watermark-only checkpoints are coalesced to at most one per this interval (NATS coalesces consumer state to 100 ms). */
+export const LOG_WATERMARK_LINGER_MS_DEFAULT = 100;
+/** Longest delay a writer gets between the soft and the hard unreplicated limit. */
+export const LOG_THROTTLE_DELAY_MS_MAX = 50;
+/** With fullPolicy 'wait', an append waits this long for space before it fails with LOG_FULL. */
+export const LOG_FULL_WAIT_MS_DEFAULT = 60_000;
+/** After a fault, recovery is retried with this backoff (doubling) until it succeeds. */
+const FAULT_RETRY_MS_MIN = 1000;
+const FAULT_RETRY_MS_MAX = 30_000;
+/** One spare segment is kept ready so that a roll never waits for a zero-fill. */
+const SPARES_MAX = 1;
+
+export interface FlashLogExtras {
+  /** File operations; the real file system by default. */
+  storage?: Storage;
+  /** Salt source for new segments; tests pass a seeded one for reproducible runs. */
+  randomSalt?: () => number;
+  /** Coalescing interval of watermark-only checkpoints (ms). */
+  watermarkLingerMs?: number;
+  /** Longest wait for space under fullPolicy 'wait' (ms). */
+  fullWaitMs?: number;
+  /** Longest throttle delay between the soft and hard unreplicated limits (ms). */
+  throttleDelayMsMax?: number;
+  /** Initial retention floor until the application sets one (default: none, replication alone decides). */
+  retentionFloor?: number;
+}
+
+export type CreateFlashLogOptions = LogOptions & FlashLogExtras;
+
+type Lifecycle = 'new' | 'opening' | 'open' | 'closing' | 'closed';
+
+interface CheckpointSnapshot {
+  kind: number;
+  epoch: number;
+  replicated: number;
+  replicaAcked: number;
+  retentionFloor: number;
+}
+
+interface Counters {
+  appends: number;
+  appendsReplicated: number;
+  batches: number;
+  syncs: number;
+  bytesWritten: number;
+  checkpoints: number;
+  rolls: number;
+  fullRejections: number;
+  throttledAppends: number;
+  segmentsDeleted: number;
+  segmentsRecycled: number;
+  sparesCreated: number;
+  faults: number;
+  faultRecoveries: number;
+  quarantinedRecords: number;
+  readCorruptions: number;
+  tornBytes: number;
+  [name: string]: number;
+}
+
+function newCounters(): Counters {
+  return {
+    appends: 0,
+    appendsReplicated: 0,
+    batches: 0,
+    syncs: 0,
+    bytesWritten: 0,
+    checkpoints: 0,
+    rolls: 0,
+    fullRejections: 0,
+    throttledAppends: 0,
+    segmentsDeleted: 0,
+    segmentsRecycled: 0,
+    sparesCreated: 0,
+    faults: 0,
+    faultRecoveries: 0,
+    quarantinedRecords: 0,
+    readCorruptions: 0,
+    tornBytes: 0,
+  };
+}
+
+/** Map a system error to the log's typed error, with a message that says what to do. */
+export function ioError(error: unknown, what: string): LastgaspError {
+  const code = systemErrorCode(error);
+  const cause = error instanceof Error ? error.message : String(error);
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new LastgaspError('LOG_NO_SPACE', `${what}: the file system is full (${cause}); free space on the log's volume`, { errno: code }, { cause: error });
+  }
+  if (code === 'EROFS') {
+    return new LastgaspError('LOG_READ_ONLY', `${what}: the file system is read-only (${cause}); the kernel may have remounted it after errors, check dmesg`, { errno: code }, { cause: error });
+  }
+  return new LastgaspError('LOG_IO', `${what}: I/O error (${cause}); check the storage device`, { errno: code }, { cause: error });
+}
+
+export function createFlashLog(options: CreateFlashLogOptions): FlashLog & { readonly options: Readonly<ResolvedOptions> } {
+  return new SegmentedFlashLog(options);
+}
+
+export interface ResolvedOptions {
+  dir: string;
+  segmentBytes: number;
+  entryBytesMax: number;
+  lingerMs: number;
+  lingerBytes: number;
+  quotaBytes: number;
+  unreplicatedSoftBytes: number;
+  unreplicatedHardBytes: number;
+  fullPolicy: 'reject' | 'wait';
+  watermarkLingerMs: number;
+  fullWaitMs: number;
+  throttleDelayMsMax: number;
+}
+
+function configError(field: string, message: string): LastgaspError {
+  return new LastgaspError('CONFIG_INVALID', `log.${field}: ${message}`, { field });
+}
+
+function resolveOptions(options: CreateFlashLogOptions): ResolvedOptions {
+  const segmentBytes = options.segmentBytes ?? LOG_SEGMENT_BYTES_DEFAULT;
+  if (!Number.isInteger(segmentBytes) || segmentBytes < LOG_SEGMENT_BYTES_MIN || segmentBytes > LOG_SEGMENT_BYTES_MAX || segmentBytes % 8 !== 0) {
+    throw configError('segmentBytes', `${segmentBytes} is not a multiple of 8 between ${LOG_SEGMENT_BYTES_MIN} and ${LOG_SEGMENT_BYTES_MAX}`);
+  }
+  const capacity = segmentBytes - SEGMENT_HEADER_BYTES - 2 * CHECKPOINT_RECORD_BYTES;
+  const entryLimit = Math.min(RECORD_PAYLOAD_BYTES_MAX, capacity - RECORD_HEADER_BYTES, BATCH_BYTES_MAX - BATCH_PREFIX_BYTES - RECORD_HEADER_BYTES - 8);
+  const entryBytesMax = options.entryBytesMax ?? Math.min(LOG_ENTRY_BYTES_MAX_DEFAULT, entryLimit);
+  if (!Number.isInteger(entryBytesMax) || entryBytesMax < 1 || entryBytesMax > entryLimit) {
+    throw configError('entryBytesMax', `${entryBytesMax} must be between 1 and ${entryLimit} for segments of ${segmentBytes} bytes`);
+  }
+  const quotaBytes = options.quotaBytes ?? Number.POSITIVE_INFINITY;
+  if (!(quotaBytes >= 2 * segmentBytes)) {
+    throw configError('quotaBytes', `${quotaBytes} must hold at least two segments (${2 * segmentBytes} bytes: the active one and a spare)`);
+  }
+  const soft = options.unreplicatedSoftBytes ?? 0;
+  const hard = options.unreplicatedHardBytes ?? 0;
+  if (soft < 0 || hard < 0 || (hard > 0 && soft > hard)) {
+    throw configError('unreplicatedSoftBytes', `soft (${soft}) must be >= 0 and not above hard (${hard})`);
+  }
+  const lingerMs = options.lingerMs ?? 0;
+  if (!(lingerMs >= 0)) throw configError('lingerMs', `${lingerMs} must be >= 0`);
+  return {
+    dir: options.dir,
+    segmentBytes,
+    entryBytesMax,
+    lingerMs,
+    lingerBytes: Math.min(options.lingerBytes ?? LOG_LINGER_BYTES_DEFAULT, BATCH_BYTES_MAX),
+    quotaBytes,
+    unreplicatedSoftBytes: soft,
+    unreplicatedHardBytes: hard,
+    fullPolicy: options.fullPolicy ?? 'reject',
+    watermarkLingerMs: options.watermarkLingerMs ?? LOG_WATERMARK_LINGER_MS_DEFAULT,
+    fullWaitMs: options.fullWaitMs ?? LOG_FULL_WAIT_MS_DEFAULT,
+    throttleDelayMsMax: options.throttleDelayMsMax ?? LOG_THROTTLE_DELAY_MS_MAX,
+  };
+}
+
+class SegmentedFlashLog implements FlashLog {
+  readonly options: Readonly<ResolvedOptions>;
+  private readonly storage: Storage;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly saltSource: () => number;
+
+  private lifecycle: Lifecycle = 'new';
+  private segments: Segment[] = [];
+  private activeFile: StorageFile | undefined;
+  private spares: Spare[] = [];
+  private spareJob: Promise<void> | undefined;
+  private spareError: LastgaspError | undefined;
+  private nextSegmentId = 1;
+  /** Files of segments that retention released, waiting to be recycled into spares. */
+  private quarantineFiles: string[] = [];
+
+  private committed = 0;
+  private nextSeq = 1;
+  private currentEpoch = 1;
+  private replicated = 0;
+  private replicaAcked = 0;
+  private retentionFloor: number;
+  /** What the last synced checkpoint says: retention relies only on these. */
+  private durable: CheckpointSnapshot = { kind: 0, epoch: 1, replicated: 0, replicaAcked: 0, retentionFloor: RETENTION_FLOOR_NONE };
+  private watermarksDirty = false;
+  private forcedCheckpoint = 0;
+  private checkpointWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
+  private watermarkTimer: TimerHandle | undefined;
+
+  private staging = new Batch();
+  private writing = new Batch();
+  private writerRunning = false;
+  private flushScheduled = false;
+  private lingerTimer: TimerHandle | undefined;
+  private idleWaiters: Array<() => void> = [];
+  private paused = 0;
+  private syncMode: SyncMode = 'batched';
+  private readonly commitListeners = new Set<(committed: number) => void>();
+
+  private fault: LastgaspError | undefined;
+  private faultRetryMs = FAULT_RETRY_MS_MIN;
+  private faultTimer: TimerHandle | undefined;
+  private recovering: Promise<void> | undefined;
+  private maintenance: Promise<void> = Promise.resolve();
+  private spaceWaiters: Array<() => void> = [];
+  private readonly counters: Counters = newCounters();
+  private readonly readContext: ReadContext;
+
+  constructor(options: CreateFlashLogOptions) {
+    this.options = resolveOptions(options);
+    this.storage = options.storage ?? createNodeStorage();
+    this.logger = (options.logger ?? silentLogger).child('agent:log');
+    this.clock = options.clock ?? systemClock;
+    this.saltSource = options.randomSalt ?? randomSalt;
+    this.retentionFloor = options.retentionFloor ?? RETENTION_FLOOR_NONE;
+    this.readContext = {
+      storage: this.storage,
+      payloadBytesMax: this.options.entryBytesMax,
+      segments: () => this.segments,
+      committed: () => this.committed,
+      firstSeq: () => this.firstSeq,
+      onCorrupt: () => {
+        this.counters.readCorruptions++;
+      },
+    };
+  }
+
+  // ---- lifecycle ---------------------------------------------------------------------------------------
+
+  async open(): Promise<RecoveryReport> {
+    if (this.lifecycle !== 'new') throw new LastgaspError('LOG_CLOSED', `log ${this.options.dir}: open() called twice; create a new log object to reopen`);
+    this.lifecycle = 'opening';
+    const started = this.clock.monotonicMs();
+    let recovered: RecoveredState;
+    try {
+      recovered = await recoverLog(this.recoverContext(undefined));
+    } catch (error) {
+      this.lifecycle = 'closed';
+      throw error instanceof LastgaspError ? error : ioError(error, `opening the log in ${this.options.dir}`);
+    }
+    this.adopt(recovered);
+    if (recovered.segments.length === 0) {
+      // A new log: its first segment starts with a head checkpoint, written and synced before open resolves.
+      this.forcedCheckpoint = CHECKPOINT_HEAD;
+    }
+    this.lifecycle = 'open';
+    if (this.forcedCheckpoint !== 0) {
+      try {
+        await this.forceCheckpoint(CHECKPOINT_HEAD);
+      } catch (error) {
+        await this.close().catch(() => undefined);
+        throw error;
+      }
+    }
+    this.ensureSpare();
+    this.scheduleRetention();
+    const report: RecoveryReport = {
+      firstSeq: this.firstSeq,
+      committed: this.committed,
+      epoch: this.currentEpoch,
+      tornBytes: recovered.tornBytes,
+      quarantinedRecords: recovered.quarantinedRecords,
+      quarantineFile: recovered.quarantineFile,
+      durationMs: this.clock.monotonicMs() - started,
+    };
+    this.logger.info(`opened ${this.options.dir}: seq ${report.firstSeq}..${report.committed}, epoch ${report.epoch}`, {
+      tornBytes: report.tornBytes,
+      quarantinedRecords: report.quarantinedRecords,
+      cleanClose: recovered.cleanClose,
+    });
+    return report;
+  }
+
+  async close(): Promise<void> {
+    if (this.lifecycle === 'closed' || this.lifecycle === 'closing') return;
+    if (this.lifecycle === 'new') {
+      this.lifecycle = 'closed';
+      return;
+    }
+    this.lifecycle = 'closing';
+    if (this.faultTimer) {
+      // Recovery is waiting to retry after a failure: give up on it rather than wait out the backoff.
+      this.faultTimer.cancel();
+      this.faultTimer = undefined;
+    } else if (this.recovering) await this.recovering;
+    if (!this.fault) await this.forceCheckpoint(CHECKPOINT_CLOSE).catch(() => undefined);
+    await this.whenIdle();
+    await this.maintenance;
+    if (this.spareJob) await this.spareJob;
+    this.cancelTimers();
+    const closed = new LastgaspError('LOG_CLOSED', `log ${this.options.dir} is closed`);
+    this.staging.rejectFrom(0, closed);
+    this.staging.reset();
+    for (const wake of this.spaceWaiters.splice(0)) wake();
+    const file = this.activeFile;
+    this.activeFile = undefined;
+    this.lifecycle = 'closed';
+    if (file) await file.close().catch(() => undefined);
+  }
+
+  private cancelTimers(): void {
+    this.lingerTimer?.cancel();
+    this.lingerTimer = undefined;
+    this.watermarkTimer?.cancel();
+    this.watermarkTimer = undefined;
+    this.faultTimer?.cancel();
+    this.faultTimer = undefined;
+  }
+
+  private recoverContext(durableHint: { segmentId: number; offset: number } | undefined) {
+    return {
+      storage: this.storage,
+      dir: this.options.dir,
+      payloadBytesMax: this.options.entryBytesMax,
+      logger: this.logger,
+      clock: this.clock,
+      randomSalt: this.saltSource,
+      durableHint,
+    };
+  }
+
+  private adopt(recovered: RecoveredState): void {
+    this.segments = recovered.segments;
+    this.activeFile = recovered.activeFile;
+    this.spares = recovered.spares;
+    this.nextSegmentId = Math.max(this.nextSegmentId, recovered.nextSegmentId);
+    this.quarantineFiles = recovered.quarantineFiles;
+    this.committed = recovered.committed;
+    this.nextSeq = recovered.committed + 1;
+    this.currentEpoch = Math.max(this.currentEpoch, recovered.epoch);
+    // Watermarks never go backwards: after a fault recovery the in-memory values may be ahead of the disk.
+    this.replicated = Math.min(Math.max(this.replicated, recovered.replicated), this.committed);
+    this.replicaAcked = Math.min(Math.max(this.replicaAcked, recovered.replicaAcked), this.committed);
+    if (this.retentionFloor === RETENTION_FLOOR_NONE) this.retentionFloor = recovered.retentionFloor;
+    this.durable = {
+      kind: 0,
+      epoch: recovered.epoch,
+      replicated: recovered.replicated,
+      replicaAcked: recovered.replicaAcked,
+      retentionFloor: recovered.retentionFloor,
+    };
+    this.watermarksDirty = this.replicated !== recovered.replicated || this.replicaAcked !== recovered.replicaAcked;
+    this.counters.tornBytes += recovered.tornBytes;
+    this.counters.quarantinedRecords += recovered.quarantinedRecords;
+  }
+
+  // ---- appends -----------------------------------------------------------------------------------------
+
+  get firstSeq(): number {
+    return this.segments.length > 0 ? this.segments[0]!.baseSeq : this.committed + 1;
+  }
+
+  get epoch(): number {
+    return this.currentEpoch;
+  }
+
+  private refuse(): LastgaspError | undefined {
+    if (this.lifecycle !== 'open') {
+      return new LastgaspError('LOG_CLOSED', `log ${this.options.dir} is ${this.lifecycle === 'new' ? 'not open yet (call open())' : 'closed'}`);
+    }
+    if (this.fault) {
+      return new LastgaspError('LOG_FAULT', `log ${this.options.dir} stopped after an I/O fault and is recovering: ${this.fault.message}`, {
+        cause: this.fault.code,
+      });
+    }
+    return undefined;
+  }
+
+  append(payload: Uint8Array): Promise<AppendResult> {
+    const refused = this.refuse();
+    if (refused) return Promise.reject(refused);
+    if (payload.length > this.options.entryBytesMax) {
+      return Promise.reject(
+        new LastgaspError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes exceeds the log's entryBytesMax of ${this.options.entryBytesMax}; split it or raise log.entryBytesMax`, {
+          bytes: payload.length,
+          max: this.options.entryBytesMax,
+        }),
+      );
+    }
+    let gate: Promise<void> | undefined;
+    try {
+      gate = this.admit(recordBytes(payload.length), false);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (gate !== undefined) return gate.then(() => this.appendAdmitted(payload));
+    return this.stageEntry(payload);
+  }
+
+  /** After a throttle delay or a wait for space: check again, but do not throttle twice. */
+  private appendAdmitted(payload: Uint8Array): Promise<AppendResult> {
+    const refused = this.refuse();
+    if (refused) return Promise.reject(refused);
+    let gate: Promise<void> | undefined;
+    try {
+      gate = this.admit(recordBytes(payload.length), true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (gate !== undefined) return gate.then(() => this.appendAdmitted(payload));
+    return this.stageEntry(payload);
+  }
+
+  private stageEntry(payload: Uint8Array): Promise<AppendResult> {
+    if (this.nextSeq > RECORD_U48_MAX) throw new LastgaspError('LOG_SEQ', `log ${this.options.dir}: seq space exhausted`);
+    const seq = this.nextSeq++;
+    const epoch = this.currentEpoch;
+    const staging = this.staging;
+    staging.put(payload, seq, epoch, this.clock.nowMs());
+    this.counters.appends++;
+    const promise = new Promise<AppendResult>((resolve, reject) => staging.wait(resolve as (value: unknown) => void, reject, seq, epoch));
+    this.scheduleFlush();
+    return promise;
+  }
+
+  appendReplicated(entries: readonly LogEntry[]): Promise<void> {
+    const refused = this.refuse();
+    if (refused) return Promise.reject(refused);
+    if (entries.length === 0) return Promise.resolve();
+    let bytes = 0;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i]!;
+      if (entry.seq !== this.nextSeq + i) {
+        return Promise.reject(
+          new LastgaspError('LOG_SEQ', `replicated entry ${i} has seq ${entry.seq}, expected ${this.nextSeq + i} (the log's committed end is ${this.committed})`, {
+            expected: this.nextSeq + i,
+            got: entry.seq,
+            committed: this.committed,
+          }),
+        );
+      }
+      if (entry.payload.length > this.options.entryBytesMax) {
+        return Promise.reject(
+          new LastgaspError('ENTRY_TOO_LARGE', `replicated entry seq ${entry.seq} has ${entry.payload.length} bytes, above entryBytesMax ${this.options.entryBytesMax}`, {
+            seq: entry.seq,
+          }),
+        );
+      }
+      if (!(entry.epoch >= 0 && entry.epoch <= 0xffff_ffff) || !(entry.timestampMs >= 0 && entry.timestampMs <= RECORD_U48_MAX)) {
+        return Promise.reject(new LastgaspError('LOG_SEQ', `replicated entry seq ${entry.seq} has an epoch or timestamp out of range`, { seq: entry.seq }));
+      }
+      bytes += recordBytes(entry.payload.length);
+    }
+    let gate: Promise<void> | undefined;
+    try {
+      gate = this.admit(bytes, true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (gate !== undefined) return gate.then(() => this.appendReplicated(entries));
+    const staging = this.staging;
+    let epochMax = this.currentEpoch;
+    for (const entry of entries) {
+      staging.put(entry.payload, entry.seq, entry.epoch, entry.timestampMs);
+      if (entry.epoch > epochMax) epochMax = entry.epoch;
+    }
+    this.nextSeq += entries.length;
+    // A replica's epoch follows what it stores, so that a takeover's beginEpoch must go above the primary's.
+    this.currentEpoch = epochMax;
+    this.counters.appendsReplicated += entries.length;
+    const promise = new Promise<void>((resolve, reject) => staging.wait(resolve as (value: unknown) => void, reject, entries[entries.length - 1]!.seq, -1));
+    this.scheduleFlush();
+    return promise;
+  }
+
+  // ---- admission: quota, hard and soft unreplicated limits ----------------------------------------------
+
+  private unreplicatedBytes(): number {
+    const pending = this.staging.stagedBytes + (this.writerRunning ? this.writing.stagedBytes : 0);
+    return this.unreplicatedCommittedBytes() + pending;
+  }
+
+  /** Bytes of synced records above the replicated watermark (an estimate within one index step). */
+  private unreplicatedCommittedBytes(): number {
+    const from = this.replicated + 1;
+    if (from > this.committed || this.segments.length === 0) return 0;
+    let total = 0;
+    for (let i = this.segments.length - 1; i >= 0; i--) {
+      const segment = this.segments[i]!;
+      if (segment.baseSeq > from) {
+        total += segment.bytesUsed - SEGMENT_HEADER_BYTES;
+        continue;
+      }
+      total += segment.bytesUsed - this.positionOf(segment, from);
+      break;
+    }
+    return total;
+  }
+
+  private positionOf(segment: Segment, seq: number): number {
+    if (segment.indexed) return segment.index.lookup(seq, SEGMENT_HEADER_BYTES);
+    const span = Math.max(1, segment.lastSeq - segment.baseSeq + 1);
+    const fraction = Math.min(1, Math.max(0, (seq - segment.baseSeq) / span));
+    return SEGMENT_HEADER_BYTES + Math.floor(fraction * (segment.bytesUsed - SEGMENT_HEADER_BYTES));
+  }
+
+  /** Bytes that can still be appended without a new file beyond the quota. */
+  private spaceLeft(): number {
+    if (this.options.quotaBytes === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY;
+    const active = this.segments[this.segments.length - 1];
+    const pending = this.staging.used + (this.writerRunning ? this.writing.used : 0);
+    let left = active ? active.segmentBytes - active.bytesUsed - pending : 0;
+    const allocated = this.bytesOnDisk();
+    const capacity = this.options.segmentBytes - SEGMENT_HEADER_BYTES - 2 * CHECKPOINT_RECORD_BYTES;
+    left += this.spares.length * capacity;
+    left += Math.floor((this.options.quotaBytes - allocated) / this.options.segmentBytes) * capacity;
+    return left;
+  }
+
+  private bytesOnDisk(): number {
+    let total = 0;
+    for (const segment of this.segments) total += segment.segmentBytes;
+    for (const spare of this.spares) total += spare.segmentBytes;
+    if (this.spareJob) total += this.options.segmentBytes;
+    return total;
+  }
+
+  /** undefined: go ahead now; a promise: wait (throttle or space) and ask again; throws LOG_FULL to refuse. */
+  private admit(bytes: number, throttled: boolean): Promise<void> | undefined {
+    const hard = this.options.unreplicatedHardBytes;
+    const soft = this.options.unreplicatedSoftBytes;
+    const needsUnreplicated = hard > 0 || soft > 0;
+    const unreplicated = needsUnreplicated ? this.unreplicatedBytes() : 0;
+    if (hard > 0 && unreplicated + bytes > hard) {
+      return this.full(`${unreplicated} bytes are not replicated yet, at the hard limit of ${hard} (log.unreplicatedHardBytes)`);
+    }
+    if (bytes + BATCH_PREFIX_BYTES > this.spaceLeft()) {
+      this.scheduleRetention();
+      return this.full(`the log's quota of ${this.options.quotaBytes} bytes is full of entries that are not yet replicated or are held by the retention floor`);
+    }
+    if (!throttled && soft > 0 && unreplicated > soft) {
+      this.counters.throttledAppends++;
+      const span = hard > soft ? hard - soft : soft;
+      const delayMs = Math.max(1, Math.ceil((this.options.throttleDelayMsMax * (unreplicated - soft)) / span));
+      return new Promise((resolve) => this.clock.setTimeout(resolve, Math.min(delayMs, this.options.throttleDelayMsMax)));
+    }
+    return undefined;
+  }
+
+  private full(why: string): Promise<void> {
+    this.counters.fullRejections++;
+    const error = new LastgaspError('LOG_FULL', `log ${this.options.dir} is full: ${why}; appends resume as replication catches up`, {
+      dir: this.options.dir,
+    });
+    if (this.options.fullPolicy === 'reject') throw error;
+    return new Promise<void>((resolve, reject) => {
+      let done = false;
+      const timer = this.clock.setTimeout(() => {
+        if (done) return;
+        done = true;
+        const at = this.spaceWaiters.indexOf(wake);
+        if (at >= 0) this.spaceWaiters.splice(at, 1);
+        reject(error);
+      }, this.options.fullWaitMs);
+      const wake = () => {
+        if (done) return;
+        done = true;
+        timer.cancel();
+        resolve();
+      };
+      this.spaceWaiters.push(wake);
+    });
+  }
+
+  private wakeSpaceWaiters(): void {
+    if (this.spaceWaiters.length === 0) return;
+    for (const wake of this.spaceWaiters.splice(0)) wake();
+  }
+
+  // ---- the writer loop ---------------------------------------------------------------------------------
+
+  private scheduleFlush(): void {
+    if (this.writerRunning || this.paused > 0) return;
+    const lingering = this.syncMode === 'batched' && this.options.lingerMs > 0 && this.staging.stagedBytes < this.options.lingerBytes;
+    if (this.flushScheduled) {
+      if (!lingering && this.lingerTimer) {
+        this.lingerTimer.cancel();
+        this.lingerTimer = undefined;
+        setImmediate(this.runWriterBound);
+      }
+      return;
+    }
+    this.flushScheduled = true;
+    if (lingering && this.forcedCheckpoint === 0) this.lingerTimer = this.clock.setTimeout(this.runWriterBound, this.options.lingerMs);
+    else setImmediate(this.runWriterBound);
+  }
+
+  private readonly runWriterBound = (): void => {
+    void this.runWriter();
+  };
+
+  private hasWork(): boolean {
+    return this.staging.records > 0 || this.forcedCheckpoint !== 0;
+  }
+
+  private async runWriter(): Promise<void> {
+    this.lingerTimer?.cancel();
+    this.lingerTimer = undefined;
+    this.flushScheduled = false;
+    if (this.writerRunning || this.paused > 0) return;
+    this.writerRunning = true;
+    try {
+      while (this.hasWork() && !this.fault && this.paused === 0) {
+        const batch = this.staging;
+        this.staging = this.writing;
+        this.writing = batch;
+        await this.commitBatch(batch);
+        batch.reset();
+        if (this.syncMode === 'batched' && this.options.lingerMs > 0 && this.forcedCheckpoint === 0 && this.staging.stagedBytes < this.options.lingerBytes) break;
+      }
+    } finally {
+      this.writerRunning = false;
+    }
+    if (this.hasWork() && !this.fault && this.paused === 0) this.scheduleFlush();
+    else if (!this.hasWork()) for (const wake of this.idleWaiters.splice(0)) wake();
+  }
+
+  /** Resolve once nothing is staged or being written. */
+  private whenIdle(): Promise<void> {
+    if (!this.writerRunning && !this.hasWork()) return Promise.resolve();
+    if (this.fault) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.idleWaiters.push(resolve);
+      this.scheduleFlush();
+    });
+  }
+
+  private snapshot(kind: number): CheckpointSnapshot {
+    return { kind, epoch: this.currentEpoch, replicated: this.replicated, replicaAcked: this.replicaAcked, retentionFloor: this.retentionFloor };
+  }
+
+  private encodeCheckpoint(batch: Batch, at: number, cp: CheckpointSnapshot, prev: Segment | undefined): void {
+    encodeRecordHeader(batch.view, at, RECORD_TYPE_CHECKPOINT, CHECKPOINT_RECORD_BYTES - RECORD_HEADER_BYTES, this.committed, cp.epoch, this.clock.nowMs());
+    encodeCheckpointPayload(
+      {
+        kind: cp.kind,
+        epoch: cp.epoch,
+        replicated: cp.replicated,
+        replicaAcked: cp.replicaAcked,
+        retentionFloor: cp.retentionFloor,
+        logFirstSeq: this.firstSeq,
+        prevSegmentId: prev ? prev.id : 0,
+        prevBytesUsed: prev ? prev.bytesUsed : 0,
+      },
+      batch.view,
+      at + RECORD_HEADER_BYTES,
+    );
+  }
+
+  /**
+   * Write and sync one batch, in chunks of at most BATCH_BYTES_MAX (the unsynced window recovery zeroes),
+   * each one positional write plus one fdatasync. A chunk that does not fit in the active segment goes to a
+   * new segment whose head checkpoint is written in the same write.
+   */
+  private async commitBatch(batch: Batch): Promise<void> {
+    let checkpoint: CheckpointSnapshot | undefined;
+    let checkpointWaiters: SegmentedFlashLog['checkpointWaiters'] = [];
+    if (this.watermarksDirty || this.forcedCheckpoint !== 0) {
+      checkpoint = this.snapshot(this.forcedCheckpoint !== 0 ? this.forcedCheckpoint : CHECKPOINT_WATERMARKS);
+      this.watermarksDirty = false;
+      this.forcedCheckpoint = 0;
+      checkpointWaiters = this.checkpointWaiters;
+      this.checkpointWaiters = [];
+      this.watermarkTimer?.cancel();
+      this.watermarkTimer = undefined;
+    }
+    let start = BATCH_PREFIX_BYTES;
+    let waiter = 0;
+    let first = true;
+    try {
+      while (first || start < batch.used) {
+        const wantsCheckpoint = first && checkpoint !== undefined;
+        let active = this.segments[this.segments.length - 1];
+        let roll = active === undefined;
+        let end = roll ? start : this.chunkEnd(batch, start, active!, wantsCheckpoint);
+        if (!roll && end === start) {
+          // Nothing fits: roll, unless this is a checkpoint alone and the slot kept for it is still free.
+          const checkpointOnly = wantsCheckpoint && batch.used === start;
+          roll = !checkpointOnly || active!.segmentBytes - active!.bytesUsed < CHECKPOINT_RECORD_BYTES;
+        }
+        if (roll) {
+          await this.roll();
+          active = this.segments[this.segments.length - 1]!;
+          end = this.chunkEnd(batch, start, active, true);
+        }
+        const segment = active!;
+        const withPrefix = roll || wantsCheckpoint;
+        const from = withPrefix ? start - CHECKPOINT_RECORD_BYTES : start;
+        let headState: CheckpointSnapshot = this.durable;
+        if (withPrefix) {
+          const cp = checkpoint ?? this.snapshot(CHECKPOINT_HEAD);
+          headState = cp;
+          this.encodeCheckpoint(batch, from, roll ? { ...cp, kind: CHECKPOINT_HEAD } : cp, roll ? this.segments[this.segments.length - 2] : undefined);
+          sealRecord(batch.bytes, batch.view, from, segment.seed);
+        }
+        const position = segment.bytesUsed;
+        let lastSeq = this.committed;
+        for (let at = start; at < end; ) {
+          const seq = batch.view.getUint32(at + 8, true) + batch.view.getUint16(at + 12, true) * 0x1_0000_0000;
+          segment.index.add(seq, position + (at - from));
+          lastSeq = seq;
+          at += sealRecord(batch.bytes, batch.view, at, segment.seed);
+        }
+        const length = end - from;
+        const file = this.activeFile!;
+        try {
+          await file.write(batch.bytes, from, length, position);
+        } catch (error) {
+          throw this.enterFault(error, `writing ${length} bytes to ${segment.path} at offset ${position}`, batch, waiter);
+        }
+        try {
+          await file.datasync();
+        } catch (error) {
+          throw this.enterFault(error, `fdatasync of ${segment.path}`, batch, waiter);
+        }
+        this.counters.batches++;
+        this.counters.syncs++;
+        this.counters.bytesWritten += length;
+        segment.bytesUsed = position + length;
+        if (withPrefix) {
+          this.counters.checkpoints++;
+          this.durable = checkpoint ?? headState;
+          for (const w of checkpointWaiters) w.resolve();
+          checkpointWaiters = [];
+        }
+        const advanced = lastSeq > this.committed;
+        if (advanced) {
+          segment.lastSeq = lastSeq;
+          this.committed = lastSeq;
+        }
+        while (waiter < batch.resolves.length && batch.waiterEnd[waiter]! <= end) {
+          const epoch = batch.waiterEpoch[waiter]!;
+          batch.resolves[waiter]!(epoch >= 0 ? { seq: batch.waiterSeq[waiter]!, epoch } : undefined);
+          waiter++;
+        }
+        if (advanced) this.notifyCommit();
+        if (withPrefix) this.scheduleRetention();
+        start = end;
+        first = false;
+      }
+    } catch (error) {
+      for (const w of checkpointWaiters) w.reject(error);
+      if (!(error instanceof LastgaspError) || !this.fault) {
+        // Not a fault (no space for a new segment): give up this batch and everything staged after it.
+        batch.rejectFrom(waiter, error);
+        this.dropStaged(error);
+      }
+    }
+  }
+
+  /** End (staging offset) of the records from `start` that fit in one chunk in `segment`. */
+  private chunkEnd(batch: Batch, start: number, segment: Segment, withPrefix: boolean): number {
+    const prefix = withPrefix ? CHECKPOINT_RECORD_BYTES : 0;
+    // Keep room for a final checkpoint (a clean close, a quarantine) in every segment.
+    const room = Math.min(BATCH_BYTES_MAX, segment.segmentBytes - segment.bytesUsed - CHECKPOINT_RECORD_BYTES) - prefix;
+    let end = start;
+    while (end < batch.used) {
+      const size = recordBytes(batch.view.getUint32(end + 4, true) & 0xff_ffff);
+      if (end + size - start > room) break;
+      end += size;
+    }
+    return end;
+  }
+
+  private dropStaged(error: unknown): void {
+    this.staging.rejectFrom(0, error);
+    this.staging.reset();
+    this.nextSeq = this.committed + 1;
+  }
+
+  private notifyCommit(): void {
+    const committed = this.committed;
+    for (const listener of this.commitListeners) {
+      try {
+        listener(committed);
+      } catch (error) {
+        this.logger.error('onCommit listener threw', { error });
+      }
+    }
+  }
+
+  // ---- segments: roll, spares, retention ---------------------------------------------------------------
+
+  /** Make a spare the active segment (its head record goes out with the next write). */
+  private async roll(): Promise<void> {
+    const spare = await this.takeSpare();
+    let file: StorageFile;
+    try {
+      file = await this.storage.open(spare.path, 'readwrite');
+    } catch (error) {
+      this.spares.unshift(spare);
+      throw ioError(error, `opening segment ${spare.path}`);
+    }
+    const previous = this.activeFile;
+    this.activeFile = file;
+    this.segments.push(newSegment(spare, this.committed + 1));
+    this.counters.rolls++;
+    if (previous) await previous.close().catch(() => undefined);
+    this.ensureSpare();
+  }
+
+  private async takeSpare(): Promise<Spare> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const spare = this.spares.shift();
+      if (spare) return spare;
+      this.ensureSpare();
+      if (this.spareJob) await this.spareJob;
+    }
+    const spare = this.spares.shift();
+    if (spare) return spare;
+    if (this.spareError) throw this.spareError;
+    this.counters.fullRejections++;
+    throw new LastgaspError('LOG_FULL', `log ${this.options.dir} is full: no room under the quota of ${this.options.quotaBytes} bytes for a new segment`);
+  }
+
+  /** Prepare a spare segment in the background if none is ready and the quota allows. */
+  private ensureSpare(): void {
+    if (this.spareJob || this.spares.length >= SPARES_MAX || this.lifecycle === 'closed') return;
+    if (this.bytesOnDisk() + this.options.segmentBytes > this.options.quotaBytes) return;
+    const spare: Spare = {
+      id: this.nextSegmentId++,
+      path: segmentPath(this.options.dir, this.nextSegmentId - 1),
+      salt: this.saltSource(),
+      segmentBytes: this.options.segmentBytes,
+    };
+    const job = createSpare(this.storage, this.options.dir, spare, this.clock.nowMs()).then(
+      () => {
+        this.spares.push(spare);
+        this.spareError = undefined;
+        this.counters.sparesCreated++;
+      },
+      async (error: unknown) => {
+        this.spareError = ioError(error, `preallocating segment ${spare.path}`);
+        this.logger.error(this.spareError.message, { segment: spare.id });
+        await this.storage.unlink(`${spare.path}.tmp`).catch(() => undefined);
+      },
+    );
+    this.spareJob = job.finally(() => {
+      this.spareJob = undefined;
+      this.wakeSpaceWaiters();
+    });
+  }
+
+  private scheduleRetention(): void {
+    if (this.segments.length < 2) return;
+    const head = this.segments[0]!;
+    if (!this.deletable(head)) return;
+    this.maintenance = this.maintenance.then(() => this.runRetention()).catch((error: unknown) => {
+      this.logger.error('retention failed', { error });
+    });
+  }
+
+  /** Whole segments only, and only when every entry in them is durably replicated and below the floor. */
+  private deletable(segment: Segment): boolean {
+    return segment.lastSeq <= this.durable.replicated && segment.lastSeq < this.retentionFloor;
+  }
+
+  private async runRetention(): Promise<void> {
+    let changed = false;
+    while (this.segments.length > 1 && this.lifecycle !== 'closed' && !this.fault && this.deletable(this.segments[0]!)) {
+      const segment = this.segments.shift()!;
+      changed = true;
+      const recycle = this.spares.length < SPARES_MAX && !this.spareJob && segment.segmentBytes === this.options.segmentBytes;
+      if (recycle) {
+        const spare: Spare = { id: this.nextSegmentId++, path: segmentPath(this.options.dir, this.nextSegmentId - 1), salt: this.saltSource(), segmentBytes: segment.segmentBytes };
+        try {
+          await recycleSegment(this.storage, this.options.dir, segment.path, spare, this.clock.nowMs());
+          this.spares.push(spare);
+          this.counters.segmentsRecycled++;
+        } catch (error) {
+          this.logger.error(`recycling ${segment.path} failed`, { error });
+          await this.storage.unlink(segment.path).catch(() => undefined);
+          await this.storage.unlink(spare.path).catch(() => undefined);
+          this.counters.segmentsDeleted++;
+        }
+      } else {
+        await this.storage.unlink(segment.path);
+        this.counters.segmentsDeleted++;
+      }
+    }
+    if (changed) {
+      await this.storage.syncDir(this.options.dir);
+      this.ensureSpare();
+      this.wakeSpaceWaiters();
+    }
+  }
+
+  // ---- faults --------------------------------------------------------------------------------------------
+
+  /**
+   * A failed write or fdatasync stops appends at once: the kernel may already have dropped the dirty pages
+   * and a retried fsync could then "succeed" over lost data (fsyncgate; PostgreSQL panics here). Every
+   * waiter of this batch and everything staged fails, and the log reopens its files and recovers from what
+   * is on disk, treating everything past the last synced offset as torn.
+   */
+  private enterFault(error: unknown, what: string, batch: Batch, waiter: number): LastgaspError {
+    const typed = ioError(error, what);
+    const active = this.segments[this.segments.length - 1]!;
+    this.fault = typed;
+    this.counters.faults++;
+    this.logger.error(`${typed.message}; appends stopped, reopening the log to recover from what is on disk (no retry of the sync)`, {
+      code: typed.code,
+      committed: this.committed,
+    });
+    batch.rejectFrom(waiter, typed);
+    this.dropStaged(new LastgaspError('LOG_FAULT', `log ${this.options.dir} stopped after an I/O fault: ${typed.message}`, { cause: typed.code }));
+    // A segment whose head was never synced is not part of the durable log: point at its predecessor.
+    const durableSegment = active.bytesUsed > SEGMENT_HEADER_BYTES ? active : this.segments[this.segments.length - 2];
+    const hint = durableSegment ? { segmentId: durableSegment.id, offset: durableSegment.bytesUsed } : { segmentId: 0, offset: 0 };
+    this.recovering = this.recoverAfterFault(hint);
+    return typed;
+  }
+
+  private async recoverAfterFault(hint: { segmentId: number; offset: number }): Promise<void> {
+    const file = this.activeFile;
+    this.activeFile = undefined;
+    if (file) await file.close().catch(() => undefined);
+    await this.maintenance;
+    if (this.spareJob) await this.spareJob;
+    try {
+      const recovered = await recoverLog(this.recoverContext(hint));
+      this.adopt(recovered);
+      if (recovered.segments.length === 0) this.forcedCheckpoint = CHECKPOINT_HEAD;
+      this.fault = undefined;
+      this.faultRetryMs = FAULT_RETRY_MS_MIN;
+      this.counters.faultRecoveries++;
+      this.logger.info(`recovered after the fault: seq ${this.firstSeq}..${this.committed}; appends resumed`);
+      this.recovering = undefined;
+      this.ensureSpare();
+      if (this.hasWork()) this.scheduleFlush();
+    } catch (error) {
+      const typed = error instanceof LastgaspError ? error : ioError(error, `recovering ${this.options.dir}`);
+      this.fault = typed;
+      this.logger.error(`recovery after the fault failed: ${typed.message}; retrying in ${this.faultRetryMs} ms`);
+      const delay = this.faultRetryMs;
+      this.faultRetryMs = Math.min(FAULT_RETRY_MS_MAX, this.faultRetryMs * 2);
+      this.recovering = new Promise<void>((resolve) => {
+        if (this.lifecycle === 'closing' || this.lifecycle === 'closed') {
+          resolve();
+          return;
+        }
+        this.faultTimer = this.clock.setTimeout(() => {
+          this.faultTimer = undefined;
+          resolve(this.recoverAfterFault(hint));
+        }, delay);
+      });
+    }
+  }
+
+  /** Resolves once a fault recovery in progress has finished (for tests and the supervisor). */
+  async whenRecovered(): Promise<void> {
+    while (this.recovering) await this.recovering;
+  }
+
+  // ---- reading -------------------------------------------------------------------------------------------
+
+  read(fromSeq: number, limits: ReadLimits): Promise<LogEntry[]> {
+    if (this.lifecycle !== 'open' && this.lifecycle !== 'closing') {
+      return Promise.reject(new LastgaspError('LOG_CLOSED', `log ${this.options.dir} is not open`));
+    }
+    return readEntries(this.readContext, fromSeq, limits);
+  }
+
+  async *entries(fromSeq: number): AsyncIterable<LogEntry> {
+    let seq = fromSeq;
+    for (;;) {
+      const page = await this.read(seq, { entriesMax: 512, bytesMax: 1024 * 1024 });
+      if (page.length === 0) return;
+      for (const entry of page) yield entry;
+      seq = page[page.length - 1]!.seq + 1;
+    }
+  }
+
+  // ---- watermarks, epoch, modes --------------------------------------------------------------------------
+
+  watermarks(): Watermarks {
+    return { committed: this.committed, replicated: this.replicated, replicaAcked: this.replicaAcked };
+  }
+
+  /** The watermarks as the last synced checkpoint holds them (what a crash now would recover). */
+  durableWatermarks(): Watermarks {
+    return { committed: this.committed, replicated: this.durable.replicated, replicaAcked: this.durable.replicaAcked };
+  }
+
+  markReplicated(seq: number): void {
+    const value = Math.min(seq, this.committed);
+    if (!(value > this.replicated)) return;
+    this.replicated = value;
+    this.watermarksChanged();
+  }
+
+  markReplicaAcked(seq: number): void {
+    const value = Math.min(seq, this.committed);
+    if (!(value > this.replicaAcked)) return;
+    this.replicaAcked = value;
+    this.watermarksChanged();
+  }
+
+  /** Ride the next batch; if none comes within the linger, write a checkpoint on its own. */
+  private watermarksChanged(): void {
+    this.watermarksDirty = true;
+    if (this.watermarkTimer || this.lifecycle !== 'open') return;
+    this.watermarkTimer = this.clock.setTimeout(() => {
+      this.watermarkTimer = undefined;
+      if (!this.watermarksDirty || this.lifecycle !== 'open' || this.fault) return;
+      if (this.forcedCheckpoint === 0) this.forcedCheckpoint = CHECKPOINT_WATERMARKS;
+      this.scheduleFlush();
+    }, this.options.watermarkLingerMs);
+  }
+
+  syncWatermarks(): Promise<void> {
+    const refused = this.refuse();
+    if (refused) return Promise.reject(refused);
+    return this.forceCheckpoint(CHECKPOINT_WATERMARKS);
+  }
+
+  private forceCheckpoint(kind: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (this.forcedCheckpoint === 0 || kind === CHECKPOINT_CLOSE || kind === CHECKPOINT_HEAD) this.forcedCheckpoint = kind;
+      this.checkpointWaiters.push({ resolve, reject });
+      this.scheduleFlush();
+    });
+  }
+
+  async beginEpoch(epoch: number): Promise<void> {
+    const refused = this.refuse();
+    if (refused) throw refused;
+    if (!Number.isInteger(epoch) || epoch <= this.currentEpoch || epoch > 0xffff_ffff) {
+      throw new LastgaspError('LOG_SEQ', `epoch ${epoch} must be an integer above the current epoch ${this.currentEpoch}`, {
+        epoch,
+        current: this.currentEpoch,
+      });
+    }
+    this.currentEpoch = epoch;
+    await this.forceCheckpoint(CHECKPOINT_EPOCH);
+  }
+
+  setSyncMode(mode: SyncMode): void {
+    this.syncMode = mode;
+    if (mode === 'immediate' && this.lingerTimer) {
+      this.lingerTimer.cancel();
+      this.lingerTimer = undefined;
+      this.flushScheduled = false;
+      this.scheduleFlush();
+    }
+  }
+
+  setRetentionFloor(seq: number): void {
+    if (!(seq >= 0)) return;
+    if (seq === this.retentionFloor) return;
+    this.retentionFloor = seq;
+    this.watermarksChanged();
+    this.scheduleRetention();
+  }
+
+  onCommit(listener: (committed: number) => void): () => void {
+    this.commitListeners.add(listener);
+    return () => {
+      this.commitListeners.delete(listener);
+    };
+  }
+
+  // ---- demotion ------------------------------------------------------------------------------------------
+
+  async quarantineAfter(seq: number): Promise<{ records: number; file: string | undefined }> {
+    const refused = this.refuse();
+    if (refused) throw refused;
+    this.paused++;
+    try {
+      while (this.writerRunning || this.staging.records > 0) {
+        this.paused--;
+        await this.whenIdle();
+        this.paused++;
+      }
+      if (this.fault) throw this.refuse()!;
+      if (seq >= this.committed) return { records: 0, file: undefined };
+      if (seq < this.firstSeq - 1) {
+        throw new LastgaspError('LOG_SEQ', `cannot keep the log up to seq ${seq}: retention already removed seqs below ${this.firstSeq}`, {
+          seq,
+          firstSeq: this.firstSeq,
+        });
+      }
+      return await this.cutAfter(seq);
+    } finally {
+      this.paused--;
+      if (this.hasWork()) this.scheduleFlush();
+    }
+  }
+
+  private async cutAfter(seq: number): Promise<{ records: number; file: string | undefined }> {
+    const dir = this.options.dir;
+    let keep = this.segments.length - 1;
+    while (keep > 0 && this.segments[keep]!.baseSeq > seq + 1) keep--;
+    const target = this.segments[keep]!;
+    const records = this.committed - seq;
+    const files: string[] = [];
+    const stamp = this.clock.nowMs();
+    // Whole later segments move aside by rename; the segment holding seq is cut by copying its tail.
+    for (const segment of this.segments.slice(keep + 1).reverse()) {
+      const name = `quarantine-${String(segment.id).padStart(10, '0')}-0-${stamp}.log`;
+      if (segment === this.segments[this.segments.length - 1] && this.activeFile) {
+        await this.activeFile.close().catch(() => undefined);
+        this.activeFile = undefined;
+      }
+      await this.storage.rename(segment.path, `${dir}/${name}`);
+      files.push(name);
+    }
+    this.segments = this.segments.slice(0, keep + 1);
+    let file = this.activeFile;
+    if (!file) file = this.activeFile = await this.storage.open(target.path, 'readwrite');
+    const reader = new ChunkReader(this.options.entryBytesMax);
+    let cut = -1;
+    await scanRecords(file, reader, target.seed, this.positionOf(target, seq), target.bytesUsed, this.options.entryBytesMax, (record, _b, _v, _at, offset) => {
+      if (record.type === RECORD_TYPE_ENTRY && record.seq > seq) {
+        cut = offset;
+        return false;
+      }
+      return true;
+    });
+    if (cut < 0) cut = target.bytesUsed;
+    if (cut < target.bytesUsed) {
+      const name = `quarantine-${String(target.id).padStart(10, '0')}-${cut}-${stamp}.log`;
+      await copyAside(this.storage, file, `${dir}/${name}`, cut, target.bytesUsed, reader);
+      files.push(name);
+      await zeroRange(file, cut, target.bytesUsed);
+      await file.datasync();
+    }
+    await this.storage.syncDir(dir);
+    this.dropStaged(new LastgaspError('LOG_SEQ', `log ${dir} was cut back to seq ${seq} by a demotion; appends staged meanwhile were not written`, { seq }));
+    target.bytesUsed = cut;
+    target.lastSeq = seq;
+    target.index.truncate(cut);
+    this.committed = seq;
+    this.nextSeq = seq + 1;
+    this.replicated = Math.min(this.replicated, seq);
+    this.replicaAcked = Math.min(this.replicaAcked, seq);
+    this.durable = { ...this.durable, replicated: Math.min(this.durable.replicated, seq), replicaAcked: Math.min(this.durable.replicaAcked, seq) };
+    this.quarantineFiles.push(...files);
+    this.counters.quarantinedRecords += records;
+    this.logger.warn(`demotion: ${records} entries after seq ${seq} set aside in ${files.join(', ')}`, { seq, records });
+    this.paused--;
+    try {
+      await this.forceCheckpoint(CHECKPOINT_QUARANTINE);
+    } finally {
+      this.paused++;
+    }
+    return { records, file: files[files.length - 1] };
+  }
+
+  // ---- status --------------------------------------------------------------------------------------------
+
+  status(): LogStatus {
+    const segments = this.segments.map((segment) => ({
+      id: segment.id,
+      file: segment.path,
+      firstSeq: segment.baseSeq,
+      lastSeq: segment.lastSeq >= segment.baseSeq ? segment.lastSeq : 0,
+      bytesUsed: segment.bytesUsed,
+      bytesAllocated: segment.segmentBytes,
+    }));
+    return {
+      dir: this.options.dir,
+      firstSeq: this.firstSeq,
+      watermarks: this.watermarks(),
+      epoch: this.currentEpoch,
+      syncMode: this.syncMode,
+      segments,
+      bytesOnDisk: this.bytesOnDisk(),
+      unreplicatedBytes: this.unreplicatedBytes(),
+      quarantine: [...this.quarantineFiles],
+      counters: { ...this.counters, spares: this.spares.length },
+      fault: this.fault ? this.fault.message : undefined,
+    };
+  }
+}

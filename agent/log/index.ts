@@ -1,0 +1,26 @@
+/** The flash log's public surface: the engine, its storage seam, and the operator tools. */
+export type {
+  AppendResult,
+  FlashLog,
+  FullPolicy,
+  LogEntry,
+  LogOptions,
+  LogStatus,
+  ReadLimits,
+  RecoveryReport,
+  SegmentInfo,
+  SyncMode,
+  Watermarks,
+} from './types.ts';
+export {
+  createFlashLog,
+  LOG_ENTRY_BYTES_MAX_DEFAULT,
+  LOG_SEGMENT_BYTES_DEFAULT,
+  LOG_SEGMENT_BYTES_MIN,
+  type CreateFlashLogOptions,
+  type FlashLogExtras,
+  type ResolvedOptions,
+} from './flash-log.ts';
+export { createNodeStorage, type OpenMode, type Storage, type StorageFile } from './storage.ts';
+export { crc32c, crc32cUpdate, CRC32C_CHECK_VALUE } from './crc32c.ts';
+export { LOG_FORMAT_VERSION } from './format.ts';

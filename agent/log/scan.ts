@@ -1,0 +1,142 @@
+/**
+ * Reading records out of a segment file in bounded chunks: the scanner behind recovery, reads, index
+ * building and `verify`. Memory is one chunk (plus room for the largest record), whatever the log's length.
+ */
+import {
+  RECORD_HEADER_BYTES,
+  RECORD_ALIGN_BYTES,
+  decodeRecord,
+  plausibleRecordStart,
+  recordBytes,
+  RECORD_TYPE_ENTRY,
+  RECORD_TYPE_CHECKPOINT,
+  type RecordResult,
+} from './format.ts';
+import type { StorageFile } from './storage.ts';
+
+/** Bytes read per I/O when scanning: large enough that a read costs far less than checking its records. */
+export const SCAN_CHUNK_BYTES = 1024 * 1024;
+
+export type ValidRecord = Extract<RecordResult, { ok: true }>;
+
+/** Called for each valid record; `offset` is the record's offset in the file. Return false to stop. */
+export type RecordVisitor = (record: ValidRecord, bytes: Uint8Array, view: DataView, at: number, offset: number) => boolean;
+
+export interface ScanEnd {
+  /** File offset just past the last record accepted. */
+  readonly end: number;
+  /** Why the scan stopped: 'limit' (reached the end asked for), 'visitor', or the decoder's reason. */
+  readonly reason: string;
+}
+
+export class ChunkReader {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  /** File offset of bytes[0]. */
+  base = 0;
+  /** Valid bytes in the buffer. */
+  length = 0;
+  /** The largest record this reader must hold whole. */
+  readonly recordBytesMax: number;
+
+  constructor(payloadBytesMax: number, chunkBytes = SCAN_CHUNK_BYTES) {
+    this.recordBytesMax = recordBytes(payloadBytesMax);
+    this.bytes = new Uint8Array(chunkBytes + this.recordBytesMax);
+    this.view = new DataView(this.bytes.buffer);
+  }
+
+  /** Fill the buffer from file offset `from`, reading no further than `limit`. */
+  async fill(file: StorageFile, from: number, limit: number): Promise<void> {
+    const want = Math.min(this.bytes.length, limit - from);
+    let got = 0;
+    while (got < want) {
+      const n = await file.read(this.bytes, got, want - got, from + got);
+      if (n <= 0) break;
+      got += n;
+    }
+    this.base = from;
+    this.length = got;
+  }
+}
+
+/**
+ * Visit the chain of valid records in `[start, limit)`. Stops at the first record that does not decode,
+ * at `limit`, or when the visitor returns false.
+ */
+export async function scanRecords(
+  file: StorageFile,
+  reader: ChunkReader,
+  seed: number,
+  start: number,
+  limit: number,
+  payloadBytesMax: number,
+  visit: RecordVisitor,
+): Promise<ScanEnd> {
+  let offset = start;
+  await reader.fill(file, offset, limit);
+  for (;;) {
+    if (offset >= limit) return { end: offset, reason: 'limit' };
+    let at = offset - reader.base;
+    if (reader.length - at < reader.recordBytesMax && reader.base + reader.length < limit) {
+      await reader.fill(file, offset, limit);
+      at = 0;
+    }
+    const record = decodeRecord(reader.bytes, reader.view, at, reader.length, seed, payloadBytesMax);
+    if (!record.ok) return { end: offset, reason: record.reason };
+    if (!visit(record, reader.bytes, reader.view, at, offset)) return { end: offset, reason: 'visitor' };
+    offset += record.size;
+  }
+}
+
+/**
+ * After the chain broke at `from`, look for any later record that validates under this segment's salt and
+ * continues the log (an entry above `lastSeq`, or a checkpoint at or above it). Finding one means the break
+ * was corruption in the middle, not a torn tail. Checks every aligned offset up to `limit`.
+ */
+export async function findNextValid(
+  file: StorageFile,
+  reader: ChunkReader,
+  seed: number,
+  from: number,
+  limit: number,
+  payloadBytesMax: number,
+  lastSeq: number,
+): Promise<number | undefined> {
+  let offset = from + RECORD_ALIGN_BYTES;
+  while (offset < limit) {
+    await reader.fill(file, offset, limit);
+    if (reader.length < RECORD_HEADER_BYTES) return undefined;
+    const stop = reader.length - RECORD_HEADER_BYTES;
+    const atEnd = reader.base + reader.length >= limit;
+    let at = 0;
+    for (; at <= stop; at += RECORD_ALIGN_BYTES) {
+      if (!atEnd && at + reader.recordBytesMax > reader.length) break;
+      if (!plausibleRecordStart(reader.view, at, reader.length, payloadBytesMax)) continue;
+      const record = decodeRecord(reader.bytes, reader.view, at, reader.length, seed, payloadBytesMax);
+      if (!record.ok) continue;
+      const continues =
+        (record.type === RECORD_TYPE_ENTRY && record.seq > lastSeq) || (record.type === RECORD_TYPE_CHECKPOINT && record.seq >= lastSeq);
+      if (continues) return reader.base + at;
+    }
+    if (atEnd) return undefined;
+    offset = reader.base + at;
+  }
+  return undefined;
+}
+
+/** Offset just past the last non-zero byte in `[from, limit)`, or `from` if all are zero. */
+export async function lastNonZeroEnd(file: StorageFile, reader: ChunkReader, from: number, limit: number): Promise<number> {
+  let end = from;
+  for (let offset = from; offset < limit; ) {
+    await reader.fill(file, offset, limit);
+    if (reader.length === 0) break;
+    for (let i = reader.length - 1; i >= 0; i--) {
+      if (reader.bytes[i] !== 0) {
+        end = reader.base + i + 1;
+        break;
+      }
+    }
+    offset += reader.length;
+  }
+  return end;
+}

@@ -1,0 +1,159 @@
+/**
+ * Segment files: their in-memory description, the sparse seq index, and the two ways a fresh segment comes
+ * to be (zero-filled from nothing, or recycled from a segment retention released).
+ */
+import {
+  CHECKPOINT_RECORD_BYTES,
+  LOG_FORMAT_VERSION,
+  SEGMENT_HEADER_BYTES,
+  encodeSegmentHeader,
+  saltSeed,
+  segmentFileName,
+} from './format.ts';
+import type { Storage, StorageFile } from './storage.ts';
+
+/** One sample of the sparse index every this many bytes: a read scans at most this far to find a seq. */
+export const INDEX_SPACING_BYTES = 64 * 1024;
+/** Zero-fill write size when preallocating: large sequential writes, one shared buffer. */
+const ZERO_FILL_CHUNK_BYTES = 1024 * 1024;
+const ZEROS = new Uint8Array(ZERO_FILL_CHUNK_BYTES);
+
+/** Sparse seq → file offset samples of one segment, in increasing order. */
+export class SeqIndex {
+  private seqs: number[] = [];
+  private offsets: number[] = [];
+  private lastOffset = -INDEX_SPACING_BYTES;
+
+  /** Remember that the record of `seq` starts at `offset`, if far enough from the previous sample. */
+  add(seq: number, offset: number): void {
+    if (offset - this.lastOffset < INDEX_SPACING_BYTES) return;
+    this.seqs.push(seq);
+    this.offsets.push(offset);
+    this.lastOffset = offset;
+  }
+
+  /** Offset of a record at or before `seq` (the segment's first record offset if none is sampled). */
+  lookup(seq: number, fallback: number): number {
+    let lo = 0;
+    let hi = this.seqs.length - 1;
+    let found = fallback;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.seqs[mid]! <= seq) {
+        found = this.offsets[mid]!;
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    return found;
+  }
+
+  /** Drop samples at or after `offset` (the log was cut back there). */
+  truncate(offset: number): void {
+    while (this.offsets.length > 0 && this.offsets[this.offsets.length - 1]! >= offset) {
+      this.offsets.pop();
+      this.seqs.pop();
+    }
+    this.lastOffset = this.offsets.length > 0 ? this.offsets[this.offsets.length - 1]! : -INDEX_SPACING_BYTES;
+  }
+}
+
+export interface Segment {
+  readonly id: number;
+  readonly path: string;
+  readonly salt: number;
+  /** CRC state seeded with the salt, the start of every record's checksum in this segment. */
+  readonly seed: number;
+  readonly segmentBytes: number;
+  /** First entry seq that belongs here (the head checkpoint's seq + 1). */
+  baseSeq: number;
+  /** Last entry seq stored here; baseSeq - 1 while it holds none. */
+  lastSeq: number;
+  /** Offset just past the last synced record. */
+  bytesUsed: number;
+  index: SeqIndex;
+  /** True when the index covers every record (written or scanned here), false for sealed segments not yet read. */
+  indexed: boolean;
+}
+
+/** A preallocated segment file with a valid header and an empty head, ready to become the active segment. */
+export interface Spare {
+  readonly id: number;
+  readonly path: string;
+  readonly salt: number;
+  readonly segmentBytes: number;
+}
+
+export function segmentPath(dir: string, id: number): string {
+  return `${dir}/${segmentFileName(id)}`;
+}
+
+export function newSegment(spare: Spare, baseSeq: number): Segment {
+  return {
+    id: spare.id,
+    path: spare.path,
+    salt: spare.salt,
+    seed: saltSeed(spare.salt),
+    segmentBytes: spare.segmentBytes,
+    baseSeq,
+    lastSeq: baseSeq - 1,
+    bytesUsed: SEGMENT_HEADER_BYTES,
+    index: new SeqIndex(),
+    indexed: true,
+  };
+}
+
+/**
+ * Write a fresh header (new id, new salt) and zero the head slot, then fdatasync. Used for new spares, for
+ * recycled files and for spares found at open: a new salt makes every record left in the file from before
+ * fail its CRC, and a zero head marks the file as never activated.
+ */
+export async function writeSpareHeader(file: StorageFile, spare: Spare, nowMs: number): Promise<void> {
+  const block = new Uint8Array(SEGMENT_HEADER_BYTES + CHECKPOINT_RECORD_BYTES);
+  encodeSegmentHeader(
+    { version: LOG_FORMAT_VERSION, segmentId: spare.id, salt: spare.salt, segmentBytes: spare.segmentBytes, createdMs: nowMs },
+    block,
+  );
+  await file.write(block, 0, block.length, 0);
+  await file.datasync();
+}
+
+/**
+ * Preallocate a segment by writing zeros over its whole length (Node has no fallocate; a sparse file from
+ * ftruncate would make every later fdatasync allocate blocks and update the inode), under a temporary name
+ * that recovery deletes, then rename it into place and make the directory entry durable.
+ */
+export async function createSpare(storage: Storage, dir: string, spare: Spare, nowMs: number): Promise<void> {
+  const tmp = `${spare.path}.tmp`;
+  const file = await storage.open(tmp, 'create');
+  try {
+    for (let offset = 0; offset < spare.segmentBytes; offset += ZERO_FILL_CHUNK_BYTES) {
+      await file.write(ZEROS, 0, Math.min(ZERO_FILL_CHUNK_BYTES, spare.segmentBytes - offset), offset);
+    }
+    await writeSpareHeader(file, spare, nowMs);
+  } finally {
+    await file.close();
+  }
+  await storage.rename(tmp, spare.path);
+  await storage.syncDir(dir);
+}
+
+/**
+ * Turn a segment that retention released into a spare: rename it to the new id first (recovery treats a file
+ * whose header names an older id as an interrupted recycle and finishes it), then re-salt it.
+ */
+export async function recycleSegment(storage: Storage, dir: string, fromPath: string, spare: Spare, nowMs: number): Promise<void> {
+  await storage.rename(fromPath, spare.path);
+  const file = await storage.open(spare.path, 'readwrite');
+  try {
+    await writeSpareHeader(file, spare, nowMs);
+  } finally {
+    await file.close();
+  }
+  await storage.syncDir(dir);
+}
+
+export function randomSalt(): number {
+  const word = new Uint32Array(1);
+  globalThis.crypto.getRandomValues(word);
+  return word[0]!;
+}

@@ -1,0 +1,182 @@
+// The flash log's contract on the real file system: seq numbering, group commit, reads, watermarks, epochs,
+// the replica path, reopening, a torn tail and segment rolls.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openSync, writeSync, closeSync, readdirSync, statSync } from 'node:fs';
+import { createFlashLog, crc32c, CRC32C_CHECK_VALUE, type FlashLog } from '../../agent/log/index.ts';
+import { isLastgaspError } from '../../agent/util/index.ts';
+import { tempDir } from '../support/ports.ts';
+
+const SMALL_SEGMENT = 64 * 1024;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+async function withLog<T>(run: (log: FlashLog, dir: string) => Promise<T>, options: { segmentBytes?: number } = {}): Promise<T> {
+  const dir = await tempDir('log');
+  const log = createFlashLog({ dir: dir.path, segmentBytes: options.segmentBytes ?? SMALL_SEGMENT });
+  await log.open();
+  try {
+    return await run(log, dir.path);
+  } finally {
+    await log.close();
+    await dir.remove();
+  }
+}
+
+async function readAll(log: FlashLog, from = log.firstSeq): Promise<string[]> {
+  const out: string[] = [];
+  for await (const entry of log.entries(from)) out.push(decoder.decode(entry.payload));
+  return out;
+}
+
+test('CRC-32C gives the catalogue check value and chains', () => {
+  const bytes = encoder.encode('123456789');
+  assert.equal(crc32c(bytes), CRC32C_CHECK_VALUE);
+  assert.equal(crc32c(bytes), 0xe3069283);
+  assert.equal(crc32c(encoder.encode('The quick brown fox jumps over the lazy dog')), 0x22620404);
+  assert.equal(crc32c(new Uint8Array(0)), 0);
+});
+
+test('seqs start at 1 and are gap-free; append resolves after the commit it belongs to', async () => {
+  await withLog(async (log) => {
+    const commits: number[] = [];
+    const stop = log.onCommit((committed) => commits.push(committed));
+    const first = await log.append(encoder.encode('a'));
+    assert.deepEqual(first, { seq: 1, epoch: 1 });
+    assert.equal(log.watermarks().committed, 1);
+    const results = await Promise.all(Array.from({ length: 300 }, (_, i) => log.append(encoder.encode(`e${i}`))));
+    assert.deepEqual(results.map((r) => r.seq), Array.from({ length: 300 }, (_, i) => i + 2));
+    for (const result of results) assert.ok(commits.some((c) => c >= result.seq), `seq ${result.seq} resolved before a commit covered it`);
+    stop();
+    const status = log.status();
+    assert.ok(status.counters.syncs! < 301, `300 concurrent appends were group-committed (${status.counters.syncs} syncs)`);
+    assert.equal(status.watermarks.committed, 301);
+  });
+});
+
+test('read and entries return exactly what was appended, from any seq, within the limits', async () => {
+  await withLog(async (log) => {
+    for (let i = 1; i <= 2000; i++) await Promise.resolve(i % 100 === 0 ? log.append(encoder.encode(`x${i}`.padEnd(60))) : void log.append(encoder.encode(`x${i}`.padEnd(60))));
+    await log.syncWatermarks();
+    assert.equal(log.watermarks().committed, 2000);
+    const page = await log.read(1500, { entriesMax: 10, bytesMax: 1 << 20 });
+    assert.deepEqual(page.map((e) => e.seq), Array.from({ length: 10 }, (_, i) => 1500 + i));
+    assert.equal(decoder.decode(page[0]!.payload).trim(), 'x1500');
+    const tiny = await log.read(7, { entriesMax: 100, bytesMax: 1 });
+    assert.equal(tiny.length, 1, 'at least one entry even when it exceeds bytesMax');
+    assert.deepEqual(await log.read(2001, { entriesMax: 5, bytesMax: 100 }), []);
+    const all = await readAll(log);
+    assert.equal(all.length, 2000);
+    assert.equal(all[1999]!.trim(), 'x2000');
+    assert.ok(log.status().segments.length > 1, 'the small segments rolled');
+  });
+});
+
+test('reopening keeps every entry, the epoch and the durable watermarks', async () => {
+  const dir = await tempDir('reopen');
+  try {
+    const log = createFlashLog({ dir: dir.path, segmentBytes: SMALL_SEGMENT });
+    await log.open();
+    await Promise.all(Array.from({ length: 500 }, (_, i) => log.append(encoder.encode(`r${i}`))));
+    log.markReplicated(400);
+    log.markReplicaAcked(300);
+    log.markReplicated(350);
+    assert.equal(log.watermarks().replicated, 400, 'watermarks never go backwards');
+    log.markReplicated(10_000);
+    assert.equal(log.watermarks().replicated, 500, 'clamped to committed');
+    await log.syncWatermarks();
+    await log.beginEpoch(7);
+    await assert.rejects(log.beginEpoch(7), (error) => isLastgaspError(error, 'LOG_SEQ'));
+    const after = await log.append(encoder.encode('after'));
+    assert.deepEqual(after, { seq: 501, epoch: 7 });
+    await log.close();
+    await assert.rejects(log.append(encoder.encode('late')), (error) => isLastgaspError(error, 'LOG_CLOSED'));
+
+    const again = createFlashLog({ dir: dir.path, segmentBytes: SMALL_SEGMENT });
+    const report = await again.open();
+    assert.equal(report.committed, 501);
+    assert.equal(report.epoch, 7);
+    assert.equal(report.tornBytes, 0);
+    assert.deepEqual(again.watermarks(), { committed: 501, replicated: 500, replicaAcked: 300 });
+    const entries = await again.read(499, { entriesMax: 10, bytesMax: 1 << 20 });
+    assert.deepEqual(entries.map((e) => [e.seq, e.epoch]), [[499, 1], [500, 1], [501, 7]]);
+    await again.close();
+  } finally {
+    await dir.remove();
+  }
+});
+
+test('watermark marks ride the next batch without a sync of their own', async () => {
+  await withLog(async (log) => {
+    await log.append(encoder.encode('one'));
+    const syncsBefore = log.status().counters.syncs!;
+    for (let i = 0; i < 100; i++) log.markReplicated(1);
+    await log.append(encoder.encode('two'));
+    assert.equal(log.status().counters.syncs! - syncsBefore, 1, 'one batch carried the entry and the checkpoint');
+  });
+});
+
+test('appendReplicated keeps the primary seq, epoch and timestamp and refuses a gap', async () => {
+  await withLog(async (log) => {
+    await log.appendReplicated([
+      { seq: 1, epoch: 3, timestampMs: 1_700_000_000_000, payload: encoder.encode('p1') },
+      { seq: 2, epoch: 3, timestampMs: 1_700_000_000_001, payload: encoder.encode('p2') },
+    ]);
+    await assert.rejects(log.appendReplicated([{ seq: 4, epoch: 3, timestampMs: 0, payload: new Uint8Array(1) }]), (error) => isLastgaspError(error, 'LOG_SEQ'));
+    const entries = await log.read(1, { entriesMax: 10, bytesMax: 1000 });
+    assert.deepEqual(entries.map((e) => [e.seq, e.epoch, e.timestampMs]), [[1, 3, 1_700_000_000_000], [2, 3, 1_700_000_000_001]]);
+    assert.equal(log.epoch, 3, 'the replica follows the epoch it stores');
+    await log.beginEpoch(4);
+    assert.deepEqual(await log.append(encoder.encode('own')), { seq: 3, epoch: 4 });
+  });
+});
+
+test('an oversized entry is refused with ENTRY_TOO_LARGE and the log goes on', async () => {
+  const dir = await tempDir('big');
+  const log = createFlashLog({ dir: dir.path, segmentBytes: SMALL_SEGMENT, entryBytesMax: 1000 });
+  await log.open();
+  try {
+    await assert.rejects(log.append(new Uint8Array(1001)), (error) => isLastgaspError(error, 'ENTRY_TOO_LARGE'));
+    assert.equal((await log.append(new Uint8Array(1000))).seq, 1);
+  } finally {
+    await log.close();
+    await dir.remove();
+  }
+});
+
+test('a torn tail is cut and zeroed on reopen, every acknowledged entry stays', async () => {
+  const dir = await tempDir('torn');
+  try {
+    const log = createFlashLog({ dir: dir.path, segmentBytes: SMALL_SEGMENT });
+    await log.open();
+    await Promise.all(Array.from({ length: 50 }, (_, i) => log.append(encoder.encode(`t${i}`))));
+    const segment = log.status().segments.at(-1)!;
+    // Simulate a crash: the process dies without close (no clean-close checkpoint), half a record written after the end.
+    const fd = openSync(segment.file, 'r+');
+    const torn = new Uint8Array(20).fill(0xab);
+    writeSync(fd, torn, 0, torn.length, segment.bytesUsed);
+    closeSync(fd);
+    const again = createFlashLog({ dir: dir.path, segmentBytes: SMALL_SEGMENT });
+    const report = await again.open();
+    assert.equal(report.committed, 50);
+    assert.ok(report.tornBytes >= 20, `torn bytes reported (${report.tornBytes})`);
+    assert.equal((await readAll(again)).length, 50);
+    assert.equal((await again.append(encoder.encode('next'))).seq, 51);
+    await again.close();
+    const third = createFlashLog({ dir: dir.path, segmentBytes: SMALL_SEGMENT });
+    assert.equal((await third.open()).committed, 51);
+    await third.close();
+    await log.close().catch(() => undefined);
+  } finally {
+    await dir.remove();
+  }
+});
+
+test('segments are preallocated to their full size before use', async () => {
+  await withLog(async (log, dir) => {
+    await log.append(encoder.encode('x'));
+    const files = readdirSync(dir).filter((name) => name.startsWith('seg-'));
+    assert.ok(files.length >= 1);
+    for (const name of files) assert.equal(statSync(`${dir}/${name}`).size, SMALL_SEGMENT);
+  });
+});
