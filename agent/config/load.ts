@@ -1,0 +1,65 @@
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { LastgaspError } from '../util/index.ts';
+import { configSchema, type AgentConfig } from './schema.ts';
+import type { Issue } from './schema-dsl.ts';
+
+/** Room a batch needs beyond one entry's payload (envelope, header, one entry's framing). */
+const BATCH_ENVELOPE_BYTES = 1024;
+
+/** Validate an already-parsed config object; returns the typed config or the list of problems. */
+export function validateConfig(raw: unknown): { ok: true; config: AgentConfig } | { ok: false; issues: Issue[] } {
+  const issues: Issue[] = [];
+  const config = configSchema.parse(raw, '', issues);
+  if (config) crossCheck(config, issues);
+  return config && issues.length === 0 ? { ok: true, config } : { ok: false, issues };
+}
+
+/** Rules that involve more than one key. */
+function crossCheck(config: AgentConfig, issues: Issue[]): void {
+  const replication = config.replication;
+  if (replication.mode === 'independent' && replication.quorum !== undefined && replication.quorum > replication.brokers.length) {
+    issues.push({ path: 'replication.quorum', message: `${replication.quorum} is more than the ${replication.brokers.length} broker(s) listed` });
+  }
+  if (replication.durability === 'replica' && config.siblings.length === 0) {
+    issues.push({ path: 'siblings', message: 'is empty, but replication.durability is "replica": name the sibling gateway(s), or set durability to "broker"' });
+  }
+  if (config.siblings.includes(config.node)) {
+    issues.push({ path: 'siblings', message: `lists this node ("${config.node}") itself` });
+  }
+  if (config.log.entryBytesMax + BATCH_ENVELOPE_BYTES > replication.batchBytesMax) {
+    issues.push({ path: 'log.entryBytesMax', message: `${config.log.entryBytesMax} does not fit replication.batchBytesMax (${replication.batchBytesMax}) with ${BATCH_ENVELOPE_BYTES} bytes of envelope: such an entry could never be replicated` });
+  }
+  if (config.log.segmentBytes > config.log.quotaBytes / 2) {
+    issues.push({ path: 'log.segmentBytes', message: `${config.log.segmentBytes} is more than half of log.quotaBytes (${config.log.quotaBytes}): retention frees whole segments, so the quota must hold at least two` });
+  }
+  if (replication.passwordFile && replication.passwordEnv) {
+    issues.push({ path: 'replication.passwordEnv', message: 'set either passwordFile or passwordEnv, not both' });
+  }
+}
+
+export function formatIssues(file: string, issues: readonly Issue[]): string {
+  return issues.map((issue) => `config ${file}: ${issue.path}: ${issue.message}`).join('\n');
+}
+
+/** Read, parse (YAML or JSON by extension; YAML is a superset, so anything else is read as YAML) and validate. */
+export async function loadConfig(file: string): Promise<AgentConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new LastgaspError('CONFIG_INVALID', `config ${file}: cannot be read (${(error as Error).message})`, { file });
+  }
+  let raw: unknown;
+  try {
+    raw = extname(file) === '.json' ? JSON.parse(text) : parseYaml(text);
+  } catch (error) {
+    throw new LastgaspError('CONFIG_INVALID', `config ${file}: is not valid ${extname(file) === '.json' ? 'JSON' : 'YAML'}: ${(error as Error).message}`, { file });
+  }
+  const result = validateConfig(raw);
+  if (!result.ok) {
+    throw new LastgaspError('CONFIG_INVALID', formatIssues(file, result.issues), { file, issues: result.issues });
+  }
+  return result.config;
+}

@@ -1,0 +1,189 @@
+/**
+ * The agent's configuration: every key, its default and its meaning. `lastgasp config defaults` prints
+ * this as documentation; `lastgasp config check FILE` validates against it.
+ */
+import { array, boolean, bytes, integer, object, oneOf, string, union, url, type Infer } from './schema-dsl.ts';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const NAME_TEXT = 'a name of 1-64 letters, digits, "_", "." or "-" (used in MQTT topics)';
+const MQTT_URL = { protocols: ['mqtt:', 'mqtts:', 'tcp:', 'ssl:'], example: 'mqtt://host:port or mqtts://host:port' };
+
+const transport = union(
+  'type',
+  {
+    serial: object(
+      {
+        type: oneOf(['serial'], { description: 'A serial line (USB-serial adapter, UART).' }),
+        path: string({ description: 'Device path, e.g. /dev/ttyUSB0 or /dev/serial/by-id/...' }),
+        baudRate: integer({ description: 'Line speed; the protocol default when left out.', min: 300, max: 4_000_000, optional: true }),
+      },
+      { description: 'Serial transport.' },
+    ),
+    tcp: object(
+      {
+        type: oneOf(['tcp'], { description: 'Raw TCP to a serial device server (ser2net style).' }),
+        host: string({ description: 'Host name or address.' }),
+        port: integer({ description: 'TCP port.', min: 1, max: 65535 }),
+      },
+      { description: 'TCP transport.' },
+    ),
+  },
+  { description: 'How to reach the device.' },
+);
+
+const pollMs = integer({ description: 'How often to poll the device.', min: 100, max: 60_000, unit: 'ms', optional: true });
+const invertCurrent = boolean({ description: 'Flip the sign of the current if the device reports discharge as positive.', optional: true });
+
+const powerSource = union(
+  'kind',
+  {
+    none: object({ kind: oneOf(['none'], { description: 'No power source: the agent never sees a power failure.' }) }, { description: '' }),
+    bridge: object({ kind: oneOf(['bridge'], { description: 'A BMS speaking the lastgasp bridge protocol.' }), transport }, { description: '' }),
+    jbd: object({ kind: oneOf(['jbd'], { description: 'JBD / Xiaoxiang smart BMS.' }), transport, pollMs, invertCurrent }, { description: '' }),
+    daly: object(
+      {
+        kind: oneOf(['daly'], { description: 'Daly UART BMS.' }),
+        transport,
+        pollMs,
+        invertCurrent,
+        address: integer({ description: 'Request address byte (0x40 = board 1).', min: 0, max: 255, optional: true }),
+      },
+      { description: '' },
+    ),
+    q1: object({ kind: oneOf(['q1'], { description: 'Megatec Q1 UPS.' }), transport, pollMs }, { description: '' }),
+    nut: object(
+      {
+        kind: oneOf(['nut'], { description: 'A NUT server (upsd).' }),
+        host: string({ description: 'upsd host.', default: '127.0.0.1' }),
+        port: integer({ description: 'upsd port.', min: 1, max: 65535, default: 3493 }),
+        ups: string({ description: 'UPS name as configured in ups.conf.' }),
+        username: string({ description: 'upsd user (only needed for commands).', optional: true }),
+        passwordFile: string({ description: 'File holding the upsd password.', optional: true }),
+        pollMs,
+      },
+      { description: '' },
+    ),
+    sysfs: object(
+      {
+        kind: oneOf(['sysfs'], { description: 'Linux power_supply class.' }),
+        path: string({ description: 'A /sys/class/power_supply/<name> directory.', optional: true }),
+        pollMs,
+      },
+      { description: '' },
+    ),
+  },
+  { description: 'Where power status comes from.', default: { kind: 'none' } },
+);
+
+export const configSchema = object(
+  {
+    node: string({ description: 'This gateway\'s name, unique in the group.', pattern: NAME, patternText: NAME_TEXT }),
+    group: string({ description: 'The replication group (the gateways that stand in for each other).', pattern: NAME, patternText: NAME_TEXT }),
+    dataDir: string({ description: 'Directory for the log, snapshots and state; on the flash you want to survive.' }),
+    role: oneOf(['primary', 'standby'], {
+      description: 'Role when the group has no leader yet. Afterwards the epoch in the retained leader record decides.',
+      default: 'standby',
+    }),
+    siblings: array(string({ description: 'Node name.', pattern: NAME, patternText: NAME_TEXT }), {
+      description: 'The other gateways of the group that hold a replica.',
+      default: [],
+    }),
+    api: object(
+      {
+        listen: string({
+          description: 'Where the local API listens: host:port (loopback) or unix:/path/to/socket.',
+          default: '127.0.0.1:8181',
+          pattern: /^(unix:\/.+|[A-Za-z0-9.:[\]-]+:\d{1,5})$/,
+          patternText: '127.0.0.1:8181 or unix:/run/lastgasp/api.sock',
+        }),
+      },
+      { description: 'The application\'s local HTTP API.' },
+    ),
+    log: object(
+      {
+        segmentBytes: bytes({ description: 'Segment file size (preallocated).', default: 64 * 1024 * 1024, min: 64 * 1024 }),
+        entryBytesMax: bytes({ description: 'Largest entry an application may append (also the API\'s request body limit).', default: 256 * 1024, min: 16 }),
+        lingerMs: integer({ description: 'How long a batch may wait for more appends before its fdatasync (spares the flash).', default: 2, min: 0, max: 1000, unit: 'ms' }),
+        lingerBytes: bytes({ description: 'A batch is synced at once when it holds this much.', default: 256 * 1024, min: 0 }),
+        quotaBytes: bytes({ description: 'Most disk space the log may use.', default: 1024 * 1024 * 1024, min: 1024 * 1024 }),
+        unreplicatedSoftBytes: bytes({ description: 'Unreplicated bytes above which writers are slowed down (0 = off).', default: 0, min: 0 }),
+        unreplicatedHardBytes: bytes({ description: 'Unreplicated bytes at which appends fail with LOG_FULL (0 = the quota).', default: 0, min: 0 }),
+        fullPolicy: oneOf(['reject', 'wait'], { description: 'When full: fail appends with LOG_FULL, or make them wait.', default: 'reject' }),
+      },
+      { description: 'The flash log.' },
+    ),
+    replication: object(
+      {
+        brokers: array(
+          object(
+            { url: url({ description: 'Broker address.', ...MQTT_URL }) },
+            { description: 'A broker.' },
+          ),
+          { description: 'Broker addresses.', minItems: 1, maxItems: 8 },
+        ),
+        mode: oneOf(['cluster', 'independent'], {
+          description: 'cluster: one clustered broker, the list is failover addresses. independent: publish to every broker and count a quorum.',
+          default: 'cluster',
+        }),
+        quorum: integer({ description: 'independent mode: brokers that must PUBACK (default: a majority).', min: 1, max: 8, optional: true }),
+        durability: oneOf(['replica', 'broker'], {
+          description: 'When an entry counts as replicated: replica = a sibling has it on flash; broker = the broker quorum sent PUBACK.',
+          default: 'replica',
+        }),
+        topicPrefix: string({ description: 'Prefix of every topic.', default: 'lastgasp', pattern: /^[^#+\s]+$/, patternText: 'a topic level without # or +' }),
+        protocol: oneOf(['auto', '5', '3.1.1'], { description: 'MQTT version: auto tries 5 and falls back to 3.1.1.', default: 'auto' }),
+        batchEntriesMax: integer({ description: 'Most entries per batch message.', default: 2048, min: 1, max: 65_536 }),
+        // 512 KiB stays under NATS's default max_payload (1 MB) with room for the envelope.
+        batchBytesMax: bytes({ description: 'Most bytes per batch message (keep it under the broker\'s packet limit).', default: 512 * 1024, min: 4096, max: 64 * 1024 * 1024 }),
+        windowMax: integer({ description: 'Most batches in flight (unacknowledged) at once.', default: 8, min: 1, max: 1024 }),
+        keepaliveS: integer({ description: 'MQTT keepalive.', default: 10, min: 1, max: 3600, unit: 's' }),
+        heartbeatMs: integer({ description: 'How often the primary publishes its state (the sibling\'s silence detector).', default: 2000, min: 100, unit: 'ms' }),
+        username: string({ description: 'MQTT user name.', optional: true }),
+        passwordFile: string({ description: 'File holding the MQTT password (never put it in this file).', optional: true }),
+        passwordEnv: string({ description: 'Environment variable holding the MQTT password.', optional: true }),
+        hmacKeyFile: string({ description: 'File with the group key: every batch is signed (HMAC-SHA256) and receivers reject unsigned or forged ones.', optional: true }),
+        tls: object(
+          {
+            caFile: string({ description: 'CA certificate (PEM).', optional: true }),
+            certFile: string({ description: 'Client certificate (PEM).', optional: true }),
+            keyFile: string({ description: 'Client key (PEM).', optional: true }),
+          },
+          { description: 'TLS for mqtts:// brokers.' },
+        ),
+      },
+      { description: 'Replication over MQTT.' },
+    ),
+    power: object(
+      {
+        source: powerSource,
+        socPercentMin: integer({ description: 'Brownout when the state of charge falls to this (0 = off).', default: 20, min: 0, max: 100, unit: '%' }),
+        runtimeSMin: integer({ description: 'Brownout when the runtime estimate falls to this (0 = off).', default: 60, min: 0, unit: 's' }),
+        onBatterySMax: integer({ description: 'Brownout after this long on battery (0 = off).', default: 0, min: 0, unit: 's' }),
+        trustDeviceLowBattery: boolean({ description: 'Also treat the device\'s own low-battery flag as a brownout.', default: true }),
+        onBatteryDebounceMs: integer({ description: 'AC loss must last this long before anything irreversible (the tail flush starts at once).', default: 2000, min: 0, unit: 'ms' }),
+        linkDeadMs: integer({ description: 'On battery, a power-source link silent this long counts as a brownout.', default: 15_000, min: 100, unit: 'ms' }),
+        flushBudgetMs: integer({ description: 'Longest the brownout flush may take before the handoff goes out anyway (marked incomplete).', default: 10_000, min: 100, unit: 'ms' }),
+        handoffAckTimeoutMs: integer({ description: 'How long to wait for the sibling to acknowledge the handoff.', default: 3000, min: 0, unit: 'ms' }),
+        cutDelayMs: integer({ description: 'Delay the BMS is given before it cuts power.', default: 500, min: 0, unit: 'ms' }),
+      },
+      { description: 'Power supervision.' },
+    ),
+    takeover: object(
+      {
+        onHandoff: boolean({ description: 'Take over at once when the primary publishes a handoff record.', default: true }),
+        silenceMs: integer({ description: 'Take over when the primary is silent (Will + no heartbeat) this long; 0 = never.', default: 0, min: 0, unit: 'ms' }),
+      },
+      { description: 'Sibling takeover.' },
+    ),
+    logging: object(
+      {
+        level: oneOf(['debug', 'info', 'warn', 'error'], { description: 'Log level.', default: 'info' }),
+        json: boolean({ description: 'One JSON object per log line.', default: false }),
+      },
+      { description: 'Logging.' },
+    ),
+  },
+  { description: 'lastgasp agent configuration' },
+);
+
+export type AgentConfig = Infer<typeof configSchema>;

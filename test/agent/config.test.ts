@@ -1,0 +1,103 @@
+// The config schema: defaults fill in, and every kind of mistake is refused with the field and the fix.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { validateConfig, loadConfig, describeConfig } from '../../agent/config/index.ts';
+import { isLastgaspError } from '../../agent/util/index.ts';
+import { tempDir } from '../support/ports.ts';
+
+const minimal = {
+  node: 'gw-a',
+  group: 'line-1',
+  dataDir: '/var/lib/lastgasp',
+  siblings: ['gw-b'],
+  replication: { brokers: [{ url: 'mqtt://127.0.0.1:1883' }] },
+};
+
+function messages(raw: unknown): string[] {
+  const result = validateConfig(raw);
+  assert.equal(result.ok, false, 'expected the config to be refused');
+  return result.ok ? [] : result.issues.map((issue) => `${issue.path}: ${issue.message}`);
+}
+
+test('a minimal config is valid and every default is filled in', () => {
+  const result = validateConfig(minimal);
+  assert.ok(result.ok);
+  const config = result.config;
+  assert.equal(config.role, 'standby');
+  assert.equal(config.api.listen, '127.0.0.1:8181');
+  assert.equal(config.log.segmentBytes, 64 * 1024 * 1024);
+  assert.equal(config.replication.durability, 'replica');
+  assert.equal(config.replication.protocol, 'auto');
+  assert.deepEqual(config.power.source, { kind: 'none' });
+  assert.equal(config.power.socPercentMin, 20);
+  assert.equal(config.takeover.onHandoff, true);
+});
+
+test('a missing required field is named with what it is for', () => {
+  const { node: _node, ...rest } = minimal;
+  assert.deepEqual(messages(rest), ["node: is required (This gateway's name, unique in the group.)"]);
+});
+
+test('a bad broker URL names the list index and the expected form', () => {
+  const raw = { ...minimal, replication: { brokers: [{ url: 'mqtt://a:1883' }, { url: 'mqtt:/x' }] } };
+  assert.deepEqual(messages(raw), ['replication.brokers[1].url: "mqtt:/x" is not a URL (expected mqtt://host:port or mqtts://host:port)']);
+});
+
+test('an unknown key suggests the closest known one', () => {
+  const [message] = messages({ ...minimal, lgo: { lingerMs: 1 } });
+  assert.match(message!, /^lgo: unknown key \(did you mean "log"\?\)$/);
+});
+
+test('sizes accept units and refuse nonsense', () => {
+  const ok = validateConfig({ ...minimal, log: { segmentBytes: '8MiB', quotaBytes: '1 GiB' } });
+  assert.ok(ok.ok);
+  assert.equal(ok.config.log.segmentBytes, 8 * 1024 * 1024);
+  assert.equal(ok.config.log.quotaBytes, 1024 ** 3);
+  assert.match(messages({ ...minimal, log: { segmentBytes: 'lots' } })[0]!, /^log\.segmentBytes: "lots" is not a size/);
+});
+
+test('rules across keys: replica durability needs a sibling; the quorum cannot exceed the brokers', () => {
+  assert.deepEqual(messages({ ...minimal, siblings: [] }), ['siblings: is empty, but replication.durability is "replica": name the sibling gateway(s), or set durability to "broker"']);
+  const independent = { ...minimal, replication: { brokers: [{ url: 'mqtt://a:1' }, { url: 'mqtt://b:1' }], mode: 'independent', quorum: 3 } };
+  assert.deepEqual(messages(independent), ['replication.quorum: 3 is more than the 2 broker(s) listed']);
+});
+
+test('a power source of an unknown kind lists the kinds there are', () => {
+  const [message] = messages({ ...minimal, power: { source: { kind: 'ups' } } });
+  assert.equal(message, 'power.source.kind: "ups" is not allowed (expected one of: none, bridge, jbd, daly, q1, nut, sysfs)');
+});
+
+test('a serial bridge source is validated down to its transport', () => {
+  const good = validateConfig({ ...minimal, power: { source: { kind: 'bridge', transport: { type: 'serial', path: '/dev/ttyUSB0', baudRate: 115200 } } } });
+  assert.ok(good.ok);
+  const [message] = messages({ ...minimal, power: { source: { kind: 'bridge', transport: { type: 'tcp', host: 'h', port: 70000 } } } });
+  assert.equal(message, 'power.source.transport.port: 70000 is out of range (expected integer 1..65535)');
+});
+
+test('loadConfig reads YAML and JSON and refuses a broken file with its name', async () => {
+  const dir = await tempDir('config');
+  try {
+    const yamlFile = join(dir.path, 'agent.yaml');
+    await writeFile(yamlFile, 'node: gw-a\ngroup: line-1\ndataDir: /data\nsiblings: [gw-b]\nreplication:\n  brokers:\n    - url: mqtt://10.0.0.1:1883\n');
+    assert.equal((await loadConfig(yamlFile)).replication.brokers[0]!.url, 'mqtt://10.0.0.1:1883');
+    const jsonFile = join(dir.path, 'agent.json');
+    await writeFile(jsonFile, JSON.stringify(minimal));
+    assert.equal((await loadConfig(jsonFile)).node, 'gw-a');
+    const broken = join(dir.path, 'broken.json');
+    await writeFile(broken, '{"node": ');
+    await assert.rejects(loadConfig(broken), (error) => isLastgaspError(error, 'CONFIG_INVALID') && error.message.startsWith(`config ${broken}: is not valid JSON`));
+    const invalid = join(dir.path, 'invalid.yaml');
+    await writeFile(invalid, 'node: "gw a"\n');
+    await assert.rejects(loadConfig(invalid), (error) => isLastgaspError(error, 'CONFIG_INVALID') && error.message.includes(`config ${invalid}: node: "gw a" is not valid`));
+  } finally {
+    await dir.remove();
+  }
+});
+
+test('config defaults documents every top-level key', () => {
+  const text = describeConfig();
+  for (const key of ['node:', 'group:', 'dataDir:', 'api:', 'log:', 'replication:', 'power:', 'takeover:', 'logging:']) assert.ok(text.includes(`\n${key}`), `missing ${key}`);
+  assert.match(text, /segmentBytes: 67108864/);
+});
