@@ -1,0 +1,246 @@
+/**
+ * The local API for applications in any language: HTTP/1.1 on loopback or a Unix socket.
+ *
+ *   POST   /v1/entries              body: bytes            → 201 {"seq","epoch"}
+ *   GET    /v1/entries?from=&limit=                        → 200 {"entries":[{seq,epoch,timestampMs,op,key?,data?}],"next"}
+ *   PUT    /v1/kv/{key}             body: value bytes      → 200 {"seq","epoch"}
+ *   GET    /v1/kv/{key}                                    → 200 value bytes | 404
+ *   DELETE /v1/kv/{key}                                    → 200 {"seq","epoch"}
+ *   GET    /v1/kv?prefix=&limit=                           → 200 {"keys","count","digest","appliedSeq"}
+ *   GET    /v1/status                                      → 200 role, epoch, power, watermarks, counters
+ *   GET    /v1/health                                      → 200 when serving, 503 otherwise
+ *   POST   /v1/admin/replication/pause | resume            → 200 (hold replication back, e.g. on a metered uplink)
+ *
+ * Every acknowledged write (2xx) is on flash. Errors are JSON {"error":{"code","message"}} with a stable
+ * code; NOT_PRIMARY answers name the current primary so that a client can follow it.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { unlink } from 'node:fs/promises';
+import type { AppendResult, FlashLog } from '../log/index.ts';
+import { LastgaspError, isLastgaspError, type ErrorCode, type Logger } from '../util/index.ts';
+import type { KvState } from './kv-state.ts';
+import { OP_DELETE, OP_ENTRY, OP_PUT, decodeOp, validKey, type Op } from './ops.ts';
+
+export interface AppBackend {
+  /** Append an op as the primary; throws NOT_PRIMARY / HANDING_OFF / LOG_FULL / ... */
+  append(op: Op): Promise<AppendResult>;
+  readonly state: KvState;
+  readonly log: FlashLog;
+  status(): Record<string, unknown>;
+  serving(): boolean;
+  setReplicationPaused(paused: boolean): void;
+}
+
+const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
+  BAD_REQUEST: 400,
+  NOT_FOUND: 404,
+  NOT_PRIMARY: 409,
+  ENTRY_TOO_LARGE: 413,
+  LOG_THROTTLED: 429,
+  LOG_FULL: 507,
+  LOG_NO_SPACE: 507,
+  HANDING_OFF: 503,
+  LOG_CLOSED: 503,
+  LOG_FAULT: 503,
+  LOG_READ_ONLY: 503,
+  LOG_IO: 503,
+};
+
+/** Replay pages are bounded so that a reader cannot make the agent hold the log in memory. */
+const REPLAY_LIMIT_MAX = 10_000;
+const REPLAY_BYTES_MAX = 8 * 1024 * 1024;
+
+export interface HttpApiOptions {
+  listen: string;
+  /** Largest request body: the log's entry limit plus the op's few bytes of framing. */
+  bodyBytesMax: number;
+  backend: AppBackend;
+  logger: Logger;
+}
+
+export class HttpApi {
+  private server: Server | undefined;
+  private requests = 0;
+  private failures = 0;
+
+  constructor(private readonly options: HttpApiOptions) {}
+
+  get counters(): Record<string, number> {
+    return { apiRequests: this.requests, apiErrors: this.failures };
+  }
+
+  async start(): Promise<string> {
+    const server = createServer((request, response) => void this.handle(request, response));
+    server.keepAliveTimeout = 30_000;
+    this.server = server;
+    const listen = this.options.listen;
+    if (listen.startsWith('unix:')) {
+      const path = listen.slice('unix:'.length);
+      await unlink(path).catch(() => undefined);
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve));
+      return listen;
+    }
+    const colon = listen.lastIndexOf(':');
+    const host = listen.slice(0, colon).replace(/^\[|\]$/g, '');
+    const port = Number(listen.slice(colon + 1));
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+    const address = server.address();
+    return typeof address === 'object' && address ? `${host}:${address.port}` : listen;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    this.requests++;
+    try {
+      await this.route(request, response);
+    } catch (error) {
+      this.failures++;
+      this.sendError(response, error);
+    }
+  }
+
+  private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://local');
+    const path = url.pathname;
+    const method = request.method ?? 'GET';
+    const backend = this.options.backend;
+
+    if (path === '/v1/entries' && method === 'POST') {
+      const body = await this.readBody(request);
+      return this.sendWrite(response, 201, await backend.append({ op: OP_ENTRY, data: body }));
+    }
+    if (path === '/v1/entries' && method === 'GET') return this.sendReplay(response, url);
+    if (path.startsWith('/v1/kv/')) {
+      const key = decodeKey(path.slice('/v1/kv/'.length));
+      if (method === 'PUT') {
+        const value = await this.readBody(request);
+        const result = await backend.append({ op: OP_PUT, key, value });
+        await backend.state.waitApplied(result.seq);
+        return this.sendWrite(response, 200, result);
+      }
+      if (method === 'DELETE') {
+        const result = await backend.append({ op: OP_DELETE, key });
+        await backend.state.waitApplied(result.seq);
+        return this.sendWrite(response, 200, result);
+      }
+      if (method === 'GET') {
+        const value = backend.state.get(key);
+        if (!value) throw new LastgaspError('NOT_FOUND', `no key "${key}"`);
+        response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': value.length, 'lastgasp-applied-seq': String(backend.state.applied) });
+        response.end(value);
+        return;
+      }
+    }
+    if (path === '/v1/kv' && method === 'GET') {
+      const prefix = url.searchParams.get('prefix') ?? '';
+      const limit = positiveInt(url.searchParams.get('limit'), Number.MAX_SAFE_INTEGER);
+      const keys = backend.state.keys(prefix, limit);
+      return sendJson(response, 200, { keys, count: backend.state.size, digest: backend.state.digest(), appliedSeq: backend.state.applied });
+    }
+    if (path === '/v1/status' && method === 'GET') return sendJson(response, 200, { ...backend.status(), api: this.counters });
+    if (path === '/v1/health' && method === 'GET') {
+      const serving = backend.serving();
+      return sendJson(response, serving ? 200 : 503, { serving });
+    }
+    if ((path === '/v1/admin/replication/pause' || path === '/v1/admin/replication/resume') && method === 'POST') {
+      backend.setReplicationPaused(path.endsWith('/pause'));
+      return sendJson(response, 200, { paused: path.endsWith('/pause') });
+    }
+    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/kv/{key}, /v1/kv, /v1/status, /v1/health)`);
+  }
+
+  private async sendReplay(response: ServerResponse, url: URL): Promise<void> {
+    const log = this.options.backend.log;
+    const from = Math.max(positiveInt(url.searchParams.get('from'), log.firstSeq), log.firstSeq);
+    const limit = Math.min(positiveInt(url.searchParams.get('limit'), 1000), REPLAY_LIMIT_MAX);
+    const entries = from <= log.watermarks().committed ? await log.read(from, { entriesMax: limit, bytesMax: REPLAY_BYTES_MAX }) : [];
+    const out = entries.map((entry) => {
+      const decoded = decodeOp(entry.payload);
+      const base = { seq: entry.seq, epoch: entry.epoch, timestampMs: entry.timestampMs };
+      if (!decoded.ok) return { ...base, op: 'unknown', data: toBase64(entry.payload) };
+      const op = decoded.op;
+      if (op.op === OP_ENTRY) return { ...base, op: 'entry', data: toBase64(op.data) };
+      if (op.op === OP_PUT) return { ...base, op: 'put', key: op.key, value: toBase64(op.value) };
+      return { ...base, op: 'delete', key: op.key };
+    });
+    const last = entries.at(-1);
+    sendJson(response, 200, { entries: out, next: last ? last.seq + 1 : from, committed: log.watermarks().committed });
+  }
+
+  private sendWrite(response: ServerResponse, status: number, result: AppendResult): void {
+    sendJson(response, status, { seq: result.seq, epoch: result.epoch });
+  }
+
+  private readBody(request: IncomingMessage): Promise<Uint8Array> {
+    const limit = this.options.bodyBytesMax;
+    const declared = Number(request.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      request.resume();
+      return Promise.reject(new LastgaspError('ENTRY_TOO_LARGE', `request body of ${declared} bytes is over api.bodyBytesMax (${limit})`));
+    }
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      request.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > limit) {
+          request.destroy();
+          reject(new LastgaspError('ENTRY_TOO_LARGE', `request body is over api.bodyBytesMax (${limit})`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      request.once('end', () => resolve(new Uint8Array(Buffer.concat(chunks))));
+      request.once('error', reject);
+    });
+  }
+
+  private sendError(response: ServerResponse, error: unknown): void {
+    if (response.headersSent) {
+      response.destroy();
+      return;
+    }
+    if (isLastgaspError(error)) {
+      const status = STATUS_BY_CODE[error.code] ?? 500;
+      if (status === 500) this.options.logger.error('api request failed', { code: error.code, error });
+      sendJson(response, status, { error: { code: error.code, message: error.message, ...error.detail } });
+      return;
+    }
+    this.options.logger.error('api request failed unexpectedly', { error });
+    sendJson(response, 500, { error: { code: 'INTERNAL', message: (error as Error)?.message ?? String(error) } });
+  }
+}
+
+function decodeKey(raw: string): string {
+  let key: string;
+  try {
+    key = decodeURIComponent(raw);
+  } catch {
+    throw new LastgaspError('BAD_REQUEST', `key "${raw}" is not valid percent-encoding`);
+  }
+  if (!validKey(key)) throw new LastgaspError('BAD_REQUEST', `key must be 1..512 bytes of UTF-8`);
+  return key;
+}
+
+function positiveInt(text: string | null, fallback: number): number {
+  if (text === null) return fallback;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 0) throw new LastgaspError('BAD_REQUEST', `"${text}" is not a non-negative integer`);
+  return value;
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  response.end(text);
+}
+
+function toBase64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+}

@@ -1,0 +1,232 @@
+/**
+ * The application's key-value state, derived from the log: it tails the committed log in seq order and
+ * applies puts and deletes. The primary and a replica run the same code, so a sibling that takes over
+ * serves exactly the state its replica log implies.
+ *
+ * Retention may delete old segments, so the state is snapshotted now and then (CBOR, written to a temporary
+ * file, fsynced, renamed, directory fsynced) and the log is told not to delete anything the latest
+ * snapshot does not cover.
+ */
+import { createHash } from 'node:crypto';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FlashLog } from '../log/index.ts';
+import { LastgaspError, decodeCbor, encodeCbor, type Logger } from '../util/index.ts';
+import { OP_DELETE, OP_PUT, decodeOp } from './ops.ts';
+
+const SNAPSHOT_FILE = 'kv-snapshot.cbor';
+const SNAPSHOT_VERSION = 1;
+/** Entries read from the log per apply step: bounds the memory of a catch-up. */
+const APPLY_BATCH_ENTRIES = 4096;
+const APPLY_BATCH_BYTES = 4 * 1024 * 1024;
+
+
+export interface KvStateOptions {
+  dataDir: string;
+  log: FlashLog;
+  logger: Logger;
+  /** Write a snapshot after this many applied entries (0 = only at close). */
+  snapshotEveryEntries?: number;
+}
+
+export class KvState {
+  private readonly map = new Map<string, Uint8Array>();
+  private appliedSeq = 0;
+  private snapshotSeq = 0;
+  private appliedSinceSnapshot = 0;
+  private readonly waiters: Array<{ seq: number; resolve: () => void }> = [];
+  private applying: Promise<void> | undefined;
+  private again = false;
+  private unsubscribe: (() => void) | undefined;
+  private undecodable = 0;
+  private snapshotting = false;
+
+  constructor(private readonly options: KvStateOptions) {}
+
+  /** Load the snapshot, catch up with the log, and follow every later commit. */
+  async start(): Promise<void> {
+    await this.loadSnapshot();
+    const firstSeq = this.options.log.firstSeq;
+    if (this.appliedSeq + 1 < firstSeq) {
+      throw new LastgaspError(
+        'LOG_CORRUPT',
+        `kv state: the snapshot ends at seq ${this.appliedSeq} but the log starts at ${firstSeq}; entries ${this.appliedSeq + 1}..${firstSeq - 1} are gone. Restore ${join(this.options.dataDir, SNAPSHOT_FILE)} from a backup or start with an empty data directory.`,
+      );
+    }
+    this.options.log.setRetentionFloor(this.snapshotSeq + 1);
+    this.unsubscribe = this.options.log.onCommit(() => this.kick());
+    await this.catchUp();
+  }
+
+  async stop(): Promise<void> {
+    this.unsubscribe?.();
+    await this.applying;
+    await this.writeSnapshot();
+  }
+
+  get(key: string): Uint8Array | undefined {
+    return this.map.get(key);
+  }
+
+  keys(prefix = '', limit = Infinity): string[] {
+    const out: string[] = [];
+    for (const key of [...this.map.keys()].sort()) {
+      if (out.length >= limit) break;
+      if (key.startsWith(prefix)) out.push(key);
+    }
+    return out;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get applied(): number {
+    return this.appliedSeq;
+  }
+
+  get counters(): Record<string, number> {
+    return { kvKeys: this.map.size, kvAppliedSeq: this.appliedSeq, kvSnapshotSeq: this.snapshotSeq, kvUndecodableEntries: this.undecodable };
+  }
+
+  /** SHA-256 over the sorted (key, value) pairs: two nodes with equal digests hold equal states. */
+  digest(): string {
+    const hash = createHash('sha256');
+    for (const key of [...this.map.keys()].sort()) {
+      const value = this.map.get(key)!;
+      hash.update(`${key.length}:${key}:${value.length}:`);
+      hash.update(value);
+    }
+    return hash.digest('hex');
+  }
+
+  /** Resolve once every entry up to `seq` has been applied (read-your-writes for the API). */
+  waitApplied(seq: number): Promise<void> {
+    if (seq <= this.appliedSeq) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.waiters.push({ seq, resolve });
+      this.kick();
+    });
+  }
+
+  /**
+   * Forget everything after `seq` and rebuild: used when a demoted primary sets aside a suffix of its log.
+   * The snapshot may already contain the suffix, so it is discarded and the state rebuilt from the log.
+   */
+  async rebuild(): Promise<void> {
+    await this.applying;
+    this.map.clear();
+    this.appliedSeq = 0;
+    this.snapshotSeq = 0;
+    await unlink(join(this.options.dataDir, SNAPSHOT_FILE)).catch(() => undefined);
+    this.options.log.setRetentionFloor(1);
+    await this.catchUp();
+  }
+
+  private kick(): void {
+    if (this.applying) {
+      this.again = true;
+      return;
+    }
+    this.applying = this.catchUp().finally(() => {
+      this.applying = undefined;
+      if (this.again) {
+        this.again = false;
+        this.kick();
+      }
+    });
+  }
+
+  private async catchUp(): Promise<void> {
+    const log = this.options.log;
+    while (this.appliedSeq < log.watermarks().committed) {
+      const batch = await log.read(this.appliedSeq + 1, { entriesMax: APPLY_BATCH_ENTRIES, bytesMax: APPLY_BATCH_BYTES });
+      if (batch.length === 0) break;
+      for (const entry of batch) {
+        if (entry.seq !== this.appliedSeq + 1) {
+          throw new LastgaspError('LOG_SEQ', `kv state: expected seq ${this.appliedSeq + 1} from the log, got ${entry.seq}`);
+        }
+        this.apply(entry.payload);
+        this.appliedSeq = entry.seq;
+      }
+      this.appliedSinceSnapshot += batch.length;
+      this.release();
+    }
+    const every = this.options.snapshotEveryEntries ?? 100_000;
+    if (every > 0 && this.appliedSinceSnapshot >= every && !this.snapshotting) await this.writeSnapshot();
+  }
+
+  private apply(payload: Uint8Array): void {
+    const decoded = decodeOp(payload);
+    if (!decoded.ok) {
+      // Entries are validated before they are appended, so this is another writer's format; count it.
+      this.undecodable++;
+      return;
+    }
+    const op = decoded.op;
+    if (op.op === OP_PUT) this.map.set(op.key, op.value);
+    else if (op.op === OP_DELETE) this.map.delete(op.key);
+  }
+
+  private release(): void {
+    for (let index = this.waiters.length - 1; index >= 0; index--) {
+      const waiter = this.waiters[index]!;
+      if (waiter.seq <= this.appliedSeq) {
+        this.waiters.splice(index, 1);
+        waiter.resolve();
+      }
+    }
+  }
+
+  private async loadSnapshot(): Promise<void> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await readFile(join(this.options.dataDir, SNAPSHOT_FILE));
+    } catch {
+      return;
+    }
+    let snapshot: { v: number; seq: number; entries: Array<[string, Uint8Array]> };
+    try {
+      snapshot = decodeCbor(bytes) as typeof snapshot;
+    } catch (error) {
+      // Written by tmp + fsync + rename, so a torn snapshot means media corruption: rebuild from the log.
+      this.options.logger.warn('kv snapshot unreadable; rebuilding the state from the log', { error });
+      return;
+    }
+    if (snapshot.v !== SNAPSHOT_VERSION || !Array.isArray(snapshot.entries)) return;
+    for (const [key, value] of snapshot.entries) this.map.set(key, value);
+    this.appliedSeq = this.snapshotSeq = snapshot.seq;
+    this.options.logger.info('kv snapshot loaded', { seq: snapshot.seq, keys: this.map.size });
+  }
+
+  private async writeSnapshot(): Promise<void> {
+    if (this.appliedSeq === this.snapshotSeq) return;
+    this.snapshotting = true;
+    try {
+      const seq = this.appliedSeq;
+      const bytes = encodeCbor({ v: SNAPSHOT_VERSION, seq, entries: [...this.map.entries()] });
+      const target = join(this.options.dataDir, SNAPSHOT_FILE);
+      const temporary = `${target}.tmp`;
+      const handle = await open(temporary, 'w');
+      try {
+        await handle.writeFile(bytes);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temporary, target);
+      const directory = await open(this.options.dataDir, 'r');
+      try {
+        await directory.sync();
+      } finally {
+        await directory.close();
+      }
+      this.snapshotSeq = seq;
+      this.appliedSinceSnapshot = 0;
+      this.options.log.setRetentionFloor(seq + 1);
+      this.options.logger.debug(() => `kv snapshot written at seq ${seq} (${bytes.length} bytes)`);
+    } finally {
+      this.snapshotting = false;
+    }
+  }
+}

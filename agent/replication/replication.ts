@@ -1,0 +1,267 @@
+/**
+ * Replication hub: the broker links, the publisher (primary), the receiver (standby), and the control
+ * records every node publishes (state with its Will, acks, the leader record, power telemetry). Incoming
+ * messages are verified and dispatched here; anything malformed, unsigned, forged or addressed wrongly is
+ * counted by reason and dropped.
+ */
+import { EventEmitter } from 'node:events';
+import type { FlashLog } from '../log/index.ts';
+import type { Clock, Logger } from '../util/index.ts';
+import { BrokerLink } from './broker-link.ts';
+import { Publisher } from './publisher.ts';
+import { Receiver } from './receiver.ts';
+import { WireCodec, topics, type AckMessage, type LeaderMessage, type StateMessage, type Topics } from './wire.ts';
+
+/** Power telemetry is for dashboards: at most one message per this interval. */
+const POWER_PUBLISH_INTERVAL_MS = 1000;
+/** Rejections are logged at most this often per reason (they are always counted). */
+const REJECT_LOG_INTERVAL_MS = 5000;
+
+export interface ReplicationOptions {
+  log: FlashLog;
+  group: string;
+  node: string;
+  siblings: readonly string[];
+  brokers: readonly string[];
+  mode: 'cluster' | 'independent';
+  quorum?: number;
+  durability: 'replica' | 'broker';
+  topicPrefix: string;
+  protocol: 'auto' | '5' | '3.1.1';
+  batchEntriesMax: number;
+  batchBytesMax: number;
+  windowMax: number;
+  keepaliveS: number;
+  username?: string;
+  password?: string;
+  tls?: { ca?: string; cert?: string; key?: string };
+  hmacKey?: Uint8Array;
+  logger: Logger;
+  clock: Clock;
+}
+
+export interface ReplicationEvents {
+  leader: [LeaderMessage, { retained: boolean }];
+  state: [StateMessage];
+  up: [];
+}
+
+export class Replication extends EventEmitter<ReplicationEvents> {
+  readonly topics: Topics;
+  readonly codec: WireCodec;
+  readonly publisher: Publisher;
+  readonly receiver: Receiver;
+  private readonly links: BrokerLink[];
+  private readonly quorum: number;
+  private role: 'primary' | 'standby' | undefined;
+  private lastPowerAtMs = -Infinity;
+  private controlPaused = false;
+  private readonly rejected: Record<string, number> = {};
+  private readonly rejectLoggedAtMs = new Map<string, number>();
+
+  constructor(private readonly options: ReplicationOptions) {
+    super();
+    this.topics = topics(options.topicPrefix, options.group);
+    this.codec = new WireCodec(options.hmacKey);
+    const logger = options.logger;
+    const willPayload = this.codec.encodeState({
+      group: options.group,
+      node: options.node,
+      role: 'unknown',
+      state: 'offline',
+      epoch: options.log.epoch,
+      committed: options.log.watermarks().committed,
+      atMs: options.clock.nowMs(),
+    });
+    const linkFor = (urls: readonly string[], index: number) =>
+      new BrokerLink({
+        urls,
+        clientId: `lastgasp-${options.group}-${options.node}`,
+        protocol: options.protocol,
+        keepaliveS: options.keepaliveS,
+        will: { topic: this.topics.state(options.node), payload: willPayload, retain: true },
+        username: options.username,
+        password: options.password,
+        tls: options.tls,
+        onMessage: (topic, payload, retained) => this.onMessage(topic, payload, retained),
+        logger: logger.child(`agent:replication:broker${index}`),
+      });
+    this.links = options.mode === 'cluster' ? [linkFor(options.brokers, 0)] : options.brokers.map((url, index) => linkFor([url], index));
+    this.quorum = options.mode === 'cluster' ? 1 : (options.quorum ?? Math.floor(options.brokers.length / 2) + 1);
+    this.publisher = new Publisher({
+      log: options.log,
+      links: this.links,
+      codec: this.codec,
+      topics: this.topics,
+      group: options.group,
+      node: options.node,
+      durability: options.durability,
+      quorum: this.quorum,
+      siblings: options.siblings,
+      batchEntriesMax: options.batchEntriesMax,
+      batchBytesMax: options.batchBytesMax,
+      windowMax: options.windowMax,
+      logger: logger.child('agent:replication:publisher'),
+      clock: options.clock,
+    });
+    this.receiver = new Receiver({
+      log: options.log,
+      group: options.group,
+      node: options.node,
+      sendAck: (ack) => this.publishAck(ack),
+      logger: logger.child('agent:replication:receiver'),
+      clock: options.clock,
+    });
+    for (const link of this.links) {
+      link.on('up', () => {
+        this.publisher.onLinkUp();
+        this.emit('up');
+      });
+    }
+  }
+
+  /** Connect and subscribe to the control topics; the role decides whether batches flow in or out. */
+  async start(): Promise<void> {
+    for (const link of this.links) {
+      link.start();
+      await link.subscribe([this.topics.leader, this.topics.stateAll, this.topics.ackAll], 1);
+    }
+  }
+
+  async setRole(role: 'primary' | 'standby'): Promise<void> {
+    if (role === this.role) return;
+    this.role = role;
+    if (role === 'primary') {
+      this.receiver.stop();
+      for (const link of this.links) await link.unsubscribe([this.topics.logAll]);
+      this.publisher.start();
+    } else {
+      this.publisher.stop();
+      for (const link of this.links) await link.subscribe([this.topics.logAll], 1);
+      await this.receiver.start();
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.publisher.stop();
+    this.receiver.stop();
+    await Promise.all(this.links.map((link) => link.stop()));
+  }
+
+  /** Power is going: drop the connections without DISCONNECT so that the brokers publish the Will. */
+  async abort(): Promise<void> {
+    this.publisher.stop();
+    this.receiver.stop();
+    await Promise.all(this.links.map((link) => link.abort()));
+  }
+
+  get connected(): boolean {
+    return this.links.filter((link) => link.connected).length >= this.quorum;
+  }
+
+  /** During the brownout flush nothing but batches and the handoff goes out. */
+  setControlPaused(paused: boolean): void {
+    this.controlPaused = paused;
+  }
+
+  stats(): Record<string, unknown> {
+    return {
+      connected: this.connected,
+      quorum: this.quorum,
+      links: this.links.map((link) => ({ broker: link.name, ...link.stats() })),
+      publisher: this.publisher.stats(),
+      receiver: this.receiver.stats(),
+      rejected: { ...this.rejected },
+    };
+  }
+
+  /** Publish to a quorum of brokers and wait for their PUBACKs. */
+  async publishLeader(message: LeaderMessage): Promise<void> {
+    await this.publishControl(this.topics.leader, this.codec.encodeLeader(message), true);
+  }
+
+  async publishState(message: StateMessage): Promise<void> {
+    if (this.controlPaused) return;
+    await this.publishControl(this.topics.state(this.options.node), this.codec.encodeState(message), true);
+  }
+
+  /** The state record outside the control pause: the flush announces itself. */
+  async publishStateNow(message: StateMessage): Promise<void> {
+    await this.publishControl(this.topics.state(this.options.node), this.codec.encodeState(message), true);
+  }
+
+  /** Telemetry for dashboards: plain JSON, QoS 0, retained, rate-limited, silent during a flush. */
+  publishPower(status: object): void {
+    const now = this.options.clock.monotonicMs();
+    if (this.controlPaused || now - this.lastPowerAtMs < POWER_PUBLISH_INTERVAL_MS) return;
+    this.lastPowerAtMs = now;
+    const payload = new TextEncoder().encode(JSON.stringify(status));
+    for (const link of this.links) {
+      if (link.connected) void link.publish(this.topics.power(this.options.node), payload, { qos: 0, retain: true }).catch(() => undefined);
+    }
+  }
+
+  private async publishAck(ack: AckMessage): Promise<void> {
+    await this.publishControl(this.topics.ack(this.options.node), this.codec.encodeAck(ack), true);
+  }
+
+  private async publishControl(topic: string, payload: Uint8Array, retain: boolean): Promise<void> {
+    const links = this.links.filter((link) => link.connected);
+    const sends = (links.length > 0 ? links : this.links).map((link) => link.publish(topic, payload, { qos: 1, retain }));
+    await quorumOf(sends, Math.min(this.quorum, sends.length));
+  }
+
+  private async onMessage(topic: string, payload: Uint8Array, retained: boolean): Promise<void> {
+    const decoded = this.codec.decode(payload);
+    const addressed = this.topics.nodeOf(topic);
+    if (!decoded.ok) return this.reject(decoded.reason, topic);
+    const message = decoded.message;
+    if (message.group !== this.options.group) return this.reject('wrong-group', topic);
+    switch (decoded.kind) {
+      case 'batch':
+        if (addressed?.kind !== 'log' || addressed.node !== decoded.message.node) return this.reject('sender-mismatch', topic);
+        if (decoded.message.node === this.options.node || this.role !== 'standby') return;
+        return this.receiver.onBatch(decoded.message);
+      case 'ack':
+        if (addressed?.kind !== 'ack' || addressed.node !== decoded.message.node) return this.reject('sender-mismatch', topic);
+        if (this.role === 'primary') this.publisher.onAck(decoded.message);
+        return;
+      case 'state':
+        if (addressed?.kind !== 'state' || addressed.node !== decoded.message.node) return this.reject('sender-mismatch', topic);
+        if (decoded.message.node !== this.options.node) this.emit('state', decoded.message);
+        return;
+      case 'leader':
+        if (topic !== this.topics.leader) return this.reject('sender-mismatch', topic);
+        this.receiver.setLeaderEpoch(decoded.message.kind === 'leader' ? decoded.message.epoch : 0);
+        this.emit('leader', decoded.message, { retained });
+        return;
+    }
+  }
+
+  private reject(reason: string, topic: string): void {
+    this.rejected[reason] = (this.rejected[reason] ?? 0) + 1;
+    const now = this.options.clock.monotonicMs();
+    if (now - (this.rejectLoggedAtMs.get(reason) ?? -Infinity) < REJECT_LOG_INTERVAL_MS) return;
+    this.rejectLoggedAtMs.set(reason, now);
+    this.options.logger.warn('dropped a message', { reason, topic, sender: this.topics.nodeOf(topic)?.node, count: this.rejected[reason] });
+  }
+}
+
+/** Resolve when `needed` of the promises resolved; reject when that became impossible. */
+function quorumOf(promises: readonly Promise<void>[], needed: number): Promise<void> {
+  if (needed <= 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    let ok = 0;
+    let failed = 0;
+    for (const promise of promises) {
+      promise.then(
+        () => {
+          if (++ok === needed) resolve();
+        },
+        (error: unknown) => {
+          if (++failed > promises.length - needed) reject(error);
+        },
+      );
+    }
+  });
+}

@@ -1,0 +1,237 @@
+/**
+ * The MQTT wire contract: topics and payloads. Payloads are plain CBOR (RFC 8949) so that subscribers in any
+ * language can read them. Every message is an envelope
+ *
+ *   { v: 1, k: <kind>, b: <body: CBOR bytes>, crc: <CRC-32C of b>, mac?: <HMAC-SHA256(group key, k || b)> }
+ *
+ * The integrity check covers exactly the bytes received (the body is carried as a byte string), so a
+ * receiver verifies before it decodes. With a group key, a client that can reach the broker but lacks the
+ * key cannot inject or alter entries; replays are harmless because receivers de-duplicate by (epoch, seq)
+ * and ignore records of older epochs.
+ */
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { crc32c, decodeCbor, encodeCbor } from '../util/index.ts';
+import type { LogEntry } from '../log/index.ts';
+
+export const WIRE_VERSION = 1;
+const HMAC_BYTES = 32;
+
+export type MessageKind = 'batch' | 'ack' | 'state' | 'leader';
+
+/** A run of consecutive entries from the log of `node`: seqs first..last. */
+export interface BatchMessage {
+  readonly group: string;
+  readonly node: string;
+  /** The sender's current epoch: receivers fence senders older than the leader they know. */
+  readonly epoch: number;
+  readonly entries: readonly LogEntry[];
+}
+
+/** A replica's durable position; `want` asks the primary to resend from that seq (a gap was seen). */
+export interface AckMessage {
+  readonly group: string;
+  readonly node: string;
+  readonly epoch: number;
+  readonly seq: number;
+  readonly want?: number;
+  readonly atMs: number;
+}
+
+export type NodeStateName = 'online' | 'on-battery' | 'flushing' | 'handed-off' | 'offline';
+
+export interface StateMessage {
+  readonly group: string;
+  readonly node: string;
+  readonly role: 'primary' | 'standby' | 'unknown';
+  readonly state: NodeStateName;
+  readonly epoch: number;
+  readonly committed: number;
+  readonly atMs: number;
+}
+
+/**
+ * The retained record of who leads the group. `kind: 'leader'` is published by a node that (re)claims the
+ * lead; `kind: 'handoff'` by a primary about to lose power, naming the last seq the successor holds.
+ */
+export interface LeaderMessage {
+  readonly group: string;
+  readonly kind: 'leader' | 'handoff';
+  readonly epoch: number;
+  /** leader: the primary. handoff: the primary handing off. */
+  readonly node: string;
+  /** handoff: the sibling expected to take over. */
+  readonly to?: string;
+  /** leader: first seq written in this epoch. */
+  readonly since?: number;
+  /** handoff: highest seq the successor acknowledged (the last entry it can rely on). */
+  readonly lastSeq?: number;
+  /** handoff: highest seq the primary had committed. complete === (lastSeq === committed). */
+  readonly committed?: number;
+  readonly complete?: boolean;
+  readonly reason?: string;
+  readonly atMs: number;
+}
+
+export interface Topics {
+  log(node: string): string;
+  logAll: string;
+  ack(node: string): string;
+  ackAll: string;
+  state(node: string): string;
+  stateAll: string;
+  leader: string;
+  power(node: string): string;
+  /** The node named by a topic under log/, ack/ or state/, or undefined. */
+  nodeOf(topic: string): { kind: 'log' | 'ack' | 'state'; node: string } | undefined;
+}
+
+export function topics(prefix: string, group: string): Topics {
+  const base = `${prefix}/v1/${group}`;
+  return {
+    log: (node) => `${base}/log/${node}`,
+    logAll: `${base}/log/+`,
+    ack: (node) => `${base}/ack/${node}`,
+    ackAll: `${base}/ack/+`,
+    state: (node) => `${base}/state/${node}`,
+    stateAll: `${base}/state/+`,
+    leader: `${base}/leader`,
+    power: (node) => `${prefix}/v1/${node}/power`,
+    nodeOf(topic) {
+      if (!topic.startsWith(base + '/')) return undefined;
+      const [kind, node, extra] = topic.slice(base.length + 1).split('/');
+      if ((kind !== 'log' && kind !== 'ack' && kind !== 'state') || !node || extra !== undefined) return undefined;
+      return { kind, node };
+    },
+  };
+}
+
+const textEncoder = new TextEncoder();
+
+export class WireCodec {
+  private readonly key: Uint8Array | undefined;
+
+  /** `key`: the group's HMAC key; when set, every message is signed and unsigned ones are rejected. */
+  constructor(key?: Uint8Array) {
+    this.key = key && key.length > 0 ? key : undefined;
+  }
+
+  get signed(): boolean {
+    return this.key !== undefined;
+  }
+
+  encodeBatch(message: BatchMessage): Uint8Array {
+    const entries = message.entries;
+    const first = entries[0]?.seq ?? 0;
+    const rows = entries.map((entry) => [entry.epoch, entry.timestampMs, entry.payload]);
+    return this.seal('batch', { group: message.group, node: message.node, epoch: message.epoch, first, last: first + entries.length - 1, entries: rows });
+  }
+
+  encodeAck(message: AckMessage): Uint8Array {
+    return this.seal('ack', message);
+  }
+
+  encodeState(message: StateMessage): Uint8Array {
+    return this.seal('state', message);
+  }
+
+  encodeLeader(message: LeaderMessage): Uint8Array {
+    return this.seal('leader', message);
+  }
+
+  /** Verify and decode any message; never throws. */
+  decode(bytes: Uint8Array): DecodeResult {
+    let envelope: unknown;
+    try {
+      envelope = decodeCbor(bytes);
+    } catch {
+      return { ok: false, reason: 'not-cbor' };
+    }
+    if (!isRecord(envelope)) return { ok: false, reason: 'not-an-envelope' };
+    const { v, k, b, crc, mac } = envelope;
+    if (v !== WIRE_VERSION) return { ok: false, reason: `version-${String(v)}` };
+    if (k !== 'batch' && k !== 'ack' && k !== 'state' && k !== 'leader') return { ok: false, reason: 'unknown-kind' };
+    if (!(b instanceof Uint8Array) || typeof crc !== 'number') return { ok: false, reason: 'malformed-envelope' };
+    if (crc32c(b) !== crc) return { ok: false, reason: 'crc' };
+    if (this.key) {
+      if (!(mac instanceof Uint8Array) || mac.length !== HMAC_BYTES) return { ok: false, reason: 'unsigned' };
+      if (!timingSafeEqual(mac, this.mac(k, b))) return { ok: false, reason: 'bad-signature' };
+    }
+    let body: unknown;
+    try {
+      body = decodeCbor(b);
+    } catch {
+      return { ok: false, reason: 'body-not-cbor' };
+    }
+    if (!isRecord(body)) return { ok: false, reason: 'body-not-a-map' };
+    switch (k) {
+      case 'batch':
+        return decodeBatchBody(body);
+      case 'ack':
+        return hasFields(body, ['group', 'node'], ['epoch', 'seq', 'atMs']) && (body.want === undefined || isSeq(body.want))
+          ? { ok: true, kind: 'ack', message: body as unknown as AckMessage }
+          : { ok: false, reason: 'bad-ack' };
+      case 'state':
+        return hasFields(body, ['group', 'node', 'role', 'state'], ['epoch', 'committed', 'atMs'])
+          ? { ok: true, kind: 'state', message: body as unknown as StateMessage }
+          : { ok: false, reason: 'bad-state' };
+      case 'leader':
+        return hasFields(body, ['group', 'kind', 'node'], ['epoch', 'atMs']) && (body.kind === 'leader' || body.kind === 'handoff')
+          ? { ok: true, kind: 'leader', message: body as unknown as LeaderMessage }
+          : { ok: false, reason: 'bad-leader' };
+    }
+  }
+
+  private seal(kind: MessageKind, body: object): Uint8Array {
+    const bytes = encodeCbor(body);
+    const envelope: Record<string, unknown> = { v: WIRE_VERSION, k: kind, b: bytes, crc: crc32c(bytes) };
+    if (this.key) envelope.mac = this.mac(kind, bytes);
+    return encodeCbor(envelope);
+  }
+
+  private mac(kind: string, body: Uint8Array): Uint8Array {
+    const hmac = createHmac('sha256', this.key!);
+    hmac.update(textEncoder.encode(kind));
+    hmac.update(body);
+    return new Uint8Array(hmac.digest());
+  }
+}
+
+export type DecodeResult =
+  | { ok: true; kind: 'batch'; message: BatchMessage }
+  | { ok: true; kind: 'ack'; message: AckMessage }
+  | { ok: true; kind: 'state'; message: StateMessage }
+  | { ok: true; kind: 'leader'; message: LeaderMessage }
+  | { ok: false; reason: string };
+
+function decodeBatchBody(body: Record<string, unknown>): DecodeResult {
+  const { group, node, epoch, first, last, entries } = body;
+  if (typeof group !== 'string' || typeof node !== 'string' || !isSeq(epoch) || !isSeq(first) || !isSeq(last) || !Array.isArray(entries)) {
+    return { ok: false, reason: 'bad-batch' };
+  }
+  if (first < 1 || last - first + 1 !== entries.length) return { ok: false, reason: 'bad-batch-range' };
+  const out: LogEntry[] = new Array(entries.length);
+  for (let index = 0; index < entries.length; index++) {
+    const row = entries[index] as unknown;
+    if (!Array.isArray(row) || !isSeq(row[0]) || typeof row[1] !== 'number' || !(row[2] instanceof Uint8Array)) return { ok: false, reason: 'bad-batch-entry' };
+    out[index] = { seq: first + index, epoch: row[0], timestampMs: row[1], payload: row[2] };
+  }
+  return { ok: true, kind: 'batch', message: { group, node, epoch, entries: out } };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+function isSeq(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}
+
+function hasFields(body: Record<string, unknown>, strings: readonly string[], numbers: readonly string[]): boolean {
+  return strings.every((name) => typeof body[name] === 'string') && numbers.every((name) => isSeq(body[name]));
+}
+
+/**
+ * Most CBOR bytes a batch adds per entry beyond its payload: array header (1) + epoch (up to 5) +
+ * timestamp (9) + byte-string header (up to 5). Used to keep a batch under the broker's packet limit.
+ */
+export const BATCH_OVERHEAD_BYTES_PER_ENTRY = 20;
