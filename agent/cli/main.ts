@@ -1,0 +1,127 @@
+/**
+ * `lastgasp <command>`: the daemon, the demo, the BMS tools and the operator's log tools.
+ */
+import { readFileSync } from 'node:fs';
+import { bmsMain, bmsSimMain } from '../../firmware-bridge/index.ts';
+import { describeConfig, loadConfig } from '../config/index.ts';
+import { logCommand } from '../log/index.ts';
+import { ApiClient } from '../app/index.ts';
+import { isLastgaspError } from '../util/index.ts';
+import { processIo, parseArgs, UsageError, type Io } from './io.ts';
+import { runCommand } from './run.ts';
+import { demoCommand } from './demo.ts';
+
+const HELP = `lastgasp: keeps a battery-backed gateway's data safe through a power cut.
+
+Usage: lastgasp <command> [options]
+
+Commands:
+  run --config FILE         Run the agent (the daemon a systemd unit starts).
+  demo [--json]             The whole story on this machine: broker, BMS simulator, a primary and a
+                            sibling agent, a workload, a power cut, the flush and the takeover.
+  status [--api ADDR]       Ask a running agent for its status (default 127.0.0.1:8181).
+  config check FILE         Validate a config file and print what is wrong, field by field.
+  config defaults           Print every config key with its default and meaning.
+  bms-sim [options]         Play a BMS (bridge protocol, JBD, Daly or Megatec Q1) on a pty or TCP port.
+  bms probe|decode ...      Find which protocol a device speaks; decode a captured frame.
+  log inspect|verify DIR    Show a log directory's segments and watermarks; check every record.
+  version                   Print the version.
+
+Run "lastgasp <command> --help" for a command's options.`;
+
+export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run':
+        return await runCommand(rest, io);
+      case 'demo':
+        return await demoCommand(rest, io);
+      case 'status':
+        return await statusCommand(rest, io);
+      case 'config':
+        return await configCommand(rest, io);
+      case 'bms-sim':
+        return await bmsSimMain([...rest], io);
+      case 'bms':
+        return await bmsMain([...rest], io);
+      case 'log':
+        return await logCommand([...rest], io);
+      case 'version':
+      case '--version':
+        io.stdout(version());
+        return 0;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        io.stdout(HELP);
+        return command === undefined ? 2 : 0;
+      default:
+        io.stderr(`lastgasp: unknown command "${command}"\n\n${HELP}`);
+        return 2;
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr(`lastgasp ${command}: ${error.message} (see lastgasp ${command} --help)`);
+      return 2;
+    }
+    if (isLastgaspError(error)) {
+      io.stderr(`lastgasp ${command}: ${error.message}`);
+      return error.code === 'CONFIG_INVALID' ? 78 : 1;
+    }
+    throw error;
+  }
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return `lastgasp ${pkg.version}`;
+}
+
+const STATUS_HELP = `Usage: lastgasp status [--api ADDR] [--json]
+
+Print a running agent's role, epoch, power state, watermarks and counters.
+  --api ADDR   The agent's api.listen (default 127.0.0.1:8181; unix:/path for a socket).
+  --json       The raw status object.`;
+
+async function statusCommand(argv: readonly string[], io: Io): Promise<number> {
+  if (argv.includes('--help')) return void io.stdout(STATUS_HELP), 0;
+  const { options } = parseArgs(argv, ['json']);
+  const client = new ApiClient({ address: options.get('api') ?? '127.0.0.1:8181', timeoutMs: 5000 });
+  try {
+    const status = await client.status();
+    if (options.has('json')) io.stdout(JSON.stringify(status));
+    else {
+      const marks = status.watermarks as { committed: number; replicated: number; replicaAcked: number };
+      io.stdout(`${status.node} (${status.group}): ${status.role}, epoch ${status.epoch}, power ${status.power?.state}`);
+      io.stdout(`  log: committed ${marks.committed}, replicated ${marks.replicated}, replica-acked ${marks.replicaAcked}`);
+      io.stdout(`  state: ${status.state?.kvKeys} keys, applied to seq ${status.state?.kvAppliedSeq}`);
+    }
+    return 0;
+  } catch (error) {
+    io.stderr(`lastgasp status: no agent answered at ${options.get('api') ?? '127.0.0.1:8181'}: ${(error as Error).message}`);
+    return 1;
+  } finally {
+    client.close();
+  }
+}
+
+const CONFIG_HELP = `Usage:
+  lastgasp config check FILE    Validate FILE (YAML or JSON); exit 0 when valid, 78 otherwise.
+  lastgasp config defaults      Print every key with its type, default and meaning, as YAML.`;
+
+async function configCommand(argv: readonly string[], io: Io): Promise<number> {
+  const [sub, file] = argv;
+  if (sub === 'defaults') {
+    io.stdout(describeConfig());
+    return 0;
+  }
+  if (sub === 'check' && file) {
+    const config = await loadConfig(file);
+    io.stdout(`config ${file}: valid (node ${config.node}, group ${config.group}, ${config.replication.brokers.length} broker(s), power source ${config.power.source.kind})`);
+    return 0;
+  }
+  io.stdout(CONFIG_HELP);
+  return sub === '--help' ? 0 : 2;
+}

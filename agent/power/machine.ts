@@ -1,0 +1,161 @@
+/**
+ * The power state machine as a pure function: (state, input) → (state, actions). No clock, no I/O: the
+ * shell (supervisor.ts) feeds it inputs with their times and carries out the actions. That keeps every rule
+ * testable by stepping inputs, and keeps the one irreversible step (the handoff) in one place.
+ *
+ *   ONLINE → ON_BATTERY → BROWNOUT → FLUSHING → HANDED_OFF → POWER_OFF
+ *                 ↘──────────↘───────────↘ ONLINE  (mains back before the handoff, the point of no return)
+ *
+ * Lessons from NUT and apcupsd users (research notes, §1 and §4): start shrinking the unreplicated tail as
+ * soon as mains is lost (it harms nothing), but debounce before anything irreversible; use thresholds the
+ * user sets (charge, runtime, time on battery, whichever first) rather than the device's low-battery flag
+ * alone; a power-source link that goes silent while on battery is itself critical after a dead time; and
+ * once the handoff is out, the decision is latched.
+ */
+import type { PowerEvent, PowerStatus } from '../../firmware-bridge/index.ts';
+
+export type PowerStateName = 'ONLINE' | 'ON_BATTERY' | 'BROWNOUT' | 'FLUSHING' | 'HANDED_OFF' | 'POWER_OFF';
+
+export interface Thresholds {
+  socPercentMin: number;
+  runtimeSMin: number;
+  onBatterySMax: number;
+  trustDeviceLowBattery: boolean;
+  onBatteryDebounceMs: number;
+  linkDeadMs: number;
+}
+
+export interface MachineState {
+  readonly name: PowerStateName;
+  readonly sinceMs: number;
+  /** When mains was lost (ms, monotonic); undefined while on mains. */
+  readonly onBatterySinceMs: number | undefined;
+  /** When the power-source link went down (ms); undefined while up. */
+  readonly linkDownSinceMs: number | undefined;
+  readonly lastStatus: PowerStatus | undefined;
+  /** Why the brownout was declared; latched with it. */
+  readonly brownoutReason: string | undefined;
+}
+
+export type Input =
+  | { type: 'status'; status: PowerStatus; atMs: number }
+  | { type: 'event'; event: PowerEvent; atMs: number }
+  | { type: 'link'; up: boolean; atMs: number }
+  | { type: 'tick'; atMs: number }
+  | { type: 'flush-started'; atMs: number }
+  | { type: 'handoff-published'; atMs: number }
+  | { type: 'power-off-requested'; atMs: number };
+
+export type Action =
+  /** Mains lost: sync every batch at once and start shrinking the tail. */
+  | { type: 'shrink-tail' }
+  /** Mains back before the point of no return: back to normal operation. */
+  | { type: 'resume' }
+  /** Brownout: refuse new appends, pause other traffic, flush the tail, hand off, let the BMS cut power. */
+  | { type: 'flush-and-handoff'; reason: string };
+
+export interface Step {
+  readonly state: MachineState;
+  readonly actions: readonly Action[];
+  /** A line for the timeline when the state changed. */
+  readonly transition?: { from: PowerStateName; to: PowerStateName; reason: string };
+}
+
+export function initialState(atMs: number): MachineState {
+  return { name: 'ONLINE', sinceMs: atMs, onBatterySinceMs: undefined, linkDownSinceMs: undefined, lastStatus: undefined, brownoutReason: undefined };
+}
+
+export function step(state: MachineState, input: Input, thresholds: Thresholds): Step {
+  const observed = observe(state, input);
+  switch (observed.name) {
+    case 'ONLINE':
+    case 'ON_BATTERY':
+      return fromSupplied(observed, input, thresholds);
+    case 'BROWNOUT':
+    case 'FLUSHING':
+      if (mainsReturned(state, observed)) return move({ ...observed, brownoutReason: undefined }, 'ONLINE', input.atMs, 'mains back before the handoff', [{ type: 'resume' }]);
+      if (observed.name === 'BROWNOUT' && input.type === 'flush-started') return move(observed, 'FLUSHING', input.atMs, 'flush started', []);
+      if (observed.name === 'FLUSHING' && input.type === 'handoff-published') return move(observed, 'HANDED_OFF', input.atMs, 'handoff record published', []);
+      return stay(observed);
+    case 'HANDED_OFF':
+      if (input.type === 'power-off-requested') return move(observed, 'POWER_OFF', input.atMs, 'power cut requested', []);
+      return stay(observed);
+    case 'POWER_OFF':
+      return stay(observed);
+  }
+}
+
+/**
+ * Mains came back after having been seen lost. A brownout the BMS declared while mains still looked
+ * present is not undone by the next status that says so: only an observed return counts.
+ */
+function mainsReturned(before: MachineState, after: MachineState): boolean {
+  return before.onBatterySinceMs !== undefined && after.onBatterySinceMs === undefined;
+}
+
+/** Record what the input says about mains and the link, whatever the state. */
+function observe(state: MachineState, input: Input): MachineState {
+  if (input.type === 'status') {
+    const ac = input.status.acPresent;
+    const onBatterySinceMs = ac === false ? (state.onBatterySinceMs ?? input.atMs) : ac === true ? undefined : state.onBatterySinceMs;
+    return { ...state, lastStatus: input.status, onBatterySinceMs, linkDownSinceMs: undefined };
+  }
+  if (input.type === 'event') {
+    if (input.event.kind === 'ac-lost') return { ...state, onBatterySinceMs: state.onBatterySinceMs ?? input.atMs };
+    if (input.event.kind === 'ac-restored') return { ...state, onBatterySinceMs: undefined };
+    return state;
+  }
+  if (input.type === 'link') {
+    return { ...state, linkDownSinceMs: input.up ? undefined : (state.linkDownSinceMs ?? input.atMs) };
+  }
+  return state;
+}
+
+function fromSupplied(state: MachineState, input: Input, thresholds: Thresholds): Step {
+  const onBattery = state.onBatterySinceMs !== undefined;
+  const reason = brownoutReason(state, input, thresholds);
+  if (reason) {
+    return move({ ...state, brownoutReason: reason }, 'BROWNOUT', input.atMs, reason, [
+      ...(state.name === 'ONLINE' ? [{ type: 'shrink-tail' } as const] : []),
+      { type: 'flush-and-handoff', reason },
+    ]);
+  }
+  if (state.name === 'ONLINE' && onBattery) return move(state, 'ON_BATTERY', input.atMs, 'mains lost', [{ type: 'shrink-tail' }]);
+  if (state.name === 'ON_BATTERY' && !onBattery) return move(state, 'ONLINE', input.atMs, 'mains back', [{ type: 'resume' }]);
+  return stay(state);
+}
+
+/** The first brownout rule that holds, or undefined. The BMS's own brownout event needs no debounce. */
+function brownoutReason(state: MachineState, input: Input, thresholds: Thresholds): string | undefined {
+  if (input.type === 'event' && input.event.kind === 'brownout') return `the power source reported a brownout${input.event.detail ? ` (${input.event.detail})` : ''}`;
+  if (input.type === 'event' && input.event.kind === 'power-off-pending') return 'the power source is about to cut power';
+  const since = state.onBatterySinceMs;
+  if (since === undefined) return undefined;
+  const onBatteryMs = input.atMs - since;
+  if (onBatteryMs < thresholds.onBatteryDebounceMs) return undefined;
+  const status = state.lastStatus;
+  if (status && status.acPresent === false) {
+    if (thresholds.socPercentMin > 0 && status.socPercent !== undefined && status.socPercent <= thresholds.socPercentMin) {
+      return `state of charge ${status.socPercent}% ≤ ${thresholds.socPercentMin}%`;
+    }
+    if (thresholds.runtimeSMin > 0 && status.runtimeS !== undefined && status.runtimeS <= thresholds.runtimeSMin) {
+      return `runtime ${status.runtimeS} s ≤ ${thresholds.runtimeSMin} s`;
+    }
+    if (thresholds.trustDeviceLowBattery && status.lowBattery === true) return 'the device reports low battery';
+  }
+  if (input.type === 'event' && input.event.kind === 'low-battery' && thresholds.trustDeviceLowBattery) return 'the device reports low battery';
+  if (thresholds.onBatterySMax > 0 && onBatteryMs >= thresholds.onBatterySMax * 1000) return `on battery for ${Math.round(onBatteryMs / 1000)} s ≥ ${thresholds.onBatterySMax} s`;
+  const linkDown = state.linkDownSinceMs;
+  if (linkDown !== undefined && input.atMs - linkDown >= thresholds.linkDeadMs) {
+    return `power-source link silent for ${Math.round(input.atMs - linkDown)} ms while on battery`;
+  }
+  return undefined;
+}
+
+function move(state: MachineState, to: PowerStateName, atMs: number, reason: string, actions: Action[]): Step {
+  return { state: { ...state, name: to, sinceMs: atMs }, actions, transition: { from: state.name, to, reason } };
+}
+
+function stay(state: MachineState): Step {
+  return { state, actions: [] };
+}

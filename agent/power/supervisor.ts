@@ -1,0 +1,225 @@
+/**
+ * Drives the power state machine from a PowerSource and carries out its actions through the agent (the
+ * host): shrinking the tail on battery, and on brownout the one sequence the battery is spent on:
+ * flush the unreplicated tail → publish the handoff record → wait for the successor → let the BMS cut.
+ */
+import { EventEmitter } from 'node:events';
+import type { LinkState, PowerEvent, PowerSource, PowerStatus } from '../../firmware-bridge/index.ts';
+import type { Clock, Logger, TimerHandle } from '../util/index.ts';
+import { initialState, step, type Action, type Input, type MachineState, type PowerStateName, type Thresholds } from './machine.ts';
+
+/** Time-based rules (debounce, time on battery, dead link) are re-evaluated this often. */
+const TICK_MS = 250;
+/** Energy kept back from the runtime estimate for everything after the flush, beyond the configured waits. */
+const BUDGET_MARGIN_MS = 500;
+const BUDGET_MIN_MS = 100;
+
+export interface FlushOutcome {
+  /** Unreplicated entries when the flush began. */
+  readonly tailAtStart: number;
+  /** Highest seq the successor can rely on when the flush ended. */
+  readonly lastSeq: number;
+  /** Highest seq committed locally (appends were refused during the flush). */
+  readonly committed: number;
+  readonly complete: boolean;
+  readonly flushMs: number;
+}
+
+export interface SupervisorHost {
+  /** Mains lost (true) or back (false): sync every batch at once and replicate regardless of pauses. */
+  shrinkTail(onBattery: boolean): void;
+  /** Refuse new appends, pause all but batches, and replicate the tail within the budget. */
+  flushTail(budgetMs: number): Promise<FlushOutcome>;
+  /** Publish the handoff record naming outcome.lastSeq. */
+  publishHandoff(outcome: FlushOutcome, reason: string): Promise<void>;
+  /** Wait until the successor announced itself (true) or the timeout (false). */
+  waitForSuccessor(timeoutMs: number): Promise<boolean>;
+  /** Mains came back before the handoff: accept appends again. */
+  resume(): void;
+  /** The end: drop the broker links (so the Will goes out), close the log. */
+  powerOff(): Promise<void>;
+  publishPower(status: PowerStatus, state: PowerStateName): void;
+  stateChanged(state: PowerStateName, reason: string): void;
+}
+
+export interface SupervisorOptions {
+  source: PowerSource;
+  host: SupervisorHost;
+  thresholds: Thresholds;
+  flushBudgetMs: number;
+  handoffAckTimeoutMs: number;
+  cutDelayMs: number;
+  logger: Logger;
+  clock: Clock;
+}
+
+export interface TimelineEntry {
+  readonly atMs: number;
+  readonly from: PowerStateName;
+  readonly to: PowerStateName;
+  readonly reason: string;
+}
+
+export interface SupervisorEvents {
+  state: [PowerStateName, string];
+}
+
+export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
+  private machine: MachineState;
+  private ticker: TimerHandle | undefined;
+  private linkState: LinkState = 'connecting';
+  private readonly timelineEntries: TimelineEntry[] = [];
+  private lastFlush: FlushOutcome | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: SupervisorOptions) {
+    super();
+    this.machine = initialState(options.clock.monotonicMs());
+  }
+
+  get state(): PowerStateName {
+    return this.machine.name;
+  }
+
+  get lastStatus(): PowerStatus | undefined {
+    return this.machine.lastStatus;
+  }
+
+  timeline(): readonly TimelineEntry[] {
+    return this.timelineEntries;
+  }
+
+  status(): Record<string, unknown> {
+    const onBatterySince = this.machine.onBatterySinceMs;
+    return {
+      state: this.machine.name,
+      source: this.options.source.name,
+      link: this.linkState,
+      onBatteryMs: onBatterySince === undefined ? 0 : Math.round(this.options.clock.monotonicMs() - onBatterySince),
+      brownoutReason: this.machine.brownoutReason,
+      lastStatus: this.machine.lastStatus,
+      lastFlush: this.lastFlush,
+      counters: this.options.source.counters(),
+    };
+  }
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.options.source.start({
+      status: (status) => this.onStatus(status),
+      event: (event) => this.onEvent(event),
+      link: (state, reason) => this.onLink(state, reason),
+    });
+    this.scheduleTick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.ticker?.cancel();
+    await this.options.source.stop();
+  }
+
+  private scheduleTick(): void {
+    if (this.stopped) return;
+    this.ticker = this.options.clock.setTimeout(() => {
+      this.feed({ type: 'tick', atMs: this.options.clock.monotonicMs() });
+      this.scheduleTick();
+    }, TICK_MS);
+  }
+
+  private onStatus(status: PowerStatus): void {
+    this.feed({ type: 'status', status, atMs: this.options.clock.monotonicMs() });
+    this.options.host.publishPower(status, this.machine.name);
+  }
+
+  private onEvent(event: PowerEvent): void {
+    this.options.logger.info(`power event: ${event.kind}`, { detail: event.detail, source: this.options.source.name });
+    this.feed({ type: 'event', event, atMs: this.options.clock.monotonicMs() });
+  }
+
+  private onLink(state: LinkState, reason?: string): void {
+    if (state === this.linkState) return;
+    this.linkState = state;
+    const log = state === 'up' ? this.options.logger.info : this.options.logger.warn;
+    log(`power-source link ${state}`, { source: this.options.source.name, reason });
+    if (state !== 'connecting') this.feed({ type: 'link', up: state === 'up', atMs: this.options.clock.monotonicMs() });
+  }
+
+  private feed(input: Input): void {
+    const result = step(this.machine, input, this.options.thresholds);
+    this.machine = result.state;
+    if (result.transition) {
+      const { from, to, reason } = result.transition;
+      this.timelineEntries.push({ atMs: this.options.clock.nowMs(), from, to, reason });
+      this.options.logger.info(`power ${from} → ${to}: ${reason}`, { event: 'power-state', from, to, reason });
+      this.options.host.stateChanged(to, reason);
+      this.emit('state', to, reason);
+    }
+    for (const action of result.actions) this.perform(action);
+  }
+
+  private perform(action: Action): void {
+    const host = this.options.host;
+    switch (action.type) {
+      case 'shrink-tail':
+        host.shrinkTail(true);
+        return;
+      case 'resume':
+        host.shrinkTail(false);
+        host.resume();
+        return;
+      case 'flush-and-handoff':
+        void this.flushAndHandoff(action.reason).catch((error: unknown) => this.options.logger.error('brownout sequence failed', { error }));
+        return;
+    }
+  }
+
+  /** The budget for the flush: the configured maximum, cut to what the runtime estimate leaves. */
+  private flushBudgetMs(): number {
+    const options = this.options;
+    const runtimeS = this.machine.lastStatus?.runtimeS;
+    let budget = options.flushBudgetMs;
+    if (runtimeS !== undefined) {
+      const afterFlushMs = options.handoffAckTimeoutMs + options.cutDelayMs + BUDGET_MARGIN_MS;
+      budget = Math.min(budget, runtimeS * 1000 - afterFlushMs);
+    }
+    return Math.max(BUDGET_MIN_MS, Math.round(budget));
+  }
+
+  private async flushAndHandoff(reason: string): Promise<void> {
+    const { host, source, logger, clock } = this.options;
+    const budgetMs = this.flushBudgetMs();
+    if (source.capabilities.holdPower) {
+      const holdMs = budgetMs + this.options.handoffAckTimeoutMs + this.options.cutDelayMs + BUDGET_MARGIN_MS;
+      void source.holdPower(holdMs).then((result) => {
+        if (!result.ok) logger.warn('the power source did not accept "hold power"', { reason: result.reason, holdMs });
+      });
+    }
+    this.feed({ type: 'flush-started', atMs: clock.monotonicMs() });
+    const outcome = await host.flushTail(budgetMs);
+    this.lastFlush = outcome;
+    logger.info(outcome.complete ? 'tail flushed' : 'flush budget ran out before the tail was gone', {
+      event: 'flush-done',
+      tailAtStart: outcome.tailAtStart,
+      flushMs: outcome.flushMs,
+      lastSeq: outcome.lastSeq,
+      committed: outcome.committed,
+      complete: outcome.complete,
+      budgetMs,
+    });
+    if (this.machine.name !== 'FLUSHING') {
+      logger.info('mains came back during the flush: no handoff', { event: 'handoff-cancelled' });
+      return;
+    }
+    await host.publishHandoff(outcome, reason);
+    this.feed({ type: 'handoff-published', atMs: clock.monotonicMs() });
+    const acked = await host.waitForSuccessor(this.options.handoffAckTimeoutMs);
+    logger.info(acked ? 'successor took over' : 'no successor announced itself in time; cutting power anyway', { event: 'handoff-acked', acked });
+    if (source.capabilities.cutPower) {
+      const result = await source.cutPower(this.options.cutDelayMs);
+      if (!result.ok) logger.error('the power source refused "cut power"; the battery will run down instead', { reason: result.reason });
+    }
+    this.feed({ type: 'power-off-requested', atMs: clock.monotonicMs() });
+    await host.powerOff();
+  }
+}
