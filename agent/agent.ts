@@ -180,12 +180,16 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   // ---- RoleHost ---------------------------------------------------------------------------------------
 
-  async roleChanged(role: 'primary' | 'standby', info: { epoch: number; reason: string }): Promise<void> {
+  async prepareRole(role: 'primary' | 'standby'): Promise<void> {
+    // The state must include every replicated entry before the first write of the new epoch is served.
     if (role === 'primary') {
       await this.state.waitApplied(this.log.watermarks().committed);
       this.handingOff = false;
     }
-    this.deps.logger.info(`role ${role}`, { epoch: info.epoch, reason: info.reason });
+  }
+
+  roleChanged(role: 'primary' | 'standby', info: { epoch: number; reason: string }): void {
+    this.deps.logger.debug(`role ${role}`, { epoch: info.epoch, reason: info.reason });
     void this.publishState(this.supervisor ? STATE_NAMES[this.supervisor.state] : 'online');
   }
 
@@ -200,7 +204,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.replicationValue?.publisher.setFlushing(onBattery);
   }
 
-  async flushTail(budgetMs: number): Promise<FlushOutcome> {
+  async flushTail(budgetMs: number, signal: AbortSignal): Promise<FlushOutcome> {
     const replication = this.replication;
     const started = this.clock.monotonicMs();
     this.handingOff = true;
@@ -210,7 +214,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     const marks = this.log.watermarks();
     const tailAtStart = marks.committed - marks.replicated;
     this.deps.logger.info('flushing the unreplicated tail', { event: 'flush-start', tail: tailAtStart, committed: marks.committed, replicated: marks.replicated, budgetMs });
-    if (this.roles?.role === 'primary') await replication.publisher.waitReplicated(marks.committed, budgetMs);
+    if (this.roles?.role === 'primary') await replication.publisher.waitReplicated(marks.committed, budgetMs, signal);
     await this.log.syncWatermarks();
     const after = this.log.watermarks();
     return {

@@ -124,10 +124,9 @@ async function runDemo(run: DemoRun) {
   await writeFile(join(dir, 'gw-a.json'), JSON.stringify(configA, null, 2));
   await writeFile(join(dir, 'gw-b.json'), JSON.stringify(configB, null, 2));
 
-  const events: JsonLine[] = [];
-  const agentA = spawnChild('gw-a', process.execPath, [BIN, 'run', '--config', join(dir, 'gw-a.json')], (line) => showAgent(line, say, events));
+  const agentA = spawnChild('gw-a', process.execPath, [BIN, 'run', '--config', join(dir, 'gw-a.json')], (line) => showAgent(line, say));
   cleanup.push(() => agentA.kill('SIGKILL'));
-  const agentB = spawnChild('gw-b', process.execPath, [BIN, 'run', '--config', join(dir, 'gw-b.json')], (line) => showAgent(line, say, events));
+  const agentB = spawnChild('gw-b', process.execPath, [BIN, 'run', '--config', join(dir, 'gw-b.json')], (line) => showAgent(line, say));
   cleanup.push(() => agentB.kill('SIGTERM'));
   await agentA.waitFor('ready', (line) => line.event === 'ready', STEP_TIMEOUT_MS);
   await agentB.waitFor('ready', (line) => line.event === 'ready', STEP_TIMEOUT_MS);
@@ -185,7 +184,6 @@ async function runDemo(run: DemoRun) {
     handoffComplete: handoff.complete as boolean,
     handoffLastSeq: handoff.lastSeq as number,
     siblingEpoch: after.epoch,
-    brownoutToHandoffMs: Math.round((handoff.atMs as number) - Date.parse(String(flushStart.time))),
   };
 }
 
@@ -234,11 +232,9 @@ async function verify(client: ApiClient, model: AckedModel): Promise<{ present: 
   return { present, lost: model.bySeq.size - present };
 }
 
-function showAgent(line: JsonLine, say: Timeline, events: JsonLine[]): void {
+function showAgent(line: JsonLine, say: Timeline): void {
   const node = String(line.node ?? '?');
-  const event = line.event;
-  if (event) events.push(line);
-  switch (event) {
+  switch (line.event) {
     case 'role':
       return say(`${node}: ${line.msg}`);
     case 'power-state':

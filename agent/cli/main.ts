@@ -2,14 +2,8 @@
  * `lastgasp <command>`: the daemon, the demo, the BMS tools and the operator's log tools.
  */
 import { readFileSync } from 'node:fs';
-import { bmsMain, bmsSimMain } from '../../firmware-bridge/index.ts';
-import { describeConfig, loadConfig } from '../config/index.ts';
-import { logCommand } from '../log/index.ts';
-import { ApiClient } from '../app/index.ts';
 import { isLastgaspError } from '../util/index.ts';
 import { processIo, parseArgs, UsageError, type Io } from './io.ts';
-import { runCommand } from './run.ts';
-import { demoCommand } from './demo.ts';
 
 const HELP = `lastgasp: keeps a battery-backed gateway's data safe through a power cut.
 
@@ -33,20 +27,21 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   const [command, ...rest] = argv;
   try {
     switch (command) {
+      // Each command loads only its own modules: `run` starts fast and needs nothing of the simulator.
       case 'run':
-        return await runCommand(rest, io);
+        return await (await import('./run.ts')).runCommand(rest, io);
       case 'demo':
-        return await demoCommand(rest, io);
+        return await (await import('./demo.ts')).demoCommand(rest, io);
       case 'status':
         return await statusCommand(rest, io);
       case 'config':
         return await configCommand(rest, io);
       case 'bms-sim':
-        return await bmsSimMain([...rest], io);
+        return await (await import('../../firmware-bridge/index.ts')).bmsSimMain([...rest], io);
       case 'bms':
-        return await bmsMain([...rest], io);
+        return await (await import('../../firmware-bridge/index.ts')).bmsMain([...rest], io);
       case 'log':
-        return await logCommand([...rest], io);
+        return await (await import('../log/index.ts')).logCommand([...rest], io);
       case 'version':
       case '--version':
         io.stdout(version());
@@ -88,6 +83,7 @@ Print a running agent's role, epoch, power state, watermarks and counters.
 async function statusCommand(argv: readonly string[], io: Io): Promise<number> {
   if (argv.includes('--help')) return void io.stdout(STATUS_HELP), 0;
   const { options } = parseArgs(argv, ['json']);
+  const { ApiClient } = await import('../app/index.ts');
   const client = new ApiClient({ address: options.get('api') ?? '127.0.0.1:8181', timeoutMs: 5000 });
   try {
     const status = await client.status();
@@ -113,6 +109,7 @@ const CONFIG_HELP = `Usage:
 
 async function configCommand(argv: readonly string[], io: Io): Promise<number> {
   const [sub, file] = argv;
+  const { describeConfig, loadConfig } = await import('../config/index.ts');
   if (sub === 'defaults') {
     io.stdout(describeConfig());
     return 0;

@@ -28,8 +28,8 @@ export interface FlushOutcome {
 export interface SupervisorHost {
   /** Mains lost (true) or back (false): sync every batch at once and replicate regardless of pauses. */
   shrinkTail(onBattery: boolean): void;
-  /** Refuse new appends, pause all but batches, and replicate the tail within the budget. */
-  flushTail(budgetMs: number): Promise<FlushOutcome>;
+  /** Refuse new appends, pause all but batches, and replicate the tail within the budget (or until aborted). */
+  flushTail(budgetMs: number, signal: AbortSignal): Promise<FlushOutcome>;
   /** Publish the handoff record naming outcome.lastSeq. */
   publishHandoff(outcome: FlushOutcome, reason: string): Promise<void>;
   /** Wait until the successor announced itself (true) or the timeout (false). */
@@ -70,6 +70,8 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
   private linkState: LinkState = 'connecting';
   private readonly timelineEntries: TimelineEntry[] = [];
   private lastFlush: FlushOutcome | undefined;
+  /** Aborts the brownout routine when mains returns before the handoff. */
+  private brownout: AbortController | undefined;
   private stopped = false;
 
   constructor(private readonly options: SupervisorOptions) {
@@ -141,7 +143,7 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
     if (state === this.linkState) return;
     this.linkState = state;
     const log = state === 'up' ? this.options.logger.info : this.options.logger.warn;
-    log(`power-source link ${state}`, { source: this.options.source.name, reason });
+    log(`power-source link ${state}`, { event: 'power-link', state, source: this.options.source.name, reason });
     if (state !== 'connecting') this.feed({ type: 'link', up: state === 'up', atMs: this.options.clock.monotonicMs() });
   }
 
@@ -165,11 +167,14 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
         host.shrinkTail(true);
         return;
       case 'resume':
+        this.brownout?.abort();
+        this.brownout = undefined;
         host.shrinkTail(false);
         host.resume();
         return;
       case 'flush-and-handoff':
-        void this.flushAndHandoff(action.reason).catch((error: unknown) => this.options.logger.error('brownout sequence failed', { error }));
+        this.brownout = new AbortController();
+        void this.flushAndHandoff(action.reason, this.brownout.signal).catch((error: unknown) => this.options.logger.error('brownout sequence failed', { error }));
         return;
     }
   }
@@ -186,7 +191,7 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
     return Math.max(BUDGET_MIN_MS, Math.round(budget));
   }
 
-  private async flushAndHandoff(reason: string): Promise<void> {
+  private async flushAndHandoff(reason: string, signal: AbortSignal): Promise<void> {
     const { host, source, logger, clock } = this.options;
     const budgetMs = this.flushBudgetMs();
     if (source.capabilities.holdPower) {
@@ -196,8 +201,12 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
       });
     }
     this.feed({ type: 'flush-started', atMs: clock.monotonicMs() });
-    const outcome = await host.flushTail(budgetMs);
+    const outcome = await host.flushTail(budgetMs, signal);
     this.lastFlush = outcome;
+    if (signal.aborted || this.machine.name !== 'FLUSHING') {
+      logger.info('mains came back during the flush: no handoff', { event: 'handoff-cancelled', tailAtStart: outcome.tailAtStart, flushMs: outcome.flushMs });
+      return;
+    }
     logger.info(outcome.complete ? 'tail flushed' : 'flush budget ran out before the tail was gone', {
       event: 'flush-done',
       tailAtStart: outcome.tailAtStart,
@@ -207,10 +216,6 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
       complete: outcome.complete,
       budgetMs,
     });
-    if (this.machine.name !== 'FLUSHING') {
-      logger.info('mains came back during the flush: no handoff', { event: 'handoff-cancelled' });
-      return;
-    }
     await host.publishHandoff(outcome, reason);
     this.feed({ type: 'handoff-published', atMs: clock.monotonicMs() });
     const acked = await host.waitForSuccessor(this.options.handoffAckTimeoutMs);

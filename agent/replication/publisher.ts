@@ -107,22 +107,23 @@ export class Publisher {
     return { ...this.counters, nextSeq: this.nextSeq, brokerAcked: this.brokerAcked, inflightBatches: this.inflight.length, paused: this.paused, flushing: this.flushing };
   }
 
-  /** Resolves true once the replicated watermark reaches `seq`, false at the deadline. */
-  waitReplicated(seq: number, timeoutMs: number): Promise<boolean> {
+  /** Resolves true once the replicated watermark reaches `seq`; false at the deadline or when aborted. */
+  waitReplicated(seq: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     if (this.options.log.watermarks().replicated >= seq) return Promise.resolve(true);
+    if (signal?.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const waiter = { seq, resolve };
-      this.replicatedWaiters.push(waiter);
-      const timer = this.options.clock.setTimeout(() => {
+      const finish = (ok: boolean) => {
+        timer.cancel();
+        signal?.removeEventListener('abort', onAbort);
         const index = this.replicatedWaiters.indexOf(waiter);
         if (index >= 0) this.replicatedWaiters.splice(index, 1);
-        resolve(false);
-      }, timeoutMs);
-      const original = waiter.resolve;
-      waiter.resolve = (ok) => {
-        timer.cancel();
-        original(ok);
+        resolve(ok);
       };
+      const onAbort = () => finish(false);
+      const waiter = { seq, resolve: finish };
+      const timer = this.options.clock.setTimeout(() => finish(false), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.replicatedWaiters.push(waiter);
     });
   }
 

@@ -21,8 +21,10 @@ const HANDOFF_CATCH_UP_MS = 3000;
 export type Role = 'starting' | 'primary' | 'standby';
 
 export interface RoleHost {
-  /** Called when the role changes; the agent opens or closes its write path. */
-  roleChanged(role: 'primary' | 'standby', info: { epoch: number; reason: string }): Promise<void>;
+  /** Before the role flips: the agent brings its state up to date with the log. */
+  prepareRole(role: 'primary' | 'standby'): Promise<void>;
+  /** After the role flipped (writes are open to a primary from here). */
+  roleChanged(role: 'primary' | 'standby', info: { epoch: number; reason: string }): void;
   /** The log lost a suffix (demotion): rebuild the application state. */
   stateRewound(): Promise<void>;
 }
@@ -144,9 +146,11 @@ export class RoleManager {
     const { log, replication, node, group, clock } = this.options;
     if (log.epoch < epoch) await log.beginEpoch(epoch);
     await replication.setRole('primary');
+    await this.options.host.prepareRole('primary');
+    // From here the API accepts writes: this is the moment the takeover time is measured to.
     this.roleValue = 'primary';
     this.primarySinceMs = clock.nowMs();
-    await this.options.host.roleChanged('primary', { epoch: log.epoch, reason });
+    this.options.host.roleChanged('primary', { epoch: log.epoch, reason });
     const since = log.watermarks().committed + 1;
     this.leader = { group, kind: 'leader', epoch: log.epoch, node, since, atMs: clock.nowMs() };
     await replication.publishLeader(this.leader);
@@ -159,9 +163,10 @@ export class RoleManager {
       await this.setAsideSuffix(leader.since - 1, leader);
     }
     await replication.setRole('standby');
+    await this.options.host.prepareRole('standby');
     this.roleValue = 'standby';
     this.primarySinceMs = undefined;
-    await this.options.host.roleChanged('standby', { epoch: log.epoch, reason });
+    this.options.host.roleChanged('standby', { epoch: log.epoch, reason });
     this.options.logger.info(`standby: ${reason}`, { event: 'role', role: 'standby', epoch: log.epoch });
     this.armSilence();
   }
@@ -233,7 +238,7 @@ export class RoleManager {
       const epoch = Math.max(log.epoch, record.epoch) + 1;
       this.silenceTimer?.cancel();
       await this.becomePrimary(epoch, cause === 'handoff' ? `handoff from ${record.node}` : `${record.node} went silent`);
-      const servingAtMs = clock.nowMs();
+      const servingAtMs = this.primarySinceMs ?? clock.nowMs();
       this.lastTakeover = {
         fromNode: record.node,
         handoffAtMs: record.atMs,

@@ -1,0 +1,71 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ApiClient } from '../../agent/app/index.ts';
+import { freePort, waitFor } from './ports.ts';
+import { startProcess, type Managed } from './processes.ts';
+
+const BIN = join(fileURLToPath(import.meta.url), '..', '..', '..', 'agent', 'cli', 'bin.mjs');
+
+export interface AgentProcess {
+  readonly node: string;
+  readonly api: string;
+  readonly configFile: string;
+  readonly process: Managed;
+  readonly client: ApiClient;
+  /** Parsed JSON log lines with an `event` field, in order. */
+  events(): Array<Record<string, unknown>>;
+  waitForEvent(event: string, match?: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Write a config (JSON) for `node` with test defaults: JSON logs, a free loopback API port. */
+export async function writeAgentConfig(dir: string, node: string, config: Record<string, unknown>): Promise<{ file: string; api: string }> {
+  const api = `127.0.0.1:${await freePort()}`;
+  const file = join(dir, `${node}.json`);
+  const full = { node, dataDir: join(dir, node), api: { listen: api }, logging: { level: 'info', json: true }, ...config };
+  await writeFile(file, JSON.stringify(full, null, 2));
+  return { file, api };
+}
+
+/** Start `lastgasp run` as a real child process and wait until it says it is ready. */
+export async function startAgent(node: string, configFile: string, api: string, options: { waitReady?: boolean } = {}): Promise<AgentProcess> {
+  const process = startProcess(`agent:${node}`, globalThis.process.execPath, [BIN, 'run', '--config', configFile]);
+  const client = new ApiClient({ address: api, socketsMax: 64 });
+  const events = () =>
+    process
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => {
+        try {
+          return JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          return {};
+        }
+      })
+      .filter((line) => line.event !== undefined);
+  const agent: AgentProcess = {
+    node,
+    api,
+    configFile,
+    process,
+    client,
+    events,
+    waitForEvent: (event, match = () => true, timeoutMs = 20_000) =>
+      waitFor(
+        `${node}: event ${event}`,
+        () => {
+          if (process.child.exitCode !== null) throw new Error(`${node} exited (${process.child.exitCode}) before event ${event}:\n${process.output().slice(-3000)}`);
+          return events().find((line) => line.event === event && match(line));
+        },
+        timeoutMs,
+      ),
+    async stop(signal = 'SIGTERM') {
+      client.close();
+      await process.kill(signal);
+    },
+  };
+  if (options.waitReady !== false) await agent.waitForEvent('ready');
+  return agent;
+}
