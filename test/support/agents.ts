@@ -5,7 +5,10 @@ import { ApiClient } from '../../agent/app/index.ts';
 import { freePort, waitFor } from './ports.ts';
 import { startProcess, type Managed } from './processes.ts';
 
-const BIN = join(fileURLToPath(import.meta.url), '..', '..', '..', 'agent', 'cli', 'bin.mjs');
+const ROOT = join(fileURLToPath(import.meta.url), '..', '..', '..');
+const BIN = join(ROOT, 'agent', 'cli', 'bin.mjs');
+const ENTRY = join(ROOT, 'agent', 'cli', 'entry.ts');
+const DENO = join(ROOT, 'node_modules', '.bin', 'deno');
 
 export interface AgentProcess {
   readonly node: string;
@@ -29,8 +32,11 @@ export async function writeAgentConfig(dir: string, node: string, config: Record
 }
 
 /** Start `lastgasp run` as a real child process and wait until it says it is ready. */
-export async function startAgent(node: string, configFile: string, api: string, options: { waitReady?: boolean } = {}): Promise<AgentProcess> {
-  const process = startProcess(`agent:${node}`, globalThis.process.execPath, [BIN, 'run', '--config', configFile]);
+export async function startAgent(node: string, configFile: string, api: string, options: { waitReady?: boolean; runtime?: 'node' | 'deno' } = {}): Promise<AgentProcess> {
+  const process =
+    options.runtime === 'deno'
+      ? startProcess(`agent:${node}`, DENO, ['run', '-A', ENTRY, 'run', '--config', configFile], { cwd: ROOT })
+      : startProcess(`agent:${node}`, globalThis.process.execPath, [BIN, 'run', '--config', configFile]);
   const client = new ApiClient({ address: api, socketsMax: 64 });
   const events = () =>
     process

@@ -1,0 +1,38 @@
+// The Deno path: the same agent code runs unchanged under Deno 2 (the npm package `deno`). A primary under
+// Deno replicates through a real mosquitto to a sibling under Node; the sibling holds every acknowledged
+// write in the same on-disk format and serves the same state.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startMosquitto } from '../support/mosquitto.ts';
+import { startAgent, writeAgentConfig } from '../support/agents.ts';
+import { killAll } from '../support/processes.ts';
+import { tempDir, waitFor } from '../support/ports.ts';
+
+after(killAll);
+
+test('a primary running under Deno 2 replicates to a sibling under Node', async () => {
+  const dir = await tempDir('deno');
+  const broker = await startMosquitto(dir.path);
+  const common = { group: 'deno', replication: { brokers: [{ url: broker.url }] } };
+  const configA = await writeAgentConfig(dir.path, 'gw-a', { ...common, role: 'primary', siblings: ['gw-b'] });
+  const configB = await writeAgentConfig(dir.path, 'gw-b', { ...common, role: 'standby', siblings: ['gw-a'] });
+  const a = await startAgent('gw-a', configA.file, configA.api, { runtime: 'deno' });
+  const b = await startAgent('gw-b', configB.file, configB.api);
+  try {
+    await a.waitForEvent('role', (line) => line.role === 'primary');
+    const seqs: number[] = [];
+    for (let index = 0; index < 200; index++) seqs.push((await a.client.put(`k${index % 20}`, `v${index}`)).seq);
+    seqs.push((await a.client.append(new TextEncoder().encode('from deno'))).seq);
+    const committed = Math.max(...seqs);
+    await waitFor('the Node sibling to hold every entry', async () => ((await b.client.status()).watermarks.committed >= committed ? true : undefined), 30_000);
+    await waitFor('the Deno primary to count them replicated', async () => ((await a.client.status()).watermarks.replicated >= committed ? true : undefined), 30_000);
+    assert.equal((await b.client.list()).digest, (await a.client.list()).digest);
+    const last = await b.client.entries(committed, 1);
+    assert.equal(Buffer.from(String(last.entries[0]!.data), 'base64').toString('utf8'), 'from deno');
+  } finally {
+    await a.stop();
+    await b.stop();
+    await broker.stop();
+    await dir.remove();
+  }
+});
