@@ -22,6 +22,7 @@ const PORT_RACE_ATTEMPTS = 3;
 
 export interface Mosquitto {
   readonly port: number;
+  /** `mqtt://127.0.0.1:<port>`, or `mqtts://` for a config with TLS (tls.conf). */
   readonly url: string;
   readonly process: Managed;
   /** The directory of its persistence file (`mosquitto.db`) and of its rendered config. */
@@ -84,9 +85,11 @@ async function startOnPort(dataDir: string, port: number, options: MosquittoOpti
     await process.kill('SIGKILL');
     throw error;
   });
+  // A config with a server certificate (tls.conf) listens for mqtts:// only.
+  const scheme = /^certfile /m.test(rendered.text) ? 'mqtts' : 'mqtt';
   return {
     port,
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${scheme}://127.0.0.1:${port}`,
     process,
     dataDir,
     configFile,
