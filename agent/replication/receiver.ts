@@ -37,7 +37,9 @@ export class Receiver {
   async start(): Promise<void> {
     this.active = true;
     this.lastEntryEpoch = await this.lastLocalEpoch();
-    this.ack();
+    // A standby that (re)starts cannot know what it missed while away (a broker drops messages for a
+    // subscription its session did not have yet), so its first ack asks for everything after its position.
+    void this.sendAck(this.options.log.watermarks().committed + 1);
   }
 
   stop(): void {
