@@ -4,20 +4,85 @@
 import type { BridgeLogger, PowerSource, PowerSourceConfig } from './types.ts';
 import { BridgePowerSource } from './bridge/host.ts';
 import { createTransport } from './transport/index.ts';
+import { JbdPowerSource } from './drivers/jbd-source.ts';
+import { DalyPowerSource } from './drivers/daly-source.ts';
+import { MegatecPowerSource } from './drivers/megatec-source.ts';
+import { NutPowerSource } from './drivers/nut-source.ts';
+import { SysfsPowerSource } from './drivers/sysfs-source.ts';
+import { AC_DISCHARGE_THRESHOLD_MA_DEFAULT } from './drivers/polled.ts';
+import { NUT_PORT_DEFAULT } from './drivers/nut.ts';
+import { NoPowerSource } from './source/none.ts';
 import { LastgaspError } from '../agent/util/index.ts';
 
 /** The bridge's default line speed: 115200 baud carries a full frame in 23 ms. */
 export const BRIDGE_BAUD_DEFAULT = 115200;
+/** JBD and Daly UARTs run at 9600 baud (dbus-serialbattery's baud table); Megatec at 2400 (nutdrv_qx.c). */
+export const JBD_BAUD_DEFAULT = 9600;
+export const DALY_BAUD_DEFAULT = 9600;
+export const Q1_BAUD_DEFAULT = 2400;
+
+/**
+ * Poll periods. One second keeps a polled device's mains-lost latency near the bridge's push (plus one
+ * period) while a 9600-baud BMS spends under 10 % of the line on it; NUT itself polls every 2-5 s.
+ */
+export const POLL_MS_DEFAULT = 1000;
+export const SYSFS_POLL_MS_DEFAULT = 500;
+/** Answer timeouts: a JBD or Daly answer is a few dozen bytes at 9600 baud (under 50 ms), Q1 is 47 bytes at 2400 (200 ms). */
+const ANSWER_TIMEOUT_MS = { jbd: 500, daly: 300, q1: 1000, nut: 2000 } as const;
 
 export interface PowerSourceDeps {
   readonly logger?: BridgeLogger;
 }
 
 export function createPowerSource(config: PowerSourceConfig, deps: PowerSourceDeps = {}): PowerSource {
+  const logger = deps.logger;
   switch (config.kind) {
+    case 'none':
+      return new NoPowerSource();
     case 'bridge':
-      return new BridgePowerSource({ transport: createTransport(config.transport, { defaultBaudRate: BRIDGE_BAUD_DEFAULT }), logger: deps.logger, agent: 'lastgasp' });
+      return new BridgePowerSource({
+        transport: createTransport(config.transport, { defaultBaudRate: BRIDGE_BAUD_DEFAULT }),
+        logger,
+        agent: 'lastgasp',
+        invertCurrent: config.invertCurrent,
+      });
+    case 'jbd':
+      return new JbdPowerSource(createTransport(config.transport, { defaultBaudRate: JBD_BAUD_DEFAULT }), {
+        pollMs: config.pollMs ?? POLL_MS_DEFAULT,
+        answerTimeoutMs: ANSWER_TIMEOUT_MS.jbd,
+        logger,
+        invertCurrent: config.invertCurrent,
+        acDischargeThresholdMa: config.acDischargeThresholdMa ?? AC_DISCHARGE_THRESHOLD_MA_DEFAULT,
+      });
+    case 'daly':
+      return new DalyPowerSource(createTransport(config.transport, { defaultBaudRate: DALY_BAUD_DEFAULT }), {
+        pollMs: config.pollMs ?? POLL_MS_DEFAULT,
+        answerTimeoutMs: ANSWER_TIMEOUT_MS.daly,
+        logger,
+        invertCurrent: config.invertCurrent,
+        address: config.address,
+        acDischargeThresholdMa: config.acDischargeThresholdMa ?? AC_DISCHARGE_THRESHOLD_MA_DEFAULT,
+      });
+    case 'q1':
+      return new MegatecPowerSource(createTransport(config.transport, { defaultBaudRate: Q1_BAUD_DEFAULT }), {
+        pollMs: config.pollMs ?? POLL_MS_DEFAULT,
+        answerTimeoutMs: ANSWER_TIMEOUT_MS.q1,
+        logger,
+        batteryVoltsLow: config.batteryVoltsLow,
+        batteryVoltsHigh: config.batteryVoltsHigh,
+      });
+    case 'nut':
+      return new NutPowerSource(createTransport({ type: 'tcp', host: config.host, port: config.port ?? NUT_PORT_DEFAULT }, { defaultBaudRate: 0 }), {
+        pollMs: config.pollMs ?? POLL_MS_DEFAULT,
+        answerTimeoutMs: ANSWER_TIMEOUT_MS.nut,
+        logger,
+        ups: config.ups,
+        username: config.username,
+        passwordFile: config.passwordFile,
+      });
+    case 'sysfs':
+      return new SysfsPowerSource({ path: config.path, pollMs: config.pollMs ?? SYSFS_POLL_MS_DEFAULT });
     default:
-      throw new LastgaspError('CONFIG_INVALID', `power.source.kind: "${config.kind}" is not available in this build`);
+      throw new LastgaspError('CONFIG_INVALID', `power.source.kind: "${(config as { kind: string }).kind}" is not one of none, bridge, jbd, daly, q1, nut, sysfs`);
   }
 }

@@ -87,13 +87,19 @@ export interface PowerSource {
   counters(): Readonly<Record<string, number>>;
 }
 
-/** Configuration of a power source, as it appears under `power.source` in the agent's config file. */
+/**
+ * Configuration of a power source, as it appears under `power.source` in the agent's config file.
+ * JBD and Daly packs cannot see mains: it is inferred from the pack current, and mains counts as lost once
+ * the pack discharges more than `acDischargeThresholdMa` (default 100 mA). A Megatec UPS reports only a
+ * battery voltage: with `batteryVoltsLow`/`batteryVoltsHigh` (in the UPS's own scale) the charge is estimated
+ * between them, as NUT's battery.voltage.low/high do.
+ */
 export type PowerSourceConfig =
   | { kind: 'none' }
-  | { kind: 'bridge'; transport: TransportConfig }
-  | { kind: 'jbd'; transport: TransportConfig; pollMs?: number; invertCurrent?: boolean }
-  | { kind: 'daly'; transport: TransportConfig; pollMs?: number; invertCurrent?: boolean; address?: number }
-  | { kind: 'q1'; transport: TransportConfig; pollMs?: number }
+  | { kind: 'bridge'; transport: TransportConfig; invertCurrent?: boolean }
+  | { kind: 'jbd'; transport: TransportConfig; pollMs?: number; invertCurrent?: boolean; acDischargeThresholdMa?: number }
+  | { kind: 'daly'; transport: TransportConfig; pollMs?: number; invertCurrent?: boolean; address?: number; acDischargeThresholdMa?: number }
+  | { kind: 'q1'; transport: TransportConfig; pollMs?: number; batteryVoltsLow?: number; batteryVoltsHigh?: number }
   | { kind: 'nut'; host: string; port?: number; ups: string; username?: string; passwordFile?: string; pollMs?: number }
   | { kind: 'sysfs'; path?: string; pollMs?: number };
 

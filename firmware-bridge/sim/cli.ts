@@ -7,24 +7,35 @@ import { parseArgs } from 'node:util';
 import { EXIT_OK, EXIT_USAGE, type Io } from '../cli/io.ts';
 import { Battery } from './battery.ts';
 import { BridgeSimProtocol } from './bridge-device.ts';
+import { DalySimProtocol } from './daly-device.ts';
+import { JbdSimProtocol } from './jbd-device.ts';
+import { Q1SimProtocol } from './q1-device.ts';
 import { CONTROL_HELP, garbageBytes, parseControl, type ControlCommand } from './control.ts';
 import { SimDevice, type SimLine } from './device.ts';
 import { PtySimLink, TcpSimLink, TtySimLink, type SimLink, type SimLinkHandlers } from './link.ts';
 import type { SimProtocol } from './protocol.ts';
 import { defaultScenario, loadScenario, parseInlineStep, ScenarioError, type Scenario } from './scenario.ts';
 
-export const SIM_PROTOCOLS = ['bridge'] as const;
+export const SIM_PROTOCOLS = ['bridge', 'jbd', 'daly', 'q1'] as const;
 export type SimProtocolName = (typeof SIM_PROTOCOLS)[number];
 
 /** Usual line speed per protocol: the bridge's default, JBD and Daly UARTs at 9600, Megatec at 2400. */
-const SIM_BAUD: Record<SimProtocolName, number> = { bridge: 115200 };
+const SIM_BAUD: Record<SimProtocolName, number> = { bridge: 115200, jbd: 9600, daly: 9600, q1: 2400 };
 
-export const BMS_SIM_HELP = `Usage: lastgasp bms-sim [--protocol bridge] (--tcp HOST:PORT | --serial PATH | --pty LINK) [options]
+export const BMS_SIM_HELP = `Usage: lastgasp bms-sim [--protocol bridge|jbd|daly|q1] (--tcp HOST:PORT | --serial PATH | --pty LINK) [options]
 
-Plays a battery controller so that the agent, the demo and the tests have a BMS to talk to. It speaks the
-lastgasp bridge protocol (firmware-bridge/PROTOCOL.md): telemetry every --telemetry-ms, power events
-(ac-lost, ac-restored, low-battery, brownout) pushed at once and repeated until acknowledged, heartbeats both
-ways with a watchdog, and the host's hold, cut and cancel commands.
+Plays a battery controller so that the agent, the demo and the tests have a BMS to talk to.
+
+Protocols:
+  bridge   (default) the lastgasp bridge protocol (firmware-bridge/PROTOCOL.md): telemetry every
+           --telemetry-ms, power events (ac-lost, ac-restored, low-battery, brownout) pushed at once and repeated
+           until acknowledged, heartbeats both ways with a watchdog, and the host's hold, cut and cancel.
+  jbd      a JBD/Xiaoxiang smart BMS answering registers 0x03, 0x04, 0x05 (9600 baud).
+  daly     a Daly BMS answering 0x90-0x98 with 13-byte frames (9600 baud).
+  q1       a Megatec UPS answering Q1, F and I, obeying S<n> (shutdown) and C (cancel) (2400 baud); NUT's
+           nutdrv_qx reads it with protocol=megatec.
+  The polled protocols only answer; mains, low battery and a pending shutdown show in their answers (a BMS
+  has no mains flag: the host infers it from the discharge current). "brownout" exists only in bridge mode.
 
 Where it listens (exactly one):
   --tcp HOST:PORT        listen on TCP like ser2net in raw mode; port 0 picks a free one
@@ -40,7 +51,7 @@ Battery model (defaults in brackets):
 
 Bridge timings:
   --telemetry-ms N [250]    --heartbeat-ms N [1000]    --hold-max-ms N [600000]
-  --baud N                  line speed for --serial/--pty [115200]
+  --baud N                  line speed for --serial/--pty [bridge 115200, jbd/daly 9600, q1 2400]
 
 Scenario:
   --scenario FILE           JSON or YAML with battery, thresholds, bridge and steps:
@@ -199,9 +210,9 @@ async function runSimulator(args: SimArgs, io: Io): Promise<number> {
     io.stderr(`bms-sim: ${(error as Error).message}`);
     return EXIT_USAGE;
   }
-  protocol = new BridgeSimProtocol(device, link, emit, args.scenario.bridge);
+  protocol = createSimProtocol(args, device, link, emit);
   protocol.start();
-  emit({ event: 'listening', ...link.where });
+  emit({ event: 'listening', ...link.where, protocol: args.protocol });
 
   let finish: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (finish = resolve));
@@ -219,6 +230,9 @@ async function runSimulator(args: SimArgs, io: Io): Promise<number> {
       case 'garbage':
         link.write(garbageBytes(command.bytes, garbageState));
         return emit({ event: 'garbage', bytes: command.bytes });
+      case 'corrupt':
+        link.corruptFrames += command.frames;
+        return;
       case 'drop-link':
         link.drop(command.ms);
         return emit({ event: 'link-dropped', ms: command.ms });
@@ -265,6 +279,19 @@ async function runSimulator(args: SimArgs, io: Io): Promise<number> {
   await link.close();
   emit({ event: 'stopped' });
   return code;
+}
+
+function createSimProtocol(args: SimArgs, device: SimDevice, link: SimLink, emit: (line: SimLine) => void): SimProtocol {
+  switch (args.protocol) {
+    case 'bridge':
+      return new BridgeSimProtocol(device, link, emit, args.scenario.bridge);
+    case 'jbd':
+      return new JbdSimProtocol(device, link, emit);
+    case 'daly':
+      return new DalySimProtocol(device, link, emit);
+    case 'q1':
+      return new Q1SimProtocol(device, link, emit);
+  }
 }
 
 async function openLink(args: SimArgs, handlers: SimLinkHandlers): Promise<SimLink> {

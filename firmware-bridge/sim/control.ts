@@ -9,6 +9,7 @@ export type ControlCommand =
   | { kind: 'soc'; percent: number }
   | { kind: 'load'; loadMa: number }
   | { kind: 'garbage'; bytes: number }
+  | { kind: 'corrupt'; frames: number }
   | { kind: 'drop-link'; ms: number }
   | { kind: 'slow'; ms: number }
   | { kind: 'status' }
@@ -27,6 +28,7 @@ export const CONTROL_HELP = [
   'soc <percent>         set the state of charge, 0..100',
   'load <mA>             set the current the gateway draws on battery',
   'garbage <n>           write n random bytes onto the link',
+  'corrupt <n>           spoil the checksum of the next n frames sent (a flaky unit, e.g. Daly 0x95)',
   'drop-link <ms>        vanish for ms (TCP: drop and refuse clients; --pty: remove the pty; --serial: go silent)',
   'slow <ms>             delay everything sent by ms (0 = normal)',
   'status                print the present status as a JSON line',
@@ -61,6 +63,8 @@ export function parseControl(line: string): ControlParse {
       return withNumber(0, 1_000_000, 'mA', (loadMa) => ({ kind: 'load', loadMa }));
     case 'garbage':
       return withNumber(1, GARBAGE_BYTES_MAX, 'bytes', (bytes) => ({ kind: 'garbage', bytes: Math.round(bytes) }));
+    case 'corrupt':
+      return withNumber(1, 1_000_000, 'frames', (frames) => ({ kind: 'corrupt', frames: Math.round(frames) }));
     case 'drop-link':
       return withNumber(0, DELAY_MS_MAX, 'ms', (ms) => ({ kind: 'drop-link', ms }));
     case 'slow':

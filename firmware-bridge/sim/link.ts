@@ -26,7 +26,23 @@ export interface SimLink {
   drop(ms: number): void;
   /** Delay every outgoing byte by this much (a device that answers slowly); 0 restores. */
   slowMs: number;
+  /** Spoil the last byte (the checksum or CRC) of this many of the next frames written. */
+  corruptFrames: number;
   close(): Promise<void>;
+}
+
+/**
+ * Flip bits of the byte that carries each protocol's check: the last byte of a Daly frame (its checksum), the
+ * byte before a JBD end marker, a bridge frame's CRC before its delimiter. Megatec lines carry no check, so
+ * there the leading marker is spoiled instead, which a reader rejects. The flipped byte is never 0x00, so
+ * that a COBS frame keeps its boundaries.
+ */
+function spoil(bytes: Uint8Array): Uint8Array {
+  const copy = bytes.slice();
+  const last = copy.length - 1;
+  const index = copy[last] === 0x0d ? 0 : copy[last] === 0x00 || copy[last] === 0x77 ? last - 1 : last;
+  copy[index] = copy[index]! ^ 0x01 || 0x02;
+  return copy;
 }
 
 /** How long to wait for socat to create the pty pair. */
@@ -35,12 +51,17 @@ const SOCAT_START_TIMEOUT_MS = 5000;
 abstract class BaseLink implements SimLink {
   abstract readonly where: Record<string, string>;
   slowMs = 0;
+  corruptFrames = 0;
   protected droppedUntilMs = 0;
 
   constructor(protected readonly handlers: SimLinkHandlers) {}
 
   write(bytes: Uint8Array): void {
     if (this.isDropped()) return;
+    if (this.corruptFrames > 0 && bytes.length > 1) {
+      this.corruptFrames--;
+      bytes = spoil(bytes);
+    }
     if (this.slowMs > 0) {
       setTimeout(() => this.isDropped() || this.send(bytes), this.slowMs);
       return;

@@ -28,7 +28,8 @@ export class EventEdges {
     if (status.lowBattery === true && !this.lowBattery && status.acPresent !== true) kinds.push('low-battery');
     if (brownout && !this.brownout) kinds.push('brownout');
     if (powerOffPending && !this.powerOffPending) kinds.push('power-off-pending');
-    if (status.acPresent === true) this.acPresent = true;
+    // The first status on mains is the starting point, not a restoration.
+    if (status.acPresent === true && this.acPresent === undefined) this.acPresent = true;
     if (status.lowBattery === false) this.lowBattery = false;
     if (!brownout && status.acPresent === true) this.brownout = false;
     if (!powerOffPending) this.powerOffPending = false;

@@ -1,0 +1,25 @@
+/** `power.source.kind: none`: a gateway without a battery controller. The supervisor learns nothing and can command nothing. */
+import type { CommandResult, PowerSource, PowerSourceCapabilities, PowerSourceListener } from '../types.ts';
+
+export class NoPowerSource implements PowerSource {
+  readonly name = 'none';
+  readonly capabilities: PowerSourceCapabilities = { cutPower: false, holdPower: false, pushEvents: false };
+
+  async start(listener: PowerSourceListener): Promise<void> {
+    listener.link('up');
+    listener.status({ source: this.name, acPresent: undefined, alarms: [], atMs: Date.now() });
+  }
+  async stop(): Promise<void> {}
+  holdPower(): Promise<CommandResult> {
+    return Promise.resolve({ ok: false, reason: 'unsupported' });
+  }
+  cutPower(): Promise<CommandResult> {
+    return Promise.resolve({ ok: false, reason: 'unsupported' });
+  }
+  cancelCut(): Promise<CommandResult> {
+    return Promise.resolve({ ok: false, reason: 'unsupported' });
+  }
+  counters(): Readonly<Record<string, number>> {
+    return {};
+  }
+}
