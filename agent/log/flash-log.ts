@@ -148,7 +148,16 @@ export function ioError(error: unknown, what: string): LastgaspError {
   return new LastgaspError('LOG_IO', `${what}: I/O error (${cause}); check the storage device`, { errno: code }, { cause: error });
 }
 
-export function createFlashLog(options: CreateFlashLogOptions): FlashLog & { readonly options: Readonly<ResolvedOptions> } {
+/** The engine behind `FlashLog`, with what tests, tools and the supervisor may also use. */
+export interface FlashLogEngine extends FlashLog {
+  readonly options: Readonly<ResolvedOptions>;
+  /** The watermarks as the last synced checkpoint holds them (what a crash now would recover). */
+  durableWatermarks(): Watermarks;
+  /** Resolves once a recovery after an I/O fault, if one is running, has finished. */
+  whenRecovered(): Promise<void>;
+}
+
+export function createFlashLog(options: CreateFlashLogOptions): FlashLogEngine {
   return new SegmentedFlashLog(options);
 }
 
@@ -209,7 +218,7 @@ function resolveOptions(options: CreateFlashLogOptions): ResolvedOptions {
   };
 }
 
-class SegmentedFlashLog implements FlashLog {
+class SegmentedFlashLog implements FlashLogEngine {
   readonly options: Readonly<ResolvedOptions>;
   private readonly storage: Storage;
   private readonly logger: Logger;
@@ -955,7 +964,11 @@ class SegmentedFlashLog implements FlashLog {
       committed: this.committed,
     });
     batch.rejectFrom(waiter, typed);
-    this.dropStaged(new LastgaspError('LOG_FAULT', `log ${this.options.dir} stopped after an I/O fault: ${typed.message}`, { cause: typed.code }));
+    const stopped = new LastgaspError('LOG_FAULT', `log ${this.options.dir} stopped after an I/O fault: ${typed.message}`, { cause: typed.code });
+    this.dropStaged(stopped);
+    for (const w of this.checkpointWaiters.splice(0)) w.reject(stopped);
+    this.forcedCheckpoint = 0;
+    for (const wake of this.idleWaiters.splice(0)) wake();
     // A segment whose head was never synced is not part of the durable log: point at its predecessor.
     const durableSegment = active.bytesUsed > SEGMENT_HEADER_BYTES ? active : this.segments[this.segments.length - 2];
     const hint = durableSegment ? { segmentId: durableSegment.id, offset: durableSegment.bytesUsed } : { segmentId: 0, offset: 0 };
@@ -999,7 +1012,6 @@ class SegmentedFlashLog implements FlashLog {
     }
   }
 
-  /** Resolves once a fault recovery in progress has finished (for tests and the supervisor). */
   async whenRecovered(): Promise<void> {
     while (this.recovering) await this.recovering;
   }
@@ -1029,7 +1041,6 @@ class SegmentedFlashLog implements FlashLog {
     return { committed: this.committed, replicated: this.replicated, replicaAcked: this.replicaAcked };
   }
 
-  /** The watermarks as the last synced checkpoint holds them (what a crash now would recover). */
   durableWatermarks(): Watermarks {
     return { committed: this.committed, replicated: this.durable.replicated, replicaAcked: this.durable.replicaAcked };
   }
@@ -1039,6 +1050,8 @@ class SegmentedFlashLog implements FlashLog {
     if (!(value > this.replicated)) return;
     this.replicated = value;
     this.watermarksChanged();
+    // Writers held at the unreplicated limit may go on now.
+    this.wakeSpaceWaiters();
   }
 
   markReplicaAcked(seq: number): void {
@@ -1067,6 +1080,8 @@ class SegmentedFlashLog implements FlashLog {
   }
 
   private forceCheckpoint(kind: number): Promise<void> {
+    const refused = this.fault ? this.refuse() : undefined;
+    if (refused) return Promise.reject(refused);
     return new Promise<void>((resolve, reject) => {
       if (this.forcedCheckpoint === 0 || kind === CHECKPOINT_CLOSE || kind === CHECKPOINT_HEAD) this.forcedCheckpoint = kind;
       this.checkpointWaiters.push({ resolve, reject });
