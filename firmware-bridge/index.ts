@@ -98,6 +98,8 @@ export { bmsSimMain, BMS_SIM_HELP } from './sim/cli.ts';
 export { bmsMain, BMS_HELP } from './cli/bms.ts';
 export { DECODERS, PROBE_ORDER, type DecodeOutput, type DecoderName } from './cli/decoders.ts';
 export { SIM_PROTOCOLS, type SimProtocolName } from './sim/cli.ts';
+export { Battery, BATTERY_DEFAULTS, restingCellMv, type BatteryOptions, type Chemistry } from './sim/battery.ts';
+export { parseControl, CONTROL_HELP, type ControlCommand } from './sim/control.ts';
 export { jbdResponse } from './sim/jbd-device.ts';
 export { dalyResponse } from './sim/daly-device.ts';
 export type { Io } from './cli/io.ts';

@@ -45,6 +45,11 @@ export class BridgeParser {
     return this.accumulator.buffered;
   }
 
+  /** Bytes not yet counted as a frame or a drop (held, or being skipped as oversize). */
+  get pending(): number {
+    return this.accumulator.pending;
+  }
+
   private onEncoded(encoded: Uint8Array): void {
     const wireBytes = encoded.length + 1;
     const framed = decodeFrame(encoded);

@@ -91,8 +91,9 @@ export class SimDevice {
   setSoc(percent: number): void {
     this.step();
     this.battery.socPercent = percent;
-    this.reportStatus();
+    // Thresholds first, so that whatever they trigger is printed before the status line that follows.
     this.checkThresholds();
+    this.reportStatus();
   }
 
   setLoad(loadMa: number): void {
@@ -181,7 +182,9 @@ export class SimDevice {
       this.reportStatus();
     }
     // A flat pack cuts the output by itself, unless the host holds power (then at the end of the hold).
-    if (soc <= 0 && this.nowMs() >= this.holdUntilMs) this.powerCut('flat');
+    if (soc > 0 || this.nowMs() < this.holdUntilMs) return;
+    if (this.holdUntilMs > 0) this.emit({ event: 'hold-expired' });
+    this.powerCut('flat');
   }
 
   private powerCut(reason: 'host' | 'flat'): void {

@@ -66,6 +66,11 @@ export class DelimitedAccumulator {
     return this.length;
   }
 
+  /** Bytes not yet counted anywhere: those held, plus an oversize run being skipped until its delimiter. */
+  get pending(): number {
+    return this.length + this.discarding;
+  }
+
   private append(chunk: Uint8Array, start: number, end: number): void {
     const count = end - start;
     if (count === 0) return;

@@ -116,6 +116,32 @@ test('garbage on the line is counted and dropped; the link stays up and events s
   }
 });
 
+test('a flat pack cuts power by itself; a hold from the host defers that cut to the end of the hold', async () => {
+  const { sim, source, stop } = await connected(['--telemetry-ms', '20']);
+  try {
+    await sim.control('ac off');
+    await sim.control('soc 0');
+    await sim.waitForLine('cut when flat', (line) => line.event === 'power-cut' && line.reason === 'flat');
+    assert.equal(sim.lines().some((line) => line.event === 'hold-expired'), false, 'no hold was asked for');
+    await sim.control('ac on');
+    await sim.waitForLine('power back', (line) => line.event === 'power-restored');
+
+    const from = sim.lines().length;
+    assert.deepEqual(await source.holdPower(400), { ok: true });
+    await sim.control('ac off');
+    await sim.control('soc 0');
+    // The simulator prints what the thresholds did before the status line of the change.
+    const statusAt = sim.lines().indexOf(await sim.waitForLine('flat status', (line) => line.event === 'status' && line.socPercent === 0, 5000, from));
+    const cutAt = sim.lines().findIndex((line, index) => index >= from && line.event === 'power-cut');
+    assert.ok(cutAt === -1 || cutAt > statusAt, 'held: no cut when the pack went flat');
+    await sim.waitForLine('cut after the hold', (line) => line.event === 'power-cut' && line.reason === 'flat', 10_000, from);
+    const order = sim.lines().slice(from).map((line) => line.event).filter((event) => event === 'hold-expired' || event === 'power-cut');
+    assert.deepEqual(order, ['hold-expired', 'power-cut']);
+  } finally {
+    await stop();
+  }
+});
+
 test('a dropped link is reported down and comes back up by itself', async () => {
   const { sim, source, listener, stop } = await connected();
   try {
