@@ -200,3 +200,27 @@ test('three independent brokers: each takes the fan-out and keeps its own persis
     await dir.remove();
   }
 });
+
+/** The state letter of a process in /proc (R running, S sleeping, T stopped). */
+async function processState(pid: number): Promise<string> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+}
+
+test('suspend (SIGSTOP) stops the broker with its connections open; after resume a publish sent meanwhile is delivered', async () => {
+  await withBroker('mq-stop', {}, async (broker) => {
+    const sibling = await connectClient(broker.url, { clientId: 'sibling', protocolVersion: 5 });
+    await sibling.client.subscribeAsync(TOPIC, { qos: 1 });
+    const gateway = await connectClient(broker.url, { clientId: 'gw-a', protocolVersion: 5 });
+    broker.suspend();
+    const pid = broker.process.child.pid as number;
+    await waitFor('mosquitto stopped', async () => ((await processState(pid)) === 'T' ? true : undefined));
+    const acked = gateway.client.publishAsync(TOPIC, 'while-frozen', { qos: 1 });
+    assert.equal(gateway.client.connected, true, 'nothing closes while the broker is frozen');
+    broker.resume();
+    await acked;
+    await sibling.waitForCount(1);
+    assert.deepEqual(sibling.texts(TOPIC), ['while-frozen']);
+    await Promise.all([sibling.end(), gateway.end()]);
+  });
+});

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import type { IPublishPacket } from 'mqtt';
 import { NATS_MQTT_STREAMS, startNatsCluster, type NatsCluster, type NatsNode } from '../support/nats.ts';
 import { killAll } from '../support/processes.ts';
+import { readFile } from 'node:fs/promises';
 import { tempDir, waitFor } from '../support/ports.ts';
 import { closedWith, connectClient, connectWithRetry } from './clients.ts';
 
@@ -142,5 +143,18 @@ test('QoS 2: a subscription is granted QoS 1, a QoS 2 publish closes the connect
   const closed = closedWith(client.client);
   client.client.publish('lastgasp/v1/qos2', 'x', { qos: 2 });
   await closed;
+  await client.end();
+});
+
+test('suspend (SIGSTOP) stops a node; after resume it answers MQTT again', async () => {
+  const node = cluster.nodes[2] as NatsNode;
+  node.suspend();
+  const pid = node.process.child.pid as number;
+  await waitFor(`${node.name} stopped`, async () => {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T' ? true : undefined;
+  });
+  node.resume();
+  const client = await connectWithRetry(node.mqttUrl, { clientId: 'after-resume', protocolVersion: 4 });
   await client.end();
 });

@@ -29,7 +29,12 @@ export interface Mosquitto {
   readonly dataDir: string;
   /** The rendered configuration it runs with. */
   readonly configFile: string;
+  /** Send `signal` (default SIGTERM, which saves the persistence file) and wait for the exit. */
   stop(signal?: NodeJS.Signals): Promise<void>;
+  /** SIGSTOP: the broker keeps its sockets open and answers nothing, as a hung host would, until `resume()`. */
+  suspend(): void;
+  /** SIGCONT after `suspend()`. */
+  resume(): void;
   /** Start again on the same port and data directory (after a kill). */
   restart(): Promise<Mosquitto>;
 }
@@ -93,7 +98,13 @@ async function startOnPort(dataDir: string, port: number, options: MosquittoOpti
     process,
     dataDir,
     configFile,
-    stop: async (signal = 'SIGTERM') => void (await process.kill(signal)),
+    stop: async (signal = 'SIGTERM') => {
+      // A suspended broker would hold a SIGTERM until it is continued.
+      if (process.child.exitCode === null && process.child.signalCode === null) process.child.kill('SIGCONT');
+      await process.kill(signal);
+    },
+    suspend: () => void process.child.kill('SIGSTOP'),
+    resume: () => void process.child.kill('SIGCONT'),
     restart: () => startMosquitto(dataDir, { ...options, port }),
   };
 }

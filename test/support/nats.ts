@@ -224,7 +224,10 @@ class NodeHandle implements NatsNode {
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (this.current) await this.current.kill(signal);
+    if (!this.current) return;
+    // A suspended node would hold a SIGTERM until it is continued.
+    if (this.running) this.current.child.kill('SIGCONT');
+    await this.current.kill(signal);
   }
 
   suspend(): void {
