@@ -22,6 +22,9 @@ function crossCheck(config: AgentConfig, issues: Issue[]): void {
   if (replication.mode === 'independent' && replication.quorum !== undefined && replication.quorum > replication.brokers.length) {
     issues.push({ path: 'replication.quorum', message: `${replication.quorum} is more than the ${replication.brokers.length} broker(s) listed` });
   }
+  if (replication.replicaAcks !== undefined && replication.replicaAcks > config.siblings.length) {
+    issues.push({ path: 'replication.replicaAcks', message: `${replication.replicaAcks} is more than the ${config.siblings.length} sibling(s) listed` });
+  }
   if (replication.durability === 'replica' && config.siblings.length === 0) {
     issues.push({ path: 'siblings', message: 'is empty, but replication.durability is "replica": name the sibling gateway(s), or set durability to "broker"' });
   }

@@ -130,6 +130,12 @@ export const configSchema = object(
           description: 'When an entry counts as replicated: replica = a sibling has it on flash; broker = the broker quorum sent PUBACK.',
           default: 'replica',
         }),
+        replicaAcks: integer({
+          description: 'durability replica: siblings that must hold an entry on flash before it counts as replicated (default: every sibling listed).',
+          min: 1,
+          max: 8,
+          optional: true,
+        }),
         topicPrefix: string({ description: 'Prefix of every topic.', default: 'lastgasp', pattern: /^[^#+\s]+$/, patternText: 'a topic level without # or +' }),
         protocol: oneOf(['auto', '5', '3.1.1'], { description: 'MQTT version: auto tries 5 and falls back to 3.1.1.', default: 'auto' }),
         batchEntriesMax: integer({ description: 'Most entries per batch message.', default: 2048, min: 1, max: 65_536 }),

@@ -1,5 +1,5 @@
 export { Replication, type ReplicationOptions, type ReplicationEvents } from './replication.ts';
-export { BrokerLink, type BrokerLinkOptions, type LinkUp } from './broker-link.ts';
+export { BrokerLink, brokerRefusal, publishPacketBytes, type BrokerLinkOptions, type LinkUp } from './broker-link.ts';
 export { Publisher } from './publisher.ts';
 export { Receiver } from './receiver.ts';
 export {

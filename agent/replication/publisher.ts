@@ -1,22 +1,30 @@
 /**
  * The primary's side: reads committed entries from the log in seq order and publishes them as batches,
  * QoS 1, with a bounded window of unacknowledged batches. It advances the log's watermarks:
- * - broker quorum: a batch counts once `quorum` brokers sent PUBACK (durability "broker");
+ * - broker quorum: a batch counts once `quorum` brokers sent PUBACK (durability "broker"); a refusal by a
+ *   minority of brokers is logged and counted, one that makes the quorum unreachable sends the batch again;
  * - replica: the siblings' acks (retained, so a restarted primary learns their position at once) say what
- *   they hold on flash (durability "replica").
- * A sibling that sees a gap asks for a resend from its position (`want`); the publisher rewinds there
- * (go-back-N) and the receiver drops what it already has.
+ *   they hold on flash; an entry is replicated once `replicaAcks` of them hold it (durability "replica").
+ * The log's retention follows the `replicated` watermark, so it deletes only what the configured level has.
+ *
+ * Batches adapt by themselves: each one takes what is committed and not yet sent, up to the size limits.
+ * When the link is idle that is the one entry just committed (prompt); while the window is full, commits
+ * pile up and the next batch carries all of them (large). A sibling that sees a gap asks for a resend from
+ * its position (`want`); the publisher rewinds there (go-back-N) and the receiver drops what it already has.
  */
-import type { FlashLog } from '../log/index.ts';
-import type { Clock, Logger } from '../util/index.ts';
+import type { FlashLog, LogEntry } from '../log/index.ts';
+import { LastgaspError, type Clock, type Logger } from '../util/index.ts';
 import type { BrokerLink } from './broker-link.ts';
 import { BATCH_OVERHEAD_BYTES_PER_ENTRY, type AckMessage, type Topics, type WireCodec } from './wire.ts';
 
 /** A sibling repeating the same resend request within this time is answered once (its batches are in flight). */
 const REWIND_REPEAT_MS = 1000;
-/** After a broker refused a batch (quota, authorization), wait this long before trying again. */
+/** After a batch could not reach its quorum (refusals, a read error), wait this long before trying again. */
 const REFUSED_RETRY_MS = 2000;
-/** Bytes reserved for the envelope, the batch header and the MQTT fixed header. */
+/**
+ * Bytes reserved for the envelope (version, kind, CRC, a 32-byte MAC, map and string heads) and the batch
+ * header (group, node, epoch, first, last): about 150 with names of 32 characters; 512 leaves room.
+ */
 const BATCH_HEADER_BYTES = 512;
 
 export interface PublisherOptions {
@@ -30,6 +38,8 @@ export interface PublisherOptions {
   /** PUBACKs needed per batch (1 in cluster mode). */
   quorum: number;
   siblings: readonly string[];
+  /** Siblings that must hold an entry on flash before it counts as replicated (durability "replica"). */
+  replicaAcks: number;
   batchEntriesMax: number;
   batchBytesMax: number;
   windowMax: number;
@@ -41,8 +51,12 @@ interface Batch {
   readonly first: number;
   readonly last: number;
   readonly bytes: number;
+  /** Links it was handed to. */
+  readonly sentTo: number;
   acks: number;
+  failures: number;
   quorum: boolean;
+  failed: boolean;
 }
 
 export class Publisher {
@@ -58,9 +72,21 @@ export class Publisher {
   private blockedUntilMs = 0;
   private lastWant = 0;
   private lastWantAtMs = -Infinity;
+  private tooLargeSeq = 0;
   private unsubscribe: (() => void) | undefined;
   private readonly replicatedWaiters: Array<{ seq: number; resolve: (ok: boolean) => void }> = [];
-  private readonly counters = { batches: 0, entriesPublished: 0, bytesPublished: 0, rewinds: 0, refused: 0, acksReceived: 0 };
+  private readonly counters = {
+    batches: 0,
+    entriesPublished: 0,
+    bytesPublished: 0,
+    batchEntriesMaxSeen: 0,
+    rewinds: 0,
+    refused: 0,
+    minorityRefusals: 0,
+    acksReceived: 0,
+    entryTooLarge: 0,
+    readErrors: 0,
+  };
 
   constructor(private readonly options: PublisherOptions) {}
 
@@ -104,7 +130,16 @@ export class Publisher {
   }
 
   stats(): Record<string, number | boolean> {
-    return { ...this.counters, nextSeq: this.nextSeq, brokerAcked: this.brokerAcked, inflightBatches: this.inflight.length, paused: this.paused, flushing: this.flushing };
+    return {
+      ...this.counters,
+      nextSeq: this.nextSeq,
+      brokerAcked: this.brokerAcked,
+      replicaAcked: this.replicaAcked(),
+      inflightBatches: this.inflight.length,
+      windowMax: this.windowMax(),
+      paused: this.paused,
+      flushing: this.flushing,
+    };
   }
 
   /** Resolves true once the replicated watermark reaches `seq`; false at the deadline or when aborted. */
@@ -139,7 +174,7 @@ export class Publisher {
     if (acked > log.watermarks().replicaAcked) log.markReplicaAcked(acked);
     if (this.options.durability === 'replica') this.advanceReplicated(acked);
     if (ack.want !== undefined) this.rewind(ack.want, ack.node);
-    else if (this.inflight.length === 0 && ack.seq + 1 > this.nextSeq && ack.seq <= committed) this.nextSeq = ack.seq + 1;
+    else this.skipAhead(committed);
     this.kick();
   }
 
@@ -148,11 +183,24 @@ export class Publisher {
     this.kick();
   }
 
+  /** The seq that `replicaAcks` siblings hold: the N-th highest of their positions. */
   private replicaAcked(): number {
-    // Every sibling named in the config must hold an entry before it counts as replica-acked.
+    const positions = this.options.siblings.map((sibling) => this.replicaPositions.get(sibling) ?? 0).sort((a, b) => b - a);
+    return positions[this.options.replicaAcks - 1] ?? 0;
+  }
+
+  /**
+   * A restarted primary starts after its durable `replicated` mark, which lags the siblings' retained acks
+   * by up to a checkpoint. When every sibling already holds more, skip what they have. Only in replica mode:
+   * in broker mode the broker quorum must see every batch for the watermark to move.
+   */
+  private skipAhead(committed: number): void {
+    if (this.options.durability !== 'replica' || this.inflight.length > 0) return;
     let lowest = Infinity;
     for (const sibling of this.options.siblings) lowest = Math.min(lowest, this.replicaPositions.get(sibling) ?? 0);
-    return lowest === Infinity ? 0 : lowest;
+    if (lowest === Infinity || lowest + 1 <= this.nextSeq || lowest > committed) return;
+    this.nextSeq = lowest + 1;
+    this.brokerAcked = Math.max(this.brokerAcked, lowest);
   }
 
   private rewind(want: number, from: string): void {
@@ -162,7 +210,11 @@ export class Publisher {
     this.lastWant = want;
     this.lastWantAtMs = now;
     this.counters.rewinds++;
-    const target = Math.max(want, this.options.log.firstSeq);
+    const firstSeq = this.options.log.firstSeq;
+    if (want < firstSeq) {
+      this.options.logger.error(`sibling ${from} asked for seq ${want}, but retention already removed everything below ${firstSeq}; it needs a fresh copy of the log`, { sibling: from, want, firstSeq });
+    }
+    const target = Math.max(want, firstSeq);
     this.options.logger.info('sibling asked for a resend', { sibling: from, from: target, was: this.nextSeq });
     this.nextSeq = target;
   }
@@ -171,9 +223,10 @@ export class Publisher {
     const log = this.options.log;
     if (seq <= log.watermarks().replicated) return;
     log.markReplicated(seq);
+    const replicated = log.watermarks().replicated;
     for (let index = this.replicatedWaiters.length - 1; index >= 0; index--) {
       const waiter = this.replicatedWaiters[index]!;
-      if (waiter.seq <= seq) {
+      if (waiter.seq <= replicated) {
         this.replicatedWaiters.splice(index, 1);
         waiter.resolve(true);
       }
@@ -188,7 +241,7 @@ export class Publisher {
     }
     this.running = true;
     void this.pump()
-      .catch((error: unknown) => this.options.logger.error('publisher stopped on an error; retrying', { error }))
+      .catch((error: unknown) => this.onPumpError(error))
       .finally(() => {
         this.running = false;
         if (this.again) {
@@ -201,26 +254,29 @@ export class Publisher {
   private async pump(): Promise<void> {
     const options = this.options;
     const log = options.log;
+    const topic = options.topics.log(options.node);
     for (;;) {
       if (this.stopped || this.isPaused || this.nextSeq > log.watermarks().committed) return;
       if (this.inflight.length >= this.windowMax()) return;
       if (options.clock.monotonicMs() < this.blockedUntilMs) return;
       const links = options.links.filter((link) => link.connected);
       if (links.length < options.quorum) return;
-      const entries = await log.read(this.nextSeq, {
-        entriesMax: options.batchEntriesMax,
-        bytesMax: options.batchBytesMax - BATCH_HEADER_BYTES - options.batchEntriesMax * BATCH_OVERHEAD_BYTES_PER_ENTRY,
-      });
+      const payloadBytesMax = this.payloadBytesMax(links, topic);
+      const entries = fitBatch(await log.read(this.nextSeq, { entriesMax: options.batchEntriesMax, bytesMax: readBytesMax(payloadBytesMax, options.batchEntriesMax) }), payloadBytesMax);
       const first = entries[0];
-      if (!first || first.seq !== this.nextSeq) return;
+      if (!first || first.seq !== this.nextSeq || this.stopped) return;
       const payload = options.codec.encodeBatch({ group: options.group, node: options.node, epoch: log.epoch, entries });
-      const batch: Batch = { first: first.seq, last: first.seq + entries.length - 1, bytes: payload.length, acks: 0, quorum: false };
+      if (payload.length > payloadBytesMax) {
+        this.refuseTooLarge(first.seq, first.payload.length, payloadBytesMax);
+        return;
+      }
+      const batch: Batch = { first: first.seq, last: first.seq + entries.length - 1, bytes: payload.length, sentTo: links.length, acks: 0, failures: 0, quorum: false, failed: false };
       this.inflight.push(batch);
       this.nextSeq = batch.last + 1;
       this.counters.batches++;
       this.counters.entriesPublished += entries.length;
       this.counters.bytesPublished += payload.length;
-      const topic = options.topics.log(options.node);
+      if (entries.length > this.counters.batchEntriesMaxSeen) this.counters.batchEntriesMaxSeen = entries.length;
       for (const link of links) {
         link.publish(topic, payload, { qos: 1, retain: false }).then(
           () => this.onPuback(batch),
@@ -230,6 +286,13 @@ export class Publisher {
     }
   }
 
+  /** The largest batch every link takes: the configured limit, or less where a broker announced less. */
+  private payloadBytesMax(links: readonly BrokerLink[], topic: string): number {
+    let bytes = this.options.batchBytesMax;
+    for (const link of links) bytes = Math.min(bytes, link.payloadBytesMax(topic) ?? Infinity);
+    return bytes;
+  }
+
   /** The window never exceeds what the brokers said they can take (MQTT 5 Receive Maximum). */
   private windowMax(): number {
     let window = this.options.windowMax;
@@ -237,9 +300,24 @@ export class Publisher {
     return window;
   }
 
+  /** One entry is larger than a broker takes: nothing after it can be replicated until the limit is raised. */
+  private refuseTooLarge(seq: number, entryBytes: number, payloadBytesMax: number): void {
+    this.counters.entryTooLarge++;
+    if (this.tooLargeSeq !== seq) {
+      this.tooLargeSeq = seq;
+      const error = new LastgaspError(
+        'BROKER_REFUSED',
+        `entry ${seq} (${entryBytes} bytes) does not fit in one MQTT packet of at most ${payloadBytesMax} bytes that the broker takes; replication is stuck at it until the broker's max_packet_size is raised`,
+        { seq, entryBytes, payloadBytesMax, reason: 'packet too large', reasonCode: 0x95 },
+      );
+      this.options.logger.error(error.message, error.detail);
+    }
+    this.retryLater();
+  }
+
   private onPuback(batch: Batch): void {
     batch.acks++;
-    if (batch.quorum || batch.acks < this.options.quorum) return;
+    if (batch.quorum || batch.failed || batch.acks < this.options.quorum) return;
     batch.quorum = true;
     let advanced = true;
     while (advanced) {
@@ -258,13 +336,56 @@ export class Publisher {
     this.kick();
   }
 
+  /**
+   * A broker refused the batch (or the link stopped). While the others can still make the quorum this is
+   * a counted minority refusal; once they cannot, the batch failed and is sent again after a pause.
+   */
   private onPublishFailed(batch: Batch, error: unknown): void {
+    batch.failures++;
+    if (batch.quorum || batch.failed) return;
+    const stillPossible = batch.sentTo - batch.failures;
+    if (stillPossible >= this.options.quorum) {
+      this.counters.minorityRefusals++;
+      return;
+    }
+    batch.failed = true;
     const index = this.inflight.indexOf(batch);
     if (index >= 0) this.inflight.splice(index, 1);
     this.counters.refused++;
-    this.options.logger.error('batch not accepted; will resend', { first: batch.first, last: batch.last, error });
-    this.blockedUntilMs = this.options.clock.monotonicMs() + REFUSED_RETRY_MS;
+    this.options.logger.error('batch did not reach its broker quorum; sending it again', { first: batch.first, last: batch.last, quorum: this.options.quorum, error });
     if (batch.first < this.nextSeq) this.nextSeq = Math.max(batch.first, this.brokerAcked + 1);
+    this.retryLater();
+  }
+
+  private onPumpError(error: unknown): void {
+    this.counters.readErrors++;
+    this.options.logger.error('publisher could not read the log; retrying', { nextSeq: this.nextSeq, error });
+    this.retryLater();
+  }
+
+  private retryLater(): void {
+    this.blockedUntilMs = this.options.clock.monotonicMs() + REFUSED_RETRY_MS;
     this.options.clock.setTimeout(() => this.kick(), REFUSED_RETRY_MS);
   }
+}
+
+/**
+ * Payload bytes to read for a batch of at most `batchBytes` on the wire: leave room for the header and the
+ * per-entry CBOR overhead of a full batch, unless that would halve the batch (a small broker limit); then
+ * read more and let `fitBatch` trim.
+ */
+function readBytesMax(batchBytes: number, entriesMax: number): number {
+  const room = batchBytes - BATCH_HEADER_BYTES;
+  const reserved = entriesMax * BATCH_OVERHEAD_BYTES_PER_ENTRY;
+  return reserved <= room / 2 ? room - reserved : room;
+}
+
+/** Drop entries from the end until the batch surely fits in `batchBytes` (at least one entry stays). */
+function fitBatch(entries: LogEntry[], batchBytes: number): LogEntry[] {
+  let bytes = BATCH_HEADER_BYTES;
+  for (let count = 0; count < entries.length; count++) {
+    bytes += entries[count]!.payload.length + BATCH_OVERHEAD_BYTES_PER_ENTRY;
+    if (bytes > batchBytes) return entries.slice(0, Math.max(1, count));
+  }
+  return entries;
 }

@@ -1,21 +1,45 @@
 /**
  * The standby's side: applies batches from the primary to its own flash log, exactly once and in order,
- * and acknowledges its durable position. De-duplication is by seq against the local log (a batch wholly at
- * or below `committed` is a duplicate, a batch starting past `committed + 1` is a gap and triggers one
- * resend request); fencing is by epoch (a sender older than the leader this node knows is ignored, and an
- * entry may not carry an epoch older than the one before it).
+ * and acknowledges its durable position.
+ *
+ * - Batches are applied one at a time, whatever link they came through (with independent brokers the same
+ *   batch arrives once per broker, concurrently).
+ * - De-duplication is by `(epoch, seq)` against the local log: a batch wholly at or below `committed` is a
+ *   duplicate; one that overlaps the end of the log must agree with the epoch of the last local entry, or it
+ *   belongs to another history and is refused (counted as a conflict), never merged.
+ * - A batch starting past `committed + 1` is a gap. With several brokers it first waits a moment, holding
+ *   its broker's PUBACK, for another broker to deliver what is missing (brokers deliver at their own pace);
+ *   otherwise, or if the gap stays, it asks the primary for a resend (`want`) and drops the batch.
+ * - A gap with nothing behind it (the broker dropped the end of a stream: a full queue, a crash before its
+ *   autosave) is seen from the primary's state heartbeat: it says how far the primary has committed; no
+ *   progress towards that for a while also asks for a resend, with back-off.
+ * - Fencing is by epoch: a sender older than the leader this node knows is ignored, and an entry may not
+ *   carry an epoch older than the one before it.
  */
 import type { FlashLog, LogEntry } from '../log/index.ts';
-import type { Clock, Logger } from '../util/index.ts';
+import type { Clock, Logger, TimerHandle } from '../util/index.ts';
 import type { AckMessage, BatchMessage } from './wire.ts';
 
 /** Do not repeat the same resend request more often than this (its batches are on their way). */
 const WANT_REPEAT_MS = 1000;
+/**
+ * How long a batch that arrived ahead of the log waits for another broker to fill the gap. Independent
+ * brokers on one LAN deliver the same batch within milliseconds of each other; after a broker restart the
+ * lagging one may be a window of batches behind. 2 s covers that without stalling a real loss for long.
+ */
+const REORDER_WAIT_MS = 2000;
+/** How often the stall check runs, and how long without progress behind the primary counts as a stall. */
+const STALL_CHECK_MS = 1000;
+const STALL_MS = 2000;
+/** Repeated stall requests back off up to 2^5 × STALL_MS (64 s): an operator pause stalls on purpose. */
+const STALL_BACKOFF_STEPS_MAX = 5;
 
 export interface ReceiverOptions {
   log: FlashLog;
   group: string;
   node: string;
+  /** Brokers the batches arrive through (independent brokers: more than one). */
+  sources: number;
   /** Publishes an ack to every broker (retained, QoS 1). */
   sendAck: (ack: AckMessage) => Promise<void>;
   logger: Logger;
@@ -30,13 +54,35 @@ export class Receiver {
   private lastWantAtMs = -Infinity;
   private acking = false;
   private ackAgain = false;
-  private readonly counters = { batchesApplied: 0, entriesApplied: 0, duplicateBatches: 0, gaps: 0, fenced: 0, epochRegressions: 0, appendFailures: 0 };
+  /** Applies run one after another on this chain. */
+  private applying: Promise<void> = Promise.resolve();
+  private readonly committedWaiters: Array<{ seq: number; resolve: () => void }> = [];
+  private primaryCommitted = 0;
+  private lastProgressMs = 0;
+  private stallRequests = 0;
+  private stallTimer: TimerHandle | undefined;
+  private readonly counters = {
+    batchesApplied: 0,
+    entriesApplied: 0,
+    duplicateBatches: 0,
+    gaps: 0,
+    reorderWaits: 0,
+    reorderFilled: 0,
+    stalls: 0,
+    resendRequests: 0,
+    fenced: 0,
+    conflicts: 0,
+    epochRegressions: 0,
+    appendFailures: 0,
+  };
 
   constructor(private readonly options: ReceiverOptions) {}
 
   async start(): Promise<void> {
     this.active = true;
     this.lastEntryEpoch = await this.lastLocalEpoch();
+    this.lastProgressMs = this.options.clock.monotonicMs();
+    this.scheduleStallCheck();
     // A standby that (re)starts cannot know what it missed while away (a broker drops messages for a
     // subscription its session did not have yet), so its first ack asks for everything after its position.
     void this.sendAck(this.options.log.watermarks().committed + 1);
@@ -44,11 +90,20 @@ export class Receiver {
 
   stop(): void {
     this.active = false;
+    this.stallTimer?.cancel();
+    this.stallTimer = undefined;
+    for (const waiter of this.committedWaiters.splice(0)) waiter.resolve();
   }
 
   /** The newest leader epoch this node knows; batches from older senders are fenced off. */
   setLeaderEpoch(epoch: number): void {
     this.leaderEpoch = Math.max(this.leaderEpoch, epoch);
+  }
+
+  /** The primary's heartbeat: how far it has committed (the receiver's yardstick for a silent gap). */
+  notePrimary(committed: number, epoch: number): void {
+    if (epoch < this.leaderEpoch) return;
+    this.primaryCommitted = Math.max(this.primaryCommitted, committed);
   }
 
   stats(): Record<string, number> {
@@ -57,16 +112,39 @@ export class Receiver {
 
   async onBatch(batch: BatchMessage): Promise<void> {
     if (!this.active) return;
-    const log = this.options.log;
     if (batch.epoch < this.leaderEpoch) {
       this.counters.fenced++;
       this.options.logger.warn('ignored a batch from a fenced-off primary', { from: batch.node, epoch: batch.epoch, leaderEpoch: this.leaderEpoch });
       return;
     }
+    const first = batch.entries[0]!.seq;
+    if (this.options.sources > 1 && first > this.options.log.watermarks().committed + 1) {
+      this.counters.reorderWaits++;
+      await this.waitCommitted(first - 1, REORDER_WAIT_MS);
+      if (this.options.log.watermarks().committed >= first - 1) this.counters.reorderFilled++;
+    }
+    const turn = this.applying.then(() => this.apply(batch));
+    this.applying = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private async apply(batch: BatchMessage): Promise<void> {
+    if (!this.active) return;
+    const log = this.options.log;
     const entries = batch.entries;
     const first = entries[0]!.seq;
     const last = entries[entries.length - 1]!.seq;
     const committed = log.watermarks().committed;
+    if (first <= committed && committed >= log.firstSeq && committed <= last && entries[committed - first]!.epoch !== this.lastEntryEpoch) {
+      this.counters.conflicts++;
+      this.options.logger.error('refused a batch whose history differs from this replica (same seq, another epoch)', {
+        from: batch.node,
+        seq: committed,
+        theirEpoch: entries[committed - first]!.epoch,
+        ourEpoch: this.lastEntryEpoch,
+      });
+      return;
+    }
     if (last <= committed) {
       this.counters.duplicateBatches++;
       return;
@@ -92,6 +170,9 @@ export class Receiver {
     this.lastEntryEpoch = fresh[fresh.length - 1]!.epoch;
     this.counters.batchesApplied++;
     this.counters.entriesApplied += fresh.length;
+    this.lastProgressMs = this.options.clock.monotonicMs();
+    this.stallRequests = 0;
+    this.wakeCommittedWaiters();
     this.ack();
   }
 
@@ -104,11 +185,53 @@ export class Receiver {
     return true;
   }
 
+  /** Resolve once the log holds `seq`, after `timeoutMs`, or when the receiver stops. */
+  private waitCommitted(seq: number, timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = this.options.clock.setTimeout(() => finish(), timeoutMs);
+      const finish = () => {
+        timer.cancel();
+        const index = this.committedWaiters.indexOf(waiter);
+        if (index >= 0) this.committedWaiters.splice(index, 1);
+        resolve();
+      };
+      const waiter = { seq, resolve: finish };
+      this.committedWaiters.push(waiter);
+    });
+  }
+
+  private wakeCommittedWaiters(): void {
+    const committed = this.options.log.watermarks().committed;
+    for (const waiter of this.committedWaiters.filter((candidate) => candidate.seq <= committed)) waiter.resolve();
+  }
+
+  private scheduleStallCheck(): void {
+    this.stallTimer = this.options.clock.setTimeout(() => {
+      if (!this.active) return;
+      this.checkStall();
+      this.scheduleStallCheck();
+    }, STALL_CHECK_MS);
+  }
+
+  private checkStall(): void {
+    const committed = this.options.log.watermarks().committed;
+    if (this.primaryCommitted <= committed) return;
+    const quietMs = this.options.clock.monotonicMs() - this.lastProgressMs;
+    if (quietMs < STALL_MS * 2 ** Math.min(this.stallRequests, STALL_BACKOFF_STEPS_MAX)) return;
+    this.counters.stalls++;
+    this.stallRequests++;
+    this.lastProgressMs = this.options.clock.monotonicMs();
+    this.options.logger.info('no progress while the primary is ahead; asking for a resend', { committed, primaryCommitted: this.primaryCommitted });
+    this.lastWantAtMs = -Infinity;
+    this.requestResend(committed + 1, this.primaryCommitted);
+  }
+
   private requestResend(want: number, seen: number): void {
     const now = this.options.clock.monotonicMs();
     if (want === this.lastWant && now - this.lastWantAtMs < WANT_REPEAT_MS) return;
     this.lastWant = want;
     this.lastWantAtMs = now;
+    this.counters.resendRequests++;
     this.options.logger.info('gap in the replicated stream; asking for a resend', { want, seen });
     void this.sendAck(want);
   }

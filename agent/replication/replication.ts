@@ -6,7 +6,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { FlashLog } from '../log/index.ts';
-import type { Clock, Logger } from '../util/index.ts';
+import { LastgaspError, type Clock, type Logger } from '../util/index.ts';
 import { BrokerLink } from './broker-link.ts';
 import { Publisher } from './publisher.ts';
 import { Receiver } from './receiver.ts';
@@ -26,6 +26,8 @@ export interface ReplicationOptions {
   mode: 'cluster' | 'independent';
   quorum?: number;
   durability: 'replica' | 'broker';
+  /** durability replica: siblings that must hold an entry on flash (default: every sibling). */
+  replicaAcks?: number;
   topicPrefix: string;
   protocol: 'auto' | '5' | '3.1.1';
   batchEntriesMax: number;
@@ -88,6 +90,13 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       });
     this.links = options.mode === 'cluster' ? [linkFor(options.brokers, 0)] : options.brokers.map((url, index) => linkFor([url], index));
     this.quorum = options.mode === 'cluster' ? 1 : (options.quorum ?? Math.floor(options.brokers.length / 2) + 1);
+    if (this.quorum > this.links.length) {
+      throw new LastgaspError('CONFIG_INVALID', `config: replication.quorum: ${this.quorum} brokers cannot acknowledge when only ${this.links.length} are listed`);
+    }
+    const replicaAcks = options.replicaAcks ?? options.siblings.length;
+    if (replicaAcks > options.siblings.length) {
+      throw new LastgaspError('CONFIG_INVALID', `config: replication.replicaAcks: ${replicaAcks} siblings cannot acknowledge when only ${options.siblings.length} are listed in siblings`);
+    }
     this.publisher = new Publisher({
       log: options.log,
       links: this.links,
@@ -98,6 +107,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       durability: options.durability,
       quorum: this.quorum,
       siblings: options.siblings,
+      replicaAcks,
       batchEntriesMax: options.batchEntriesMax,
       batchBytesMax: options.batchBytesMax,
       windowMax: options.windowMax,
@@ -108,6 +118,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       log: options.log,
       group: options.group,
       node: options.node,
+      sources: this.links.length,
       sendAck: (ack) => this.publishAck(ack),
       logger: logger.child('agent:replication:receiver'),
       clock: options.clock,
@@ -228,7 +239,9 @@ export class Replication extends EventEmitter<ReplicationEvents> {
         return;
       case 'state':
         if (addressed?.kind !== 'state' || addressed.node !== decoded.message.node) return this.reject('sender-mismatch', topic);
-        if (decoded.message.node !== this.options.node) this.emit('state', decoded.message);
+        if (decoded.message.node === this.options.node) return;
+        if (this.role === 'standby' && decoded.message.role === 'primary') this.receiver.notePrimary(decoded.message.committed, decoded.message.epoch);
+        this.emit('state', decoded.message);
         return;
       case 'leader':
         if (topic !== this.topics.leader) return this.reject('sender-mismatch', topic);

@@ -15,6 +15,11 @@ import type { LogEntry } from '../log/index.ts';
 
 export const WIRE_VERSION = 1;
 const HMAC_BYTES = 32;
+/** Group and node names as the config allows them (they are topic levels): agent/config/schema.ts NAME. */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const ROLES: ReadonlySet<unknown> = new Set(['primary', 'standby', 'unknown']);
+const STATES: ReadonlySet<unknown> = new Set(['online', 'on-battery', 'flushing', 'handed-off', 'offline']);
+const UINT32_MAX = 0xffff_ffff;
 
 export type MessageKind = 'batch' | 'ack' | 'state' | 'leader';
 
@@ -150,7 +155,7 @@ export class WireCodec {
     const { v, k, b, crc, mac } = envelope;
     if (v !== WIRE_VERSION) return { ok: false, reason: `version-${String(v)}` };
     if (k !== 'batch' && k !== 'ack' && k !== 'state' && k !== 'leader') return { ok: false, reason: 'unknown-kind' };
-    if (!(b instanceof Uint8Array) || typeof crc !== 'number') return { ok: false, reason: 'malformed-envelope' };
+    if (!(b instanceof Uint8Array) || !isSeq(crc) || crc > UINT32_MAX) return { ok: false, reason: 'malformed-envelope' };
     if (crc32c(b) !== crc) return { ok: false, reason: 'crc' };
     if (this.key) {
       if (!(mac instanceof Uint8Array) || mac.length !== HMAC_BYTES) return { ok: false, reason: 'unsigned' };
@@ -167,17 +172,15 @@ export class WireCodec {
       case 'batch':
         return decodeBatchBody(body);
       case 'ack':
-        return hasFields(body, ['group', 'node'], ['epoch', 'seq', 'atMs']) && (body.want === undefined || isSeq(body.want))
+        return isName(body.group) && isName(body.node) && isSeq(body.epoch) && isSeq(body.seq) && isSeq(body.atMs) && optional(body.want, isSeq)
           ? { ok: true, kind: 'ack', message: body as unknown as AckMessage }
           : { ok: false, reason: 'bad-ack' };
       case 'state':
-        return hasFields(body, ['group', 'node', 'role', 'state'], ['epoch', 'committed', 'atMs'])
+        return isName(body.group) && isName(body.node) && ROLES.has(body.role) && STATES.has(body.state) && isSeq(body.epoch) && isSeq(body.committed) && isSeq(body.atMs)
           ? { ok: true, kind: 'state', message: body as unknown as StateMessage }
           : { ok: false, reason: 'bad-state' };
       case 'leader':
-        return hasFields(body, ['group', 'kind', 'node'], ['epoch', 'atMs']) && (body.kind === 'leader' || body.kind === 'handoff')
-          ? { ok: true, kind: 'leader', message: body as unknown as LeaderMessage }
-          : { ok: false, reason: 'bad-leader' };
+        return isLeaderBody(body) ? { ok: true, kind: 'leader', message: body as unknown as LeaderMessage } : { ok: false, reason: 'bad-leader' };
     }
   }
 
@@ -205,14 +208,14 @@ export type DecodeResult =
 
 function decodeBatchBody(body: Record<string, unknown>): DecodeResult {
   const { group, node, epoch, first, last, entries } = body;
-  if (typeof group !== 'string' || typeof node !== 'string' || !isSeq(epoch) || !isSeq(first) || !isSeq(last) || !Array.isArray(entries)) {
+  if (!isName(group) || !isName(node) || !isSeq(epoch) || !isSeq(first) || !isSeq(last) || !Array.isArray(entries)) {
     return { ok: false, reason: 'bad-batch' };
   }
   if (first < 1 || last - first + 1 !== entries.length) return { ok: false, reason: 'bad-batch-range' };
   const out: LogEntry[] = new Array(entries.length);
   for (let index = 0; index < entries.length; index++) {
     const row = entries[index] as unknown;
-    if (!Array.isArray(row) || !isSeq(row[0]) || typeof row[1] !== 'number' || !(row[2] instanceof Uint8Array)) return { ok: false, reason: 'bad-batch-entry' };
+    if (!Array.isArray(row) || row.length !== 3 || !isSeq(row[0]) || !isSeq(row[1]) || !(row[2] instanceof Uint8Array)) return { ok: false, reason: 'bad-batch-entry' };
     out[index] = { seq: first + index, epoch: row[0], timestampMs: row[1], payload: row[2] };
   }
   return { ok: true, kind: 'batch', message: { group, node, epoch, entries: out } };
@@ -226,8 +229,28 @@ function isSeq(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
-function hasFields(body: Record<string, unknown>, strings: readonly string[], numbers: readonly string[]): boolean {
-  return strings.every((name) => typeof body[name] === 'string') && numbers.every((name) => isSeq(body[name]));
+function isName(value: unknown): value is string {
+  return typeof value === 'string' && NAME.test(value);
+}
+
+function optional(value: unknown, check: (value: unknown) => boolean): boolean {
+  return value === undefined || check(value);
+}
+
+function isLeaderBody(body: Record<string, unknown>): boolean {
+  return (
+    isName(body.group) &&
+    (body.kind === 'leader' || body.kind === 'handoff') &&
+    isName(body.node) &&
+    isSeq(body.epoch) &&
+    isSeq(body.atMs) &&
+    optional(body.to, isName) &&
+    optional(body.since, isSeq) &&
+    optional(body.lastSeq, isSeq) &&
+    optional(body.committed, isSeq) &&
+    optional(body.complete, (value) => typeof value === 'boolean') &&
+    optional(body.reason, (value) => typeof value === 'string')
+  );
 }
 
 /**

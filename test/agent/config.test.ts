@@ -64,6 +64,17 @@ test('rules across keys: replica durability needs a sibling; the quorum cannot e
   assert.deepEqual(messages(independent), ['replication.quorum: 3 is more than the 2 broker(s) listed']);
 });
 
+test('replicaAcks: every sibling by default, at most the siblings listed', () => {
+  const result = validateConfig({ ...minimal, siblings: ['gw-b', 'gw-c'] });
+  assert.ok(result.ok);
+  assert.equal(result.config.replication.replicaAcks, undefined);
+  const one = validateConfig({ ...minimal, siblings: ['gw-b', 'gw-c'], replication: { ...minimal.replication, replicaAcks: 1 } });
+  assert.ok(one.ok);
+  assert.equal(one.config.replication.replicaAcks, 1);
+  assert.deepEqual(messages({ ...minimal, replication: { ...minimal.replication, replicaAcks: 2 } }), ['replication.replicaAcks: 2 is more than the 1 sibling(s) listed']);
+  assert.match(messages({ ...minimal, replication: { ...minimal.replication, replicaAcks: 0 } })[0]!, /^replication\.replicaAcks: /);
+});
+
 test('a power source of an unknown kind lists the kinds there are', () => {
   const [message] = messages({ ...minimal, power: { source: { kind: 'ups' } } });
   assert.equal(message, 'power.source.kind: "ups" is not allowed (expected one of: none, bridge, jbd, daly, q1, nut, sysfs)');
