@@ -224,3 +224,21 @@ test('suspend (SIGSTOP) stops the broker with its connections open; after resume
     await Promise.all([sibling.end(), gateway.end()]);
   });
 });
+
+test('single: MQTT 5 PUBACK says 0x10 when no subscription matched; MQTT.js shows it only to a packetreceive listener', async () => {
+  await withBroker('mq-nomatch', {}, async (broker) => {
+    const gateway = await connectClient(broker.url, { clientId: 'gw-a', protocolVersion: 5 });
+    const pubacks = new Map<number, number>();
+    gateway.client.on('packetreceive', (packet) => {
+      if (packet.cmd === 'puback') pubacks.set(packet.messageId as number, packet.reasonCode ?? 0);
+    });
+    // publishAsync resolves with the PUBLISH it sent, not with the PUBACK: the reason code is not in it.
+    const alone = await gateway.client.publishAsync(TOPIC, 'nobody-listens', { qos: 1 });
+    assert.equal((alone as { reasonCode?: number } | undefined)?.reasonCode, undefined);
+    assert.equal(pubacks.get(alone?.messageId as number), 0x10, 'No matching subscribers: accepted, delivered to no one');
+    await leaveSubscribed(broker.url, 'sibling', 5);
+    const queued = await gateway.client.publishAsync(TOPIC, 'queued', { qos: 1 });
+    assert.equal(pubacks.get(queued?.messageId as number), 0, 'a persistent session matched, even with its client away');
+    await gateway.end();
+  });
+});
