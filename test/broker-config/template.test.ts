@@ -66,3 +66,11 @@ test('render.ts writes an installation config and names what is missing', async 
   assert.match(listed, /^NAME \(required\)$/m);
   assert.match(listed, /^MQTT_ACK_WAIT=10s$/m);
 });
+
+test('no placeholder hides in a comment, where it would be filled in and listed as a setting', async () => {
+  for (const file of ['mosquitto/single.conf', 'mosquitto/auth.conf', 'mosquitto/tls.conf', 'nats/node.conf']) {
+    const text = await readFile(join(BROKER_CONFIG_DIR, file), 'utf8');
+    const commented = text.split('\n').filter((line) => /^\s*#/.test(line) && templateVariables(line).length > 0);
+    assert.deepEqual(commented, [], file);
+  }
+});
