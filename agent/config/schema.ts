@@ -4,8 +4,10 @@
  */
 import { array, boolean, bytes, integer, object, oneOf, string, union, url, type Infer } from './schema-dsl.ts';
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const NAME_TEXT = 'a name of 1-64 letters, digits, "_", "." or "-" (used in MQTT topics)';
+// Names become MQTT topic levels. No ".": NATS maps MQTT topics to subjects and closes the connection on a
+// "." (MQTT.js would then resend the stored PUBLISH after every reconnect, forever).
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const NAME_TEXT = 'a name of 1-64 letters, digits, "_" or "-" (used in MQTT topics)';
 const MQTT_URL = { protocols: ['mqtt:', 'mqtts:', 'tcp:', 'ssl:'], example: 'mqtt://host:port or mqtts://host:port' };
 
 const transport = union(
@@ -136,7 +138,7 @@ export const configSchema = object(
           max: 8,
           optional: true,
         }),
-        topicPrefix: string({ description: 'Prefix of every topic.', default: 'lastgasp', pattern: /^[^#+\s]+$/, patternText: 'a topic level without # or +' }),
+        topicPrefix: string({ description: 'Prefix of every topic.', default: 'lastgasp', pattern: /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*$/, patternText: 'topic levels of letters, digits, "_" or "-" separated by "/" (NATS refuses "." and spaces)' }),
         protocol: oneOf(['auto', '5', '3.1.1'], { description: 'MQTT version: auto tries 5 and falls back to 3.1.1.', default: 'auto' }),
         batchEntriesMax: integer({ description: 'Most entries per batch message.', default: 2048, min: 1, max: 65_536 }),
         // 512 KiB stays under NATS's default max_payload (1 MB) with room for the envelope.

@@ -75,6 +75,12 @@ test('replicaAcks: every sibling by default, at most the siblings listed', () =>
   assert.match(messages({ ...minimal, replication: { ...minimal.replication, replicaAcks: 0 } })[0]!, /^replication\.replicaAcks: /);
 });
 
+test('names that NATS would refuse in a topic are refused here first', () => {
+  assert.deepEqual(messages({ ...minimal, group: 'line.1' }), ['group: "line.1" is not valid (expected a name of 1-64 letters, digits, "_" or "-" (used in MQTT topics))']);
+  assert.match(messages({ ...minimal, replication: { ...minimal.replication, topicPrefix: 'plant 7' } })[0]!, /^replication\.topicPrefix: "plant 7" is not valid/);
+  assert.ok(validateConfig({ ...minimal, replication: { ...minimal.replication, topicPrefix: 'acme/plant-7' } }).ok);
+});
+
 test('a power source of an unknown kind lists the kinds there are', () => {
   const [message] = messages({ ...minimal, power: { source: { kind: 'ups' } } });
   assert.equal(message, 'power.source.kind: "ups" is not allowed (expected one of: none, bridge, jbd, daly, q1, nut, sysfs)');
