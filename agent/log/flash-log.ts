@@ -749,9 +749,11 @@ class SegmentedFlashLog implements FlashLogEngine {
         const from = withPrefix ? start - CHECKPOINT_RECORD_BYTES : start;
         let headState: CheckpointSnapshot = this.durable;
         if (withPrefix) {
-          const cp = checkpoint ?? this.snapshot(CHECKPOINT_HEAD);
+          // A head takes the state as it is now (a chunk of a long batch may roll after marks moved on), so
+          // that retention can release the previous segment right after this write.
+          const cp = roll ? this.snapshot(CHECKPOINT_HEAD) : checkpoint!;
           headState = cp;
-          this.encodeCheckpoint(batch, from, roll ? { ...cp, kind: CHECKPOINT_HEAD } : cp, roll ? this.segments[this.segments.length - 2] : undefined);
+          this.encodeCheckpoint(batch, from, cp, roll ? this.segments[this.segments.length - 2] : undefined);
           sealRecord(batch.bytes, batch.view, from, segment.seed);
         }
         const position = segment.bytesUsed;
@@ -780,7 +782,7 @@ class SegmentedFlashLog implements FlashLogEngine {
         segment.bytesUsed = position + length;
         if (withPrefix) {
           this.counters.checkpoints++;
-          this.durable = checkpoint ?? headState;
+          this.durable = headState;
           for (const w of checkpointWaiters) w.resolve();
           checkpointWaiters = [];
         }
@@ -795,7 +797,8 @@ class SegmentedFlashLog implements FlashLogEngine {
           waiter++;
         }
         if (advanced) this.notifyCommit();
-        if (withPrefix) this.scheduleRetention();
+        if (roll) this.afterRoll();
+        else if (withPrefix) this.scheduleRetention();
         start = end;
         first = false;
       }
@@ -857,7 +860,18 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.segments.push(newSegment(spare, this.committed + 1));
     this.counters.rolls++;
     if (previous) await previous.close().catch(() => undefined);
-    this.ensureSpare();
+  }
+
+  /**
+   * After the first write into a new segment: its head made the watermarks durable, so retention can now
+   * release the oldest segment, and that file becomes the next spare without a zero-fill. Only if retention
+   * frees nothing is a spare preallocated from scratch.
+   */
+  private afterRoll(): void {
+    this.maintenance = this.maintenance
+      .then(() => this.runRetention())
+      .then(() => this.ensureSpare())
+      .catch((error: unknown) => this.logger.error('retention after a roll failed', { error }));
   }
 
   private async takeSpare(): Promise<Spare> {

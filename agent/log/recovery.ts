@@ -10,7 +10,7 @@
  * Files and the directory are fsynced before anything is read (TigerBeetle's rule: decide only on durable
  * bytes).
  */
-import type { Clock, Logger } from '../util/index.ts';
+import { systemErrorCode, type Clock, type Logger } from '../util/index.ts';
 import {
   BATCH_BYTES_MAX,
   CHECKPOINT_CLOSE,
@@ -119,7 +119,11 @@ export async function recoverLog(ctx: RecoverContext): Promise<RecoveredState> {
   const names = await storage.list(dir);
   for (const name of names) {
     // A spare whose preallocation was cut short; it never held data.
-    if (name.endsWith('.log.tmp')) await storage.unlink(`${dir}/${name}`);
+    if (name.endsWith('.log.tmp')) {
+      await storage.unlink(`${dir}/${name}`).catch((error: unknown) => {
+        if (systemErrorCode(error) !== 'ENOENT') throw error;
+      });
+    }
   }
   const ids = names.map(parseSegmentFileName).filter((id): id is number => id !== undefined).sort((a, b) => a - b);
   const quarantineFiles = names.filter(isQuarantineFileName);

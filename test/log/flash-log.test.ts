@@ -175,7 +175,8 @@ test('a torn tail is cut and zeroed on reopen, every acknowledged entry stays', 
 test('segments are preallocated to their full size before use', async () => {
   await withLog(async (log, dir) => {
     await log.append(encoder.encode('x'));
-    const files = readdirSync(dir).filter((name) => name.startsWith('seg-'));
+    // Finished segments only: a spare still being zero-filled carries a .tmp suffix until it is complete.
+    const files = readdirSync(dir).filter((name) => name.startsWith('seg-') && name.endsWith('.log'));
     assert.ok(files.length >= 1);
     for (const name of files) assert.equal(statSync(`${dir}/${name}`).size, SMALL_SEGMENT);
   });
