@@ -3,7 +3,7 @@
  * that the writer, recovery, the reader and the operator tools share one definition. FORMAT.md beside this
  * file describes every byte; the constants here are the single source of the numbers it quotes.
  */
-import { crc32cUpdate } from './crc32c.ts';
+import { crc32cUpdate } from '../util/index.ts';
 
 /** Bumped on any incompatible change of the layout below; readers refuse other versions. */
 export const LOG_FORMAT_VERSION = 1;

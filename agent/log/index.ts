@@ -23,7 +23,6 @@ export {
   type ResolvedOptions,
 } from './flash-log.ts';
 export { createNodeStorage, type OpenMode, type Storage, type StorageFile } from './storage.ts';
-export { crc32c, crc32cUpdate, CRC32C_CHECK_VALUE } from './crc32c.ts';
 export { LOG_FORMAT_VERSION } from './format.ts';
 export { SimStorage, type AppliedOp, type PendingOp, type SimFaults, type SyncHook } from './sim-storage.ts';
 export { inspectLog, verifyLog, logCommand, type CommandIo, type InspectReport, type SegmentReport, type VerifyReport } from './tools.ts';

@@ -1,47 +1,62 @@
 /**
- * CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, init and xor-out 0xFFFFFFFF), the checksum of
- * iSCSI, ext4 metadata, Kafka and RocksDB. Check value: crc32c("123456789") = 0xE3069283.
- * Slicing-by-8: eight 256-entry tables let the loop consume 8 bytes per step.
+ * CRC-32C (Castagnoli, reflected polynomial 0x82F63B78, RFC 3720 appendix B.4), the checksum that
+ * RocksDB, Kafka (RecordBatch v2) and etcd put on their log records. Table-driven slicing-by-8 over a
+ * Uint8Array: eight 256-entry tables let the loop fold eight bytes per step, which in pure TypeScript is
+ * several times faster than the byte-at-a-time loop, and needs neither a native addon nor WASM, so it runs
+ * unchanged on Node and Deno.
  */
-const POLY = 0x82f63b78;
+
+/** Reflected Castagnoli polynomial (RFC 3720 B.4). */
+const CRC32C_POLYNOMIAL = 0x82f63b78;
+/** CRC-32C of the ASCII string "123456789", the catalogue check value (RFC 3720 B.4, CRC RevEng "CRC-32/ISCSI"). */
+export const CRC32C_CHECK_VALUE = 0xe3069283;
+
 const TABLES = buildTables();
 
-function buildTables(): Uint32Array[] {
-  const tables = Array.from({ length: 8 }, () => new Uint32Array(256));
-  const first = tables[0]!;
+function buildTables(): Uint32Array {
+  const tables = new Uint32Array(256 * 8);
   for (let n = 0; n < 256; n++) {
     let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ POLY : c >>> 1;
-    first[n] = c >>> 0;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ CRC32C_POLYNOMIAL : c >>> 1;
+    tables[n] = c >>> 0;
   }
   for (let n = 0; n < 256; n++) {
-    let c = first[n]!;
-    for (let t = 1; t < 8; t++) {
-      c = first[c & 0xff]! ^ (c >>> 8);
-      tables[t]![n] = c >>> 0;
+    let c = tables[n]!;
+    for (let slice = 1; slice < 8; slice++) {
+      c = (tables[c & 0xff]! ^ (c >>> 8)) >>> 0;
+      tables[slice * 256 + n] = c;
     }
   }
   return tables;
 }
 
-/** CRC-32C of `bytes[start, end)`, continuing from `previous` (the CRC of what came before, or 0). */
-export function crc32c(bytes: Uint8Array, previous = 0, start = 0, end = bytes.length): number {
-  const [t0, t1, t2, t3, t4, t5, t6, t7] = TABLES as [Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array, Uint32Array];
-  let crc = ~previous >>> 0;
-  let index = start;
-  while (end - index >= 8) {
-    const low = (crc ^ (bytes[index]! | (bytes[index + 1]! << 8) | (bytes[index + 2]! << 16) | (bytes[index + 3]! << 24))) >>> 0;
-    crc =
-      t7[low & 0xff]! ^
-      t6[(low >>> 8) & 0xff]! ^
-      t5[(low >>> 16) & 0xff]! ^
-      t4[low >>> 24]! ^
-      t3[bytes[index + 4]!]! ^
-      t2[bytes[index + 5]!]! ^
-      t1[bytes[index + 6]!]! ^
-      t0[bytes[index + 7]!]!;
-    index += 8;
+/**
+ * Continue a CRC-32C over `bytes[start, end)`. Chaining holds: `crc32c(a ++ b) === crc32cUpdate(crc32c(a), b)`,
+ * which is how the log seeds every record's checksum with its segment's salt.
+ */
+export function crc32cUpdate(crc: number, bytes: Uint8Array, start = 0, end = bytes.length): number {
+  const t = TABLES;
+  let c = (crc ^ 0xffffffff) >>> 0;
+  let i = start;
+  const end8 = end - 8;
+  while (i <= end8) {
+    const lo = c ^ (bytes[i]! | (bytes[i + 1]! << 8) | (bytes[i + 2]! << 16) | (bytes[i + 3]! << 24));
+    c =
+      t[1792 + (lo & 0xff)]! ^
+      t[1536 + ((lo >>> 8) & 0xff)]! ^
+      t[1280 + ((lo >>> 16) & 0xff)]! ^
+      t[1024 + (lo >>> 24)]! ^
+      t[768 + bytes[i + 4]!]! ^
+      t[512 + bytes[i + 5]!]! ^
+      t[256 + bytes[i + 6]!]! ^
+      t[bytes[i + 7]!]!;
+    i += 8;
   }
-  while (index < end) crc = t0[(crc ^ bytes[index++]!) & 0xff]! ^ (crc >>> 8);
-  return ~crc >>> 0;
+  while (i < end) c = t[(c ^ bytes[i++]!) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** CRC-32C of `bytes[start, end)`. */
+export function crc32c(bytes: Uint8Array, start = 0, end = bytes.length): number {
+  return crc32cUpdate(0, bytes, start, end);
 }

@@ -1,5 +1,5 @@
 export { LastgaspError, isLastgaspError, systemErrorCode, type ErrorCode } from './errors.ts';
 export { encodeCbor, decodeCbor } from './cbor.ts';
-export { crc32c } from './crc32c.ts';
+export { crc32c, crc32cUpdate, CRC32C_CHECK_VALUE } from './crc32c.ts';
 export { systemClock, sleep, type Clock, type TimerHandle } from './clock.ts';
 export { createLogger, silentLogger, type Logger, type LogLevel, type LogFields, type LogMessage } from './logger.ts';

@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, writeSync, closeSync, readdirSync, statSync } from 'node:fs';
-import { createFlashLog, crc32c, CRC32C_CHECK_VALUE, type FlashLog } from '../../agent/log/index.ts';
+import { createFlashLog, type FlashLog } from '../../agent/log/index.ts';
+import { crc32c, CRC32C_CHECK_VALUE } from '../../agent/util/index.ts';
 import { isLastgaspError } from '../../agent/util/index.ts';
 import { tempDir } from '../support/ports.ts';
 
