@@ -13,7 +13,7 @@ import { encodeCbor } from '../../agent/util/index.ts';
 import { startMosquitto } from '../support/mosquitto.ts';
 import { createPtyPair } from '../support/pty.ts';
 import { startBmsSim } from '../support/bms-sim.ts';
-import { startAgent, writeAgentConfig } from '../support/agents.ts';
+import { startAgent, startPair, writeAgentConfig } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 
@@ -24,14 +24,9 @@ const BIN = join(fileURLToPath(import.meta.url), '..', '..', '..', 'agent', 'cli
 test('junk, forgeries and unknown kinds on the replication topics are counted and dropped; replication goes on', async () => {
   const dir = await tempDir('bad-topics');
   const broker = await startMosquitto(dir.path);
-  const common = { group: 'bad', replication: { brokers: [{ url: broker.url }] } };
-  const configA = await writeAgentConfig(dir.path, 'gw-a', { ...common, role: 'primary', siblings: ['gw-b'] });
-  const configB = await writeAgentConfig(dir.path, 'gw-b', { ...common, role: 'standby', siblings: ['gw-a'] });
-  const a = await startAgent('gw-a', configA.file, configA.api);
-  const b = await startAgent('gw-b', configB.file, configB.api);
+  const { a, b } = await startPair(dir.path, 'bad', broker.url);
   const attacker = await mqtt.connectAsync(broker.url, { clientId: 'attacker', protocolVersion: 5 });
   try {
-    await b.waitForEvent('role', (line) => line.role === 'standby');
     for (let index = 0; index < 20; index++) await a.client.put(`k${index}`, 'v');
     await waitFor('the sibling to catch up', async () => ((await b.client.status()).watermarks.committed >= 20 ? true : undefined));
 
@@ -71,14 +66,9 @@ test('with a group key, a batch signed with another key is rejected and nothing 
   const broker = await startMosquitto(dir.path);
   const keyFile = join(dir.path, 'group.key');
   await writeFile(keyFile, Buffer.alloc(32, 7));
-  const common = { group: 'signed', replication: { brokers: [{ url: broker.url }], hmacKeyFile: keyFile } };
-  const configA = await writeAgentConfig(dir.path, 'gw-a', { ...common, role: 'primary', siblings: ['gw-b'] });
-  const configB = await writeAgentConfig(dir.path, 'gw-b', { ...common, role: 'standby', siblings: ['gw-a'] });
-  const a = await startAgent('gw-a', configA.file, configA.api);
-  const b = await startAgent('gw-b', configB.file, configB.api);
+  const { a, b } = await startPair(dir.path, 'signed', broker.url, { extra: { replication: { hmacKeyFile: keyFile } } });
   const attacker = await mqtt.connectAsync(broker.url, { clientId: 'attacker', protocolVersion: 5 });
   try {
-    await b.waitForEvent('role', (line) => line.role === 'standby');
     await a.client.put('balance', '100');
     await waitFor('the sibling to catch up', async () => ((await b.client.status()).watermarks.committed >= 1 ? true : undefined));
     const forger = new WireCodec(Buffer.alloc(32, 8));

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { startMosquitto } from '../support/mosquitto.ts';
 import { createPtyPair } from '../support/pty.ts';
 import { startBmsSim } from '../support/bms-sim.ts';
-import { startAgent, writeAgentConfig } from '../support/agents.ts';
+import { startPair } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 
@@ -19,24 +19,17 @@ async function setUp(name: string) {
   const broker = await startMosquitto(dir.path);
   const pty = await createPtyPair(dir.path);
   const sim = await startBmsSim(['--protocol', 'bridge', '--serial', pty.devicePath]);
-  const common = { group: 'brownout', replication: { brokers: [{ url: broker.url }], durability: 'replica' } };
-  const configA = await writeAgentConfig(dir.path, 'gw-a', {
-    ...common,
-    role: 'primary',
-    siblings: ['gw-b'],
-    power: {
-      source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } },
-      onBatteryDebounceMs: 0,
-      flushBudgetMs: 60_000,
-      handoffAckTimeoutMs: 5000,
-      cutDelayMs: 200,
+  const { a, b } = await startPair(dir.path, 'brownout', broker.url, {
+    extraA: {
+      power: {
+        source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } },
+        onBatteryDebounceMs: 0,
+        flushBudgetMs: 60_000,
+        handoffAckTimeoutMs: 5000,
+        cutDelayMs: 200,
+      },
     },
   });
-  const configB = await writeAgentConfig(dir.path, 'gw-b', { ...common, role: 'standby', siblings: ['gw-a'] });
-  const a = await startAgent('gw-a', configA.file, configA.api);
-  const b = await startAgent('gw-b', configB.file, configB.api);
-  await a.waitForEvent('role', (line) => line.role === 'primary');
-  await b.waitForEvent('role', (line) => line.role === 'standby');
   await a.waitForEvent('power-link', (line) => line.state === 'up');
   const tearDown = async () => {
     await a.stop('SIGKILL');

@@ -4,7 +4,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startMosquitto } from '../support/mosquitto.ts';
-import { startAgent, writeAgentConfig } from '../support/agents.ts';
+import { startPair } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 
@@ -13,13 +13,8 @@ after(killAll);
 test('a primary running under Deno 2 replicates to a sibling under Node', async () => {
   const dir = await tempDir('deno');
   const broker = await startMosquitto(dir.path);
-  const common = { group: 'deno', replication: { brokers: [{ url: broker.url }] } };
-  const configA = await writeAgentConfig(dir.path, 'gw-a', { ...common, role: 'primary', siblings: ['gw-b'] });
-  const configB = await writeAgentConfig(dir.path, 'gw-b', { ...common, role: 'standby', siblings: ['gw-a'] });
-  const a = await startAgent('gw-a', configA.file, configA.api, { runtime: 'deno' });
-  const b = await startAgent('gw-b', configB.file, configB.api);
+  const { a, b } = await startPair(dir.path, 'deno', broker.url, { runtimeA: 'deno' });
   try {
-    await a.waitForEvent('role', (line) => line.role === 'primary');
     const seqs: number[] = [];
     for (let index = 0; index < 200; index++) seqs.push((await a.client.put(`k${index % 20}`, `v${index}`)).seq);
     seqs.push((await a.client.append(new TextEncoder().encode('from deno'))).seq);

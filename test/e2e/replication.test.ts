@@ -5,27 +5,16 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startMosquitto } from '../support/mosquitto.ts';
-import { startAgent, writeAgentConfig, type AgentProcess } from '../support/agents.ts';
+import { startAgent, startPair } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 
 after(killAll);
 
-async function pairOn(dir: string, brokerUrl: string): Promise<{ a: AgentProcess; b: AgentProcess }> {
-  const common = { group: 'e2e', replication: { brokers: [{ url: brokerUrl }], durability: 'replica' } };
-  const configA = await writeAgentConfig(dir, 'gw-a', { ...common, role: 'primary', siblings: ['gw-b'] });
-  const configB = await writeAgentConfig(dir, 'gw-b', { ...common, role: 'standby', siblings: ['gw-a'] });
-  const a = await startAgent('gw-a', configA.file, configA.api);
-  const b = await startAgent('gw-b', configB.file, configB.api);
-  await a.waitForEvent('role', (line) => line.role === 'primary');
-  await b.waitForEvent('role', (line) => line.role === 'standby');
-  return { a, b };
-}
-
 test('acknowledged writes reach the sibling in order and the states are equal', async () => {
   const dir = await tempDir('e2e-repl');
   const broker = await startMosquitto(dir.path);
-  const { a, b } = await pairOn(dir.path, broker.url);
+  const { a, b } = await startPair(dir.path, 'e2e', broker.url);
   try {
     const acked = new Map<number, string>();
     await Promise.all(
@@ -61,7 +50,7 @@ test('acknowledged writes reach the sibling in order and the states are equal', 
 test('a primary SIGKILLed mid-workload loses no acknowledged entry and resumes replicating after restart', async () => {
   const dir = await tempDir('e2e-kill');
   const broker = await startMosquitto(dir.path);
-  let { a, b } = await pairOn(dir.path, broker.url);
+  let { a, b } = await startPair(dir.path, 'e2e', broker.url);
   try {
     const acked: number[] = [];
     let stop = false;

@@ -5,7 +5,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startMosquitto } from '../support/mosquitto.ts';
-import { startAgent, writeAgentConfig } from '../support/agents.ts';
+import { startAgent, startPair } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 
@@ -14,14 +14,10 @@ after(killAll);
 test('silence takeover, then the old primary returns as a standby, quarantines its unreplicated suffix and catches up', async () => {
   const dir = await tempDir('silence');
   const broker = await startMosquitto(dir.path);
-  const common = { group: 'silence', replication: { brokers: [{ url: broker.url }], heartbeatMs: 200 }, takeover: { silenceMs: 1500 } };
-  const configA = await writeAgentConfig(dir.path, 'gw-a', { ...common, role: 'primary', siblings: ['gw-b'] });
-  const configB = await writeAgentConfig(dir.path, 'gw-b', { ...common, role: 'standby', siblings: ['gw-a'] });
-  let a = await startAgent('gw-a', configA.file, configA.api);
-  const b = await startAgent('gw-b', configB.file, configB.api);
+  const pair = await startPair(dir.path, 'silence', broker.url, { extra: { replication: { heartbeatMs: 200 }, takeover: { silenceMs: 1500 } } });
+  let a = pair.a;
+  const b = pair.b;
   try {
-    await a.waitForEvent('role', (line) => line.role === 'primary');
-    await b.waitForEvent('role', (line) => line.role === 'standby');
     for (let index = 0; index < 100; index++) await a.client.put(`k${index % 10}`, `replicated-${index}`);
     await waitFor('the sibling to hold 100 entries', async () => ((await b.client.status()).watermarks.committed >= 100 ? true : undefined));
 
@@ -37,7 +33,7 @@ test('silence takeover, then the old primary returns as a standby, quarantines i
     assert.equal(takeover.since, 101);
     for (let index = 0; index < 30; index++) await b.client.put(`after${index}`, 'written by gw-b');
 
-    a = await startAgent('gw-a', configA.file, configA.api);
+    a = await startAgent('gw-a', a.configFile, a.api);
     const quarantine = await a.waitForEvent('quarantine');
     assert.equal(quarantine.after, 100);
     assert.equal(quarantine.records, 20);

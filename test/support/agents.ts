@@ -38,19 +38,7 @@ export async function startAgent(node: string, configFile: string, api: string, 
       ? startProcess(`agent:${node}`, DENO, ['run', '-A', ENTRY, 'run', '--config', configFile], { cwd: ROOT })
       : startProcess(`agent:${node}`, globalThis.process.execPath, [BIN, 'run', '--config', configFile]);
   const client = new ApiClient({ address: api, socketsMax: 64 });
-  const events = () =>
-    process
-      .output()
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => {
-        try {
-          return JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          return {};
-        }
-      })
-      .filter((line) => line.event !== undefined);
+  const events = () => process.jsonLines().filter((line) => line.event !== undefined);
   const agent: AgentProcess = {
     node,
     api,
@@ -74,4 +62,30 @@ export async function startAgent(node: string, configFile: string, api: string, 
   };
   if (options.waitReady !== false) await agent.waitForEvent('ready');
   return agent;
+}
+
+export interface Pair {
+  readonly a: AgentProcess;
+  readonly b: AgentProcess;
+}
+
+/**
+ * The usual cast of an end-to-end test: `gw-a` configured as primary and `gw-b` as standby in `group`, on the
+ * given brokers, each started as a real process and settled in its role. `extra` is merged into both
+ * configs (per-node keys can be given in `extraA` / `extraB`).
+ */
+export async function startPair(
+  dir: string,
+  group: string,
+  brokerUrl: string,
+  options: { extra?: Record<string, unknown>; extraA?: Record<string, unknown>; extraB?: Record<string, unknown>; runtimeA?: 'node' | 'deno' } = {},
+): Promise<Pair> {
+  const base = { group, ...options.extra, replication: { brokers: [{ url: brokerUrl }], ...(options.extra?.replication as object | undefined) } };
+  const configA = await writeAgentConfig(dir, 'gw-a', { ...base, role: 'primary', siblings: ['gw-b'], ...options.extraA });
+  const configB = await writeAgentConfig(dir, 'gw-b', { ...base, role: 'standby', siblings: ['gw-a'], ...options.extraB });
+  const a = await startAgent('gw-a', configA.file, configA.api, { runtime: options.runtimeA });
+  const b = await startAgent('gw-b', configB.file, configB.api);
+  await a.waitForEvent('role', (line) => line.role === 'primary', 30_000);
+  await b.waitForEvent('role', (line) => line.role === 'standby', 30_000);
+  return { a, b };
 }

@@ -17,18 +17,7 @@ export interface BmsSim {
 /** Run `lastgasp bms-sim` as a real process; `args` choose the protocol and where it listens. */
 export async function startBmsSim(args: readonly string[]): Promise<BmsSim> {
   const process = startProcess('bms-sim', globalThis.process.execPath, [BIN, 'bms-sim', ...args]);
-  const lines = () =>
-    process
-      .output()
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => {
-        try {
-          return JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          return {};
-        }
-      });
+  const lines = () => process.jsonLines();
   const sim: BmsSim = {
     process,
     send: (command) => void process.child.stdin?.write(command + '\n'),

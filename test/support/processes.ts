@@ -9,6 +9,8 @@ export interface Managed {
   readonly name: string;
   readonly child: ChildProcess;
   output(): string;
+  /** The output's lines that are JSON objects (agents log JSON in tests; the simulator prints JSON events). */
+  jsonLines(): Array<Record<string, unknown>>;
   /** Resolve when a line matching `pattern` has appeared in stdout or stderr. */
   waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<string>;
   kill(signal?: NodeJS.Signals): Promise<number | null>;
@@ -46,6 +48,7 @@ export function startProcess(name: string, command: string, args: readonly strin
     child,
     exited,
     output: () => output,
+    jsonLines: () => parseJsonLines(output),
     waitForOutput(pattern, timeoutMs = 10_000) {
       const match = output.match(pattern);
       if (match) return Promise.resolve(match[0]);
@@ -93,3 +96,16 @@ export async function killAll(): Promise<void> {
 process.once('exit', () => {
   for (const managed of live) managed.child.kill('SIGKILL');
 });
+
+function parseJsonLines(text: string): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // A line cut by the output buffer's trimming, or an interleaved write: not an event.
+    }
+  }
+  return out;
+}
