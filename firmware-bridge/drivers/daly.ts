@@ -84,6 +84,11 @@ export function decodeDalyFrame(bytes: Uint8Array): DalyFrameResult {
   };
 }
 
+/** A big-endian u16 at `offset`. */
+function u16(data: Uint8Array, offset: number): number {
+  return (data[offset]! << 8) | data[offset + 1]!;
+}
+
 function view(data: Uint8Array): DataView {
   return new DataView(data.buffer, data.byteOffset, data.byteLength);
 }
@@ -97,8 +102,7 @@ export interface DalySoc {
 
 /** 0x90: total voltage ×0.1 V, acquisition voltage, current (30000 offset, 0.1 A), SOC ×0.1 %. */
 export function decodeDalySoc(data: Uint8Array): DalySoc {
-  const v = view(data);
-  return { packMv: v.getUint16(0) * 100, currentMa: (v.getUint16(4) - DALY_CURRENT_OFFSET) * 100, socPercent: v.getUint16(6) / 10 };
+  return { packMv: u16(data, 0) * 100, currentMa: (u16(data, 4) - DALY_CURRENT_OFFSET) * 100, socPercent: u16(data, 6) / 10 };
 }
 
 /** 0x91: highest cell mV and its number, lowest cell mV and its number. */
@@ -176,33 +180,43 @@ export class DalyAccumulator {
         if (skip > 0) this.counters.drop('resync', skip);
         if (start === -1) return;
         offset = start;
+        if (chunk.length - start >= DALY_FRAME_LEN) {
+          // Fast path: a whole frame inside the chunk is checked where it lies, without a copy.
+          offset = this.complete(chunk.subarray(start, start + DALY_FRAME_LEN), start);
+          continue;
+        }
       }
       const take = Math.min(DALY_FRAME_LEN - this.length, chunk.length - offset);
       this.buffer.set(chunk.subarray(offset, offset + take), this.length);
       this.length += take;
       offset += take;
-      if (this.length === DALY_FRAME_LEN) this.complete();
+      if (this.length === DALY_FRAME_LEN) {
+        this.length = 0;
+        this.complete(this.buffer, 0);
+      }
     }
+  }
+
+  /**
+   * Check a 13-byte candidate at `at`; returns where scanning continues in the chunk. A failed candidate
+   * drops its start byte: in the chunk, scanning resumes one byte later; from the buffer, its other twelve
+   * bytes are scanned again for the next start marker.
+   */
+  private complete(candidate: Uint8Array, at: number): number {
+    const result = decodeDalyFrame(candidate);
+    if (result.ok) {
+      this.counters.add('rx.frames');
+      this.counters.add('rx.frame-bytes', DALY_FRAME_LEN);
+      this.onFrame(result.frame);
+      return at + DALY_FRAME_LEN;
+    }
+    this.counters.drop(result.reason, 1);
+    if (candidate === this.buffer) this.feed(this.buffer.slice(1, DALY_FRAME_LEN));
+    return at + 1;
   }
 
   flush(): void {
     if (this.length > 0) this.counters.drop('truncated', this.length);
     this.length = 0;
-  }
-
-  private complete(): void {
-    const result = decodeDalyFrame(this.buffer);
-    if (result.ok) {
-      this.length = 0;
-      this.counters.add('rx.frames');
-      this.counters.add('rx.frame-bytes', DALY_FRAME_LEN);
-      this.onFrame(result.frame);
-      return;
-    }
-    // Drop the bad start byte and rescan the other twelve for the next start marker.
-    this.counters.drop(result.reason, 1);
-    const rest = this.buffer.slice(1, DALY_FRAME_LEN);
-    this.length = 0;
-    this.feed(rest);
   }
 }

@@ -107,30 +107,39 @@ export interface JbdBasicInfo {
 
 export type JbdDecodeResult<T> = { ok: true; value: T } | { ok: false; reason: 'length' };
 
+/** A big-endian u16 at `offset`. */
+function u16(data: Uint8Array, offset: number): number {
+  return (data[offset]! << 8) | data[offset + 1]!;
+}
+
 /** Register 0x03. Every multi-byte value is big-endian; units as in the research notes §2.1. */
 export function decodeJbdBasic(data: Uint8Array): JbdDecodeResult<JbdBasicInfo> {
   if (data.length < JBD_BASIC_FIXED_LEN) return { ok: false, reason: 'length' };
-  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  const ntcCount = view.getUint8(22);
+  const ntcCount = data[22]!;
   if (data.length < JBD_BASIC_FIXED_LEN + 2 * ntcCount) return { ok: false, reason: 'length' };
-  const protectionBits = view.getUint16(16);
-  const fet = view.getUint8(20);
+  const protectionBits = u16(data, 16);
+  const alarms: string[] = [];
+  for (let bit = 0; protectionBits !== 0 && bit < JBD_PROTECTION_ALARMS.length; bit++) if ((protectionBits & (1 << bit)) !== 0) alarms.push(JBD_PROTECTION_ALARMS[bit]!);
+  const temperaturesC: number[] = [];
+  for (let index = 0; index < ntcCount; index++) temperaturesC.push((u16(data, JBD_BASIC_FIXED_LEN + 2 * index) - JBD_NTC_ZERO_DECI_K) / 10);
+  const fet = data[20]!;
   return {
     ok: true,
     value: {
-      packMv: view.getUint16(0) * 10,
-      currentMa: view.getInt16(2) * 10,
-      remainingMah: view.getUint16(4) * 10,
-      nominalMah: view.getUint16(6) * 10,
-      cycles: view.getUint16(8),
+      packMv: u16(data, 0) * 10,
+      // Signed 16-bit: shift into the top of an int32 and back.
+      currentMa: ((u16(data, 2) << 16) >> 16) * 10,
+      remainingMah: u16(data, 4) * 10,
+      nominalMah: u16(data, 6) * 10,
+      cycles: u16(data, 8),
       protectionBits,
-      alarms: JBD_PROTECTION_ALARMS.filter((_, bit) => (protectionBits & (1 << bit)) !== 0),
-      version: view.getUint8(18),
-      socPercent: view.getUint8(19),
+      alarms,
+      version: data[18]!,
+      socPercent: data[19]!,
       chargeFetOn: (fet & 0x01) !== 0,
       dischargeFetOn: (fet & 0x02) !== 0,
-      cellCount: view.getUint8(21),
-      temperaturesC: Array.from({ length: ntcCount }, (_, index) => (view.getUint16(JBD_BASIC_FIXED_LEN + 2 * index) - JBD_NTC_ZERO_DECI_K) / 10),
+      cellCount: data[21]!,
+      temperaturesC,
     },
   };
 }
@@ -166,13 +175,60 @@ export class JbdAccumulator {
     this.counters.add('rx.bytes', chunk.length);
     let offset = 0;
     while (offset < chunk.length) {
-      const room = this.buffer.length - this.length;
-      const take = Math.min(room, chunk.length - offset);
+      if (this.length === 0) {
+        offset = this.scanChunk(chunk, offset);
+        continue;
+      }
+      const take = Math.min(this.buffer.length - this.length, chunk.length - offset);
       this.buffer.set(chunk.subarray(offset, offset + take), this.length);
       this.length += take;
       offset += take;
       this.scan();
     }
+  }
+
+  /**
+   * Fast path while nothing is buffered: find and decode frames inside the chunk itself, without copying;
+   * only a trailing partial frame is copied into the buffer. Returns the offset reached.
+   */
+  private scanChunk(chunk: Uint8Array, from: number): number {
+    let offset = from;
+    while (offset < chunk.length) {
+      const start = chunk.indexOf(JBD_START, offset);
+      if (start === -1) {
+        this.counters.drop('resync', chunk.length - offset);
+        return chunk.length;
+      }
+      if (start > offset) this.counters.drop('resync', start - offset);
+      const available = chunk.length - start;
+      if (available < JBD_HEADER_LEN) return this.keep(chunk, start);
+      const dataLength = chunk[start + JBD_OFFSET_LENGTH]!;
+      if (dataLength > JBD_DATA_LEN_MAX) {
+        this.counters.drop('length', 1);
+        offset = start + 1;
+        continue;
+      }
+      const total = dataLength + JBD_FRAME_LEN_MIN;
+      if (available < total) return this.keep(chunk, start);
+      const result = decodeJbdFrame(chunk.subarray(start, start + total));
+      if (result.ok) {
+        this.counters.add('rx.frames');
+        this.counters.add('rx.frame-bytes', total);
+        this.onFrame(result.frame);
+        offset = start + total;
+      } else {
+        this.counters.drop(result.reason, 1);
+        offset = start + 1;
+      }
+    }
+    return offset;
+  }
+
+  /** Copy the partial frame at the end of a chunk into the buffer (it is shorter than JBD_FRAME_LEN_MAX). */
+  private keep(chunk: Uint8Array, start: number): number {
+    this.buffer.set(chunk.subarray(start), 0);
+    this.length = chunk.length - start;
+    return chunk.length;
   }
 
   flush(): void {

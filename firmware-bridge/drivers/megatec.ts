@@ -66,24 +66,46 @@ const Q1_BITS_START = 38;
 /** Decode a Q1 reply line, given without its CR. */
 export function decodeQ1(line: string): MegatecResult<Q1Status> {
   if (line.length !== Q1_REPLY_LEN - 1) return { ok: false, reason: 'length' };
-  if (line[0] !== '(') return { ok: false, reason: 'marker' };
-  const values: Record<string, number | boolean> = {};
-  for (const [name, start, end] of Q1_FIELDS) {
-    const value = parseField(line.slice(start, end));
+  if (line.charCodeAt(0) !== 0x28) return { ok: false, reason: 'marker' };
+  const numbers: number[] = [];
+  for (const [, start, end] of Q1_FIELDS) {
+    const value = parseField(line, start, end);
     if (value === undefined) return { ok: false, reason: 'field' };
-    values[name] = value;
+    numbers.push(value);
   }
-  const bits = line.slice(Q1_BITS_START, Q1_BITS_START + 8);
-  if (!/^[01]{8}$/.test(bits)) return { ok: false, reason: 'field' };
-  Q1_STATUS_BITS.forEach((name, index) => (values[name] = bits[index] === '1'));
-  return { ok: true, value: values as unknown as Q1Status };
+  const bits: boolean[] = [];
+  for (let index = 0; index < 8; index++) {
+    const char = line.charCodeAt(Q1_BITS_START + index);
+    if (char !== 0x30 && char !== 0x31) return { ok: false, reason: 'field' };
+    bits.push(char === 0x31);
+  }
+  return {
+    ok: true,
+    value: {
+      inputV: numbers[0]!,
+      inputFaultV: numbers[1]!,
+      outputV: numbers[2]!,
+      loadPercent: numbers[3]!,
+      frequencyHz: numbers[4]!,
+      batteryV: numbers[5]!,
+      temperatureC: numbers[6]!,
+      utilityFail: bits[0]!,
+      batteryLow: bits[1]!,
+      bypassActive: bits[2]!,
+      upsFailed: bits[3]!,
+      standby: bits[4]!,
+      testInProgress: bits[5]!,
+      shutdownActive: bits[6]!,
+      beeperOn: bits[7]!,
+    },
+  };
 }
 
 /** Decode an F reply line, given without its CR. */
 export function decodeF(line: string): MegatecResult<FRatings> {
   if (line.length !== F_REPLY_LEN - 1) return { ok: false, reason: 'length' };
   if (line[0] !== '#') return { ok: false, reason: 'marker' };
-  const fields = [parseField(line.slice(1, 6)), parseField(line.slice(7, 10)), parseField(line.slice(11, 16)), parseField(line.slice(17, 21))];
+  const fields = [parseField(line, 1, 6), parseField(line, 7, 10), parseField(line, 11, 16), parseField(line, 17, 21)];
   if (fields.some((field) => field === undefined)) return { ok: false, reason: 'field' };
   const [inputV, currentA, batteryV, frequencyHz] = fields as number[];
   return { ok: true, value: { inputV: inputV!, currentA: currentA!, batteryV: batteryV!, frequencyHz: frequencyHz! } };
@@ -96,9 +118,36 @@ export function decodeI(line: string): MegatecResult<{ manufacturer: string; mod
   return { ok: true, value: { manufacturer: line.slice(1, 16).trim(), model: line.slice(17, 27).trim(), firmware: line.slice(28, 38).trim() } };
 }
 
-function parseField(text: string): number | undefined {
-  if (!/^\s*-?\d+(\.\d+)?\s*$/.test(text)) return undefined;
-  return Number(text);
+/**
+ * A fixed-width decimal field `line[start, end)`: optional spaces, an optional minus, digits, an optional
+ * fraction. Parsed by hand because it runs for every field of every answer.
+ */
+function parseField(line: string, start: number, end: number): number | undefined {
+  let index = start;
+  while (index < end && line.charCodeAt(index) === 0x20) index++;
+  let sign = 1;
+  if (index < end && line.charCodeAt(index) === 0x2d) {
+    sign = -1;
+    index++;
+  }
+  let value = 0;
+  let digits = 0;
+  let scale = 0;
+  for (; index < end; index++) {
+    const char = line.charCodeAt(index);
+    if (char >= 0x30 && char <= 0x39) {
+      value = value * 10 + (char - 0x30);
+      digits++;
+      if (scale > 0) scale *= 10;
+    } else if (char === 0x2e && scale === 0 && digits > 0) {
+      scale = 1;
+    } else {
+      break;
+    }
+  }
+  while (index < end && line.charCodeAt(index) === 0x20) index++;
+  if (digits === 0 || index !== end || scale === 1) return undefined;
+  return (sign * value) / (scale || 1);
 }
 
 /**

@@ -46,6 +46,8 @@ export function splitNutWords(line: string): string[] | undefined {
 
 export function parseNutLine(line: string): NutLine {
   const text = line.endsWith('\r') ? line.slice(0, -1) : line;
+  const fast = parseVarFast(text);
+  if (fast) return fast;
   const words = splitNutWords(text);
   if (!words || words.length === 0) return { kind: 'other', text };
   const [head, ...rest] = words;
@@ -55,6 +57,20 @@ export function parseNutLine(line: string): NutLine {
   if (head === 'OK') return { kind: 'ok', text: rest.join(' ') };
   if (head === 'ERR') return { kind: 'err', code: rest[0] ?? '' };
   return { kind: 'other', text };
+}
+
+/**
+ * The common case, `VAR ups name "value"` with no escapes, without splitting character by character: it is
+ * most of every LIST VAR answer.
+ */
+function parseVarFast(text: string): NutLine | undefined {
+  if (!text.startsWith('VAR ') || text.includes('\\') || !text.endsWith('"')) return undefined;
+  const upsEnd = text.indexOf(' ', 4);
+  const nameEnd = upsEnd === -1 ? -1 : text.indexOf(' ', upsEnd + 1);
+  if (nameEnd === -1 || text.charCodeAt(nameEnd + 1) !== 0x22) return undefined;
+  const value = text.slice(nameEnd + 2, -1);
+  if (value.includes('"') || upsEnd === 4 || nameEnd === upsEnd + 1) return undefined;
+  return { kind: 'var', ups: text.slice(4, upsEnd), name: text.slice(upsEnd + 1, nameEnd), value };
 }
 
 /** Quote a value for a command line. */

@@ -245,115 +245,159 @@ class BodyError extends Error {}
  * speak, an unknown type, or a body that is not the expected CBOR map each come back as a named reason.
  */
 export function decodeMessage(frame: RawFrame): MessageDecodeResult {
-  const fail = (reason: MessageDropReason): MessageDecodeResult => ({ ok: false, reason, type: frame.type, seq: frame.seq, version: frame.version });
-  if (frame.version < BRIDGE_VERSION_MIN || frame.version > BRIDGE_VERSION_MAX) return fail('version');
+  if (frame.version < BRIDGE_VERSION_MIN || frame.version > BRIDGE_VERSION_MAX) return failed(frame, 'version');
   const parse = PARSERS.get(frame.type);
-  if (!parse) return fail('type');
+  if (!parse) return failed(frame, 'type');
   let body: unknown;
   try {
     body = decoder.decode(frame.body);
   } catch {
-    return fail('body');
+    return failed(frame, 'body');
   }
-  if (!(body instanceof Map)) return fail('body');
+  if (!(body instanceof Map)) return failed(frame, 'body');
   try {
-    return { ok: true, frame: { version: frame.version, seq: frame.seq, message: parse(new Fields(body)) } };
+    return { ok: true, frame: { version: frame.version, seq: frame.seq, message: parse(body) } };
   } catch (error) {
-    if (error instanceof BodyError) return fail('body');
+    if (error instanceof BodyError) return failed(frame, 'body');
     throw error;
   }
 }
 
-/** Typed reads from a decoded CBOR map; a wrong type or range is a BodyError. */
-class Fields {
-  constructor(private readonly map: Map<unknown, unknown>) {}
-
-  int(key: number, min: number, max: number): number | undefined {
-    const value = this.map.get(key);
-    if (value === undefined) return undefined;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw new BodyError();
-    return value;
-  }
-  requiredInt(key: number, min: number, max: number): number {
-    const value = this.int(key, min, max);
-    if (value === undefined) throw new BodyError();
-    return value;
-  }
-  bool(key: number): boolean | undefined {
-    const value = this.map.get(key);
-    if (value === undefined) return undefined;
-    if (typeof value !== 'boolean') throw new BodyError();
-    return value;
-  }
-  text(key: number): string | undefined {
-    const value = this.map.get(key);
-    if (value === undefined) return undefined;
-    if (typeof value !== 'string' || value.length > TEXT_LEN_MAX) throw new BodyError();
-    return value;
-  }
-  ints(key: number, min: number, max: number): number[] | undefined {
-    const value = this.map.get(key);
-    if (value === undefined) return undefined;
-    if (!Array.isArray(value) || value.length > LIST_LEN_MAX) throw new BodyError();
-    for (const item of value) if (typeof item !== 'number' || !Number.isInteger(item) || item < min || item > max) throw new BodyError();
-    return value as number[];
-  }
-  texts(key: number): string[] | undefined {
-    const value = this.map.get(key);
-    if (value === undefined) return undefined;
-    if (!Array.isArray(value) || value.length > LIST_LEN_MAX) throw new BodyError();
-    for (const item of value) if (typeof item !== 'string' || item.length > TEXT_LEN_MAX) throw new BodyError();
-    return value as string[];
-  }
+function failed(frame: RawFrame, reason: MessageDropReason): MessageDecodeResult {
+  return { ok: false, reason, type: frame.type, seq: frame.seq, version: frame.version };
 }
 
-/** Drop keys whose value is undefined, so that decoded messages compare equal to what was encoded. */
-function compact<T extends object>(value: T): T {
-  for (const key of Object.keys(value) as Array<keyof T>) if (value[key] === undefined) delete value[key];
+type Body = Map<unknown, unknown>;
+
+/*
+ * Typed reads from a decoded CBOR map: absent gives undefined, a wrong type or range is a BodyError.
+ * Plain functions and objects built key by key (no `delete`): this is the bridge's hot path.
+ */
+function int(map: Body, key: number, min: number, max: number): number | undefined {
+  const value = map.get(key);
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) throw new BodyError();
   return value;
 }
+function required(map: Body, key: number, min: number, max: number): number {
+  const value = int(map, key, min, max);
+  if (value === undefined) throw new BodyError();
+  return value;
+}
+function bool(map: Body, key: number): boolean | undefined {
+  const value = map.get(key);
+  if (value === undefined) return undefined;
+  if (typeof value !== 'boolean') throw new BodyError();
+  return value;
+}
+function textField(map: Body, key: number): string | undefined {
+  const value = map.get(key);
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || value.length > TEXT_LEN_MAX) throw new BodyError();
+  return value;
+}
+function ints(map: Body, key: number, min: number, max: number): number[] | undefined {
+  const value = map.get(key);
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length > LIST_LEN_MAX) throw new BodyError();
+  for (let index = 0; index < value.length; index++) {
+    const item: unknown = value[index];
+    if (typeof item !== 'number' || !Number.isInteger(item) || item < min || item > max) throw new BodyError();
+  }
+  return value as number[];
+}
+function texts(map: Body, key: number): string[] | undefined {
+  const value = map.get(key);
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length > LIST_LEN_MAX) throw new BodyError();
+  for (const item of value) if (typeof item !== 'string' || item.length > TEXT_LEN_MAX) throw new BodyError();
+  return value as string[];
+}
 
-const PARSERS = new Map<number, (fields: Fields) => BridgeMessage>([
-  [MessageType.HELLO, (f) => compact({ type: 'hello', versionMin: f.requiredInt(0, 0, 0xff), versionMax: f.requiredInt(1, 0, 0xff), heartbeatMs: f.requiredInt(2, 0, U32_MAX), agent: f.text(3) })],
-  [
-    MessageType.CAPABILITIES,
-    (f) =>
-      compact({
-        type: 'capabilities', helloSeq: f.requiredInt(0, 0, U16_MAX), version: f.requiredInt(1, 0, 0xff), model: f.text(2), firmware: f.text(3),
-        features: f.requiredInt(4, 0, 0xff), telemetryMs: f.requiredInt(5, 0, U32_MAX), heartbeatMs: f.requiredInt(6, 0, U32_MAX),
-        watchdogMs: f.requiredInt(7, 0, U32_MAX), holdMsMax: f.requiredInt(8, 0, U32_MAX), frameLenMax: f.requiredInt(9, 0, U16_MAX),
-      }),
-  ],
-  [
-    MessageType.TELEMETRY,
-    (f) =>
-      compact({
-        type: 'telemetry', acPresent: f.bool(0), socPermille: f.int(1, 0, 1000), runtimeS: f.int(2, 0, U32_MAX), packMv: f.int(3, 0, U32_MAX),
-        currentMa: f.int(4, I32_MIN, I32_MAX), cellMv: f.ints(5, 0, U16_MAX), temperaturesDeciC: f.ints(6, I32_MIN, I32_MAX),
-        lowBattery: f.bool(7), alarms: f.texts(8), uptimeMs: f.int(9, 0, U32_MAX),
-      }),
-  ],
-  [
-    MessageType.POWER_EVENT,
-    (f) => {
-      const kind = EVENT_KIND_BY_CODE.get(f.requiredInt(0, 0, 0xff));
-      if (!kind) throw new BodyError();
-      return compact({ type: 'power-event', kind, holdUpMs: f.int(1, 0, U32_MAX), detail: f.text(2) });
-    },
-  ],
-  [MessageType.HEARTBEAT, (f) => compact({ type: 'heartbeat', uptimeMs: f.int(0, 0, U32_MAX) })],
-  [MessageType.HOLD, (f) => ({ type: 'hold', durationMs: f.requiredInt(0, 0, U32_MAX) })],
-  [MessageType.CUT, (f) => ({ type: 'cut', delayMs: f.requiredInt(0, 0, U32_MAX) })],
-  [MessageType.CANCEL, () => ({ type: 'cancel' })],
-  [MessageType.ACK, (f) => ({ type: 'ack', ackSeq: f.requiredInt(0, 0, U16_MAX), ackType: f.requiredInt(1, 0, 0xff) })],
-  [
-    MessageType.NAK,
-    (f) => {
-      const code = f.requiredInt(2, 0, 0xff);
-      return compact({
-        type: 'nak', nakSeq: f.requiredInt(0, 0, U16_MAX), nakType: f.requiredInt(1, 0, 0xff), reason: NAK_NAME_BY_CODE.get(code) ?? code,
-        detail: f.text(3), versionMin: f.int(4, 0, 0xff), versionMax: f.int(5, 0, 0xff),
-      });
-    },
-  ],
+/** Set `target[name]` only when the value is present, so that decoded messages equal what was encoded. */
+function put(target: Record<string, unknown>, name: string, value: unknown): void {
+  if (value !== undefined) target[name] = value;
+}
+
+function parseTelemetry(map: Body): BridgeMessage {
+  const message: Record<string, unknown> = { type: 'telemetry' };
+  put(message, 'acPresent', bool(map, 0));
+  put(message, 'socPermille', int(map, 1, 0, 1000));
+  put(message, 'runtimeS', int(map, 2, 0, U32_MAX));
+  put(message, 'packMv', int(map, 3, 0, U32_MAX));
+  put(message, 'currentMa', int(map, 4, I32_MIN, I32_MAX));
+  put(message, 'cellMv', ints(map, 5, 0, U16_MAX));
+  put(message, 'temperaturesDeciC', ints(map, 6, I32_MIN, I32_MAX));
+  put(message, 'lowBattery', bool(map, 7));
+  put(message, 'alarms', texts(map, 8));
+  put(message, 'uptimeMs', int(map, 9, 0, U32_MAX));
+  return message as unknown as TelemetryMessage;
+}
+
+function parseCapabilities(map: Body): BridgeMessage {
+  const message: Record<string, unknown> = { type: 'capabilities', helloSeq: required(map, 0, 0, U16_MAX), version: required(map, 1, 0, 0xff) };
+  put(message, 'model', textField(map, 2));
+  put(message, 'firmware', textField(map, 3));
+  message.features = required(map, 4, 0, 0xff);
+  message.telemetryMs = required(map, 5, 0, U32_MAX);
+  message.heartbeatMs = required(map, 6, 0, U32_MAX);
+  message.watchdogMs = required(map, 7, 0, U32_MAX);
+  message.holdMsMax = required(map, 8, 0, U32_MAX);
+  message.frameLenMax = required(map, 9, 0, U16_MAX);
+  return message as unknown as CapabilitiesMessage;
+}
+
+function parseNak(map: Body): BridgeMessage {
+  const code = required(map, 2, 0, 0xff);
+  const message: Record<string, unknown> = { type: 'nak', nakSeq: required(map, 0, 0, U16_MAX), nakType: required(map, 1, 0, 0xff), reason: NAK_NAME_BY_CODE.get(code) ?? code };
+  put(message, 'detail', textField(map, 3));
+  put(message, 'versionMin', int(map, 4, 0, 0xff));
+  put(message, 'versionMax', int(map, 5, 0, 0xff));
+  return message as unknown as NakMessage;
+}
+
+function parsePowerEvent(map: Body): BridgeMessage {
+  const kind = EVENT_KIND_BY_CODE.get(required(map, 0, 0, 0xff));
+  if (!kind) throw new BodyError();
+  const message: Record<string, unknown> = { type: 'power-event', kind };
+  put(message, 'holdUpMs', int(map, 1, 0, U32_MAX));
+  put(message, 'detail', textField(map, 2));
+  return message as unknown as PowerEventMessage;
+}
+
+function parseHello(map: Body): BridgeMessage {
+  const message: Record<string, unknown> = { type: 'hello', versionMin: required(map, 0, 0, 0xff), versionMax: required(map, 1, 0, 0xff), heartbeatMs: required(map, 2, 0, U32_MAX) };
+  put(message, 'agent', textField(map, 3));
+  return message as unknown as HelloMessage;
+}
+
+function parseHeartbeat(map: Body): BridgeMessage {
+  const uptimeMs = int(map, 0, 0, U32_MAX);
+  return uptimeMs === undefined ? { type: 'heartbeat' } : { type: 'heartbeat', uptimeMs };
+}
+
+function parseHold(map: Body): BridgeMessage {
+  return { type: 'hold', durationMs: required(map, 0, 0, U32_MAX) };
+}
+function parseCut(map: Body): BridgeMessage {
+  return { type: 'cut', delayMs: required(map, 0, 0, U32_MAX) };
+}
+function parseCancel(): BridgeMessage {
+  return { type: 'cancel' };
+}
+function parseAck(map: Body): BridgeMessage {
+  return { type: 'ack', ackSeq: required(map, 0, 0, U16_MAX), ackType: required(map, 1, 0, 0xff) };
+}
+
+const PARSERS = new Map<number, (map: Body) => BridgeMessage>([
+  [MessageType.HELLO, parseHello],
+  [MessageType.CAPABILITIES, parseCapabilities],
+  [MessageType.TELEMETRY, parseTelemetry],
+  [MessageType.POWER_EVENT, parsePowerEvent],
+  [MessageType.HEARTBEAT, parseHeartbeat],
+  [MessageType.HOLD, parseHold],
+  [MessageType.CUT, parseCut],
+  [MessageType.CANCEL, parseCancel],
+  [MessageType.ACK, parseAck],
+  [MessageType.NAK, parseNak],
 ]);

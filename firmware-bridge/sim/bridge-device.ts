@@ -77,8 +77,12 @@ export class BridgeSimProtocol implements SimProtocol {
 
   private async pushEvent(kind: PowerEventKind): Promise<void> {
     const holdUpMs = Math.min(this.device.battery.runtimeS() * 1000, 0xffffffff);
-    this.emit({ event: 'power-event', kind });
-    const result = await this.endpoint.sendReliable({ type: 'power-event', kind, holdUpMs });
+    // High-resolution wall time of the write, so that a reader in another process can time the delivery;
+    // the frame is written before the line is printed, so that printing does not delay it.
+    const sentAtMs = performance.timeOrigin + performance.now();
+    const sent = this.endpoint.sendReliable({ type: 'power-event', kind, holdUpMs });
+    this.emit({ event: 'power-event', kind, sentAtMs });
+    const result = await sent;
     this.emit(result.ok ? { event: 'power-event-acked', kind } : { event: 'power-event-unacked', kind, reason: result.reason });
   }
 

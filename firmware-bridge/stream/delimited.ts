@@ -1,7 +1,8 @@
 /**
  * A bounded accumulator for delimiter-ended frames (the bridge's COBS frames, Megatec's CR-ended lines).
  * It only finds boundaries: bytes go in, complete frames (without the delimiter) come out through the
- * callback. Its buffer is allocated once at `frameLenMax`; a run of bytes longer than that without a
+ * callback, as a view that is valid only during the call (it may point into the caller's chunk or into the
+ * accumulator's buffer): a consumer that keeps bytes copies them. Its buffer is allocated once at `frameLenMax`; a run of bytes longer than that without a
  * delimiter is dropped and counted as `oversize`, and the accumulator resyncs at the next delimiter.
  */
 import type { Counters } from './counters.ts';
@@ -47,8 +48,13 @@ export class DelimitedAccumulator {
         this.append(chunk, start, chunk.length);
         return;
       }
-      this.append(chunk, start, end);
-      this.complete();
+      if (this.length === 0 && this.discarding === 0) {
+        // Fast path: the whole frame is inside this chunk, so it is handed on without a copy.
+        this.completeInPlace(chunk, start, end);
+      } else {
+        this.append(chunk, start, end);
+        this.complete();
+      }
       start = end + 1;
     }
   }
@@ -94,8 +100,21 @@ export class DelimitedAccumulator {
       this.counters.add('rx.idle-delimiters');
       return;
     }
-    const frame = this.buffer.slice(0, this.length);
+    const frame = this.buffer.subarray(0, this.length);
     this.length = 0;
     this.onFrame(frame);
+  }
+
+  private completeInPlace(chunk: Uint8Array, start: number, end: number): void {
+    const length = end - start;
+    if (length === 0) {
+      this.counters.add('rx.idle-delimiters');
+      return;
+    }
+    if (length > this.buffer.length) {
+      this.counters.drop('oversize', length + 1);
+      return;
+    }
+    this.onFrame(chunk.subarray(start, end));
   }
 }

@@ -19,7 +19,7 @@ import { RecordingListener, startSim, type SimProcess } from './helpers.ts';
 after(killAll);
 
 async function connected(extraArgs: string[] = []): Promise<{ sim: SimProcess; source: PowerSource; listener: RecordingListener; stop(): Promise<void> }> {
-  const sim = await startSim(['--tcp', '127.0.0.1:0', '--telemetry-ms', '50', '--heartbeat-ms', '200', ...extraArgs]);
+  const sim = await startSim(['--tcp', '127.0.0.1:0', '--telemetry-ms', '50', ...extraArgs]);
   const [host, port] = String(sim.listening.tcp).split(':');
   const source = createPowerSource({ kind: 'bridge', transport: { type: 'tcp', host: host!, port: Number(port) } });
   const listener = new RecordingListener();
@@ -158,7 +158,7 @@ test('a dropped link is reported down and comes back up by itself', async () => 
 });
 
 test('a device that falls silent is declared down after three heartbeats, and recovers when it speaks again', async () => {
-  const { sim, listener, stop } = await connected();
+  const { sim, listener, stop } = await connected(['--heartbeat-ms', '200']);
   try {
     const from = listener.links.length;
     await sim.control('slow 3000');
