@@ -73,7 +73,8 @@ Output on stdout, one JSON object per line:
 
 Examples:
   lastgasp bms-sim --tcp 127.0.0.1:0 --step "3000:ac off" --step "6000:brownout"
-  lastgasp bms-sim --pty /tmp/bms --soc 40 --speed 120 --scenario outage.yaml
+  lastgasp bms-sim --pty ./bms-pty --soc 40 --speed 120 --scenario outage.yaml
+  lastgasp bms-sim --protocol q1 --pty ./ups-pty     (then point NUT's nutdrv_qx at ./ups-pty with protocol=megatec)
 `;
 
 interface SimArgs {
