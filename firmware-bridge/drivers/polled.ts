@@ -59,6 +59,7 @@ export abstract class PolledPowerSource<F> implements PowerSource {
 
   async start(listener: PowerSourceListener): Promise<void> {
     this.listener = listener;
+    this.stopped = false;
     this.parser = this.createParser(this.counters_, (frame) => this.onFrame(frame));
     this.transport.start({
       data: (chunk) => this.parser?.push(chunk),

@@ -32,6 +32,7 @@ export class SysfsPowerSource implements PowerSource {
 
   async start(listener: PowerSourceListener): Promise<void> {
     this.listener = listener;
+    this.stopped = false;
     this.setLink('connecting');
     await this.poll();
   }

@@ -155,6 +155,8 @@ const I32_MAX = 0x7fffffff;
 
 const encoder = new Encoder({ useRecords: false, mapsAsObjects: false, variableMapSize: true, tagUint8Array: false, pack: false });
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: false });
+const BODY_SCRATCH = new Uint8Array(BRIDGE_BODY_LEN_MAX);
+const BODY_VIEWS: Uint8Array[] = [];
 
 const EVENT_KIND_BY_CODE = new Map<number, PowerEventKind>(Object.entries(PowerEventCode).map(([name, code]) => [code, name as PowerEventKind]));
 const NAK_NAME_BY_CODE = new Map<number, NakReasonName>(Object.entries(NakReason).map(([name, code]) => [code, name as NakReasonName]));
@@ -248,9 +250,16 @@ export function decodeMessage(frame: RawFrame): MessageDecodeResult {
   if (frame.version < BRIDGE_VERSION_MIN || frame.version > BRIDGE_VERSION_MAX) return failed(frame, 'version');
   const parse = PARSERS.get(frame.type);
   if (!parse) return failed(frame, 'type');
+  if (frame.body.length > BRIDGE_BODY_LEN_MAX) return failed(frame, 'body');
   let body: unknown;
   try {
-    body = decoder.decode(frame.body);
+    // cbor-x caches a DataView as a property of the array it decodes; decoding from long-lived views of one
+    // buffer (one view per length) saves creating both for every frame. Decoding is synchronous, so sharing
+    // the buffer is safe.
+    const length = frame.body.length;
+    const view = (BODY_VIEWS[length] ??= BODY_SCRATCH.subarray(0, length));
+    view.set(frame.body);
+    body = decoder.decode(view);
   } catch {
     return failed(frame, 'body');
   }

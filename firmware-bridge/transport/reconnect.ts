@@ -41,8 +41,10 @@ export class ReconnectingTransport implements Transport {
   }
 
   start(handlers: TransportHandlers): void {
-    if (this.handlers) throw new Error(`transport ${this.name} started twice`);
+    if (this.handlers && !this.stopped) throw new Error(`transport ${this.name} started twice`);
     this.handlers = handlers;
+    this.stopped = false;
+    this.delayMs = this.initialMs;
     this.setState('connecting');
     void this.attempt();
   }

@@ -142,6 +142,18 @@ test('a flat pack cuts power by itself; a hold from the host defers that cut to 
   }
 });
 
+test('a source stopped and started again reconnects and reports afresh', async () => {
+  const { source, listener, stop } = await connected();
+  try {
+    await source.stop();
+    const from = listener.links.length;
+    await source.start(listener);
+    await listener.waitForLink('up', 10_000, from);
+  } finally {
+    await stop();
+  }
+});
+
 test('a dropped link is reported down and comes back up by itself', async () => {
   const { sim, source, listener, stop } = await connected();
   try {
