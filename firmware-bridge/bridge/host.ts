@@ -73,7 +73,7 @@ export class BridgePowerSource implements PowerSource {
     return { cutPower: (device.features & Feature.CUT) !== 0, holdPower: (device.features & Feature.HOLD) !== 0, pushEvents: (device.features & Feature.EVENTS) !== 0 };
   }
 
-  /** The device's CAPABILITIES, once the handshake is done. */
+  /** The device's last CAPABILITIES (kept through an outage), once a handshake was done. */
   get deviceInfo(): CapabilitiesMessage | undefined {
     return this.device;
   }
@@ -134,7 +134,8 @@ export class BridgePowerSource implements PowerSource {
       void this.hello();
       return;
     }
-    this.device = undefined;
+    // The device's capabilities stay known across an outage (it is the same controller), so that a caller
+    // still tries a cut and hears "link-down" rather than "unsupported".
     this.endpoint.reset('link-down');
     this.setLink(state, reason);
   }
@@ -231,7 +232,6 @@ export class BridgePowerSource implements PowerSource {
     const deviceHeartbeatMs = this.device?.heartbeatMs || BRIDGE_HEARTBEAT_MS;
     const silentMs = this.clock.monotonicMs() - this.lastRxMs;
     if (silentMs > deviceHeartbeatMs * BRIDGE_HEARTBEAT_MISSES_MAX) {
-      this.device = undefined;
       this.endpoint.reset('link-down');
       this.setLink('down', `no frame from the device for ${Math.round(silentMs)} ms (heartbeat ${deviceHeartbeatMs} ms)`);
     }
