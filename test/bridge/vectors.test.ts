@@ -63,6 +63,19 @@ test('CRC-16/IBM-3740 gives the catalogue check value 0x29B1 over "123456789"', 
   assert.equal(CRC16_CHECK, 0x29b1);
 });
 
+test('the table-driven CRC (two bytes per step) equals the bit-by-bit definition in PROTOCOL.md §4 for every length and offset', () => {
+  const bitwise = (bytes: Uint8Array, start: number, end: number) => {
+    let crc = 0xffff;
+    for (let index = start; index < end; index++) {
+      crc ^= bytes[index]! << 8;
+      for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+    return crc;
+  };
+  const bytes = Uint8Array.from({ length: 300 }, (_, index) => (index * 131 + 7) & 0xff);
+  for (let start = 0; start < 8; start++) for (let end = start; end <= bytes.length; end += 13) assert.equal(crc16(bytes, start, end), bitwise(bytes, start, end), `[${start}, ${end})`);
+});
+
 test('COBS encodes the example in PROTOCOL.md §2', () => {
   assert.equal(toHex(cobsEncode(fromHex('11 00 00 22 33 00'))), '02 11 01 03 22 33 01');
 });
