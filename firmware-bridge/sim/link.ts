@@ -240,8 +240,10 @@ export class PtySimLink extends BaseLink {
   }
 
   private async startSocat(): Promise<void> {
-    const script = 'socat -d -d "$1" "$2" & pid=$!; read _ignored; kill $pid 2>/dev/null; wait $pid';
-    const child = spawn('sh', ['-c', script, 'sh', `pty,raw,echo=0,link=${this.deviceLink}`, `pty,raw,echo=0,link=${this.hostLink}`], {
+    // The shell waits for a line on its stdin: "keep" (a drop-link, the pair comes back) or end of file (the
+    // simulator is gone, even by SIGKILL), then stops socat, and on end of file also removes the private dir.
+    const script = 'socat -d -d "$1" "$2" & pid=$!; read what; kill $pid 2>/dev/null; wait $pid; [ "$what" = keep ] || rm -rf "$3"';
+    const child = spawn('sh', ['-c', script, 'sh', `pty,raw,echo=0,link=${this.deviceLink}`, `pty,raw,echo=0,link=${this.hostLink}`, this.privateDir], {
       stdio: ['pipe', 'ignore', 'pipe'],
     });
     this.socat = child;
@@ -256,12 +258,12 @@ export class PtySimLink extends BaseLink {
     }
   }
 
-  private async stopSocat(): Promise<void> {
+  private async stopSocat(keepDir: boolean): Promise<void> {
     const child = this.socat;
     this.socat = undefined;
     if (!child || child.exitCode !== null) return;
     const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.stdin?.end();
+    child.stdin?.end(keepDir ? 'keep\n' : undefined);
     await exited;
   }
 
@@ -271,7 +273,7 @@ export class PtySimLink extends BaseLink {
 
   drop(ms: number): void {
     this.droppedUntilMs = performance.now() + ms;
-    void this.stopSocat();
+    void this.stopSocat(true);
     if (this.restoreTimer) clearTimeout(this.restoreTimer);
     this.restoreTimer = setTimeout(() => {
       this.restoreTimer = undefined;
@@ -283,7 +285,7 @@ export class PtySimLink extends BaseLink {
     this.closed = true;
     if (this.restoreTimer) clearTimeout(this.restoreTimer);
     await this.tty?.close();
-    await this.stopSocat();
+    await this.stopSocat(false);
     await rm(this.privateDir, { recursive: true, force: true });
   }
 }
