@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { createPowerSource } from '../../firmware-bridge/index.ts';
 import { killAll } from '../support/processes.ts';
 import { createPtyPair } from '../support/pty.ts';
-import { tempDir } from '../support/ports.ts';
+import { tempDir, waitFor } from '../support/ports.ts';
+import { existsSync } from 'node:fs';
 import { RecordingListener, startSim } from './helpers.ts';
 
 after(killAll);
@@ -56,6 +57,19 @@ test('--pty: the simulator makes the pty; when it vanishes the link goes down an
   } finally {
     await source.stop();
     await sim.stop();
+    await dir.remove();
+  }
+});
+
+test('--pty: a simulator killed with SIGKILL takes its socat with it (the pty disappears)', async () => {
+  const dir = await tempDir('bridge-pty-kill');
+  const link = join(dir.path, 'bms');
+  const sim = await startSim(['--pty', link]);
+  try {
+    assert.ok(existsSync(link));
+    await sim.process.kill('SIGKILL');
+    await waitFor('the pty link to vanish with socat', () => (existsSync(link) ? undefined : true), 10_000);
+  } finally {
     await dir.remove();
   }
 });
