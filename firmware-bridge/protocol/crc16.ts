@@ -28,6 +28,15 @@ for (let byte = 0; byte < 256; byte++) {
   TABLE_HIGH[byte] = ((crc << 8) & 0xffff) ^ TABLE[crc >> 8]!;
 }
 
+/**
+ * Fold one byte into a running CRC. Appending a frame's own CRC (big-endian) brings the register to 0, since
+ * this variant has no final XOR and no reflection: a decoder can run the CRC over the whole frame as it
+ * decodes it and compare with zero at the end.
+ */
+export function crc16Byte(crc: number, byte: number): number {
+  return ((crc << 8) & 0xff00) ^ TABLE[((crc >> 8) ^ byte) & 0xff]!;
+}
+
 /** CRC of `bytes[start, end)`. */
 export function crc16(bytes: Uint8Array, start = 0, end = bytes.length): number {
   let crc = CRC16_INIT;

@@ -13,8 +13,8 @@ import {
   BRIDGE_OFFSET_TYPE,
   BRIDGE_OFFSET_VERSION,
 } from './constants.ts';
-import { cobsDecodeInto, cobsEncodeInto, cobsEncodedLenMax } from './cobs.ts';
-import { crc16 } from './crc16.ts';
+import { cobsEncodeInto, cobsEncodedLenMax } from './cobs.ts';
+import { crc16, crc16Byte, CRC16_INIT } from './crc16.ts';
 
 export interface RawFrame {
   readonly version: number;
@@ -53,28 +53,51 @@ export function encodeFrame(frame: RawFrame): Uint8Array {
 
 /**
  * Decode one COBS-encoded frame given WITHOUT its delimiter. Never throws; every failure names the
- * counter it belongs to.
+ * counter it belongs to. COBS decoding and the CRC run in one pass (this is the bridge's hot path): the CRC
+ * over the whole decoded frame, its own CRC included, is zero when the frame is intact.
  */
 export function decodeFrame(encoded: Uint8Array): FrameDecodeResult {
-  if (encoded.length > BRIDGE_ENCODED_LEN_MAX) return { ok: false, reason: 'long' };
-  const raw = new Uint8Array(encoded.length);
-  const cobs = cobsDecodeInto(encoded, raw);
-  if (!cobs.ok) return cobs;
-  const length = cobs.length;
-  if (length < BRIDGE_FRAME_LEN_MIN) return { ok: false, reason: 'short' };
-  if (length > BRIDGE_FRAME_LEN_MAX) return { ok: false, reason: 'long' };
-  const expected = (raw[length - 2]! << 8) | raw[length - 1]!;
-  if (crc16(raw, 0, length - BRIDGE_CRC_LEN) !== expected) return { ok: false, reason: 'crc' };
+  const length = encoded.length;
+  if (length > BRIDGE_ENCODED_LEN_MAX) return FAIL_LONG;
+  const raw = new Uint8Array(length);
+  let read = 0;
+  let write = 0;
+  let crc = CRC16_INIT;
+  while (read < length) {
+    const code = encoded[read++]!;
+    const end = read + code - 1;
+    if (code === 0 || end > length) return FAIL_COBS;
+    while (read < end) {
+      const byte = encoded[read++]!;
+      if (byte === 0) return FAIL_COBS;
+      raw[write++] = byte;
+      crc = crc16Byte(crc, byte);
+    }
+    if (code !== COBS_CODE_FULL_BLOCK && read < length) {
+      raw[write++] = 0;
+      crc = crc16Byte(crc, 0);
+    }
+  }
+  if (write < BRIDGE_FRAME_LEN_MIN) return FAIL_SHORT;
+  if (write > BRIDGE_FRAME_LEN_MAX) return FAIL_LONG;
+  if (crc !== 0) return FAIL_CRC;
   return {
     ok: true,
     frame: {
       version: raw[BRIDGE_OFFSET_VERSION]!,
       type: raw[BRIDGE_OFFSET_TYPE]!,
       seq: (raw[BRIDGE_OFFSET_SEQ]! << 8) | raw[BRIDGE_OFFSET_SEQ + 1]!,
-      body: raw.subarray(BRIDGE_HEADER_LEN, length - BRIDGE_CRC_LEN),
+      body: raw.subarray(BRIDGE_HEADER_LEN, write - BRIDGE_CRC_LEN),
     },
   };
 }
+
+/** A code byte of 0xFF: a full block of 254 bytes with no zero after it (Cheshire & Baker). */
+const COBS_CODE_FULL_BLOCK = 0xff;
+const FAIL_COBS: FrameDecodeResult = Object.freeze({ ok: false, reason: 'cobs' });
+const FAIL_SHORT: FrameDecodeResult = Object.freeze({ ok: false, reason: 'short' });
+const FAIL_LONG: FrameDecodeResult = Object.freeze({ ok: false, reason: 'long' });
+const FAIL_CRC: FrameDecodeResult = Object.freeze({ ok: false, reason: 'crc' });
 
 function assertHeader(frame: RawFrame): void {
   for (const [name, value, max] of [

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  cobsDecodeInto,
   cobsEncode,
   crc16,
   CRC16_CHECK,
@@ -74,6 +75,20 @@ test('the table-driven CRC (two bytes per step) equals the bit-by-bit definition
   };
   const bytes = Uint8Array.from({ length: 300 }, (_, index) => (index * 131 + 7) & 0xff);
   for (let start = 0; start < 8; start++) for (let end = start; end <= bytes.length; end += 13) assert.equal(crc16(bytes, start, end), bitwise(bytes, start, end), `[${start}, ${end})`);
+});
+
+test('COBS round-trips runs of every length around the 254-byte block boundary, with and without zeros', () => {
+  for (const length of [0, 1, 253, 254, 255, 508, 600]) {
+    for (const fill of [0x00, 0x11]) {
+      const input = Uint8Array.from({ length }, (_, index) => (index % 7 === 3 ? fill : 0x42));
+      const encoded = cobsEncode(input);
+      assert.equal(encoded.includes(0), false, 'no zero in the encoded form');
+      const output = new Uint8Array(encoded.length);
+      const decoded = cobsDecodeInto(encoded, output);
+      assert.ok(decoded.ok);
+      assert.deepEqual(output.subarray(0, decoded.length), input, `length ${length}, fill ${fill}`);
+    }
+  }
 });
 
 test('COBS encodes the example in PROTOCOL.md §2', () => {
