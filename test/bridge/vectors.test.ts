@@ -110,6 +110,7 @@ for (const vector of vectors) {
     assert.equal(framed.frame.seq, (raw[2]! << 8) | raw[3]!);
     assert.equal(toHex(framed.frame.body), toHex(raw.subarray(4, -2)));
     assert.equal(crc16(raw, 0, raw.length - 2), (raw.at(-2)! << 8) | raw.at(-1)!, 'the raw frame carries its CRC');
+    assert.equal(crc16(raw), 0, 'the CRC over the frame with its own CRC is zero (PROTOCOL.md §4)');
     const decoded = decodeMessage(framed.frame);
     assert.ok(decoded.ok, `message decodes (${decoded.ok ? '' : decoded.reason})`);
     assert.deepEqual(decoded.frame.message, vector.message);
