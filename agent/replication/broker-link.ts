@@ -34,6 +34,11 @@ const SESSION_EXPIRY_S = 7 * 24 * 3600;
 const RECONNECT_PERIOD_MS = 1000;
 const CONNECT_TIMEOUT_MS = 5000;
 /**
+ * A clean stop waits this long for PUBACKs of what is in flight (MQTT.js `end(false)`), then closes anyway:
+ * a hung broker never answers, and a gateway asked to stop must stop (the session keeps the rest).
+ */
+const STOP_GRACE_MS = 2000;
+/**
  * Publishes waiting for a slot under the Receive Maximum. The publisher's window and the few control
  * records bound what is asked of a link; this bound only turns a runaway caller into a typed error.
  */
@@ -181,6 +186,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       waiting: this.waiting.length,
       receiveMaximum: this.receiveMaximum,
       connected: this.connected,
+      server: this.upInfo?.server ?? '',
       protocolVersion: this.protocolVersion,
     };
   }
@@ -195,7 +201,13 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     const client = this.client;
     this.client = undefined;
     this.failWaiting('link stopped');
-    if (client) await client.endAsync(false).catch(() => undefined);
+    if (!client) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const graceful = client.endAsync(false).then(() => true, () => true);
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), STOP_GRACE_MS)));
+    const ended = await Promise.race([graceful, late]);
+    clearTimeout(timer);
+    if (!ended) await client.endAsync(true).catch(() => undefined);
   }
 
   /** Drop the connection without a DISCONNECT, so that the broker publishes the Will (power loss). */
@@ -299,7 +311,14 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       );
     };
     client.on('packetsend', (packet: Packet) => this.countOnWire(packet, true));
-    client.on('packetreceive', (packet: Packet) => this.countOnWire(packet, false));
+    client.on('packetreceive', (packet: Packet) => {
+      this.countOnWire(packet, false);
+      // MQTT.js counts only acks and PINGRESP as signs of life. A broker resuming a session sends its queued
+      // batches first; each is written to flash before the next packet is read, so the PINGRESP can sit behind
+      // many of them for longer than 1.5 × keepalive, and the link would be dropped and resumed for ever (seen
+      // with a 1 s keepalive after a 3 s outage). Any packet from the broker proves the connection alive.
+      client.reschedulePing(true);
+    });
     client.on('connect', (connack) => {
       if (client !== this.client) return;
       this.counters.connects++;

@@ -19,6 +19,14 @@ import { BATCH_OVERHEAD_BYTES_PER_ENTRY, type AckMessage, type Topics, type Wire
 
 /** A sibling repeating the same resend request within this time is answered once (its batches are in flight). */
 const REWIND_REPEAT_MS = 1000;
+/**
+ * A resend request for a seq published less than this long ago is not answered: the request and the batch
+ * crossed on the way (a sibling's stall check firing just as a paused stream resumes). If the batch was
+ * really lost, the sibling asks again after WANT_REPEAT_MS and is answered then.
+ */
+const REWIND_GRACE_MS = 1000;
+/** Recently published batches remembered for that check: more than a window's worth. */
+const RECENT_BATCHES_MAX = 64;
 /** After a batch could not reach its quorum (refusals, a read error), wait this long before trying again. */
 const REFUSED_RETRY_MS = 2000;
 /**
@@ -73,6 +81,7 @@ export class Publisher {
   private lastWant = 0;
   private lastWantAtMs = -Infinity;
   private tooLargeSeq = 0;
+  private readonly recent: Array<{ first: number; last: number; atMs: number }> = [];
   private unsubscribe: (() => void) | undefined;
   private readonly replicatedWaiters: Array<{ seq: number; resolve: (ok: boolean) => void }> = [];
   private readonly counters = {
@@ -81,6 +90,7 @@ export class Publisher {
     bytesPublished: 0,
     batchEntriesMaxSeen: 0,
     rewinds: 0,
+    wantsInFlight: 0,
     refused: 0,
     minorityRefusals: 0,
     acksReceived: 0,
@@ -129,9 +139,10 @@ export class Publisher {
     return marks.committed - marks.replicated;
   }
 
-  stats(): Record<string, number | boolean> {
+  stats(): Record<string, number | boolean | Record<string, number>> {
     return {
       ...this.counters,
+      siblings: Object.fromEntries(this.options.siblings.map((sibling) => [sibling, this.replicaPositions.get(sibling) ?? 0])),
       nextSeq: this.nextSeq,
       brokerAcked: this.brokerAcked,
       replicaAcked: this.replicaAcked(),
@@ -207,6 +218,10 @@ export class Publisher {
     const now = this.options.clock.monotonicMs();
     if (want >= this.nextSeq) return;
     if (want === this.lastWant && now - this.lastWantAtMs < REWIND_REPEAT_MS) return;
+    if (this.recent.some((batch) => batch.first <= want && want <= batch.last && now - batch.atMs < REWIND_GRACE_MS)) {
+      this.counters.wantsInFlight++;
+      return;
+    }
     this.lastWant = want;
     this.lastWantAtMs = now;
     this.counters.rewinds++;
@@ -261,6 +276,7 @@ export class Publisher {
       if (options.clock.monotonicMs() < this.blockedUntilMs) return;
       const links = options.links.filter((link) => link.connected);
       if (links.length < options.quorum) return;
+      if (this.nextSeq < log.firstSeq) this.skipRetained(log.firstSeq);
       const payloadBytesMax = this.payloadBytesMax(links, topic);
       const entries = fitBatch(await log.read(this.nextSeq, { entriesMax: options.batchEntriesMax, bytesMax: readBytesMax(payloadBytesMax, options.batchEntriesMax) }), payloadBytesMax);
       const first = entries[0];
@@ -272,6 +288,8 @@ export class Publisher {
       }
       const batch: Batch = { first: first.seq, last: first.seq + entries.length - 1, bytes: payload.length, sentTo: links.length, acks: 0, failures: 0, quorum: false, failed: false };
       this.inflight.push(batch);
+      this.recent.push({ first: batch.first, last: batch.last, atMs: options.clock.monotonicMs() });
+      if (this.recent.length > RECENT_BATCHES_MAX) this.recent.shift();
       this.nextSeq = batch.last + 1;
       this.counters.batches++;
       this.counters.entriesPublished += entries.length;
@@ -284,6 +302,16 @@ export class Publisher {
         );
       }
     }
+  }
+
+  /**
+   * Retention removed entries a rewind asked for while the publisher was getting to them. Retention frees
+   * only what is replicated at the configured level, so the entries are safe elsewhere; a sibling that still
+   * lacks them needs a fresh copy, which the log line says.
+   */
+  private skipRetained(firstSeq: number): void {
+    this.options.logger.error(`seqs ${this.nextSeq}..${firstSeq - 1} were removed by retention before they could be sent again; a sibling that lacks them needs a fresh copy of the log`, { from: this.nextSeq, firstSeq });
+    this.nextSeq = firstSeq;
   }
 
   /** The largest batch every link takes: the configured limit, or less where a broker announced less. */
