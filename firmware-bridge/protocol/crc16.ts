@@ -11,6 +11,8 @@ export const CRC16_CHECK = 0x29b1;
 
 /** TABLE[b]: the CRC register after shifting byte `b` through it from zero (the classic byte-wise table). */
 const TABLE = new Int32Array(256);
+/** The byte-wise table, for a decoder that folds the CRC into its own loop (see crc16Byte for the step). */
+export const CRC16_TABLE: Readonly<Int32Array> = TABLE;
 /**
  * TABLE_HIGH[a]: the same for a byte followed by a zero byte. Because the CRC is linear (XOR-homomorphic),
  * two bytes can be folded in one step: crc' = TABLE_HIGH[(crc >> 8) ^ b0] ^ TABLE[(crc ^ b1) & 0xff]

@@ -14,7 +14,7 @@ import {
   BRIDGE_OFFSET_VERSION,
 } from './constants.ts';
 import { cobsEncodeInto, cobsEncodedLenMax } from './cobs.ts';
-import { crc16, crc16Byte, CRC16_INIT } from './crc16.ts';
+import { crc16, CRC16_INIT, CRC16_TABLE } from './crc16.ts';
 
 export interface RawFrame {
   readonly version: number;
@@ -53,16 +53,35 @@ export function encodeFrame(frame: RawFrame): Uint8Array {
 
 /**
  * Decode one COBS-encoded frame given WITHOUT its delimiter. Never throws; every failure names the
- * counter it belongs to. COBS decoding and the CRC run in one pass (this is the bridge's hot path): the CRC
- * over the whole decoded frame, its own CRC included, is zero when the frame is intact.
+ * counter it belongs to. The returned body is the caller's to keep.
  */
 export function decodeFrame(encoded: Uint8Array): FrameDecodeResult {
+  const header = decodeFrameToScratch(encoded);
+  if (!header.ok) return header;
+  const body = new Uint8Array(header.bodyLength);
+  for (let index = 0; index < header.bodyLength; index++) body[index] = DECODE_SCRATCH[BRIDGE_HEADER_LEN + index]!;
+  return { ok: true, frame: { version: header.version, type: header.type, seq: header.seq, body } };
+}
+
+export type ScratchDecodeResult =
+  | { ok: true; version: number; type: number; seq: number; bodyLength: number }
+  | { ok: false; reason: FrameDropReason };
+
+/**
+ * The hot path under decodeFrame: COBS decoding and the CRC in one pass, into a long-lived scratch buffer;
+ * the body stays there (see scratchBody) until the next call. The CRC over the whole decoded frame, its own
+ * CRC included, is zero when the frame is intact. Decoding into fresh small arrays and taking views of
+ * them would make V8 move each one off its heap first, which costs more than the decoding.
+ */
+export function decodeFrameToScratch(encoded: Uint8Array): ScratchDecodeResult {
   const length = encoded.length;
   if (length > BRIDGE_ENCODED_LEN_MAX) return FAIL_LONG;
-  const raw = new Uint8Array(length);
+  const raw = DECODE_SCRATCH;
   let read = 0;
   let write = 0;
   let crc = CRC16_INIT;
+  // The CRC step of crc16Byte, written out: a call per byte costs more than the rest of the loop.
+  const table = CRC16_TABLE;
   while (read < length) {
     const code = encoded[read++]!;
     const end = read + code - 1;
@@ -71,11 +90,11 @@ export function decodeFrame(encoded: Uint8Array): FrameDecodeResult {
       const byte = encoded[read++]!;
       if (byte === 0) return FAIL_COBS;
       raw[write++] = byte;
-      crc = crc16Byte(crc, byte);
+      crc = ((crc << 8) & 0xff00) ^ table[((crc >> 8) ^ byte) & 0xff]!;
     }
     if (code !== COBS_CODE_FULL_BLOCK && read < length) {
       raw[write++] = 0;
-      crc = crc16Byte(crc, 0);
+      crc = ((crc << 8) & 0xff00) ^ table[(crc >> 8) & 0xff]!;
     }
   }
   if (write < BRIDGE_FRAME_LEN_MIN) return FAIL_SHORT;
@@ -83,21 +102,32 @@ export function decodeFrame(encoded: Uint8Array): FrameDecodeResult {
   if (crc !== 0) return FAIL_CRC;
   return {
     ok: true,
-    frame: {
-      version: raw[BRIDGE_OFFSET_VERSION]!,
-      type: raw[BRIDGE_OFFSET_TYPE]!,
-      seq: (raw[BRIDGE_OFFSET_SEQ]! << 8) | raw[BRIDGE_OFFSET_SEQ + 1]!,
-      body: raw.subarray(BRIDGE_HEADER_LEN, write - BRIDGE_CRC_LEN),
-    },
+    version: raw[BRIDGE_OFFSET_VERSION]!,
+    type: raw[BRIDGE_OFFSET_TYPE]!,
+    seq: (raw[BRIDGE_OFFSET_SEQ]! << 8) | raw[BRIDGE_OFFSET_SEQ + 1]!,
+    bodyLength: write - BRIDGE_HEADER_LEN - BRIDGE_CRC_LEN,
   };
+}
+
+/**
+ * Scratch for decoding; a COBS-encoded input never decodes to more bytes than it has, so the largest
+ * accepted input fits. Decoding is synchronous, so one buffer serves every parser.
+ */
+const DECODE_SCRATCH = new Uint8Array(BRIDGE_ENCODED_LEN_MAX);
+/** One long-lived view of the scratch body per length (see decodeMessage on why views are kept). */
+const SCRATCH_BODIES: Uint8Array[] = [];
+
+/** The body left in the scratch buffer by the last successful decodeFrameToScratch, valid until the next call. */
+export function scratchBody(bodyLength: number): Uint8Array {
+  return (SCRATCH_BODIES[bodyLength] ??= DECODE_SCRATCH.subarray(BRIDGE_HEADER_LEN, BRIDGE_HEADER_LEN + bodyLength));
 }
 
 /** A code byte of 0xFF: a full block of 254 bytes with no zero after it (Cheshire & Baker). */
 const COBS_CODE_FULL_BLOCK = 0xff;
-const FAIL_COBS: FrameDecodeResult = Object.freeze({ ok: false, reason: 'cobs' });
-const FAIL_SHORT: FrameDecodeResult = Object.freeze({ ok: false, reason: 'short' });
-const FAIL_LONG: FrameDecodeResult = Object.freeze({ ok: false, reason: 'long' });
-const FAIL_CRC: FrameDecodeResult = Object.freeze({ ok: false, reason: 'crc' });
+const FAIL_COBS = Object.freeze({ ok: false, reason: 'cobs' } as const);
+const FAIL_SHORT = Object.freeze({ ok: false, reason: 'short' } as const);
+const FAIL_LONG = Object.freeze({ ok: false, reason: 'long' } as const);
+const FAIL_CRC = Object.freeze({ ok: false, reason: 'crc' } as const);
 
 function assertHeader(frame: RawFrame): void {
   for (const [name, value, max] of [

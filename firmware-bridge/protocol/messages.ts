@@ -247,32 +247,37 @@ class BodyError extends Error {}
  * speak, an unknown type, or a body that is not the expected CBOR map each come back as a named reason.
  */
 export function decodeMessage(frame: RawFrame): MessageDecodeResult {
+  if (frame.body.length > BRIDGE_BODY_LEN_MAX) return failed(frame, 'body');
+  // cbor-x caches a DataView as a property of the array it decodes; decoding from long-lived views of one
+  // buffer (one view per length) saves creating both for every frame. Decoding is synchronous, so sharing
+  // the buffer is safe.
+  const length = frame.body.length;
+  const view = (BODY_VIEWS[length] ??= BODY_SCRATCH.subarray(0, length));
+  view.set(frame.body);
+  return decodeMessageBody(frame, view);
+}
+
+/** Decode a message whose body is in `body`, a long-lived view (decodeMessage, or the parser's scratch). */
+export function decodeMessageBody(frame: Omit<RawFrame, 'body'>, body: Uint8Array): MessageDecodeResult {
   if (frame.version < BRIDGE_VERSION_MIN || frame.version > BRIDGE_VERSION_MAX) return failed(frame, 'version');
   const parse = PARSERS.get(frame.type);
   if (!parse) return failed(frame, 'type');
-  if (frame.body.length > BRIDGE_BODY_LEN_MAX) return failed(frame, 'body');
-  let body: unknown;
+  let map: unknown;
   try {
-    // cbor-x caches a DataView as a property of the array it decodes; decoding from long-lived views of one
-    // buffer (one view per length) saves creating both for every frame. Decoding is synchronous, so sharing
-    // the buffer is safe.
-    const length = frame.body.length;
-    const view = (BODY_VIEWS[length] ??= BODY_SCRATCH.subarray(0, length));
-    view.set(frame.body);
-    body = decoder.decode(view);
+    map = decoder.decode(body);
   } catch {
     return failed(frame, 'body');
   }
-  if (!(body instanceof Map)) return failed(frame, 'body');
+  if (!(map instanceof Map)) return failed(frame, 'body');
   try {
-    return { ok: true, frame: { version: frame.version, seq: frame.seq, message: parse(body) } };
+    return { ok: true, frame: { version: frame.version, seq: frame.seq, message: parse(map) } };
   } catch (error) {
     if (error instanceof BodyError) return failed(frame, 'body');
     throw error;
   }
 }
 
-function failed(frame: RawFrame, reason: MessageDropReason): MessageDecodeResult {
+function failed(frame: Omit<RawFrame, 'body'>, reason: MessageDropReason): MessageDecodeResult {
   return { ok: false, reason, type: frame.type, seq: frame.seq, version: frame.version };
 }
 
@@ -329,17 +334,28 @@ function put(target: Record<string, unknown>, name: string, value: unknown): voi
 }
 
 function parseTelemetry(map: Body): BridgeMessage {
+  // Written out rather than through put(): telemetry is most of the bridge's traffic.
   const message: Record<string, unknown> = { type: 'telemetry' };
-  put(message, 'acPresent', bool(map, 0));
-  put(message, 'socPermille', int(map, 1, 0, 1000));
-  put(message, 'runtimeS', int(map, 2, 0, U32_MAX));
-  put(message, 'packMv', int(map, 3, 0, U32_MAX));
-  put(message, 'currentMa', int(map, 4, I32_MIN, I32_MAX));
-  put(message, 'cellMv', ints(map, 5, 0, U16_MAX));
-  put(message, 'temperaturesDeciC', ints(map, 6, I32_MIN, I32_MAX));
-  put(message, 'lowBattery', bool(map, 7));
-  put(message, 'alarms', texts(map, 8));
-  put(message, 'uptimeMs', int(map, 9, 0, U32_MAX));
+  const acPresent = bool(map, 0);
+  if (acPresent !== undefined) message.acPresent = acPresent;
+  const socPermille = int(map, 1, 0, 1000);
+  if (socPermille !== undefined) message.socPermille = socPermille;
+  const runtimeS = int(map, 2, 0, U32_MAX);
+  if (runtimeS !== undefined) message.runtimeS = runtimeS;
+  const packMv = int(map, 3, 0, U32_MAX);
+  if (packMv !== undefined) message.packMv = packMv;
+  const currentMa = int(map, 4, I32_MIN, I32_MAX);
+  if (currentMa !== undefined) message.currentMa = currentMa;
+  const cellMv = ints(map, 5, 0, U16_MAX);
+  if (cellMv !== undefined) message.cellMv = cellMv;
+  const temperaturesDeciC = ints(map, 6, I32_MIN, I32_MAX);
+  if (temperaturesDeciC !== undefined) message.temperaturesDeciC = temperaturesDeciC;
+  const lowBattery = bool(map, 7);
+  if (lowBattery !== undefined) message.lowBattery = lowBattery;
+  const alarms = texts(map, 8);
+  if (alarms !== undefined) message.alarms = alarms;
+  const uptimeMs = int(map, 9, 0, U32_MAX);
+  if (uptimeMs !== undefined) message.uptimeMs = uptimeMs;
   return message as unknown as TelemetryMessage;
 }
 

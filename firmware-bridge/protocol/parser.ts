@@ -5,8 +5,8 @@
 import { Counters } from '../stream/counters.ts';
 import { DelimitedAccumulator } from '../stream/delimited.ts';
 import { BRIDGE_DELIMITER, BRIDGE_ENCODED_LEN_MAX } from './constants.ts';
-import { decodeFrame } from './frame.ts';
-import { decodeMessage, type BridgeFrame, type MessageDecodeResult } from './messages.ts';
+import { decodeFrameToScratch, scratchBody } from './frame.ts';
+import { decodeMessageBody, type BridgeFrame, type MessageDecodeResult } from './messages.ts';
 
 /**
  * A partial frame with no new byte for this long is a device that stopped mid-frame. At 9600 baud a byte
@@ -52,12 +52,12 @@ export class BridgeParser {
 
   private onEncoded(encoded: Uint8Array): void {
     const wireBytes = encoded.length + 1;
-    const framed = decodeFrame(encoded);
+    const framed = decodeFrameToScratch(encoded);
     if (!framed.ok) {
       this.counters.drop(framed.reason, wireBytes);
       return;
     }
-    const decoded = decodeMessage(framed.frame);
+    const decoded = decodeMessageBody(framed, scratchBody(framed.bodyLength));
     if (!decoded.ok) {
       this.counters.drop(decoded.reason, wireBytes);
       this.handlers.rejected?.(decoded);
