@@ -145,6 +145,7 @@ test('a YAML scenario drives the simulator: its steps run in order and push thei
   try {
     const step = await sim.waitForLine('last step', (line) => line.event === 'step' && line.command === 'ac on');
     assert.equal(step.atMs, 900);
+    await sim.waitForLine('its event', (line) => line.event === 'power-event' && line.kind === 'ac-restored');
     const kinds = sim.lines().filter((line) => line.event === 'power-event').map((line) => line.kind);
     assert.deepEqual(kinds, ['ac-lost', 'low-battery', 'brownout', 'ac-restored'], 'soc 4 crosses both the low-battery (20 %) and brownout (5 %) thresholds');
   } finally {
