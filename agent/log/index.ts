@@ -25,4 +25,4 @@ export {
 export { createNodeStorage, type OpenMode, type Storage, type StorageFile } from './storage.ts';
 export { LOG_FORMAT_VERSION } from './format.ts';
 export { SimStorage, type AppliedOp, type PendingOp, type SimFaults, type SyncHook } from './sim-storage.ts';
-export { inspectLog, verifyLog, logCommand, type CommandIo, type InspectReport, type SegmentReport, type VerifyReport } from './tools.ts';
+export { inspectLog, verifyLog, readQuarantineFile, logCommand, type CommandIo, type InspectReport, type SegmentReport, type VerifyReport } from './tools.ts';

@@ -30,7 +30,8 @@ import {
   type SegmentHeader,
 } from './format.ts';
 import { ChunkReader, findNextValid, lastNonZeroEnd, scanRecords } from './scan.ts';
-import { SeqIndex, segmentPath, writeSpareHeader, type Segment, type Spare } from './segments.ts';
+import { quarantineFileName, resumeDemotion } from './demotion.ts';
+import { SeqIndex, copyAside, segmentPath, writeSpareHeader, zeroRange, type Segment, type Spare } from './segments.ts';
 import type { Storage, StorageFile } from './storage.ts';
 
 export interface RecoverContext {
@@ -108,14 +109,15 @@ async function probeSegment(storage: Storage, dir: string, id: number, payloadBy
   return { id, path, file, size, header, headerProblem: undefined, head, headZero };
 }
 
-function quarantineName(id: number, offset: number, nowMs: number): string {
-  return `quarantine-${String(id).padStart(10, '0')}-${offset}-${nowMs}.log`;
-}
+const quarantineName = quarantineFileName;
 
 export async function recoverLog(ctx: RecoverContext): Promise<RecoveredState> {
   const { storage, dir, logger } = ctx;
   await storage.mkdirp(dir);
   await storage.syncDir(dir);
+  // A demotion a crash interrupted is finished before anything is read, so that its half-moved entries are
+  // never mistaken for a torn tail or mid-log corruption.
+  await resumeDemotion(storage, dir, await storage.list(dir), logger);
   const names = await storage.list(dir);
   for (const name of names) {
     // A spare whose preallocation was cut short; it never held data.
@@ -323,36 +325,4 @@ export async function recoverLog(ctx: RecoverContext): Promise<RecoveredState> {
     quarantineFiles,
     cleanClose,
   };
-}
-
-const ZERO_CHUNK = new Uint8Array(256 * 1024);
-
-export async function zeroRange(file: StorageFile, from: number, to: number): Promise<void> {
-  for (let offset = from; offset < to; offset += ZERO_CHUNK.length) {
-    await file.write(ZERO_CHUNK, 0, Math.min(ZERO_CHUNK.length, to - offset), offset);
-  }
-}
-
-/**
- * Copy `[from, to)` of a segment into a new quarantine file that starts with the segment's own header, so
- * that `lastgasp log inspect` can decode what was set aside.
- */
-export async function copyAside(storage: Storage, source: StorageFile, path: string, from: number, to: number, reader: ChunkReader): Promise<void> {
-  const out = await storage.open(path, 'create');
-  try {
-    const header = new Uint8Array(SEGMENT_HEADER_BYTES);
-    await source.read(header, 0, SEGMENT_HEADER_BYTES, 0);
-    await out.write(header, 0, SEGMENT_HEADER_BYTES, 0);
-    let position = SEGMENT_HEADER_BYTES;
-    for (let offset = from; offset < to; ) {
-      await reader.fill(source, offset, to);
-      if (reader.length === 0) break;
-      await out.write(reader.bytes, 0, reader.length, position);
-      position += reader.length;
-      offset += reader.length;
-    }
-    await out.sync();
-  } finally {
-    await out.close();
-  }
 }

@@ -10,6 +10,7 @@ import {
   saltSeed,
   segmentFileName,
 } from './format.ts';
+import { ChunkReader } from './scan.ts';
 import type { Storage, StorageFile } from './storage.ts';
 
 /** One sample of the sparse index every this many bytes: a read scans at most this far to find a seq. */
@@ -36,6 +37,11 @@ export class SeqIndex {
     this.seqs.push(seq);
     this.offsets.push(offset);
     this.lastOffset = offset;
+  }
+
+  /** Whether a record starting at `offset` would be sampled (so that callers decode only those). */
+  wants(offset: number): boolean {
+    return offset - this.lastOffset >= INDEX_SPACING_BYTES;
   }
 
   /** Offset of a record at or before `seq` (the segment's first record offset if none is sampled). */
@@ -162,4 +168,36 @@ export function randomSalt(): number {
   const word = new Uint32Array(1);
   globalThis.crypto.getRandomValues(word);
   return word[0]!;
+}
+
+const ZERO_CHUNK = new Uint8Array(256 * 1024);
+
+export async function zeroRange(file: StorageFile, from: number, to: number): Promise<void> {
+  for (let offset = from; offset < to; offset += ZERO_CHUNK.length) {
+    await file.write(ZERO_CHUNK, 0, Math.min(ZERO_CHUNK.length, to - offset), offset);
+  }
+}
+
+/**
+ * Copy `[from, to)` of a segment into a new quarantine file that starts with the segment's own header, so
+ * that `lastgasp log inspect` can decode what was set aside.
+ */
+export async function copyAside(storage: Storage, source: StorageFile, path: string, from: number, to: number, reader: ChunkReader): Promise<void> {
+  const out = await storage.open(path, 'create');
+  try {
+    const header = new Uint8Array(SEGMENT_HEADER_BYTES);
+    await source.read(header, 0, SEGMENT_HEADER_BYTES, 0);
+    await out.write(header, 0, SEGMENT_HEADER_BYTES, 0);
+    let position = SEGMENT_HEADER_BYTES;
+    for (let offset = from; offset < to; ) {
+      await reader.fill(source, offset, to);
+      if (reader.length === 0) break;
+      await out.write(reader.bytes, 0, reader.length, position);
+      position += reader.length;
+      offset += reader.length;
+    }
+    await out.sync();
+  } finally {
+    await out.close();
+  }
 }

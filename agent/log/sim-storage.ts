@@ -105,6 +105,14 @@ export class SimStorage implements Storage {
     this.pending.push({ seq: ++this.opSeq, kind: 'rename', ino, path: to, from });
   }
 
+  async link(existing: string, to: string): Promise<void> {
+    const ino = this.names.get(existing);
+    if (ino === undefined) throw fsError('ENOENT', existing);
+    if (this.names.has(to)) throw fsError('EEXIST', to);
+    this.names.set(to, ino);
+    this.pending.push({ seq: ++this.opSeq, kind: 'link', ino, path: to });
+  }
+
   async unlink(path: string): Promise<void> {
     if (!this.names.delete(path)) throw fsError('ENOENT', path);
     this.pending.push({ seq: ++this.opSeq, kind: 'unlink', path });
@@ -172,6 +180,29 @@ export class SimStorage implements Storage {
   }
 
   // ---- crash states ----------------------------------------------------------------------------------------
+
+  /**
+   * A copy of the whole state (page cache, durable bytes, names, pending operations) that later operations on
+   * this storage do not change. Crash states are built from a frozen copy: exploring them takes time, during
+   * which the workload's other tasks go on writing and syncing.
+   */
+  freeze(): SimStorage {
+    const copy = new SimStorage();
+    for (const dir of this.dirs) copy.dirs.add(dir);
+    // Only files that still have a name or a pending operation can matter to a crash state.
+    const live = new Set<number>([...this.names.values(), ...this.durableNames.values()]);
+    for (const op of this.pending) if (op.kind !== 'unlink') live.add(op.ino);
+    for (const ino of live) {
+      const inode = this.inodes.get(ino)!;
+      copy.inodes.set(ino, { ino, data: inode.data.slice(0, inode.size), size: inode.size, durable: inode.durable.slice(0, inode.durableSize), durableSize: inode.durableSize });
+    }
+    copy.names = new Map(this.names);
+    copy.durableNames = new Map(this.durableNames);
+    copy.pending = [...this.pending];
+    copy.nextIno = this.nextIno;
+    copy.opSeq = this.opSeq;
+    return copy;
+  }
 
   /** Operations not yet durable, oldest first. */
   pendingOps(): readonly PendingOp[] {
@@ -309,6 +340,11 @@ class SimFile implements StorageFile {
   }
 
   async write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<void> {
+    this.check(true);
+    this.fs.writeInode(this.inode, this.path, buffer, offset, length, position);
+  }
+
+  writeSync(buffer: Uint8Array, offset: number, length: number, position: number): void {
     this.check(true);
     this.fs.writeInode(this.inode, this.path, buffer, offset, length, position);
   }

@@ -23,6 +23,13 @@ export interface StorageFile {
   read(buffer: Uint8Array, offset: number, length: number, position: number): Promise<number>;
   /** Write exactly `length` bytes at `position` (implementations loop over short writes). */
   write(buffer: Uint8Array, offset: number, length: number, position: number): Promise<void>;
+  /**
+   * The same write, done before returning on the calling thread. For the group commit's batch write: copying
+   * a batch into the page cache takes microseconds, while a round trip through libuv's thread pool (submit,
+   * wake a worker, wake the event loop) costs tens to hundreds of them on a busy two-core gateway. Throws
+   * like `write`.
+   */
+  writeSync(buffer: Uint8Array, offset: number, length: number, position: number): void;
   datasync(): Promise<void>;
   sync(): Promise<void>;
   size(): Promise<number>;
@@ -37,6 +44,8 @@ export interface Storage {
   list(dir: string): Promise<string[]>;
   open(path: string, mode: OpenMode): Promise<StorageFile>;
   rename(from: string, to: string): Promise<void>;
+  /** Give an existing file a second name; fails with EEXIST if `to` exists (atomic exclusive create, link(2)). */
+  link(existing: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
   /** fsync the directory itself, so that creations, renames and unlinks in it are durable. */
   syncDir(dir: string): Promise<void>;
@@ -75,6 +84,15 @@ class NodeFile implements StorageFile {
     }
   }
 
+  writeSync(buffer: Uint8Array, offset: number, length: number, position: number): void {
+    let done = 0;
+    while (done < length) {
+      const written = fs.writeSync(this.fd, buffer, offset + done, length - done, position + done);
+      if (written <= 0) throw Object.assign(new Error(`short write to ${this.path}`), { code: 'ENOSPC' });
+      done += written;
+    }
+  }
+
   datasync(): Promise<void> {
     return call<void>((done) => fs.fdatasync(this.fd, (error) => done(error)));
   }
@@ -96,32 +114,40 @@ class NodeFile implements StorageFile {
   }
 }
 
-/** The real file system through node:fs (works as is on Deno 2). */
+/**
+ * The real file system through node:fs (works as is on Deno 2). One shared instance: it holds no state, and
+ * the directory lock recognises the locks this process holds per Storage object.
+ */
 export function createNodeStorage(): Storage {
-  return {
-    async mkdirp(dir) {
-      await fs.promises.mkdir(dir, { recursive: true });
-    },
-    list(dir) {
-      return fs.promises.readdir(dir);
-    },
-    async open(path, mode) {
-      const fd = await call<number>((done) => fs.open(path, OPEN_FLAGS[mode], 0o644, done));
-      return new NodeFile(path, fd);
-    },
-    rename(from, to) {
-      return fs.promises.rename(from, to);
-    },
-    unlink(path) {
-      return fs.promises.unlink(path);
-    },
-    async syncDir(dir) {
-      const fd = await call<number>((done) => fs.open(dir, 'r', done));
-      try {
-        await call<void>((done) => fs.fsync(fd, (error) => done(error)));
-      } finally {
-        await call<void>((done) => fs.close(fd, (error) => done(error)));
-      }
-    },
-  };
+  return NODE_STORAGE;
 }
+
+const NODE_STORAGE: Storage = {
+  async mkdirp(dir) {
+    await fs.promises.mkdir(dir, { recursive: true });
+  },
+  list(dir) {
+    return fs.promises.readdir(dir);
+  },
+  async open(path, mode) {
+    const fd = await call<number>((done) => fs.open(path, OPEN_FLAGS[mode], 0o644, done));
+    return new NodeFile(path, fd);
+  },
+  rename(from, to) {
+    return fs.promises.rename(from, to);
+  },
+  link(existing, to) {
+    return fs.promises.link(existing, to);
+  },
+  unlink(path) {
+    return fs.promises.unlink(path);
+  },
+  async syncDir(dir) {
+    const fd = await call<number>((done) => fs.open(dir, 'r', done));
+    try {
+      await call<void>((done) => fs.fsync(fd, (error) => done(error)));
+    } finally {
+      await call<void>((done) => fs.close(fd, (error) => done(error)));
+    }
+  },
+};

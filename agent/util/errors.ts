@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'LOG_NO_SPACE'
   | 'LOG_READ_ONLY'
   | 'LOG_IO'
+  | 'LOG_LOCKED'
   | 'LOG_CORRUPT'
   | 'LOG_SEQ'
   | 'NOT_PRIMARY'

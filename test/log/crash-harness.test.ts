@@ -3,12 +3,14 @@
 // operations, each one dropped with later ones kept, writes torn at 512 B and 4 KiB boundaries with zeros or
 // old bytes, a file grown without its data, a flipped bit), recovers each, and checks the invariants:
 // every acknowledged append is present, the log is a gap-free run of valid records, watermarks and epoch are
-// monotone and within the log, and no segment holding unreplicated entries was deleted. A second workload
-// fails an fdatasync and checks that the log stops, recovers from disk, and still keeps its promises.
+// monotone and within the log, and no segment holding unreplicated entries was deleted. The workload also
+// demotes (quarantineAfter) partway: at every crash state during it, each acknowledged entry after the cut is
+// in the log or in a quarantine file, never both, and once it resolved they are in quarantine only. A second
+// workload fails an fdatasync and checks that the log stops, recovers from disk, and still keeps its promises.
 // Deterministic from the seed; set LASTGASP_CRASH_SEED to replay one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SimStorage, createFlashLog, type AppliedOp, type PendingOp } from '../../agent/log/index.ts';
+import { SimStorage, createFlashLog, readQuarantineFile, type AppliedOp, type LogEntry, type PendingOp } from '../../agent/log/index.ts';
 import { isLastgaspError, type Clock } from '../../agent/util/index.ts';
 import { mulberry32, randomInt } from './support/random.ts';
 
@@ -39,10 +41,42 @@ interface Promises {
   replicated: number;
   replicaAcked: number;
   epoch: number;
+  /** While a demotion runs (or after one failed): entries after this seq may be in the log or in quarantine. */
+  demotingAfter: number | undefined;
+  /** Acknowledged entries a completed demotion set aside: in a quarantine file, not in the log. */
+  setAside: Uint8Array[];
 }
 
 function clonePromises(p: Promises): Promises {
-  return { acked: new Map(p.acked), replicated: p.replicated, replicaAcked: p.replicaAcked, epoch: p.epoch };
+  return { acked: new Map(p.acked), replicated: p.replicated, replicaAcked: p.replicaAcked, epoch: p.epoch, demotingAfter: p.demotingAfter, setAside: [...p.setAside] };
+}
+
+/** Workload payloads start with this tag and a unique counter, so that an entry is recognised wherever it lands. */
+const TAG = [0x4c, 0x47, 0x57, 0x4b];
+const TAG_BYTES = 8;
+
+function identity(payload: Uint8Array): string | undefined {
+  if (payload.length < TAG_BYTES || TAG.some((byte, i) => payload[i] !== byte)) return undefined;
+  return Array.from(payload.subarray(0, TAG_BYTES), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** How many times each tagged entry appears in the quarantine files of a storage. */
+async function quarantined(storage: SimStorage): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const name of await storage.list(DIR)) {
+    if (!name.startsWith('quarantine-') || !name.endsWith('.log')) continue;
+    let entries: LogEntry[];
+    try {
+      entries = await readQuarantineFile(`${DIR}/${name}`, storage);
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      const key = identity(entry.payload);
+      if (key !== undefined) counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+  }
+  return counts;
 }
 
 function openOptions(storage: SimStorage, random: () => number) {
@@ -88,6 +122,8 @@ function* crashStates(pending: readonly PendingOp[], random: () => number): Gene
 interface Explorer {
   states: number;
   flips: number;
+  /** States explored while a demotion was under way. */
+  demotion: number;
 }
 
 async function checkState(
@@ -121,11 +157,18 @@ async function checkState(
       assert.ok(log.status().quarantine.length > 0, `${context}: entries below firstSeq ${log.firstSeq} vanished without a quarantine file`);
     }
     let expected = log.firstSeq;
+    const inLog = new Set<string>();
+    const aside = await quarantined(image);
+    const demoting = promised.demotingAfter;
     try {
       for await (const entry of log.entries(log.firstSeq)) {
         assert.equal(entry.seq, expected, `${context}: gap at ${expected}`);
         const payload = promised.acked.get(entry.seq);
-        if (payload) assert.deepEqual(entry.payload, payload, `${context}: seq ${entry.seq} differs from what was acknowledged`);
+        const key = identity(entry.payload);
+        if (key !== undefined) inLog.add(key);
+        // After the cut of a demotion that may have happened, a seq may hold a newer entry; the acknowledged one is then in quarantine.
+        const movedAside = demoting !== undefined && entry.seq > demoting && payload !== undefined && (aside.get(identity(payload) ?? '') ?? 0) > 0;
+        if (payload && !movedAside) assert.deepEqual(entry.payload, payload, `${context}: seq ${entry.seq} differs from what was acknowledged`);
         expected++;
       }
       assert.equal(expected - 1, report.committed, `${context}: entries end at ${expected - 1}, committed ${report.committed}`);
@@ -135,9 +178,21 @@ async function checkState(
       if (!(flippedSeqFloor !== undefined && isLastgaspError(error, 'LOG_CORRUPT'))) throw error;
       return;
     }
-    for (const seq of promised.acked.keys()) {
+    for (const [key, count] of aside) {
+      assert.ok(!inLog.has(key), `${context}: entry ${key} is both in the log and in a quarantine file`);
+      if (flippedSeqFloor === undefined) assert.equal(count, 1, `${context}: entry ${key} is in ${count} quarantine places`);
+    }
+    for (const payload of promised.setAside) {
+      assert.equal(aside.get(identity(payload)!) ?? 0, 1, `${context}: entry ${identity(payload)} set aside by the demotion is not in exactly one quarantine file`);
+    }
+    for (const [seq, payload] of promised.acked) {
       if (seq < log.firstSeq) continue;
       if (flippedSeqFloor !== undefined && seq >= flippedSeqFloor) continue;
+      const key = identity(payload);
+      if (demoting !== undefined && seq > demoting && key !== undefined) {
+        assert.ok(inLog.has(key) !== (aside.get(key) ?? 0) > 0, `${context}: acknowledged seq ${seq} after the demotion cut at ${demoting} is ${inLog.has(key) ? 'in both the log and quarantine' : 'in neither the log nor quarantine'}`);
+        continue;
+      }
       assert.ok(seq <= report.committed, `${context}: acknowledged seq ${seq} lost (committed ${report.committed}, torn ${report.tornBytes}, quarantined ${report.quarantinedRecords})`);
     }
     // The recovered log takes appends; then a second crash (synced state only) must keep them and bring back
@@ -146,7 +201,12 @@ async function checkState(
     assert.equal(next.seq, report.committed + 1, `${context}: append after recovery`);
     if (!doubleCrash) return;
     const again = clonePromises(promised);
-    for (const [seq] of again.acked) if (seq > report.committed) again.acked.delete(seq);
+    for (const [seq, payload] of again.acked) {
+      const key = identity(payload);
+      // Set aside by the demotion this recovery finished: from now on they belong in quarantine only.
+      if (key !== undefined && !inLog.has(key) && (aside.get(key) ?? 0) > 0) again.setAside.push(payload);
+      if (seq > report.committed || (key !== undefined && !inLog.has(key))) again.acked.delete(seq);
+    }
     again.acked.set(next.seq, Uint8Array.of(1, 2, 3));
     const more = await Promise.all([40, 260, 700].map((size) => log.append(new Uint8Array(size).fill(size & 0xff))));
     for (const [i, result] of more.entries()) again.acked.set(result.seq, new Uint8Array([40, 260, 700][i]!).fill([40, 260, 700][i]! & 0xff));
@@ -163,8 +223,9 @@ async function runWorkload(seed: number, failSyncAt: number | undefined): Promis
   const random = mulberry32(seed);
   const storage = new SimStorage();
   if (failSyncAt !== undefined) storage.faults.failSyncAt = failSyncAt;
-  const promised: Promises = { acked: new Map(), replicated: 0, replicaAcked: 0, epoch: 1 };
-  const explorer: Explorer = { states: 0, flips: 0 };
+  const promised: Promises = { acked: new Map(), replicated: 0, replicaAcked: 0, epoch: 1, demotingAfter: undefined, setAside: [] };
+  let tagged = 0;
+  const explorer: Explorer = { states: 0, flips: 0, demotion: 0 };
   const checkRandom = mulberry32(seed ^ 0x5bd1e995);
   // A failed check must fail the test, not surface inside the log under test as an I/O error of its sync.
   let failure: unknown;
@@ -176,11 +237,14 @@ async function runWorkload(seed: number, failSyncAt: number | undefined): Promis
       failure = error;
     }
   };
-  const explore = async (sim: SimStorage) => {
+  const explore = async (live: SimStorage) => {
     const snapshot = clonePromises(promised);
+    // Frozen: the workload's other tasks keep writing and syncing while these states are checked.
+    const sim = live.freeze();
     const pending = sim.pendingOps();
     for (const state of crashStates(pending, random)) {
       explorer.states++;
+      if (snapshot.demotingAfter !== undefined) explorer.demotion++;
       await checkState(sim.crashImage(state.applied), snapshot, checkRandom, `seed ${seed}${failSyncAt ? ` failSyncAt ${failSyncAt}` : ''}: ${state.label}`, undefined, explorer.states % DOUBLE_CRASH_EVERY === 0);
     }
     // A flipped bit in a durable record of the active segment: entries before it must survive, the log must open.
@@ -197,6 +261,29 @@ async function runWorkload(seed: number, failSyncAt: number | undefined): Promis
 
   const log = createFlashLog(openOptions(storage, random));
   await log.open();
+  // Demotion: the entries after a recent seq leave for quarantine while the writers go on.
+  const demote = async () => {
+    const keep = Math.max(log.firstSeq - 1, log.watermarks().committed - 1 - randomInt(random, 15));
+    // Demotion lowers the watermarks to the cut: from here a crash may show either side.
+    promised.demotingAfter = keep;
+    promised.replicated = Math.min(promised.replicated, keep);
+    promised.replicaAcked = Math.min(promised.replicaAcked, keep);
+    try {
+      await log.quarantineAfter(keep);
+    } catch (error) {
+      // A failed sync during the demotion: recovery finishes it or drops it; which one stays open, so
+      // `demotingAfter` stays set and the check allows either side for the entries after the cut.
+      if (!isLastgaspError(error)) throw error;
+      await log.whenRecovered();
+      return;
+    }
+    for (const [seq, payload] of [...promised.acked]) {
+      if (seq <= keep) continue;
+      promised.setAside.push(payload);
+      promised.acked.delete(seq);
+    }
+    promised.demotingAfter = undefined;
+  };
   const writers = 4;
   const appendsPerWriter = 30;
   const work: Promise<void>[] = [];
@@ -204,8 +291,10 @@ async function runWorkload(seed: number, failSyncAt: number | undefined): Promis
     work.push(
       (async () => {
         for (let i = 0; i < appendsPerWriter; i++) {
-          const payload = new Uint8Array(randomInt(random, 700));
+          const payload = new Uint8Array(TAG_BYTES + randomInt(random, 700));
           for (let b = 0; b < payload.length; b++) payload[b] = randomInt(random, 256);
+          payload.set(TAG, 0);
+          new DataView(payload.buffer).setUint32(4, tagged++, true);
           try {
             const { seq } = await log.append(payload);
             promised.acked.set(seq, payload);
@@ -235,6 +324,7 @@ async function runWorkload(seed: number, failSyncAt: number | undefined): Promis
             await log.beginEpoch(log.epoch + 1);
             promised.epoch = log.epoch;
           }
+          if (round === 9) await demote();
         } catch (error) {
           if (!isLastgaspError(error)) throw error;
           await log.whenRecovered();
@@ -256,19 +346,22 @@ async function runWorkload(seed: number, failSyncAt: number | undefined): Promis
 test('crash states at every sync point recover with every promise kept', async () => {
   let states = 0;
   let flips = 0;
+  let demotion = 0;
   const started = performance.now();
   for (const seed of SEEDS) {
     try {
       const explored = await runWorkload(seed, undefined);
       states += explored.states;
       flips += explored.flips;
+      demotion += explored.demotion;
     } catch (error) {
       console.error(`crash harness failed with seed ${seed} (replay: LASTGASP_CRASH_SEED=${seed} npm test -- test/log/crash-harness.test.ts)`);
       throw error;
     }
   }
-  console.log(`crash harness: ${states} crash states (${flips} bit flips) from seeds ${SEEDS.join(',')} in ${Math.round(performance.now() - started)} ms`);
+  console.log(`crash harness: ${states} crash states (${flips} bit flips, ${demotion} during a demotion) from seeds ${SEEDS.join(',')} in ${Math.round(performance.now() - started)} ms`);
   assert.ok(states >= 1000, `explored ${states} states`);
+  assert.ok(demotion >= 100, `explored ${demotion} states during demotions`);
 });
 
 test('a failing fdatasync stops appends, recovers from disk and keeps every promise', async () => {

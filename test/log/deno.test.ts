@@ -9,7 +9,7 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const DENO = `${ROOT}node_modules/.bin/deno`;
 const SCRIPT = fileURLToPath(new URL('./support/deno-smoke.ts', import.meta.url));
 
-test('the flash log appends, recovers a torn tail, reads and verifies under Deno 2', async () => {
+test('the flash log appends, locks its directory, recovers a torn tail, reads and verifies under Deno 2', async () => {
   const dir = await tempDir('deno');
   try {
     const deno = startProcess('deno', DENO, ['run', '-A', '--no-prompt', SCRIPT, dir.path], { cwd: ROOT, env: { ...process.env, DENO_NO_UPDATE_CHECK: '1' } });
@@ -24,6 +24,7 @@ test('the flash log appends, recovers a torn tail, reads and verifies under Deno
     assert.deepEqual(seen.read, ['deno-498', 'deno-499']);
     assert.equal(seen.verifyOk, true);
     assert.equal(seen.inspectCommitted, 500);
+    assert.equal(seen.lockedCode, 'LOG_LOCKED');
   } finally {
     await killAll();
     await dir.remove();

@@ -8,6 +8,12 @@ import { openSync, writeSync, closeSync } from 'node:fs';
 const dir = (globalThis as unknown as { Deno: { args: string[] } }).Deno.args[0]!;
 const log = createFlashLog({ dir, segmentBytes: 64 * 1024 });
 await log.open();
+// The directory lock works with Deno's node:fs too: a second open is refused while the first holds it.
+const second = createFlashLog({ dir, segmentBytes: 64 * 1024 });
+const lockedCode = await second.open().then(
+  () => 'opened',
+  (error: { code?: string }) => error.code,
+);
 const results = await Promise.all(Array.from({ length: 500 }, (_, i) => log.append(new TextEncoder().encode(`deno-${i}`.padEnd(100)))));
 log.markReplicated(250);
 await log.syncWatermarks();
@@ -33,5 +39,6 @@ console.log(
     verifyOk: verify.ok,
     inspectCommitted: inspect.committed,
     segments: inspect.segments.length,
+    lockedCode,
   }),
 );
