@@ -10,8 +10,10 @@
  * and ignore records of older epochs.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { crc32c, decodeCbor, encodeCbor } from '../util/index.ts';
+import { Decoder } from 'cbor-x';
+import { crc32c, encodeCbor } from '../util/index.ts';
 import type { LogEntry } from '../log/index.ts';
+import { encodeBatchEnvelope } from './batch-encoder.ts';
 
 export const WIRE_VERSION = 1;
 const HMAC_BYTES = 32;
@@ -20,6 +22,12 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const ROLES: ReadonlySet<unknown> = new Set(['primary', 'standby', 'unknown']);
 const STATES: ReadonlySet<unknown> = new Set(['online', 'on-battery', 'flushing', 'handed-off', 'offline']);
 const UINT32_MAX = 0xffff_ffff;
+/**
+ * Plain CBOR as agent/util's decoder reads it, except that a uint64 (how another language's encoder writes a
+ * millisecond timestamp) becomes a number rather than a bigint; values past 2^53 then fail the seq checks.
+ */
+const decoderOptions = { useRecords: false, mapsAsObjects: true, int64AsNumber: true };
+const decoder = new Decoder(decoderOptions);
 
 export type MessageKind = 'batch' | 'ack' | 'state' | 'leader';
 
@@ -125,10 +133,9 @@ export class WireCodec {
   }
 
   encodeBatch(message: BatchMessage): Uint8Array {
-    const entries = message.entries;
-    const first = entries[0]?.seq ?? 0;
-    const rows = entries.map((entry) => [entry.epoch, entry.timestampMs, entry.payload]);
-    return this.seal('batch', { group: message.group, node: message.node, epoch: message.epoch, first, last: first + entries.length - 1, entries: rows });
+    const first = message.entries[0]?.seq ?? 0;
+    const sign = this.key ? (kind: string, body: Uint8Array) => this.mac(kind, body) : undefined;
+    return encodeBatchEnvelope({ group: message.group, node: message.node, epoch: message.epoch, first, entries: message.entries }, WIRE_VERSION, sign);
   }
 
   encodeAck(message: AckMessage): Uint8Array {
@@ -147,7 +154,7 @@ export class WireCodec {
   decode(bytes: Uint8Array): DecodeResult {
     let envelope: unknown;
     try {
-      envelope = decodeCbor(bytes);
+      envelope = decoder.decode(bytes);
     } catch {
       return { ok: false, reason: 'not-cbor' };
     }
@@ -163,7 +170,7 @@ export class WireCodec {
     }
     let body: unknown;
     try {
-      body = decodeCbor(b);
+      body = decoder.decode(b);
     } catch {
       return { ok: false, reason: 'body-not-cbor' };
     }

@@ -113,3 +113,58 @@ test('topics: the tree is versioned under the prefix and the group, and nodeOf r
   assert.equal(t.nodeOf('lastgasp/v1/line-1/log/gw-a/extra'), undefined);
   assert.equal(t.nodeOf('lastgasp/v1/line-1/leader'), undefined);
 });
+
+test('the one-pass batch encoder gives the values cbor-x gives, at every head-size boundary, signed or not', () => {
+  const cases: Array<[count: number, payloadBytes: number, timestampMs: number, first: number]> = [
+    [1, 0, 5, 1],
+    [3, 23, 1_795_000_000_000, 24],
+    [2, 24, 255, 255],
+    [2, 256, 65_535, 65_536],
+    [1, 65_536, 2 ** 33, 2 ** 32 + 5],
+    [300, 7, 1_795_000_000_000, 9],
+  ];
+  for (const key of [undefined, randomBytes(32)]) {
+    const codec = new WireCodec(key);
+    for (const [count, payloadBytes, timestampMs, first] of cases) {
+      const batch = Array.from({ length: count }, (_, index) => ({ seq: first + index, epoch: index + 1, timestampMs: timestampMs + index, payload: new Uint8Array(payloadBytes).fill(index) }));
+      const bytes = codec.encodeBatch({ group: 'line1', node: 'gw-a', epoch: 7, entries: batch });
+      const envelope = decoder.decode(bytes) as { v: number; k: string; b: Uint8Array; crc: number; mac?: Uint8Array };
+      const body = { group: 'line1', node: 'gw-a', epoch: 7, first, last: first + count - 1, entries: batch.map((entry) => [entry.epoch, entry.timestampMs, entry.payload]) };
+      assert.deepEqual(normalize(decoder.decode(envelope.b)), normalize(decoder.decode(encoder.encode(body))));
+      assert.equal(envelope.crc, crc32c(envelope.b));
+      assert.equal(envelope.mac !== undefined, key !== undefined);
+      const decoded = codec.decode(bytes);
+      assert.ok(decoded.ok && decoded.kind === 'batch');
+      assert.deepEqual(decoded.message.entries.map((entry) => entry.seq), batch.map((entry) => entry.seq));
+    }
+  }
+});
+
+test('a batch whose timestamps another encoder wrote as uint64 decodes to numbers', () => {
+  const codec = new WireCodec();
+  const timestamp = 1_795_000_000_000;
+  const row = new Uint8Array([0x83, 0x01, 0x1b, ...bigEndian64(timestamp), 0x41, 0x2a]);
+  const head = encoder.encode({ group: 'line1', node: 'gw-a', epoch: 1, first: 1, last: 1 });
+  // Splice one more key, "entries": [row], into the 5-key map cbor-x wrote (map16 head 0xb9 0x00 0x05).
+  assert.deepEqual([...head.subarray(0, 3)], [0xb9, 0x00, 0x05]);
+  const body = new Uint8Array([0xb9, 0x00, 0x06, ...head.subarray(3), 0x67, ...new TextEncoder().encode('entries'), 0x81, ...row]);
+  const bytes = encoder.encode({ v: 1, k: 'batch', b: body, crc: crc32c(body) });
+  const decoded = codec.decode(bytes);
+  assert.ok(decoded.ok && decoded.kind === 'batch', JSON.stringify(decoded));
+  assert.equal(decoded.message.entries[0]!.timestampMs, timestamp);
+  assert.deepEqual([...decoded.message.entries[0]!.payload], [0x2a]);
+});
+
+function bigEndian64(value: number): number[] {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setBigUint64(0, BigInt(value));
+  return [...new Uint8Array(view.buffer)];
+}
+
+/** Byte strings as plain arrays, so that Buffer and Uint8Array compare equal. */
+function normalize(value: unknown): unknown {
+  if (value instanceof Uint8Array) return [...value];
+  if (Array.isArray(value)) return value.map(normalize);
+  if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, normalize(item)]));
+  return value;
+}

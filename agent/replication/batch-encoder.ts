@@ -1,0 +1,170 @@
+/**
+ * The batch envelope written in one pass into one buffer: the hot path of replication and of the brownout
+ * flush. Going through cbor-x, a batch of 1,886 entries of 256 bytes was encoded twice (body, then the
+ * envelope around it) and copied four times, about 6 ms a batch here, three times what publishing it took;
+ * this writes the same values with each payload copied once.
+ *
+ * The output decodes to exactly what cbor-x's did: definite-length maps with text keys in the same order,
+ * heads in their shortest form (RFC 8949 §4.1 preferred serialization; cbor-x always writes a 3-byte map
+ * head), unsigned integers up to 2^32 - 1, and larger ones (millisecond timestamps) as float64 with an
+ * integral value, as cbor-x writes them (and as its default decoder turns back into a number; a uint64
+ * would come back as a bigint).
+ */
+import assert from 'node:assert/strict';
+import { crc32c } from '../util/index.ts';
+
+/** RFC 8949 §3.1 major types. */
+const MAJOR_UINT = 0;
+const MAJOR_BYTES = 2;
+const MAJOR_TEXT = 3;
+const MAJOR_ARRAY = 4;
+const MAJOR_MAP = 5;
+/** RFC 8949 §3.3: major type 7, additional information 27 = IEEE 754 double. */
+const FLOAT64_HEAD = 0xfb;
+const UINT32_LIMIT = 2 ** 32;
+
+const textEncoder = new TextEncoder();
+
+export interface BatchEntryFields {
+  readonly epoch: number;
+  readonly timestampMs: number;
+  readonly payload: Uint8Array;
+}
+
+export interface BatchFields {
+  readonly group: string;
+  readonly node: string;
+  readonly epoch: number;
+  readonly first: number;
+  readonly entries: readonly BatchEntryFields[];
+}
+
+/** Bytes of a head (major type + argument) for `value` < 2^32. */
+function headBytes(value: number): number {
+  return value < 24 ? 1 : value < 0x100 ? 2 : value < 0x1_0000 ? 3 : 5;
+}
+
+/** Bytes of an unsigned integer as cbor-x writes it. */
+function uintBytes(value: number): number {
+  return value < UINT32_LIMIT ? headBytes(value) : 9;
+}
+
+class Writer {
+  offset = 0;
+  private readonly view: DataView;
+
+  constructor(readonly bytes: Uint8Array) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  head(major: number, value: number): void {
+    const type = major << 5;
+    const bytes = this.bytes;
+    if (value < 24) bytes[this.offset++] = type | value;
+    else if (value < 0x100) {
+      bytes[this.offset++] = type | 24;
+      bytes[this.offset++] = value;
+    } else if (value < 0x1_0000) {
+      bytes[this.offset++] = type | 25;
+      this.view.setUint16(this.offset, value);
+      this.offset += 2;
+    } else {
+      bytes[this.offset++] = type | 26;
+      this.view.setUint32(this.offset, value);
+      this.offset += 4;
+    }
+  }
+
+  uint(value: number): void {
+    if (value < UINT32_LIMIT) {
+      this.head(MAJOR_UINT, value);
+      return;
+    }
+    this.bytes[this.offset++] = FLOAT64_HEAD;
+    this.view.setFloat64(this.offset, value);
+    this.offset += 8;
+  }
+
+  text(encoded: Uint8Array): void {
+    this.head(MAJOR_TEXT, encoded.length);
+    this.raw(encoded);
+  }
+
+  byteString(value: Uint8Array): void {
+    this.head(MAJOR_BYTES, value.length);
+    this.raw(value);
+  }
+
+  raw(value: Uint8Array): void {
+    this.bytes.set(value, this.offset);
+    this.offset += value.length;
+  }
+}
+
+const KEYS = Object.fromEntries(['v', 'k', 'b', 'crc', 'mac', 'batch', 'group', 'node', 'epoch', 'first', 'last', 'entries'].map((key) => [key, textEncoder.encode(key)])) as Record<string, Uint8Array>;
+
+function textBytes(encoded: Uint8Array): number {
+  return headBytes(encoded.length) + encoded.length;
+}
+
+/**
+ * `{v: 1, k: "batch", b: <body>, crc: CRC-32C(body), mac?: sign("batch", body)}` with the body
+ * `{group, node, epoch, first, last, entries: [[epoch, timestampMs, payload], ...]}`.
+ */
+export function encodeBatchEnvelope(batch: BatchFields, version: number, sign?: (kind: string, body: Uint8Array) => Uint8Array): Uint8Array {
+  const group = textEncoder.encode(batch.group);
+  const node = textEncoder.encode(batch.node);
+  const count = batch.entries.length;
+  const last = batch.first + count - 1;
+  let bodyBytes =
+    1 +
+    textBytes(KEYS.group!) + textBytes(group) +
+    textBytes(KEYS.node!) + textBytes(node) +
+    textBytes(KEYS.epoch!) + uintBytes(batch.epoch) +
+    textBytes(KEYS.first!) + uintBytes(batch.first) +
+    textBytes(KEYS.last!) + uintBytes(last) +
+    textBytes(KEYS.entries!) + headBytes(count);
+  for (const entry of batch.entries) {
+    bodyBytes += 1 + uintBytes(entry.epoch) + uintBytes(entry.timestampMs) + headBytes(entry.payload.length) + entry.payload.length;
+  }
+  // The envelope around it; the CRC and the MAC follow the body, so their size does not move it.
+  const macBytes = sign ? textBytes(KEYS.mac!) + 2 + 32 : 0;
+  const envelopeBytes = 1 + textBytes(KEYS.v!) + 1 + textBytes(KEYS.k!) + textBytes(KEYS.batch!) + textBytes(KEYS.b!) + headBytes(bodyBytes) + bodyBytes + textBytes(KEYS.crc!) + 5 + macBytes;
+  const out = new Writer(new Uint8Array(envelopeBytes));
+  out.head(MAJOR_MAP, sign ? 5 : 4);
+  out.text(KEYS.v!);
+  out.uint(version);
+  out.text(KEYS.k!);
+  out.text(KEYS.batch!);
+  out.text(KEYS.b!);
+  out.head(MAJOR_BYTES, bodyBytes);
+  const bodyStart = out.offset;
+  out.head(MAJOR_MAP, 6);
+  out.text(KEYS.group!);
+  out.text(group);
+  out.text(KEYS.node!);
+  out.text(node);
+  out.text(KEYS.epoch!);
+  out.uint(batch.epoch);
+  out.text(KEYS.first!);
+  out.uint(batch.first);
+  out.text(KEYS.last!);
+  out.uint(last);
+  out.text(KEYS.entries!);
+  out.head(MAJOR_ARRAY, count);
+  for (const entry of batch.entries) {
+    out.head(MAJOR_ARRAY, 3);
+    out.uint(entry.epoch);
+    out.uint(entry.timestampMs);
+    out.byteString(entry.payload);
+  }
+  const body = out.bytes.subarray(bodyStart, out.offset);
+  assert.equal(body.length, bodyBytes, 'batch encoder: the body differs from its computed size');
+  out.text(KEYS.crc!);
+  out.uint(crc32c(body));
+  if (sign) {
+    out.text(KEYS.mac!);
+    out.byteString(sign('batch', body));
+  }
+  return out.bytes.subarray(0, out.offset);
+}

@@ -1,0 +1,399 @@
+/**
+ * `npm run bench:replication`: lastgasp's replication against raw MQTT.js, side by side in one run, on one
+ * local mosquitto (broker-config/mosquitto/single.conf), with 256-byte entries:
+ *
+ *   - raw MQTT.js, QoS 1, one entry per message, at most 100 unacknowledged (the broker's Receive Maximum);
+ *   - raw MQTT.js, QoS 1, pre-built batches (encoded by the real codec) of several sizes, the window lastgasp
+ *     uses (8): the best of them is the practical limit of the wire;
+ *   - lastgasp end to end: appends (fdatasynced by the flash log) until the broker quorum acknowledged them
+ *     (durability broker), and until a sibling in another process holds them on its flash (durability replica);
+ *   - the brownout drain: an unreplicated tail of 50,000 entries flushed with `setFlushing(true)` until the
+ *     broker acknowledged all of it, against raw MQTT.js publishing the very batches lastgasp sent (captured
+ *     from the broker) with the same window;
+ *   - the flash log alone (the same appends with replication held back): the ceiling of the end-to-end runs,
+ *     since every entry is fdatasynced before it may be replicated;
+ *   - the largest RSS of the gateway processes (primary and sibling run as child processes, under tsx as the
+ *     agent does), and their RSS once connected and idle.
+ *
+ * Each measurement runs ROUNDS times, interleaved, so that all of them see the same load on a shared machine;
+ * the table gives the medians. The last line is one JSON object. Not part of `npm test`; run it with `nice`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import mqtt, { type MqttClient } from 'mqtt';
+import { createFlashLog } from '../../agent/log/index.ts';
+import { Replication, WireCodec } from '../../agent/replication/index.ts';
+import { silentLogger, systemClock } from '../../agent/util/index.ts';
+import { startMosquitto } from '../support/mosquitto.ts';
+
+const ENTRY_BYTES = 256;
+const ROUNDS = Number(process.env.LASTGASP_BENCH_ROUNDS ?? 3);
+/** Messages of the one-per-message baseline per round: a few seconds at the rates seen here. */
+const PER_MESSAGE_COUNT = Number(process.env.LASTGASP_BENCH_PER_MESSAGE ?? 20_000);
+/** Entries of each batched or end-to-end run. */
+const E2E_ENTRIES = Number(process.env.LASTGASP_BENCH_ENTRIES ?? 100_000);
+/** The brownout tail of issue 5. */
+const DRAIN_ENTRIES = 50_000;
+/** The one-per-message baseline's window: the Receive Maximum single.conf announces (max_inflight_messages). */
+const PER_MESSAGE_WINDOW = 100;
+/** lastgasp's default publish window (agent/config/schema.ts, replication.windowMax); the batched runs use it too. */
+const BATCH_WINDOW = 8;
+/**
+ * Entries per pre-built batch. 1886 is what the publisher puts in a batch by default: 512 KiB
+ * (replication.batchBytesMax) less the header and the per-entry overhead of 2048 entries, over 256 bytes.
+ */
+const BATCH_SIZES = [128, 512, 1886];
+/** Concurrent application writers in the end-to-end runs: enough to keep the group commit full. */
+const WRITERS = 256;
+const WORKER_TIMEOUT_MS = 300_000;
+const RSS_SAMPLE_MS = 20;
+const MB = 1024 * 1024;
+
+type Durability = 'broker' | 'replica';
+
+interface WorkerConfig {
+  role: 'primary' | 'standby';
+  dir: string;
+  url: string;
+  group: string;
+  durability: Durability;
+  entries: number;
+  mode: 'e2e' | 'drain' | 'log-only';
+}
+
+interface WorkerResult {
+  ms: number;
+  /** CPU time (user + system, all threads) of the measured part. */
+  cpuMs: number;
+  perS: number;
+  rssMBMax: number;
+  rssIdleMB: number;
+  batches: number;
+  batchEntriesMaxSeen: number;
+}
+
+// ---- the gateway side, in a child process -----------------------------------------------------------------
+
+async function worker(config: WorkerConfig): Promise<void> {
+  let rssMax = process.memoryUsage().rss;
+  const sampler = setInterval(() => (rssMax = Math.max(rssMax, process.memoryUsage().rss)), RSS_SAMPLE_MS);
+  const say = (line: object) => process.stdout.write(JSON.stringify(line) + '\n');
+  const node = config.role === 'primary' ? 'gw-a' : 'gw-b';
+  const log = createFlashLog({ dir: join(config.dir, node), logger: silentLogger, clock: systemClock });
+  await log.open();
+  const replication = new Replication({
+    log,
+    group: config.group,
+    node,
+    siblings: [config.role === 'primary' ? 'gw-b' : 'gw-a'],
+    brokers: [config.url],
+    mode: 'cluster',
+    durability: config.durability,
+    topicPrefix: 'lastgasp',
+    protocol: 'auto',
+    batchEntriesMax: 2048,
+    batchBytesMax: 512 * 1024,
+    windowMax: BATCH_WINDOW,
+    keepaliveS: 10,
+    logger: silentLogger,
+    clock: systemClock,
+  });
+  await replication.start();
+  while (!replication.connected) await new Promise((resolve) => setTimeout(resolve, 10));
+  await replication.setRole(config.role);
+  const rssIdle = process.memoryUsage().rss;
+  if (config.role === 'standby') {
+    say({ ready: true });
+    setInterval(() => say({ rssMB: rssMax / MB }), 250);
+    return;
+  }
+  const payload = new Uint8Array(randomBytes(ENTRY_BYTES));
+  const append = async () => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: WRITERS }, async () => {
+        while (next++ < config.entries) await log.append(payload);
+      }),
+    );
+  };
+  say({ ready: true });
+  let started: number;
+  let cpuAtStart = process.cpuUsage();
+  if (config.mode === 'log-only') {
+    replication.publisher.setPaused(true);
+    started = performance.now();
+    await append();
+    const ms = performance.now() - started;
+    say({ result: { ms, cpuMs: cpuMsSince(cpuAtStart), perS: (config.entries / ms) * 1000, rssMBMax: rssMax / MB, rssIdleMB: rssIdle / MB, batches: 0, batchEntriesMaxSeen: 0 } });
+    await replication.stop();
+    await log.close();
+    process.exit(0);
+  }
+  if (config.mode === 'drain') {
+    replication.publisher.setPaused(true);
+    await append();
+    // As the agent's brownout flush does: every write synced at once, control traffic held back.
+    log.setSyncMode('immediate');
+    replication.setControlPaused(true);
+    cpuAtStart = process.cpuUsage();
+    started = performance.now();
+    replication.publisher.setFlushing(true);
+  } else {
+    started = performance.now();
+    await append();
+  }
+  const done = await replication.publisher.waitReplicated(config.entries, WORKER_TIMEOUT_MS);
+  const ms = performance.now() - started;
+  const cpuMs = cpuMsSince(cpuAtStart);
+  clearInterval(sampler);
+  rssMax = Math.max(rssMax, process.memoryUsage().rss);
+  const stats = replication.publisher.stats();
+  if (!done) throw new Error(`only ${log.watermarks().replicated} of ${config.entries} replicated`);
+  const result: WorkerResult = { ms, cpuMs, perS: (config.entries / ms) * 1000, rssMBMax: rssMax / MB, rssIdleMB: rssIdle / MB, batches: stats.batches as number, batchEntriesMaxSeen: stats.batchEntriesMaxSeen as number };
+  say({ result });
+  await replication.stop();
+  await log.close();
+  process.exit(0);
+}
+
+function cpuMsSince(start: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1000;
+}
+
+interface Worker {
+  readonly child: ChildProcess;
+  next(): Promise<Record<string, unknown>>;
+  rssMBMax(): number;
+  stop(): Promise<void>;
+}
+
+function startWorker(config: WorkerConfig): Worker {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'worker', JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: Array<Record<string, unknown>> = [];
+  const waiting: Array<(line: Record<string, unknown>) => void> = [];
+  let rssMB = 0;
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    const line = JSON.parse(text) as Record<string, unknown>;
+    if (typeof line.rssMB === 'number') {
+      rssMB = Math.max(rssMB, line.rssMB);
+      return;
+    }
+    const waiter = waiting.shift();
+    if (waiter) waiter(line);
+    else lines.push(line);
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    child,
+    next: () =>
+      new Promise((resolve, reject) => {
+        const line = lines.shift();
+        if (line) return resolve(line);
+        waiting.push(resolve);
+        void exited.then(() => reject(new Error(`worker ${config.role} exited (${String(child.exitCode)})`)));
+      }),
+    rssMBMax: () => rssMB,
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+// ---- raw MQTT.js -----------------------------------------------------------------------------------------
+
+async function rawClient(url: string, clientId: string): Promise<MqttClient> {
+  const client = mqtt.connect(url, { protocolVersion: 5, clientId, clean: true, reconnectPeriod: 0 });
+  await new Promise((resolve, reject) => {
+    client.once('connect', resolve);
+    client.once('error', reject);
+  });
+  return client;
+}
+
+/** Publish every payload QoS 1 in order with at most `window` unacknowledged; resolves with the elapsed ms. */
+async function publishWindowed(client: MqttClient, topic: string, payloads: readonly Uint8Array[], window: number): Promise<number> {
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(window, payloads.length) }, async () => {
+      while (next < payloads.length) {
+        const payload = payloads[next++]!;
+        await client.publishAsync(topic, Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), { qos: 1 });
+      }
+    }),
+  );
+  return performance.now() - started;
+}
+
+function prebuiltBatches(entries: number, perBatch: number): Uint8Array[] {
+  const codec = new WireCodec();
+  const payload = new Uint8Array(randomBytes(ENTRY_BYTES));
+  const batches: Uint8Array[] = [];
+  for (let first = 1; first <= entries; first += perBatch) {
+    const count = Math.min(perBatch, entries - first + 1);
+    const rows = Array.from({ length: count }, (_, index) => ({ seq: first + index, epoch: 1, timestampMs: Date.now(), payload }));
+    batches.push(codec.encodeBatch({ group: 'raw', node: 'raw', epoch: 1, entries: rows }));
+  }
+  return batches;
+}
+
+// ---- the run ---------------------------------------------------------------------------------------------
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+const fmt = (value: number, digits = 0) => value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+async function main(): Promise<void> {
+  const base = await mkdtemp(join(tmpdir(), 'lastgasp-bench-repl-'));
+  const broker = await startMosquitto(base);
+  const samples: Record<string, number[]> = {};
+  const add = (name: string, value: number) => (samples[name] ??= []).push(value);
+  let rssMBMax = 0;
+  let rssIdleMB = 0;
+  let siblingRssMBMax = 0;
+  const batchedBySize: Record<number, number[]> = {};
+  try {
+    const raw = await rawClient(broker.url, 'bench-raw');
+    const batchesBySize = Object.fromEntries(BATCH_SIZES.map((size) => [size, prebuiltBatches(E2E_ENTRIES, size)]));
+    const single = Array.from({ length: PER_MESSAGE_COUNT }, () => new Uint8Array(randomBytes(ENTRY_BYTES)));
+    for (let round = 1; round <= ROUNDS; round++) {
+      const perMessageMs = await publishWindowed(raw, `bench/raw/${round}/single`, single, PER_MESSAGE_WINDOW);
+      add('rawPerMessagePerS', (PER_MESSAGE_COUNT / perMessageMs) * 1000);
+      for (const size of BATCH_SIZES) {
+        const ms = await publishWindowed(raw, `bench/raw/${round}/batched`, batchesBySize[size]!, BATCH_WINDOW);
+        (batchedBySize[size] ??= []).push((E2E_ENTRIES / ms) * 1000);
+      }
+      for (const durability of ['broker', 'replica'] as const) {
+        const dir = join(base, `r${round}-${durability}`);
+        await mkdir(dir, { recursive: true });
+        const group = `bench${round}${durability}`;
+        const sibling = durability === 'replica' ? startWorker({ role: 'standby', dir, url: broker.url, group, durability, entries: 0, mode: 'e2e' }) : undefined;
+        if (sibling) await sibling.next();
+        const primary = startWorker({ role: 'primary', dir, url: broker.url, group, durability, entries: E2E_ENTRIES, mode: 'e2e' });
+        await primary.next();
+        const { result } = (await primary.next()) as { result: WorkerResult };
+        add(durability === 'broker' ? 'brokerAckPerS' : 'replicaAckPerS', result.perS);
+        rssMBMax = Math.max(rssMBMax, result.rssMBMax);
+        rssIdleMB = Math.max(rssIdleMB, result.rssIdleMB);
+        await primary.stop();
+        if (sibling) {
+          siblingRssMBMax = Math.max(siblingRssMBMax, sibling.rssMBMax());
+          await sibling.stop();
+        }
+      }
+      const logDir = join(base, `r${round}-log`);
+      await mkdir(logDir, { recursive: true });
+      const logOnly = startWorker({ role: 'primary', dir: logDir, url: broker.url, group: `log${round}`, durability: 'broker', entries: E2E_ENTRIES, mode: 'log-only' });
+      await logOnly.next();
+      add('logOnlyPerS', ((await logOnly.next()) as { result: WorkerResult }).result.perS);
+      await logOnly.stop();
+      const drain = await drainRound(broker.url, base, round);
+      add('drainMs', drain.ms);
+      add('rawDrainMs', drain.rawMs);
+      add('drainCpuMs', drain.cpuMs);
+      add('rawDrainCpuMs', drain.rawCpuMs);
+      rssMBMax = Math.max(rssMBMax, drain.rssMBMax);
+      console.error(`round ${round}/${ROUNDS} done`);
+    }
+    raw.end(true);
+  } finally {
+    await broker.stop();
+    await rm(base, { recursive: true, force: true });
+  }
+
+  const m = (name: string) => median(samples[name]!);
+  const batchedMedians = BATCH_SIZES.map((size) => ({ size, perS: median(batchedBySize[size]!) }));
+  const best = batchedMedians.reduce((a, b) => (b.perS > a.perS ? b : a));
+  const rawPerMessagePerS = m('rawPerMessagePerS');
+  const brokerAckPerS = m('brokerAckPerS');
+  const replicaAckPerS = m('replicaAckPerS');
+  const drainMs = m('drainMs');
+  const logOnlyPerS = m('logOnlyPerS');
+  const rawDrainMs = m('rawDrainMs');
+  const rows: Array<[string, string, string]> = [
+    ['raw MQTT.js, 1 entry/message, window 100', `${fmt(rawPerMessagePerS)} entries/s`, 'baseline'],
+    ...batchedMedians.map(({ size, perS }): [string, string, string] => [`raw MQTT.js, batches of ${size}, window ${BATCH_WINDOW}`, `${fmt(perS)} entries/s`, size === best.size ? 'best: the practical limit' : '']),
+    ['lastgasp append -> broker quorum', `${fmt(brokerAckPerS)} entries/s`, `${fmt(brokerAckPerS / best.perS, 2)} x raw batched (>= 0.8), ${fmt(brokerAckPerS / rawPerMessagePerS, 1)} x per-message (>= 10)`],
+    ['lastgasp append -> replica ack', `${fmt(replicaAckPerS)} entries/s`, `${fmt(replicaAckPerS / best.perS, 2)} x raw batched`],
+    [`lastgasp flash log alone, ${WRITERS} writers`, `${fmt(logOnlyPerS)} entries/s`, `the ceiling of the two above (broker: ${fmt(brokerAckPerS / logOnlyPerS, 2)} of it)`],
+    [`brownout drain of ${fmt(DRAIN_ENTRIES)} entries`, `${fmt(drainMs)} ms`, `${fmt(drainMs / rawDrainMs, 2)} x raw (<= 1.25)`],
+    ['raw MQTT.js, the same batches', `${fmt(rawDrainMs)} ms`, 'baseline'],
+    ['CPU time of the drain: lastgasp / raw', `${fmt(m('drainCpuMs'))} / ${fmt(m('rawDrainCpuMs'))} ms`, 'user + system, all threads of the process'],
+    ['gateway RSS max (primary / sibling)', `${fmt(rssMBMax, 1)} / ${fmt(siblingRssMBMax, 1)} MB`, `< 80 MB; ${fmt(rssIdleMB, 1)} MB connected and idle`],
+  ];
+  const width = Math.max(...rows.map((row) => row[0].length));
+  const valueWidth = Math.max(...rows.map((row) => row[1].length));
+  console.log(`replication bench: ${ENTRY_BYTES}-byte entries, one local mosquitto, medians of ${ROUNDS} interleaved rounds`);
+  for (const [name, value, note] of rows) console.log(`${name.padEnd(width)}  ${value.padStart(valueWidth)}  ${note}`);
+  console.log(
+    JSON.stringify({
+      entryBytes: ENTRY_BYTES,
+      rounds: ROUNDS,
+      rawPerMessagePerS: Math.round(rawPerMessagePerS),
+      rawBatchedPerS: Math.round(best.perS),
+      rawBatchedBestEntries: best.size,
+      rawBatchedPerSBySize: Object.fromEntries(batchedMedians.map(({ size, perS }) => [size, Math.round(perS)])),
+      brokerAckPerS: Math.round(brokerAckPerS),
+      replicaAckPerS: Math.round(replicaAckPerS),
+      logOnlyPerS: Math.round(logOnlyPerS),
+      brokerVsLogOnly: Number((brokerAckPerS / logOnlyPerS).toFixed(3)),
+      brokerVsRawBatched: Number((brokerAckPerS / best.perS).toFixed(3)),
+      brokerVsRawPerMessage: Number((brokerAckPerS / rawPerMessagePerS).toFixed(2)),
+      drainMs: Math.round(drainMs),
+      rawDrainMs: Math.round(rawDrainMs),
+      drainVsRaw: Number((drainMs / rawDrainMs).toFixed(3)),
+      drainCpuMs: Math.round(m('drainCpuMs')),
+      rawDrainCpuMs: Math.round(m('rawDrainCpuMs')),
+      rssMBMax: Number(rssMBMax.toFixed(1)),
+      rssIdleMB: Number(rssIdleMB.toFixed(1)),
+      siblingRssMBMax: Number(siblingRssMBMax.toFixed(1)),
+      samples: Object.fromEntries(Object.entries(samples).map(([name, values]) => [name, values.map((value) => Math.round(value))])),
+    }),
+  );
+}
+
+/**
+ * The brownout drain, then raw MQTT.js publishing the same batches. A QoS 0 subscriber captures what
+ * lastgasp sends; it is not subscribed to the raw topic, so the broker forwards nothing during the raw run
+ * and the parent's CPU time is the raw publisher's alone (both favour the baseline).
+ */
+async function drainRound(url: string, base: string, round: number): Promise<{ ms: number; rawMs: number; cpuMs: number; rawCpuMs: number; rssMBMax: number }> {
+  const group = `drain${round}`;
+  const logTopic = `lastgasp/v1/${group}/log/gw-a`;
+  const rawTopic = `bench/raw/${round}/drain`;
+  const captured: Uint8Array[] = [];
+  const capture = await rawClient(url, `bench-capture-${round}`);
+  capture.on('message', (topic, payload) => {
+    if (topic === logTopic) captured.push(new Uint8Array(payload));
+  });
+  await capture.subscribeAsync(logTopic, { qos: 0 });
+  const dir = join(base, `r${round}-drain`);
+  await mkdir(dir, { recursive: true });
+  const primary = startWorker({ role: 'primary', dir, url, group, durability: 'broker', entries: DRAIN_ENTRIES, mode: 'drain' });
+  await primary.next();
+  const { result } = (await primary.next()) as { result: WorkerResult };
+  await primary.stop();
+  const expected = result.batches;
+  while (captured.length < expected) await new Promise((resolve) => setTimeout(resolve, 10));
+  const publisher = await rawClient(url, `bench-drain-${round}`);
+  const cpuAtStart = process.cpuUsage();
+  const rawMs = await publishWindowed(publisher, rawTopic, captured, BATCH_WINDOW);
+  const rawCpuMs = cpuMsSince(cpuAtStart);
+  publisher.end(true);
+  capture.end(true);
+  return { ms: result.ms, rawMs, cpuMs: result.cpuMs, rawCpuMs, rssMBMax: result.rssMBMax };
+}
+
+if (process.argv[2] === 'worker') await worker(JSON.parse(process.argv[3]!) as WorkerConfig);
+else await main();
