@@ -40,6 +40,11 @@ export interface ReceiverOptions {
   node: string;
   /** Brokers the batches arrive through (independent brokers: more than one). */
   sources: number;
+  /**
+   * The MQTT keepalive: a batch waiting for a gap to fill holds its broker's stream, so the wait stays under
+   * half of it (MQTT.js drops a link that shows no sign of life for 1.5 × keepalive).
+   */
+  keepaliveS: number;
   /** Publishes an ack to every broker (retained, QoS 1). */
   sendAck: (ack: AckMessage) => Promise<void>;
   logger: Logger;
@@ -120,7 +125,7 @@ export class Receiver {
     const first = batch.entries[0]!.seq;
     if (this.options.sources > 1 && first > this.options.log.watermarks().committed + 1) {
       this.counters.reorderWaits++;
-      await this.waitCommitted(first - 1, REORDER_WAIT_MS);
+      await this.waitCommitted(first - 1, Math.min(REORDER_WAIT_MS, (this.options.keepaliveS * 1000) / 2));
       if (this.options.log.watermarks().committed >= first - 1) this.counters.reorderFilled++;
     }
     const turn = this.applying.then(() => this.apply(batch));

@@ -119,6 +119,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       group: options.group,
       node: options.node,
       sources: this.links.length,
+      keepaliveS: options.keepaliveS,
       sendAck: (ack) => this.publishAck(ack),
       logger: logger.child('agent:replication:receiver'),
       clock: options.clock,
