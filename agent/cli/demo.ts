@@ -259,7 +259,7 @@ function showAgent(line: JsonLine, say: Timeline): void {
 function showSim(line: JsonLine, say: Timeline): void {
   if (line.event === 'command') say(`bms-sim: host command "${line.kind}"${line.delayMs !== undefined ? ` (${line.delayMs} ms)` : ''}${line.durationMs !== undefined ? ` (${line.durationMs} ms)` : ''}`);
   else if (line.event === 'power-cut') say('bms-sim: POWER CUT');
-  else if (line.event === 'event') say(`bms-sim: sent event ${line.kind}`);
+  else if (line.event === 'power-event') say(`bms-sim: sent power event ${line.kind}`);
 }
 
 function rate(count: number, sinceMs: number): string {

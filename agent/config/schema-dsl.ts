@@ -81,6 +81,21 @@ export function integer(common: Common<number> & { min?: number; max?: number; u
   });
 }
 
+export function number(common: Common<number> & { min?: number; max?: number; unit?: string }): Node<number> {
+  const typeText = `number ${common.min ?? ''}..${common.max ?? ''}${common.unit ? ' ' + common.unit : ''}`;
+  return base(common, typeText, (value, path, issues) => {
+    if (typeof value !== 'number' || !Number.isFinite(value)) {
+      issues.push({ path, message: `${show(value)} is not a number (expected ${typeText})` });
+      return undefined;
+    }
+    if (value < (common.min ?? -Infinity) || value > (common.max ?? Infinity)) {
+      issues.push({ path, message: `${value} is out of range (expected ${typeText})` });
+      return undefined;
+    }
+    return value;
+  });
+}
+
 const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3, kb: 1000, mb: 1000 ** 2, gb: 1000 ** 3 };
 
 /** A byte count: a number, or a string such as "64MiB", "512 KiB", "1GB". */

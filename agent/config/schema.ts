@@ -2,7 +2,7 @@
  * The agent's configuration: every key, its default and its meaning. `lastgasp config defaults` prints
  * this as documentation; `lastgasp config check FILE` validates against it.
  */
-import { array, boolean, bytes, integer, object, oneOf, string, union, url, type Infer } from './schema-dsl.ts';
+import { array, boolean, bytes, integer, number, object, oneOf, string, union, url, type Infer } from './schema-dsl.ts';
 
 // Names become MQTT topic levels. No ".": NATS maps MQTT topics to subjects and closes the connection on a
 // "." (MQTT.js would then resend the stored PUBLISH after every reconnect, forever).
@@ -35,13 +35,20 @@ const transport = union(
 
 const pollMs = integer({ description: 'How often to poll the device.', min: 100, max: 60_000, unit: 'ms', optional: true });
 const invertCurrent = boolean({ description: 'Flip the sign of the current if the device reports discharge as positive.', optional: true });
+const acDischargeThresholdMa = integer({
+  description: 'A pack cannot see mains: mains counts as lost once the pack discharges more than this.',
+  min: 0,
+  max: 1_000_000,
+  unit: 'mA',
+  optional: true,
+});
 
 const powerSource = union(
   'kind',
   {
     none: object({ kind: oneOf(['none'], { description: 'No power source: the agent never sees a power failure.' }) }, { description: '' }),
-    bridge: object({ kind: oneOf(['bridge'], { description: 'A BMS speaking the lastgasp bridge protocol.' }), transport }, { description: '' }),
-    jbd: object({ kind: oneOf(['jbd'], { description: 'JBD / Xiaoxiang smart BMS.' }), transport, pollMs, invertCurrent }, { description: '' }),
+    bridge: object({ kind: oneOf(['bridge'], { description: 'A BMS speaking the lastgasp bridge protocol.' }), transport, invertCurrent }, { description: '' }),
+    jbd: object({ kind: oneOf(['jbd'], { description: 'JBD / Xiaoxiang smart BMS.' }), transport, pollMs, invertCurrent, acDischargeThresholdMa }, { description: '' }),
     daly: object(
       {
         kind: oneOf(['daly'], { description: 'Daly UART BMS.' }),
@@ -49,10 +56,20 @@ const powerSource = union(
         pollMs,
         invertCurrent,
         address: integer({ description: 'Request address byte (0x40 = board 1).', min: 0, max: 255, optional: true }),
+        acDischargeThresholdMa,
       },
       { description: '' },
     ),
-    q1: object({ kind: oneOf(['q1'], { description: 'Megatec Q1 UPS.' }), transport, pollMs }, { description: '' }),
+    q1: object(
+      {
+        kind: oneOf(['q1'], { description: 'Megatec Q1 UPS.' }),
+        transport,
+        pollMs,
+        batteryVoltsLow: number({ description: 'Battery voltage at 0 % (Q1 reports volts only; both bounds are needed for a charge estimate).', min: 0, max: 1000, unit: 'V', optional: true }),
+        batteryVoltsHigh: number({ description: 'Battery voltage at 100 %.', min: 0, max: 1000, unit: 'V', optional: true }),
+      },
+      { description: '' },
+    ),
     nut: object(
       {
         kind: oneOf(['nut'], { description: 'A NUT server (upsd).' }),

@@ -81,6 +81,13 @@ test('names that NATS would refuse in a topic are refused here first', () => {
   assert.ok(validateConfig({ ...minimal, replication: { ...minimal.replication, topicPrefix: 'acme/plant-7' } }).ok);
 });
 
+test('driver options: a Q1 UPS with its voltage bounds, a Daly pack with a mains threshold', () => {
+  const q1 = validateConfig({ ...minimal, power: { source: { kind: 'q1', transport: { type: 'serial', path: '/dev/ttyUSB1' }, batteryVoltsLow: 21.6, batteryVoltsHigh: 27.3 } } });
+  assert.ok(q1.ok);
+  assert.deepEqual(q1.config.power.source, { kind: 'q1', transport: { type: 'serial', path: '/dev/ttyUSB1' }, batteryVoltsLow: 21.6, batteryVoltsHigh: 27.3 });
+  assert.match(messages({ ...minimal, power: { source: { kind: 'daly', transport: { type: 'tcp', host: 'h', port: 4001 }, acDischargeThresholdMa: 'lots' } } })[0]!, /^power\.source\.acDischargeThresholdMa: "lots" is not an integer/);
+});
+
 test('a power source of an unknown kind lists the kinds there are', () => {
   const [message] = messages({ ...minimal, power: { source: { kind: 'ups' } } });
   assert.equal(message, 'power.source.kind: "ups" is not allowed (expected one of: none, bridge, jbd, daly, q1, nut, sysfs)');
