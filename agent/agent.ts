@@ -30,7 +30,12 @@ const STATE_NAMES: Record<PowerStateName, NodeStateName> = {
 export interface AgentDeps {
   logger: Logger;
   clock?: Clock;
+  /** Ends the process (`lastgasp run` exits with this code so that systemd restarts it). */
+  exit?: (code: number) => void;
 }
+
+/** Exit code after a handoff whose power cut never came: "restart me" (EX_TEMPFAIL, sysexits.h). */
+export const EXIT_RESTART_AS_STANDBY = 75;
 
 export class Agent implements AppBackend, SupervisorHost, RoleHost {
   readonly log: FlashLog;
@@ -263,6 +268,13 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.replicationValue?.publishStateNow(this.stateMessage('handed-off')).catch(() => undefined);
     await this.replicationValue?.abort();
     this.deps.logger.info('waiting for the power to go', { event: 'power-off' });
+    // The handoff is latched: this node must not serve again in this life. If the power never goes (mains
+    // came back, or the source cannot cut), a restart makes it rejoin as a standby through the usual path.
+    const afterMs = this.config.power.restartAfterPowerOffMs;
+    this.clock.setTimeout(() => {
+      this.deps.logger.warn(`still running ${afterMs} ms after handing off: the power was not cut; exiting so that the service manager restarts this node as a standby`, { event: 'power-off-timeout' });
+      this.deps.exit?.(EXIT_RESTART_AS_STANDBY);
+    }, afterMs);
   }
 
   publishPower(status: PowerStatus, state: PowerStateName): void {

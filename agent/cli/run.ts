@@ -13,7 +13,8 @@ Run the agent with the configuration in FILE (YAML or JSON; "lastgasp config def
 The agent opens its log under dataDir, connects to the brokers, decides its role from the group's leader
 record, supervises the power source, and serves the local API at api.listen.
 
-Signals: SIGTERM or SIGINT stop it cleanly. Exit codes: 0 stopped, 1 failed, 78 bad configuration.`;
+Signals: SIGTERM or SIGINT stop it cleanly. Exit codes: 0 stopped, 1 failed, 78 bad configuration,
+75 handed off but the power was never cut (restart it: it rejoins as a standby).`;
 
 export async function runCommand(argv: readonly string[], io: Io): Promise<number> {
   if (argv.includes('--help')) {
@@ -26,18 +27,27 @@ export async function runCommand(argv: readonly string[], io: Io): Promise<numbe
   const config = await loadConfig(file);
   const level = (options.get('log-level') ?? config.logging.level) as 'debug' | 'info' | 'warn' | 'error';
   const logger = createLogger({ level, json: config.logging.json, node: config.node }, 'agent');
-  const agent = new Agent(config, { logger });
-  const { api } = await agent.start();
-  logger.info(`lastgasp running as ${config.node} in group ${config.group}; api at ${api}`, { event: 'ready', api });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      logger.info(`${signal}: stopping`);
+  let exitCode = 0;
+  let stop: (reason: string) => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => {
+    stop = (reason) => {
+      logger.info(`${reason}: stopping`);
       resolve();
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
   });
+  const agent = new Agent(config, {
+    logger,
+    exit: (code) => {
+      exitCode = code;
+      stop(`exit ${code}`);
+    },
+  });
+  const { api } = await agent.start();
+  logger.info(`lastgasp running as ${config.node} in group ${config.group}; api at ${api}`, { event: 'ready', api });
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  await stopped;
   await agent.stop();
   logger.info('stopped');
-  return 0;
+  return exitCode;
 }

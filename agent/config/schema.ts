@@ -190,6 +190,12 @@ export const configSchema = object(
         flushBudgetMs: integer({ description: 'Longest the brownout flush may take before the handoff goes out anyway (marked incomplete).', default: 10_000, min: 100, unit: 'ms' }),
         handoffAckTimeoutMs: integer({ description: 'How long to wait for the sibling to acknowledge the handoff.', default: 3000, min: 0, unit: 'ms' }),
         cutDelayMs: integer({ description: 'Delay the BMS is given before it cuts power.', default: 500, min: 0, unit: 'ms' }),
+        restartAfterPowerOffMs: integer({
+          description: 'Still running this long after handing off (the power never went): exit so that the service manager restarts this node, which then rejoins as a standby.',
+          default: 60_000,
+          min: 1000,
+          unit: 'ms',
+        }),
       },
       { description: 'Power supervision.' },
     ),

@@ -8,13 +8,13 @@ import assert from 'node:assert/strict';
 import { startMosquitto } from '../support/mosquitto.ts';
 import { createPtyPair } from '../support/pty.ts';
 import { startBmsSim } from '../support/bms-sim.ts';
-import { startPair } from '../support/agents.ts';
+import { startAgent, startPair } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 
 after(killAll);
 
-async function setUp(name: string) {
+async function setUp(name: string, power: Record<string, unknown> = {}) {
   const dir = await tempDir(name);
   const broker = await startMosquitto(dir.path);
   const pty = await createPtyPair(dir.path);
@@ -27,6 +27,7 @@ async function setUp(name: string) {
         flushBudgetMs: 60_000,
         handoffAckTimeoutMs: 5000,
         cutDelayMs: 200,
+        ...power,
       },
     },
   });
@@ -123,6 +124,30 @@ test('mains back during the flush: no handoff, the primary accepts writes again'
     assert.equal((await b.client.status()).role, 'standby');
   } finally {
     b.process.child.kill('SIGCONT');
+    await tearDown();
+  }
+});
+
+test('a handoff whose power cut never comes: the old primary exits 75, and restarted it rejoins as a standby', async () => {
+  const { a, b, sim, tearDown } = await setUp('no-cut', { restartAfterPowerOffMs: 1500 });
+  let restarted: Awaited<ReturnType<typeof startAgent>> | undefined;
+  try {
+    for (let index = 0; index < 100; index++) await a.client.put(`k${index % 10}`, `v${index}`);
+    sim.send('ac off');
+    sim.send('brownout');
+    await b.waitForEvent('takeover');
+    // The simulated BMS does cut, but nothing kills gw-a here: as if mains had come back first.
+    const code = await a.process.exited;
+    assert.equal(code, 75);
+    assert.ok(a.events().some((line) => line.event === 'power-off-timeout'));
+    for (let index = 0; index < 20; index++) await b.client.put(`new${index}`, 'after the handoff');
+    restarted = await startAgent('gw-a', a.configFile, a.api);
+    await restarted.waitForEvent('role', (line) => line.role === 'standby');
+    await waitFor('gw-a to catch up as a standby', async () => ((await restarted!.client.status()).watermarks.committed >= 120 ? true : undefined), 20_000);
+    assert.equal((await restarted.client.list()).digest, (await b.client.list()).digest);
+    assert.equal(restarted.events().filter((line) => line.event === 'quarantine').length, 0, 'a complete handoff leaves nothing to set aside');
+  } finally {
+    await restarted?.stop();
     await tearDown();
   }
 });

@@ -37,7 +37,9 @@ export function startProcess(name: string, command: string, args: readonly strin
   child.stdout?.on('data', onData);
   child.stderr?.on('data', onData);
   const exited = new Promise<number | null>((resolve) => {
-    child.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null)));
+    // 'close', not 'exit': only after it are the child's last stdout/stderr lines read, so a test that
+    // looks at what a process printed before it exited sees all of it.
+    child.once('close', (code, signal) => resolve(code ?? (signal ? -1 : null)));
     child.once('error', (error) => {
       output += `\n[spawn error] ${error.message}\n`;
       resolve(null);
