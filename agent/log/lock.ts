@@ -200,6 +200,15 @@ function contendedError(dir: string): LastgaspError {
   );
 }
 
+/** Who holds the directory's lock, for `lastgasp log inspect` (read-only: nothing is claimed or cleaned). */
+export async function readDirLock(storage: Storage, dir: string, probe: ProcessProbe = systemProcessProbe): Promise<(LockHolder & { alive: boolean }) | undefined> {
+  const numbers = lockNumbers(await storage.list(dir));
+  if (numbers.length === 0) return undefined;
+  const holder = await readHolder(storage, `${dir}/lock.${numbers[numbers.length - 1]}`);
+  if (holder === 'gone' || holder === 'unreadable') return undefined;
+  return { ...holder, alive: isAlive(storage, holder, probe) };
+}
+
 /** Take the directory's lock or fail with LOG_LOCKED naming the holder. */
 export async function acquireDirLock(storage: Storage, dir: string, probe: ProcessProbe = systemProcessProbe): Promise<DirLock> {
   for (let attempt = 0; attempt < LOCK_ATTEMPTS_MAX; attempt++) {

@@ -27,6 +27,8 @@ import {
 import { ChunkReader, findNextValid, scanRecords } from './scan.ts';
 import { createNodeStorage, type Storage, type StorageFile } from './storage.ts';
 import type { LogEntry } from './types.ts';
+import { DEMOTION_INTENT_FILE } from './demotion.ts';
+import { readDirLock } from './lock.ts';
 
 export interface SegmentReport {
   readonly file: string;
@@ -53,6 +55,10 @@ export interface InspectReport {
   readonly segments: SegmentReport[];
   readonly quarantine: Array<{ file: string; bytes: number }>;
   readonly space: { segmentBytes: number; spareBytes: number; quarantineBytes: number; totalBytes: number; usedBytes: number };
+  /** The process that holds (or last held) the directory, and whether it still runs. */
+  readonly lock: { pid: number; host: string; sinceMs: number; released: boolean; alive: boolean } | null;
+  /** A demotion was interrupted; the next open finishes it. */
+  readonly demotionPending: boolean;
 }
 
 export interface VerifyReport {
@@ -200,6 +206,8 @@ export async function inspectLog(dir: string, storage: Storage = createNodeStora
     }
   }
   const live = segments.filter((s) => s.state === 'active' || s.state === 'sealed');
+  const holder = await readDirLock(storage, dir);
+  const demotionPending = (await storage.list(dir)).includes(DEMOTION_INTENT_FILE);
   const sum = (list: Array<{ fileBytes?: number; bytes?: number }>) => list.reduce((total, s) => total + (s.fileBytes ?? s.bytes ?? 0), 0);
   const segmentBytes = sum(live);
   const spareBytes = sum(segments.filter((s) => s.state === 'spare'));
@@ -225,6 +233,8 @@ export async function inspectLog(dir: string, storage: Storage = createNodeStora
       totalBytes: segmentBytes + spareBytes + quarantineBytes + sum(segments.filter((s) => s.state === 'damaged')),
       usedBytes: live.reduce((total, s) => total + s.bytesUsed, 0),
     },
+    lock: holder ? { pid: holder.pid, host: holder.host, sinceMs: holder.sinceMs, released: holder.released === true, alive: holder.alive } : null,
+    demotionPending,
   };
 }
 
@@ -384,6 +394,8 @@ function formatInspect(report: InspectReport): string[] {
     `  seq ${report.firstSeq}..${report.committed}  epoch ${report.epoch}  ${report.cleanClose ? 'closed cleanly' : 'not closed cleanly (open, or crashed)'}`,
     `  watermarks: replicated ${report.watermarks.replicated}, replica-acked ${report.watermarks.replicaAcked}, retention floor ${report.watermarks.retentionFloor ?? 'none'}`,
     `  space: ${report.space.usedBytes} bytes used in ${report.space.segmentBytes} allocated; spares ${report.space.spareBytes}; quarantine ${report.space.quarantineBytes}; total ${report.space.totalBytes}`,
+    `  lock: ${formatLock(report.lock)}`,
+    ...(report.demotionPending ? ['  demotion: interrupted; the next open finishes it'] : []),
     '  segments:',
   ];
   for (const s of report.segments) {
@@ -395,6 +407,13 @@ function formatInspect(report: InspectReport): string[] {
     for (const q of report.quarantine) lines.push(`    ${q.file.split('/').pop()}  ${q.bytes} bytes`);
   }
   return lines;
+}
+
+function formatLock(lock: InspectReport['lock']): string {
+  if (!lock) return 'none';
+  const since = new Date(lock.sinceMs).toISOString();
+  if (lock.released) return `free (last held by pid ${lock.pid} on ${lock.host} from ${since})`;
+  return lock.alive ? `held by pid ${lock.pid} on ${lock.host} since ${since}` : `stale (pid ${lock.pid} on ${lock.host} is gone; the next open takes it over)`;
 }
 
 function formatVerify(report: VerifyReport): string[] {

@@ -2,7 +2,10 @@
  * `npm run bench:log`: the flash log against the raw bound and SQLite, side by side in one run.
  *
  *   - lastgasp appends/s and p50/p99 acknowledgement latency with 1, 16 and 256 concurrent writers of 256 B;
- *   - the raw bound: writeSync + fdatasyncSync of pre-built batches of the same sizes into a preallocated file;
+ *   - the raw bound: writeSync + fdatasyncSync of pre-built batches of the same sizes into a preallocated file,
+ *     measured in short slices that alternate with lastgasp's (ROUNDS of each), so that both see the same
+ *     load on a shared machine; the spread of the per-round ratios is printed;
+ *   - the linger: 1 and 16 writers with the agent's default lingerMs, next to lingerMs 0;
  *   - raw per-entry write + fdatasync (batch of one);
  *   - SQLite (better-sqlite3 12.x, WAL, synchronous=FULL): one transaction per entry, and batches of 256;
  *   - recovery: opening a 1 GiB log left without a clean close (MB/s), peak RSS opening 100 MiB vs 1 GiB;
@@ -23,8 +26,17 @@ import { createFlashLog, verifyLog } from '../../agent/log/index.ts';
 
 const ENTRY_BYTES = 256;
 const WRITER_COUNTS = [1, 16, 256] as const;
+const LINGER_WRITER_COUNTS = [1, 16] as const;
 /** Each measurement runs this long: long enough for thousands of syncs, short enough to keep the run near a minute. */
 const RUN_MS = Number(process.env.LASTGASP_BENCH_RUN_MS ?? 3000);
+/**
+ * Each measurement is split into this many slices, alternating raw and lastgasp (and lastgasp with the
+ * default linger): the load of a shared machine changes within seconds, and short alternating slices expose
+ * every variant to the same load.
+ */
+const ROUNDS = 12;
+/** The agent's default linger (agent/config/schema.ts, log.lingerMs). */
+const AGENT_LINGER_MS = 2;
 const RECOVERY_SMALL_BYTES = 100 * 1024 * 1024;
 const RECOVERY_LARGE_BYTES = 1024 * 1024 * 1024;
 const MIB = 1024 * 1024;
@@ -47,11 +59,20 @@ interface AppendRun {
   p99Ms: number;
   deviceBytesPerPayloadByte: number;
   batches: number;
+  /** Rate of each slice, for the spread. */
+  slicePerS: number[];
 }
 
-async function benchAppends(base: string, writers: number): Promise<AppendRun> {
-  const dir = join(base, `append-${writers}`);
-  const log = createFlashLog({ dir });
+interface RawRun {
+  perS: number;
+  deviceBytesPerPayloadByte: number;
+  slicePerS: number[];
+}
+
+/** A log with `writers` closed-loop writers that can be run in slices. */
+async function openAppender(base: string, name: string, writers: number, lingerMs: number) {
+  const dir = join(base, name);
+  const log = createFlashLog({ dir, lingerMs });
   await log.open();
   // Replication keeps up, as in normal operation: retention recycles segments instead of zero-filling new ones.
   log.onCommit((committed) => log.markReplicated(committed));
@@ -61,39 +82,54 @@ async function benchAppends(base: string, writers: number): Promise<AppendRun> {
   await Promise.all(Array.from({ length: writers }, () => log.append(payload)));
   while (log.status().counters.spares! < 1) await new Promise((resolve) => setTimeout(resolve, 10));
   const latencies = new Float64Array(4_000_000);
-  let count = 0;
-  const bytesBefore = writeBytes();
+  let recorded = 0;
+  let entries = 0;
+  let elapsedMs = 0;
+  let bytes = 0;
+  const slicePerS: number[] = [];
   const batchesBefore = log.status().counters.batches!;
-  const started = performance.now();
-  const deadline = started + RUN_MS;
-  const writer = async () => {
-    while (performance.now() < deadline) {
-      const t0 = performance.now();
-      await log.append(payload);
-      if (count < latencies.length) latencies[count] = performance.now() - t0;
-      count++;
-    }
-  };
-  await Promise.all(Array.from({ length: writers }, writer));
-  const elapsedS = (performance.now() - started) / 1000;
-  const bytes = writeBytes() - bytesBefore;
-  const counters = log.status().counters;
-  const batches = counters.batches! - batchesBefore;
-  process.stderr.write(`  ${writers} writers: rolls ${counters.rolls}, spares zero-filled ${counters.sparesCreated}, segments recycled ${counters.segmentsRecycled}\n`);
-  await log.close();
-  rmSync(dir, { recursive: true, force: true });
-  const sorted = latencies.slice(0, Math.min(count, latencies.length)).sort();
   return {
-    perS: count / elapsedS,
-    p50Ms: percentile(sorted, 0.5),
-    p99Ms: percentile(sorted, 0.99),
-    deviceBytesPerPayloadByte: bytes / (count * ENTRY_BYTES),
-    batches,
+    async slice(ms: number): Promise<void> {
+      let count = 0;
+      const bytesBefore = writeBytes();
+      const started = performance.now();
+      const deadline = started + ms;
+      const writer = async () => {
+        while (performance.now() < deadline) {
+          const t0 = performance.now();
+          await log.append(payload);
+          if (recorded < latencies.length) latencies[recorded++] = performance.now() - t0;
+          count++;
+        }
+      };
+      await Promise.all(Array.from({ length: writers }, writer));
+      const sliceMs = performance.now() - started;
+      bytes += writeBytes() - bytesBefore;
+      entries += count;
+      elapsedMs += sliceMs;
+      slicePerS.push(count / (sliceMs / 1000));
+    },
+    async finish(): Promise<AppendRun> {
+      const counters = log.status().counters;
+      process.stderr.write(`  ${name}: rolls ${counters.rolls}, spares zero-filled ${counters.sparesCreated}, segments recycled ${counters.segmentsRecycled}, lingers ${counters.lingers}\n`);
+      const batches = counters.batches! - batchesBefore;
+      await log.close();
+      rmSync(dir, { recursive: true, force: true });
+      const sorted = latencies.slice(0, recorded).sort();
+      return {
+        perS: entries / (elapsedMs / 1000),
+        p50Ms: percentile(sorted, 0.5),
+        p99Ms: percentile(sorted, 0.99),
+        deviceBytesPerPayloadByte: bytes / (entries * ENTRY_BYTES),
+        batches,
+        slicePerS,
+      };
+    },
   };
 }
 
 /** The raw bound: pre-built batches, one positional write and one fdatasync each, into a preallocated file. */
-function benchRaw(base: string, batchEntries: number): { perS: number; deviceBytesPerPayloadByte: number } {
+function openRaw(base: string, batchEntries: number) {
   const path = join(base, `raw-${batchEntries}`);
   const fileBytes = 64 * MIB;
   const fd = openSync(path, 'w+');
@@ -104,20 +140,49 @@ function benchRaw(base: string, batchEntries: number): { perS: number; deviceByt
   const batch = new Uint8Array(batchEntries * ENTRY_BYTES).fill(0x5a);
   let position = 0;
   let entries = 0;
-  const bytesBefore = writeBytes();
-  const started = performance.now();
-  while (performance.now() - started < RUN_MS) {
-    if (position + batch.length > fileBytes) position = 0;
-    writeSync(fd, batch, 0, batch.length, position);
-    fdatasyncSync(fd);
-    position += batch.length;
-    entries += batchEntries;
+  let elapsedMs = 0;
+  let bytes = 0;
+  const slicePerS: number[] = [];
+  return {
+    slice(ms: number): void {
+      let count = 0;
+      const bytesBefore = writeBytes();
+      const started = performance.now();
+      while (performance.now() - started < ms) {
+        if (position + batch.length > fileBytes) position = 0;
+        writeSync(fd, batch, 0, batch.length, position);
+        fdatasyncSync(fd);
+        position += batch.length;
+        count += batchEntries;
+      }
+      const sliceMs = performance.now() - started;
+      bytes += writeBytes() - bytesBefore;
+      entries += count;
+      elapsedMs += sliceMs;
+      slicePerS.push(count / (sliceMs / 1000));
+    },
+    finish(): RawRun {
+      closeSync(fd);
+      rmSync(path, { force: true });
+      return { perS: entries / (elapsedMs / 1000), deviceBytesPerPayloadByte: bytes / (entries * ENTRY_BYTES), slicePerS };
+    },
+  };
+}
+
+/**
+ * lastgasp and the raw bound for one writer count in alternating slices; with `linger`, also lastgasp with
+ * the agent's default lingerMs, so that linger on and off are compared under the same load.
+ */
+async function benchWriters(base: string, writers: number, linger: boolean): Promise<{ appends: AppendRun; raw: RawRun; lingered?: AppendRun }> {
+  const raw = openRaw(base, writers);
+  const appender = await openAppender(base, `append-${writers}`, writers, 0);
+  const lingering = linger ? await openAppender(base, `linger-${writers}`, writers, AGENT_LINGER_MS) : undefined;
+  for (let round = 0; round < ROUNDS; round++) {
+    raw.slice(RUN_MS / ROUNDS);
+    await appender.slice(RUN_MS / ROUNDS);
+    if (lingering) await lingering.slice(RUN_MS / ROUNDS);
   }
-  const elapsedS = (performance.now() - started) / 1000;
-  const bytes = writeBytes() - bytesBefore;
-  closeSync(fd);
-  rmSync(path, { force: true });
-  return { perS: entries / elapsedS, deviceBytesPerPayloadByte: bytes / (entries * ENTRY_BYTES) };
+  return { appends: await appender.finish(), raw: raw.finish(), ...(lingering ? { lingered: await lingering.finish() } : {}) };
 }
 
 type SqliteDatabase = {
@@ -169,8 +234,17 @@ function benchSqlite(base: string, open: (path: string) => SqliteDatabase, perTr
   return perS;
 }
 
-/** Fill a log to `bytes` with 256 B entries and leave it without a clean close, as a crash would. */
-async function buildLog(dir: string, bytes: number): Promise<void> {
+/**
+ * Fill a log to `bytes` with 256 B entries in a child process that then exits without closing it, as a crash
+ * would leave it (no clean-close checkpoint; the directory lock is left to a dead pid).
+ */
+function buildLogInChild(dir: string, bytes: number): void {
+  const self = fileURLToPath(import.meta.url);
+  const result = spawnSync(process.execPath, ['--import', 'tsx', self, '--build', dir, String(bytes)], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`build child failed: ${result.stderr}`);
+}
+
+async function childBuild(dir: string, bytes: number): Promise<void> {
   const log = createFlashLog({ dir });
   await log.open();
   const payload = new Uint8Array(ENTRY_BYTES).fill(0x33);
@@ -183,9 +257,10 @@ async function buildLog(dir: string, bytes: number): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: 512 }, writer));
-  // No close(): the log ends without a clean-close checkpoint, like after a power cut. Give a spare being
-  // preallocated in the background time to finish, so that the measured open sees a quiet directory.
-  await new Promise((resolve) => setTimeout(resolve, 1000));
+  // No close(): the log ends without a clean-close checkpoint, like after a power cut. Let a spare being
+  // preallocated in the background finish, so that the measured open sees a quiet directory.
+  await log.whenSettled();
+  process.exit(0);
 }
 
 /** Open a log in a fresh process and report the open time and that process's peak RSS. */
@@ -214,10 +289,13 @@ async function main(): Promise<void> {
   const base = mkdtempSync(join(process.env.LASTGASP_BENCH_DIR ?? tmpdir(), 'lastgasp-bench-log-'));
   try {
     const appends: Record<string, AppendRun> = {};
-    const raw: Record<string, { perS: number; deviceBytesPerPayloadByte: number }> = {};
+    const raw: Record<string, RawRun> = {};
+    const lingered: Record<string, AppendRun> = {};
     for (const writers of WRITER_COUNTS) {
-      raw[writers] = benchRaw(base, writers);
-      appends[writers] = await benchAppends(base, writers);
+      const run = await benchWriters(base, writers, (LINGER_WRITER_COUNTS as readonly number[]).includes(writers));
+      appends[writers] = run.appends;
+      raw[writers] = run.raw;
+      if (run.lingered) lingered[writers] = run.lingered;
     }
     const sqlite = loadSqlite();
     let sqlitePerEntryPerS: number | null = null;
@@ -229,19 +307,25 @@ async function main(): Promise<void> {
 
     const smallDir = join(base, 'recover-100MiB');
     const largeDir = join(base, 'recover-1GiB');
-    await buildLog(smallDir, RECOVERY_SMALL_BYTES);
-    await buildLog(largeDir, RECOVERY_LARGE_BYTES);
+    buildLogInChild(smallDir, RECOVERY_SMALL_BYTES);
+    buildLogInChild(largeDir, RECOVERY_LARGE_BYTES);
     const small = openInChild(smallDir);
     const large = openInChild(largeDir);
     const scan = await verifyLog(largeDir);
     const recoveryMBps = RECOVERY_LARGE_BYTES / MIB / (large.openMs / 1000);
     const fullScanMBps = scan.bytesChecked / MIB / (scan.durationMs / 1000);
 
-    const rows: string[][] = [['measurement', 'writers/batch', 'entries/s', 'p50 ms', 'p99 ms', 'device B per payload B']];
+    const spread = (values: number[]) => `${fmt(Math.min(...values))}-${fmt(Math.max(...values))}`;
+    const rows: string[][] = [['measurement', 'writers/batch', 'entries/s', 'slices min-max', 'p50 ms', 'p99 ms', 'device B per payload B']];
     for (const writers of WRITER_COUNTS) {
       const a = appends[writers]!;
-      rows.push(['lastgasp append (group commit)', String(writers), fmt(a.perS), fmt(a.p50Ms, 3), fmt(a.p99Ms, 3), fmt(a.deviceBytesPerPayloadByte, 3)]);
-      rows.push(['raw write+fdatasync, pre-built batch', String(writers), fmt(raw[writers]!.perS), '', '', fmt(raw[writers]!.deviceBytesPerPayloadByte, 3)]);
+      const r = raw[writers]!;
+      rows.push(['lastgasp append (group commit, lingerMs 0)', String(writers), fmt(a.perS), spread(a.slicePerS), fmt(a.p50Ms, 3), fmt(a.p99Ms, 3), fmt(a.deviceBytesPerPayloadByte, 3)]);
+      rows.push(['raw write+fdatasync, pre-built batch', String(writers), fmt(r.perS), spread(r.slicePerS), '', '', fmt(r.deviceBytesPerPayloadByte, 3)]);
+    }
+    for (const writers of LINGER_WRITER_COUNTS) {
+      const l = lingered[writers]!;
+      rows.push([`lastgasp append, lingerMs ${AGENT_LINGER_MS} (agent default)`, String(writers), fmt(l.perS), spread(l.slicePerS), fmt(l.p50Ms, 3), fmt(l.p99Ms, 3), fmt(l.deviceBytesPerPayloadByte, 3)]);
     }
     rows.push(['raw per-entry write+fdatasync', '1', fmt(raw[1]!.perS), '', '', '']);
     if (sqlite.open) {
@@ -255,7 +339,8 @@ async function main(): Promise<void> {
     console.log(`full scan of every record (verify, CRC + seq): ${fmt(fullScanMBps)} MB/s over ${fmt(scan.bytesChecked / MIB)} MiB`);
     console.log(`peak RSS opening: 100 MiB log ${fmt(small.maxRssMB, 1)} MB, 1 GiB log ${fmt(large.maxRssMB, 1)} MB (growth ${fmt(large.maxRssMB - small.maxRssMB, 1)} MB)`);
     const ratio = appends[256]!.perS / raw[256]!.perS;
-    console.log(`lastgasp vs raw batched bound at 256 writers: ${fmt(ratio, 3)} (target >= 0.8)`);
+    const roundRatios = appends[256]!.slicePerS.map((perS, i) => perS / raw[256]!.slicePerS[i]!);
+    console.log(`lastgasp vs raw batched bound at 256 writers: ${fmt(ratio, 3)} (target >= 0.8); per round ${roundRatios.map((r) => fmt(r, 2)).join(' ')}`);
     const byWriters = <T>(f: (w: number) => T) => Object.fromEntries(WRITER_COUNTS.map((w) => [String(w), f(w)]));
     console.log(
       JSON.stringify({
@@ -268,6 +353,11 @@ async function main(): Promise<void> {
         rawBatchedPerS: byWriters((w) => Math.round(raw[w]!.perS)),
         rawPerEntryPerS: Math.round(raw[1]!.perS),
         ratioVsRawBatched256: Number(ratio.toFixed(3)),
+        ratioVsRawBatched256Rounds: roundRatios.map((r) => Number(r.toFixed(3))),
+        lingerMs: AGENT_LINGER_MS,
+        lingerAppendsPerS: Object.fromEntries(LINGER_WRITER_COUNTS.map((w) => [String(w), Math.round(lingered[w]!.perS)])),
+        lingerLatencyP50Ms: Object.fromEntries(LINGER_WRITER_COUNTS.map((w) => [String(w), Number(lingered[w]!.p50Ms.toFixed(3))])),
+        lingerLatencyP99Ms: Object.fromEntries(LINGER_WRITER_COUNTS.map((w) => [String(w), Number(lingered[w]!.p99Ms.toFixed(3))])),
         sqlitePerEntryPerS: sqlitePerEntryPerS === null ? null : Math.round(sqlitePerEntryPerS),
         sqliteBatchedPerS: sqliteBatchedPerS === null ? null : Math.round(sqliteBatchedPerS),
         sqliteUnavailable: sqlite.why ?? null,
@@ -287,4 +377,5 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[2] === '--open') await childOpen(process.argv[3]!);
+else if (process.argv[2] === '--build') await childBuild(process.argv[3]!, Number(process.argv[4]));
 else await main();

@@ -188,6 +188,7 @@ test('log inspect/verify CLI: help, usage errors, JSON output', async () => {
   const report = JSON.parse(out[0]!);
   assert.equal(report.committed, 1);
   assert.equal(report.segments[0].state, 'active');
+  assert.deepEqual([report.lock.pid, report.lock.alive, report.lock.released, report.demotionPending], [process.pid, true, false, false]);
   await log.close();
   await dir.remove();
 });
