@@ -192,6 +192,18 @@ async function removeDeadClaims(storage: Storage, dir: string, names: readonly s
   }
 }
 
+/** What link(2) returns on file systems without hard links (vfat, exfat): EPERM on Linux, ENOTSUP elsewhere. */
+const LINK_UNSUPPORTED = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+function linkUnsupportedError(dir: string, code: string, cause: unknown): LastgaspError {
+  return new LastgaspError(
+    'LOG_IO',
+    `log directory ${dir}: the file system refuses hard links (${code}), which the directory lock needs; put the log on ext4, f2fs or another Linux file system (not vfat or exfat)`,
+    { dir, errno: code },
+    { cause },
+  );
+}
+
 function contendedError(dir: string): LastgaspError {
   return new LastgaspError(
     'LOG_LOCKED',
@@ -236,6 +248,7 @@ export async function acquireDirLock(storage: Storage, dir: string, probe: Proce
         const code = systemErrorCode(error);
         // EEXIST: another process claimed this number first. ENOENT: our claim file was removed under us.
         if (code === 'EEXIST' || code === 'ENOENT') continue;
+        if (code !== undefined && LINK_UNSUPPORTED.has(code)) throw linkUnsupportedError(dir, code, error);
         throw error;
       } finally {
         await storage.unlink(claim).catch(() => undefined);

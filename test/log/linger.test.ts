@@ -58,11 +58,13 @@ test('a lone sequential writer never waits out the linger', { timeout: 30_000 },
 test('after a batch of several appenders, the next batch lingers until it is as large or the linger ends', { timeout: 30_000 }, async () => {
   await withLog({ lingerMs: 60_000 }, async (log, clock) => {
     await Promise.all([1, 2, 3, 4].map((i) => log.append(Uint8Array.of(i))));
+    const batches = log.status().counters.batches;
     // Fewer appenders than the last batch had: more are likely, so the batch waits.
     let done = false;
     const two = Promise.all([log.append(Uint8Array.of(5)), log.append(Uint8Array.of(6))]).then((r) => ((done = true), r));
     await settle();
     assert.equal(done, false, 'the batch lingers');
+    assert.equal(log.status().counters.batches, batches, 'nothing was written meanwhile');
     assert.equal(log.status().counters.lingers, 1);
     assert.ok(clock.fire() >= 1);
     assert.deepEqual((await two).map((r) => r.seq), [5, 6]);
@@ -95,10 +97,12 @@ test('lingerBytes and immediate mode cut the linger short', { timeout: 30_000 },
 test('switching to immediate writes a lingering batch at once', { timeout: 30_000 }, async () => {
   await withLog({ lingerMs: 60_000 }, async (log) => {
     await Promise.all([1, 2, 3].map(() => log.append(new Uint8Array(10))));
+    const batches = log.status().counters.batches;
     let done = false;
     const one = log.append(new Uint8Array(10)).then((r) => ((done = true), r));
     await settle();
     assert.equal(done, false, 'the batch lingers');
+    assert.equal(log.status().counters.batches, batches, 'nothing was written meanwhile');
     log.setSyncMode('immediate');
     assert.equal((await one).seq, 4);
   });
