@@ -64,8 +64,8 @@ export class SchemaChecker {
       return;
     }
     for (const part of (schema.allOf as Schema[] | undefined) ?? []) this.visit(value, part, path, problems);
-    if ('const' in schema && !sameValue(value, schema.const)) problems.push(`${path}: expected ${JSON.stringify(schema.const)}`);
-    if (Array.isArray(schema.enum) && !schema.enum.some((option) => sameValue(value, option))) problems.push(`${path}: ${describe(value)} is not one of ${JSON.stringify(schema.enum)}`);
+    if ('const' in schema && value !== schema.const) problems.push(`${path}: expected ${JSON.stringify(schema.const)}`);
+    if (Array.isArray(schema.enum) && !schema.enum.some((option) => option === value)) problems.push(`${path}: ${describe(value)} is not one of ${JSON.stringify(schema.enum)}`);
     if (schema.type !== undefined && !hasType(value, schema.type as string, schema.format as string | undefined)) {
       problems.push(`${path}: expected ${String(schema.type)}${schema.format ? ` (${String(schema.format)})` : ''}, got ${describe(value)}`);
       return;
@@ -142,10 +142,6 @@ function hasType(value: unknown, type: string, format: string | undefined): bool
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
-}
-
-function sameValue(a: unknown, b: unknown): boolean {
-  return a === b;
 }
 
 function describe(value: unknown): string {
