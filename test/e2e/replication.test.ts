@@ -5,7 +5,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startMosquitto } from '../support/mosquitto.ts';
-import { startAgent, startPair } from '../support/agents.ts';
+import { settledState, startAgent, startPair } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 
@@ -31,7 +31,7 @@ test('acknowledged writes reach the sibling in order and the states are equal', 
     assert.equal(committed, lastSeq);
     await waitFor('the sibling to hold every entry', async () => ((await b.client.status()).watermarks.committed >= committed ? true : undefined), 20_000);
     await waitFor('the primary to see the replica ack', async () => ((await a.client.status()).watermarks.replicated >= committed ? true : undefined), 20_000);
-    const [listA, listB] = await Promise.all([a.client.list(), b.client.list()]);
+    const [listA, listB] = await Promise.all([a.client.list(), settledState(b, committed)]);
     assert.equal(listB.digest, listA.digest);
     assert.equal(listB.count, 97);
     const page = await b.client.entries(1, 5000);

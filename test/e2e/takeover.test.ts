@@ -5,7 +5,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startMosquitto } from '../support/mosquitto.ts';
-import { startAgent, startPair } from '../support/agents.ts';
+import { settledState, startAgent, startPair } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 
@@ -39,7 +39,7 @@ test('silence takeover, then the old primary returns as a standby, quarantines i
     assert.equal(quarantine.records, 20);
     await a.waitForEvent('role', (line) => line.role === 'standby');
     await waitFor('gw-a to catch up with gw-b', async () => ((await a.client.status()).watermarks.committed >= 130 ? true : undefined), 20_000);
-    const [stateA, stateB] = await Promise.all([a.client.list(), b.client.list()]);
+    const [stateA, stateB] = await Promise.all([settledState(a, 130), b.client.list()]);
     assert.equal(stateA.digest, stateB.digest);
     assert.equal(await a.client.get('stranded0'), undefined, 'the quarantined suffix must not be merged into the state');
     const statusA = await a.client.status();

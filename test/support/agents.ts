@@ -89,3 +89,15 @@ export async function startPair(
   await b.waitForEvent('role', (line) => line.role === 'standby', 30_000);
   return { a, b };
 }
+
+/**
+ * The node's key-value listing once its state has applied every entry up to `seq`. A standby applies what
+ * it stores asynchronously (the state tails the log), so a digest taken the moment `committed` reaches a
+ * seq can still be one entry behind.
+ */
+export function settledState(agent: AgentProcess, seq: number, timeoutMs = 20_000): Promise<{ keys: string[]; count: number; digest: string; appliedSeq: number }> {
+  return waitFor(`${agent.node}: state applied to seq ${seq}`, async () => {
+    const listing = await agent.client.list();
+    return listing.appliedSeq >= seq ? listing : undefined;
+  }, timeoutMs);
+}
