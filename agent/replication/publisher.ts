@@ -100,11 +100,19 @@ export class Publisher {
 
   constructor(private readonly options: PublisherOptions) {}
 
-  start(): void {
+  /**
+   * Start publishing at `fromSeq`, or after the replicated watermark. A node that just took over passes its
+   * own committed + 1: what it holds came to it through the brokers and is in the old primary's log, and a
+   * sibling that is behind asks for the rest (a starting receiver always does), so it need not republish its
+   * whole log at the worst moment.
+   */
+  start(fromSeq?: number): void {
     const log = this.options.log;
     this.stopped = false;
-    this.nextSeq = Math.max(log.watermarks().replicated + 1, log.firstSeq);
-    this.brokerAcked = log.watermarks().replicated;
+    const replicated = log.watermarks().replicated;
+    const from = Math.max(fromSeq ?? replicated + 1, log.firstSeq);
+    this.nextSeq = from;
+    this.brokerAcked = Math.max(replicated, from - 1);
     this.unsubscribe = log.onCommit(() => this.kick());
     this.kick();
   }

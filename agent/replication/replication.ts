@@ -140,13 +140,14 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     }
   }
 
-  async setRole(role: 'primary' | 'standby'): Promise<void> {
+  /** `fromSeq`: where a new primary starts publishing (see Publisher.start). */
+  async setRole(role: 'primary' | 'standby', options: { fromSeq?: number } = {}): Promise<void> {
     if (role === this.role) return;
     this.role = role;
     if (role === 'primary') {
       this.receiver.stop();
       for (const link of this.links) await link.unsubscribe([this.topics.logAll]);
-      this.publisher.start();
+      this.publisher.start(options.fromSeq);
     } else {
       this.publisher.stop();
       for (const link of this.links) await link.subscribe([this.topics.logAll], 1);

@@ -142,10 +142,11 @@ export class RoleManager {
     await this.becomeStandby(leader, leader ? `the group's leader record is from ${leader.node}` : 'no leader yet; configured as standby');
   }
 
-  private async becomePrimary(epoch: number, reason: string): Promise<void> {
+  private async becomePrimary(epoch: number, reason: string, options: { takeover?: boolean } = {}): Promise<void> {
     const { log, replication, node, group, clock } = this.options;
+    const fromSeq = options.takeover ? log.watermarks().committed + 1 : undefined;
     if (log.epoch < epoch) await log.beginEpoch(epoch);
-    await replication.setRole('primary');
+    await replication.setRole('primary', { fromSeq });
     await this.options.host.prepareRole('primary');
     // From here the API accepts writes: this is the moment the takeover time is measured to.
     this.roleValue = 'primary';
@@ -237,7 +238,7 @@ export class RoleManager {
       if (committed < expected) logger.error('taking over without every entry the handoff named', { committed, expected });
       const epoch = Math.max(log.epoch, record.epoch) + 1;
       this.silenceTimer?.cancel();
-      await this.becomePrimary(epoch, cause === 'handoff' ? `handoff from ${record.node}` : `${record.node} went silent`);
+      await this.becomePrimary(epoch, cause === 'handoff' ? `handoff from ${record.node}` : `${record.node} went silent`, { takeover: true });
       const servingAtMs = this.primarySinceMs ?? clock.nowMs();
       this.lastTakeover = {
         fromNode: record.node,
