@@ -12,16 +12,15 @@ export type {
   SyncMode,
   Watermarks,
 } from './types.ts';
+export { createFlashLog, LOG_WRITE_INLINE_BYTES_MAX, type FlashLogEngine } from './flash-log.ts';
 export {
-  createFlashLog,
   LOG_ENTRY_BYTES_MAX_DEFAULT,
   LOG_SEGMENT_BYTES_DEFAULT,
   LOG_SEGMENT_BYTES_MIN,
   type CreateFlashLogOptions,
-  type FlashLogEngine,
   type FlashLogExtras,
   type ResolvedOptions,
-} from './flash-log.ts';
+} from './options.ts';
 export { createNodeStorage, type OpenMode, type Storage, type StorageFile } from './storage.ts';
 export { LOG_FORMAT_VERSION } from './format.ts';
 export { SimStorage, type AppliedOp, type PendingOp, type SimFaults, type SyncHook } from './sim-storage.ts';
