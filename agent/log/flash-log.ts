@@ -99,6 +99,8 @@ class SegmentedFlashLog implements FlashLogEngine {
   private readonly saltSource: () => number;
 
   private lifecycle: Lifecycle = 'new';
+  /** A demotion is under way: appends are refused until it ends. */
+  private demoting = false;
   private lock: DirLock | undefined;
   private segments: Segment[] = [];
   private activeFile: StorageFile | undefined;
@@ -322,6 +324,9 @@ class SegmentedFlashLog implements FlashLogEngine {
       return new LastgaspError('LOG_FAULT', `log ${this.options.dir} stopped after an I/O fault and is recovering: ${this.fault.message}`, {
         cause: this.fault.code,
       });
+    }
+    if (this.demoting) {
+      return new LastgaspError('LOG_SEQ', `log ${this.options.dir} is being cut back by a demotion; append again once it is done`, { dir: this.options.dir });
     }
     return undefined;
   }
@@ -1104,6 +1109,9 @@ class SegmentedFlashLog implements FlashLogEngine {
   async quarantineAfter(seq: number): Promise<{ records: number; file: string | undefined }> {
     const refused = this.refuse();
     if (refused) throw refused;
+    // New appends are refused from here on: the ones already staged are written first, and under a steady
+    // stream of appends the wait for an idle writer would otherwise never end.
+    this.demoting = true;
     this.paused++;
     try {
       while (this.writerRunning || this.staging.records > 0) {
@@ -1121,6 +1129,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       }
       return await this.cutAfter(seq);
     } finally {
+      this.demoting = false;
       this.paused--;
       if (this.hasWork()) this.scheduleFlush();
     }

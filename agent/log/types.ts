@@ -155,7 +155,8 @@ export interface FlashLog {
 
   /**
    * Demotion: set aside every entry after `seq` (they never reached the new primary) into a quarantine
-   * file, report it, and continue the log at `seq + 1`.
+   * file, report it, and continue the log at `seq + 1`. Crash-consistent: after a crash at any point each
+   * entry is in the log or in a quarantine file, never both. Appends are refused (LOG_SEQ) while it runs.
    */
   quarantineAfter(seq: number): Promise<{ records: number; file: string | undefined }>;
 
