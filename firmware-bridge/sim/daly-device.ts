@@ -1,9 +1,8 @@
 /** The simulator answering as a Daly BMS: 0x90-0x98 requests, 13-byte answers from address 0x01. */
-import { Counters } from '../stream/counters.ts';
 import { DalyAccumulator, DalyCommand, dalyChecksum, DALY_BMS_ADDRESS, DALY_DATA_LEN, DALY_FRAME_LEN, DALY_HOST_ADDRESS, DALY_START, type DalyFrame } from '../drivers/daly.ts';
 import type { SimDevice, SimLine } from './device.ts';
 import type { SimLink } from './link.ts';
-import type { SimProtocol } from './protocol.ts';
+import { PolledSimProtocol } from './protocol.ts';
 
 const DALY_CURRENT_OFFSET = 30000;
 const DALY_TEMPERATURE_OFFSET_C = 40;
@@ -20,25 +19,12 @@ export function dalyResponse(command: number, data: Uint8Array): Uint8Array {
   return frame;
 }
 
-export class DalySimProtocol implements SimProtocol {
-  private readonly stats = new Counters();
-  private readonly accumulator: DalyAccumulator;
+export class DalySimProtocol extends PolledSimProtocol {
+  protected readonly accumulator: DalyAccumulator;
 
   constructor(private readonly device: SimDevice, private readonly link: SimLink, private readonly emit: (line: SimLine) => void) {
+    super();
     this.accumulator = new DalyAccumulator(this.stats, (frame) => this.onRequest(frame));
-  }
-
-  start(): void {}
-  stop(): void {}
-  linkUp(): void {}
-  linkDown(): void {
-    this.accumulator.flush();
-  }
-  receive(chunk: Uint8Array): void {
-    this.accumulator.push(chunk);
-  }
-  counters(): Record<string, number> {
-    return this.stats.snapshot();
   }
 
   private onRequest(frame: DalyFrame): void {

@@ -1,9 +1,8 @@
 /** The simulator answering as a JBD smart BMS: registers 0x03 (basic info), 0x04 (cells) and 0x05 (model). */
-import { Counters } from '../stream/counters.ts';
 import { JbdAccumulator, jbdChecksum, JBD_END, JBD_OP_READ, JBD_REG_BASIC, JBD_REG_CELLS, JBD_REG_HARDWARE, JBD_START, JBD_STATUS_OK, type JbdFrame } from '../drivers/jbd.ts';
 import type { SimDevice, SimLine } from './device.ts';
 import type { SimLink } from './link.ts';
-import type { SimProtocol } from './protocol.ts';
+import { PolledSimProtocol } from './protocol.ts';
 
 /** NTC reading for 0 °C in 0.1 K, as the BMS encodes temperatures. */
 const JBD_NTC_ZERO_DECI_K = 2731;
@@ -24,25 +23,12 @@ export function jbdResponse(register: number, data: Uint8Array, status = JBD_STA
   return frame;
 }
 
-export class JbdSimProtocol implements SimProtocol {
-  private readonly stats = new Counters();
-  private readonly accumulator: JbdAccumulator;
+export class JbdSimProtocol extends PolledSimProtocol {
+  protected readonly accumulator: JbdAccumulator;
 
   constructor(private readonly device: SimDevice, private readonly link: SimLink, private readonly emit: (line: SimLine) => void) {
+    super();
     this.accumulator = new JbdAccumulator(this.stats, (frame) => this.onRequest(frame));
-  }
-
-  start(): void {}
-  stop(): void {}
-  linkUp(): void {}
-  linkDown(): void {
-    this.accumulator.flush();
-  }
-  receive(chunk: Uint8Array): void {
-    this.accumulator.push(chunk);
-  }
-  counters(): Record<string, number> {
-    return this.stats.snapshot();
   }
 
   private onRequest(frame: JbdFrame): void {

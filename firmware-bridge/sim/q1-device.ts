@@ -2,12 +2,11 @@
  * The simulator answering as a Megatec UPS: `Q1`, `F`, `I`, shutdown `S<n>` / `S<n>R<m>`, cancel `C`, and
  * the beeper and test commands. Like real units it echoes a command it does not know.
  */
-import { Counters } from '../stream/counters.ts';
 import { DelimitedAccumulator } from '../stream/delimited.ts';
 import { encodeQ1, MEGATEC_LINE_LEN_MAX, parseMegatecShutdown, Q1_TERMINATOR } from '../drivers/megatec.ts';
 import type { SimDevice, SimLine } from './device.ts';
 import type { SimLink } from './link.ts';
-import type { SimProtocol } from './protocol.ts';
+import { PolledSimProtocol } from './protocol.ts';
 
 /** Mains as the simulated UPS sees it: 230 V 50 Hz, 0 V when lost. */
 const MAINS_V = 230;
@@ -20,26 +19,13 @@ const I_REPLY = `#${'lastgasp'.padEnd(15)} ${'BMS-SIM'.padEnd(10)} ${'sim-1'.pad
 const ascii = new TextDecoder('latin1');
 const bytes = (text: string) => Uint8Array.from(text, (char) => char.charCodeAt(0));
 
-export class Q1SimProtocol implements SimProtocol {
-  private readonly stats = new Counters();
-  private readonly accumulator: DelimitedAccumulator;
+export class Q1SimProtocol extends PolledSimProtocol {
+  protected readonly accumulator: DelimitedAccumulator;
   private beeper = true;
 
   constructor(private readonly device: SimDevice, private readonly link: SimLink, private readonly emit: (line: SimLine) => void) {
+    super();
     this.accumulator = new DelimitedAccumulator({ delimiter: Q1_TERMINATOR, frameLenMax: MEGATEC_LINE_LEN_MAX }, this.stats, (line) => this.onCommand(ascii.decode(line).trim()));
-  }
-
-  start(): void {}
-  stop(): void {}
-  linkUp(): void {}
-  linkDown(): void {
-    this.accumulator.flush();
-  }
-  receive(chunk: Uint8Array): void {
-    this.accumulator.push(chunk);
-  }
-  counters(): Record<string, number> {
-    return this.stats.snapshot();
   }
 
   private onCommand(command: string): void {
