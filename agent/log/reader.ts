@@ -89,6 +89,12 @@ export async function readEntries(ctx: ReadContext, fromSeq: number, limits: Rea
       });
       if (full || seq > last) break;
       if (scan.reason !== 'limit' && seq <= Math.min(last, segment.lastSeq)) {
+        // Retention may have released this segment while it was being read, and its recycled file may
+        // already carry new records (salted anew, so they never validate as old ones): the entries wanted
+        // are gone, which is not corruption.
+        if (!ctx.segments().includes(segment) || seq < ctx.firstSeq()) {
+          throw new LastgaspError('LOG_SEQ', `seq ${seq} was removed by retention while being read`, { seq, firstSeq: ctx.firstSeq() });
+        }
         ctx.onCorrupt();
         throw new LastgaspError('LOG_CORRUPT', `segment ${segment.path} is damaged at offset ${scan.end} (seq ${seq} expected, ${scan.reason}); run \`lastgasp log verify\``, {
           segment: segment.id,

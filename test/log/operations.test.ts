@@ -40,6 +40,73 @@ test('retention deletes whole segments only once replicated and below the floor,
   }
 });
 
+test('a read overtaken by retention recycling its segment reports the entries gone (LOG_SEQ), not corruption', async () => {
+  const dir = await tempDir('retention-race');
+  // A storage whose first read of the oldest segment waits at a gate: the interleaving a real disk gives
+  // only by chance, on demand. Everything else is the real node:fs storage.
+  const real = createNodeStorage();
+  let gateHit!: () => void;
+  const hit = new Promise<void>((resolve) => (gateHit = resolve));
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let gated = false;
+  const storage: Storage = {
+    ...real,
+    mkdirp: (path) => real.mkdirp(path),
+    list: (path) => real.list(path),
+    rename: (from, to) => real.rename(from, to),
+    link: (from, to) => real.link(from, to),
+    unlink: (path) => real.unlink(path),
+    syncDir: (path) => real.syncDir(path),
+    async open(path, mode) {
+      const file = await real.open(path, mode);
+      if (mode !== 'read' || gated || !path.endsWith('seg-0000000001.log')) return file;
+      gated = true;
+      return {
+        path: file.path,
+        read: async (buffer, offset, length, position) => {
+          gateHit();
+          await gate;
+          return file.read(buffer, offset, length, position);
+        },
+        write: (...args) => file.write(...args),
+        writeSync: (...args) => file.writeSync(...args),
+        datasync: () => file.datasync(),
+        sync: () => file.sync(),
+        size: () => file.size(),
+        truncate: (bytes) => file.truncate(bytes),
+        close: () => file.close(),
+      };
+    },
+  };
+  const log = createFlashLog({ dir: dir.path, segmentBytes: SEGMENT, storage });
+  await log.open();
+  try {
+    for (let i = 0; i < 200; i++) await log.append(payload(300));
+    const reading = log.read(1, { entriesMax: 1000, bytesMax: 1 << 20 }).then(
+      () => 'read',
+      (error: unknown) => error,
+    );
+    await hit;
+    // While the reader waits inside segment 1: replicate everything, let retention release (and recycle) the
+    // old segments, and write enough to fill the recycled files with new records.
+    log.markReplicated(200);
+    await log.syncWatermarks();
+    await log.append(payload(10));
+    await log.whenSettled();
+    for (let i = 0; i < 200; i++) await log.append(payload(300, 9));
+    release();
+    const outcome = await reading;
+    assert.ok(log.firstSeq > 1, 'retention released the first segment');
+    assert.ok(isLastgaspError(outcome, 'LOG_SEQ'), `expected LOG_SEQ, got ${String(outcome)}`);
+    assert.equal(log.status().counters.readCorruptions, 0, 'nothing was counted as corruption');
+  } finally {
+    release();
+    await log.close();
+    await dir.remove();
+  }
+});
+
 test('a quota full of unreplicated entries rejects appends with LOG_FULL, never evicts, and resumes after replication', async () => {
   const dir = await tempDir('quota');
   const log = createFlashLog({ dir: dir.path, segmentBytes: SEGMENT, quotaBytes: 3 * SEGMENT });
