@@ -36,7 +36,7 @@ import {
   type CreateFlashLogOptions,
   type ResolvedOptions,
 } from './options.ts';
-import { readEntries, type ReadContext } from './reader.ts';
+import { READ_CHUNK_BYTES, readEntries, type ReadContext } from './reader.ts';
 import { recoverLog, type RecoveredState } from './recovery.ts';
 import { ChunkReader, scanRecords } from './scan.ts';
 import { createSpare, newSegment, randomSalt, recycleSegment, segmentPath, type Segment, type Spare } from './segments.ts';
@@ -154,6 +154,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   private spaceWaiters: Array<() => void> = [];
   private readonly counters: Counters = newCounters();
   private readonly readContext: ReadContext;
+  private idleChunkReader: ChunkReader | undefined;
 
   constructor(options: CreateFlashLogOptions) {
     this.options = resolveOptions(options);
@@ -170,6 +171,16 @@ class SegmentedFlashLog implements FlashLogEngine {
       firstSeq: () => this.firstSeq,
       onCorrupt: () => {
         this.counters.readCorruptions++;
+      },
+      // One idle buffer is kept: replication reads batch after batch, and each fresh reader costs the
+      // largest record plus a chunk (hundreds of KiB). A read that overlaps another gets its own.
+      takeChunkReader: () => {
+        const reader = this.idleChunkReader ?? new ChunkReader(this.options.entryBytesMax, READ_CHUNK_BYTES);
+        this.idleChunkReader = undefined;
+        return reader;
+      },
+      releaseChunkReader: (reader) => {
+        this.idleChunkReader = reader;
       },
     };
   }

@@ -11,7 +11,7 @@ import type { Storage, StorageFile } from './storage.ts';
 import type { LogEntry, ReadLimits } from './types.ts';
 
 /** Chunk size for reads: a replication batch is typically well under this. */
-const READ_CHUNK_BYTES = 128 * 1024;
+export const READ_CHUNK_BYTES = 128 * 1024;
 
 export interface ReadContext {
   readonly storage: Storage;
@@ -20,6 +20,9 @@ export interface ReadContext {
   committed(): number;
   firstSeq(): number;
   onCorrupt(): void;
+  /** A chunk reader to use for one read, and to hand back after it: reads in a row reuse one buffer. */
+  takeChunkReader(): ChunkReader;
+  releaseChunkReader(reader: ChunkReader): void;
 }
 
 function findSegment(segments: readonly Segment[], seq: number): number {
@@ -55,8 +58,25 @@ export async function readEntries(ctx: ReadContext, fromSeq: number, limits: Rea
     throw new LastgaspError('LOG_SEQ', `seq ${seq} is no longer in the log (retention removed everything below ${firstSeq})`, { seq, firstSeq });
   }
   const entriesMax = Math.max(1, limits.entriesMax);
-  let bytes = 0;
   let reader: ChunkReader | undefined;
+  try {
+    return await readSegments(ctx, seq, last, entriesMax, limits.bytesMax, out, () => (reader ??= ctx.takeChunkReader()));
+  } finally {
+    if (reader) ctx.releaseChunkReader(reader);
+  }
+}
+
+async function readSegments(
+  ctx: ReadContext,
+  from: number,
+  last: number,
+  entriesMax: number,
+  bytesMax: number,
+  out: LogEntry[],
+  chunkReader: () => ChunkReader,
+): Promise<LogEntry[]> {
+  let seq = from;
+  let bytes = 0;
   const segments = ctx.segments();
   for (let i = findSegment(segments, seq); i >= 0 && i < segments.length && seq <= last; i++) {
     const segment = segments[i]!;
@@ -71,13 +91,13 @@ export async function readEntries(ctx: ReadContext, fromSeq: number, limits: Rea
     }
     try {
       if (!segment.indexed) await buildIndex(file, segment, ctx.payloadBytesMax);
-      reader ??= new ChunkReader(ctx.payloadBytesMax, READ_CHUNK_BYTES);
+      const reader = chunkReader();
       let full = false;
       const limit = segment.bytesUsed;
       const scan = await scanRecords(file, reader, segment.seed, segment.index.lookup(seq, SEGMENT_HEADER_BYTES), limit, ctx.payloadBytesMax, (record, buf, _view, at) => {
         if (record.type !== RECORD_TYPE_ENTRY || record.seq < seq) return true;
         if (record.seq !== seq || seq > last) return false;
-        if (out.length > 0 && (out.length >= entriesMax || bytes + record.payloadBytes > limits.bytesMax)) {
+        if (out.length > 0 && (out.length >= entriesMax || bytes + record.payloadBytes > bytesMax)) {
           full = true;
           return false;
         }
