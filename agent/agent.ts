@@ -111,10 +111,11 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.roles = new RoleManager({
       node: config.node,
       group: config.group,
-      siblings: config.siblings,
       configuredRole: config.role,
       onHandoff: config.takeover.onHandoff,
       silenceMs: config.takeover.silenceMs,
+      brokerWaitMs: config.takeover.brokerWaitMs,
+      leaderFile: join(config.dataDir, 'leader.json'),
       log: this.log,
       replication: this.replicationValue,
       host: this,

@@ -3,15 +3,14 @@
  * applies puts and deletes. The primary and a replica run the same code, so a sibling that takes over
  * serves exactly the state its replica log implies.
  *
- * Retention may delete old segments, so the state is snapshotted now and then (CBOR, written to a temporary
- * file, fsynced, renamed, directory fsynced) and the log is told not to delete anything the latest
- * snapshot does not cover.
+ * Retention may delete old segments, so the state is snapshotted now and then (CBOR, replaced atomically)
+ * and the log is told not to delete anything the latest snapshot does not cover.
  */
 import { createHash } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FlashLog } from '../log/index.ts';
-import { LastgaspError, decodeCbor, encodeCbor, type Logger } from '../util/index.ts';
+import { LastgaspError, decodeCbor, encodeCbor, writeFileAtomic, type Logger } from '../util/index.ts';
 import { OP_DELETE, OP_PUT, decodeOp } from './ops.ts';
 
 const SNAPSHOT_FILE = 'kv-snapshot.cbor';
@@ -205,22 +204,7 @@ export class KvState {
     try {
       const seq = this.appliedSeq;
       const bytes = encodeCbor({ v: SNAPSHOT_VERSION, seq, entries: [...this.map.entries()] });
-      const target = join(this.options.dataDir, SNAPSHOT_FILE);
-      const temporary = `${target}.tmp`;
-      const handle = await open(temporary, 'w');
-      try {
-        await handle.writeFile(bytes);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temporary, target);
-      const directory = await open(this.options.dataDir, 'r');
-      try {
-        await directory.sync();
-      } finally {
-        await directory.close();
-      }
+      await writeFileAtomic(join(this.options.dataDir, SNAPSHOT_FILE), bytes);
       this.snapshotSeq = seq;
       this.appliedSinceSnapshot = 0;
       this.options.log.setRetentionFloor(seq + 1);

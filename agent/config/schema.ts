@@ -203,6 +203,12 @@ export const configSchema = object(
       {
         onHandoff: boolean({ description: 'Take over at once when the primary publishes a handoff record.', default: true }),
         silenceMs: integer({ description: 'Take over when the primary is silent (Will + no heartbeat) this long; 0 = never.', default: 0, min: 0, unit: 'ms' }),
+        brokerWaitMs: integer({
+          description: 'At start, how long to wait for a broker before deciding the role from the last leader record this node saw (or the configured role).',
+          default: 10_000,
+          min: 0,
+          unit: 'ms',
+        }),
       },
       { description: 'Sibling takeover.' },
     ),

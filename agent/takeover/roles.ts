@@ -11,7 +11,8 @@
  */
 import type { FlashLog } from '../log/index.ts';
 import type { LeaderMessage, Replication, StateMessage } from '../replication/index.ts';
-import type { Clock, Logger, TimerHandle } from '../util/index.ts';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
 
 /** How long to wait for the broker's retained leader record after connecting before deciding alone. */
 const RETAINED_GRACE_MS = 1500;
@@ -32,10 +33,13 @@ export interface RoleHost {
 export interface RoleManagerOptions {
   node: string;
   group: string;
-  siblings: readonly string[];
   configuredRole: 'primary' | 'standby';
   onHandoff: boolean;
   silenceMs: number;
+  /** At start, how long to wait for a broker before deciding from the last leader record this node saw. */
+  brokerWaitMs: number;
+  /** Where that last leader record is kept (JSON, replaced atomically when the leader changes). */
+  leaderFile: string;
   log: FlashLog;
   replication: Replication;
   host: RoleHost;
@@ -83,7 +87,11 @@ export class RoleManager {
     const { replication } = this.options;
     replication.on('leader', (message) => void this.onLeader(message).catch((error: unknown) => this.options.logger.error('leader record handling failed', { error })));
     replication.on('state', (message) => this.onState(message));
-    await this.waitForConnection();
+    if (!(await this.waitForConnection())) {
+      this.leader ??= await this.loadLeader();
+      const basis = this.leader ? `the last leader record this node saw (${this.leader.kind} by ${this.leader.node}, epoch ${this.leader.epoch})` : `its configured role (${this.options.configuredRole})`;
+      this.options.logger.warn(`no broker answered within ${this.options.brokerWaitMs} ms; deciding the role from ${basis}. A newer epoch seen later demotes this node.`);
+    }
     await this.decideInitialRole();
   }
 
@@ -107,13 +115,40 @@ export class RoleManager {
     });
   }
 
-  private waitForConnection(): Promise<void> {
-    const { replication, clock } = this.options;
+  /**
+   * Resolves true once connected (after a grace for the retained leader record), false when no broker
+   * answered within brokerWaitMs: a gateway whose uplink is down at boot must still accept writes.
+   */
+  private waitForConnection(): Promise<boolean> {
+    const { replication, clock, brokerWaitMs } = this.options;
     return new Promise((resolve) => {
-      const settle = () => clock.setTimeout(resolve, RETAINED_GRACE_MS);
+      const settle = () => {
+        timer.cancel();
+        clock.setTimeout(() => resolve(true), RETAINED_GRACE_MS);
+      };
+      const timer = clock.setTimeout(() => {
+        replication.off('up', settle);
+        resolve(false);
+      }, brokerWaitMs);
       if (replication.connected) settle();
       else replication.once('up', settle);
     });
+  }
+
+  private async loadLeader(): Promise<LeaderMessage | undefined> {
+    try {
+      const record = JSON.parse(await readFile(this.options.leaderFile, 'utf8')) as LeaderMessage;
+      return record.group === this.options.group ? record : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Remember the leader record across restarts; rare (leader changes only), so a full atomic replace. */
+  private rememberLeader(record: LeaderMessage): void {
+    void writeFileAtomic(this.options.leaderFile, new TextEncoder().encode(JSON.stringify(record) + '\n')).catch((error: unknown) =>
+      this.options.logger.warn('could not save the leader record', { file: this.options.leaderFile, error }),
+    );
   }
 
   private async decideInitialRole(): Promise<void> {
@@ -154,7 +189,10 @@ export class RoleManager {
     this.options.host.roleChanged('primary', { epoch: log.epoch, reason });
     const since = log.watermarks().committed + 1;
     this.leader = { group, kind: 'leader', epoch: log.epoch, node, since, atMs: clock.nowMs() };
-    await replication.publishLeader(this.leader);
+    this.rememberLeader(this.leader);
+    // Retained and QoS 1: delivered when a broker is reachable. Not awaited, so that a node whose uplink is
+    // down still finishes starting (its power supervisor above all).
+    void replication.publishLeader(this.leader).catch((error: unknown) => this.options.logger.warn('leader record not published yet', { error }));
     this.options.logger.info(`primary in epoch ${log.epoch}: ${reason}`, { event: 'role', role: 'primary', epoch: log.epoch });
   }
 
@@ -194,6 +232,7 @@ export class RoleManager {
     const newer = !known || message.epoch > known.epoch || (message.epoch === known.epoch && message.atMs > known.atMs);
     if (!newer) return;
     this.leader = message;
+    this.rememberLeader(message);
     if (this.roleValue === 'starting') return;
     if (message.kind === 'leader' && message.node !== node && message.epoch > log.epoch) {
       for (const waiter of this.successorWaiters.splice(0)) waiter(true);

@@ -1,4 +1,5 @@
 export { LastgaspError, isLastgaspError, systemErrorCode, type ErrorCode } from './errors.ts';
+export { writeFileAtomic } from './atomic-file.ts';
 export { encodeCbor, decodeCbor } from './cbor.ts';
 export { crc32c, crc32cUpdate, CRC32C_CHECK_VALUE } from './crc32c.ts';
 export { systemClock, sleep, type Clock, type TimerHandle } from './clock.ts';

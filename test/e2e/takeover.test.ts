@@ -1,13 +1,16 @@
 // Takeover beyond the brownout handoff, with real processes: the sibling takes over when the primary dies
 // without a word (SIGKILL: the broker publishes its Will, the sibling waits takeover.silenceMs), and the old
 // primary, restarted, sees the newer epoch, demotes itself, sets aside (quarantines) what it had written
-// that never reached the new primary, and catches up with what the new primary wrote since.
+// that never reached the new primary, and catches up with what the new primary wrote since. And a primary
+// that boots while no broker answers decides its role alone and keeps accepting writes.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startMosquitto } from '../support/mosquitto.ts';
-import { settledState, startAgent, startPair } from '../support/agents.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { settledState, startAgent, startPair, writeAgentConfig } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
-import { tempDir, waitFor } from '../support/ports.ts';
+import { freePort, tempDir, waitFor } from '../support/ports.ts';
 
 after(killAll);
 
@@ -50,6 +53,37 @@ test('silence takeover, then the old primary returns as a standby, quarantines i
     await a.stop();
     await b.stop();
     await broker.stop();
+    await dir.remove();
+  }
+});
+
+test('a primary whose broker is down at boot still accepts writes, and replicates once the broker is up', async () => {
+  const dir = await tempDir('no-broker');
+  const port = await freePort();
+  const url = `mqtt://127.0.0.1:${port}`;
+  const base = { group: 'boot', replication: { brokers: [{ url }] }, takeover: { brokerWaitMs: 1000 } };
+  const configA = await writeAgentConfig(dir.path, 'gw-a', { ...base, role: 'primary', siblings: ['gw-b'] });
+  const a = await startAgent('gw-a', configA.file, configA.api);
+  let broker: Awaited<ReturnType<typeof startMosquitto>> | undefined;
+  let b: Awaited<ReturnType<typeof startAgent>> | undefined;
+  try {
+    await a.waitForEvent('role', (line) => line.role === 'primary');
+    for (let index = 0; index < 50; index++) await a.client.put(`k${index}`, 'written offline');
+    assert.equal((await a.client.status()).watermarks.replicated, 0);
+    const remembered = JSON.parse(readFileSync(join(dir.path, 'gw-a', 'leader.json'), 'utf8')) as { node: string; epoch: number; kind: string };
+    assert.deepEqual([remembered.kind, remembered.node, remembered.epoch], ['leader', 'gw-a', 1]);
+
+    broker = await startMosquitto(dir.path, { port });
+    const configB = await writeAgentConfig(dir.path, 'gw-b', { ...base, role: 'standby', siblings: ['gw-a'] });
+    b = await startAgent('gw-b', configB.file, configB.api);
+    await b.waitForEvent('role', (line) => line.role === 'standby');
+    await waitFor('the sibling to catch up once the broker is up', async () => ((await b!.client.status()).watermarks.committed >= 50 ? true : undefined), 30_000);
+    assert.equal((await settledState(b, 50)).digest, (await a.client.list()).digest);
+    await waitFor('gw-a to count its writes replicated', async () => ((await a.client.status()).watermarks.replicated >= 50 ? true : undefined), 30_000);
+  } finally {
+    await a.stop();
+    await b?.stop();
+    await broker?.stop();
     await dir.remove();
   }
 });
