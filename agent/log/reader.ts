@@ -4,9 +4,9 @@
  * forward in bounded chunks. Every record is checked (CRC, seq continuity) on its way out.
  */
 import { LastgaspError } from '../util/index.ts';
-import { RECORD_HEADER_BYTES, RECORD_TYPE_ENTRY, SEGMENT_HEADER_BYTES } from './format.ts';
+import { RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, RECORD_TYPE_ENTRY, SEGMENT_HEADER_BYTES } from './format.ts';
 import { ChunkReader, scanRecords } from './scan.ts';
-import type { Segment } from './segments.ts';
+import { INDEX_SPACING_BYTES, type Segment } from './segments.ts';
 import type { Storage, StorageFile } from './storage.ts';
 import type { LogEntry, ReadLimits } from './types.ts';
 
@@ -48,6 +48,22 @@ async function buildIndex(file: StorageFile, segment: Segment, payloadBytesMax: 
   segment.indexed = true;
 }
 
+/** Where the payloads of one read go: the caller's buffer while it has room, else a fresh buffer each. */
+class PayloadCopier {
+  private used = 0;
+
+  constructor(private readonly into: Uint8Array | undefined) {}
+
+  copy(source: Uint8Array, start: number, length: number): Uint8Array {
+    const into = this.into;
+    if (!into || this.used + length > into.length) return source.slice(start, start + length);
+    const payload = into.subarray(this.used, this.used + length);
+    payload.set(source.subarray(start, start + length));
+    this.used += length;
+    return payload;
+  }
+}
+
 export async function readEntries(ctx: ReadContext, fromSeq: number, limits: ReadLimits): Promise<LogEntry[]> {
   const out: LogEntry[] = [];
   const last = ctx.committed();
@@ -60,7 +76,8 @@ export async function readEntries(ctx: ReadContext, fromSeq: number, limits: Rea
   const entriesMax = Math.max(1, limits.entriesMax);
   let reader: ChunkReader | undefined;
   try {
-    return await readSegments(ctx, seq, last, entriesMax, limits.bytesMax, out, () => (reader ??= ctx.takeChunkReader()));
+    const copier = new PayloadCopier(limits.payloadBuffer);
+    return await readSegments(ctx, seq, last, entriesMax, limits.bytesMax, out, copier, () => (reader ??= ctx.takeChunkReader()));
   } finally {
     if (reader) ctx.releaseChunkReader(reader);
   }
@@ -73,6 +90,7 @@ async function readSegments(
   entriesMax: number,
   bytesMax: number,
   out: LogEntry[],
+  copier: PayloadCopier,
   chunkReader: () => ChunkReader,
 ): Promise<LogEntry[]> {
   let seq = from;
@@ -94,19 +112,31 @@ async function readSegments(
       const reader = chunkReader();
       let full = false;
       const limit = segment.bytesUsed;
-      const scan = await scanRecords(file, reader, segment.seed, segment.index.lookup(seq, SEGMENT_HEADER_BYTES), limit, ctx.payloadBytesMax, (record, buf, _view, at) => {
-        if (record.type !== RECORD_TYPE_ENTRY || record.seq < seq) return true;
-        if (record.seq !== seq || seq > last) return false;
-        if (out.length > 0 && (out.length >= entriesMax || bytes + record.payloadBytes > bytesMax)) {
-          full = true;
-          return false;
-        }
-        const start = at + RECORD_HEADER_BYTES;
-        out.push({ seq: record.seq, epoch: record.epoch, timestampMs: record.timestampMs, payload: buf.slice(start, start + record.payloadBytes) });
-        bytes += record.payloadBytes;
-        seq++;
-        return true;
-      });
+      const entriesLeft = Math.min(entriesMax - out.length, last - seq + 1);
+      const scan = await scanRecords(
+        file,
+        reader,
+        segment.seed,
+        segment.index.lookup(seq, SEGMENT_HEADER_BYTES),
+        limit,
+        ctx.payloadBytesMax,
+        (record, buf, _view, at) => {
+          if (record.type !== RECORD_TYPE_ENTRY || record.seq < seq) return true;
+          if (record.seq !== seq || seq > last) return false;
+          if (out.length > 0 && (out.length >= entriesMax || bytes + record.payloadBytes > bytesMax)) {
+            full = true;
+            return false;
+          }
+          const payload = copier.copy(buf, at + RECORD_HEADER_BYTES, record.payloadBytes);
+          out.push({ seq: record.seq, epoch: record.epoch, timestampMs: record.timestampMs, payload });
+          bytes += record.payloadBytes;
+          seq++;
+          return true;
+        },
+        // The records wanted lie at most an index step past where the scan starts; their span is at most the
+        // byte limit plus a header and alignment padding per entry.
+        INDEX_SPACING_BYTES + Math.min(bytesMax - bytes, ctx.payloadBytesMax * entriesLeft) + entriesLeft * (RECORD_HEADER_BYTES + RECORD_ALIGN_BYTES),
+      );
       if (full || seq > last) break;
       if (scan.reason !== 'limit' && seq <= Math.min(last, segment.lastSeq)) {
         // Retention may have released this segment while it was being read, and its recycled file may

@@ -106,6 +106,13 @@ export interface LogStatus {
 export interface ReadLimits {
   entriesMax: number;
   bytesMax: number;
+  /**
+   * Copy the payloads into this buffer, one after the other, while it has room (then into a fresh buffer
+   * each): the entries are views of it, valid until the caller writes into it again. For a reader that
+   * consumes each read at once and reads again and again (the publisher encodes a batch right away), this
+   * spares an allocation per entry, which was most of the brownout drain's read cost.
+   */
+  payloadBuffer?: Uint8Array;
 }
 
 export interface FlashLog {

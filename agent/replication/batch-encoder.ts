@@ -107,11 +107,21 @@ function textBytes(encoded: Uint8Array): number {
   return headBytes(encoded.length) + encoded.length;
 }
 
+function allocateExact(bytes: number): Uint8Array {
+  return new Uint8Array(bytes);
+}
+
 /**
  * `{v: 1, k: "batch", b: <body>, crc: CRC-32C(body), mac?: sign("batch", body)}` with the body
- * `{group, node, epoch, first, last, entries: [[epoch, timestampMs, payload], ...]}`.
+ * `{group, node, epoch, first, last, entries: [[epoch, timestampMs, payload], ...]}`, written at the start of
+ * `allocate(size)` (a fresh buffer by default); the result is a view of it.
  */
-export function encodeBatchEnvelope(batch: BatchFields, version: number, sign?: (kind: string, body: Uint8Array) => Uint8Array): Uint8Array {
+export function encodeBatchEnvelope(
+  batch: BatchFields,
+  version: number,
+  sign?: (kind: string, body: Uint8Array) => Uint8Array,
+  allocate: (bytes: number) => Uint8Array = allocateExact,
+): Uint8Array {
   const group = textEncoder.encode(batch.group);
   const node = textEncoder.encode(batch.node);
   const count = batch.entries.length;
@@ -130,7 +140,9 @@ export function encodeBatchEnvelope(batch: BatchFields, version: number, sign?: 
   // The envelope around it; the CRC and the MAC follow the body, so their size does not move it.
   const macBytes = sign ? textBytes(KEYS.mac!) + 2 + 32 : 0;
   const envelopeBytes = 1 + textBytes(KEYS.v!) + 1 + textBytes(KEYS.k!) + textBytes(KEYS.batch!) + textBytes(KEYS.b!) + headBytes(bodyBytes) + bodyBytes + textBytes(KEYS.crc!) + 5 + macBytes;
-  const out = new Writer(new Uint8Array(envelopeBytes));
+  const target = allocate(envelopeBytes);
+  assert.ok(target.length >= envelopeBytes, 'batch encoder: the buffer given is shorter than the batch');
+  const out = new Writer(target);
   out.head(MAJOR_MAP, sign ? 5 : 4);
   out.text(KEYS.v!);
   out.uint(version);

@@ -132,10 +132,14 @@ export class WireCodec {
     return this.key !== undefined;
   }
 
-  encodeBatch(message: BatchMessage): Uint8Array {
+  /**
+   * `allocate(size)`: a buffer of at least `size` bytes to write the batch into (the result is a view of its
+   * start), so that a publisher can reuse the buffers of acknowledged batches; a fresh one by default.
+   */
+  encodeBatch(message: BatchMessage, allocate?: (bytes: number) => Uint8Array): Uint8Array {
     const first = message.entries[0]?.seq ?? 0;
     const sign = this.key ? (kind: string, body: Uint8Array) => this.mac(kind, body) : undefined;
-    return encodeBatchEnvelope({ group: message.group, node: message.node, epoch: message.epoch, first, entries: message.entries }, WIRE_VERSION, sign);
+    return encodeBatchEnvelope({ group: message.group, node: message.node, epoch: message.epoch, first, entries: message.entries }, WIRE_VERSION, sign, allocate);
   }
 
   encodeAck(message: AckMessage): Uint8Array {

@@ -148,8 +148,8 @@ async function worker(config: WorkerConfig): Promise<void> {
     // Note each batch's boundaries as it is encoded (a few numbers, not the bytes: they would add to the RSS).
     const codec = replication.codec;
     const encodeBatch = codec.encodeBatch.bind(codec);
-    codec.encodeBatch = (message) => {
-      const bytes = encodeBatch(message);
+    codec.encodeBatch = (message, allocate) => {
+      const bytes = encodeBatch(message, allocate);
       boundaries.push([message.entries[0]!.seq, message.entries.length, bytes.length]);
       return bytes;
     };

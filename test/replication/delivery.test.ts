@@ -46,6 +46,32 @@ test('idle: one entry per batch, at once; backlog: full batches; the sibling get
   }
 });
 
+test('a brownout flush of half-MiB batches, encoded into the buffers of acknowledged ones, reaches the sibling byte for byte', async () => {
+  const dir = await tempDir('delivery-reuse');
+  const broker = await startMosquitto(dir.path);
+  const a = await startNode({ dir: dir.path, name: 'gw-a', role: 'primary', brokers: [broker.url], siblings: ['gw-b'], batchBytesMax: 512 * 1024, windowMax: 4 });
+  const b = await startNode({ dir: dir.path, name: 'gw-b', role: 'standby', brokers: [broker.url], siblings: ['gw-a'] });
+  try {
+    // About 240 bytes an entry: 24,000 entries make a dozen batches of 2048, four times the window.
+    a.replication.publisher.setPaused(true);
+    await a.append(24_000, 'x'.repeat(230), 32);
+    a.replication.publisher.setFlushing(true);
+    await waitReplicated(a, 24_000);
+    const stats = a.publisher();
+    assert.ok((stats.batches as number) >= 12, `${String(stats.batches)} batches`);
+    assert.ok((stats.batchBuffersReused as number) >= (stats.batches as number) - 2 * 4, `${String(stats.batchBuffersReused)} of ${String(stats.batches)} batches reused a buffer`);
+    await waitCommitted(b, 24_000);
+    await assertSameLog(a, b, 24_000);
+    assert.equal(b.receiver().gaps, 0);
+    assert.deepEqual(b.replication.stats().rejected, {});
+  } finally {
+    await a.stop();
+    await b.stop();
+    await broker.stop();
+    await dir.remove();
+  }
+});
+
 test('the publish window stays under the broker\'s Receive Maximum even when the config allows more', async () => {
   const dir = await tempDir('delivery-window');
   const receiveMaximum = 3;
