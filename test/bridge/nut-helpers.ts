@@ -7,8 +7,7 @@ import { chmod, writeFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
-import { connect } from 'node:net';
-import { freePort, waitFor } from '../support/ports.ts';
+import { canConnect, freePort, waitFor } from '../support/ports.ts';
 import { startProcess, type Managed } from '../support/processes.ts';
 
 /**
@@ -75,15 +74,4 @@ export async function startNut(dir: string, upses: NutUps[], users = ''): Promis
       for (const managed of processes.reverse()) await managed.kill('SIGTERM');
     },
   };
-}
-
-function canConnect(port: number): Promise<true | undefined> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(undefined));
-  });
 }

@@ -2,10 +2,9 @@ import { execFile } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
-import { connect } from 'node:net';
 import { promisify } from 'node:util';
 import { BROKER_CONFIG_DIR, renderTemplate } from '../../broker-config/index.ts';
-import { freePort, waitFor } from './ports.ts';
+import { canConnect, freePort, waitFor } from './ports.ts';
 import { startProcess, type Managed } from './processes.ts';
 import type { TestPki } from './certs.ts';
 
@@ -165,15 +164,4 @@ export function authVars(passwordFile: string, aclFile = join(CONFIG_DIR, 'acl.c
 /** The `vars` of tls.conf for a test PKI: its CA, its server certificate, and the ACL of acl.conf. */
 export function tlsVars(pki: TestPki, aclFile = join(CONFIG_DIR, 'acl.conf')): Record<string, string> {
   return { CA_FILE: pki.caFile, SERVER_CERT_FILE: pki.server.certFile, SERVER_KEY_FILE: pki.server.keyFile, ACL_FILE: aclFile };
-}
-
-function canConnect(port: number): Promise<true | undefined> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(undefined));
-  });
 }
