@@ -47,7 +47,6 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private readonly clock: Clock;
   private handingOff = false;
   private poweredOff = false;
-  private heartbeat: TimerHandle | undefined;
   private apiAddress: string | undefined;
   private readonly startedAtMs: number;
 
@@ -111,9 +110,12 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.roles = new RoleManager({
       node: config.node,
       group: config.group,
+      siblings: config.siblings,
       configuredRole: config.role,
       onHandoff: config.takeover.onHandoff,
       silenceMs: config.takeover.silenceMs,
+      leaseMs: leaseMsFor(config),
+      heartbeatMs: config.replication.heartbeatMs,
       brokerWaitMs: config.takeover.brokerWaitMs,
       leaderFile: join(config.dataDir, 'leader.json'),
       log: this.log,
@@ -127,12 +129,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.replicationValue.start();
     await this.roles.start();
     await this.startSupervisor();
-    this.scheduleHeartbeat();
     return { api: this.apiAddress };
   }
 
   async stop(): Promise<void> {
-    this.heartbeat?.cancel();
     this.roles?.stop();
     await this.supervisor?.stop();
     await this.api.stop();
@@ -144,11 +144,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   // ---- AppBackend -------------------------------------------------------------------------------------
 
   async append(op: Op): Promise<AppendResult> {
-    const role = this.roles?.role;
-    if (role !== 'primary') {
-      const leader = this.roles?.leaderRecord;
-      throw new LastgaspError('NOT_PRIMARY', `this node (${this.config.node}) is ${role ?? 'starting'}; write to the primary${leader ? ` (${leader.node})` : ''}`, { leader: leader?.node, epoch: leader?.epoch });
-    }
+    this.refuseWrite(false);
     if (this.handingOff) {
       throw new LastgaspError('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`, { siblings: this.config.siblings });
     }
@@ -156,11 +152,23 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     if (payload.length > this.config.log.entryBytesMax) {
       throw new LastgaspError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes is over log.entryBytesMax (${this.config.log.entryBytesMax})`, { bytes: payload.length });
     }
-    return this.log.append(payload);
+    const result = await this.log.append(payload);
+    // Stored, but acknowledged only if this node still may: a demotion that began meanwhile sets the entry
+    // aside, and a lease that ran out meanwhile means a standby may already lead.
+    this.refuseWrite(true);
+    return result;
   }
 
   serving(): boolean {
-    return this.roles?.role === 'primary' && !this.handingOff && !this.poweredOff;
+    return this.roles !== undefined && this.roles.refusal() === undefined && !this.handingOff && !this.poweredOff;
+  }
+
+  /** Throws the typed refusal when this node may not acknowledge a write (afterAppend: the entry is on flash). */
+  private refuseWrite(afterAppend: boolean): void {
+    const refusal = this.roles ? this.roles.refusal() : { code: 'NOT_PRIMARY' as const, message: `this node (${this.config.node}) is starting` };
+    if (!refusal || (afterAppend && refusal.code === 'HANDING_OFF')) return;
+    const message = afterAppend ? `${refusal.message} (the entry was stored here but is not acknowledged: it may be set aside)` : refusal.message;
+    throw new LastgaspError(refusal.code, message, { leader: refusal.leader, epoch: this.roles?.leaderRecord?.epoch });
   }
 
   setReplicationPaused(paused: boolean): void {
@@ -204,6 +212,11 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.state.rebuild();
   }
 
+  async publishHeartbeat(atMs: number): Promise<void> {
+    if (!this.replicationValue?.connected) return;
+    await this.replicationValue.publishStateNow({ ...this.stateMessage(this.supervisor ? STATE_NAMES[this.supervisor.state] : 'online'), atMs });
+  }
+
   // ---- SupervisorHost ---------------------------------------------------------------------------------
 
   shrinkTail(onBattery: boolean): void {
@@ -234,21 +247,34 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   }
 
   async publishHandoff(outcome: FlushOutcome, reason: string): Promise<void> {
-    if (this.roles?.role !== 'primary') return;
+    const roles = this.roles;
+    if (roles?.role !== 'primary') return;
     const atMs = this.clock.nowMs();
-    await this.replication.publishLeader({
+    const to = this.successor();
+    const record = {
       group: this.config.group,
-      kind: 'handoff',
+      kind: 'handoff' as const,
       epoch: this.log.epoch,
       node: this.config.node,
-      to: this.config.siblings[0],
+      to,
       lastSeq: outcome.lastSeq,
       committed: outcome.committed,
       complete: outcome.complete,
       reason,
       atMs,
-    });
-    this.deps.logger.info('handoff record published', { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to: this.config.siblings[0] });
+    };
+    // On flash before it leaves: restarted, this node finds its own handoff and comes back as a standby.
+    await roles.latchHandoff(record);
+    await this.replication.publishLeader(record);
+    this.deps.logger.info('handoff record published', { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to });
+  }
+
+  /** The best-caught-up sibling (highest acknowledged seq), ties to the order of `siblings` in the config. */
+  private successor(): string | undefined {
+    const positions = (this.replication.publisher.stats().siblings ?? {}) as Record<string, number>;
+    let best: string | undefined;
+    for (const sibling of this.config.siblings) if (best === undefined || (positions[sibling] ?? 0) > (positions[best] ?? 0)) best = sibling;
+    return best;
   }
 
   waitForSuccessor(timeoutMs: number): Promise<boolean> {
@@ -265,7 +291,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   async powerOff(): Promise<void> {
     this.poweredOff = true;
-    this.heartbeat?.cancel();
+    this.roles?.latch('powering off');
     await this.replicationValue?.publishStateNow(this.stateMessage('handed-off')).catch(() => undefined);
     await this.replicationValue?.abort();
     this.deps.logger.info('waiting for the power to go', { event: 'power-off' });
@@ -315,14 +341,6 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.supervisor.start();
   }
 
-  private scheduleHeartbeat(): void {
-    this.heartbeat = this.clock.setTimeout(() => {
-      if (this.poweredOff) return;
-      void this.publishState(this.supervisor ? STATE_NAMES[this.supervisor.state] : 'online');
-      this.scheduleHeartbeat();
-    }, this.config.replication.heartbeatMs);
-  }
-
   private async publishState(state: NodeStateName): Promise<void> {
     if (!this.replicationValue?.connected) return;
     await this.replicationValue.publishState(this.stateMessage(state)).catch(() => undefined);
@@ -361,6 +379,16 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     if (tls.caFile || tls.certFile || tls.keyFile) out.tls = { ca: tls.caFile, cert: tls.certFile, key: tls.keyFile };
     return out;
   }
+}
+
+/**
+ * takeover.leaseMs, or by default the largest lease the silence allows: silenceMs less a tenth for clock-rate
+ * error and two heartbeats for the round trips (LEADERSHIP.md); 0 without silence takeover.
+ */
+function leaseMsFor(config: AgentConfig): number {
+  const { silenceMs, leaseMs } = config.takeover;
+  if (silenceMs === 0) return 0;
+  return leaseMs ?? Math.floor(silenceMs * 0.9 - 2 * config.replication.heartbeatMs);
 }
 
 async function readSecret(path: string, field: string): Promise<Buffer> {

@@ -40,6 +40,8 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   LOG_FULL: 507,
   LOG_NO_SPACE: 507,
   HANDING_OFF: 503,
+  LEASE_LOST: 503,
+  LOG_SEQ: 410,
   LOG_CLOSED: 503,
   LOG_FAULT: 503,
   LOG_READ_ONLY: 503,

@@ -37,8 +37,44 @@ function crossCheck(config: AgentConfig, issues: Issue[]): void {
   if (config.log.segmentBytes > config.log.quotaBytes / 2) {
     issues.push({ path: 'log.segmentBytes', message: `${config.log.segmentBytes} is more than half of log.quotaBytes (${config.log.quotaBytes}): retention frees whole segments, so the quota must hold at least two` });
   }
+  checkLease(config, issues);
   if (replication.passwordFile && replication.passwordEnv) {
     issues.push({ path: 'replication.passwordEnv', message: 'set either passwordFile or passwordEnv, not both' });
+  }
+}
+
+/**
+ * Silence takeover is safe only if a primary's lease surely ends before a standby may act: the standby waits
+ * silenceMs after the last heartbeat it heard, the primary writes until leaseMs after sending the last one
+ * that came back; a tenth of the silence covers clock-rate error (5 % each way), two heartbeats cover the
+ * standby's probe round trip. And a lease must span three heartbeats, so that one lost heartbeat does not
+ * stop writes. agent/takeover/LEADERSHIP.md has the reasoning.
+ */
+function checkLease(config: AgentConfig, issues: Issue[]): void {
+  const { silenceMs, leaseMs } = config.takeover;
+  const heartbeatMs = config.replication.heartbeatMs;
+  if (silenceMs === 0) {
+    if (leaseMs !== undefined) issues.push({ path: 'takeover.leaseMs', message: 'is set but takeover.silenceMs is 0: leases only matter with silence takeover (remove leaseMs, or set silenceMs)' });
+    return;
+  }
+  const { mode, quorum, brokers } = config.replication;
+  if (mode === 'independent' && quorum !== undefined && quorum * 2 <= brokers.length) {
+    issues.push({ path: 'replication.quorum', message: `${quorum} of ${brokers.length} brokers is not a majority: with takeover.silenceMs two nodes could each hold a quorum that the other never hears; use at least ${Math.floor(brokers.length / 2) + 1}` });
+  }
+  const lease = leaseMs ?? Math.floor(silenceMs * 0.9 - 2 * heartbeatMs);
+  if (lease < 3 * heartbeatMs) {
+    const silenceMin = Math.ceil((3 * heartbeatMs + 2 * heartbeatMs) / 0.9);
+    issues.push({
+      path: leaseMs === undefined ? 'takeover.silenceMs' : 'takeover.leaseMs',
+      message: `gives a lease of ${lease} ms, shorter than three heartbeats (replication.heartbeatMs ${heartbeatMs}): raise takeover.silenceMs to at least ${silenceMin}, or lower replication.heartbeatMs`,
+    });
+    return;
+  }
+  if (silenceMs * 0.9 < lease + 2 * heartbeatMs) {
+    issues.push({
+      path: 'takeover.silenceMs',
+      message: `${silenceMs} is too short for takeover.leaseMs ${lease}: a standby could take over while the primary still holds its lease; use at least ${Math.ceil((lease + 2 * heartbeatMs) / 0.9)} (or a shorter lease)`,
+    });
   }
 }
 

@@ -202,7 +202,18 @@ export const configSchema = object(
     takeover: object(
       {
         onHandoff: boolean({ description: 'Take over at once when the primary publishes a handoff record.', default: true }),
-        silenceMs: integer({ description: 'Take over when the primary is silent (Will + no heartbeat) this long; 0 = never.', default: 0, min: 0, unit: 'ms' }),
+        silenceMs: integer({
+          description: 'Take over when every primary has been silent this long (measured while this node hears its own heartbeats); 0 = never: leadership then moves only by handoff, and a primary keeps accepting writes with no uplink. Must be at least (leaseMs + 2 x replication.heartbeatMs) / 0.9.',
+          default: 0,
+          min: 0,
+          unit: 'ms',
+        }),
+        leaseMs: integer({
+          description: 'With silenceMs: a primary acknowledges writes only until this long after sending the newest heartbeat that came back from a quorum of brokers. Default: 0.9 x silenceMs - 2 x replication.heartbeatMs (the largest safe lease). At least 3 x replication.heartbeatMs.',
+          min: 1,
+          optional: true,
+          unit: 'ms',
+        }),
         brokerWaitMs: integer({
           description: 'At start, how long to wait for a broker before deciding the role from the last leader record this node saw (or the configured role).',
           default: 10_000,

@@ -100,6 +100,11 @@ export class Receiver {
     for (const waiter of this.committedWaiters.splice(0)) waiter.resolve();
   }
 
+  /** Resolves once the batch being applied (if any) is stored. */
+  idle(): Promise<void> {
+    return this.applying;
+  }
+
   /** The newest leader epoch this node knows; batches from older senders are fenced off. */
   setLeaderEpoch(epoch: number): void {
     this.leaderEpoch = Math.max(this.leaderEpoch, epoch);

@@ -45,6 +45,10 @@ export interface ReplicationOptions {
 export interface ReplicationEvents {
   leader: [LeaderMessage, { retained: boolean }];
   state: [StateMessage];
+  /** This node's own state record, back through broker `link` (heartbeat echoes: see takeover/heartbeats.ts). */
+  ownState: [StateMessage, number];
+  /** Something on the leader topic that is not a valid record (junk, a forgery, a deletion): the primary restores its own. */
+  leaderNoise: [];
   up: [];
 }
 
@@ -85,7 +89,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
         username: options.username,
         password: options.password,
         tls: options.tls,
-        onMessage: (topic, payload, retained) => this.onMessage(topic, payload, retained),
+        onMessage: (topic, payload, retained) => this.onMessage(topic, payload, retained, index),
         logger: logger.child(`agent:replication:broker${index}`),
       });
     this.links = options.mode === 'cluster' ? [linkFor(options.brokers, 0)] : options.brokers.map((url, index) => linkFor([url], index));
@@ -145,7 +149,9 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     if (role === this.role) return;
     this.role = role;
     if (role === 'primary') {
+      // A batch being applied finishes first: a new primary's position must not move under it.
       this.receiver.stop();
+      await this.receiver.idle();
       for (const link of this.links) await link.unsubscribe([this.topics.logAll]);
       this.publisher.start(options.fromSeq);
     } else {
@@ -153,6 +159,16 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       for (const link of this.links) await link.subscribe([this.topics.logAll], 1);
       await this.receiver.start();
     }
+  }
+
+  /** The newest leader epoch the role manager accepted: batches from senders below it are fenced off. */
+  followEpoch(epoch: number): void {
+    this.receiver.setLeaderEpoch(epoch);
+  }
+
+  /** Brokers whose echo makes a quorum (1 in cluster mode). */
+  get brokerQuorum(): number {
+    return this.quorum;
   }
 
   async stop(): Promise<void> {
@@ -224,12 +240,18 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     await quorumOf(sends, Math.min(this.quorum, sends.length));
   }
 
-  private async onMessage(topic: string, payload: Uint8Array, retained: boolean): Promise<void> {
+  private async onMessage(topic: string, payload: Uint8Array, retained: boolean, link: number): Promise<void> {
     const decoded = this.codec.decode(payload);
     const addressed = this.topics.nodeOf(topic);
-    if (!decoded.ok) return this.reject(decoded.reason, topic);
+    if (!decoded.ok) {
+      if (topic === this.topics.leader) this.emit('leaderNoise');
+      return this.reject(payload.length === 0 ? 'empty' : decoded.reason, topic);
+    }
     const message = decoded.message;
-    if (message.group !== this.options.group) return this.reject('wrong-group', topic);
+    if (message.group !== this.options.group) {
+      if (topic === this.topics.leader) this.emit('leaderNoise');
+      return this.reject('wrong-group', topic);
+    }
     switch (decoded.kind) {
       case 'batch':
         if (addressed?.kind !== 'log' || addressed.node !== decoded.message.node) return this.reject('sender-mismatch', topic);
@@ -241,13 +263,15 @@ export class Replication extends EventEmitter<ReplicationEvents> {
         return;
       case 'state':
         if (addressed?.kind !== 'state' || addressed.node !== decoded.message.node) return this.reject('sender-mismatch', topic);
-        if (decoded.message.node === this.options.node) return;
+        if (decoded.message.node === this.options.node) {
+          if (!retained) this.emit('ownState', decoded.message, link);
+          return;
+        }
         if (this.role === 'standby' && decoded.message.role === 'primary') this.receiver.notePrimary(decoded.message.committed, decoded.message.epoch);
         this.emit('state', decoded.message);
         return;
       case 'leader':
         if (topic !== this.topics.leader) return this.reject('sender-mismatch', topic);
-        this.receiver.setLeaderEpoch(decoded.message.kind === 'leader' ? decoded.message.epoch : 0);
         this.emit('leader', decoded.message, { retained });
         return;
     }

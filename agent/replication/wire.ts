@@ -76,6 +76,11 @@ export interface LeaderMessage {
   readonly to?: string;
   /** leader: first seq written in this epoch. */
   readonly since?: number;
+  /**
+   * leader, when the record claims a new epoch: the epoch the claimer knew as the newest. Receivers take a
+   * claim only if they know nothing newer (the first of two racing claims wins, in the brokers' order).
+   */
+  readonly prev?: number;
   /** handoff: highest seq the successor acknowledged (the last entry it can rely on). */
   readonly lastSeq?: number;
   /** handoff: highest seq the primary had committed. complete === (lastSeq === committed). */
@@ -257,6 +262,7 @@ function isLeaderBody(body: Record<string, unknown>): boolean {
     isSeq(body.atMs) &&
     optional(body.to, isName) &&
     optional(body.since, isSeq) &&
+    optional(body.prev, isSeq) &&
     optional(body.lastSeq, isSeq) &&
     optional(body.committed, isSeq) &&
     optional(body.complete, (value) => typeof value === 'boolean') &&

@@ -1,23 +1,29 @@
 /**
- * Who leads the group, decided by epochs in the retained leader record:
+ * Who may accept writes. The rules, and why each holds, are in LEADERSHIP.md beside this file; in short:
  *
- * - At start a node waits briefly for the retained record. A newer epoch naming another node makes it a
- *   standby (and a suffix of its log that the new leader never had is set aside, quarantined); a record
- *   naming itself, or none at all with `role: primary` configured, makes it the primary.
- * - A standby takes over on a handoff record addressed to it (at once), or after the primary's silence
- *   (its Will or missing heartbeats) when `takeover.silenceMs` is set: it bumps the epoch durably, turns
- *   its replica into the primary's log, and announces itself with a leader record.
- * - A primary that sees a newer epoch naming another node demotes itself.
+ * - Epochs only grow, from a durable floor (the leader record on flash and the log's epoch); a record below
+ *   it moves nothing, whatever a broker retains or lost. Each member owns its own epochs (epochs.ts).
+ * - The configured role decides only for a group this node has never seen led.
+ * - Leadership moves by a handoff record (at once), or, with `takeover.silenceMs` set, only after the primary
+ *   has surely stopped writing: a primary in that mode writes only while it holds a lease renewed by its own
+ *   heartbeats coming back (heartbeats.ts), and a standby acts on silence only as silence-watch.ts allows.
+ * - A node that handed off (or is powering off) is latched: it never leads again in this life.
+ * - A demotion stops writes before it touches the log; a takeover stops the receiver before it counts.
  */
 import type { FlashLog } from '../log/index.ts';
 import type { LeaderMessage, Replication, StateMessage } from '../replication/index.ts';
-import { readFile } from 'node:fs/promises';
-import { writeFileAtomic, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
+import type { Clock, Logger } from '../util/index.ts';
+import { epochOwner, groupMembers, nextOwnedEpoch } from './epochs.ts';
+import { Heartbeats } from './heartbeats.ts';
+import { LeaderStore } from './leader-store.ts';
+import { SilenceWatch } from './silence-watch.ts';
 
 /** How long to wait for the broker's retained leader record after connecting before deciding alone. */
 const RETAINED_GRACE_MS = 1500;
 /** A successor may still be receiving the tail named in the handoff; wait this long for it. */
 const HANDOFF_CATCH_UP_MS = 3000;
+/** A primary restores its leader record on the broker at most this often. */
+const REPUBLISH_INTERVAL_MS = 1000;
 
 export type Role = 'starting' | 'primary' | 'standby';
 
@@ -28,17 +34,23 @@ export interface RoleHost {
   roleChanged(role: 'primary' | 'standby', info: { epoch: number; reason: string }): void;
   /** The log lost a suffix (demotion): rebuild the application state. */
   stateRewound(): Promise<void>;
+  /** Publish this node's state record stamped `atMs` (a heartbeat). */
+  publishHeartbeat(atMs: number): Promise<void>;
 }
 
 export interface RoleManagerOptions {
   node: string;
   group: string;
+  siblings: readonly string[];
   configuredRole: 'primary' | 'standby';
   onHandoff: boolean;
   silenceMs: number;
+  /** With silenceMs: how long a primary may write after sending the last heartbeat a quorum echoed. */
+  leaseMs: number;
+  heartbeatMs: number;
   /** At start, how long to wait for a broker before deciding from the last leader record this node saw. */
   brokerWaitMs: number;
-  /** Where that last leader record is kept (JSON, replaced atomically when the leader changes). */
+  /** Where that last leader record is kept (JSON, replaced atomically before the node acts on it). */
   leaderFile: string;
   log: FlashLog;
   replication: Replication;
@@ -49,59 +61,160 @@ export interface RoleManagerOptions {
 
 export interface TakeoverRecord {
   readonly fromNode: string;
-  readonly handoffAtMs: number;
-  readonly servingAtMs: number;
-  readonly takeoverMs: number;
   readonly epoch: number;
+  /** First seq of the new epoch (the old primary's entries up to since - 1 are kept). */
   readonly since: number;
   readonly handoffLastSeq: number;
   readonly complete: boolean;
   readonly cause: 'handoff' | 'silence';
+  /** handoff: from the handoff record's arrival to serving. silence: from the decision to serving. */
+  readonly takeoverMs: number;
+  /** silence: how long the primary had been silent when this node decided. */
+  readonly silentMs?: number;
+  readonly servingAtMs: number;
 }
+
+/** Why a write is refused, or undefined when this node may acknowledge it now. */
+export type WriteRefusal = { code: 'NOT_PRIMARY' | 'HANDING_OFF' | 'LEASE_LOST'; message: string; leader?: string };
 
 export class RoleManager {
   private roleValue: Role = 'starting';
-  private leader: LeaderMessage | undefined;
+  private latchedReason: string | undefined;
+  private demoting = false;
+  private pendingClaim: { epoch: number; resolve: (won: boolean) => void } | undefined;
   private successorWaiters: Array<(ok: boolean) => void> = [];
-  private silenceTimer: TimerHandle | undefined;
   private takingOver = false;
   private lastTakeover: TakeoverRecord | undefined;
   private primarySinceMs: number | undefined;
+  private lastRepublishMs = -Infinity;
+  private readonly members: readonly string[];
+  private readonly store: LeaderStore;
+  private readonly heartbeats: Heartbeats;
+  private readonly silence: SilenceWatch | undefined;
+  private readonly dropped: Record<string, number> = {};
 
-  constructor(private readonly options: RoleManagerOptions) {}
+  constructor(private readonly options: RoleManagerOptions) {
+    this.members = groupMembers(options.node, options.siblings);
+    this.store = new LeaderStore(options.leaderFile, options.group, options.logger);
+    this.heartbeats = new Heartbeats({
+      clock: options.clock,
+      heartbeatMs: options.heartbeatMs,
+      quorum: options.replication.brokerQuorum,
+      send: (atMs) => options.host.publishHeartbeat(atMs),
+      logger: options.logger,
+    });
+    if (options.silenceMs > 0) {
+      this.silence = new SilenceWatch({
+        node: options.node,
+        silenceMs: options.silenceMs,
+        heartbeatMs: options.heartbeatMs,
+        heartbeats: this.heartbeats,
+        committed: () => options.log.watermarks().committed,
+        onSilent: (silentMs) => this.takeOverBySilence(silentMs),
+        clock: options.clock,
+        logger: options.logger,
+      });
+    }
+  }
 
   get role(): Role {
     return this.roleValue;
   }
 
   get leaderRecord(): LeaderMessage | undefined {
-    return this.leader;
+    return this.store.current;
+  }
+
+  get latched(): boolean {
+    return this.latchedReason !== undefined;
+  }
+
+  /** The durable epoch floor: no leader at or below it other than the one recorded is ever followed. */
+  floor(): number {
+    return Math.max(this.logEpochSeen(), this.store.current?.epoch ?? 0);
+  }
+
+  /** The log's epoch, once it means something: a fresh log starts at epoch 1 with nothing in it. */
+  private logEpochSeen(): number {
+    const { log } = this.options;
+    return log.epoch > 1 || log.watermarks().committed > 0 ? log.epoch : 0;
+  }
+
+  /** Whether a write may be acknowledged now (checked at admission and again before the answer). */
+  refusal(): WriteRefusal | undefined {
+    const leader = this.store.current;
+    if (this.roleValue !== 'primary' || this.demoting) {
+      const name = leader && leader.node !== this.options.node ? leader.node : undefined;
+      return { code: 'NOT_PRIMARY', message: `this node (${this.options.node}) is ${this.demoting ? 'demoting' : this.roleValue}; write to the primary${name ? ` (${name})` : ''}`, leader: name };
+    }
+    if (this.latchedReason) return { code: 'HANDING_OFF', message: `this node handed off (${this.latchedReason}); write to ${this.options.siblings.join(' or ')}` };
+    if (this.silence && !this.leaseHeld()) {
+      return { code: 'LEASE_LOST', message: `this primary has not heard its own heartbeats back within takeover.leaseMs (${this.options.leaseMs} ms); writes wait until the brokers answer again` };
+    }
+    return undefined;
   }
 
   status(): Record<string, unknown> {
-    return { role: this.roleValue, leader: this.leader, primarySinceMs: this.primarySinceMs, lastTakeover: this.lastTakeover };
+    const lease = this.silence
+      ? { leaseMs: this.options.leaseMs, held: this.roleValue === 'primary' && this.leaseHeld(), remainingMs: Math.max(0, Math.round(this.heartbeats.echoedSentMs + this.options.leaseMs - this.options.clock.monotonicMs())) || 0 }
+      : undefined;
+    return {
+      role: this.roleValue,
+      leader: this.store.current,
+      epochFloor: this.floor(),
+      latched: this.latchedReason,
+      primarySinceMs: this.primarySinceMs,
+      lastTakeover: this.lastTakeover,
+      lease,
+      silence: this.silence?.status(),
+      leaderRecordsDropped: { ...this.dropped },
+    };
   }
 
   /** Subscribe to leader and state records, then decide the starting role. */
   async start(): Promise<void> {
-    const { replication } = this.options;
-    replication.on('leader', (message) => void this.onLeader(message).catch((error: unknown) => this.options.logger.error('leader record handling failed', { error })));
+    const { replication, logger } = this.options;
+    replication.on('leader', (message) => void this.onLeader(message).catch((error: unknown) => logger.error('leader record handling failed', { error })));
     replication.on('state', (message) => this.onState(message));
+    replication.on('ownState', (message, link) => this.heartbeats.onEcho(message.atMs, link));
+    replication.on('leaderNoise', () => this.restoreRecord('the leader topic holds something that is not a valid record'));
+    const stored = await this.store.load();
+    if (stored) replication.followEpoch(stored.epoch);
+    this.heartbeats.start();
     if (!(await this.waitForConnection())) {
-      this.leader ??= await this.loadLeader();
-      const basis = this.leader ? `the last leader record this node saw (${this.leader.kind} by ${this.leader.node}, epoch ${this.leader.epoch})` : `its configured role (${this.options.configuredRole})`;
-      this.options.logger.warn(`no broker answered within ${this.options.brokerWaitMs} ms; deciding the role from ${basis}. A newer epoch seen later demotes this node.`);
+      const leader = this.store.current;
+      const basis = leader ? `the last leader record this node saw (${leader.kind} by ${leader.node}, epoch ${leader.epoch})` : `its configured role (${this.options.configuredRole})`;
+      logger.warn(`no broker answered within ${this.options.brokerWaitMs} ms; deciding the role from ${basis}. A newer epoch seen later demotes this node.`);
     }
     await this.decideInitialRole();
   }
 
   stop(): void {
-    this.silenceTimer?.cancel();
+    this.heartbeats.stop();
+    this.silence?.stop();
+  }
+
+  /**
+   * The handoff record is about to leave: write it to flash first (restarted, this node finds it and comes
+   * back as a standby), then latch: no more writes, no takeover, whatever the broker says later.
+   */
+  async latchHandoff(record: LeaderMessage): Promise<void> {
+    this.latch('handed off');
+    await this.store.save(record);
+  }
+
+  /** Power is going (or gone): never lead again in this life. */
+  latch(reason: string): void {
+    if (this.latchedReason) return;
+    this.latchedReason = reason;
+    this.silence?.stop();
+    this.options.logger.info(`latched: ${reason}; this node will not lead again until it restarts as a standby`, { event: 'latched', reason });
   }
 
   /** The primary, after publishing its handoff: resolves true when a successor announced a newer epoch. */
   waitForSuccessor(timeoutMs: number): Promise<boolean> {
-    if (this.leader && this.leader.kind === 'leader' && this.leader.node !== this.options.node && this.leader.epoch > this.options.log.epoch) return Promise.resolve(true);
+    const leader = this.store.current;
+    if (leader && leader.kind === 'leader' && leader.node !== this.options.node && leader.epoch > this.options.log.epoch) return Promise.resolve(true);
     return new Promise((resolve) => {
       const timer = this.options.clock.setTimeout(() => {
         this.successorWaiters = this.successorWaiters.filter((waiter) => waiter !== done);
@@ -115,9 +228,287 @@ export class RoleManager {
     });
   }
 
+  // ---- deciding -----------------------------------------------------------------------------------------
+
+  private async decideInitialRole(): Promise<void> {
+    const { log, node, configuredRole } = this.options;
+    const leader = this.store.current;
+    if (!leader) {
+      const neverLed = this.logEpochSeen() === 0;
+      if (neverLed && configuredRole === 'primary') {
+        await this.promote('no leader record yet and this node is configured as primary');
+        return;
+      }
+      const why = neverLed ? 'no leader yet; configured as standby' : `this node has seen epoch ${log.epoch} but knows no leader record; a missing record is not a licence to lead`;
+      return this.becomeStandby(undefined, why);
+    }
+    if (leader.kind === 'handoff' && leader.node === node) return this.becomeStandby(leader, 'this node handed off before it stopped; waiting for the successor');
+    if (leader.kind === 'handoff' && (leader.to === node || leader.to === undefined) && this.options.onHandoff) return this.takeOver(leader, 'handoff');
+    if (leader.kind === 'leader' && leader.node === node) {
+      // With leases, a restarted primary cannot know what happened while it was away: it acquires the lead
+      // anew like any standby (silence, election, a new epoch). Without, only a handoff moves the lead.
+      if (this.silence) return this.becomeStandby(leader, `this node led epoch ${leader.epoch} before it restarted; it leads again once the group is silent for takeover.silenceMs`);
+      await this.becomePrimary('the last leader record names this node');
+      return;
+    }
+    return this.becomeStandby(leader, `the group's leader is ${leader.node} (epoch ${leader.epoch})`);
+  }
+
+  private async onLeader(message: LeaderMessage): Promise<void> {
+    const { node } = this.options;
+    const known = this.store.current;
+    if (known && message.epoch === known.epoch && message.node === known.node && message.kind === known.kind && message.atMs <= known.atMs) return;
+    const floor = this.floor();
+    if (this.pendingClaim && message.node === node && message.epoch === this.pendingClaim.epoch) {
+      // This node's own claim came back: it won if nothing newer arrived first.
+      this.pendingClaim.resolve((message.prev ?? 0) >= floor);
+      return;
+    }
+    if (message.prev !== undefined && message.epoch > floor && message.prev < floor) {
+      return this.drop('superseded-claim', message, `a claim made without knowing epoch ${floor}; the first claim delivered wins`);
+    }
+    if (message.epoch < floor) return this.drop('below-floor', message, `epoch ${message.epoch} is below this node's floor ${floor}`);
+    if (message.epoch === floor && known && message.node !== known.node) return this.drop('conflicting', message, `epoch ${floor} is already ${known.node}'s`);
+    if (message.epoch > floor && epochOwner(this.members, message.epoch) !== message.node) {
+      return this.drop('not-owner', message, `epoch ${message.epoch} belongs to ${epochOwner(this.members, message.epoch) ?? 'nobody'} in this group (${this.members.join(', ')})`);
+    }
+    if (message.node === node && !(known && known.node === node && message.epoch === known.epoch)) {
+      return this.drop('not-ours', message, 'a record in this node\'s name that it did not write in this life');
+    }
+    // A primary that is about to follow someone else stops acknowledging before anything else happens.
+    if (message.kind === 'leader' && message.node !== node && this.roleValue === 'primary') this.demoting = true;
+    await this.store.save(message);
+    this.options.replication.followEpoch(message.epoch);
+    if (message.kind === 'leader' && message.node !== node) for (const waiter of this.successorWaiters.splice(0)) waiter(true);
+    if (this.latchedReason || this.roleValue === 'starting') {
+      this.demoting = false;
+      return;
+    }
+    if (message.kind === 'leader' && message.node !== node) {
+      if (this.roleValue === 'primary') return this.demote(message);
+      await this.setAsideSuffix(message);
+      this.silence?.watch(message.node);
+      return;
+    }
+    if (message.kind === 'handoff' && message.node !== node && this.roleValue === 'standby' && this.options.onHandoff) {
+      if (message.to === undefined || message.to === node) await this.takeOver(message, 'handoff');
+      else this.silence?.watch(message.to);
+    }
+  }
+
+  private onState(message: StateMessage): void {
+    this.silence?.onState(message);
+  }
+
+  private drop(reason: string, message: LeaderMessage, why: string): void {
+    this.dropped[reason] = (this.dropped[reason] ?? 0) + 1;
+    this.options.logger.warn(`ignored a leader record: ${why}`, { event: 'leader-dropped', reason, from: message.node, epoch: message.epoch, kind: message.kind });
+    this.restoreRecord(`a ${reason} record replaced it`);
+  }
+
+  /** A primary whose record is missing or replaced on the broker publishes it again (rate-limited). */
+  private restoreRecord(why: string): void {
+    const record = this.store.current;
+    if (this.roleValue !== 'primary' || this.latchedReason || !record || record.node !== this.options.node) return;
+    const now = this.options.clock.monotonicMs();
+    if (now - this.lastRepublishMs < REPUBLISH_INTERVAL_MS) return;
+    this.lastRepublishMs = now;
+    this.options.logger.info(`republishing the leader record: ${why}`, { event: 'leader-republish' });
+    void this.options.replication.publishLeader(record).catch((error: unknown) => this.options.logger.warn('leader record not republished', { error }));
+  }
+
+  // ---- moving -------------------------------------------------------------------------------------------
+
+  /** Lead in a new epoch of this node's own (first start, or a takeover). */
+  private async promote(reason: string): Promise<boolean> {
+    const epoch = nextOwnedEpoch(this.members, this.options.node, this.floor());
+    if (epoch === undefined) {
+      this.options.logger.error(`cannot lead: no epoch above ${this.floor()} is left for this node (32-bit epochs)`, { event: 'epochs-exhausted' });
+      if (this.roleValue === 'starting') await this.becomeStandby(this.store.current, 'no epoch left to lead in');
+      return false;
+    }
+    return this.becomePrimary(reason, epoch);
+  }
+
+  /**
+   * `epoch`: claim this new epoch; undefined: lead again in the recorded one (a restart without leases).
+   * Order matters: the receiver stops first (nothing from the old primary lands after the position is taken);
+   * with leases the claim must win before anything is written; the record is on flash before the epoch
+   * begins in the log; writes open last.
+   */
+  private async becomePrimary(reason: string, epoch?: number): Promise<boolean> {
+    const { log, replication, node, group, clock, logger } = this.options;
+    await replication.setRole('primary', { fromSeq: epoch === undefined ? undefined : log.watermarks().committed + 1 });
+    let record = this.store.current!;
+    if (epoch !== undefined) {
+      record = { group, kind: 'leader', epoch, node, since: log.watermarks().committed + 1, prev: this.floor(), atMs: clock.nowMs() };
+      if (this.silence) {
+        const outcome = await this.claimEpoch(record);
+        if (outcome !== 'won') {
+          await this.becomeStandby(this.store.current, outcome === 'lost' ? `another node's claim reached the brokers before this node's claim to epoch ${epoch}` : `the claim to epoch ${epoch} did not come back from the brokers`);
+          return false;
+        }
+      }
+      await this.store.save(record);
+      replication.followEpoch(epoch);
+      if (log.epoch < epoch) await log.beginEpoch(epoch);
+    }
+    await this.options.host.prepareRole('primary');
+    if (this.silence && !(await this.acquireLease())) {
+      await this.becomeStandby(this.store.current, 'no heartbeat came back from the brokers: no lease');
+      return false;
+    }
+    // Retained and QoS 1: delivered when a broker is reachable. Not awaited: without leases a node whose
+    // uplink is down still serves (store-and-forward), since nobody else can take the lead but by handoff.
+    if (!this.silence || epoch === undefined) void replication.publishLeader(record).catch((error: unknown) => logger.warn('leader record not published yet', { error }));
+    this.silence?.stop();
+    // From here the API accepts writes: this is the moment the takeover time is measured to.
+    this.roleValue = 'primary';
+    if (this.silence) this.watchLease();
+    this.primarySinceMs = clock.nowMs();
+    this.options.host.roleChanged('primary', { epoch: log.epoch, reason });
+    logger.info(`primary in epoch ${log.epoch}: ${reason}`, { event: 'role', role: 'primary', epoch: log.epoch, since: record.since });
+    return true;
+  }
+
+  /**
+   * Publish a claim and wait for it to come back. The brokers order the records on the leader topic; a claim
+   * counts only if its `prev` is still the newest epoch when it arrives, so of two racing claims every node
+   * takes the one delivered first, the claimers included (onLeader resolves the wait).
+   */
+  private async claimEpoch(record: LeaderMessage): Promise<'won' | 'lost' | 'timeout'> {
+    const { replication, clock, logger } = this.options;
+    const outcome = new Promise<'won' | 'lost' | 'timeout'>((resolve) => {
+      const timer = clock.setTimeout(() => resolve('timeout'), this.roundTripMs());
+      this.pendingClaim = {
+        epoch: record.epoch,
+        resolve: (won) => {
+          timer.cancel();
+          resolve(won ? 'won' : 'lost');
+        },
+      };
+    });
+    void replication.publishLeader(record).catch((error: unknown) => logger.warn('leader claim not published', { error }));
+    const result = await outcome;
+    this.pendingClaim = undefined;
+    return result;
+  }
+
+  /** With leases: wait until a heartbeat sent from now on has come back from a quorum of brokers. */
+  private async acquireLease(): Promise<boolean> {
+    return (await this.heartbeats.waitEcho(this.roundTripMs())) && this.leaseHeld();
+  }
+
+  /** How long a round trip through the brokers may take before it counts as lost. */
+  private roundTripMs(): number {
+    return Math.max(this.options.heartbeatMs * 2, 1000);
+  }
+
+  /**
+   * A lease that ran out is not renewed by a late echo: that echo cannot say whether a standby took over
+   * meanwhile. The primary stands by and acquires the lead anew (silence, election, a new epoch's claim).
+   */
+  private watchLease(): void {
+    const check = () => {
+      if (this.roleValue !== 'primary' || this.latchedReason || this.demoting) return;
+      if (this.leaseHeld()) {
+        this.options.clock.setTimeout(check, Math.max(20, this.options.heartbeatMs / 4));
+        return;
+      }
+      this.demoting = true;
+      const record = this.store.current;
+      this.options.logger.warn(`lease lost: no heartbeat came back from the brokers within takeover.leaseMs (${this.options.leaseMs} ms); standing by, and leading again only by a new claim`, { event: 'lease-lost' });
+      void this.becomeStandby(record, 'lost its lease')
+        .catch((error: unknown) => this.options.logger.error('standing by after the lease failed', { error }))
+        .finally(() => (this.demoting = false));
+    };
+    check();
+  }
+
+  private leaseHeld(): boolean {
+    return this.options.clock.monotonicMs() < this.heartbeats.echoedSentMs + this.options.leaseMs;
+  }
+
+  private async becomeStandby(leader: LeaderMessage | undefined, reason: string): Promise<void> {
+    const { log, replication } = this.options;
+    if (leader) await this.setAsideSuffix(leader);
+    await replication.setRole('standby');
+    await this.options.host.prepareRole('standby');
+    this.roleValue = 'standby';
+    this.primarySinceMs = undefined;
+    this.options.host.roleChanged('standby', { epoch: log.epoch, reason });
+    this.options.logger.info(`standby: ${reason}`, { event: 'role', role: 'standby', epoch: log.epoch });
+    if (!this.latchedReason) this.silence?.watch(leader?.kind === 'handoff' ? (leader.to ?? leader.node) : leader?.node);
+  }
+
+  /** A newer leader appeared while this node was primary: stop writes first, then cut, then follow. */
+  private async demote(leader: LeaderMessage): Promise<void> {
+    this.demoting = true;
+    try {
+      await this.becomeStandby(leader, `a newer leader appeared: ${leader.node} in epoch ${leader.epoch}`);
+    } finally {
+      this.demoting = false;
+    }
+  }
+
+  /** Entries after the new leader's start were written in an epoch it does not share: quarantine them. */
+  private async setAsideSuffix(leader: LeaderMessage): Promise<void> {
+    const { log, logger } = this.options;
+    if (leader.kind !== 'leader' || leader.node === this.options.node || leader.since === undefined || leader.epoch <= log.epoch) return;
+    const keep = leader.since - 1;
+    if (log.watermarks().committed <= keep) return;
+    const result = await log.quarantineAfter(keep);
+    logger.warn('demoted: entries this node wrote that never reached the new leader were set aside', {
+      event: 'quarantine',
+      after: keep,
+      records: result.records,
+      file: result.file,
+      leader: leader.node,
+      leaderEpoch: leader.epoch,
+    });
+    await this.options.host.stateRewound();
+  }
+
+  private async takeOverBySilence(silentMs: number): Promise<void> {
+    const leader = this.store.current;
+    const from = leader ? (leader.kind === 'handoff' ? (leader.to ?? leader.node) : leader.node) : 'the group';
+    this.options.logger.warn(`primary ${from} silent for ${silentMs} ms (takeover.silenceMs ${this.options.silenceMs}); taking over`, { event: 'silence', silentMs });
+    await this.takeOver(leader, 'silence', silentMs);
+  }
+
+  private async takeOver(record: LeaderMessage | undefined, cause: 'handoff' | 'silence', silentMs?: number): Promise<void> {
+    if (this.takingOver || this.roleValue === 'primary' || this.latchedReason) return;
+    this.takingOver = true;
+    const { log, clock, logger } = this.options;
+    const startedMs = clock.monotonicMs();
+    try {
+      const expected = record?.kind === 'handoff' ? (record.lastSeq ?? 0) : 0;
+      await this.waitCommitted(expected, HANDOFF_CATCH_UP_MS);
+      if (log.watermarks().committed < expected) logger.error('taking over without every entry the handoff named', { committed: log.watermarks().committed, expected });
+      const fromNode = record?.node ?? 'nobody';
+      if (!(await this.promote(cause === 'handoff' ? `handoff from ${fromNode}` : `${fromNode} went silent`))) return;
+      const since = (this.store.current?.since ?? log.watermarks().committed + 1);
+      const servingAtMs = this.primarySinceMs ?? clock.nowMs();
+      this.lastTakeover = {
+        fromNode,
+        epoch: log.epoch,
+        since,
+        handoffLastSeq: expected,
+        complete: cause === 'handoff' ? (record?.complete ?? true) : false,
+        cause,
+        takeoverMs: Math.round(clock.monotonicMs() - startedMs),
+        ...(silentMs !== undefined ? { silentMs } : {}),
+        servingAtMs,
+      };
+      logger.info(`took over from ${fromNode}`, { event: 'takeover', ...this.lastTakeover });
+    } finally {
+      this.takingOver = false;
+    }
+  }
+
   /**
    * Resolves true once connected (after a grace for the retained leader record), false when no broker
-   * answered within brokerWaitMs: a gateway whose uplink is down at boot must still accept writes.
+   * answered within brokerWaitMs: a gateway whose uplink is down at boot must still decide.
    */
   private waitForConnection(): Promise<boolean> {
     const { replication, clock, brokerWaitMs } = this.options;
@@ -133,167 +524,6 @@ export class RoleManager {
       if (replication.connected) settle();
       else replication.once('up', settle);
     });
-  }
-
-  private async loadLeader(): Promise<LeaderMessage | undefined> {
-    try {
-      const record = JSON.parse(await readFile(this.options.leaderFile, 'utf8')) as LeaderMessage;
-      return record.group === this.options.group ? record : undefined;
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** Remember the leader record across restarts; rare (leader changes only), so a full atomic replace. */
-  private rememberLeader(record: LeaderMessage): void {
-    void writeFileAtomic(this.options.leaderFile, new TextEncoder().encode(JSON.stringify(record) + '\n')).catch((error: unknown) =>
-      this.options.logger.warn('could not save the leader record', { file: this.options.leaderFile, error }),
-    );
-  }
-
-  private async decideInitialRole(): Promise<void> {
-    const { log, node, configuredRole } = this.options;
-    const leader = this.leader;
-    if (leader && leader.epoch >= log.epoch && leader.node !== node && leader.kind === 'leader') {
-      await this.becomeStandby(leader, `the group's leader is ${leader.node} (epoch ${leader.epoch})`);
-      return;
-    }
-    if (leader?.kind === 'handoff' && leader.to === node && leader.epoch >= log.epoch) {
-      await this.takeOver(leader, 'handoff');
-      return;
-    }
-    if (leader?.kind === 'handoff' && leader.node === node) {
-      await this.becomeStandby(leader, 'this node handed off before it stopped; waiting for the successor');
-      return;
-    }
-    if (leader && leader.kind === 'leader' && leader.node === node) {
-      await this.becomePrimary(Math.max(leader.epoch, log.epoch), 'the retained leader record names this node');
-      return;
-    }
-    if (configuredRole === 'primary' && !leader) {
-      await this.becomePrimary(Math.max(log.epoch, 1), 'no leader record yet and this node is configured as primary');
-      return;
-    }
-    await this.becomeStandby(leader, leader ? `the group's leader record is from ${leader.node}` : 'no leader yet; configured as standby');
-  }
-
-  private async becomePrimary(epoch: number, reason: string, options: { takeover?: boolean } = {}): Promise<void> {
-    const { log, replication, node, group, clock } = this.options;
-    const fromSeq = options.takeover ? log.watermarks().committed + 1 : undefined;
-    if (log.epoch < epoch) await log.beginEpoch(epoch);
-    await replication.setRole('primary', { fromSeq });
-    await this.options.host.prepareRole('primary');
-    // From here the API accepts writes: this is the moment the takeover time is measured to.
-    this.roleValue = 'primary';
-    this.primarySinceMs = clock.nowMs();
-    this.options.host.roleChanged('primary', { epoch: log.epoch, reason });
-    const since = log.watermarks().committed + 1;
-    this.leader = { group, kind: 'leader', epoch: log.epoch, node, since, atMs: clock.nowMs() };
-    this.rememberLeader(this.leader);
-    // Retained and QoS 1: delivered when a broker is reachable. Not awaited, so that a node whose uplink is
-    // down still finishes starting (its power supervisor above all).
-    void replication.publishLeader(this.leader).catch((error: unknown) => this.options.logger.warn('leader record not published yet', { error }));
-    this.options.logger.info(`primary in epoch ${log.epoch}: ${reason}`, { event: 'role', role: 'primary', epoch: log.epoch });
-  }
-
-  private async becomeStandby(leader: LeaderMessage | undefined, reason: string): Promise<void> {
-    const { log, replication } = this.options;
-    if (leader?.kind === 'leader' && leader.node !== this.options.node && leader.since !== undefined && leader.epoch > log.epoch) {
-      await this.setAsideSuffix(leader.since - 1, leader);
-    }
-    await replication.setRole('standby');
-    await this.options.host.prepareRole('standby');
-    this.roleValue = 'standby';
-    this.primarySinceMs = undefined;
-    this.options.host.roleChanged('standby', { epoch: log.epoch, reason });
-    this.options.logger.info(`standby: ${reason}`, { event: 'role', role: 'standby', epoch: log.epoch });
-    this.armSilence();
-  }
-
-  /** Entries after `keep` were written in an epoch the new leader does not share: quarantine them. */
-  private async setAsideSuffix(keep: number, leader: LeaderMessage): Promise<void> {
-    const { log, logger } = this.options;
-    if (log.watermarks().committed <= keep) return;
-    const result = await log.quarantineAfter(keep);
-    logger.warn('demoted: entries this node wrote that never reached the new leader were set aside', {
-      event: 'quarantine',
-      after: keep,
-      records: result.records,
-      file: result.file,
-      leader: leader.node,
-      leaderEpoch: leader.epoch,
-    });
-    await this.options.host.stateRewound();
-  }
-
-  private async onLeader(message: LeaderMessage): Promise<void> {
-    const { node, log, onHandoff } = this.options;
-    const known = this.leader;
-    const newer = !known || message.epoch > known.epoch || (message.epoch === known.epoch && message.atMs > known.atMs);
-    if (!newer) return;
-    this.leader = message;
-    this.rememberLeader(message);
-    if (this.roleValue === 'starting') return;
-    if (message.kind === 'leader' && message.node !== node && message.epoch > log.epoch) {
-      for (const waiter of this.successorWaiters.splice(0)) waiter(true);
-      if (this.roleValue === 'primary') await this.becomeStandby(message, `a newer leader appeared: ${message.node} in epoch ${message.epoch}`);
-      return;
-    }
-    if (message.kind === 'handoff' && message.node !== node && this.roleValue === 'standby' && onHandoff) {
-      const addressed = message.to === undefined || message.to === node;
-      if (addressed) await this.takeOver(message, 'handoff');
-    }
-  }
-
-  private onState(message: StateMessage): void {
-    if (this.roleValue !== 'standby' || this.options.silenceMs === 0) return;
-    if (this.leader?.node !== message.node) return;
-    // A heartbeat proves the primary alive; its Will ("offline") starts the same countdown from now, which
-    // is the configured delay after the broker noticed it gone.
-    this.armSilence();
-  }
-
-  /** (Re)start the silence timer: any record from the primary proves it alive. */
-  private armSilence(): void {
-    const { silenceMs, clock } = this.options;
-    this.silenceTimer?.cancel();
-    if (silenceMs === 0 || this.roleValue !== 'standby') return;
-    this.silenceTimer = clock.setTimeout(() => {
-      const leader = this.leader;
-      if (this.roleValue !== 'standby' || !leader) return;
-      this.options.logger.warn(`primary ${leader.node} silent for ${silenceMs} ms; taking over`);
-      void this.takeOver(leader, 'silence').catch((error: unknown) => this.options.logger.error('takeover failed', { error }));
-    }, silenceMs);
-  }
-
-  private async takeOver(record: LeaderMessage, cause: 'handoff' | 'silence'): Promise<void> {
-    if (this.takingOver || this.roleValue === 'primary') return;
-    this.takingOver = true;
-    const { log, clock, logger } = this.options;
-    try {
-      const expected = record.kind === 'handoff' ? (record.lastSeq ?? 0) : 0;
-      await this.waitCommitted(expected, HANDOFF_CATCH_UP_MS);
-      const committed = log.watermarks().committed;
-      if (committed < expected) logger.error('taking over without every entry the handoff named', { committed, expected });
-      const epoch = Math.max(log.epoch, record.epoch) + 1;
-      this.silenceTimer?.cancel();
-      await this.becomePrimary(epoch, cause === 'handoff' ? `handoff from ${record.node}` : `${record.node} went silent`, { takeover: true });
-      const servingAtMs = this.primarySinceMs ?? clock.nowMs();
-      this.lastTakeover = {
-        fromNode: record.node,
-        handoffAtMs: record.atMs,
-        servingAtMs,
-        takeoverMs: servingAtMs - record.atMs,
-        epoch,
-        since: committed + 1,
-        handoffLastSeq: expected,
-        complete: record.complete ?? cause === 'handoff',
-        cause,
-      };
-      logger.info(`took over from ${record.node}`, { event: 'takeover', ...this.lastTakeover });
-    } finally {
-      this.takingOver = false;
-    }
   }
 
   private async waitCommitted(seq: number, timeoutMs: number): Promise<void> {

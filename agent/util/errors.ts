@@ -18,6 +18,7 @@ export type ErrorCode =
   | 'LOG_SEQ'
   | 'NOT_PRIMARY'
   | 'HANDING_OFF'
+  | 'LEASE_LOST'
   | 'BAD_REQUEST'
   | 'NOT_FOUND'
   | 'BRIDGE_TIMEOUT'

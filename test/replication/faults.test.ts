@@ -165,6 +165,8 @@ test('injected batches: a duplicate, one out of order, forged and unsigned ones,
     // (the stranded suffix of a deposed primary), are ignored.
     await a.log.beginEpoch(2);
     await a.replication.publishLeader({ group: GROUP, kind: 'leader', epoch: 2, node: 'gw-a', since: 21, atMs: Date.now() });
+    // The role manager (not running in these bare nodes) fences only a leader record it accepted.
+    b.replication.followEpoch(2);
     await a.append(5, 'epoch2');
     await waitCommitted(b, 25);
     await inject(captured[0]!);

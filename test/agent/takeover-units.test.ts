@@ -1,0 +1,212 @@
+// The takeover parts with a fake clock: epoch ownership, heartbeat echoes and the lease they give, and the
+// standby's silence watch (late ticks after a pause, hearing its own heartbeats, the probe, the election).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EPOCH_MAX, epochOwner, groupMembers, nextOwnedEpoch } from '../../agent/takeover/epochs.ts';
+import { Heartbeats } from '../../agent/takeover/heartbeats.ts';
+import { SilenceWatch } from '../../agent/takeover/silence-watch.ts';
+import { silentLogger } from '../../agent/util/index.ts';
+import type { StateMessage } from '../../agent/replication/index.ts';
+import { FakeClock, settle } from '../support/fake-clock.ts';
+
+test('every epoch has one owner, and each node takes the next of its own above the floor', () => {
+  const members = groupMembers('gw-b', ['gw-c', 'gw-a']);
+  assert.deepEqual(members, ['gw-a', 'gw-b', 'gw-c']);
+  assert.deepEqual([1, 2, 3, 4, 5, 6].map((epoch) => epochOwner(members, epoch)), ['gw-a', 'gw-b', 'gw-c', 'gw-a', 'gw-b', 'gw-c']);
+  assert.equal(epochOwner(members, 0), undefined);
+  assert.equal(epochOwner(members, EPOCH_MAX + 1), undefined);
+  assert.equal(nextOwnedEpoch(members, 'gw-a', 0), 1);
+  assert.equal(nextOwnedEpoch(members, 'gw-a', 1), 4);
+  assert.equal(nextOwnedEpoch(members, 'gw-c', 1), 3);
+  assert.equal(nextOwnedEpoch(members, 'gw-b', 7), 8);
+  assert.equal(nextOwnedEpoch(members, 'gw-x', 7), undefined);
+  // Two nodes deciding from the same floor never pick the same epoch.
+  for (let floor = 0; floor < 50; floor++) {
+    const picks: Array<number | undefined> = members.map((node) => nextOwnedEpoch(members, node, floor));
+    assert.equal(new Set(picks).size, members.length);
+    for (const [index, epoch] of picks.entries()) assert.equal(epochOwner(members, epoch!), members[index]);
+  }
+  assert.equal(nextOwnedEpoch(['gw-a', 'gw-b'], 'gw-a', EPOCH_MAX - 1), EPOCH_MAX);
+  assert.equal(nextOwnedEpoch(['gw-a', 'gw-b'], 'gw-b', EPOCH_MAX - 1), undefined, '32-bit epochs run out rather than wrap');
+});
+
+function heartbeats(clock: FakeClock, quorum = 1) {
+  const sent: number[] = [];
+  const beats = new Heartbeats({ clock, heartbeatMs: 100, quorum, send: async (atMs) => void sent.push(atMs), logger: silentLogger });
+  return { beats, sent };
+}
+
+test('a lease runs from the send time of the newest heartbeat a quorum echoed; late echoes prove less', () => {
+  const clock = new FakeClock();
+  const { beats, sent } = heartbeats(clock, 2);
+  beats.start();
+  const sentAt = clock.monotonicMs();
+  clock.advance(30);
+  beats.onEcho(sent[0]!, 0);
+  assert.equal(beats.echoedSentMs, -Infinity, 'one broker of a quorum of two is not enough');
+  beats.onEcho(sent[0]!, 0);
+  assert.equal(beats.echoedSentMs, -Infinity, 'the same broker twice is not two');
+  beats.onEcho(sent[0]!, 1);
+  assert.equal(beats.echoedSentMs, sentAt);
+  clock.advance(100);
+  assert.equal(sent.length, 2);
+  clock.advance(500);
+  beats.onEcho(sent[1]!, 0);
+  beats.onEcho(sent[1]!, 1);
+  assert.equal(beats.echoedSentMs, sentAt + 100, 'an echo that took 500 ms renews only from when it was sent');
+  clock.advance(1000);
+  beats.onEcho(sent[2]!, 0);
+  beats.onEcho(sent[2]!, 1);
+  assert.equal(beats.echoedSentMs, sentAt + 100, 'a heartbeat eight intervals old is forgotten: its echo renews nothing');
+  beats.onEcho(123, 0);
+  beats.onEcho(123, 1);
+  assert.equal(beats.echoedSentMs, sentAt + 100, 'an echo of nothing this life sent (a retained record of an earlier life) counts for nothing');
+  beats.stop();
+});
+
+test('hearing one\'s own heartbeats: a gap longer than two and a half intervals restarts the window', () => {
+  const clock = new FakeClock();
+  const { beats, sent } = heartbeats(clock);
+  beats.start();
+  assert.equal(beats.hearingSinceMs(), Infinity);
+  beats.onEcho(sent[0]!, 0);
+  const since = clock.monotonicMs();
+  for (let index = 1; index <= 5; index++) {
+    clock.advance(100);
+    beats.onEcho(sent[index]!, 0);
+  }
+  assert.equal(beats.hearingSinceMs(), since);
+  clock.advance(300);
+  assert.equal(beats.hearingSinceMs(), Infinity, 'three intervals without an echo: not hearing');
+  beats.onEcho(sent[sent.length - 1]!, 0);
+  assert.equal(beats.hearingSinceMs(), clock.monotonicMs(), 'heard again: the window starts now');
+  beats.stop();
+});
+
+function state(node: string, role: StateMessage['role'], committed = 0): StateMessage {
+  return { group: 'g', node, role, state: 'online', epoch: 1, committed, atMs: 0 };
+}
+
+function watch(clock: FakeClock, node: string, committed: () => number) {
+  const { beats, sent } = heartbeats(clock);
+  const decisions: number[] = [];
+  // Taking over stops the watch, as RoleManager does when the node becomes primary.
+  const silence: SilenceWatch = new SilenceWatch({
+    node,
+    silenceMs: 1000,
+    heartbeatMs: 100,
+    heartbeats: beats,
+    committed,
+    onSilent: async (silentMs) => {
+      decisions.push(silentMs);
+      silence.stop();
+    },
+    clock,
+    logger: silentLogger,
+  });
+  /** Echo every heartbeat sent so far (this node hears the brokers). */
+  const hear = () => {
+    for (const atMs of sent.splice(0)) beats.onEcho(atMs, 0);
+  };
+  beats.start();
+  hear();
+  return { beats, silence, decisions, hear };
+}
+
+async function run(clock: FakeClock, ms: number, step: () => void): Promise<void> {
+  for (let elapsed = 0; elapsed < ms; elapsed += 50) {
+    clock.advance(50);
+    step();
+    await settle();
+  }
+}
+
+test('the standby acts on silence only while it hears its own heartbeats, and after a probe round trip', async () => {
+  const clock = new FakeClock();
+  const { silence, decisions, hear } = watch(clock, 'gw-b', () => 10);
+  silence.watch('gw-a');
+  await run(clock, 900, () => {
+    hear();
+    silence.onState(state('gw-a', 'primary'));
+  });
+  await run(clock, 900, hear);
+  assert.deepEqual(decisions, [], 'the silence is shorter than silenceMs');
+  await run(clock, 400, hear);
+  assert.equal(decisions.length, 1);
+  assert.ok(decisions[0]! >= 1000);
+  silence.stop();
+});
+
+test('a standby that does not hear its own heartbeats (cut from the brokers) never counts silence', async () => {
+  const clock = new FakeClock();
+  const { silence, decisions } = watch(clock, 'gw-b', () => 10);
+  silence.watch('gw-a');
+  await run(clock, 5000, () => undefined);
+  assert.deepEqual(decisions, []);
+  silence.stop();
+});
+
+test('a paused standby: the tick that fires late is skipped, and the heartbeats that piled up are read first', async () => {
+  const clock = new FakeClock();
+  const { silence, decisions, hear } = watch(clock, 'gw-b', () => 10);
+  silence.watch('gw-a');
+  await run(clock, 500, () => {
+    hear();
+    silence.onState(state('gw-a', 'primary'));
+  });
+  clock.jump(5000); // SIGSTOP for 5 s: no timer ran
+  clock.advance(0); // SIGCONT: the overdue tick fires first...
+  await settle();
+  silence.onState(state('gw-a', 'primary')); // ...then the socket is read: the primary was alive all along
+  hear();
+  await run(clock, 500, () => {
+    hear();
+    silence.onState(state('gw-a', 'primary'));
+  });
+  assert.deepEqual(decisions, []);
+  assert.ok(silence.lateTicks >= 1);
+  silence.stop();
+});
+
+test('any node that says it is primary resets the silence, not only the one followed', async () => {
+  const clock = new FakeClock();
+  const { silence, decisions, hear } = watch(clock, 'gw-c', () => 10);
+  silence.watch('gw-b');
+  await run(clock, 3000, () => {
+    hear();
+    silence.onState(state('gw-a', 'primary'));
+  });
+  assert.deepEqual(decisions, []);
+  silence.stop();
+});
+
+test('the election: the most caught-up standby takes over, ties go to the smallest name, and the next in line steps in if the winner falls silent', async () => {
+  const clock = new FakeClock();
+  const behind = watch(clock, 'gw-b', () => 90);
+  const ahead = watch(clock, 'gw-c', () => 100);
+  behind.silence.watch('gw-a');
+  ahead.silence.watch('gw-a');
+  await run(clock, 2000, () => {
+    behind.hear();
+    ahead.hear();
+    behind.silence.onState(state('gw-c', 'standby', 100));
+    ahead.silence.onState(state('gw-b', 'standby', 90));
+  });
+  assert.equal(behind.decisions.length, 0);
+  assert.equal(ahead.decisions.length, 1);
+  // gw-c falls silent too: after the silence window gw-b no longer counts it.
+  await run(clock, 1500, () => behind.hear());
+  assert.equal(behind.decisions.length, 1);
+  behind.silence.stop();
+  ahead.silence.stop();
+
+  const tieClock = new FakeClock();
+  const x = watch(tieClock, 'gw-x', () => 5);
+  x.silence.watch('gw-a');
+  await run(tieClock, 2000, () => {
+    x.hear();
+    x.silence.onState(state('gw-m', 'standby', 5));
+  });
+  assert.equal(x.decisions.length, 0, 'gw-m has the same seq and the smaller name');
+  x.silence.stop();
+});
