@@ -246,7 +246,7 @@ function showAgent(line: JsonLine, say: Timeline): void {
     case 'handoff':
       return say(`${node}: handoff record published (last seq ${line.lastSeq}, ${line.complete ? 'complete' : 'INCOMPLETE'})`);
     case 'takeover':
-      return say(`${node}: took over from ${line.fromNode} in epoch ${line.epoch}, serving ${line.takeoverMs} ms after the handoff record`);
+      return say(`${node}: took over from ${line.fromNode} in epoch ${line.epoch}, serving ${line.takeoverMs} ms after receiving the handoff record (${(line.servingAtMs as number) - (line.handoffAtMs as number)} ms after gw-a published it)`);
     case 'handoff-acked':
       return say(`${node}: ${line.acked ? 'successor announced itself' : 'no successor in time'}; telling the BMS to cut power`);
     case 'quarantine':

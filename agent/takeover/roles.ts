@@ -71,6 +71,8 @@ export interface TakeoverRecord {
   readonly takeoverMs: number;
   /** silence: how long the primary had been silent when this node decided. */
   readonly silentMs?: number;
+  /** handoff: the record's time on the old primary's wall clock (comparable to servingAtMs only on one host). */
+  readonly handoffAtMs?: number;
   readonly servingAtMs: number;
 }
 
@@ -498,6 +500,7 @@ export class RoleManager {
         cause,
         takeoverMs: Math.round(clock.monotonicMs() - startedMs),
         ...(silentMs !== undefined ? { silentMs } : {}),
+        ...(cause === 'handoff' && record ? { handoffAtMs: record.atMs } : {}),
         servingAtMs,
       };
       logger.info(`took over from ${fromNode}`, { event: 'takeover', ...this.lastTakeover });

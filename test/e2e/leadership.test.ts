@@ -240,3 +240,49 @@ test('three gateways: the primary dies, exactly one standby (the best caught up)
     await dir.remove();
   }
 });
+
+test('three gateways, a brownout: the handoff names the best-caught-up sibling, not the first one listed', async () => {
+  const dir = await tempDir('three-handoff');
+  const broker = await startMosquitto(dir.path);
+  const proxyB = await startTcpProxy({ port: broker.port });
+  const pty = await createPtyPair(dir.path);
+  const sim = await startBmsSim(['--protocol', 'bridge', '--serial', pty.devicePath]);
+  const agents: AgentProcess[] = [];
+  try {
+    const nodes = ['gw-a', 'gw-b', 'gw-c'];
+    for (const node of nodes) {
+      const url = node === 'gw-b' ? proxyB.url('mqtt') : broker.url;
+      const config = await writeAgentConfig(dir.path, node, {
+        group: 'threehandoff',
+        role: node === 'gw-a' ? 'primary' : 'standby',
+        siblings: nodes.filter((other) => other !== node),
+        replication: { brokers: [{ url }], durability: 'broker' },
+        ...(node === 'gw-a' ? { power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, cutDelayMs: 200 } } : {}),
+      });
+      agents.push(await startAgent(node, config.file, config.api));
+    }
+    const [a, b, c] = agents as [AgentProcess, AgentProcess, AgentProcess];
+    await a.waitForEvent('power-link', (line) => line.state === 'up');
+    for (let index = 0; index < 20; index++) await a.client.put(`early${index}`, 'everyone has these');
+    await waitFor('both siblings to hold 20', async () => ((await b.client.status()).watermarks.committed >= 20 && (await c.client.status()).watermarks.committed >= 20 ? true : undefined), 20_000);
+    proxyB.pause(); // gw-b (first in gw-a's siblings) falls behind
+    for (let index = 0; index < 100; index++) await a.client.put(`late${index}`, 'only gw-c gets these in time');
+    await waitFor('gw-c to hold 120', async () => ((await c.client.status()).watermarks.committed >= 120 ? true : undefined), 20_000);
+    sim.send('ac off');
+    sim.send('brownout');
+    const handoff = await a.waitForEvent('handoff', () => true, 30_000);
+    assert.equal(handoff.to, 'gw-c');
+    await c.waitForEvent('takeover', () => true, 30_000);
+    await proxyB.restore();
+    const written = await c.client.put('after', 'gw-c leads');
+    assert.equal((await settledState(b, written.seq)).digest, (await c.client.list()).digest);
+    assert.equal(b.events().filter((line) => line.event === 'takeover').length, 0);
+  } finally {
+    for (const agent of agents) await agent.stop('SIGKILL');
+    await sim.stop();
+    await pty.close();
+    await proxyB.close();
+    await broker.stop();
+    await dir.remove();
+  }
+});
