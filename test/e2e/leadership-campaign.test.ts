@@ -20,24 +20,13 @@ import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import type { Ack } from '../support/writers.ts';
+import { mulberry32 } from '../log/support/random.ts';
 
 after(killAll);
 
 const STEPS = Number(process.env.LASTGASP_LEADERSHIP_STEPS ?? 8);
 const SEED = Number(process.env.LASTGASP_LEADERSHIP_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const GROUP = 'campaign';
-
-/** mulberry32: small, seedable, good enough to pick faults. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -59,7 +48,7 @@ async function publishRaw(url: string, payload: Uint8Array | string): Promise<vo
 
 test(`leadership campaign: ${STEPS} seeded faults (seed ${SEED}) never give two leaders, a double acknowledgement or an unexplained loss`, { timeout: 30 * 60_000 }, async (t) => {
   t.diagnostic(`replay with LASTGASP_LEADERSHIP_SEED=${SEED} LASTGASP_LEADERSHIP_STEPS=${STEPS}`);
-  const next = random(SEED);
+  const next = mulberry32(SEED);
   const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
   const dir = await tempDir('campaign');
   const broker = await startMosquitto(dir.path);
