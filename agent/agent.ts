@@ -10,10 +10,13 @@ import type { PowerStatus } from '../firmware-bridge/index.ts';
 import { HttpApi, KvState, encodeOp, type AppBackend, type Op } from './app/index.ts';
 import type { AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog } from './log/index.ts';
-import { PowerSupervisor, type FlushOutcome, type PowerStateName, type SupervisorHost } from './power/index.ts';
+import { PowerSupervisor, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost } from './power/index.ts';
 import { Replication, type NodeStateName } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
 import { LastgaspError, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
+
+/** The publisher's deadline in the brownout flush lies this far past the budget (see waitFlushed). */
+const FLUSH_DEADLINE_SLACK_MS = 1000;
 
 /** CBOR framing an op adds around its key and value (array header, op code, string and byte-string heads). */
 const OP_FRAMING_BYTES_MAX = 16;
@@ -224,6 +227,13 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.replicationValue?.publisher.setFlushing(onBattery);
   }
 
+  /**
+   * The brownout flush. It first fences the log: new writes are refused (HANDING_OFF), and the batches
+   * already inside the group commit are carried through their fdatasync and acknowledged, so the fence's seq
+   * is the last write this node will ever have acknowledged. Then it replicates up to that seq, not up to the
+   * `committed` of the moment the flush began: writes acknowledged just after that moment are the sibling's
+   * to hold too. `end` says how it ended; only "flushed" is complete.
+   */
   async flushTail(budgetMs: number, signal: AbortSignal): Promise<FlushOutcome> {
     const replication = this.replication;
     const started = this.clock.monotonicMs();
@@ -231,19 +241,54 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.log.setSyncMode('immediate');
     replication.setControlPaused(true);
     replication.publisher.setFlushing(true);
-    const marks = this.log.watermarks();
-    const tailAtStart = marks.committed - marks.replicated;
-    this.deps.logger.info('flushing the unreplicated tail', { event: 'flush-start', tail: tailAtStart, committed: marks.committed, replicated: marks.replicated, budgetMs });
-    if (this.roles?.role === 'primary') await replication.publisher.waitReplicated(marks.committed, budgetMs, signal);
-    await this.log.syncWatermarks();
+    const atStart = this.log.watermarks();
+    const fenceSeq = await this.log.fence('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`);
+    const replicated = this.log.watermarks().replicated;
+    this.deps.logger.info('flushing the unreplicated tail', {
+      event: 'flush-start',
+      tail: fenceSeq - replicated,
+      committed: fenceSeq,
+      committedAtBrownout: atStart.committed,
+      replicated,
+      budgetMs,
+    });
+    const end: FlushEnd = this.roles?.role === 'primary' ? await this.waitFlushed(fenceSeq, budgetMs - (this.clock.monotonicMs() - started), signal) : 'not-primary';
+    // The handoff names what the sibling holds whether or not this checkpoint lands: a failed sync on a
+    // dying node must not keep the handoff from going out.
+    await this.log.syncWatermarks().catch((error: unknown) => this.deps.logger.warn('could not make the watermarks durable before the handoff', { error }));
     const after = this.log.watermarks();
     return {
-      tailAtStart,
-      lastSeq: after.replicated,
-      committed: after.committed,
-      complete: after.replicated >= after.committed,
+      tailAtStart: fenceSeq - atStart.replicated,
+      lastSeq: Math.min(after.replicated, fenceSeq),
+      committed: fenceSeq,
+      complete: end === 'flushed',
+      end,
       flushMs: Math.round(this.clock.monotonicMs() - started),
     };
+  }
+
+  /** Wait until `seq` is replicated, and say why not when it is not: the budget, an abort, or replication stopped. */
+  private async waitFlushed(seq: number, budgetMs: number, signal: AbortSignal): Promise<FlushEnd> {
+    if (budgetMs <= 0) return this.log.watermarks().replicated >= seq ? 'flushed' : 'budget';
+    const expire = new AbortController();
+    let budgetOver = false;
+    const timer = this.clock.setTimeout(() => {
+      budgetOver = true;
+      expire.abort();
+    }, budgetMs);
+    const onAbort = () => expire.abort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      // The publisher's own deadline lies past the budget, so that only the budget's timer says "budget" and
+      // a false without either means that replication stopped under the flush.
+      const ok = await this.replication.publisher.waitReplicated(seq, budgetMs + FLUSH_DEADLINE_SLACK_MS, expire.signal);
+      if (ok) return 'flushed';
+      if (budgetOver) return 'budget';
+      return signal.aborted ? 'aborted' : 'replication-stopped';
+    } finally {
+      timer.cancel();
+      signal.removeEventListener('abort', onAbort);
+    }
   }
 
   async publishHandoff(outcome: FlushOutcome, reason: string): Promise<void> {
@@ -284,6 +329,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   resume(): void {
     this.handingOff = false;
+    this.log.unfence();
     this.replicationValue?.setControlPaused(false);
     this.replicationValue?.publisher.setFlushing(false);
     this.deps.logger.info('mains back before the handoff: accepting writes again');

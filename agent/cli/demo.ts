@@ -242,7 +242,7 @@ function showAgent(line: JsonLine, say: Timeline): void {
     case 'flush-start':
       return say(`${node}: brownout flush: ${line.tail} unreplicated entries, budget ${line.budgetMs} ms, appends refused`);
     case 'flush-done':
-      return say(`${node}: ${line.complete ? 'tail replicated' : 'budget ran out'} in ${line.flushMs} ms (sibling holds up to seq ${line.lastSeq} of ${line.committed})`);
+      return say(`${node}: ${line.complete ? 'tail replicated' : `${String(line.msg)} (${String(line.end)})`} in ${line.flushMs} ms (sibling holds up to seq ${line.lastSeq} of ${line.committed})`);
     case 'handoff':
       return say(`${node}: handoff record published (last seq ${line.lastSeq}, ${line.complete ? 'complete' : 'INCOMPLETE'})`);
     case 'takeover':

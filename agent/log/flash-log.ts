@@ -5,7 +5,7 @@
  * The contract is in types.ts; the byte layout in FORMAT.md.
  */
 import { setImmediate } from 'node:timers';
-import { LastgaspError, silentLogger, systemClock, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
+import { LastgaspError, silentLogger, systemClock, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.ts';
 import { BATCH_PREFIX_BYTES, Batch } from './batch.ts';
 import {
   BATCH_BYTES_MAX,
@@ -101,6 +101,8 @@ class SegmentedFlashLog implements FlashLogEngine {
   private lifecycle: Lifecycle = 'new';
   /** A demotion is under way: appends are refused until it ends. */
   private demoting = false;
+  /** A fence stands (see `fence`): appends are refused with this code and message until `unfence`. */
+  private fenceState: { code: ErrorCode; message: string } | undefined;
   private lock: DirLock | undefined;
   private segments: Segment[] = [];
   private activeFile: StorageFile | undefined;
@@ -342,8 +344,16 @@ class SegmentedFlashLog implements FlashLogEngine {
     return undefined;
   }
 
+  /** What refuses a new append: a fence first (it says why the writer must go elsewhere), then `refuse`. */
+  private refuseAppend(): LastgaspError | undefined {
+    const fence = this.fenceState;
+    if (fence === undefined || this.lifecycle !== 'open') return this.refuse();
+    this.counters.fencedRefusals++;
+    return new LastgaspError(fence.code, fence.message, { dir: this.options.dir, fenced: true });
+  }
+
   append(payload: Uint8Array): Promise<AppendResult> {
-    const refused = this.refuse();
+    const refused = this.refuseAppend();
     if (refused) return Promise.reject(refused);
     if (payload.length > this.options.entryBytesMax) {
       return Promise.reject(
@@ -365,7 +375,7 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   /** After a throttle delay or a wait for space: check again, but do not throttle twice. */
   private appendAdmitted(payload: Uint8Array): Promise<AppendResult> {
-    const refused = this.refuse();
+    const refused = this.refuseAppend();
     if (refused) return Promise.reject(refused);
     let gate: Promise<void> | undefined;
     try {
@@ -397,7 +407,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   }
 
   appendReplicated(entries: readonly LogEntry[]): Promise<void> {
-    const refused = this.refuse();
+    const refused = this.refuseAppend();
     if (refused) return Promise.reject(refused);
     if (entries.length === 0) return Promise.resolve();
     let bytes = 0;
@@ -561,11 +571,12 @@ class SegmentedFlashLog implements FlashLogEngine {
    * on their way. A lone sequential writer (batches of one) therefore never waits out the linger and sees
    * about one fdatasync of latency; concurrent writers fill their batch and it goes as soon as it is as
    * large as the last one. Never on battery ('immediate'), never past lingerBytes, never for a checkpoint
-   * someone waits on.
+   * someone waits on, never behind a fence (no append can join the batch any more).
    */
   private shouldLinger(): boolean {
     return (
       this.syncMode === 'batched' &&
+      this.fenceState === undefined &&
       this.options.lingerMs > 0 &&
       this.forcedCheckpoint === 0 &&
       this.staging.stagedBytes < this.options.lingerBytes &&
@@ -1115,6 +1126,29 @@ class SegmentedFlashLog implements FlashLogEngine {
     };
   }
 
+  // ---- fence ---------------------------------------------------------------------------------------------
+
+  async fence(code: ErrorCode, message: string): Promise<number> {
+    const refused = this.lifecycle === 'open' ? undefined : this.refuse();
+    if (refused) throw refused;
+    this.fenceState = { code, message };
+    this.counters.fences++;
+    // Writers held for space wake now and meet the fence, instead of waiting out fullWaitMs; writers at the
+    // throttle meet it when their delay ends. Neither was admitted, so neither is waited for.
+    this.wakeSpaceWaiters();
+    // Whatever is staged goes now (a lingering batch stops lingering: shouldLinger is false behind a fence),
+    // and the batch being written is carried through its fdatasync. A fault settles them all (failed).
+    while ((this.writerRunning || this.staging.records > 0) && !this.fault && this.lifecycle === 'open') await this.whenIdle();
+    this.logger.info(`fenced at seq ${this.committed} (${code}): appends refused`, { committed: this.committed, code });
+    return this.committed;
+  }
+
+  unfence(): void {
+    if (this.fenceState === undefined) return;
+    this.fenceState = undefined;
+    this.logger.info(`fence lifted at seq ${this.committed}: appends admitted again`);
+  }
+
   // ---- demotion ------------------------------------------------------------------------------------------
 
   async quarantineAfter(seq: number): Promise<{ records: number; file: string | undefined }> {
@@ -1250,6 +1284,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       quarantine: [...this.quarantineFiles],
       counters: { ...this.counters, spares: this.spares.length },
       fault: this.fault ? this.fault.message : undefined,
+      fenced: this.fenceState?.code,
     };
   }
 }

@@ -44,6 +44,9 @@ export type CreateFlashLogOptions = LogOptions & FlashLogExtras;
 export interface Counters {
   appends: number;
   appendsReplicated: number;
+  /** `fence` calls, and appends refused because a fence stood. */
+  fences: number;
+  fencedRefusals: number;
   batches: number;
   syncs: number;
   /** Batches that waited for more appends (lingerMs) before their write. */
@@ -68,6 +71,8 @@ export function newCounters(): Counters {
   return {
     appends: 0,
     appendsReplicated: 0,
+    fences: 0,
+    fencedRefusals: 0,
     batches: 0,
     syncs: 0,
     lingers: 0,

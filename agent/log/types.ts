@@ -6,7 +6,7 @@
  * identified across the group by `(epoch, seq)`: the epoch is bumped on every takeover, and a new primary
  * continues the sequence where the replica it holds ends.
  */
-import type { Clock, Logger } from '../util/index.ts';
+import type { Clock, ErrorCode, Logger } from '../util/index.ts';
 
 export interface LogEntry {
   readonly seq: number;
@@ -101,6 +101,8 @@ export interface LogStatus {
   readonly counters: Readonly<Record<string, number>>;
   /** Set when the log stopped accepting appends after an I/O fault; cleared by a successful recovery. */
   readonly fault: string | undefined;
+  /** The code appends are refused with while a fence stands (see `fence`). */
+  readonly fenced: ErrorCode | undefined;
 }
 
 export interface ReadLimits {
@@ -166,6 +168,22 @@ export interface FlashLog {
    * entry is in the log or in a quarantine file, never both. Appends are refused (LOG_SEQ) while it runs.
    */
   quarantineAfter(seq: number): Promise<{ records: number; file: string | undefined }>;
+
+  /**
+   * Stop the log taking entries and learn the last one it ever acknowledged. From this call on every new
+   * `append` and `appendReplicated` is refused with a LastgaspError of `code` (and `message`); every call
+   * admitted before it (staged, lingering, inside the group commit's write and fdatasync) is carried through
+   * and settled, acknowledged or failed, and the promise then resolves with `committed`: every seq up to it
+   * is on flash, and none above it is or will be acknowledged while the fence stands (an append still
+   * waiting at the throttle or for space is refused when it wakes). The brownout flush fences before it
+   * flushes (so that its target is every acknowledged write, not the `committed` of one instant), and a
+   * demotion fences before it cuts the log (so that no seq it sets aside is acknowledged afterwards).
+   * Reads, watermarks, `beginEpoch`, `syncWatermarks` and `quarantineAfter` still work while fenced. Fencing
+   * again replaces the code and waits in the same way.
+   */
+  fence(code: ErrorCode, message: string): Promise<number>;
+  /** Lift the fence: appends are admitted again (mains came back before the handoff, a demotion ended). */
+  unfence(): void;
 
   /** Called after each commit with the new committed seq; returns an unsubscribe function. */
   onCommit(listener: (committed: number) => void): () => void;

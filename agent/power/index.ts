@@ -1,2 +1,2 @@
-export { PowerSupervisor, type SupervisorHost, type SupervisorOptions, type FlushOutcome, type TimelineEntry, type SupervisorEvents } from './supervisor.ts';
-export { step, initialState, type PowerStateName, type Thresholds, type MachineState, type Input, type Action, type Step } from './machine.ts';
+export { PowerSupervisor, type SupervisorHost, type SupervisorOptions, type FlushEnd, type FlushOutcome, type TimelineEntry, type SupervisorEvents } from './supervisor.ts';
+export { step, initialState, BROWNOUT_ALARM, type PowerStateName, type Thresholds, type MachineState, type Input, type Action, type Step, type BrownoutCheck, type HeldBrownout } from './machine.ts';

@@ -11,6 +11,12 @@
  * user sets (charge, runtime, time on battery, whichever first) rather than the device's low-battery flag
  * alone; a power-source link that goes silent while on battery is itself critical after a dead time; and
  * once the handoff is out, the decision is latched.
+ *
+ * A brownout event is acted on at once, unless the telemetry contradicts it (mains present and nothing saying
+ * the charge is low): then it is held like any other threshold. It becomes a brownout only if the source's
+ * own telemetry still reports it (the `brownout` alarm) once the on-battery debounce has passed since the
+ * event; a status that no longer reports it dismisses it, and mains lost or a low charge confirms it at once.
+ * One stray or corrupted frame on the serial line therefore cannot start the one irreversible sequence.
  */
 import type { PowerEvent, PowerStatus } from '../../firmware-bridge/index.ts';
 
@@ -35,7 +41,23 @@ export interface MachineState {
   readonly lastStatus: PowerStatus | undefined;
   /** Why the brownout was declared; latched with it. */
   readonly brownoutReason: string | undefined;
+  /** A brownout event the telemetry contradicted, held until confirmed or dismissed (see the file comment). */
+  readonly brownoutHeld: HeldBrownout | undefined;
 }
+
+export interface HeldBrownout {
+  /** When the event arrived (ms, monotonic). */
+  readonly sinceMs: number;
+  readonly detail: string | undefined;
+  /** A status received after the event still carried the brownout alarm. */
+  readonly reported: boolean;
+}
+
+/** The alarm name under which a source's telemetry reports a brownout (the bridge protocol's TELEMETRY alarms). */
+export const BROWNOUT_ALARM = 'brownout';
+
+/** What became of a brownout event the telemetry contradicted; the supervisor counts each. */
+export type BrownoutCheck = 'held' | 'dismissed' | 'confirmed';
 
 export type Input =
   | { type: 'status'; status: PowerStatus; atMs: number }
@@ -59,10 +81,11 @@ export interface Step {
   readonly actions: readonly Action[];
   /** A line for the timeline when the state changed. */
   readonly transition?: { from: PowerStateName; to: PowerStateName; reason: string };
+  readonly brownoutCheck?: BrownoutCheck;
 }
 
 export function initialState(atMs: number): MachineState {
-  return { name: 'ONLINE', sinceMs: atMs, onBatterySinceMs: undefined, linkDownSinceMs: undefined, lastStatus: undefined, brownoutReason: undefined };
+  return { name: 'ONLINE', sinceMs: atMs, onBatterySinceMs: undefined, linkDownSinceMs: undefined, lastStatus: undefined, brownoutReason: undefined, brownoutHeld: undefined };
 }
 
 export function step(state: MachineState, input: Input, thresholds: Thresholds): Step {
@@ -111,18 +134,64 @@ function observe(state: MachineState, input: Input): MachineState {
   return state;
 }
 
-function fromSupplied(state: MachineState, input: Input, thresholds: Thresholds): Step {
+function fromSupplied(observed: MachineState, input: Input, thresholds: Thresholds): Step {
+  const checked = checkHeldBrownout(observed, input, thresholds);
+  if ('actions' in checked) return checked;
+  const state = checked.state;
   const onBattery = state.onBatterySinceMs !== undefined;
-  const reason = brownoutReason(state, input, thresholds);
-  if (reason) {
-    return move({ ...state, brownoutReason: reason }, 'BROWNOUT', input.atMs, reason, [
-      ...(state.name === 'ONLINE' ? [{ type: 'shrink-tail' } as const] : []),
-      { type: 'flush-and-handoff', reason },
-    ]);
-  }
+  const reason = checked.reason ?? brownoutReason(state, input, thresholds);
+  if (reason) return declareBrownout(state, input.atMs, reason, checked.check);
   if (state.name === 'ONLINE' && onBattery) return move(state, 'ON_BATTERY', input.atMs, 'mains lost', [{ type: 'shrink-tail' }]);
   if (state.name === 'ON_BATTERY' && !onBattery) return move(state, 'ONLINE', input.atMs, 'mains back', [{ type: 'resume' }]);
   return stay(state);
+}
+
+function declareBrownout(state: MachineState, atMs: number, reason: string, check?: BrownoutCheck): Step {
+  const step = move({ ...state, brownoutReason: reason, brownoutHeld: undefined }, 'BROWNOUT', atMs, reason, [
+    ...(state.name === 'ONLINE' ? [{ type: 'shrink-tail' } as const] : []),
+    { type: 'flush-and-handoff', reason },
+  ]);
+  return check ? { ...step, brownoutCheck: check } : step;
+}
+
+/** Mains present and nothing in the last status says the charge is low: a brownout event is suspect. */
+function contradictsBrownout(state: MachineState, thresholds: Thresholds): boolean {
+  const status = state.lastStatus;
+  if (state.onBatterySinceMs !== undefined || status?.acPresent !== true || status.lowBattery === true) return false;
+  if (thresholds.socPercentMin > 0 && status.socPercent !== undefined && status.socPercent <= thresholds.socPercentMin) return false;
+  if (thresholds.runtimeSMin > 0 && status.runtimeS !== undefined && status.runtimeS <= thresholds.runtimeSMin) return false;
+  return true;
+}
+
+/**
+ * Hold a brownout event the telemetry contradicts, and decide a held one: a Step when this input decides
+ * it alone (held, dismissed), otherwise the state to go on with and, when confirmed, the reason.
+ */
+function checkHeldBrownout(state: MachineState, input: Input, thresholds: Thresholds): Step | { state: MachineState; reason?: string; check?: BrownoutCheck } {
+  const isBrownoutEvent = input.type === 'event' && input.event.kind === 'brownout';
+  const held = state.brownoutHeld;
+  if (isBrownoutEvent && contradictsBrownout(state, thresholds)) {
+    if (held) return stay(state);
+    const detail = input.event.detail;
+    return { state: { ...state, brownoutHeld: { sinceMs: input.atMs, detail, reported: false } }, actions: [], brownoutCheck: 'held' };
+  }
+  if (!held) return { state };
+  const said = `the power source reported a brownout${held.detail ? ` (${held.detail})` : ''}`;
+  if (!contradictsBrownout(state, thresholds)) {
+    const why = state.onBatterySinceMs !== undefined ? 'mains is lost' : state.lastStatus?.acPresent !== true ? 'mains is no longer reported present' : 'the charge is low';
+    return { state: { ...state, brownoutHeld: undefined }, reason: `${said}, and now ${why}`, check: 'confirmed' };
+  }
+  let reported = held.reported;
+  if (input.type === 'status') {
+    if (!input.status.alarms.includes(BROWNOUT_ALARM)) return { state: { ...state, brownoutHeld: undefined }, actions: [], brownoutCheck: 'dismissed' };
+    reported = true;
+  }
+  const next = reported === held.reported ? state : { ...state, brownoutHeld: { ...held, reported } };
+  const heldMs = input.atMs - held.sinceMs;
+  if (reported && heldMs >= thresholds.onBatteryDebounceMs) {
+    return { state: { ...next, brownoutHeld: undefined }, reason: `${said}, still reported after ${Math.round(heldMs)} ms with mains present`, check: 'confirmed' };
+  }
+  return { state: next };
 }
 
 /** The first brownout rule that holds, or undefined. The BMS's own brownout event needs no debounce. */

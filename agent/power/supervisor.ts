@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { LinkState, PowerEvent, PowerSource, PowerStatus } from '../../firmware-bridge/index.ts';
 import type { Clock, Logger, TimerHandle } from '../util/index.ts';
-import { initialState, step, type Action, type Input, type MachineState, type PowerStateName, type Thresholds } from './machine.ts';
+import { initialState, step, type Action, type BrownoutCheck, type Input, type MachineState, type PowerStateName, type Thresholds } from './machine.ts';
 
 /** Time-based rules (debounce, time on battery, dead link) are re-evaluated this often. */
 const TICK_MS = 250;
@@ -14,21 +14,41 @@ const TICK_MS = 250;
 const BUDGET_MARGIN_MS = 500;
 const BUDGET_MIN_MS = 100;
 
+/**
+ * How the brownout flush ended: every acknowledged write replicated ("flushed", the only complete end), the
+ * budget ran out, mains came back ("aborted"), replication stopped under it, or this node is not the primary
+ * (it has no tail of its own to hand off).
+ */
+export type FlushEnd = 'flushed' | 'budget' | 'aborted' | 'replication-stopped' | 'not-primary';
+
 export interface FlushOutcome {
-  /** Unreplicated entries when the flush began. */
+  /** Unreplicated entries when the flush began, counting the writes that were inside the group commit. */
   readonly tailAtStart: number;
   /** Highest seq the successor can rely on when the flush ended. */
   readonly lastSeq: number;
-  /** Highest seq committed locally (appends were refused during the flush). */
+  /** Highest seq this node ever acknowledged: the log was fenced at it before the flush. */
   readonly committed: number;
   readonly complete: boolean;
+  readonly end: FlushEnd;
   readonly flushMs: number;
 }
+
+/** The flush-done log line for each end, each one true of the flush it reports. */
+const FLUSH_END_LINES: Record<FlushEnd, string> = {
+  flushed: 'tail flushed: the sibling holds every acknowledged write',
+  budget: 'flush budget ran out before the tail was gone',
+  aborted: 'flush aborted before the tail was gone',
+  'replication-stopped': 'replication stopped before the tail was gone',
+  'not-primary': 'not the primary: no tail of its own to flush',
+};
 
 export interface SupervisorHost {
   /** Mains lost (true) or back (false): sync every batch at once and replicate regardless of pauses. */
   shrinkTail(onBattery: boolean): void;
-  /** Refuse new appends, pause all but batches, and replicate the tail within the budget (or until aborted). */
+  /**
+   * Refuse new appends, let those already admitted finish, pause all but batches, and replicate up to the
+   * last acknowledged write within the budget (or until aborted).
+   */
   flushTail(budgetMs: number, signal: AbortSignal): Promise<FlushOutcome>;
   /** Publish the handoff record naming outcome.lastSeq. */
   publishHandoff(outcome: FlushOutcome, reason: string): Promise<void>;
@@ -73,6 +93,11 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
   /** Aborts the brownout routine when mains returns before the handoff. */
   private brownout: AbortController | undefined;
   private stopped = false;
+  /**
+   * What the supervisor refused to trust: power events that came before the link was up (its handshake not
+   * done), and brownout events the telemetry contradicted, by what became of them.
+   */
+  private readonly distrust = { eventsBeforeLinkUp: 0, brownoutsHeld: 0, brownoutsDismissed: 0, brownoutsConfirmed: 0 };
 
   constructor(private readonly options: SupervisorOptions) {
     super();
@@ -102,6 +127,7 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
       lastStatus: this.machine.lastStatus,
       lastFlush: this.lastFlush,
       counters: this.options.source.counters(),
+      distrust: { ...this.distrust },
     };
   }
 
@@ -135,6 +161,13 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
   }
 
   private onEvent(event: PowerEvent): void {
+    if (this.linkState !== 'up') {
+      // Until the handshake is done nothing on the line is known to come from the device (a stray frame, a
+      // different device, a half-open port); the first status once it is up carries the true state.
+      this.distrust.eventsBeforeLinkUp++;
+      this.options.logger.warn(`power event ${event.kind} ignored: the power-source link is ${this.linkState}, not up`, { event: 'power-event-ignored', kind: event.kind, link: this.linkState });
+      return;
+    }
     this.options.logger.info(`power event: ${event.kind}`, { detail: event.detail, source: this.options.source.name });
     this.feed({ type: 'event', event, atMs: this.options.clock.monotonicMs() });
   }
@@ -150,6 +183,7 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
   private feed(input: Input): void {
     const result = step(this.machine, input, this.options.thresholds);
     this.machine = result.state;
+    if (result.brownoutCheck) this.countBrownoutCheck(result.brownoutCheck);
     if (result.transition) {
       const { from, to, reason } = result.transition;
       this.timelineEntries.push({ atMs: this.options.clock.nowMs(), from, to, reason });
@@ -158,6 +192,17 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
       this.emit('state', to, reason);
     }
     for (const action of result.actions) this.perform(action);
+  }
+
+  private countBrownoutCheck(check: BrownoutCheck): void {
+    const logger = this.options.logger;
+    if (check === 'held') {
+      this.distrust.brownoutsHeld++;
+      logger.warn('brownout event held: the telemetry says mains is present and the charge is not low; acting only if it persists', { event: 'brownout-held', debounceMs: this.options.thresholds.onBatteryDebounceMs });
+    } else if (check === 'dismissed') {
+      this.distrust.brownoutsDismissed++;
+      logger.warn('held brownout dismissed: the telemetry no longer reports it', { event: 'brownout-dismissed' });
+    } else this.distrust.brownoutsConfirmed++;
   }
 
   private perform(action: Action): void {
@@ -207,8 +252,10 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
       logger.info('mains came back during the flush: no handoff', { event: 'handoff-cancelled', tailAtStart: outcome.tailAtStart, flushMs: outcome.flushMs });
       return;
     }
-    logger.info(outcome.complete ? 'tail flushed' : 'flush budget ran out before the tail was gone', {
+    const line = FLUSH_END_LINES[outcome.end];
+    (outcome.complete ? logger.info : logger.warn)(line, {
       event: 'flush-done',
+      end: outcome.end,
       tailAtStart: outcome.tailAtStart,
       flushMs: outcome.flushMs,
       lastSeq: outcome.lastSeq,

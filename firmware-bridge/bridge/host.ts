@@ -174,6 +174,15 @@ export class BridgePowerSource implements PowerSource {
         return;
       }
       case 'power-event':
+        if (this.linkState !== 'up') {
+          // Before CAPABILITIES nothing says this frame comes from a controller this agent speaks with (line
+          // noise that framed, another device on the port, a frame left from an earlier session), and one
+          // brownout event starts the irreversible flush and handoff. Refused with NAK "state" (§6.4): the
+          // first telemetry after the handshake carries the state, and the edge is derived from it.
+          this.endpoint.counters.add('rx.events-before-handshake');
+          this.endpoint.nak(frame, 'state', { detail: 'power event before the handshake (HELLO/CAPABILITIES)' });
+          return;
+        }
         // Acknowledge before acting: the controller stops retransmitting at once, and the listener's work
         // (a flush) must not delay the ACK into a retransmission.
         this.endpoint.ack(frame);

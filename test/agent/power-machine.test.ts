@@ -23,6 +23,20 @@ function run(inputs: Input[], limits = thresholds) {
   return { state, actions, transitions };
 }
 
+/** Like `run`, also collecting what became of held brownouts. */
+function stepAll(inputs: Input[], limits = thresholds) {
+  let state: MachineState = initialState(0);
+  const actions: string[] = [];
+  const checks: string[] = [];
+  for (const input of inputs) {
+    const result = step(state, input, limits);
+    state = result.state;
+    actions.push(...result.actions.map((action) => action.type));
+    if (result.brownoutCheck) checks.push(result.brownoutCheck);
+  }
+  return { state, actions, checks };
+}
+
 test('mains lost starts shrinking the tail at once and mains back resumes', () => {
   const { transitions, actions } = run([
     { type: 'status', status: status(false, { socPercent: 90, runtimeS: 900 }), atMs: 100 },
@@ -105,13 +119,87 @@ test('once the handoff is published the decision is latched, mains or not', () =
   assert.equal(state.name, 'POWER_OFF');
 });
 
-test('a brownout the BMS declared while mains still looked present is not undone by the next status', () => {
+test('a brownout the BMS declared while mains still looked present, once confirmed, is not undone by the next status', () => {
+  const alarmed = status(true, { socPercent: 90, alarms: ['brownout'] });
   const { state } = run([
-    { type: 'status', status: status(true), atMs: 0 },
+    { type: 'status', status: status(true, { socPercent: 90 }), atMs: 0 },
     { type: 'event', event: { kind: 'brownout', atMs: 1 }, atMs: 1 },
-    { type: 'status', status: status(true), atMs: 2 },
+    { type: 'status', status: alarmed, atMs: 500 },
+    { type: 'tick', atMs: 2001 },
+    { type: 'status', status: status(true, { socPercent: 90 }), atMs: 2100 },
   ]);
   assert.equal(state.name, 'BROWNOUT');
+});
+
+test('a brownout event the telemetry contradicts is held, and dismissed when the telemetry stops reporting it', () => {
+  const inputs: Input[] = [
+    { type: 'status', status: status(true, { socPercent: 95, runtimeS: 5000 }), atMs: 0 },
+    { type: 'event', event: { kind: 'brownout', atMs: 10 }, atMs: 10 },
+  ];
+  const held = stepAll(inputs);
+  assert.equal(held.state.name, 'ONLINE', 'no brownout on the event alone');
+  assert.deepEqual(held.checks, ['held']);
+  assert.equal(held.state.brownoutHeld?.sinceMs, 10);
+  // A repeat of the event does not restart the debounce.
+  assert.equal(stepAll([...inputs, { type: 'event', event: { kind: 'brownout', atMs: 1500 }, atMs: 1500 }]).state.brownoutHeld?.sinceMs, 10);
+  const dismissed = stepAll([...inputs, { type: 'status', status: status(true, { socPercent: 95, runtimeS: 5000 }), atMs: 260 }, { type: 'tick', atMs: 60_000 }]);
+  assert.equal(dismissed.state.name, 'ONLINE');
+  assert.deepEqual(dismissed.checks, ['held', 'dismissed']);
+  assert.equal(dismissed.state.brownoutHeld, undefined);
+  assert.deepEqual(dismissed.actions, []);
+});
+
+test('a held brownout that the telemetry keeps reporting becomes a brownout once the debounce has passed, not before', () => {
+  const alarmed = status(true, { socPercent: 95, alarms: ['brownout'] });
+  const inputs: Input[] = [
+    { type: 'status', status: status(true, { socPercent: 95 }), atMs: 0 },
+    { type: 'event', event: { kind: 'brownout', atMs: 100, detail: 'vin 10.8 V' }, atMs: 100 },
+    { type: 'status', status: alarmed, atMs: 350 },
+    { type: 'status', status: alarmed, atMs: 2099 },
+  ];
+  assert.equal(stepAll(inputs).state.name, 'ONLINE', '1999 ms after the event');
+  const confirmed = stepAll([...inputs, { type: 'tick', atMs: 2100 }]);
+  assert.equal(confirmed.state.name, 'BROWNOUT');
+  assert.deepEqual(confirmed.checks, ['held', 'confirmed']);
+  assert.deepEqual(confirmed.actions, ['shrink-tail', 'flush-and-handoff']);
+  assert.match(confirmed.state.brownoutReason!, /reported a brownout \(vin 10\.8 V\), still reported after 2000 ms with mains present/);
+  // Without any status after the event the debounce alone proves nothing: it stays held.
+  const silent = stepAll([inputs[0]!, inputs[1]!, { type: 'tick', atMs: 10_000 }]);
+  assert.equal(silent.state.name, 'ONLINE');
+  assert.notEqual(silent.state.brownoutHeld, undefined);
+});
+
+test('with no debounce, a held brownout still needs one status after the event that reports it', () => {
+  const limits = { ...thresholds, onBatteryDebounceMs: 0 };
+  const inputs: Input[] = [
+    { type: 'status', status: status(true, { socPercent: 95 }), atMs: 0 },
+    { type: 'event', event: { kind: 'brownout', atMs: 5 }, atMs: 5 },
+    { type: 'tick', atMs: 250 },
+  ];
+  assert.equal(stepAll(inputs, limits).state.name, 'ONLINE');
+  assert.equal(stepAll([...inputs, { type: 'status', status: status(true, { socPercent: 95, alarms: ['brownout'] }), atMs: 255 }], limits).state.name, 'BROWNOUT');
+});
+
+test('a held brownout is confirmed at once when mains is lost or the charge turns out low', () => {
+  const base: Input[] = [
+    { type: 'status', status: status(true, { socPercent: 95 }), atMs: 0 },
+    { type: 'event', event: { kind: 'brownout', atMs: 10 }, atMs: 10 },
+  ];
+  const mainsLost = stepAll([...base, { type: 'event', event: { kind: 'ac-lost', atMs: 20 }, atMs: 20 }]);
+  assert.equal(mainsLost.state.name, 'BROWNOUT');
+  assert.match(mainsLost.state.brownoutReason!, /and now mains is lost/);
+  assert.deepEqual(mainsLost.checks, ['held', 'confirmed']);
+  const low = stepAll([...base, { type: 'status', status: status(true, { socPercent: 12 }), atMs: 20 }]);
+  assert.equal(low.state.name, 'BROWNOUT');
+  assert.match(low.state.brownoutReason!, /and now the charge is low/);
+});
+
+test('a brownout event the telemetry does not contradict acts at once: on battery, with a low charge, or with no telemetry yet', () => {
+  for (const first of [status(false, { socPercent: 95 }), status(true, { socPercent: 15 }), status(true, { lowBattery: true })]) {
+    const result = stepAll([{ type: 'status', status: first, atMs: 0 }, { type: 'event', event: { kind: 'brownout', atMs: 1 }, atMs: 1 }]);
+    assert.equal(result.state.name, 'BROWNOUT', JSON.stringify(first));
+    assert.deepEqual(result.checks, []);
+  }
 });
 
 test('an unknown mains state (undefined) neither starts nor ends an outage', () => {

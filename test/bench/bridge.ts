@@ -248,7 +248,7 @@ interface Latencies {
 function idleHost(): SupervisorHost {
   return {
     shrinkTail: () => undefined,
-    flushTail: async () => ({ tailAtStart: 0, lastSeq: 0, committed: 0, complete: true, flushMs: 0 }),
+    flushTail: async () => ({ tailAtStart: 0, lastSeq: 0, committed: 0, complete: true, end: 'flushed', flushMs: 0 }),
     publishHandoff: async () => undefined,
     waitForSuccessor: async () => true,
     resume: () => undefined,
