@@ -443,10 +443,20 @@ export class RoleManager {
     if (!this.latchedReason) this.silence?.watch(leader?.kind === 'handoff' ? (leader.to ?? leader.node) : leader?.node);
   }
 
-  /** A newer leader appeared while this node was primary: stop writes first, then cut, then follow. */
+  /**
+   * A newer leader appeared while this node was primary: stop writes first (the API refuses them, and the log
+   * fence carries the appends already admitted through their fsync), then cut, then follow.
+   */
   private async demote(leader: LeaderMessage): Promise<void> {
+    const { log } = this.options;
     this.demoting = true;
     try {
+      await log.fence('NOT_PRIMARY', `this node (${this.options.node}) is demoting: ${leader.node} leads epoch ${leader.epoch}`);
+      try {
+        await this.setAsideSuffix(leader);
+      } finally {
+        log.unfence();
+      }
       await this.becomeStandby(leader, `a newer leader appeared: ${leader.node} in epoch ${leader.epoch}`);
     } finally {
       this.demoting = false;

@@ -42,7 +42,7 @@ test('a handoff whose cut never comes, with silence takeover on: the old primary
   const sim = await startBmsSim(['--protocol', 'bridge', '--serial', pty.devicePath]);
   const { a, b } = await startPair(dir.path, 'latched', broker.url, {
     extra: FAST,
-    extraA: { power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, cutDelayMs: 200, restartAfterPowerOffMs: 6000 } },
+    extraA: { power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, cutDelayMs: 200, restartAfterPowerOffMs: 12_000 } },
   });
   let restarted: AgentProcess | undefined;
   try {
