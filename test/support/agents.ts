@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,7 +38,7 @@ export async function startAgent(node: string, configFile: string, api: string, 
     options.runtime === 'deno'
       ? startProcess(`agent:${node}`, DENO, ['run', '-A', ENTRY, 'run', '--config', configFile], { cwd: ROOT })
       : startProcess(`agent:${node}`, globalThis.process.execPath, [BIN, 'run', '--config', configFile]);
-  const client = new ApiClient({ address: api, socketsMax: 64 });
+  const client = new ApiClient({ address: api, socketsMax: 64, ...apiCredentials(configFile, api) });
   const events = () => process.jsonLines().filter((line) => line.event !== undefined);
   const agent: AgentProcess = {
     node,
@@ -62,6 +63,13 @@ export async function startAgent(node: string, configFile: string, api: string, 
   };
   if (options.waitReady !== false) await agent.waitForEvent('ready');
   return agent;
+}
+
+/** On TCP the API wants the token the agent keeps in api.tokenFile (by default <dataDir>/api.token). */
+function apiCredentials(configFile: string, api: string): { tokenFile?: string } {
+  if (api.startsWith('unix:')) return {};
+  const config = JSON.parse(readFileSync(configFile, 'utf8')) as { dataDir: string; api?: { tokenFile?: string } };
+  return { tokenFile: config.api?.tokenFile ?? join(config.dataDir, 'api.token') };
 }
 
 export interface Pair {
