@@ -33,11 +33,14 @@ export async function writeAgentConfig(dir: string, node: string, config: Record
 }
 
 /** Start `lastgasp run` as a real child process and wait until it says it is ready. */
-export async function startAgent(node: string, configFile: string, api: string, options: { waitReady?: boolean; runtime?: 'node' | 'deno' } = {}): Promise<AgentProcess> {
+export async function startAgent(node: string, configFile: string, api: string, options: { waitReady?: boolean; runtime?: 'node' | 'deno'; nofile?: number } = {}): Promise<AgentProcess> {
   const process =
     options.runtime === 'deno'
       ? startProcess(`agent:${node}`, DENO, ['run', '-A', ENTRY, 'run', '--config', configFile], { cwd: ROOT })
-      : startProcess(`agent:${node}`, globalThis.process.execPath, [BIN, 'run', '--config', configFile]);
+      : options.nofile !== undefined
+        ? // A descriptor limit as a service manager would set it (LimitNOFILE); exec keeps the agent's pid.
+          startProcess(`agent:${node}`, 'sh', ['-c', `ulimit -n ${options.nofile} && exec "$@"`, 'sh', globalThis.process.execPath, BIN, 'run', '--config', configFile])
+        : startProcess(`agent:${node}`, globalThis.process.execPath, [BIN, 'run', '--config', configFile]);
   const client = new ApiClient({ address: api, socketsMax: 64, ...apiCredentials(configFile, api) });
   const events = () => process.jsonLines().filter((line) => line.event !== undefined);
   const agent: AgentProcess = {
