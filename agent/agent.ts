@@ -9,7 +9,7 @@ import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
 import { HttpApi, KvState, encodeOp, type AppBackend, type Op, type Readiness } from './app/index.ts';
 import { readSecrets, type AgentConfig } from './config/index.ts';
-import { createFlashLog, type AppendResult, type FlashLog } from './log/index.ts';
+import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { PowerSupervisor, type FlushOutcome, type PowerStateName, type SupervisorHost } from './power/index.ts';
 import { Replication, type NodeStateName } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
@@ -32,6 +32,8 @@ export interface AgentDeps {
   clock?: Clock;
   /** Ends the process (`lastgasp run` exits with this code so that systemd restarts it). */
   exit?: (code: number) => void;
+  /** The log's file operations (the real file system by default); tests inject faults a disk gives only rarely. */
+  storage?: Storage;
 }
 
 /** Exit code after a handoff whose power cut never came: "restart me" (EX_TEMPFAIL, sysexits.h). */
@@ -72,6 +74,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       fullPolicy: config.log.fullPolicy,
       logger: logger.child('agent:log'),
       clock: this.clock,
+      ...(deps.storage ? { storage: deps.storage } : {}),
     });
     this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv') });
     const { allowedHosts, allowedOrigins, tls: _tls, tokenFile: _tokenFile, ...listener } = config.api;
