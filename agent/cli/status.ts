@@ -36,7 +36,7 @@ export async function statusCommand(argv: readonly string[], io: Io): Promise<nu
     }
     return 0;
   } catch (error) {
-    io.stderr(`lastgasp status: no answer from the agent at ${target.address}: ${(error as Error).message}`);
+    io.stderr(`lastgasp status: no agent answered at ${target.address}: ${(error as Error).message}`);
     return 1;
   } finally {
     client.close();
