@@ -77,7 +77,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       ...(deps.storage ? { storage: deps.storage } : {}),
     });
     this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv') });
-    const { allowedHosts, allowedOrigins, tls: _tls, tokenFile: _tokenFile, ...listener } = config.api;
+    // The token and the TLS key are secrets: start() gets them from config/secrets.ts, not from here.
+    const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ...listener } = config.api;
     this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
   }
 

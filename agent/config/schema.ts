@@ -129,7 +129,7 @@ export const configSchema = object(
           { description: 'HTTPS for a TCP listen; required for a non-loopback address.' },
         ),
         connectionsMax: integer({ description: 'Most API connections open at once; the agent lowers it to stay well under its descriptor limit (RLIMIT_NOFILE). Excess connections are closed at once and counted.', default: 256, min: 1, max: 65_536 }),
-        connectionsPerClientMax: integer({ description: 'TCP: most connections open at once from one remote address (a Unix socket has no per-client limit: Node cannot read the peer\'s uid).', default: 32, min: 1, max: 65_536 }),
+        connectionsPerClientMax: integer({ description: 'TCP: most connections open at once from one remote address (every local client shares 127.0.0.1, so leave room for their pools; a Unix socket has no per-client limit: Node cannot read the peer\'s uid).', default: 128, min: 1, max: 65_536 }),
         headersTimeoutMs: integer({ description: 'A request\'s headers must arrive within this (slowloris defence).', default: 10_000, min: 100, max: 600_000, unit: 'ms' }),
         requestTimeoutMs: integer({ description: 'A whole request, body included, must arrive within this.', default: 30_000, min: 100, max: 3_600_000, unit: 'ms' }),
         idleTimeoutMs: integer({ description: 'An idle keep-alive connection is closed after this.', default: 5_000, min: 100, max: 600_000, unit: 'ms' }),
