@@ -28,6 +28,11 @@ export const API_FD_RESERVE = 256;
 const API_CONNECTIONS_FLOOR = 8;
 /** Assumed when /proc/self/limits cannot be read: the usual default soft limit. */
 const NOFILE_FALLBACK = 1024;
+/**
+ * A socket on which no byte has moved this long is closed. Longer than any wait the agent itself imposes
+ * on a writer (a full log with fullPolicy "wait" holds an append up to 60 s), so only a stuck peer hits it.
+ */
+const SOCKET_SILENT_MS_MAX = 120_000;
 /** How often Node checks headers and request timeouts (its default, 30 s, lets a slowloris hold sockets long). */
 const TIMEOUT_CHECK_MS_MAX = 1000;
 
@@ -58,6 +63,7 @@ export class ApiListener {
   private readonly perClient = new Map<string, number>();
   private refused = 0;
   private refusedPerClient = 0;
+  private readonly firstRequestTimers = new WeakMap<object, NodeJS.Timeout>();
   readonly connectionsMax: number;
 
   constructor(private readonly options: ListenerOptions) {
@@ -81,11 +87,21 @@ export class ApiListener {
       keepAliveTimeout: options.idleTimeoutMs,
       connectionsCheckingInterval: Math.min(TIMEOUT_CHECK_MS_MAX, options.headersTimeoutMs),
     };
-    const server = options.tls ? createHttpsServer({ ...serverOptions, cert: options.tls.cert, key: options.tls.key }, handler) : createHttpServer(serverOptions, handler);
-    // Kept at the request limit too: a client that stops reading a response must not hold its socket forever.
-    server.setTimeout(options.requestTimeoutMs, (socket: Socket) => socket.destroy());
+    const server = options.tls
+      ? createHttpsServer({ ...serverOptions, handshakeTimeout: options.headersTimeoutMs, cert: options.tls.cert, key: options.tls.key }, handler)
+      : createHttpServer(serverOptions, handler);
+    // A client that stops reading a response must not hold its socket forever.
+    server.setTimeout(Math.max(options.requestTimeoutMs, SOCKET_SILENT_MS_MAX), (socket: Socket) => socket.destroy());
     // The raw TCP connection, before any TLS handshake: refusing here costs no handshake.
-    server.on('connection', (socket: Socket) => this.admit(socket));
+    server.on('connection', (socket: Socket) => {
+      if (this.admit(socket) && !options.tls) this.awaitFirstRequest(socket);
+    });
+    // Over TLS the handshake has its own deadline (handshakeTimeout); the first request's starts after it.
+    if (options.tls) server.on('secureConnection', (socket: Socket) => this.awaitFirstRequest(socket));
+    server.on('request', (request: IncomingMessage) => {
+      clearTimeout(this.firstRequestTimers.get(request.socket));
+      this.firstRequestTimers.delete(request.socket);
+    });
     this.server = server;
     if (options.listen.startsWith('unix:')) {
       const path = options.listen.slice('unix:'.length);
@@ -107,18 +123,29 @@ export class ApiListener {
     if (this.socketPath) await unlink(this.socketPath).catch(() => undefined);
   }
 
-  private admit(socket: Socket): void {
+  /**
+   * Node's headersTimeout starts at a request's first byte, so a connection that sends nothing at all would
+   * hold its place until the socket's silence limit. It gets the same deadline for its first request.
+   */
+  private awaitFirstRequest(socket: Socket): void {
+    const timer = setTimeout(() => socket.destroy(), this.options.headersTimeoutMs);
+    this.firstRequestTimers.set(socket, timer);
+    socket.once('close', () => clearTimeout(timer));
+  }
+
+  /** Count the connection in, or close it at once when it is over a cap; true when admitted. */
+  private admit(socket: Socket): boolean {
     if (this.open >= this.connectionsMax) {
       this.refused++;
       socket.destroy();
-      return;
+      return false;
     }
     const client = socket.remoteAddress;
     const fromClient = client === undefined ? 0 : (this.perClient.get(client) ?? 0);
     if (client !== undefined && fromClient >= this.options.connectionsPerClientMax) {
       this.refusedPerClient++;
       socket.destroy();
-      return;
+      return false;
     }
     this.open++;
     if (client !== undefined) this.perClient.set(client, fromClient + 1);
@@ -129,6 +156,7 @@ export class ApiListener {
       if (left === 0) this.perClient.delete(client);
       else this.perClient.set(client, left);
     });
+    return true;
   }
 
   private async listenUnix(server: Server, path: string): Promise<void> {

@@ -11,7 +11,8 @@ import { startMosquitto } from '../support/mosquitto.ts';
 import { startAgent, writeAgentConfig } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
 import { probe, probeAsNobody, runAsNobody, type ProbeResult } from '../support/http-probe.ts';
-import { tempDir } from '../support/ports.ts';
+import { freePort, tempDir } from '../support/ports.ts';
+import { connect } from 'node:net';
 
 after(killAll);
 
@@ -151,6 +152,49 @@ test('a listen address reachable from the network is refused without TLS, by con
       assert.match(result.stderr, /api\.listen: "0\.0\.0\.0:8181" is reachable from the network; set api\.tls\.certFile and api\.tls\.keyFile/);
     }
   } finally {
+    await dir.remove();
+  }
+});
+
+test('a request whose headers trickle in, and a connection that sends nothing, are closed by the agent at api.headersTimeoutMs', async () => {
+  const dir = await tempDir('api-timeouts');
+  const broker = await startMosquitto(dir.path);
+  const port = await freePort();
+  const { file } = await writeAgentConfig(dir.path, 'gw-a', { ...single(broker.url), api: { listen: `127.0.0.1:${port}`, headersTimeoutMs: 1000, idleTimeoutMs: 1000 } });
+  const agent = await startAgent('gw-a', file, `127.0.0.1:${port}`);
+  try {
+    // Trickling one header line every 200 ms keeps the socket busy: only the headers deadline can end it.
+    const trickled = await new Promise<{ answer: string; linesSent: number }>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      let answer = '';
+      let linesSent = 0;
+      socket.on('connect', () => socket.write('POST /v1/entries HTTP/1.1\r\nHost: 127.0.0.1\r\n'));
+      const timer = setInterval(() => {
+        linesSent++;
+        socket.write(`X-Slow-${linesSent}: 1\r\n`);
+      }, 200);
+      socket.on('data', (chunk) => (answer += chunk.toString('latin1')));
+      socket.on('error', () => undefined);
+      socket.on('close', () => {
+        clearInterval(timer);
+        resolve({ answer, linesSent });
+      });
+    });
+    // Closed by the agent (this side never closes it), with a 408 or without a word, never served.
+    assert.match(trickled.answer, /^(HTTP\/1\.1 408 [^]*)?$/);
+    assert.ok(trickled.linesSent > 0);
+    // A connection that never sends anything is closed too.
+    const silent = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(true));
+    });
+    assert.ok(silent);
+    const status = await agent.client.status();
+    assert.equal(status.api.apiConnectionsOpen, 1, 'only the status request\'s own connection is open');
+  } finally {
+    await agent.stop();
+    await broker.stop();
     await dir.remove();
   }
 });
