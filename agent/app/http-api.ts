@@ -13,8 +13,9 @@
  *   POST   /v1/admin/replication/pause | resume            → 200 (hold replication back, e.g. on a metered uplink)
  *
  * Who may call it is decided before any route (api-access.ts); the socket, its rights and the connection
- * limits live in api-listener.ts. Every acknowledged write (2xx) is on flash. Errors are JSON {"error":{"code","message"}} with a stable
- * code; NOT_PRIMARY answers name the current primary so that a client can follow it.
+ * limits live in api-listener.ts. Every acknowledged write (2xx) is on flash. Errors are JSON
+ * {"error":{"code","message"}} with a stable code; NOT_PRIMARY answers name the current primary so that a
+ * client can follow it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppendResult, FlashLog } from '../log/index.ts';
