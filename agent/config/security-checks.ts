@@ -18,6 +18,10 @@ export function securityChecks(config: AgentConfig, issues: Issue[]): void {
     }
   });
   const api = config.api;
+  if (api.headersTimeoutMs > api.requestTimeoutMs) {
+    // Node refuses a server whose headers may take longer than the whole request.
+    issues.push({ path: 'api.headersTimeoutMs', message: `${api.headersTimeoutMs} is more than api.requestTimeoutMs (${api.requestTimeoutMs}); the headers are part of the request` });
+  }
   const tls = api.tls;
   if (Boolean(tls.certFile) !== Boolean(tls.keyFile)) {
     issues.push({ path: tls.certFile ? 'api.tls.keyFile' : 'api.tls.certFile', message: 'is required with the other (HTTPS needs both a certificate and its key)' });

@@ -81,6 +81,7 @@ test('config check refuses credentials in a broker URL, a network listen without
   assert.deepEqual(issues({ api: { listen: '[::1]:8181' } }), []);
   assert.match(issues({ api: { listen: 'unix:/run/lastgasp/api.sock', socketMode: '0666' } }).join('\n'), /^api\.socketMode: 0666 lets every user/);
   assert.deepEqual(issues({ api: { listen: 'unix:/run/lastgasp/api.sock', socketMode: '0660', socketGroup: 'lastgasp' } }), []);
+  assert.match(issues({ api: { headersTimeoutMs: 60_000, requestTimeoutMs: 30_000 } }).join('\n'), /^api\.headersTimeoutMs: 60000 is more than api\.requestTimeoutMs \(30000\)/);
 });
 
 test('a key or password file that the group or others can read is refused with the fix', async () => {
