@@ -132,8 +132,8 @@ async function runDemo(run: DemoRun) {
   await agentB.waitFor('ready', (line) => line.event === 'ready', STEP_TIMEOUT_MS);
   await agentA.waitFor('link to the simulator', (line) => typeof line.msg === 'string' && line.msg.startsWith('power-source link up'), STEP_TIMEOUT_MS);
 
-  const clientA = new ApiClient({ address: apiA, socketsMax: WRITERS_BURST });
-  const clientB = new ApiClient({ address: apiB });
+  const clientA = new ApiClient({ address: apiA, socketsMax: WRITERS_BURST, tokenFile: join(dir, 'gw-a', 'api.token') });
+  const clientB = new ApiClient({ address: apiB, tokenFile: join(dir, 'gw-b', 'api.token') });
   cleanup.push(async () => {
     clientA.close();
     clientB.close();

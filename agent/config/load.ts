@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { LastgaspError } from '../util/index.ts';
 import { configSchema, type AgentConfig } from './schema.ts';
 import type { Issue } from './schema-dsl.ts';
+import { securityChecks } from './security-checks.ts';
 
 /** Room a batch needs beyond one entry's payload (envelope, header, one entry's framing). */
 const BATCH_ENVELOPE_BYTES = 1024;
@@ -13,6 +14,7 @@ export function validateConfig(raw: unknown): { ok: true; config: AgentConfig } 
   const issues: Issue[] = [];
   const config = configSchema.parse(raw, '', issues);
   if (config) crossCheck(config, issues);
+  if (config) securityChecks(config, issues);
   return config && issues.length === 0 ? { ok: true, config } : { ok: false, issues };
 }
 

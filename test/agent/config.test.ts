@@ -26,7 +26,8 @@ test('a minimal config is valid and every default is filled in', () => {
   assert.ok(result.ok);
   const config = result.config;
   assert.equal(config.role, 'standby');
-  assert.equal(config.api.listen, '127.0.0.1:8181');
+  assert.equal(config.api.listen, 'unix:/run/lastgasp/api.sock');
+  assert.equal(config.api.socketMode, '0660');
   assert.equal(config.log.segmentBytes, 64 * 1024 * 1024);
   assert.equal(config.replication.durability, 'replica');
   assert.equal(config.replication.protocol, 'auto');

@@ -65,7 +65,7 @@ test('with a group key, a batch signed with another key is rejected and nothing 
   const dir = await tempDir('bad-hmac');
   const broker = await startMosquitto(dir.path);
   const keyFile = join(dir.path, 'group.key');
-  await writeFile(keyFile, Buffer.alloc(32, 7));
+  await writeFile(keyFile, Buffer.alloc(32, 7), { mode: 0o600 });
   const { a, b } = await startPair(dir.path, 'signed', broker.url, { extra: { replication: { hmacKeyFile: keyFile } } });
   const attacker = await mqtt.connectAsync(broker.url, { clientId: 'attacker', protocolVersion: 5 });
   try {

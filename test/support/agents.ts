@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,12 +33,15 @@ export async function writeAgentConfig(dir: string, node: string, config: Record
 }
 
 /** Start `lastgasp run` as a real child process and wait until it says it is ready. */
-export async function startAgent(node: string, configFile: string, api: string, options: { waitReady?: boolean; runtime?: 'node' | 'deno' } = {}): Promise<AgentProcess> {
+export async function startAgent(node: string, configFile: string, api: string, options: { waitReady?: boolean; runtime?: 'node' | 'deno'; nofile?: number } = {}): Promise<AgentProcess> {
   const process =
     options.runtime === 'deno'
       ? startProcess(`agent:${node}`, DENO, ['run', '-A', ENTRY, 'run', '--config', configFile], { cwd: ROOT })
-      : startProcess(`agent:${node}`, globalThis.process.execPath, [BIN, 'run', '--config', configFile]);
-  const client = new ApiClient({ address: api, socketsMax: 64 });
+      : options.nofile !== undefined
+        ? // A descriptor limit as a service manager would set it (LimitNOFILE); exec keeps the agent's pid.
+          startProcess(`agent:${node}`, 'sh', ['-c', `ulimit -n ${options.nofile} && exec "$@"`, 'sh', globalThis.process.execPath, BIN, 'run', '--config', configFile])
+        : startProcess(`agent:${node}`, globalThis.process.execPath, [BIN, 'run', '--config', configFile]);
+  const client = new ApiClient({ address: api, socketsMax: 64, ...apiCredentials(configFile, api) });
   const events = () => process.jsonLines().filter((line) => line.event !== undefined);
   const agent: AgentProcess = {
     node,
@@ -62,6 +66,13 @@ export async function startAgent(node: string, configFile: string, api: string, 
   };
   if (options.waitReady !== false) await agent.waitForEvent('ready');
   return agent;
+}
+
+/** On TCP the API wants the token the agent keeps in api.tokenFile (by default <dataDir>/api.token). */
+function apiCredentials(configFile: string, api: string): { tokenFile?: string } {
+  if (api.startsWith('unix:')) return {};
+  const config = JSON.parse(readFileSync(configFile, 'utf8')) as { dataDir: string; api?: { tokenFile?: string } };
+  return { tokenFile: config.api?.tokenFile ?? join(config.dataDir, 'api.token') };
 }
 
 export interface Pair {
