@@ -11,7 +11,7 @@ import { HttpApi, KvState, encodeOp, type AppBackend, type Op } from './app/inde
 import type { AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog } from './log/index.ts';
 import { PowerSupervisor, type FlushOutcome, type PowerStateName, type SupervisorHost } from './power/index.ts';
-import { Replication, type NodeStateName } from './replication/index.ts';
+import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
 import { LastgaspError, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
 
@@ -105,6 +105,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       windowMax: config.replication.windowMax,
       keepaliveS: config.replication.keepaliveS,
       ...(await this.credentials()),
+      counterFile: join(config.dataDir, 'wire-counter.json'),
       logger: logger.child('agent:replication'),
       clock: this.clock,
     });
@@ -342,9 +343,13 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   }
 
   /** Secrets come from files or the environment, never from the config file itself. */
-  private async credentials(): Promise<{ username?: string; password?: string; hmacKey?: Uint8Array; tls?: { ca?: string; cert?: string; key?: string } }> {
+  private async credentials(): Promise<{ username?: string; password?: string; auth?: WireAuth; hmacKey?: Uint8Array; tls?: { ca?: string; cert?: string; key?: string } }> {
     const replication = this.config.replication;
-    const out: { username?: string; password?: string; hmacKey?: Uint8Array; tls?: { ca?: string; cert?: string; key?: string } } = {};
+    const out: { username?: string; password?: string; auth?: WireAuth; hmacKey?: Uint8Array; tls?: { ca?: string; cert?: string; key?: string } } = {};
+    if (replication.signing) out.auth = { mode: 'ed25519', keyring: await loadKeyring(this.config.node, replication.signing) };
+    else if (!replication.hmacKeyFile) {
+      this.deps.logger.warn('replication.insecureUnsigned is set: messages are not signed, and anyone who can publish to the brokers can forge leader records, acks and batches; make keys with "lastgasp keys generate"', { event: 'unsigned' });
+    }
     if (replication.username) out.username = replication.username;
     if (replication.passwordFile) out.password = (await readSecret(replication.passwordFile, 'replication.passwordFile')).toString('utf8').trim();
     if (replication.passwordEnv) {

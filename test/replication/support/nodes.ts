@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { createFlashLog, type FlashLogEngine, type LogEntry } from '../../../agent/log/index.ts';
-import { Replication, type ReplicationOptions } from '../../../agent/replication/index.ts';
+import { Replication, type ReplicationOptions, type WireAuth } from '../../../agent/replication/index.ts';
 import { createLogger, systemClock, type Logger } from '../../../agent/util/index.ts';
 import { waitFor } from '../../support/ports.ts';
 
@@ -38,6 +38,8 @@ export interface NodeOptions {
   password?: string;
   tls?: ReplicationOptions['tls'];
   hmacKey?: Uint8Array;
+  /** How the node signs and verifies (a keyring from ./keys.ts for per-node keys); unsigned by default here. */
+  auth?: WireAuth;
   segmentBytes?: number;
   /** A primary publishes its state (with `committed`) this often, as the agent's heartbeat does; 0 = never. */
   heartbeatMs?: number;
@@ -108,6 +110,8 @@ export async function startNode(options: NodeOptions): Promise<TestNode> {
     password: options.password,
     tls: options.tls,
     hmacKey: options.hmacKey,
+    auth: options.auth,
+    counterFile: join(options.dir, `${options.name}.wire-counter.json`),
     logger: logger.child('agent:replication'),
     clock: systemClock,
   });
