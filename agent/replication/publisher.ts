@@ -20,11 +20,11 @@ import { BATCH_OVERHEAD_BYTES_PER_ENTRY, type AckMessage, type Topics, type Wire
 /**
  * The same resend request (node, epoch, position) is answered once; again only after the sibling made
  * progress or after a back-off that doubles with each answer, from this up to REWIND_BACKOFF_MS_MAX. A
- * receiver repeats a want after 1 s (receiver.ts WANT_REPEAT_MS) while the first resend is in flight; a
  * misbehaving member repeating it without pause would otherwise make the primary republish its tail
- * again and again.
+ * again and again. A receiver repeats a want after 1 s (receiver.ts WANT_REPEAT_MS) while the resend is
+ * on its way (REWIND_GRACE_MS covers that second); a batch lost twice is sent again from 2 s on.
  */
-const REWIND_BACKOFF_MS = 1000;
+const REWIND_BACKOFF_MS = 2000;
 const REWIND_BACKOFF_MS_MAX = 32_000;
 /** Resend requests remembered for that rule (a few per sibling; the oldest is forgotten first). */
 const REWINDS_REMEMBERED_MAX = 64;
@@ -317,7 +317,8 @@ export class Publisher {
 
   private rewind(want: number, from: string, epoch: number): void {
     const now = this.options.clock.monotonicMs();
-    if (want >= this.nextSeq) return;
+    // At or past the next seq to publish: what it asks for is being sent anyway.
+    if (want >= this.nextSeq) return void this.counters.wantsInFlight++;
     if (this.recent.some((batch) => batch.first <= want && want <= batch.last && now - batch.atMs < REWIND_GRACE_MS)) {
       this.counters.wantsInFlight++;
       return;

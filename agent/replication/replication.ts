@@ -185,6 +185,8 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   stats(): Record<string, unknown> {
     return {
       connected: this.connected,
+      /** How this node signs and verifies: ed25519, hmac, or unsigned. */
+      auth: this.codec.mode,
       quorum: this.quorum,
       links: this.links.map((link) => ({ broker: link.name, ...link.stats() })),
       publisher: this.publisher.stats(),
