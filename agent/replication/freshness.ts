@@ -7,7 +7,11 @@
  * Sender (CounterSource): counters are handed out from a block reserved on flash before any of it is
  * used. The file holds the highest counter reserved; it is rewritten (writeFileAtomic: fsynced, renamed)
  * with the next block before the current one runs out. After a crash a node starts past everything it
- * reserved, so at worst it skips counters, never repeats one.
+ * reserved, so at worst it skips counters, never repeats one. A node whose data directory was wiped (a
+ * reflashed gateway keeping its name and key) has no reservation; it starts at its wall clock in
+ * microseconds instead (no node sends a million control messages a second), which is above what it used
+ * before if its clock is right. If it is not, its siblings drop its control messages as replays until
+ * they restart.
  *
  * Receiver (FreshnessFilter), per sender and per track (ack, state, will, leader: each topic is ordered on
  * its own, so one track cannot outrun another): a message is fresh if its counter is above the highest
@@ -32,6 +36,8 @@ import { LastgaspError, writeFileAtomic } from '../util/index.ts';
  * at most one block; 2^53 lasts for 10^11 restarts.
  */
 export const COUNTER_BLOCK = 65_536;
+/** The wall-clock floor's scale: counters per millisecond. 2^53 / 1000 ms is about the year 2255. */
+const COUNTER_PER_MS = 1000;
 /** A new block is reserved when less than half of the current one is left, so that senders rarely wait. */
 const COUNTER_REFILL_BELOW = COUNTER_BLOCK / 2;
 /** Senders remembered (signed groups have a handful; this bounds an unsigned group flooded with names). */
@@ -45,14 +51,18 @@ export class CounterSource {
   private reserving: Promise<void> | undefined;
   private opened = false;
 
-  constructor(private readonly file: string) {}
+  /** `nowMs`: the wall clock, the floor for a node without a reservation (see above). */
+  constructor(
+    private readonly file: string,
+    private readonly nowMs: () => number = Date.now,
+  ) {}
 
   /** Read the last reservation and reserve the first block of this run. */
   async open(): Promise<void> {
     if (this.opened) return;
     const reserved = await readReservation(this.file);
     this.reservedTo = reserved;
-    this.next = reserved + 1;
+    this.next = Math.max(reserved + 1, Math.floor(this.nowMs()) * COUNTER_PER_MS);
     await this.reserve();
     this.opened = true;
   }

@@ -77,7 +77,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     super();
     this.topics = topics(options.topicPrefix, options.group);
     this.codec = new WireCodec(options.auth ?? options.hmacKey);
-    this.counters = new CounterSource(options.counterFile);
+    this.counters = new CounterSource(options.counterFile, () => options.clock.nowMs());
     const logger = options.logger;
     const linkFor = (urls: readonly string[], index: number) =>
       new BrokerLink({

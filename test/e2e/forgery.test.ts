@@ -87,7 +87,7 @@ test('forgeries without keys and in another member\'s name move nothing; a signe
 
     // Last (its counter is above gw-b's own, whose later acks it would shadow): a signed ack, with gw-b's
     // own key (a buggy or compromised sibling), for a billion seqs. The primary drops it.
-    await publish(t.ack('gw-b'), asB.encodeAck({ group: 'forged', node: 'gw-b', epoch: before.b.epoch, counter: 2 ** 41, seq: 1_000_000_000, atMs: Date.now() }));
+    await publish(t.ack('gw-b'), asB.encodeAck({ group: 'forged', node: 'gw-b', epoch: before.b.epoch, counter: 2 ** 52, seq: 1_000_000_000, atMs: Date.now() }));
     await waitFor('the primary to drop the ack beyond its log', async () => ((await seen(a)).publisher.acksBeyondCommitted === 1 ? true : undefined));
     const last = await seen(a);
     assert.equal(last.replicated, 40, 'the signed ack beyond the log moved no watermark');
@@ -135,7 +135,7 @@ test('a signed ack with want, replayed 15 times, makes no resend; the same want 
     const asB = new WireCodec(groupKeys(dir.path).auth('gw-b', ['gw-a']));
     const marks = await seen(b);
     for (let round = 0; round < 15; round++) {
-      const ack = asB.encodeAck({ group: 'replay', node: 'gw-b', epoch: marks.epoch, counter: 2 ** 50 + round, seq: marks.committed, want: 1, atMs: Date.now() });
+      const ack = asB.encodeAck({ group: 'replay', node: 'gw-b', epoch: marks.epoch, counter: 2 ** 52 + round, seq: marks.committed, want: 1, atMs: Date.now() });
       await watcher.publishAsync(t.ack('gw-b'), Buffer.from(ack), { qos: 1 });
     }
     const counters = await waitFor('the 15 fresh wants to be answered or refused', async () => {

@@ -38,7 +38,7 @@ test('the primary drops acks from a non-sibling, from a newer epoch and beyond i
     await send(asC.encodeAck({ group: GROUP, node: 'gw-c', epoch: a.log.epoch, counter: 1, seq: 50, atMs: Date.now() }), 'gw-c');
     await waitFor('the stranger\'s ack to be counted', () => (publisher().acksFromStrangers === 1 ? true : undefined));
     // gw-b's key, counters above its own from here on (its later acks are shadowed; the test ends with them).
-    let counter = 2 ** 50;
+    let counter = 2 ** 52;
     const ack = (fields: { epoch?: number; seq?: number; want?: number }) =>
       asB.encodeAck({ group: GROUP, node: 'gw-b', epoch: fields.epoch ?? a.log.epoch, counter: counter++, seq: fields.seq ?? 50, ...(fields.want !== undefined ? { want: fields.want } : {}), atMs: Date.now() });
     await send(ack({ seq: 51 }));

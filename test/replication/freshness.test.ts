@@ -35,6 +35,10 @@ test('counters never repeat: across a block boundary, and after a restart that u
     const second = new CounterSource(file);
     await second.open();
     assert.ok((await second.take()) > reserved);
+    // A wiped data directory: no reservation, so the wall clock (in microseconds) is the floor.
+    const wiped = new CounterSource(join(dir.path, 'wiped.json'), () => 1_795_000_000_000);
+    await wiped.open();
+    assert.equal(await wiped.take(), 1_795_000_000_000_000);
     await writeFile(file, '{"reservedTo": "soon"}');
     await assert.rejects(new CounterSource(file).open(), (error) => isLastgaspError(error, 'LOG_CORRUPT') && /reservedTo/.test(error.message));
   } finally {
