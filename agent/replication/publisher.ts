@@ -15,19 +15,9 @@
 import type { FlashLog, LogEntry } from '../log/index.ts';
 import { LastgaspError, type Clock, type Logger } from '../util/index.ts';
 import type { BrokerLink } from './broker-link.ts';
+import { ResendRule } from './resend-rule.ts';
 import { BATCH_OVERHEAD_BYTES_PER_ENTRY, type AckMessage, type Topics, type WireCodec } from './wire.ts';
 
-/**
- * The same resend request (node, epoch, position) is answered once; again only after the sibling made
- * progress or after a back-off that doubles with each answer, from this up to REWIND_BACKOFF_MS_MAX. A
- * misbehaving member repeating it without pause would otherwise make the primary republish its tail
- * again and again. A receiver repeats a want after 1 s (receiver.ts WANT_REPEAT_MS) while the resend is
- * on its way (REWIND_GRACE_MS covers that second); a batch lost twice is sent again from 2 s on.
- */
-const REWIND_BACKOFF_MS = 2000;
-const REWIND_BACKOFF_MS_MAX = 32_000;
-/** Resend requests remembered for that rule (a few per sibling; the oldest is forgotten first). */
-const REWINDS_REMEMBERED_MAX = 64;
 /**
  * A resend request for a seq published less than this long ago is not answered: the request and the batch
  * crossed on the way (a sibling's stall check firing just as a paused stream resumes). If the batch was
@@ -148,8 +138,7 @@ export class Publisher {
   private paused = false;
   private flushing = false;
   private blockedUntilMs = 0;
-  /** Resend requests answered, by `node/epoch/want`: when, how often, and the sibling's position then. */
-  private readonly rewindsAnswered = new Map<string, { atMs: number; answers: number; position: number }>();
+  private readonly resendRule = new ResendRule();
   private tooLargeSeq = 0;
   private readonly recent: Array<{ first: number; last: number; atMs: number }> = [];
   private unsubscribe: (() => void) | undefined;
@@ -323,7 +312,7 @@ export class Publisher {
       this.counters.wantsInFlight++;
       return;
     }
-    if (!this.mayAnswer(`${from}/${epoch}/${want}`, this.replicaPositions.get(from) ?? 0, now)) {
+    if (!this.resendRule.mayAnswer(`${from}/${epoch}/${want}`, this.replicaPositions.get(from) ?? 0, now)) {
       this.counters.wantsRefused++;
       return;
     }
@@ -335,16 +324,6 @@ export class Publisher {
     const target = Math.max(want, firstSeq);
     this.options.logger.info('sibling asked for a resend', { sibling: from, from: target, was: this.nextSeq });
     this.nextSeq = target;
-  }
-
-  /** The once-per-position rule for resend requests (REWIND_BACKOFF_MS); records the answer when it allows one. */
-  private mayAnswer(key: string, position: number, now: number): boolean {
-    const prior = this.rewindsAnswered.get(key);
-    if (prior && position <= prior.position && now - prior.atMs < Math.min(REWIND_BACKOFF_MS * 2 ** (prior.answers - 1), REWIND_BACKOFF_MS_MAX)) return false;
-    this.rewindsAnswered.delete(key);
-    if (this.rewindsAnswered.size >= REWINDS_REMEMBERED_MAX) this.rewindsAnswered.delete(this.rewindsAnswered.keys().next().value!);
-    this.rewindsAnswered.set(key, { atMs: now, answers: (prior?.answers ?? 0) + 1, position });
-    return true;
   }
 
   private advanceReplicated(seq: number): void {

@@ -13,7 +13,7 @@ import { Publisher } from './publisher.ts';
 import { Receiver } from './receiver.ts';
 import { CounterSource, FreshnessFilter, type FreshnessTrack } from './freshness.ts';
 import type { WireAuth } from './wire-auth.ts';
-import { WireCodec, topics, type AckMessage, type DecodeResult, type LeaderMessage, type StateMessage, type Topics } from './wire.ts';
+import { WireCodec, topics, type AckMessage, type DecodeResult, type Freshness, type LeaderMessage, type StateMessage, type Topics } from './wire.ts';
 
 /** Power telemetry is for dashboards: at most one message per this interval. */
 const POWER_PUBLISH_INTERVAL_MS = 1000;
@@ -50,8 +50,9 @@ export interface ReplicationOptions {
 }
 
 export interface ReplicationEvents {
-  leader: [LeaderMessage, { retained: boolean }];
-  state: [StateMessage];
+  /** Fresh records only: signed by their node, and newer than what this node took from it (freshness.ts). */
+  leader: [LeaderMessage & Freshness, { retained: boolean }];
+  state: [StateMessage & Freshness];
   up: [];
 }
 
@@ -248,13 +249,10 @@ export class Replication extends EventEmitter<ReplicationEvents> {
 
   private async onMessage(topic: string, payload: Uint8Array, retained: boolean): Promise<void> {
     const decoded = this.codec.decode(payload);
-    const addressed = this.topics.nodeOf(topic);
     if (!decoded.ok) return this.reject(decoded.reason, topic);
     const message = decoded.message;
     if (message.group !== this.options.group) return this.reject('wrong-group', topic);
-    if (decoded.kind === 'leader' ? topic !== this.topics.leader : addressed?.kind !== (decoded.kind === 'batch' ? 'log' : decoded.kind) || addressed.node !== message.node) {
-      return this.reject('sender-mismatch', topic);
-    }
+    if (!this.fromItsTopic(decoded, topic)) return this.reject('sender-mismatch', topic);
     if (decoded.kind !== 'batch' && !this.fresh(decoded, topic)) return;
     switch (decoded.kind) {
       case 'batch':
@@ -273,6 +271,13 @@ export class Replication extends EventEmitter<ReplicationEvents> {
         this.emit('leader', decoded.message, { retained });
         return;
     }
+  }
+
+  /** A batch, ack or state on the topic of the node it names (and, signed, that signed it); a leader record on the leader topic. */
+  private fromItsTopic(decoded: DecodeResult & { ok: true }, topic: string): boolean {
+    if (decoded.kind === 'leader') return topic === this.topics.leader;
+    const addressed = this.topics.nodeOf(topic);
+    return addressed?.kind === (decoded.kind === 'batch' ? 'log' : decoded.kind) && addressed.node === decoded.message.node;
   }
 
   /** Control messages must be newer than what this sender sent before (freshness.ts); replays are counted. */
