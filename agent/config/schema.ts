@@ -171,7 +171,7 @@ export const configSchema = object(
         signing: object(
           {
             keyFile: string({ description: 'This node\'s Ed25519 private key (PEM, mode 0600); "lastgasp keys generate --out DIR --node NAME" makes one.' }),
-            publicKeys: record(string({ description: 'base64 of the raw key (44 characters, as "lastgasp keys show" prints it) or a file holding it.' }), {
+            publicKeys: record(string({ description: 'A public key.', patternText: 'base64 of the raw key (44 characters, as "lastgasp keys show" prints it) or a file holding it' }), {
               description: 'Every member\'s public key, this node\'s own included: messages are accepted only when signed by the node they come from.',
               keyPattern: NAME,
               keyText: NAME_TEXT,

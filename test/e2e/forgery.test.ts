@@ -154,3 +154,24 @@ test('a signed ack with want, replayed 15 times, makes no resend; the same want 
     await dir.remove();
   }
 });
+
+test('a group configured with insecureUnsigned runs unsigned, and every start says so in the log', async () => {
+  const dir = await tempDir('unsigned');
+  const broker = await startMosquitto(dir.path);
+  const { a, b } = await startPair(dir.path, 'open', broker.url, { extra: { replication: { insecureUnsigned: true } } });
+  try {
+    for (const agent of [a, b]) {
+      const warning = await agent.waitForEvent('unsigned');
+      assert.equal(warning.level, 'warn');
+      assert.match(String(warning.msg), /not signed.*lastgasp keys generate/);
+      assert.equal(((await agent.client.status()).replication as { auth: string }).auth, 'unsigned');
+    }
+    const { seq } = await a.client.put('k', 'v');
+    await waitFor('the unsigned group to replicate', async () => ((await seen(a)).replicated >= seq ? true : undefined));
+  } finally {
+    await a.stop();
+    await b.stop();
+    await broker.stop();
+    await dir.remove();
+  }
+});
