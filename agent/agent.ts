@@ -11,7 +11,7 @@ import { HttpApi, KvState, encodeOp, type AppBackend, type Op, type Readiness } 
 import { readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { PowerSupervisor, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost } from './power/index.ts';
-import { Replication, type NodeStateName } from './replication/index.ts';
+import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
 import { LastgaspError, isLastgaspError, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
 
@@ -115,6 +115,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       windowMax: config.replication.windowMax,
       keepaliveS: config.replication.keepaliveS,
       ...secrets.replication,
+      ...(await this.wireAuth()),
+      counterFile: join(config.dataDir, 'wire-counter.json'),
       logger: logger.child('agent:replication'),
       clock: this.clock,
     });
@@ -442,6 +444,16 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       committed: this.log.watermarks().committed,
       atMs: this.clock.nowMs(),
     };
+  }
+
+  /** Per-node Ed25519 keys (or the group's HMAC key, read with the other secrets); unsigned only when the config says so. */
+  private async wireAuth(): Promise<{ auth?: WireAuth }> {
+    const replication = this.config.replication;
+    if (replication.signing) return { auth: { mode: 'ed25519', keyring: await loadKeyring(this.config.node, replication.signing) } };
+    if (!replication.hmacKeyFile) {
+      this.deps.logger.warn('replication.insecureUnsigned is set: messages are not signed, and anyone who can publish to the brokers can forge leader records, acks and batches; make keys with "lastgasp keys generate"', { event: 'unsigned' });
+    }
+    return {};
   }
 }
 

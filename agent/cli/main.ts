@@ -19,6 +19,7 @@ Commands:
   bms-sim [options]         Play a BMS (bridge protocol, JBD, Daly or Megatec Q1) on a pty or TCP port.
   bms probe|decode ...      Find which protocol a device speaks; decode a captured frame.
   log inspect|verify DIR    Show a log directory's segments and watermarks; check every record.
+  keys generate|show        Make a gateway's signing key pair; show a key's public part and fingerprint.
   version                   Print the version.
 
 Run "lastgasp <command> --help" for a command's options.`;
@@ -42,6 +43,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         return await (await import('../../firmware-bridge/index.ts')).bmsMain([...rest], io);
       case 'log':
         return await (await import('../log/index.ts')).logCommand([...rest], io);
+      case 'keys':
+        return await (await import('./keys.ts')).keysCommand(rest, io);
       case 'version':
       case '--version':
         io.stdout(version());

@@ -2,7 +2,7 @@
  * The agent's configuration: every key, its default and its meaning. `lastgasp config defaults` prints
  * this as documentation; `lastgasp config check FILE` validates against it.
  */
-import { array, boolean, bytes, integer, number, object, oneOf, string, union, url, type Infer } from './schema-dsl.ts';
+import { array, boolean, bytes, integer, number, object, oneOf, record, string, union, url, type Infer } from './schema-dsl.ts';
 
 // Names become MQTT topic levels. No ".": NATS maps MQTT topics to subjects and closes the connection on a
 // "." (MQTT.js would then resend the stored PUBLISH after every reconnect, forever).
@@ -184,7 +184,25 @@ export const configSchema = object(
         username: string({ description: 'MQTT user name.', optional: true }),
         passwordFile: string({ description: 'File holding the MQTT password (never put it in this file).', optional: true }),
         passwordEnv: string({ description: 'Environment variable holding the MQTT password.', optional: true }),
-        hmacKeyFile: string({ description: 'File with the group key: every batch is signed (HMAC-SHA256) and receivers reject unsigned or forged ones.', optional: true }),
+        // Who may speak for the group (agent/replication/wire-auth.ts): per-node Ed25519 signatures, a
+        // group HMAC key, or, only when said so in a key named for it, nothing at all.
+        signing: object(
+          {
+            keyFile: string({ description: 'This node\'s Ed25519 private key (PEM, mode 0600); "lastgasp keys generate --out DIR --node NAME" makes one.' }),
+            publicKeys: record(string({ description: 'A public key.', patternText: 'base64 of the raw key (44 characters, as "lastgasp keys show" prints it) or a file holding it' }), {
+              description: 'Every member\'s public key, this node\'s own included: messages are accepted only when signed by the node they come from.',
+              keyPattern: NAME,
+              keyText: NAME_TEXT,
+              minItems: 1,
+            }),
+          },
+          { description: 'Per-node signatures (recommended): each gateway signs what it publishes with its own key, so that no member can speak as another.', optional: true },
+        ),
+        hmacKeyFile: string({ description: 'File with a group key (at least 16 bytes): every message is signed with HMAC-SHA256 and receivers reject unsigned or forged ones. Any holder can sign as any member; prefer signing.', optional: true }),
+        insecureUnsigned: boolean({
+          description: 'Run the group without signatures: anyone who can publish to the brokers can forge leader records, acks and batches. For a closed test bench only; every start logs a warning.',
+          default: false,
+        }),
         tls: object(
           {
             caFile: string({ description: 'CA certificate (PEM).', optional: true }),

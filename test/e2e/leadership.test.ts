@@ -57,6 +57,7 @@ test('a handoff whose cut never comes, with silence takeover on: the old primary
     await assert.rejects(a.client.put('late', 'x'), (error: { code?: string }) => error.code === 'HANDING_OFF' || error.code === 'NOT_PRIMARY');
     const written = await b.client.put('after', 'handoff');
     assert.equal(await a.process.exited, 75);
+    sim.send('ac on'); // mains back for the restart, or it would find the battery still failing
     restarted = await startAgent('gw-a', a.configFile, a.api);
     await restarted.waitForEvent('role', (line) => line.role === 'standby');
     await sleep(3000);

@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../../agent/app/index.ts';
+import { groupKeys } from './keys.ts';
 import { freePort, waitFor } from './ports.ts';
 import { startProcess, type Managed } from './processes.ts';
 
@@ -23,13 +24,25 @@ export interface AgentProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Write a config (JSON) for `node` with test defaults: JSON logs, a free loopback API port. */
+/**
+ * Write a config (JSON) for `node` with test defaults: JSON logs, a free loopback API port, and signed as in
+ * production: per-node Ed25519 keys under `<dir>/keys/`, made once per test directory, with the public keys
+ * of this node and its siblings. A config that names its own way (replication.signing, hmacKeyFile, or
+ * insecureUnsigned: true, the opt-out for a test that needs unsigned agents) is left as it is.
+ */
 export async function writeAgentConfig(dir: string, node: string, config: Record<string, unknown>): Promise<{ file: string; api: string }> {
   const api = `127.0.0.1:${await freePort()}`;
   const file = join(dir, `${node}.json`);
-  const full = { node, dataDir: join(dir, node), api: { listen: api }, logging: { level: 'info', json: true }, ...config };
+  const full = { node, dataDir: join(dir, node), api: { listen: api }, logging: { level: 'info', json: true }, ...withSigning(dir, node, config) };
   await writeFile(file, JSON.stringify(full, null, 2));
   return { file, api };
+}
+
+function withSigning(dir: string, node: string, config: Record<string, unknown>): Record<string, unknown> {
+  const replication = config.replication as Record<string, unknown> | undefined;
+  if (!replication || replication.signing !== undefined || replication.hmacKeyFile !== undefined || replication.insecureUnsigned !== undefined) return config;
+  const siblings = Array.isArray(config.siblings) ? (config.siblings as string[]) : [];
+  return { ...config, replication: { ...replication, signing: groupKeys(dir).signing(node, siblings) } };
 }
 
 /** Start `lastgasp run` as a real child process and wait until it says it is ready. */
