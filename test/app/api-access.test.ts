@@ -63,7 +63,8 @@ test('writes need a content type that a browser cannot send without a preflight'
   assert.equal(decide(tcp, 'GET', '/v1/entries', headers), 'ok');
 });
 
-const minimal = { node: 'gw-a', group: 'g', dataDir: '/var/lib/lastgasp', siblings: ['gw-b'], replication: { brokers: [{ url: 'mqtt://127.0.0.1:1883' }] } };
+// Unsigned here so that each case shows only its own refusal (signing has its own tests).
+const minimal = { node: 'gw-a', group: 'g', dataDir: '/var/lib/lastgasp', siblings: ['gw-b'], replication: { brokers: [{ url: 'mqtt://127.0.0.1:1883' }], insecureUnsigned: true } };
 
 function issues(raw: Record<string, unknown>): string[] {
   const result = validateConfig({ ...minimal, ...raw });
@@ -71,7 +72,7 @@ function issues(raw: Record<string, unknown>): string[] {
 }
 
 test('config check refuses credentials in a broker URL, a network listen without TLS, and a socket open to everyone', () => {
-  const inUrl = issues({ replication: { brokers: [{ url: 'mqtt://gw-a:s3cret@broker:1883' }] } });
+  const inUrl = issues({ replication: { brokers: [{ url: 'mqtt://gw-a:s3cret@broker:1883' }], insecureUnsigned: true } });
   assert.equal(inUrl.length, 1);
   assert.match(inUrl[0]!, /^replication\.brokers\[0\]\.url: holds credentials; .*passwordFile/);
   assert.ok(!inUrl[0]!.includes('s3cret'), 'the refusal must not repeat the password');
