@@ -3,7 +3,7 @@
  * (primary or standby) and the power supervisor, wired together. `lastgasp run` builds one from the config
  * file; the tests and the demo run it as a separate process.
  */
-import { readFile, mkdir } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
@@ -13,7 +13,7 @@ import { createFlashLog, type AppendResult, type FlashLog } from './log/index.ts
 import { PowerSupervisor, type FlushOutcome, type PowerStateName, type SupervisorHost } from './power/index.ts';
 import { Replication, type NodeStateName } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
-import { LastgaspError, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
+import { LastgaspError, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
 
 /** CBOR framing an op adds around its key and value (array header, op code, string and byte-string heads). */
 const OP_FRAMING_BYTES_MAX = 16;
@@ -84,8 +84,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   async start(): Promise<{ api: string }> {
     const { config, deps } = this;
     const logger = deps.logger;
-    await mkdir(config.dataDir, { recursive: true });
+    await makeDataDir(config.dataDir);
     const recovery = await this.log.open();
+    // Under the log's lock now: no other writer of the leader record runs, so its crash leftovers can go.
+    await removeTemporaries(nodeFs, config.dataDir, 'leader.json');
     logger.info('log opened', { event: 'log-open', ...recovery });
     await this.state.start();
     this.replicationValue = new Replication({
