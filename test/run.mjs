@@ -22,6 +22,9 @@ const REQUIRED = [
   ['upsd', 'nut-server', '/usr/sbin/upsd'],
   ['upsc', 'nut-client', '/usr/bin/upsc'],
   ['nats-server', 'nats-server', '/usr/sbin/nats-server'],
+  // The power-loss file system (test/support/powerloss-fs): libfuse and its mount helper, and the Python binding.
+  ['fusermount3', 'fuse3', '/usr/bin/fusermount3'],
+  ['fusepy', 'python3-fusepy', '/usr/lib/python3/dist-packages/fusepy.py'],
 ];
 
 function have(program, usualPath) {
