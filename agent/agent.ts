@@ -71,7 +71,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       logger: logger.child('agent:log'),
       clock: this.clock,
     });
-    this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv') });
+    this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), snapshotEveryEntries: config.log.snapshotEveryEntries });
     this.api = new HttpApi({ listen: config.api.listen, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
   }
 
