@@ -219,7 +219,6 @@ function compare(model: Model, tree: Map<string, Uint8Array | 'dir'>, torn: bool
 
 /** After a cut the model's durable state is all there is: the next round starts from it. */
 function adopt(model: Model, tree: Map<string, Uint8Array | 'dir'>): void {
-  const byPath = new Map<string, FileNode>();
   const rebuild = (dir: DirNode, prefix: string) => {
     dir.entries = new Map(dir.durable);
     for (const [name, child] of dir.entries) {
@@ -230,7 +229,6 @@ function adopt(model: Model, tree: Map<string, Uint8Array | 'dir'>): void {
         child.data = bytes.slice();
         child.durable = bytes.slice();
         child.pending = [];
-        byPath.set(path, child);
       }
     }
   };
