@@ -85,7 +85,8 @@ class Control {
 
 export async function mountPowerLossFs(model: PowerLossModel): Promise<PowerLossFs> {
   const mountpoint = await mkdtemp(join(tmpdir(), `lastgasp-powerloss-${model}-`));
-  const child = spawn(PYTHON, [SCRIPT, mountpoint, model], { stdio: ['pipe', 'pipe', 'pipe'] });
+  // -B: no __pycache__ left in the source tree.
+  const child = spawn(PYTHON, ['-B', SCRIPT, mountpoint, model], { stdio: ['pipe', 'pipe', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const control = new Control(child);
   const mounted = await Promise.race([control.first(), exited.then((): Answer => ({ ok: false, error: `exited (${child.exitCode})` }))]);
