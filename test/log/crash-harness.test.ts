@@ -300,7 +300,7 @@ async function runWorkload(seed: number, failSyncAt: number | undefined): Promis
     promised.demotingAfter = undefined;
   };
   const writers = 4;
-  const appendsPerWriter = 30;
+  const appendsPerWriter = 15;
   const work: Promise<void>[] = [];
   for (let w = 0; w < writers; w++) {
     work.push(
