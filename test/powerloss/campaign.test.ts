@@ -11,6 +11,8 @@
  * holds data is being reopened), and retention (small segments, a snapshot every few hundred entries, a
  * replicating sibling: cuts land during segment recycling and snapshots).
  *
+ * Half the cuts also tear the writes pending at the cut (parts of them reach the disk, sector by sector).
+ *
  * Bounded for CI: LASTGASP_POWERLOSS_CUTS cuts per scenario and model (default 2).
  * LASTGASP_POWERLOSS_CAMPAIGN_SEED replays a campaign's random choices (delays and counts; the instants
  * they land on still depend on timing).
@@ -77,7 +79,7 @@ const SCENARIOS: Scenario[] = [
   },
 ];
 
-async function campaign(scenario: Scenario, model: PowerLossModel, seed: number): Promise<{ acked: number; recycled: number; snapshots: number }> {
+async function campaign(scenario: Scenario, model: PowerLossModel, seed: number): Promise<{ acked: number; recycled: number; snapshots: number; tornCuts: number }> {
   const dir = await tempDir(`powerloss-${model}`);
   const broker = await startMosquitto(dir.path);
   const plfs: PowerLossFs = await mountPowerLossFs(model);
@@ -87,6 +89,7 @@ async function campaign(scenario: Scenario, model: PowerLossModel, seed: number)
   let ackedTotal = 0;
   let recycled = 0;
   let snapshots = 0;
+  let tornCuts = 0;
   try {
     let acked: Acked[] = [];
     for (let cut = 0; cut < CUTS; cut++) {
@@ -110,7 +113,10 @@ async function campaign(scenario: Scenario, model: PowerLossModel, seed: number)
       const status = await agent.client.status().catch(() => undefined);
       recycled += ((status?.log?.counters?.segmentsRecycled as number | undefined) ?? 0) + ((status?.log?.counters?.segmentsDeleted as number | undefined) ?? 0);
       snapshots += status?.state?.kvSnapshotSeq > 0 ? 1 : 0;
-      await cutPower(plfs, agent, life.writers, seed + cut);
+      // Half the cuts also tear the writes in flight: parts of them reach the disk, sector by sector.
+      const torn = random() < 0.5;
+      if (torn) tornCuts++;
+      await cutPower(plfs, agent, life.writers, seed + cut, torn ? 0.5 : 0);
       agent = undefined;
       acked.push(...life.writers.acked);
       ackedTotal += life.writers.acked.length;
@@ -138,7 +144,7 @@ async function campaign(scenario: Scenario, model: PowerLossModel, seed: number)
     await broker.stop();
     await dir.remove();
   }
-  return { acked: ackedTotal, recycled, snapshots };
+  return { acked: ackedTotal, recycled, snapshots, tornCuts };
 }
 
 for (const [index, scenario] of SCENARIOS.entries()) {
@@ -147,7 +153,7 @@ for (const [index, scenario] of SCENARIOS.entries()) {
       const seed = SEED + index * 1000 + (model === 'ext4' ? 500 : 0);
       const result = await campaign(scenario, model, seed);
       console.log(
-        `powerloss campaign: ${scenario.name} (${model}): ${CUTS} cuts, ${result.acked} acknowledged writes checked, ${result.recycled} segments recycled or deleted, ${result.snapshots} lives with a snapshot; seed ${seed}`,
+        `powerloss campaign: ${scenario.name} (${model}): ${CUTS} cuts (${result.tornCuts} tearing writes in flight), ${result.acked} acknowledged writes checked, ${result.recycled} segments recycled or deleted, ${result.snapshots} lives with a snapshot; seed ${seed}`,
       );
       assert.ok(CUTS > 0);
     });

@@ -68,10 +68,11 @@ export function startUnready(node: string, config: { file: string; api: string }
 
 /**
  * The power cut: the disk dies first (every sync after this fails, so nothing more can be acknowledged),
- * then the process goes, then the durable state is mounted again.
+ * then the process goes, then the durable state is mounted again. With `tornProbability`, writes pending at
+ * the cut reach the disk in part (sector by sector).
  */
-export async function cutPower(plfs: PowerLossFs, agent: AgentProcess, writers: Writers | undefined, seed: number): Promise<void> {
-  await plfs.cut({ seed });
+export async function cutPower(plfs: PowerLossFs, agent: AgentProcess, writers: Writers | undefined, seed: number, tornProbability = 0): Promise<void> {
+  await plfs.cut({ seed, tornProbability });
   await agent.stop('SIGKILL');
   await writers?.stop();
   await plfs.remount();
