@@ -146,6 +146,12 @@ export const configSchema = object(
         unreplicatedSoftBytes: bytes({ description: 'Unreplicated bytes above which writers are slowed down (0 = off).', default: 0, min: 0 }),
         unreplicatedHardBytes: bytes({ description: 'Unreplicated bytes at which appends fail with LOG_FULL (0 = the quota).', default: 0, min: 0 }),
         fullPolicy: oneOf(['reject', 'wait'], { description: 'When full: fail appends with LOG_FULL, or make them wait.', default: 'reject' }),
+        snapshotEveryEntries: integer({
+          description: 'Snapshot the key-value state after this many applied entries; retention keeps every segment the latest snapshot does not cover (0 = only at a clean stop).',
+          default: 100_000,
+          min: 0,
+          max: 100_000_000,
+        }),
       },
       { description: 'The flash log.' },
     ),
