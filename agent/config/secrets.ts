@@ -89,8 +89,9 @@ export function apiTokenFile(config: Pick<AgentConfig, 'api' | 'dataDir'>): stri
 }
 
 /**
- * Read the token, or make one. `wx` with mode 0600 creates the file only if it does not exist, and with
- * those rights from the first instant whatever the umask (the umask only removes bits).
+ * Read the token, or make one. `wx` with mode 0600 creates the file only if it does not exist, with no more
+ * than those rights from the first instant (the umask only removes bits); the fchmod then gives back what a
+ * strict umask (0277) took from the owner.
  */
 export async function loadOrCreateToken(file: string): Promise<string> {
   let handle;
@@ -101,6 +102,7 @@ export async function loadOrCreateToken(file: string): Promise<string> {
   }
   if (handle) {
     try {
+      await handle.chmod(0o600);
       await handle.writeFile(randomBytes(API_TOKEN_BYTES).toString('base64url') + '\n');
       await handle.sync();
     } finally {

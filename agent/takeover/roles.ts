@@ -280,7 +280,8 @@ export class RoleManager {
     if (!told) return false;
     const committed = log.watermarks().committed;
     const epoch = this.logEpochSeen();
-    if (told.epoch < epoch || (told.epoch === epoch && told.seq <= committed)) return false;
+    // Seqs are what can be reused; an ack of nothing (seq 0, a sibling that just started) proves nothing.
+    if (told.seq <= committed || told.epoch < epoch) return false;
     this.regressed = { holds: { epoch, committed }, told: { epoch: told.epoch, seq: told.seq, by: told.what === 'ack' ? `${told.node}'s ack` : 'this node\'s own state record' }, gap: { from: committed + 1, to: told.seq } };
     logger.error(`this node's log went backwards: it holds epoch ${epoch} up to seq ${committed}, but ${told.what === 'ack' ? `${told.node} acknowledged` : 'it told the group it had'} epoch ${told.epoch} up to seq ${told.seq}; seqs ${committed + 1}..${told.seq} may have been acknowledged and are not on this flash. It will not lead (that would reuse them); restore the data directory or let a sibling that holds them lead`, { event: 'state-regressed', ...this.regressed });
     return true;

@@ -9,7 +9,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../../agent/app/index.ts';
-import { writeAgentConfig } from '../support/agents.ts';
+import { apiCredentials, writeAgentConfig } from '../support/agents.ts';
 import { freePort, tempDir, waitFor } from '../support/ports.ts';
 import { killAll, startProcess } from '../support/processes.ts';
 
@@ -41,7 +41,7 @@ for (const umask of ['000', '277']) {
       log: { segmentBytes: 64 * 1024, entryBytesMax: 4096, snapshotEveryEntries: 20 },
     });
     const agent = startProcess('agent:gw-a', '/bin/sh', ['-c', `umask ${umask} && exec "$0" "$@"`, process.execPath, BIN, 'run', '--config', config.file]);
-    const client = new ApiClient({ address: config.api });
+    const client = new ApiClient({ address: config.api, ...apiCredentials(config.file, config.api) });
     try {
       await agent.waitForOutput(/"event":"ready"/, 30_000);
       await waitFor('the primary to accept writes', async () => (await client.put('k0', 'v').then(() => true).catch(() => undefined)), 20_000);

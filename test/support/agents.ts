@@ -82,7 +82,7 @@ export async function startAgent(node: string, configFile: string, api: string, 
 }
 
 /** On TCP the API wants the token the agent keeps in api.tokenFile (by default <dataDir>/api.token). */
-function apiCredentials(configFile: string, api: string): { tokenFile?: string } {
+export function apiCredentials(configFile: string, api: string): { tokenFile?: string } {
   if (api.startsWith('unix:')) return {};
   const config = JSON.parse(readFileSync(configFile, 'utf8')) as { dataDir: string; api?: { tokenFile?: string } };
   return { tokenFile: config.api?.tokenFile ?? join(config.dataDir, 'api.token') };
