@@ -174,7 +174,11 @@ test(`leadership campaign: ${STEPS} seeded faults (seed ${SEED}) never give two 
 
     // Converge: one primary, the other following it with the same state.
     const leader = await waitFor('one primary', async () => {
-      const roles = await Promise.all(nodes.map(async (node) => ((await node.agent!.client.status()).role as string)));
+      for (const node of nodes) {
+        const code = node.agent!.process.child.exitCode;
+        if (code !== null) throw new Error(`${node.name} exited (${code}):\n${node.agent!.process.output().slice(-6000)}`);
+      }
+      const roles = await Promise.all(nodes.map(async (node) => ((await node.agent!.client.status().catch(() => ({ role: 'unreachable' }))).role as string)));
       const primaries = nodes.filter((_, index) => roles[index] === 'primary');
       return primaries.length === 1 && roles.filter((role) => role === 'standby').length === 1 ? primaries[0] : undefined;
     }, 30_000);
@@ -195,6 +199,9 @@ test(`leadership campaign: ${STEPS} seeded faults (seed ${SEED}) never give two 
     }
     t.diagnostic(`${acks.length} acknowledged, ${missing.length} set aside by silence takeovers, ${takeovers.length} takeovers`);
     assert.ok(acks.length > 0);
+  } catch (error) {
+    for (const node of nodes) for (const [index, life] of node.lives.entries()) t.diagnostic(`${node.name} life ${index + 1} (exit ${life.process.child.exitCode}):\n${life.process.output().slice(-3000)}`);
+    throw error;
   } finally {
     running = false;
     await Promise.all(writers);
