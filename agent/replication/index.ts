@@ -15,3 +15,4 @@ export {
   type DecodeResult,
   type MessageKind,
 } from './wire.ts';
+export { DrainMeter, DRAIN_WINDOW_MS, DRAIN_SAMPLE_MS_MAX } from './drain-meter.ts';

@@ -15,6 +15,7 @@
 import type { FlashLog, LogEntry } from '../log/index.ts';
 import { LastgaspError, type Clock, type Logger } from '../util/index.ts';
 import type { BrokerLink } from './broker-link.ts';
+import { DrainMeter } from './drain-meter.ts';
 import { BATCH_OVERHEAD_BYTES_PER_ENTRY, type AckMessage, type Topics, type WireCodec } from './wire.ts';
 
 /** A sibling repeating the same resend request within this time is answered once (its batches are in flight). */
@@ -160,6 +161,7 @@ export class Publisher {
   };
 
   private readonly buffers: BatchBuffers;
+  private readonly drain = new DrainMeter();
 
   constructor(private readonly options: PublisherOptions) {
     this.buffers = new BatchBuffers(options.batchBytesMax, options.windowMax);
@@ -207,6 +209,11 @@ export class Publisher {
     return this.paused && !this.flushing;
   }
 
+  /** Wire bytes per second this link drained while busy (see DrainMeter); undefined until measured. */
+  drainBytesPerS(): number | undefined {
+    return this.drain.bytesPerS();
+  }
+
   /** Entries committed locally but not yet replicated at the configured level. */
   tail(): number {
     const marks = this.options.log.watermarks();
@@ -225,6 +232,7 @@ export class Publisher {
       windowMax: this.windowMax(),
       paused: this.paused,
       flushing: this.flushing,
+      drainBytesPerS: Math.round(this.drain.bytesPerS() ?? 0),
     };
   }
 
@@ -366,6 +374,7 @@ export class Publisher {
         return;
       }
       const batch: Batch = { first: first.seq, last: first.seq + entries.length - 1, bytes: payload.length, sentTo: links.length, buffer, acks: 0, failures: 0, quorum: false, failed: false };
+      this.drain.sent(options.clock.monotonicMs());
       this.inflight.push(batch);
       this.recent.push({ first: batch.first, last: batch.last, atMs: options.clock.monotonicMs() });
       if (this.recent.length > RECENT_BATCHES_MAX) this.recent.shift();
@@ -433,6 +442,7 @@ export class Publisher {
     if (batch.quorum || batch.failed || batch.acks < this.options.quorum) return;
     batch.quorum = true;
     let advanced = true;
+    let bytesAcked = 0;
     while (advanced) {
       advanced = false;
       for (let index = 0; index < this.inflight.length; index++) {
@@ -440,11 +450,13 @@ export class Publisher {
         if (candidate.quorum && candidate.first <= this.brokerAcked + 1) {
           this.brokerAcked = Math.max(this.brokerAcked, candidate.last);
           this.inflight.splice(index, 1);
+          bytesAcked += candidate.bytes;
           advanced = true;
           break;
         }
       }
     }
+    if (bytesAcked > 0) this.drain.acked(bytesAcked, this.options.clock.monotonicMs(), this.inflight.length === 0);
     if (this.options.durability === 'broker') this.advanceReplicated(this.brokerAcked);
     // Caught up: the pooled buffers (a window of half-MiB batches) need not outlive the burst.
     if (this.inflight.length === 0 && this.nextSeq > this.options.log.watermarks().committed) this.buffers.trim();
@@ -465,6 +477,7 @@ export class Publisher {
       return;
     }
     batch.failed = true;
+    this.drain.reset();
     const index = this.inflight.indexOf(batch);
     if (index >= 0) this.inflight.splice(index, 1);
     this.counters.refused++;
