@@ -855,7 +855,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     for (let attempt = 0; attempt < 2; attempt++) {
       const spare = this.spares.shift();
       if (spare) return spare;
-      this.ensureSpare();
+      this.ensureSpare(true);
       if (this.spareJob) await this.spareJob;
     }
     const spare = this.spares.shift();
@@ -865,9 +865,15 @@ class SegmentedFlashLog implements FlashLogEngine {
     throw new LastgaspError('LOG_FULL', `log ${this.options.dir} is full: no room under the quota of ${this.options.quotaBytes} bytes for a new segment`);
   }
 
-  /** Prepare a spare segment in the background if none is ready and the quota allows. */
-  private ensureSpare(): void {
+  /**
+   * Prepare a spare segment in the background if none is ready and the quota allows. Not while the log
+   * syncs every batch at once (on battery, the brownout flush): the zero-fill of a whole segment competes
+   * with the flush for the flash and the CPU (it overlapped every profiled drain, issue 12). A roll that
+   * finds no spare then (`onDemand`) still prepares one, and the fill resumes when the sync mode is back.
+   */
+  private ensureSpare(onDemand = false): void {
     if (this.spareJob || this.spares.length >= SPARES_MAX || this.lifecycle === 'closed') return;
+    if (!onDemand && this.syncMode === 'immediate') return;
     if (this.bytesOnDisk() + this.options.segmentBytes > this.options.quotaBytes) return;
     const spare: Spare = {
       id: this.nextSegmentId++,
@@ -1105,6 +1111,7 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   setSyncMode(mode: SyncMode): void {
     this.syncMode = mode;
+    if (mode === 'batched' && this.lifecycle === 'open') this.ensureSpare();
     if (mode === 'immediate' && this.lingerTimer) {
       this.lingerTimer.cancel();
       this.lingerTimer = undefined;
