@@ -8,6 +8,10 @@
  * bandwidth, and weighting by bytes lets the periods that moved the most data (the ones a long tail looks
  * like) decide. Under-estimating is the safe side: it starts a brownout early; over-estimating would let a
  * tail grow that cannot leave.
+ *
+ * For sizing batches to the link (publisher.ts) only stretches in which the publisher filled its window count
+ * (`saturated()`): then the link, not the round trip of a lone batch, set the pace. An idle link's
+ * one-entry exchanges would otherwise shrink the batches of the next backlog to nothing.
  */
 
 /** Busy time the estimate looks back over: long enough to smooth a burst, short enough to follow a link that changed. */
@@ -20,16 +24,24 @@ const DRAIN_SAMPLES_MAX = 64;
 interface Sample {
   readonly bytes: number;
   readonly busyMs: number;
+  /** The window was full at some point of the stretch. */
+  readonly saturated: boolean;
 }
 
 export class DrainMeter {
   private readonly samples: Sample[] = [];
   private busySinceMs: number | undefined;
   private bytesInPeriod = 0;
+  private saturatedInPeriod = false;
 
   /** Something was put in flight; starts a busy stretch unless one is running. */
   sent(atMs: number): void {
     this.busySinceMs ??= atMs;
+  }
+
+  /** The publisher has as much in flight as it may: this stretch measures the link. */
+  saturated(): void {
+    if (this.busySinceMs !== undefined) this.saturatedInPeriod = true;
   }
 
   /** `bytes` were acknowledged at `atMs`; `idle`: nothing is left in flight, the busy stretch ends. */
@@ -38,8 +50,9 @@ export class DrainMeter {
     this.bytesInPeriod += bytes;
     const busyMs = atMs - this.busySinceMs;
     if (!idle && busyMs < DRAIN_SAMPLE_MS_MAX) return;
-    if (busyMs > 0 && this.bytesInPeriod > 0) this.push({ bytes: this.bytesInPeriod, busyMs });
+    if (busyMs > 0 && this.bytesInPeriod > 0) this.push({ bytes: this.bytesInPeriod, busyMs, saturated: this.saturatedInPeriod });
     this.bytesInPeriod = 0;
+    this.saturatedInPeriod = false;
     this.busySinceMs = idle ? undefined : atMs;
   }
 
@@ -47,15 +60,18 @@ export class DrainMeter {
   reset(): void {
     this.busySinceMs = undefined;
     this.bytesInPeriod = 0;
+    this.saturatedInPeriod = false;
   }
 
-  /** Bytes per second over the recent busy time; undefined until something was measured. */
-  bytesPerS(): number | undefined {
+  /** Bytes per second over the recent busy time (`saturatedOnly`: stretches with a full window); undefined until measured. */
+  bytesPerS(saturatedOnly = false): number | undefined {
     let bytes = 0;
     let busyMs = 0;
     for (let index = this.samples.length - 1; index >= 0 && busyMs < DRAIN_WINDOW_MS; index--) {
-      bytes += this.samples[index]!.bytes;
-      busyMs += this.samples[index]!.busyMs;
+      const sample = this.samples[index]!;
+      if (saturatedOnly && !sample.saturated) continue;
+      bytes += sample.bytes;
+      busyMs += sample.busyMs;
     }
     return busyMs > 0 ? (bytes * 1000) / busyMs : undefined;
   }

@@ -36,6 +36,23 @@ const REFUSED_RETRY_MS = 2000;
  */
 const BATCH_HEADER_BYTES = 512;
 /**
+ * Batches are sized to the link once its drain rate is measured with a full window (DrainMeter): about this
+ * much time on the wire each.
+ * A batch counts only when all of it is acknowledged, so on a slow link a half-megabyte batch would be
+ * seconds of hold-up energy that save nothing if the power goes first (measured by bench:holdup). With the
+ * window of 8 in flight this still fills any path whose round trip is under 8 × this.
+ */
+const BATCH_LINK_MS = 50;
+/** Smallest link-sized batch: a few typical entries, so a latency-bound estimate cannot shrink batches to one. */
+const BATCH_LINK_BYTES_MIN = 4 * 1024;
+/**
+ * During the brownout flush the bytes in flight are kept to this much time at the measured rate (and at
+ * least two batches, so the link never waits for an acknowledgement): what is queued on the link when the
+ * budget ends delays the handoff record behind it. A batch is acknowledged about a batch's time plus a
+ * round trip after it left, so this covers round trips up to about 250 ms at full rate.
+ */
+const FLUSH_INFLIGHT_MS = 300;
+/**
  * Batches at least this large are encoded into buffers reused from acknowledged batches. A fresh buffer of
  * half a MiB comes from the kernel page by page: its page faults cost about as much as encoding the batch
  * (20 of the brownout drain's ms for 27 batches here). Smaller buffers come from malloc's free lists.
@@ -355,15 +372,23 @@ export class Publisher {
     const topic = options.topics.log(options.node);
     for (;;) {
       if (this.stopped || this.isPaused || this.nextSeq > log.watermarks().committed) return;
-      if (this.inflight.length >= this.windowMax()) return;
+      if (this.inflight.length >= this.windowMax()) {
+        this.drain.saturated();
+        return;
+      }
       if (options.clock.monotonicMs() < this.blockedUntilMs) return;
       const links = options.links.filter((link) => link.connected);
       if (links.length < options.quorum) return;
       if (this.nextSeq < log.firstSeq) this.skipRetained(log.firstSeq);
       const payloadBytesMax = this.payloadBytesMax(links, topic);
-      const bytesMax = readBytesMax(payloadBytesMax, options.batchEntriesMax);
+      const batchBytes = this.linkBatchBytes(payloadBytesMax);
+      if (this.flushing && this.inflight.length > 0 && this.inflightBytes() + batchBytes > this.flushInflightBytesMax(batchBytes)) {
+        this.drain.saturated();
+        return;
+      }
+      const bytesMax = readBytesMax(batchBytes, options.batchEntriesMax);
       // The entries are encoded at once and dropped, so one buffer serves every read.
-      const entries = fitBatch(await log.read(this.nextSeq, { entriesMax: options.batchEntriesMax, bytesMax, payloadBuffer: this.buffers.payloads(bytesMax) }), payloadBytesMax);
+      const entries = fitBatch(await log.read(this.nextSeq, { entriesMax: options.batchEntriesMax, bytesMax, payloadBuffer: this.buffers.payloads(bytesMax) }), batchBytes);
       const first = entries[0];
       if (!first || first.seq !== this.nextSeq || this.stopped) return;
       let buffer: Uint8Array | undefined;
@@ -406,6 +431,24 @@ export class Publisher {
   private payloadBytesMax(links: readonly BrokerLink[], topic: string): number {
     let bytes = this.options.batchBytesMax;
     for (const link of links) bytes = Math.min(bytes, link.payloadBytesMax(topic) ?? Infinity);
+    return bytes;
+  }
+
+  /** The batch size for this link: BATCH_LINK_MS at the measured rate, within the broker's limit. */
+  private linkBatchBytes(payloadBytesMax: number): number {
+    const rate = this.drain.bytesPerS(true);
+    if (rate === undefined) return payloadBytesMax;
+    return Math.min(payloadBytesMax, Math.max(BATCH_LINK_BYTES_MIN, Math.round((rate * BATCH_LINK_MS) / 1000)));
+  }
+
+  private flushInflightBytesMax(batchBytes: number): number {
+    const rate = this.drain.bytesPerS(true);
+    return rate === undefined ? Infinity : Math.max(2 * batchBytes, (rate * FLUSH_INFLIGHT_MS) / 1000);
+  }
+
+  private inflightBytes(): number {
+    let bytes = 0;
+    for (const batch of this.inflight) bytes += batch.bytes;
     return bytes;
   }
 

@@ -165,9 +165,15 @@ test('the drain meter counts busy time only and weighs by bytes', () => {
   const rate = meter.bytesPerS()!;
   assert.ok(rate > 900_000 && rate <= 1_000_000, `rate ${rate}: the idle time did not count and the big stretch decided`);
   assert.ok(DRAIN_SAMPLE_MS_MAX <= 1000);
+  assert.equal(meter.bytesPerS(true), undefined, 'no stretch filled the window: nothing to size batches by');
+  meter.sent(20_000);
+  meter.saturated();
+  meter.acked(50_000, 20_100, true);
+  assert.equal(meter.bytesPerS(true), 500_000, 'only the stretch with a full window sizes batches');
+  const withSaturated = meter.bytesPerS()!;
   meter.reset();
-  meter.acked(5, 20_000, true);
-  assert.equal(meter.bytesPerS(), rate, 'an ack outside a busy stretch changes nothing');
+  meter.acked(5, 30_000, true);
+  assert.equal(meter.bytesPerS(), withSaturated, 'an ack outside a busy stretch changes nothing');
 });
 
 test('the throttle sized in seconds: appends fail at seconds × the measured rate, and the error names the setting', async () => {
