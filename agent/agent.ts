@@ -3,17 +3,17 @@
  * (primary or standby) and the power supervisor, wired together. `lastgasp run` builds one from the config
  * file; the tests and the demo run it as a separate process.
  */
-import { readFile, mkdir } from 'node:fs/promises';
+import { mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
-import { HttpApi, KvState, encodeOp, type AppBackend, type Op } from './app/index.ts';
-import type { AgentConfig } from './config/index.ts';
-import { createFlashLog, type AppendResult, type FlashLog } from './log/index.ts';
+import { HttpApi, KvState, encodeOp, type AppBackend, type Op, type Readiness } from './app/index.ts';
+import { readSecrets, type AgentConfig } from './config/index.ts';
+import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { PowerSupervisor, throttleBytes, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
-import { Replication, type NodeStateName } from './replication/index.ts';
+import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
-import { LastgaspError, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
+import { LastgaspError, isLastgaspError, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
 
 /** The publisher's deadline in the brownout flush lies this far past the budget (see waitFlushed). */
 const FLUSH_DEADLINE_SLACK_MS = 1000;
@@ -38,6 +38,8 @@ export interface AgentDeps {
   clock?: Clock;
   /** Ends the process (`lastgasp run` exits with this code so that systemd restarts it). */
   exit?: (code: number) => void;
+  /** The log's file operations (the real file system by default); tests inject faults a disk gives only rarely. */
+  storage?: Storage;
 }
 
 /** Exit code after a handoff whose power cut never came: "restart me" (EX_TEMPFAIL, sysexits.h). */
@@ -52,6 +54,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private supervisor: PowerSupervisor | undefined;
   private readonly clock: Clock;
   private handingOff = false;
+  /** Set by an append that failed for want of disk space, cleared by the next that succeeds. */
+  private noSpace = false;
   private poweredOff = false;
   private apiAddress: string | undefined;
   private readonly startedAtMs: number;
@@ -76,9 +80,12 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       fullPolicy: config.log.fullPolicy,
       logger: logger.child('agent:log'),
       clock: this.clock,
+      ...(deps.storage ? { storage: deps.storage } : {}),
     });
     this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv') });
-    this.api = new HttpApi({ listen: config.api.listen, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
+    // The token and the TLS key are secrets: start() gets them from config/secrets.ts, not from here.
+    const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ...listener } = config.api;
+    this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
   }
 
   get replication(): Replication {
@@ -91,6 +98,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     const { config, deps } = this;
     const logger = deps.logger;
     await mkdir(config.dataDir, { recursive: true });
+    const secrets = await readSecrets(config);
     const recovery = await this.log.open();
     logger.info('log opened', { event: 'log-open', ...recovery });
     await this.state.start();
@@ -110,7 +118,9 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       batchBytesMax: config.replication.batchBytesMax,
       windowMax: config.replication.windowMax,
       keepaliveS: config.replication.keepaliveS,
-      ...(await this.credentials()),
+      ...secrets.replication,
+      ...(await this.wireAuth()),
+      counterFile: join(config.dataDir, 'wire-counter.json'),
       logger: logger.child('agent:replication'),
       clock: this.clock,
     });
@@ -131,7 +141,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       logger: logger.child('agent:takeover'),
       clock: this.clock,
     });
-    this.apiAddress = await this.api.start();
+    this.apiAddress = await this.api.start(secrets.api);
     logger.info('api listening', { event: 'api', address: this.apiAddress });
     await this.replicationValue.start();
     await this.roles.start();
@@ -161,11 +171,34 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     if (payload.length > this.config.log.entryBytesMax) {
       throw new LastgaspError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes is over log.entryBytesMax (${this.config.log.entryBytesMax})`, { bytes: payload.length });
     }
-    const result = await this.log.append(payload);
-    // Stored, but acknowledged only if this node still may: a demotion that began meanwhile sets the entry
-    // aside, and a lease that ran out meanwhile means a standby may already lead.
-    this.refuseWrite(true);
-    return result;
+    try {
+      const result = await this.log.append(payload);
+      this.noSpace = false;
+      // Stored, but acknowledged only if this node still may: a demotion that began meanwhile sets the entry
+      // aside, and a lease that ran out meanwhile means a standby may already lead.
+      this.refuseWrite(true);
+      return result;
+    } catch (error) {
+      if (isLastgaspError(error, 'LOG_NO_SPACE')) this.noSpace = true;
+      throw error;
+    }
+  }
+
+  /**
+   * Accepting writes, or why not. Each check is one line, in the order an operator should read them; a
+   * faulted log is never ready, whatever the role.
+   */
+  async readiness(): Promise<Readiness> {
+    const role = this.roles?.role ?? 'starting';
+    if (role === 'starting') return notReady('STARTING', 'the agent is opening its log and deciding its role');
+    const fault = this.log.status().fault;
+    if (fault) return notReady('LOG_FAULT', fault);
+    if (role !== 'primary') return notReady('STANDBY', `this node (${this.config.node}) is a standby; write to the primary${this.roles?.leaderRecord ? ` (${this.roles.leaderRecord.node})` : ''}`);
+    if (this.handingOff || this.poweredOff) return notReady('HANDING_OFF', `power is failing and this node hands off to ${this.config.siblings.join(' or ')}`);
+    const refusal = this.roles?.refusal();
+    if (refusal) return notReady(refusal.code, refusal.message);
+    if (this.noSpace && !(await this.roomForSegment())) return notReady('LOG_NO_SPACE', `the file system of ${this.config.dataDir} has no room for a new log segment (${this.config.log.segmentBytes} bytes); free space there`);
+    return { ready: true };
   }
 
   serving(): boolean {
@@ -409,6 +442,14 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.throttleTimer = this.clock.setTimeout(() => this.resizeThrottle(), THROTTLE_RESIZE_MS);
   }
 
+  /** After an append failed with LOG_NO_SPACE: whether the volume has room for a segment again. */
+  private async roomForSegment(): Promise<boolean> {
+    const stats = await statfs(this.config.dataDir).catch(() => undefined);
+    const room = stats !== undefined && stats.bavail * stats.bsize >= this.config.log.segmentBytes;
+    if (room) this.noSpace = false;
+    return room;
+  }
+
   private async publishState(state: NodeStateName): Promise<void> {
     if (!this.replicationValue?.connected) return;
     await this.replicationValue.publishState(this.stateMessage(state)).catch(() => undefined);
@@ -427,25 +468,14 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     };
   }
 
-  /** Secrets come from files or the environment, never from the config file itself. */
-  private async credentials(): Promise<{ username?: string; password?: string; hmacKey?: Uint8Array; tls?: { ca?: string; cert?: string; key?: string } }> {
+  /** Per-node Ed25519 keys (or the group's HMAC key, read with the other secrets); unsigned only when the config says so. */
+  private async wireAuth(): Promise<{ auth?: WireAuth }> {
     const replication = this.config.replication;
-    const out: { username?: string; password?: string; hmacKey?: Uint8Array; tls?: { ca?: string; cert?: string; key?: string } } = {};
-    if (replication.username) out.username = replication.username;
-    if (replication.passwordFile) out.password = (await readSecret(replication.passwordFile, 'replication.passwordFile')).toString('utf8').trim();
-    if (replication.passwordEnv) {
-      const value = process.env[replication.passwordEnv];
-      if (value === undefined) throw new LastgaspError('CONFIG_INVALID', `config: replication.passwordEnv: environment variable ${replication.passwordEnv} is not set`);
-      out.password = value;
+    if (replication.signing) return { auth: { mode: 'ed25519', keyring: await loadKeyring(this.config.node, replication.signing) } };
+    if (!replication.hmacKeyFile) {
+      this.deps.logger.warn('replication.insecureUnsigned is set: messages are not signed, and anyone who can publish to the brokers can forge leader records, acks and batches; make keys with "lastgasp keys generate"', { event: 'unsigned' });
     }
-    if (replication.hmacKeyFile) {
-      const key = await readSecret(replication.hmacKeyFile, 'replication.hmacKeyFile');
-      if (key.length < 16) throw new LastgaspError('CONFIG_INVALID', `config: replication.hmacKeyFile: ${replication.hmacKeyFile} holds ${key.length} bytes; use at least 16 (e.g. head -c 32 /dev/urandom > key)`);
-      out.hmacKey = new Uint8Array(key);
-    }
-    const tls = replication.tls;
-    if (tls.caFile || tls.certFile || tls.keyFile) out.tls = { ca: tls.caFile, cert: tls.certFile, key: tls.keyFile };
-    return out;
+    return {};
   }
 }
 
@@ -459,10 +489,6 @@ function leaseMsFor(config: AgentConfig): number {
   return leaseMs ?? Math.floor(silenceMs * 0.9 - 2 * config.replication.heartbeatMs);
 }
 
-async function readSecret(path: string, field: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (error) {
-    throw new LastgaspError('CONFIG_INVALID', `config: ${field}: cannot read ${path} (${(error as Error).message})`);
-  }
+function notReady(reason: string, message: string): Readiness {
+  return { ready: false, reason, message };
 }

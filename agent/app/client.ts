@@ -2,12 +2,20 @@
  * A client for the local API, for TypeScript applications on the gateway, the demo and the tests. It keeps
  * connections alive (one fsync-bound write per request is the cost that matters, not TCP setup).
  */
+import { readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
-import { LastgaspError, type ErrorCode } from '../util/index.ts';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { LastgaspError, splitHostPort, type ErrorCode } from '../util/index.ts';
 
 export interface ApiClientOptions {
-  /** Same syntax as the agent's api.listen: "127.0.0.1:8181" or "unix:/run/lastgasp/api.sock". */
+  /** The agent's api.listen: "127.0.0.1:8181", "unix:/run/lastgasp/api.sock", or a socket's bare path. */
   address: string;
+  /** The bearer token (TCP). */
+  token?: string;
+  /** A file holding the bearer token, read at the first request (the agent may create it after this client). */
+  tokenFile?: string;
+  /** The CA (PEM) that signed the agent's certificate: talk HTTPS. */
+  ca?: string;
   /** Connections kept open at once (bounds the concurrency of a burst). */
   socketsMax?: number;
   timeoutMs?: number;
@@ -21,15 +29,13 @@ interface Reply {
 export class ApiClient {
   private readonly agent: Agent;
   private readonly target: { socketPath: string } | { host: string; port: number };
+  private token: string | undefined;
 
   constructor(private readonly options: ApiClientOptions) {
-    this.agent = new Agent({ keepAlive: true, maxSockets: options.socketsMax ?? 64 });
-    const address = options.address;
-    if (address.startsWith('unix:')) this.target = { socketPath: address.slice('unix:'.length) };
-    else {
-      const colon = address.lastIndexOf(':');
-      this.target = { host: address.slice(0, colon).replace(/^\[|\]$/g, ''), port: Number(address.slice(colon + 1)) };
-    }
+    const agentOptions = { keepAlive: true, maxSockets: options.socketsMax ?? 64 };
+    this.agent = options.ca ? new HttpsAgent({ ...agentOptions, ca: options.ca }) : new Agent(agentOptions);
+    this.target = apiTarget(options.address);
+    this.token = options.token;
   }
 
   close(): void {
@@ -67,6 +73,7 @@ export class ApiClient {
     return this.json(await this.call('GET', '/v1/status'), 200);
   }
 
+  /** Liveness: the agent's process and event loop answer. */
   async health(): Promise<boolean> {
     try {
       return (await this.call('GET', '/v1/health')).status === 200;
@@ -75,8 +82,26 @@ export class ApiClient {
     }
   }
 
+  /** Readiness: whether the agent accepts writes now, and the reason when it does not. */
+  async ready(): Promise<{ ready: boolean; reason?: string; message?: string }> {
+    const reply = await this.call('GET', '/v1/ready');
+    if (reply.status !== 200 && reply.status !== 503) throw replyError(reply);
+    return JSON.parse(reply.body.toString('utf8')) as { ready: boolean; reason?: string; message?: string };
+  }
+
   async setReplicationPaused(paused: boolean): Promise<void> {
-    this.json(await this.call('POST', `/v1/admin/replication/${paused ? 'pause' : 'resume'}`), 200);
+    this.json(await this.call('POST', `/v1/admin/replication/${paused ? 'pause' : 'resume'}`, new Uint8Array(0)), 200);
+  }
+
+  private bearer(): string | undefined {
+    if (this.token === undefined && this.options.tokenFile !== undefined) {
+      try {
+        this.token = readFileSync(this.options.tokenFile, 'utf8').trim();
+      } catch (error) {
+        throw new LastgaspError('UNAUTHORIZED', `cannot read the API token from ${this.options.tokenFile} (${(error as Error).message}); run as the agent's user or a member of the group the file is shared with`);
+      }
+    }
+    return this.token;
   }
 
   private json<T>(reply: Reply, expected: number): T {
@@ -85,9 +110,13 @@ export class ApiClient {
   }
 
   private call(method: string, path: string, body?: Uint8Array): Promise<Reply> {
+    const headers: Record<string, string | number> = body ? { 'content-length': body.length, 'content-type': 'application/octet-stream' } : {};
+    const token = this.bearer();
+    if (token !== undefined) headers.authorization = `Bearer ${token}`;
+    const send = this.options.ca ? httpsRequest : httpRequest;
     return new Promise((resolve, reject) => {
-      const request = httpRequest(
-        { ...this.target, agent: this.agent, method, path, timeout: this.options.timeoutMs ?? 30_000, headers: body ? { 'content-length': body.length, 'content-type': 'application/octet-stream' } : {} },
+      const request = send(
+        { ...this.target, agent: this.agent, method, path, timeout: this.options.timeoutMs ?? 30_000, headers },
         (response) => {
           const chunks: Buffer[] = [];
           response.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -100,6 +129,15 @@ export class ApiClient {
       request.end(body);
     });
   }
+}
+
+/** "unix:/path", "/path" (a socket), "host:port" or "[v6]:port". */
+export function apiTarget(address: string): { socketPath: string } | { host: string; port: number } {
+  if (address.startsWith('unix:')) return { socketPath: address.slice('unix:'.length) };
+  if (address.startsWith('/')) return { socketPath: address };
+  const { host, port } = splitHostPort(address);
+  if (!Number.isInteger(port)) throw new LastgaspError('BAD_REQUEST', `API address "${address}" is neither host:port nor a socket path (unix:/run/lastgasp/api.sock)`);
+  return { host, port };
 }
 
 function toBytes(value: Uint8Array | string): Uint8Array {

@@ -8,16 +8,20 @@
  *   DELETE /v1/kv/{key}                                    → 200 {"seq","epoch"}
  *   GET    /v1/kv?prefix=&limit=                           → 200 {"keys","count","digest","appliedSeq"}
  *   GET    /v1/status                                      → 200 role, epoch, power, watermarks, counters
- *   GET    /v1/health                                      → 200 when serving, 503 otherwise
+ *   GET    /v1/health                                      → 200 while the process and its event loop work (liveness; no token)
+ *   GET    /v1/ready                                       → 200 when accepting writes, 503 {"ready":false,"reason"} otherwise
  *   POST   /v1/admin/replication/pause | resume            → 200 (hold replication back, e.g. on a metered uplink)
  *
- * Every acknowledged write (2xx) is on flash. Errors are JSON {"error":{"code","message"}} with a stable
- * code; NOT_PRIMARY answers name the current primary so that a client can follow it.
+ * Who may call it is decided before any route (api-access.ts); the socket, its rights and the connection
+ * limits live in api-listener.ts. Every acknowledged write (2xx) is on flash. Errors are JSON
+ * {"error":{"code","message"}} with a stable code; NOT_PRIMARY answers name the current primary so that a
+ * client can follow it.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { unlink } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppendResult, FlashLog } from '../log/index.ts';
-import { LastgaspError, isLastgaspError, type ErrorCode, type Logger } from '../util/index.ts';
+import { LastgaspError, isLastgaspError, isLoopbackHost, splitHostPort, type ErrorCode, type Logger } from '../util/index.ts';
+import { checkAccess, type AccessPolicy } from './api-access.ts';
+import { ApiListener, type ListenerOptions } from './api-listener.ts';
 import type { KvState } from './kv-state.ts';
 import { OP_DELETE, OP_ENTRY, OP_PUT, decodeOp, validKey, type Op } from './ops.ts';
 
@@ -27,12 +31,16 @@ export interface AppBackend {
   readonly state: KvState;
   readonly log: FlashLog;
   status(): Record<string, unknown>;
-  serving(): boolean;
+  /** Whether writes are accepted now; when not, a stable reason (STANDBY, HANDING_OFF, LOG_FAULT, ...). */
+  readiness(): Promise<Readiness>;
   setReplicationPaused(paused: boolean): void;
 }
 
 const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   BAD_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_FOUND: 404,
   NOT_PRIMARY: 409,
   ENTRY_TOO_LARGE: 413,
@@ -52,8 +60,13 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
 const REPLAY_LIMIT_MAX = 10_000;
 const REPLAY_BYTES_MAX = 8 * 1024 * 1024;
 
+export type Readiness = { ready: true } | { ready: false; reason: string; message: string };
+
 export interface HttpApiOptions {
-  listen: string;
+  /** Where and how to listen (everything but the TLS material, which start() receives). */
+  listener: Omit<ListenerOptions, 'tls' | 'logger'>;
+  allowedHosts: readonly string[];
+  allowedOrigins: readonly string[];
   /** Largest request body: the log's entry limit plus the op's few bytes of framing. */
   bodyBytesMax: number;
   backend: AppBackend;
@@ -61,44 +74,44 @@ export interface HttpApiOptions {
 }
 
 export class HttpApi {
-  private server: Server | undefined;
+  private listener: ApiListener | undefined;
+  private policy: AccessPolicy | undefined;
   private requests = 0;
   private failures = 0;
+  private refused = 0;
 
   constructor(private readonly options: HttpApiOptions) {}
 
   get counters(): Record<string, number> {
-    return { apiRequests: this.requests, apiErrors: this.failures };
+    return { apiRequests: this.requests, apiErrors: this.failures, apiRefused: this.refused, ...this.listener?.counters };
   }
 
-  async start(): Promise<string> {
-    const server = createServer((request, response) => void this.handle(request, response));
-    server.keepAliveTimeout = 30_000;
-    this.server = server;
-    const listen = this.options.listen;
-    if (listen.startsWith('unix:')) {
-      const path = listen.slice('unix:'.length);
-      await unlink(path).catch(() => undefined);
-      await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve));
-      return listen;
-    }
-    const colon = listen.lastIndexOf(':');
-    const host = listen.slice(0, colon).replace(/^\[|\]$/g, '');
-    const port = Number(listen.slice(colon + 1));
-    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
-    const address = server.address();
-    return typeof address === 'object' && address ? `${host}:${address.port}` : listen;
+  /** `secrets`: the bearer token (TCP) and the HTTPS certificate and key, read by the config's secrets reader. */
+  async start(secrets: { token?: string; tls?: { cert: string; key: string } }): Promise<string> {
+    const options = this.options;
+    const listen = options.listener.listen;
+    // A listen address that is not loopback (allowed only with TLS) is a name clients legitimately use.
+    const own = listen.startsWith('unix:') ? [] : [splitHostPort(listen).host.toLowerCase()].filter((host) => !isLoopbackHost(host));
+    this.policy = { token: secrets.token, allowedHosts: [...options.allowedHosts.map((host) => host.toLowerCase()), ...own], allowedOrigins: options.allowedOrigins };
+    this.listener = new ApiListener({ ...options.listener, tls: secrets.tls, logger: options.logger });
+    return this.listener.start((request, response) => void this.handle(request, response));
   }
 
   async stop(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await this.listener?.stop();
   }
 
   private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     this.requests++;
+    const access = checkAccess(this.policy!, request.method ?? 'GET', new URL(request.url ?? '/', 'http://local').pathname, request.headers);
+    if (!access.ok) {
+      this.refused++;
+      // The body is not read: the connection is closed after the answer instead, so that no refused client
+      // can make the agent read its upload.
+      const headers: Record<string, string> = { connection: 'close', ...(access.status === 401 ? { 'www-authenticate': 'Bearer' } : {}) };
+      sendJson(response, access.status, { error: { code: access.code, message: access.message } }, headers);
+      return;
+    }
     try {
       await this.route(request, response);
     } catch (error) {
@@ -145,16 +158,18 @@ export class HttpApi {
       const keys = backend.state.keys(prefix, limit);
       return sendJson(response, 200, { keys, count: backend.state.size, digest: backend.state.digest(), appliedSeq: backend.state.applied });
     }
-    if (path === '/v1/status' && method === 'GET') return sendJson(response, 200, { ...backend.status(), api: this.counters });
-    if (path === '/v1/health' && method === 'GET') {
-      const serving = backend.serving();
-      return sendJson(response, serving ? 200 : 503, { serving });
+    if (path === '/v1/status' && method === 'GET') return sendJson(response, 200, { ...backend.status(), ready: await backend.readiness(), api: this.counters });
+    // Liveness: answering at all shows that the process and its event loop work. Writes are /v1/ready's.
+    if (path === '/v1/health' && method === 'GET') return sendJson(response, 200, { alive: true });
+    if (path === '/v1/ready' && method === 'GET') {
+      const readiness = await backend.readiness();
+      return sendJson(response, readiness.ready ? 200 : 503, readiness);
     }
     if ((path === '/v1/admin/replication/pause' || path === '/v1/admin/replication/resume') && method === 'POST') {
       backend.setReplicationPaused(path.endsWith('/pause'));
       return sendJson(response, 200, { paused: path.endsWith('/pause') });
     }
-    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/kv/{key}, /v1/kv, /v1/status, /v1/health)`);
+    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/kv/{key}, /v1/kv, /v1/status, /v1/health, /v1/ready)`);
   }
 
   private async sendReplay(response: ServerResponse, url: URL): Promise<void> {
@@ -237,9 +252,9 @@ function positiveInt(text: string | null, fallback: number): number {
   return value;
 }
 
-function sendJson(response: ServerResponse, status: number, body: unknown): void {
+function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
   response.end(text);
 }
 

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../app/index.ts';
+import { generateNodeKeyPair, privateKeyPem, publicKeyText } from '../replication/index.ts';
 import { AckedModel, spawnChild, startEmbeddedBroker, type Child, type JsonLine } from './demo-parts.ts';
 import { parseArgs, type Io } from './io.ts';
 
@@ -105,8 +106,11 @@ async function runDemo(run: DemoRun) {
   const apiA = `127.0.0.1:${await freePort()}`;
   const apiB = `127.0.0.1:${await freePort()}`;
   const common = { group: 'demo', replication: { brokers: [{ url: brokerUrl }], durability: 'replica' }, logging: { level: 'info', json: true } };
+  // Signed as in production: a key pair per gateway, the public keys in both configs.
+  const signing = await demoKeys(dir, ['gw-a', 'gw-b']);
   const configA = {
     ...common,
+    replication: { ...common.replication, signing: signing('gw-a') },
     node: 'gw-a',
     role: 'primary',
     siblings: ['gw-b'],
@@ -120,7 +124,7 @@ async function runDemo(run: DemoRun) {
       onBatteryDebounceMs: 0,
     },
   };
-  const configB = { ...common, node: 'gw-b', role: 'standby', siblings: ['gw-a'], dataDir: join(dir, 'gw-b'), api: { listen: apiB } };
+  const configB = { ...common, replication: { ...common.replication, signing: signing('gw-b') }, node: 'gw-b', role: 'standby', siblings: ['gw-a'], dataDir: join(dir, 'gw-b'), api: { listen: apiB } };
   await writeFile(join(dir, 'gw-a.json'), JSON.stringify(configA, null, 2));
   await writeFile(join(dir, 'gw-b.json'), JSON.stringify(configB, null, 2));
 
@@ -132,8 +136,8 @@ async function runDemo(run: DemoRun) {
   await agentB.waitFor('ready', (line) => line.event === 'ready', STEP_TIMEOUT_MS);
   await agentA.waitFor('link to the simulator', (line) => typeof line.msg === 'string' && line.msg.startsWith('power-source link up'), STEP_TIMEOUT_MS);
 
-  const clientA = new ApiClient({ address: apiA, socketsMax: WRITERS_BURST });
-  const clientB = new ApiClient({ address: apiB });
+  const clientA = new ApiClient({ address: apiA, socketsMax: WRITERS_BURST, tokenFile: join(dir, 'gw-a', 'api.token') });
+  const clientB = new ApiClient({ address: apiB, tokenFile: join(dir, 'gw-b', 'api.token') });
   cleanup.push(async () => {
     clientA.close();
     clientB.close();
@@ -275,4 +279,15 @@ function freePort(): Promise<number> {
       server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
     });
   });
+}
+
+/** A key pair per gateway in `dir` (private keys mode 0600); returns each node's replication.signing. */
+async function demoKeys(dir: string, nodes: readonly string[]): Promise<(node: string) => { keyFile: string; publicKeys: Record<string, string> }> {
+  const publicKeys: Record<string, string> = {};
+  for (const node of nodes) {
+    const pair = generateNodeKeyPair();
+    await writeFile(join(dir, `${node}.key`), privateKeyPem(pair.privateKey), { mode: 0o600 });
+    publicKeys[node] = publicKeyText(pair.publicKey);
+  }
+  return (node) => ({ keyFile: join(dir, `${node}.key`), publicKeys });
 }

@@ -13,12 +13,13 @@ Commands:
   run --config FILE         Run the agent (the daemon a systemd unit starts).
   demo [--json]             The whole story on this machine: broker, BMS simulator, a primary and a
                             sibling agent, a workload, a power cut, the flush and the takeover.
-  status [--api ADDR]       Ask a running agent for its status (default 127.0.0.1:8181).
+  status [--config FILE]    Ask a running agent for its status (default: the socket unix:/run/lastgasp/api.sock).
   config check FILE         Validate a config file and print what is wrong, field by field.
   config defaults           Print every config key with its default and meaning.
   bms-sim [options]         Play a BMS (bridge protocol, JBD, Daly or Megatec Q1) on a pty or TCP port.
   bms probe|decode ...      Find which protocol a device speaks; decode a captured frame.
   log inspect|verify DIR    Show a log directory's segments and watermarks; check every record.
+  keys generate|show        Make a gateway's signing key pair; show a key's public part and fingerprint.
   version                   Print the version.
 
 Run "lastgasp <command> --help" for a command's options.`;
@@ -33,7 +34,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       case 'demo':
         return await (await import('./demo.ts')).demoCommand(rest, io);
       case 'status':
-        return await statusCommand(rest, io);
+        return await (await import('./status.ts')).statusCommand(rest, io);
       case 'config':
         return await configCommand(rest, io);
       case 'bms-sim':
@@ -42,6 +43,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         return await (await import('../../firmware-bridge/index.ts')).bmsMain([...rest], io);
       case 'log':
         return await (await import('../log/index.ts')).logCommand([...rest], io);
+      case 'keys':
+        return await (await import('./keys.ts')).keysCommand(rest, io);
       case 'version':
       case '--version':
         io.stdout(version());
@@ -72,35 +75,6 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return `lastgasp ${pkg.version}`;
-}
-
-const STATUS_HELP = `Usage: lastgasp status [--api ADDR] [--json]
-
-Print a running agent's role, epoch, power state, watermarks and counters.
-  --api ADDR   The agent's api.listen (default 127.0.0.1:8181; unix:/path for a socket).
-  --json       The raw status object.`;
-
-async function statusCommand(argv: readonly string[], io: Io): Promise<number> {
-  if (argv.includes('--help')) return void io.stdout(STATUS_HELP), 0;
-  const { options } = parseArgs(argv, ['json']);
-  const { ApiClient } = await import('../app/index.ts');
-  const client = new ApiClient({ address: options.get('api') ?? '127.0.0.1:8181', timeoutMs: 5000 });
-  try {
-    const status = await client.status();
-    if (options.has('json')) io.stdout(JSON.stringify(status));
-    else {
-      const marks = status.watermarks as { committed: number; replicated: number; replicaAcked: number };
-      io.stdout(`${status.node} (${status.group}): ${status.role}, epoch ${status.epoch}, power ${status.power?.state}`);
-      io.stdout(`  log: committed ${marks.committed}, replicated ${marks.replicated}, replica-acked ${marks.replicaAcked}`);
-      io.stdout(`  state: ${status.state?.kvKeys} keys, applied to seq ${status.state?.kvAppliedSeq}`);
-    }
-    return 0;
-  } catch (error) {
-    io.stderr(`lastgasp status: no agent answered at ${options.get('api') ?? '127.0.0.1:8181'}: ${(error as Error).message}`);
-    return 1;
-  } finally {
-    client.close();
-  }
 }
 
 const CONFIG_HELP = `Usage:

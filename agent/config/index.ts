@@ -2,3 +2,4 @@ export { configSchema, type AgentConfig } from './schema.ts';
 export { loadConfig, validateConfig, formatIssues } from './load.ts';
 export { describeConfig } from './describe.ts';
 export type { Issue } from './schema-dsl.ts';
+export { readSecrets, readPrivateFile, loadOrCreateToken, apiTokenFile, type Secrets, type ApiSecrets, type ReplicationSecrets } from './secrets.ts';

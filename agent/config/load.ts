@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { LastgaspError } from '../util/index.ts';
 import { configSchema, type AgentConfig } from './schema.ts';
 import type { Issue } from './schema-dsl.ts';
+import { securityChecks } from './security-checks.ts';
 
 /** Room a batch needs beyond one entry's payload (envelope, header, one entry's framing). */
 const BATCH_ENVELOPE_BYTES = 1024;
@@ -13,6 +14,7 @@ export function validateConfig(raw: unknown): { ok: true; config: AgentConfig } 
   const issues: Issue[] = [];
   const config = configSchema.parse(raw, '', issues);
   if (config) crossCheck(config, issues);
+  if (config) securityChecks(config, issues);
   return config && issues.length === 0 ? { ok: true, config } : { ok: false, issues };
 }
 
@@ -38,6 +40,7 @@ function crossCheck(config: AgentConfig, issues: Issue[]): void {
     issues.push({ path: 'log.segmentBytes', message: `${config.log.segmentBytes} is more than half of log.quotaBytes (${config.log.quotaBytes}): retention frees whole segments, so the quota must hold at least two` });
   }
   checkLease(config, issues);
+  checkSigning(config, issues);
   if (replication.passwordFile && replication.passwordEnv) {
     issues.push({ path: 'replication.passwordEnv', message: 'set either passwordFile or passwordEnv, not both' });
   }
@@ -75,6 +78,24 @@ function checkLease(config: AgentConfig, issues: Issue[]): void {
       path: 'takeover.silenceMs',
       message: `${silenceMs} is too short for takeover.leaseMs ${lease}: a standby could take over while the primary still holds its lease; use at least ${Math.ceil((lease + 2 * heartbeatMs) / 0.9)} (or a shorter lease)`,
     });
+  }
+}
+
+/** Signed by default: a group without keys runs only when its config says so in `insecureUnsigned`. */
+function checkSigning(config: AgentConfig, issues: Issue[]): void {
+  const { signing, hmacKeyFile, insecureUnsigned } = config.replication;
+  if (!signing && !hmacKeyFile && !insecureUnsigned) {
+    issues.push({
+      path: 'replication.signing',
+      message:
+        'is not set: without keys anyone who can publish to the brokers can forge leader records, acks and batches. Make a key per node with "lastgasp keys generate --out DIR --node NAME" and list every node\'s public key under replication.signing.publicKeys (or set replication.hmacKeyFile; or, on a closed test bench only, replication.insecureUnsigned: true)',
+    });
+  }
+  if (signing && hmacKeyFile) issues.push({ path: 'replication.hmacKeyFile', message: 'set either replication.signing or replication.hmacKeyFile, not both' });
+  if (signing) {
+    for (const member of [config.node, ...config.siblings]) {
+      if (signing.publicKeys[member] === undefined) issues.push({ path: `replication.signing.publicKeys.${member}`, message: `is missing: every member's key must be listed (${member === config.node ? 'this node\'s own, which the siblings use' : 'a sibling\'s, without which its messages are refused'}); "lastgasp keys show KEYFILE" prints it` });
+    }
   }
 }
 

@@ -255,3 +255,27 @@ function distance(a: string, b: string): number {
   }
   return row[b.length]!;
 }
+
+/** A map from names (matching `keyPattern`) to values of one kind, e.g. node name -> public key. */
+export function record<T>(value: Node<T>, common: Common<Record<string, T>> & { keyPattern: RegExp; keyText: string; minItems?: number }): Node<Record<string, T>> {
+  const node = base<Record<string, T>>(common, `map of ${common.keyText} to ${value.typeText}`, (raw, path, issues) => {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      issues.push({ path, message: `${show(raw)} is not a map of ${common.keyText} to ${value.typeText}` });
+      return undefined;
+    }
+    const entries = Object.entries(raw as Record<string, unknown>);
+    if (entries.length < (common.minItems ?? 0)) {
+      issues.push({ path, message: `needs at least ${common.minItems} entr${common.minItems === 1 ? 'y' : 'ies'}, has ${entries.length}` });
+      return undefined;
+    }
+    const before = issues.length;
+    const out: Record<string, T> = {};
+    for (const [key, item] of entries) {
+      if (!common.keyPattern.test(key)) issues.push({ path: join(path, key), message: `is not ${common.keyText}` });
+      const parsed = value.parse(item, join(path, key), issues);
+      if (parsed !== undefined) out[key] = parsed;
+    }
+    return issues.length === before ? out : undefined;
+  });
+  return { ...node, item: value as Node<unknown> };
+}

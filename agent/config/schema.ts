@@ -2,7 +2,7 @@
  * The agent's configuration: every key, its default and its meaning. `lastgasp config defaults` prints
  * this as documentation; `lastgasp config check FILE` validates against it.
  */
-import { array, boolean, bytes, integer, number, object, oneOf, string, union, url, type Infer } from './schema-dsl.ts';
+import { array, boolean, bytes, integer, number, object, oneOf, record, string, union, url, type Infer } from './schema-dsl.ts';
 
 // Names become MQTT topic levels. No ".": NATS maps MQTT topics to subjects and closes the connection on a
 // "." (MQTT.js would then resend the stored PUBLISH after every reconnect, forever).
@@ -111,10 +111,28 @@ export const configSchema = object(
       {
         listen: string({
           description: 'Where the local API listens: host:port (loopback) or unix:/path/to/socket.',
-          default: '127.0.0.1:8181',
+          default: 'unix:/run/lastgasp/api.sock',
           pattern: /^(unix:\/.+|[A-Za-z0-9.:[\]-]+:\d{1,5})$/,
-          patternText: '127.0.0.1:8181 or unix:/run/lastgasp/api.sock',
+          patternText: 'unix:/run/lastgasp/api.sock or 127.0.0.1:8181',
         }),
+        // Who may call the API and how much of the agent its clients may use (issue 9; README "Security").
+        socketMode: string({ description: 'Unix socket: its permission bits (owner and group may connect; 0660 = the agent\'s user and socketGroup).', default: '0660', pattern: /^0?[0-7]{3}$/, patternText: 'octal mode such as 0660' }),
+        socketGroup: string({ description: 'Unix socket: the group that owns it (name or number); applications join this group to get access. Default: the agent\'s own group.', optional: true }),
+        tokenFile: string({ description: 'TCP: file holding the bearer token every request must send (Authorization: Bearer ...). Created (0600) at first start if absent. Default: <dataDir>/api.token.', optional: true }),
+        allowedHosts: array(string({ description: 'Host name.' }), { description: 'Host header values accepted besides loopback names and addresses (DNS-rebinding defence).', default: [] }),
+        allowedOrigins: array(string({ description: 'Origin, e.g. https://hmi.plant.example.' }), { description: 'Origins whose browser requests are accepted; any other request carrying an Origin header is refused.', default: [] }),
+        tls: object(
+          {
+            certFile: string({ description: 'Server certificate (PEM): serve HTTPS.', optional: true }),
+            keyFile: string({ description: 'Server key (PEM); must not be readable by group or others.', optional: true }),
+          },
+          { description: 'HTTPS for a TCP listen; required for a non-loopback address.' },
+        ),
+        connectionsMax: integer({ description: 'Most API connections open at once; the agent lowers it to stay well under its descriptor limit (RLIMIT_NOFILE). Excess connections are closed at once and counted.', default: 256, min: 1, max: 65_536 }),
+        connectionsPerClientMax: integer({ description: 'TCP: most connections open at once from one remote address (every local client shares 127.0.0.1, so leave room for their pools; a Unix socket has no per-client limit: Node cannot read the peer\'s uid).', default: 128, min: 1, max: 65_536 }),
+        headersTimeoutMs: integer({ description: 'A request\'s headers must arrive within this (slowloris defence).', default: 10_000, min: 100, max: 600_000, unit: 'ms' }),
+        requestTimeoutMs: integer({ description: 'A whole request, body included, must arrive within this.', default: 30_000, min: 100, max: 3_600_000, unit: 'ms' }),
+        idleTimeoutMs: integer({ description: 'An idle keep-alive connection is closed after this.', default: 5_000, min: 100, max: 600_000, unit: 'ms' }),
       },
       { description: 'The application\'s local HTTP API.' },
     ),
@@ -169,7 +187,25 @@ export const configSchema = object(
         username: string({ description: 'MQTT user name.', optional: true }),
         passwordFile: string({ description: 'File holding the MQTT password (never put it in this file).', optional: true }),
         passwordEnv: string({ description: 'Environment variable holding the MQTT password.', optional: true }),
-        hmacKeyFile: string({ description: 'File with the group key: every batch is signed (HMAC-SHA256) and receivers reject unsigned or forged ones.', optional: true }),
+        // Who may speak for the group (agent/replication/wire-auth.ts): per-node Ed25519 signatures, a
+        // group HMAC key, or, only when said so in a key named for it, nothing at all.
+        signing: object(
+          {
+            keyFile: string({ description: 'This node\'s Ed25519 private key (PEM, mode 0600); "lastgasp keys generate --out DIR --node NAME" makes one.' }),
+            publicKeys: record(string({ description: 'A public key.', patternText: 'base64 of the raw key (44 characters, as "lastgasp keys show" prints it) or a file holding it' }), {
+              description: 'Every member\'s public key, this node\'s own included: messages are accepted only when signed by the node they come from.',
+              keyPattern: NAME,
+              keyText: NAME_TEXT,
+              minItems: 1,
+            }),
+          },
+          { description: 'Per-node signatures (recommended): each gateway signs what it publishes with its own key, so that no member can speak as another.', optional: true },
+        ),
+        hmacKeyFile: string({ description: 'File with a group key (at least 16 bytes): every message is signed with HMAC-SHA256 and receivers reject unsigned or forged ones. Any holder can sign as any member; prefer signing.', optional: true }),
+        insecureUnsigned: boolean({
+          description: 'Run the group without signatures: anyone who can publish to the brokers can forge leader records, acks and batches. For a closed test bench only; every start logs a warning.',
+          default: false,
+        }),
         tls: object(
           {
             caFile: string({ description: 'CA certificate (PEM).', optional: true }),

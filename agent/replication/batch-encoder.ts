@@ -31,6 +31,14 @@ export interface BatchEntryFields {
   readonly payload: Uint8Array;
 }
 
+/** How the envelope is signed (see wire-auth.ts): the field, its length, and the signer it names if any. */
+export interface EnvelopeAuth {
+  readonly field: 'mac' | 'sig';
+  readonly bytes: number;
+  readonly signer?: string;
+  sign(kind: string, body: Uint8Array): Uint8Array;
+}
+
 export interface BatchFields {
   readonly group: string;
   readonly node: string;
@@ -101,7 +109,7 @@ class Writer {
   }
 }
 
-const KEYS = Object.fromEntries(['v', 'k', 'b', 'crc', 'mac', 'batch', 'group', 'node', 'epoch', 'first', 'last', 'entries'].map((key) => [key, textEncoder.encode(key)])) as Record<string, Uint8Array>;
+const KEYS = Object.fromEntries(['v', 'k', 'b', 'crc', 'mac', 's', 'sig', 'batch', 'group', 'node', 'epoch', 'first', 'last', 'entries'].map((key) => [key, textEncoder.encode(key)])) as Record<string, Uint8Array>;
 
 function textBytes(encoded: Uint8Array): number {
   return headBytes(encoded.length) + encoded.length;
@@ -112,14 +120,14 @@ function allocateExact(bytes: number): Uint8Array {
 }
 
 /**
- * `{v: 1, k: "batch", b: <body>, crc: CRC-32C(body), mac?: sign("batch", body)}` with the body
+ * `{v: 1, k: "batch", b: <body>, crc: CRC-32C(body), mac?|s?,sig?: auth}` with the body
  * `{group, node, epoch, first, last, entries: [[epoch, timestampMs, payload], ...]}`, written at the start of
  * `allocate(size)` (a fresh buffer by default); the result is a view of it.
  */
 export function encodeBatchEnvelope(
   batch: BatchFields,
   version: number,
-  sign?: (kind: string, body: Uint8Array) => Uint8Array,
+  auth?: EnvelopeAuth,
   allocate: (bytes: number) => Uint8Array = allocateExact,
 ): Uint8Array {
   const group = textEncoder.encode(batch.group);
@@ -137,13 +145,14 @@ export function encodeBatchEnvelope(
   for (const entry of batch.entries) {
     bodyBytes += 1 + uintBytes(entry.epoch) + uintBytes(entry.timestampMs) + headBytes(entry.payload.length) + entry.payload.length;
   }
-  // The envelope around it; the CRC and the MAC follow the body, so their size does not move it.
-  const macBytes = sign ? textBytes(KEYS.mac!) + 2 + 32 : 0;
-  const envelopeBytes = 1 + textBytes(KEYS.v!) + 1 + textBytes(KEYS.k!) + textBytes(KEYS.batch!) + textBytes(KEYS.b!) + headBytes(bodyBytes) + bodyBytes + textBytes(KEYS.crc!) + 5 + macBytes;
+  // The envelope around it; the CRC and the signature follow the body, so their size does not move it.
+  const signer = auth?.signer === undefined ? undefined : textEncoder.encode(auth.signer);
+  const authBytes = auth ? textBytes(KEYS[auth.field]!) + headBytes(auth.bytes) + auth.bytes + (signer ? textBytes(KEYS.s!) + textBytes(signer) : 0) : 0;
+  const envelopeBytes = 1 + textBytes(KEYS.v!) + 1 + textBytes(KEYS.k!) + textBytes(KEYS.batch!) + textBytes(KEYS.b!) + headBytes(bodyBytes) + bodyBytes + textBytes(KEYS.crc!) + 5 + authBytes;
   const target = allocate(envelopeBytes);
   assert.ok(target.length >= envelopeBytes, 'batch encoder: the buffer given is shorter than the batch');
   const out = new Writer(target);
-  out.head(MAJOR_MAP, sign ? 5 : 4);
+  out.head(MAJOR_MAP, 4 + (auth ? 1 : 0) + (signer ? 1 : 0));
   out.text(KEYS.v!);
   out.uint(version);
   out.text(KEYS.k!);
@@ -174,9 +183,15 @@ export function encodeBatchEnvelope(
   assert.equal(body.length, bodyBytes, 'batch encoder: the body differs from its computed size');
   out.text(KEYS.crc!);
   out.uint(crc32c(body));
-  if (sign) {
-    out.text(KEYS.mac!);
-    out.byteString(sign('batch', body));
+  if (signer) {
+    out.text(KEYS.s!);
+    out.text(signer);
+  }
+  if (auth) {
+    const signature = auth.sign('batch', body);
+    assert.equal(signature.length, auth.bytes, 'batch encoder: the signature differs from its announced size');
+    out.text(KEYS[auth.field]!);
+    out.byteString(signature);
   }
   return out.bytes.subarray(0, out.offset);
 }

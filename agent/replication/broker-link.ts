@@ -76,7 +76,8 @@ export interface BrokerLinkOptions {
   clientId: string;
   protocol: 'auto' | '5' | '3.1.1';
   keepaliveS: number;
-  will?: { topic: string; payload: Uint8Array; retain: boolean };
+  /** The Will; a function is called at each connect (the hub gives every session's Will a fresh counter). */
+  will?: { topic: string; payload: Uint8Array | (() => Uint8Array); retain: boolean };
   username?: string;
   password?: string;
   tls?: { ca?: string; cert?: string; key?: string };
@@ -438,7 +439,8 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     };
     if (this.protocolVersion === 5) options.properties = { sessionExpiryInterval: SESSION_EXPIRY_S };
     if (this.options.will) {
-      options.will = { topic: this.options.will.topic, payload: toBuffer(this.options.will.payload), qos: 1, retain: this.options.will.retain };
+      const { topic, payload, retain } = this.options.will;
+      options.will = { topic, payload: toBuffer(typeof payload === 'function' ? payload() : payload), qos: 1, retain };
     }
     return options;
   }

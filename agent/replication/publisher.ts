@@ -16,10 +16,9 @@ import type { FlashLog, LogEntry } from '../log/index.ts';
 import { LastgaspError, type Clock, type Logger } from '../util/index.ts';
 import type { BrokerLink } from './broker-link.ts';
 import { DrainMeter } from './drain-meter.ts';
+import { ResendRule } from './resend-rule.ts';
 import { BATCH_OVERHEAD_BYTES_PER_ENTRY, type AckMessage, type Topics, type WireCodec } from './wire.ts';
 
-/** A sibling repeating the same resend request within this time is answered once (its batches are in flight). */
-const REWIND_REPEAT_MS = 1000;
 /**
  * A resend request for a seq published less than this long ago is not answered: the request and the batch
  * crossed on the way (a sibling's stall check firing just as a paused stream resumes). If the batch was
@@ -157,8 +156,7 @@ export class Publisher {
   private paused = false;
   private flushing = false;
   private blockedUntilMs = 0;
-  private lastWant = 0;
-  private lastWantAtMs = -Infinity;
+  private readonly resendRule = new ResendRule();
   private tooLargeSeq = 0;
   private readonly recent: Array<{ first: number; last: number; atMs: number }> = [];
   private unsubscribe: (() => void) | undefined;
@@ -173,6 +171,12 @@ export class Publisher {
     refused: 0,
     minorityRefusals: 0,
     acksReceived: 0,
+    /** Acks dropped: from a node that is not a sibling, or naming seqs this primary never committed, or from a newer epoch. */
+    acksFromStrangers: 0,
+    acksBeyondCommitted: 0,
+    acksFromNewerEpoch: 0,
+    /** Resend requests refused by the once-per-position rule. */
+    wantsRefused: 0,
     entryTooLarge: 0,
     readErrors: 0,
   };
@@ -273,18 +277,29 @@ export class Publisher {
     });
   }
 
-  /** A sibling's ack (its durable position, and maybe a resend request). */
+  /**
+   * A sibling's ack (its durable position, and maybe a resend request). It moves the watermarks only when
+   * it is believable: from a configured sibling, of this epoch or an older one (a sibling that follows a
+   * newer leader counts seqs of another history), and for seqs this primary has committed: the sibling
+   * cannot hold what was never written here, so such an ack is forged or from another history.
+   */
   onAck(ack: AckMessage): void {
-    if (!this.options.siblings.includes(ack.node)) return;
-    this.counters.acksReceived++;
     const log = this.options.log;
     const committed = log.watermarks().committed;
-    const position = Math.min(ack.seq, committed);
-    if (position > (this.replicaPositions.get(ack.node) ?? 0)) this.replicaPositions.set(ack.node, position);
+    if (!this.options.siblings.includes(ack.node)) return void this.counters.acksFromStrangers++;
+    if (ack.epoch > log.epoch) return void this.counters.acksFromNewerEpoch++;
+    if (ack.seq > committed || (ack.want !== undefined && ack.want > committed + 1)) {
+      const count = ++this.counters.acksBeyondCommitted;
+      // Logged the 1st, 2nd, 4th, 8th... time: a flood of them must not flood the journal.
+      if ((count & (count - 1)) === 0) this.options.logger.warn('dropped an ack for seqs this primary never committed', { sibling: ack.node, seq: ack.seq, want: ack.want, committed, count });
+      return;
+    }
+    this.counters.acksReceived++;
+    if (ack.seq > (this.replicaPositions.get(ack.node) ?? 0)) this.replicaPositions.set(ack.node, ack.seq);
     const acked = this.replicaAcked();
     if (acked > log.watermarks().replicaAcked) log.markReplicaAcked(acked);
     if (this.options.durability === 'replica') this.advanceReplicated(acked);
-    if (ack.want !== undefined) this.rewind(ack.want, ack.node);
+    if (ack.want !== undefined) this.rewind(ack.want, ack.node, ack.epoch);
     else this.skipAhead(committed);
     this.kick();
   }
@@ -314,16 +329,18 @@ export class Publisher {
     this.brokerAcked = Math.max(this.brokerAcked, lowest);
   }
 
-  private rewind(want: number, from: string): void {
+  private rewind(want: number, from: string, epoch: number): void {
     const now = this.options.clock.monotonicMs();
-    if (want >= this.nextSeq) return;
-    if (want === this.lastWant && now - this.lastWantAtMs < REWIND_REPEAT_MS) return;
+    // At or past the next seq to publish: what it asks for is being sent anyway.
+    if (want >= this.nextSeq) return void this.counters.wantsInFlight++;
     if (this.recent.some((batch) => batch.first <= want && want <= batch.last && now - batch.atMs < REWIND_GRACE_MS)) {
       this.counters.wantsInFlight++;
       return;
     }
-    this.lastWant = want;
-    this.lastWantAtMs = now;
+    if (!this.resendRule.mayAnswer(`${from}/${epoch}/${want}`, this.replicaPositions.get(from) ?? 0, now)) {
+      this.counters.wantsRefused++;
+      return;
+    }
     this.counters.rewinds++;
     const firstSeq = this.options.log.firstSeq;
     if (want < firstSeq) {

@@ -4,13 +4,16 @@
  * messages are verified and dispatched here; anything malformed, unsigned, forged or addressed wrongly is
  * counted by reason and dropped.
  */
+import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { FlashLog } from '../log/index.ts';
 import { LastgaspError, type Clock, type Logger } from '../util/index.ts';
 import { BrokerLink } from './broker-link.ts';
 import { Publisher } from './publisher.ts';
 import { Receiver } from './receiver.ts';
-import { WireCodec, topics, type AckMessage, type LeaderMessage, type StateMessage, type Topics } from './wire.ts';
+import { CounterSource, FreshnessFilter, type FreshnessTrack } from './freshness.ts';
+import type { WireAuth } from './wire-auth.ts';
+import { WireCodec, topics, type AckMessage, type DecodeResult, type Freshness, type LeaderMessage, type StateMessage, type Topics } from './wire.ts';
 
 /** Power telemetry is for dashboards: at most one message per this interval. */
 const POWER_PUBLISH_INTERVAL_MS = 1000;
@@ -37,14 +40,19 @@ export interface ReplicationOptions {
   username?: string;
   password?: string;
   tls?: { ca?: string; cert?: string; key?: string };
+  /** How messages are signed and verified (wire-auth.ts); `hmacKey` is the shorthand for a group key. */
+  auth?: WireAuth;
   hmacKey?: Uint8Array;
+  /** Where this node's control-message counter reservation lives (freshness.ts): in its data directory. */
+  counterFile: string;
   logger: Logger;
   clock: Clock;
 }
 
 export interface ReplicationEvents {
-  leader: [LeaderMessage, { retained: boolean }];
-  state: [StateMessage];
+  /** Fresh records only: signed by their node, and newer than what this node took from it (freshness.ts). */
+  leader: [LeaderMessage & Freshness, { retained: boolean }];
+  state: [StateMessage & Freshness];
   /** This node's own state record, back through broker `link` (heartbeat echoes: see takeover/heartbeats.ts). */
   ownState: [StateMessage, number];
   /** Something on the leader topic that is not a valid record (junk, a forgery, a deletion): the primary restores its own. */
@@ -64,28 +72,25 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   private controlPaused = false;
   private readonly rejected: Record<string, number> = {};
   private readonly rejectLoggedAtMs = new Map<string, number>();
+  private readonly counters: CounterSource;
+  private readonly freshness = new FreshnessFilter();
+  /** Copies of a message already taken (another broker's, a retained record sent again): not an attack. */
+  private duplicates = 0;
+  private lastWill: Uint8Array | undefined;
 
   constructor(private readonly options: ReplicationOptions) {
     super();
     this.topics = topics(options.topicPrefix, options.group);
-    this.codec = new WireCodec(options.hmacKey);
+    this.codec = new WireCodec(options.auth ?? options.hmacKey);
+    this.counters = new CounterSource(options.counterFile, () => options.clock.nowMs());
     const logger = options.logger;
-    const willPayload = this.codec.encodeState({
-      group: options.group,
-      node: options.node,
-      role: 'unknown',
-      state: 'offline',
-      epoch: options.log.epoch,
-      committed: options.log.watermarks().committed,
-      atMs: options.clock.nowMs(),
-    });
     const linkFor = (urls: readonly string[], index: number) =>
       new BrokerLink({
         urls,
         clientId: `lastgasp-${options.group}-${options.node}`,
         protocol: options.protocol,
         keepaliveS: options.keepaliveS,
-        will: { topic: this.topics.state(options.node), payload: willPayload, retain: true },
+        will: { topic: this.topics.state(options.node), payload: () => this.willPayload(), retain: true },
         username: options.username,
         password: options.password,
         tls: options.tls,
@@ -138,6 +143,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
 
   /** Connect and subscribe to the control topics; the role decides whether batches flow in or out. */
   async start(): Promise<void> {
+    await this.counters.open();
     for (const link of this.links) {
       link.start();
       await link.subscribe([this.topics.leader, this.topics.stateAll, this.topics.ackAll], 1);
@@ -196,27 +202,30 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   stats(): Record<string, unknown> {
     return {
       connected: this.connected,
+      /** How this node signs and verifies: ed25519, hmac, or unsigned. */
+      auth: this.codec.mode,
       quorum: this.quorum,
       links: this.links.map((link) => ({ broker: link.name, ...link.stats() })),
       publisher: this.publisher.stats(),
       receiver: this.receiver.stats(),
       rejected: { ...this.rejected },
+      duplicates: this.duplicates,
     };
   }
 
   /** Publish to a quorum of brokers and wait for their PUBACKs. */
   async publishLeader(message: LeaderMessage): Promise<void> {
-    await this.publishControl(this.topics.leader, this.codec.encodeLeader(message), true);
+    await this.publishControl(this.topics.leader, this.codec.encodeLeader({ ...message, counter: await this.counters.take() }), true);
   }
 
   async publishState(message: StateMessage): Promise<void> {
     if (this.controlPaused) return;
-    await this.publishControl(this.topics.state(this.options.node), this.codec.encodeState(message), true);
+    await this.publishStateNow(message);
   }
 
   /** The state record outside the control pause: the flush announces itself. */
   async publishStateNow(message: StateMessage): Promise<void> {
-    await this.publishControl(this.topics.state(this.options.node), this.codec.encodeState(message), true);
+    await this.publishControl(this.topics.state(this.options.node), this.codec.encodeState({ ...message, counter: await this.counters.take() }), true);
   }
 
   /** Telemetry for dashboards: plain JSON, QoS 0, retained, rate-limited, silent during a flush. */
@@ -231,7 +240,21 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   }
 
   private async publishAck(ack: AckMessage): Promise<void> {
-    await this.publishControl(this.topics.ack(this.options.node), this.codec.encodeAck(ack), true);
+    await this.publishControl(this.topics.ack(this.options.node), this.codec.encodeAck({ ...ack, counter: await this.counters.take() }), true);
+  }
+
+  /**
+   * The Will, composed at each connect with a fresh counter and the node's position then. When no counter
+   * can be had without waiting (a block just ran out), the previous Will serves: the broker publishes a Will
+   * only once, when the session ends.
+   */
+  private willPayload(): Uint8Array {
+    const counter = this.counters.takeNow();
+    if (counter === undefined && this.lastWill) return this.lastWill;
+    assert.ok(counter !== undefined, 'replication: a link connected before the counter reservation was read (start() opens it first)');
+    const { group, node, log, clock } = this.options;
+    this.lastWill = this.codec.encodeState({ group, node, role: 'unknown', state: 'offline', epoch: log.epoch, committed: log.watermarks().committed, atMs: clock.nowMs(), counter });
+    return this.lastWill;
   }
 
   private async publishControl(topic: string, payload: Uint8Array, retain: boolean): Promise<void> {
@@ -242,39 +265,55 @@ export class Replication extends EventEmitter<ReplicationEvents> {
 
   private async onMessage(topic: string, payload: Uint8Array, retained: boolean, link: number): Promise<void> {
     const decoded = this.codec.decode(payload);
-    const addressed = this.topics.nodeOf(topic);
     if (!decoded.ok) {
       if (topic === this.topics.leader) this.emit('leaderNoise');
       return this.reject(payload.length === 0 ? 'empty' : decoded.reason, topic);
     }
     const message = decoded.message;
-    if (message.group !== this.options.group) {
+    if (message.group !== this.options.group || !this.fromItsTopic(decoded, topic)) {
       if (topic === this.topics.leader) this.emit('leaderNoise');
-      return this.reject('wrong-group', topic);
+      return this.reject(message.group !== this.options.group ? 'wrong-group' : 'sender-mismatch', topic);
     }
+    // This node's own heartbeats come back as echoes (takeover/heartbeats.ts): matched by their stamp and
+    // counted per broker, so they skip the freshness filter (a copy through each broker is the point).
+    if (decoded.kind === 'state' && decoded.message.node === this.options.node) {
+      if (!retained) this.emit('ownState', decoded.message, link);
+      return;
+    }
+    if (decoded.kind !== 'batch' && !this.fresh(decoded, topic)) return;
     switch (decoded.kind) {
       case 'batch':
-        if (addressed?.kind !== 'log' || addressed.node !== decoded.message.node) return this.reject('sender-mismatch', topic);
         if (decoded.message.node === this.options.node || this.role !== 'standby') return;
         return this.receiver.onBatch(decoded.message);
       case 'ack':
-        if (addressed?.kind !== 'ack' || addressed.node !== decoded.message.node) return this.reject('sender-mismatch', topic);
         if (this.role === 'primary') this.publisher.onAck(decoded.message);
         return;
       case 'state':
-        if (addressed?.kind !== 'state' || addressed.node !== decoded.message.node) return this.reject('sender-mismatch', topic);
-        if (decoded.message.node === this.options.node) {
-          if (!retained) this.emit('ownState', decoded.message, link);
-          return;
-        }
         if (this.role === 'standby' && decoded.message.role === 'primary') this.receiver.notePrimary(decoded.message.committed, decoded.message.epoch);
         this.emit('state', decoded.message);
         return;
       case 'leader':
-        if (topic !== this.topics.leader) return this.reject('sender-mismatch', topic);
         this.emit('leader', decoded.message, { retained });
         return;
     }
+  }
+
+  /** A batch, ack or state on the topic of the node it names (and, signed, that signed it); a leader record on the leader topic. */
+  private fromItsTopic(decoded: DecodeResult & { ok: true }, topic: string): boolean {
+    if (decoded.kind === 'leader') return topic === this.topics.leader;
+    const addressed = this.topics.nodeOf(topic);
+    return addressed?.kind === (decoded.kind === 'batch' ? 'log' : decoded.kind) && addressed.node === decoded.message.node;
+  }
+
+  /** Control messages must be newer than what this sender sent before (freshness.ts); replays are counted. */
+  private fresh(decoded: DecodeResult & { ok: true; kind: 'ack' | 'state' | 'leader' }, topic: string): boolean {
+    const { node, epoch, counter } = decoded.message;
+    const track: FreshnessTrack = decoded.kind === 'state' && decoded.message.state === 'offline' ? 'will' : decoded.kind;
+    const verdict = this.freshness.check(node, track, epoch, counter);
+    if (verdict === 'fresh') return true;
+    if (verdict === 'duplicate') this.duplicates++;
+    else this.reject(verdict, topic);
+    return false;
   }
 
   private reject(reason: string, topic: string): void {

@@ -2,32 +2,30 @@
  * The MQTT wire contract: topics and payloads. Payloads are plain CBOR (RFC 8949) so that subscribers in any
  * language can read them. Every message is an envelope
  *
- *   { v: 1, k: <kind>, b: <body: CBOR bytes>, crc: <CRC-32C of b>, mac?: <HMAC-SHA256(group key, k || b)> }
+ *   { v: 1, k: <kind>, b: <body: CBOR bytes>, crc: <CRC-32C of b>, <signature fields> }
  *
- * The integrity check covers exactly the bytes received (the body is carried as a byte string), so a
- * receiver verifies before it decodes. With a group key, a client that can reach the broker but lacks the
- * key cannot inject or alter entries; replays are harmless because receivers de-duplicate by (epoch, seq)
- * and ignore records of older epochs.
+ * with the signature fields of the group's mode (wire-auth.ts): `s` (signer) and `sig` (its Ed25519
+ * signature), or `mac` (group HMAC), or none in a group configured to run unsigned. The body is carried as
+ * a byte string, so a receiver checks the CRC and the signature over exactly the bytes received before it
+ * decodes them; both the envelope and the body are read by a strict decoder (strict-cbor.ts).
+ *
+ * Control messages (ack, state, leader/handoff) carry the sender's epoch and a `counter` that never
+ * repeats for that node (freshness.ts), so that receivers can drop replays; batches need none: receivers
+ * de-duplicate them by (epoch, seq). Epochs are 32-bit everywhere (the log stores 32 bits); seqs and
+ * times are integers a number holds exactly.
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
-import { Decoder } from 'cbor-x';
-import { crc32c, encodeCbor } from '../util/index.ts';
 import type { LogEntry } from '../log/index.ts';
+import { crc32c, encodeCbor } from '../util/index.ts';
 import { encodeBatchEnvelope } from './batch-encoder.ts';
+import { decodeStrictCbor, STRICT_CBOR_LIMITS, type StrictCborLimits } from './strict-cbor.ts';
+import { validateBody } from './wire-validate.ts';
+import { WireAuthenticator, type WireAuth } from './wire-auth.ts';
 
 export const WIRE_VERSION = 1;
-const HMAC_BYTES = 32;
-/** Group and node names as the config allows them (they are topic levels): agent/config/schema.ts NAME. */
-const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const ROLES: ReadonlySet<unknown> = new Set(['primary', 'standby', 'unknown']);
-const STATES: ReadonlySet<unknown> = new Set(['online', 'on-battery', 'flushing', 'handed-off', 'offline']);
+/** The envelope is one flat map: nothing in it nests. */
+const ENVELOPE_LIMITS: StrictCborLimits = { depthMax: 1, textBytesMax: 64 };
 const UINT32_MAX = 0xffff_ffff;
-/**
- * Plain CBOR as agent/util's decoder reads it, except that a uint64 (how another language's encoder writes a
- * millisecond timestamp) becomes a number rather than a bigint; values past 2^53 then fail the seq checks.
- */
-const decoderOptions = { useRecords: false, mapsAsObjects: true, int64AsNumber: true };
-const decoder = new Decoder(decoderOptions);
+const KINDS: ReadonlySet<unknown> = new Set(['batch', 'ack', 'state', 'leader']);
 
 export type MessageKind = 'batch' | 'ack' | 'state' | 'leader';
 
@@ -123,18 +121,33 @@ export function topics(prefix: string, group: string): Topics {
   };
 }
 
-const textEncoder = new TextEncoder();
+/** What makes a control message fresh: a number its sender never used before (freshness.ts). */
+export interface Freshness {
+  readonly counter: number;
+}
+
+export type DecodeResult =
+  | { ok: true; kind: 'batch'; message: BatchMessage }
+  | { ok: true; kind: 'ack'; message: AckMessage & Freshness }
+  | { ok: true; kind: 'state'; message: StateMessage & Freshness }
+  | { ok: true; kind: 'leader'; message: LeaderMessage & Freshness }
+  | { ok: false; reason: string };
 
 export class WireCodec {
-  private readonly key: Uint8Array | undefined;
+  private readonly authenticator: WireAuthenticator;
 
-  /** `key`: the group's HMAC key; when set, every message is signed and unsigned ones are rejected. */
-  constructor(key?: Uint8Array) {
-    this.key = key && key.length > 0 ? key : undefined;
+  /** `auth`: the group's mode; a bare Uint8Array is an HMAC group key. Unsigned when left out. */
+  constructor(auth?: Uint8Array | WireAuth) {
+    const mode: WireAuth = auth instanceof Uint8Array ? (auth.length > 0 ? { mode: 'hmac', key: auth } : { mode: 'unsigned' }) : (auth ?? { mode: 'unsigned' });
+    this.authenticator = new WireAuthenticator(mode);
   }
 
   get signed(): boolean {
-    return this.key !== undefined;
+    return this.authenticator.signed;
+  }
+
+  get mode(): WireAuth['mode'] {
+    return this.authenticator.auth.mode;
   }
 
   /**
@@ -143,131 +156,47 @@ export class WireCodec {
    */
   encodeBatch(message: BatchMessage, allocate?: (bytes: number) => Uint8Array): Uint8Array {
     const first = message.entries[0]?.seq ?? 0;
-    const sign = this.key ? (kind: string, body: Uint8Array) => this.mac(kind, body) : undefined;
-    return encodeBatchEnvelope({ group: message.group, node: message.node, epoch: message.epoch, first, entries: message.entries }, WIRE_VERSION, sign, allocate);
+    return encodeBatchEnvelope({ group: message.group, node: message.node, epoch: message.epoch, first, entries: message.entries }, WIRE_VERSION, this.authenticator.envelopeAuth(), allocate);
   }
 
-  encodeAck(message: AckMessage): Uint8Array {
+  encodeAck(message: AckMessage & Freshness): Uint8Array {
     return this.seal('ack', message);
   }
 
-  encodeState(message: StateMessage): Uint8Array {
+  encodeState(message: StateMessage & Freshness): Uint8Array {
     return this.seal('state', message);
   }
 
-  encodeLeader(message: LeaderMessage): Uint8Array {
+  encodeLeader(message: LeaderMessage & Freshness): Uint8Array {
     return this.seal('leader', message);
   }
 
-  /** Verify and decode any message; never throws. */
-  decode(bytes: Uint8Array): DecodeResult {
-    let envelope: unknown;
-    try {
-      envelope = decoder.decode(bytes);
-    } catch {
-      return { ok: false, reason: 'not-cbor' };
-    }
+  /** Verify, then decode any message; never throws. `limits`: for the body (tests). */
+  decode(bytes: Uint8Array, limits: StrictCborLimits = STRICT_CBOR_LIMITS): DecodeResult {
+    const outer = decodeStrictCbor(bytes, ENVELOPE_LIMITS);
+    if (!outer.ok) return { ok: false, reason: `envelope-${outer.reason}` };
+    const envelope = outer.value;
     if (!isRecord(envelope)) return { ok: false, reason: 'not-an-envelope' };
-    const { v, k, b, crc, mac } = envelope;
-    if (v !== WIRE_VERSION) return { ok: false, reason: `version-${String(v)}` };
-    if (k !== 'batch' && k !== 'ack' && k !== 'state' && k !== 'leader') return { ok: false, reason: 'unknown-kind' };
-    if (!(b instanceof Uint8Array) || !isSeq(crc) || crc > UINT32_MAX) return { ok: false, reason: 'malformed-envelope' };
+    const { v, k, b, crc } = envelope;
+    if (v !== WIRE_VERSION) return { ok: false, reason: `version-${typeof v === 'number' ? v : 'bad'}` };
+    if (!KINDS.has(k)) return { ok: false, reason: 'unknown-kind' };
+    const kind = k as MessageKind;
+    if (!(b instanceof Uint8Array) || typeof crc !== 'number' || !Number.isInteger(crc) || crc < 0 || crc > UINT32_MAX) return { ok: false, reason: 'malformed-envelope' };
     if (crc32c(b) !== crc) return { ok: false, reason: 'crc' };
-    if (this.key) {
-      if (!(mac instanceof Uint8Array) || mac.length !== HMAC_BYTES) return { ok: false, reason: 'unsigned' };
-      if (!timingSafeEqual(mac, this.mac(k, b))) return { ok: false, reason: 'bad-signature' };
-    }
-    let body: unknown;
-    try {
-      body = decoder.decode(b);
-    } catch {
-      return { ok: false, reason: 'body-not-cbor' };
-    }
-    if (!isRecord(body)) return { ok: false, reason: 'body-not-a-map' };
-    switch (k) {
-      case 'batch':
-        return decodeBatchBody(body);
-      case 'ack':
-        return isName(body.group) && isName(body.node) && isSeq(body.epoch) && isSeq(body.seq) && isSeq(body.atMs) && optional(body.want, isSeq)
-          ? { ok: true, kind: 'ack', message: body as unknown as AckMessage }
-          : { ok: false, reason: 'bad-ack' };
-      case 'state':
-        return isName(body.group) && isName(body.node) && ROLES.has(body.role) && STATES.has(body.state) && isSeq(body.epoch) && isSeq(body.committed) && isSeq(body.atMs)
-          ? { ok: true, kind: 'state', message: body as unknown as StateMessage }
-          : { ok: false, reason: 'bad-state' };
-      case 'leader':
-        return isLeaderBody(body) ? { ok: true, kind: 'leader', message: body as unknown as LeaderMessage } : { ok: false, reason: 'bad-leader' };
-    }
+    const verified = this.authenticator.verify(kind, envelope, b);
+    if (!verified.ok) return verified;
+    const inner = decodeStrictCbor(b, limits);
+    if (!inner.ok) return { ok: false, reason: `body-${inner.reason}` };
+    if (!isRecord(inner.value)) return { ok: false, reason: 'body-not-a-map' };
+    const decoded = validateBody(kind, inner.value);
+    if (decoded.ok && verified.signer !== undefined && decoded.message.node !== verified.signer) return { ok: false, reason: 'signer-mismatch' };
+    return decoded;
   }
 
   private seal(kind: MessageKind, body: object): Uint8Array {
     const bytes = encodeCbor(body);
-    const envelope: Record<string, unknown> = { v: WIRE_VERSION, k: kind, b: bytes, crc: crc32c(bytes) };
-    if (this.key) envelope.mac = this.mac(kind, bytes);
-    return encodeCbor(envelope);
+    return encodeCbor({ v: WIRE_VERSION, k: kind, b: bytes, crc: crc32c(bytes), ...this.authenticator.fields(kind, bytes) });
   }
-
-  private mac(kind: string, body: Uint8Array): Uint8Array {
-    const hmac = createHmac('sha256', this.key!);
-    hmac.update(textEncoder.encode(kind));
-    hmac.update(body);
-    return new Uint8Array(hmac.digest());
-  }
-}
-
-export type DecodeResult =
-  | { ok: true; kind: 'batch'; message: BatchMessage }
-  | { ok: true; kind: 'ack'; message: AckMessage }
-  | { ok: true; kind: 'state'; message: StateMessage }
-  | { ok: true; kind: 'leader'; message: LeaderMessage }
-  | { ok: false; reason: string };
-
-function decodeBatchBody(body: Record<string, unknown>): DecodeResult {
-  const { group, node, epoch, first, last, entries } = body;
-  if (!isName(group) || !isName(node) || !isSeq(epoch) || !isSeq(first) || !isSeq(last) || !Array.isArray(entries)) {
-    return { ok: false, reason: 'bad-batch' };
-  }
-  if (first < 1 || last - first + 1 !== entries.length) return { ok: false, reason: 'bad-batch-range' };
-  const out: LogEntry[] = new Array(entries.length);
-  for (let index = 0; index < entries.length; index++) {
-    const row = entries[index] as unknown;
-    if (!Array.isArray(row) || row.length !== 3 || !isSeq(row[0]) || !isSeq(row[1]) || !(row[2] instanceof Uint8Array)) return { ok: false, reason: 'bad-batch-entry' };
-    out[index] = { seq: first + index, epoch: row[0], timestampMs: row[1], payload: row[2] };
-  }
-  return { ok: true, kind: 'batch', message: { group, node, epoch, entries: out } };
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
-}
-
-function isSeq(value: unknown): value is number {
-  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
-}
-
-function isName(value: unknown): value is string {
-  return typeof value === 'string' && NAME.test(value);
-}
-
-function optional(value: unknown, check: (value: unknown) => boolean): boolean {
-  return value === undefined || check(value);
-}
-
-function isLeaderBody(body: Record<string, unknown>): boolean {
-  return (
-    isName(body.group) &&
-    (body.kind === 'leader' || body.kind === 'handoff') &&
-    isName(body.node) &&
-    isSeq(body.epoch) &&
-    isSeq(body.atMs) &&
-    optional(body.to, isName) &&
-    optional(body.since, isSeq) &&
-    optional(body.prev, isSeq) &&
-    optional(body.lastSeq, isSeq) &&
-    optional(body.committed, isSeq) &&
-    optional(body.complete, (value) => typeof value === 'boolean') &&
-    optional(body.reason, (value) => typeof value === 'string')
-  );
 }
 
 /**
@@ -275,3 +204,7 @@ function isLeaderBody(body: Record<string, unknown>): boolean {
  * timestamp (9) + byte-string header (up to 5). Used to keep a batch under the broker's packet limit.
  */
 export const BATCH_OVERHEAD_BYTES_PER_ENTRY = 20;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}

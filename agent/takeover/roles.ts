@@ -197,8 +197,8 @@ export class RoleManager {
   }
 
   /**
-   * The handoff record is about to leave: write it to flash first (restarted, this node finds it and comes
-   * back as a standby), then latch: no more writes, no takeover, whatever the broker says later.
+   * The handoff record is about to leave: latch (no more writes, no takeover, whatever the broker says later),
+   * and put the record on flash before it goes (restarted, this node finds it and comes back as a standby).
    */
   async latchHandoff(record: LeaderMessage): Promise<void> {
     this.latch('handed off');

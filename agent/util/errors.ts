@@ -27,7 +27,10 @@ export type ErrorCode =
   | 'BROKER_REFUSED'
   | 'BROKER_UNAVAILABLE'
   | 'REPLICATION_REJECTED'
-  | 'DEPENDENCY_MISSING';
+  | 'DEPENDENCY_MISSING'
+  | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
+  | 'UNSUPPORTED_MEDIA_TYPE';
 
 export class LastgaspError extends Error {
   readonly code: ErrorCode;

@@ -7,12 +7,18 @@ import { validateConfig, loadConfig, describeConfig } from '../../agent/config/i
 import { isLastgaspError } from '../../agent/util/index.ts';
 import { tempDir } from '../support/ports.ts';
 
+/** Per-node keys as `lastgasp keys show` prints them (validation only checks their form, loading checks them). */
+const signing = {
+  keyFile: '/etc/lastgasp/gw-a.key',
+  publicKeys: { 'gw-a': '11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=', 'gw-b': '/etc/lastgasp/gw-b.pub', 'gw-c': '/etc/lastgasp/gw-c.pub' },
+};
+
 const minimal = {
   node: 'gw-a',
   group: 'line-1',
   dataDir: '/var/lib/lastgasp',
   siblings: ['gw-b'],
-  replication: { brokers: [{ url: 'mqtt://127.0.0.1:1883' }] },
+  replication: { brokers: [{ url: 'mqtt://127.0.0.1:1883' }], signing },
 };
 
 function messages(raw: unknown): string[] {
@@ -26,7 +32,8 @@ test('a minimal config is valid and every default is filled in', () => {
   assert.ok(result.ok);
   const config = result.config;
   assert.equal(config.role, 'standby');
-  assert.equal(config.api.listen, '127.0.0.1:8181');
+  assert.equal(config.api.listen, 'unix:/run/lastgasp/api.sock');
+  assert.equal(config.api.socketMode, '0660');
   assert.equal(config.log.segmentBytes, 64 * 1024 * 1024);
   assert.equal(config.replication.durability, 'replica');
   assert.equal(config.replication.protocol, 'auto');
@@ -60,7 +67,7 @@ test('sizes accept units and refuse nonsense', () => {
 
 test('rules across keys: replica durability needs a sibling; the quorum cannot exceed the brokers', () => {
   assert.deepEqual(messages({ ...minimal, siblings: [] }), ['siblings: is empty, but replication.durability is "replica": name the sibling gateway(s), or set durability to "broker"']);
-  const independent = { ...minimal, replication: { brokers: [{ url: 'mqtt://a:1' }, { url: 'mqtt://b:1' }], mode: 'independent', quorum: 3 } };
+  const independent = { ...minimal, replication: { brokers: [{ url: 'mqtt://a:1' }, { url: 'mqtt://b:1' }], mode: 'independent', quorum: 3, signing } };
   assert.deepEqual(messages(independent), ['replication.quorum: 3 is more than the 2 broker(s) listed']);
 });
 
@@ -104,7 +111,7 @@ test('loadConfig reads YAML and JSON and refuses a broken file with its name', a
   const dir = await tempDir('config');
   try {
     const yamlFile = join(dir.path, 'agent.yaml');
-    await writeFile(yamlFile, 'node: gw-a\ngroup: line-1\ndataDir: /data\nsiblings: [gw-b]\nreplication:\n  brokers:\n    - url: mqtt://10.0.0.1:1883\n');
+    await writeFile(yamlFile, 'node: gw-a\ngroup: line-1\ndataDir: /data\nsiblings: [gw-b]\nreplication:\n  hmacKeyFile: /etc/lastgasp/group.key\n  brokers:\n    - url: mqtt://10.0.0.1:1883\n');
     assert.equal((await loadConfig(yamlFile)).replication.brokers[0]!.url, 'mqtt://10.0.0.1:1883');
     const jsonFile = join(dir.path, 'agent.json');
     await writeFile(jsonFile, JSON.stringify(minimal));
@@ -124,4 +131,28 @@ test('config defaults documents every top-level key', () => {
   const text = describeConfig();
   for (const key of ['node:', 'group:', 'dataDir:', 'api:', 'log:', 'replication:', 'power:', 'takeover:', 'logging:']) assert.ok(text.includes(`\n${key}`), `missing ${key}`);
   assert.match(text, /segmentBytes: 67108864/);
+});
+
+test('signed by default: a group without keys is refused with the fix, unless insecureUnsigned says so', () => {
+  const { signing: _signing, ...unsignedReplication } = minimal.replication;
+  const refused = messages({ ...minimal, replication: unsignedReplication });
+  assert.equal(refused.length, 1);
+  assert.match(refused[0]!, /^replication\.signing: is not set: .*lastgasp keys generate --out DIR --node NAME.*replication\.insecureUnsigned: true/);
+  const unsigned = validateConfig({ ...minimal, replication: { ...unsignedReplication, insecureUnsigned: true } });
+  assert.ok(unsigned.ok);
+  assert.equal(unsigned.config.replication.insecureUnsigned, true);
+  assert.ok(validateConfig({ ...minimal, replication: { ...unsignedReplication, hmacKeyFile: '/etc/lastgasp/group.key' } }).ok);
+  const signed = validateConfig(minimal);
+  assert.ok(signed.ok);
+  assert.equal(signed.config.replication.insecureUnsigned, false, 'off unless set');
+  assert.deepEqual(messages({ ...minimal, replication: { ...minimal.replication, hmacKeyFile: '/k' } }), ['replication.hmacKeyFile: set either replication.signing or replication.hmacKeyFile, not both']);
+});
+
+test('signing must list every member\'s public key, this node\'s own included', () => {
+  const { 'gw-b': _b, ...withoutSibling } = signing.publicKeys;
+  assert.match(messages({ ...minimal, replication: { ...minimal.replication, signing: { ...signing, publicKeys: withoutSibling } } })[0]!, /^replication\.signing\.publicKeys\.gw-b: is missing: .*sibling/);
+  const { 'gw-a': _a, ...withoutSelf } = signing.publicKeys;
+  assert.match(messages({ ...minimal, replication: { ...minimal.replication, signing: { ...signing, publicKeys: withoutSelf } } })[0]!, /^replication\.signing\.publicKeys\.gw-a: is missing: .*this node's own/);
+  assert.match(messages({ ...minimal, replication: { ...minimal.replication, signing: { ...signing, publicKeys: { ...signing.publicKeys, 'gw b': 'x' } } } })[0]!, /^replication\.signing\.publicKeys\.gw b: is not a name/);
+  assert.match(messages({ ...minimal, replication: { ...minimal.replication, signing: { publicKeys: signing.publicKeys } } })[0]!, /^replication\.signing\.keyFile: is required/);
 });

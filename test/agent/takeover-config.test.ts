@@ -8,7 +8,8 @@ const minimal = {
   group: 'line-1',
   dataDir: '/var/lib/lastgasp',
   siblings: ['gw-b'],
-  replication: { brokers: [{ url: 'mqtt://127.0.0.1:1883' }] },
+  // Unsigned here so that each case shows only the refusal it is about (signing has its own tests).
+  replication: { brokers: [{ url: 'mqtt://127.0.0.1:1883' }], insecureUnsigned: true },
 };
 
 function issues(takeover: Record<string, unknown>, replication: Record<string, unknown> = {}): string[] {

@@ -23,7 +23,7 @@
  * the table gives the medians. The last line is one JSON object. Not part of `npm test`; run it with `nice`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +31,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { createFlashLog } from '../../agent/log/index.ts';
-import { Replication, WireCodec } from '../../agent/replication/index.ts';
+import { Replication, WireCodec, type WireAuth } from '../../agent/replication/index.ts';
 import { silentLogger, systemClock } from '../../agent/util/index.ts';
 import { startMosquitto } from '../support/mosquitto.ts';
 
@@ -85,6 +85,19 @@ interface WorkerResult {
 
 // ---- the gateway side, in a child process -----------------------------------------------------------------
 
+/** RFC 8410: an Ed25519 private key in PKCS#8 DER is this 16-byte prefix and the 32-byte seed. */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/**
+ * The gateways sign as in production (per-node Ed25519). Both processes and the drain's baseline need the
+ * same keys, so they come from fixed seeds: fine for a benchmark on loopback, never for a gateway.
+ */
+function benchAuth(node: 'gw-a' | 'gw-b'): WireAuth {
+  const key = (member: string) => createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.alloc(32, member === 'gw-a' ? 1 : 2)]), format: 'der', type: 'pkcs8' });
+  const publicKeys = new Map(['gw-a', 'gw-b'].map((member) => [member, createPublicKey(key(member))]));
+  return { mode: 'ed25519', keyring: { node, privateKey: key(node), publicKeys } };
+}
+
 async function worker(config: WorkerConfig): Promise<void> {
   let rssMax = process.memoryUsage().rss;
   const sampler = setInterval(() => (rssMax = Math.max(rssMax, process.memoryUsage().rss)), RSS_SAMPLE_MS);
@@ -107,6 +120,8 @@ async function worker(config: WorkerConfig): Promise<void> {
     batchBytesMax: 512 * 1024,
     windowMax: BATCH_WINDOW,
     keepaliveS: 10,
+    auth: benchAuth(node),
+    counterFile: join(config.dir, `${node}.wire-counter.json`),
     logger: silentLogger,
     clock: systemClock,
   });
@@ -448,7 +463,7 @@ async function drainRound(url: string, base: string, round: number): Promise<{ m
 async function reencode(logDir: string, group: string, boundaries: ReadonlyArray<[number, number, number]>): Promise<Uint8Array[]> {
   const log = createFlashLog({ dir: logDir, logger: silentLogger, clock: systemClock });
   await log.open();
-  const codec = new WireCodec();
+  const codec = new WireCodec(benchAuth('gw-a'));
   const batches: Uint8Array[] = [];
   try {
     for (const [first, count, bytes] of boundaries) {

@@ -14,6 +14,7 @@ import { startMosquitto } from '../support/mosquitto.ts';
 import { createPtyPair } from '../support/pty.ts';
 import { startBmsSim } from '../support/bms-sim.ts';
 import { settledState, startAgent, startPair, writeAgentConfig } from '../support/agents.ts';
+import { groupKeys } from '../support/keys.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 
@@ -31,22 +32,34 @@ test('junk, forgeries and unknown kinds on the replication topics are counted an
     await waitFor('the sibling to catch up', async () => ((await b.client.status()).watermarks.committed >= 20 ? true : undefined));
 
     const t = topics('lastgasp', 'bad');
-    const codec = new WireCodec();
+    // The harness signs the pair with per-node keys; gw-a's key here stands for a member that misbehaves.
+    const signedByA = new WireCodec(groupKeys(dir.path).auth('gw-a', ['gw-b']));
     const forgedEntries = [{ seq: 21, epoch: 1, timestampMs: Date.now(), payload: encodeCbor([2, 'k0', new TextEncoder().encode('forged')]) }];
     const junk: Array<[string, Uint8Array]> = [
       [t.log('gw-a'), new TextEncoder().encode('definitely not cbor \u0000\u00ff')],
       [t.log('gw-a'), encodeCbor({ v: 1, k: 'telemetry', b: new Uint8Array(4), crc: 0 })],
       [t.log('gw-a'), encodeCbor({ v: 9, k: 'batch' })],
-      [t.log('gw-a'), codec.encodeBatch({ group: 'bad', node: 'gw-x', epoch: 1, entries: forgedEntries })],
-      [t.log('gw-a'), codec.encodeBatch({ group: 'other', node: 'gw-a', epoch: 1, entries: forgedEntries })],
+      [t.log('gw-a'), new WireCodec().encodeBatch({ group: 'bad', node: 'gw-a', epoch: 1, entries: forgedEntries })],
+      [t.log('gw-a'), signedByA.encodeBatch({ group: 'bad', node: 'gw-x', epoch: 1, entries: forgedEntries })],
+      [t.log('gw-a'), signedByA.encodeBatch({ group: 'other', node: 'gw-a', epoch: 1, entries: forgedEntries })],
+      [t.log('gw-b'), signedByA.encodeBatch({ group: 'bad', node: 'gw-a', epoch: 1, entries: forgedEntries })],
       [t.leader, new Uint8Array([0x42])],
     ];
     for (const [topic, payload] of junk) await attacker.publishAsync(topic, Buffer.from(payload), { qos: 1 });
-    const rejected = await waitFor('six rejections on the sibling', async () => {
+    const rejected = await waitFor('eight rejections on the sibling', async () => {
       const counts = (await b.client.status()).replication.rejected as Record<string, number>;
-      return Object.values(counts).reduce((sum, count) => sum + count, 0) >= 6 ? counts : undefined;
+      return Object.values(counts).reduce((sum, count) => sum + count, 0) >= 8 ? counts : undefined;
     });
-    assert.deepEqual(rejected, { 'not-cbor': 2, 'unknown-kind': 1, 'version-9': 1, 'sender-mismatch': 1, 'wrong-group': 1 });
+    assert.deepEqual(rejected, {
+      'envelope-cbor-trailing-bytes': 1,
+      'envelope-cbor-truncated': 1,
+      'unknown-kind': 1,
+      'version-9': 1,
+      unsigned: 1,
+      'signer-mismatch': 1,
+      'wrong-group': 1,
+      'sender-mismatch': 1,
+    });
 
     for (let index = 20; index < 40; index++) await a.client.put(`k${index}`, 'v');
     await waitFor('replication to go on after the junk', async () => ((await b.client.status()).watermarks.committed >= 40 ? true : undefined));
@@ -65,7 +78,7 @@ test('with a group key, a batch signed with another key is rejected and nothing 
   const dir = await tempDir('bad-hmac');
   const broker = await startMosquitto(dir.path);
   const keyFile = join(dir.path, 'group.key');
-  await writeFile(keyFile, Buffer.alloc(32, 7));
+  await writeFile(keyFile, Buffer.alloc(32, 7), { mode: 0o600 });
   const { a, b } = await startPair(dir.path, 'signed', broker.url, { extra: { replication: { hmacKeyFile: keyFile } } });
   const attacker = await mqtt.connectAsync(broker.url, { clientId: 'attacker', protocolVersion: 5 });
   try {

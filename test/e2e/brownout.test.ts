@@ -118,7 +118,7 @@ test('mains back during the flush: no handoff, the primary accepts writes again'
     assert.equal((refused as { code: string }).code, 'HANDING_OFF');
     sim.send('ac on');
     await a.waitForEvent('power-state', (line) => line.to === 'ONLINE' && line.from === 'FLUSHING');
-    await waitFor('writes accepted again', async () => ((await a.client.health()) ? true : undefined));
+    await waitFor('writes accepted again', async () => ((await a.client.ready()).ready ? true : undefined));
     await a.waitForEvent('handoff-cancelled');
     const accepted = await a.client.put('after', 'mains back');
     assert.equal(accepted.epoch, 1);

@@ -1,6 +1,7 @@
 // The Deno path: the same agent code runs unchanged under Deno 2 (the npm package `deno`). A primary under
 // Deno replicates through a real mosquitto to a sibling under Node; the sibling holds every acknowledged
-// write in the same on-disk format and serves the same state.
+// write in the same on-disk format and serves the same state. Both sign with their own Ed25519 key (the test
+// harness's default, as in production) and verify each other's: Deno's node:crypto against Node's.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startMosquitto } from '../support/mosquitto.ts';
@@ -24,6 +25,13 @@ test('a primary running under Deno 2 replicates to a sibling under Node', async 
     assert.equal((await settledState(b, committed)).digest, (await a.client.list()).digest);
     const last = await b.client.entries(committed, 1);
     assert.equal(Buffer.from(String(last.entries[0]!.data), 'base64').toString('utf8'), 'from deno');
+    for (const agent of [a, b]) {
+      const replication = (await agent.client.status()).replication as { auth: string; rejected: Record<string, number> };
+      assert.equal(replication.auth, 'ed25519', `${agent.node} signs with its own key`);
+      assert.deepEqual(replication.rejected, {}, `${agent.node} verified every message of the other runtime`);
+    }
+    const publisher = (await a.client.status()).replication.publisher as { acksReceived: number };
+    assert.ok(publisher.acksReceived > 0, 'the Deno primary took the Node sibling\'s signed acks');
   } finally {
     await a.stop();
     await b.stop();

@@ -59,8 +59,8 @@ test(`leadership campaign: ${STEPS} seeded faults (seed ${SEED}) never give two 
       group: GROUP,
       role: name === 'gw-a' ? 'primary' : 'standby',
       siblings: [name === 'gw-a' ? 'gw-b' : 'gw-a'],
-      replication: { brokers: [{ url: proxy.url('mqtt') }], heartbeatMs: 200, durability: 'broker' },
-      takeover: { silenceMs: 2000 },
+      replication: { brokers: [{ url: proxy.url('mqtt') }], heartbeatMs: 250, durability: 'broker' },
+      takeover: { silenceMs: 3000 },
     });
     nodes.push({ name, proxy, configFile: config.file, api: config.api, agent: undefined, lives: [] });
   }

@@ -11,8 +11,9 @@ import { Encoder } from 'cbor-x';
 import mqtt from 'mqtt';
 import { parse } from 'yaml';
 import { BROKER_CONFIG_DIR } from '../../broker-config/index.ts';
-import { topics, WireCodec, type AckMessage, type BatchMessage, type LeaderMessage, type StateMessage } from '../../agent/replication/index.ts';
+import { topics, WireCodec, type AckMessage, type BatchMessage, type Freshness, type LeaderMessage, type StateMessage } from '../../agent/replication/index.ts';
 import { crc32c, decodeCbor } from '../../agent/util/index.ts';
+import { groupKeys } from '../support/keys.ts';
 import { startMosquitto } from '../support/mosquitto.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
@@ -48,19 +49,19 @@ const entries = [
   { seq: 7, epoch: 2, timestampMs: 1_795_000_000_000, payload: Uint8Array.of(1, 2, 3) },
   { seq: 8, epoch: 3, timestampMs: 1_795_000_000_004, payload: new Uint8Array(0) },
 ];
-const samples: { batch: BatchMessage[]; ack: AckMessage[]; state: StateMessage[]; leader: LeaderMessage[] } = {
+const samples: { batch: BatchMessage[]; ack: Array<AckMessage & Freshness>; state: Array<StateMessage & Freshness>; leader: Array<LeaderMessage & Freshness> } = {
   batch: [{ group: GROUP, node: 'gw-a', epoch: 3, entries }],
   ack: [
-    { group: GROUP, node: 'gw-b', epoch: 3, seq: 8, atMs: 1_795_000_000_010 },
-    { group: GROUP, node: 'gw-b', epoch: 3, seq: 8, want: 5, atMs: 1_795_000_000_011 },
+    { group: GROUP, node: 'gw-b', epoch: 3, counter: 1, seq: 8, atMs: 1_795_000_000_010 },
+    { group: GROUP, node: 'gw-b', epoch: 3, counter: 2, seq: 8, want: 5, atMs: 1_795_000_000_011 },
   ],
   state: [
-    { group: GROUP, node: 'gw-a', role: 'primary', state: 'online', epoch: 3, committed: 8, atMs: 1 },
-    { group: GROUP, node: 'gw-b', role: 'unknown', state: 'offline', epoch: 0, committed: 0, atMs: 2 },
+    { group: GROUP, node: 'gw-a', role: 'primary', state: 'online', epoch: 3, counter: 3, committed: 8, atMs: 1 },
+    { group: GROUP, node: 'gw-b', role: 'unknown', state: 'offline', epoch: 0, counter: 4, committed: 0, atMs: 2 },
   ],
   leader: [
-    { group: GROUP, kind: 'leader', epoch: 3, node: 'gw-a', since: 7, atMs: 3 },
-    { group: GROUP, kind: 'handoff', epoch: 3, node: 'gw-a', to: 'gw-b', lastSeq: 8, committed: 8, complete: true, reason: 'brownout', atMs: 4 },
+    { group: GROUP, kind: 'leader', epoch: 3, counter: 5, node: 'gw-a', since: 7, atMs: 3 },
+    { group: GROUP, kind: 'handoff', epoch: 3, counter: 6, node: 'gw-a', to: 'gw-b', lastSeq: 8, committed: 8, complete: true, reason: 'brownout', atMs: 4 },
   ],
 };
 
@@ -69,11 +70,11 @@ function encode(codec: WireCodec, kind: keyof typeof samples, message: object): 
     case 'batch':
       return codec.encodeBatch(message as BatchMessage);
     case 'ack':
-      return codec.encodeAck(message as AckMessage);
+      return codec.encodeAck(message as AckMessage & Freshness);
     case 'state':
-      return codec.encodeState(message as StateMessage);
+      return codec.encodeState(message as StateMessage & Freshness);
     case 'leader':
-      return codec.encodeLeader(message as LeaderMessage);
+      return codec.encodeLeader(message as LeaderMessage & Freshness);
   }
 }
 
@@ -125,15 +126,25 @@ test('channel addresses are the topics the code builds, and every channel is sen
   for (const channel of Object.keys(document.channels)) assert.ok(sent.has(`#/channels/${channel}`), `nobody sends on ${channel}`);
 });
 
-test('every message kind the codec encodes matches its envelope and body schemas, signed or not, and decodes back', () => {
-  for (const codec of [new WireCodec(), new WireCodec(randomBytes(32))]) {
+test('every message kind the codec encodes matches its envelope and body schemas in every mode, and decodes back', async () => {
+  const keysDir = await tempDir('asyncapi-keys');
+  // Each sample is signed by the node it names: a codec per signer, all of the same group.
+  const signed = (node: string) => new WireCodec(groupKeys(keysDir.path).auth(node, ['gw-a', 'gw-b']));
+  const modes: Array<{ name: string; codecFor: (node: string) => WireCodec; field?: 'mac' | 'sig' }> = [
+    { name: 'unsigned', codecFor: () => new WireCodec() },
+    { name: 'hmac', codecFor: ((key) => () => new WireCodec(key))(randomBytes(32)), field: 'mac' },
+    { name: 'ed25519', codecFor: signed, field: 'sig' },
+  ];
+  for (const { name, codecFor, field } of modes) {
     for (const kind of Object.keys(samples) as Array<keyof typeof samples>) {
       const { envelope, body } = messageOf(kind);
       for (const message of samples[kind]) {
+        const codec = codecFor(message.node);
         const bytes = encode(codec, kind, message);
-        const decodedEnvelope = decodeCbor(bytes) as { b: Uint8Array; mac?: Uint8Array };
-        assert.deepEqual(checker.check(decodedEnvelope, envelope), [], `${kind} envelope`);
-        assert.equal(decodedEnvelope.mac !== undefined, codec.signed);
+        const decodedEnvelope = decodeCbor(bytes) as { b: Uint8Array; mac?: Uint8Array; sig?: Uint8Array; s?: string };
+        assert.deepEqual(checker.check(decodedEnvelope, envelope), [], `${name} ${kind} envelope`);
+        assert.equal(decodedEnvelope.mac !== undefined, field === 'mac', `${name}: mac`);
+        assert.equal(decodedEnvelope.sig !== undefined && decodedEnvelope.s === message.node, field === 'sig', `${name}: sig and s`);
         const decodedBody = decodeCbor(decodedEnvelope.b);
         assert.deepEqual(checker.check(decodedBody, body!), [], `${kind} body`);
         const decoded = codec.decode(bytes);
@@ -143,6 +154,7 @@ test('every message kind the codec encodes matches its envelope and body schemas
       }
     }
   }
+  await keysDir.remove();
 });
 
 test('the codec refuses every body the schemas refuse: each required field missing, each field of the wrong type', () => {
@@ -191,15 +203,16 @@ test('the codec refuses every body the schemas refuse: each required field missi
 test('on a real broker every operation carries the QoS and retain flag the document gives it, and every payload matches', async () => {
   const dir = await tempDir('asyncapi-wire');
   const broker = await startMosquitto(dir.path);
-  const key = randomBytes(32);
+  const keys = groupKeys(dir.path);
+  const members = ['gw-a', 'gw-b'];
   const seen: Array<{ topic: string; qos: number; retain: boolean; payload: Uint8Array }> = [];
   const watcher = mqtt.connect(broker.url, { protocolVersion: 5, clientId: 'asyncapi-watcher', reconnectPeriod: 0 });
   watcher.on('message', (topic, payload, packet) => seen.push({ topic, qos: packet.qos, retain: packet.retain, payload: new Uint8Array(payload) }));
   await new Promise((resolve) => watcher.once('connect', resolve));
   // QoS 2 and retain-as-published: the watcher receives each message with the QoS and retain flag it was sent with.
   await watcher.subscribeAsync('lastgasp/#', { qos: 2, rap: true });
-  const a = await startNode({ dir: dir.path, name: 'gw-a', role: 'primary', brokers: [broker.url], siblings: ['gw-b'], hmacKey: key, heartbeatMs: 100 });
-  const b = await startNode({ dir: dir.path, name: 'gw-b', role: 'standby', brokers: [broker.url], siblings: ['gw-a'], hmacKey: key });
+  const a = await startNode({ dir: dir.path, name: 'gw-a', role: 'primary', brokers: [broker.url], siblings: ['gw-b'], auth: keys.auth('gw-a', members), heartbeatMs: 100 });
+  const b = await startNode({ dir: dir.path, name: 'gw-b', role: 'standby', brokers: [broker.url], siblings: ['gw-a'], auth: keys.auth('gw-b', members) });
   try {
     await a.append(5, 'wire');
     await waitFor('the sibling to hold the entries', () => (b.log.watermarks().committed >= 5 ? true : undefined));
@@ -211,7 +224,8 @@ test('on a real broker every operation carries the QoS and retain flag the docum
     await waitFor('one message on every channel, and the Will of gw-b', () =>
       channels.every((name) => byChannel(name).length > 0) && byChannel('state').some((m) => m.topic.endsWith('/gw-b')) ? true : undefined,
     );
-    const codec = new WireCodec(key);
+    // A third member's view: it verifies both nodes' signatures with the group's public keys.
+    const codec = new WireCodec(keys.auth('gw-c', members));
     for (const message of seen) {
       const channel = channelOf(message.topic);
       assert.ok(channel, `${message.topic} is on no documented channel`);

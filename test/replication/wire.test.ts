@@ -29,9 +29,9 @@ test('a batch round-trips with seqs, epochs, timestamps and payloads intact', ()
 
 test('ack, state and leader records round-trip', () => {
   const codec = new WireCodec();
-  const ack = { group: 'g', node: 'gw-b', epoch: 1, seq: 99, want: 50, atMs: 5 };
-  const state = { group: 'g', node: 'gw-a', role: 'primary' as const, state: 'flushing' as const, epoch: 1, committed: 7, atMs: 6 };
-  const leader = { group: 'g', kind: 'handoff' as const, epoch: 1, node: 'gw-a', to: 'gw-b', lastSeq: 7, committed: 7, complete: true, reason: 'test', atMs: 8 };
+  const ack = { group: 'g', node: 'gw-b', epoch: 1, counter: 1, seq: 99, want: 50, atMs: 5 };
+  const state = { group: 'g', node: 'gw-a', role: 'primary' as const, state: 'flushing' as const, epoch: 1, counter: 2, committed: 7, atMs: 6 };
+  const leader = { group: 'g', kind: 'handoff' as const, epoch: 1, counter: 3, node: 'gw-a', to: 'gw-b', lastSeq: 7, committed: 7, complete: true, reason: 'test', atMs: 8 };
   const a = codec.decode(codec.encodeAck(ack));
   const s = codec.decode(codec.encodeState(state));
   const l = codec.decode(codec.encodeLeader(leader));
@@ -70,7 +70,7 @@ test('with a group key, unsigned and forged messages are refused and signed ones
 
 test('a signature over one kind does not validate the same body as another kind', () => {
   const codec = new WireCodec(randomBytes(32));
-  const ackBytes = codec.encodeAck({ group: 'g', node: 'gw-b', epoch: 1, seq: 5, atMs: 1 });
+  const ackBytes = codec.encodeAck({ group: 'g', node: 'gw-b', epoch: 1, counter: 1, seq: 5, atMs: 1 });
   assert.ok(codec.decode(ackBytes).ok);
   // Re-label the envelope's kind: the MAC covers the kind, so this must fail.
   const relabeled = encoder.encode({ ...(decoder.decode(ackBytes) as object), k: 'state' });
@@ -79,7 +79,7 @@ test('a signature over one kind does not validate the same body as another kind'
 
 test('malformed envelopes and bodies are refused by reason', () => {
   const codec = new WireCodec();
-  assert.deepEqual(codec.decode(Uint8Array.from([0xff, 0x00])), { ok: false, reason: 'not-cbor' });
+  assert.deepEqual(codec.decode(Uint8Array.from([0xff, 0x00])), { ok: false, reason: 'envelope-cbor-simple' });
   assert.deepEqual(codec.decode(encoder.encode([1, 2])), { ok: false, reason: 'not-an-envelope' });
   assert.deepEqual(codec.decode(encoder.encode({ v: 2, k: 'batch' })), { ok: false, reason: 'version-2' });
   assert.deepEqual(codec.decode(encoder.encode({ v: 1, k: 'nope', b: new Uint8Array(1), crc: 0 })), { ok: false, reason: 'unknown-kind' });

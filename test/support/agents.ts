@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../../agent/app/index.ts';
+import { groupKeys } from './keys.ts';
 import { freePort, waitFor } from './ports.ts';
 import { startProcess, type Managed } from './processes.ts';
 
@@ -22,22 +24,37 @@ export interface AgentProcess {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Write a config (JSON) for `node` with test defaults: JSON logs, a free loopback API port. */
+/**
+ * Write a config (JSON) for `node` with test defaults: JSON logs, a free loopback API port, and signed as in
+ * production: per-node Ed25519 keys under `<dir>/keys/`, made once per test directory, with the public keys
+ * of this node and its siblings. A config that names its own way (replication.signing, hmacKeyFile, or
+ * insecureUnsigned: true, the opt-out for a test that needs unsigned agents) is left as it is.
+ */
 export async function writeAgentConfig(dir: string, node: string, config: Record<string, unknown>): Promise<{ file: string; api: string }> {
   const api = `127.0.0.1:${await freePort()}`;
   const file = join(dir, `${node}.json`);
-  const full = { node, dataDir: join(dir, node), api: { listen: api }, logging: { level: 'info', json: true }, ...config };
+  const full = { node, dataDir: join(dir, node), api: { listen: api }, logging: { level: 'info', json: true }, ...withSigning(dir, node, config) };
   await writeFile(file, JSON.stringify(full, null, 2));
   return { file, api };
 }
 
+function withSigning(dir: string, node: string, config: Record<string, unknown>): Record<string, unknown> {
+  const replication = config.replication as Record<string, unknown> | undefined;
+  if (!replication || replication.signing !== undefined || replication.hmacKeyFile !== undefined || replication.insecureUnsigned !== undefined) return config;
+  const siblings = Array.isArray(config.siblings) ? (config.siblings as string[]) : [];
+  return { ...config, replication: { ...replication, signing: groupKeys(dir).signing(node, siblings) } };
+}
+
 /** Start `lastgasp run` as a real child process and wait until it says it is ready. */
-export async function startAgent(node: string, configFile: string, api: string, options: { waitReady?: boolean; runtime?: 'node' | 'deno' } = {}): Promise<AgentProcess> {
+export async function startAgent(node: string, configFile: string, api: string, options: { waitReady?: boolean; runtime?: 'node' | 'deno'; nofile?: number } = {}): Promise<AgentProcess> {
   const process =
     options.runtime === 'deno'
       ? startProcess(`agent:${node}`, DENO, ['run', '-A', ENTRY, 'run', '--config', configFile], { cwd: ROOT })
-      : startProcess(`agent:${node}`, globalThis.process.execPath, [BIN, 'run', '--config', configFile]);
-  const client = new ApiClient({ address: api, socketsMax: 64 });
+      : options.nofile !== undefined
+        ? // A descriptor limit as a service manager would set it (LimitNOFILE); exec keeps the agent's pid.
+          startProcess(`agent:${node}`, 'sh', ['-c', `ulimit -n ${options.nofile} && exec "$@"`, 'sh', globalThis.process.execPath, BIN, 'run', '--config', configFile])
+        : startProcess(`agent:${node}`, globalThis.process.execPath, [BIN, 'run', '--config', configFile]);
+  const client = new ApiClient({ address: api, socketsMax: 64, ...apiCredentials(configFile, api) });
   const events = () => process.jsonLines().filter((line) => line.event !== undefined);
   const agent: AgentProcess = {
     node,
@@ -62,6 +79,13 @@ export async function startAgent(node: string, configFile: string, api: string, 
   };
   if (options.waitReady !== false) await agent.waitForEvent('ready');
   return agent;
+}
+
+/** On TCP the API wants the token the agent keeps in api.tokenFile (by default <dataDir>/api.token). */
+function apiCredentials(configFile: string, api: string): { tokenFile?: string } {
+  if (api.startsWith('unix:')) return {};
+  const config = JSON.parse(readFileSync(configFile, 'utf8')) as { dataDir: string; api?: { tokenFile?: string } };
+  return { tokenFile: config.api?.tokenFile ?? join(config.dataDir, 'api.token') };
 }
 
 export interface Pair {

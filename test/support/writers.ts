@@ -78,3 +78,19 @@ export function ackedAfter(acks: readonly Ack[], x: string, y: string): string |
   const late = acks.find((ack) => ack.node === x && ack.sentMs > firstY);
   return late ? `${x} acknowledged ${late.key} as (${late.epoch}, ${late.seq}), sent at ${late.sentMs}, after ${y}'s first acknowledgement at ${firstY}` : undefined;
 }
+
+/**
+ * One more write on `agent`, retried while it is refused for a moment (a lease renewing under load): its seq
+ * is past everything the node holds, so a follower that applied it has applied everything before it.
+ */
+export async function markerWrite(agent: AgentProcess, timeoutMs = 20_000): Promise<{ seq: number; epoch: number }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await agent.client.put(`marker-${Date.now()}`, 'end');
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}

@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { createFlashLog, type FlashLogEngine, type LogEntry } from '../../../agent/log/index.ts';
-import { Replication, type ReplicationOptions } from '../../../agent/replication/index.ts';
-import { createLogger, systemClock, type Logger } from '../../../agent/util/index.ts';
+import { Replication, type ReplicationOptions, type WireAuth } from '../../../agent/replication/index.ts';
+import { createLogger, systemClock, type Clock, type Logger } from '../../../agent/util/index.ts';
 import { waitFor } from '../../support/ports.ts';
 
 /** The group and node names of broker-config/mosquitto/acl.conf, so that every test can run under the ACL. */
@@ -38,9 +38,15 @@ export interface NodeOptions {
   password?: string;
   tls?: ReplicationOptions['tls'];
   hmacKey?: Uint8Array;
+  /** How the node signs and verifies (a keyring from ./keys.ts for per-node keys); unsigned by default here. */
+  auth?: WireAuth;
   segmentBytes?: number;
   /** A primary publishes its state (with `committed`) this often, as the agent's heartbeat does; 0 = never. */
   heartbeatMs?: number;
+  /** The Replication's clock (the log keeps the system clock); a test may skew its monotonic time. */
+  clock?: Clock;
+  /** Called with the Replication before it starts (to listen to its events from the first message on). */
+  onCreated?: (replication: Replication) => void;
 }
 
 export interface TestNode {
@@ -108,9 +114,12 @@ export async function startNode(options: NodeOptions): Promise<TestNode> {
     password: options.password,
     tls: options.tls,
     hmacKey: options.hmacKey,
+    auth: options.auth,
+    counterFile: join(options.dir, `${options.name}.wire-counter.json`),
     logger: logger.child('agent:replication'),
-    clock: systemClock,
+    clock: options.clock ?? systemClock,
   });
+  options.onCreated?.(replication);
   await replication.start();
   await waitFor(`${options.name} connected to its brokers`, () => (replication.connected ? true : undefined), 30_000);
   await replication.setRole(options.role);

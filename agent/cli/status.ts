@@ -1,0 +1,56 @@
+/**
+ * `lastgasp status`: a running agent's role, epoch, power state and watermarks. The agent is found from its
+ * config file (its api.listen, and on TCP the token in its api.tokenFile), from --api, or at the default
+ * socket.
+ */
+import { readFile } from 'node:fs/promises';
+import { ApiClient, type ApiClientOptions } from '../app/index.ts';
+import { apiTokenFile, configSchema, loadConfig } from '../config/index.ts';
+import { parseArgs, type Io } from './io.ts';
+
+const DEFAULT_SOCKET = String(configSchema.children!.api!.children!.listen!.defaultValue);
+
+const STATUS_HELP = `Usage: lastgasp status [--config FILE | --api ADDR] [--token-file FILE] [--ca FILE] [--json]
+
+Print a running agent's role, epoch, readiness, power state, watermarks and counters.
+  --config FILE      The agent's config: its api.listen, and on TCP the token from its api.tokenFile.
+  --api ADDR         The agent's address: unix:/path, /path (a socket) or host:port (default ${DEFAULT_SOCKET}).
+  --token-file FILE  The bearer token for a TCP address (default: the config's api.tokenFile).
+  --ca FILE          The CA certificate (PEM) of an agent that serves HTTPS.
+  --json             The raw status object.`;
+
+export async function statusCommand(argv: readonly string[], io: Io): Promise<number> {
+  if (argv.includes('--help')) return void io.stdout(STATUS_HELP), 0;
+  const { options } = parseArgs(argv, ['json']);
+  const target = await clientOptions(options);
+  const client = new ApiClient({ ...target, timeoutMs: 5000 });
+  try {
+    const status = await client.status();
+    if (options.has('json')) io.stdout(JSON.stringify(status));
+    else {
+      const marks = status.watermarks as { committed: number; replicated: number; replicaAcked: number };
+      const ready = status.ready as { ready: boolean; reason?: string } | undefined;
+      io.stdout(`${status.node} (${status.group}): ${status.role}, epoch ${status.epoch}, power ${status.power?.state}${ready ? `, ${ready.ready ? 'ready' : `not ready (${ready.reason})`}` : ''}`);
+      io.stdout(`  log: committed ${marks.committed}, replicated ${marks.replicated}, replica-acked ${marks.replicaAcked}`);
+      io.stdout(`  state: ${status.state?.kvKeys} keys, applied to seq ${status.state?.kvAppliedSeq}`);
+    }
+    return 0;
+  } catch (error) {
+    io.stderr(`lastgasp status: no agent answered at ${target.address}: ${(error as Error).message}`);
+    return 1;
+  } finally {
+    client.close();
+  }
+}
+
+async function clientOptions(options: Map<string, string>): Promise<ApiClientOptions> {
+  const configFile = options.get('config');
+  const config = configFile ? await loadConfig(configFile) : undefined;
+  const address = options.get('api') ?? config?.api.listen ?? DEFAULT_SOCKET;
+  const out: ApiClientOptions = { address };
+  const tokenFile = options.get('token-file') ?? (config && !address.startsWith('unix:') && !address.startsWith('/') ? apiTokenFile(config) : undefined);
+  if (tokenFile) out.tokenFile = tokenFile;
+  const caFile = options.get('ca');
+  if (caFile) out.ca = await readFile(caFile, 'utf8');
+  return out;
+}
