@@ -3,7 +3,7 @@
  * (primary or standby) and the power supervisor, wired together. `lastgasp run` builds one from the config
  * file; the tests and the demo run it as a separate process.
  */
-import { mkdir, statfs } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
@@ -13,7 +13,7 @@ import { createFlashLog, type AppendResult, type FlashLog, type Storage } from '
 import { PowerSupervisor, throttleBytes, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
-import { LastgaspError, isLastgaspError, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
+import { LastgaspError, isLastgaspError, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
 
 /** The publisher's deadline in the brownout flush lies this far past the budget (see waitFlushed). */
 const FLUSH_DEADLINE_SLACK_MS = 1000;
@@ -82,7 +82,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       clock: this.clock,
       ...(deps.storage ? { storage: deps.storage } : {}),
     });
-    this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv') });
+    this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), snapshotEveryEntries: config.log.snapshotEveryEntries });
     // The token and the TLS key are secrets: start() gets them from config/secrets.ts, not from here.
     const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ...listener } = config.api;
     this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
@@ -97,9 +97,11 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   async start(): Promise<{ api: string }> {
     const { config, deps } = this;
     const logger = deps.logger;
-    await mkdir(config.dataDir, { recursive: true });
+    await makeDataDir(config.dataDir);
     const secrets = await readSecrets(config);
     const recovery = await this.log.open();
+    // Under the log's lock now: no other writer of the leader record runs, so its crash leftovers can go.
+    await removeTemporaries(nodeFs, config.dataDir, 'leader.json');
     logger.info('log opened', { event: 'log-open', ...recovery });
     await this.state.start();
     this.replicationValue = new Replication({

@@ -22,6 +22,9 @@ const REQUIRED = [
   ['upsd', 'nut-server', '/usr/sbin/upsd'],
   ['upsc', 'nut-client', '/usr/bin/upsc'],
   ['nats-server', 'nats-server', '/usr/sbin/nats-server'],
+  // The power-loss file system (test/support/powerloss-fs): libfuse and its mount helper, and the Python binding.
+  ['fusermount3', 'fuse3', '/usr/bin/fusermount3'],
+  ['fusepy', 'python3-fusepy', '/usr/lib/python3/dist-packages/fusepy.py'],
 ];
 
 function have(program, usualPath) {
@@ -77,9 +80,11 @@ if (files.length === 0) {
 
 // Two cores on CI: two files at a time keeps the broker- and process-heavy tests from starving each other.
 const concurrency = process.env.LASTGASP_TEST_CONCURRENCY ?? '2';
+// Five minutes per file by default; longer power-cut campaigns (LASTGASP_POWERLOSS_CUTS) need more.
+const timeoutMs = process.env.LASTGASP_TEST_TIMEOUT_MS ?? '300000';
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=300000', ...files],
+  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, `--test-timeout=${timeoutMs}`, ...files],
   { cwd: root, stdio: 'inherit' },
 );
 process.exit(result.status ?? 1);

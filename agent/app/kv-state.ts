@@ -7,10 +7,10 @@
  * and the log is told not to delete anything the latest snapshot does not cover.
  */
 import { createHash } from 'node:crypto';
-import { readFile, unlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FlashLog } from '../log/index.ts';
-import { LastgaspError, decodeCbor, encodeCbor, writeFileAtomic, type Logger } from '../util/index.ts';
+import { LastgaspError, decodeCbor, encodeCbor, nodeFs, removeTemporaries, unlinkDurable, writeFileAtomic, type Logger } from '../util/index.ts';
 import { OP_DELETE, OP_PUT, decodeOp } from './ops.ts';
 
 const SNAPSHOT_FILE = 'kv-snapshot.cbor';
@@ -44,6 +44,8 @@ export class KvState {
 
   /** Load the snapshot, catch up with the log, and follow every later commit. */
   async start(): Promise<void> {
+    // Temporaries of snapshots a crash interrupted (the log's lock is held: no other writer runs).
+    await removeTemporaries(nodeFs, this.options.dataDir, SNAPSHOT_FILE);
     await this.loadSnapshot();
     const firstSeq = this.options.log.firstSeq;
     if (this.appliedSeq + 1 < firstSeq) {
@@ -117,7 +119,8 @@ export class KvState {
     this.map.clear();
     this.appliedSeq = 0;
     this.snapshotSeq = 0;
-    await unlink(join(this.options.dataDir, SNAPSHOT_FILE)).catch(() => undefined);
+    // Durably: a snapshot that came back after a power cut would hold the entries set aside.
+    await unlinkDurable(nodeFs, join(this.options.dataDir, SNAPSHOT_FILE));
     this.options.log.setRetentionFloor(1);
     await this.catchUp();
   }

@@ -146,6 +146,12 @@ export const configSchema = object(
         unreplicatedSoftBytes: bytes({ description: 'Unreplicated bytes above which writers are slowed down (0 = off).', default: 0, min: 0 }),
         unreplicatedHardBytes: bytes({ description: 'Unreplicated bytes at which appends fail with LOG_FULL (0 = the quota).', default: 0, min: 0 }),
         fullPolicy: oneOf(['reject', 'wait'], { description: 'When full: fail appends with LOG_FULL, or make them wait.', default: 'reject' }),
+        snapshotEveryEntries: integer({
+          description: 'Snapshot the key-value state after this many applied entries; retention keeps every segment the latest snapshot does not cover (0 = only at a clean stop).',
+          default: 100_000,
+          min: 0,
+          max: 100_000_000,
+        }),
         // The throttle in seconds of flush: what is acknowledged on battery can still leave in the hold-up time.
         unreplicatedSoftS: number({ description: 'Unreplicated data above which writers are slowed down, in seconds of flush at the drain rate measured on the link (0 = off; with unreplicatedSoftBytes, the smaller).', default: 0, min: 0, unit: 's' }),
         unreplicatedHardS: number({ description: 'Unreplicated data at which appends fail with LOG_FULL, in seconds of flush at the measured drain rate (0 = off; with unreplicatedHardBytes, the smaller). Until a rate is measured only the byte limits hold.', default: 0, min: 0, unit: 's' }),

@@ -6,7 +6,7 @@
  *
  *   1. prepare: copy the cut segment's tail to `<quarantine name>.part`, sync it and the directory. Until the
  *      intent exists this copy means nothing; recovery deletes stray `.part` files.
- *   2. commit: write the plan to `demotion.intent` (temporary file, fdatasync, rename, directory fsync). From
+ *   2. commit: write the plan to `demotion.intent` (unique temporary file, fsync, rename, directory fsync). From
  *      here on the demotion happens, whatever crashes.
  *   3. apply (idempotent): rename the later segments to quarantine names, rename the `.part` to its final
  *      name, write a checkpoint (kind "after a quarantine") at the cut and zero the rest of the old tail,
@@ -18,7 +18,7 @@
  *
  * Recovery runs step 3 and 4 again whenever it finds an intent, before it reads any segment.
  */
-import { crc32c, systemErrorCode, type Logger } from '../util/index.ts';
+import { crc32c, isTemporaryOf, replaceFileDurable, systemErrorCode, type Logger } from '../util/index.ts';
 import {
   CHECKPOINT_QUARANTINE,
   CHECKPOINT_RECORD_BYTES,
@@ -120,20 +120,9 @@ export async function prepareDemotion(storage: Storage, dir: string, segmentFile
   await storage.syncDir(dir);
 }
 
-/** Step 2: the commit point. */
+/** Step 2: the commit point: the plan replaces any older intent atomically and durably. */
 export async function writeDemotionIntent(storage: Storage, dir: string, plan: DemotionPlan): Promise<void> {
-  const tmp = `${dir}/${DEMOTION_INTENT_FILE}.tmp`;
-  await storage.unlink(tmp).catch(() => undefined);
-  const file = await storage.open(tmp, 'create');
-  try {
-    const bytes = encodePlan(plan);
-    await file.write(bytes, 0, bytes.length, 0);
-    await file.datasync();
-  } finally {
-    await file.close();
-  }
-  await storage.rename(tmp, `${dir}/${DEMOTION_INTENT_FILE}`);
-  await storage.syncDir(dir);
+  await replaceFileDurable(storage, `${dir}/${DEMOTION_INTENT_FILE}`, encodePlan(plan));
 }
 
 async function renameIfPresent(storage: Storage, from: string, to: string): Promise<boolean> {
@@ -222,7 +211,8 @@ export async function resumeDemotion(storage: Storage, dir: string, names: reado
   }
   let removed = false;
   for (const name of names) {
-    if (name.endsWith(DEMOTION_PART_SUFFIX) || name === `${DEMOTION_INTENT_FILE}.tmp`) {
+    // The intent's temporaries: unique names now, and the fixed one earlier versions used.
+    if (name.endsWith(DEMOTION_PART_SUFFIX) || isTemporaryOf(name, DEMOTION_INTENT_FILE) || name === `${DEMOTION_INTENT_FILE}.tmp`) {
       await storage.unlink(`${dir}/${name}`).catch(() => undefined);
       removed = true;
     }

@@ -9,7 +9,8 @@
  * only after judging the file below it dead, and the newest file is never deleted (only older ones are, by
  * the next holder), two processes can never both hold the lock, whatever the interleaving, and a crashed
  * holder never blocks anyone: no timeouts, no stale-lock guessing by age. The claim's content is written to
- * a private temporary file first and linked into place complete, so nobody ever reads a half-written lock.
+ * a private temporary file first, synced, and linked into place complete, so nobody ever reads a half-written
+ * lock, not even after a power cut.
  *
  * A holder is alive when: it ran in this boot (`/proc/sys/kernel/random/boot_id`; after a power cut every
  * lock is stale, even if a new process got the same pid), its pid exists and is not a zombie, and that pid's
@@ -146,11 +147,17 @@ async function readHolder(storage: Storage, path: string): Promise<LockHolder | 
   }
 }
 
+/**
+ * Write a claim (or a released copy) under its private name and sync it before it is linked or renamed to
+ * `lock.N`: otherwise a power cut can leave `lock.N` durable but empty (the name reached the disk before the
+ * content), a lock nobody can read.
+ */
 async function writeNew(storage: Storage, path: string, text: string): Promise<void> {
   const file = await storage.open(path, 'create');
   try {
     const bytes = new TextEncoder().encode(text);
     await file.write(bytes, 0, bytes.length, 0);
+    await file.datasync();
   } finally {
     await file.close();
   }

@@ -10,6 +10,8 @@
  * of the pending operations, possibly torn; `crashImage` builds that state as a new, fully synced storage.
  * All operations complete in a microtask, so a seeded workload replays identically.
  */
+import { dirname } from 'node:path';
+import { mkdirDurable } from '../util/index.ts';
 import type { OpenMode, Storage, StorageFile } from './storage.ts';
 
 function fsError(code: string, message: string): Error {
@@ -54,7 +56,8 @@ export class SimStorage implements Storage {
   private readonly inodes = new Map<number, Inode>();
   private names = new Map<string, number>();
   private durableNames = new Map<string, number>();
-  private readonly dirs = new Set<string>();
+  /** The roots of relative and absolute paths always exist. */
+  private readonly dirs = new Set<string>(['.', '/']);
   private pending: PendingOp[] = [];
   private nextIno = 1;
   private opSeq = 0;
@@ -66,12 +69,16 @@ export class SimStorage implements Storage {
 
   // ---- Storage ---------------------------------------------------------------------------------------------
 
-  async mkdirp(dir: string): Promise<void> {
-    let path = '';
-    for (const part of dir.split('/')) {
-      path = path === '' ? part : `${path}/${part}`;
-      if (path !== '') this.dirs.add(path);
-    }
+  /** The same durable mkdir as the real storage (durable-fs.ts); directory names are not lost here, only counted as synced. */
+  mkdirp(dir: string): Promise<void> {
+    return mkdirDurable(this, dir);
+  }
+
+  async mkdir(dir: string): Promise<boolean> {
+    if (this.dirs.has(dir)) return false;
+    if (!this.dirs.has(dirname(dir))) throw fsError('ENOENT', `no directory ${dirname(dir)}`);
+    this.dirs.add(dir);
+    return true;
   }
 
   async list(dir: string): Promise<string[]> {

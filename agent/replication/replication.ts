@@ -55,6 +55,11 @@ export interface ReplicationEvents {
   state: [StateMessage & Freshness];
   /** This node's own state record, back through broker `link` (heartbeat echoes: see takeover/heartbeats.ts). */
   ownState: [StateMessage, number];
+  /**
+   * What the group was told about this node's log: its own retained state record (from an earlier life) and
+   * every sibling's ack. A node whose flash went backwards learns it from these (takeover/roles.ts).
+   */
+  evidence: [{ node: string; epoch: number; seq: number; what: 'own state' | 'ack' }];
   /** Something on the leader topic that is not a valid record (junk, a forgery, a deletion): the primary restores its own. */
   leaderNoise: [];
   up: [];
@@ -278,6 +283,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     // counted per broker, so they skip the freshness filter (a copy through each broker is the point).
     if (decoded.kind === 'state' && decoded.message.node === this.options.node) {
       if (!retained) this.emit('ownState', decoded.message, link);
+      else this.emit('evidence', { node: decoded.message.node, epoch: decoded.message.epoch, seq: decoded.message.committed, what: 'own state' });
       return;
     }
     if (decoded.kind !== 'batch' && !this.fresh(decoded, topic)) return;
@@ -286,6 +292,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
         if (decoded.message.node === this.options.node || this.role !== 'standby') return;
         return this.receiver.onBatch(decoded.message);
       case 'ack':
+        this.emit('evidence', { node: decoded.message.node, epoch: decoded.message.epoch, seq: decoded.message.seq, what: 'ack' });
         if (this.role === 'primary') this.publisher.onAck(decoded.message);
         return;
       case 'state':

@@ -94,6 +94,9 @@ export class RoleManager {
   private readonly heartbeats: Heartbeats;
   private readonly silence: SilenceWatch | undefined;
   private readonly dropped: Record<string, number> = {};
+  /** The furthest the group saw this node's log reach in its current epoch (retained state, siblings' acks). */
+  private told: { node: string; epoch: number; seq: number; what: string } | undefined;
+  private regressed: Record<string, unknown> | undefined;
 
   constructor(private readonly options: RoleManagerOptions) {
     this.members = groupMembers(options.node, options.siblings);
@@ -170,6 +173,7 @@ export class RoleManager {
       lease,
       silence: this.silence?.status(),
       leaderRecordsDropped: { ...this.dropped },
+      regressed: this.regressed,
     };
   }
 
@@ -180,6 +184,11 @@ export class RoleManager {
     replication.on('state', (message) => this.onState(message));
     replication.on('ownState', (message, link) => this.heartbeats.onEcho(message.atMs, link));
     replication.on('leaderNoise', () => this.restoreRecord('the leader topic holds something that is not a valid record'));
+    replication.on('evidence', (evidence) => {
+      // Acks speak of the log of whoever led their epoch: only those of this node's own epochs are about its log.
+      if (evidence.what === 'ack' && epochOwner(this.members, evidence.epoch) !== this.options.node) return;
+      if (!this.told || evidence.epoch > this.told.epoch || (evidence.epoch === this.told.epoch && evidence.seq > this.told.seq)) this.told = evidence;
+    });
     const stored = await this.store.load();
     if (stored) replication.followEpoch(stored.epoch);
     this.heartbeats.start();
@@ -235,6 +244,8 @@ export class RoleManager {
   private async decideInitialRole(): Promise<void> {
     const { log, node, configuredRole } = this.options;
     const leader = this.store.current;
+    const wouldLead = leader ? leader.kind === 'leader' && leader.node === node : configuredRole === 'primary';
+    if (wouldLead && this.wentBackwards()) return this.becomeStandby(undefined, 'its flash holds less than it told the group; refusing to lead with seqs it may already have used');
     if (!leader) {
       const neverLed = this.logEpochSeen() === 0;
       if (neverLed && configuredRole === 'primary') {
@@ -254,6 +265,25 @@ export class RoleManager {
       return;
     }
     return this.becomeStandby(leader, `the group's leader is ${leader.node} (epoch ${leader.epoch})`);
+  }
+
+  /**
+   * A node whose durable state went backwards (flash that lost synced-but-not-durable work, a restored backup)
+   * must not lead: it would give seqs it already acknowledged to new writes. The group remembers: its own
+   * retained state record and its siblings' acks of this node's own epochs name the furthest seq (and epoch)
+   * this log reached. Only a node about to lead is judged; a node that follows a newer leader sets aside and
+   * catches up as usual.
+   */
+  private wentBackwards(): boolean {
+    const { log, logger } = this.options;
+    const told = this.told;
+    if (!told) return false;
+    const committed = log.watermarks().committed;
+    const epoch = this.logEpochSeen();
+    if (told.epoch < epoch || (told.epoch === epoch && told.seq <= committed)) return false;
+    this.regressed = { holds: { epoch, committed }, told: { epoch: told.epoch, seq: told.seq, by: told.what === 'ack' ? `${told.node}'s ack` : 'this node\'s own state record' }, gap: { from: committed + 1, to: told.seq } };
+    logger.error(`this node's log went backwards: it holds epoch ${epoch} up to seq ${committed}, but ${told.what === 'ack' ? `${told.node} acknowledged` : 'it told the group it had'} epoch ${told.epoch} up to seq ${told.seq}; seqs ${committed + 1}..${told.seq} may have been acknowledged and are not on this flash. It will not lead (that would reuse them); restore the data directory or let a sibling that holds them lead`, { event: 'state-regressed', ...this.regressed });
+    return true;
   }
 
   private async onLeader(message: LeaderMessage): Promise<void> {
@@ -323,6 +353,10 @@ export class RoleManager {
 
   /** Lead in a new epoch of this node's own (first start, or a takeover). */
   private async promote(reason: string): Promise<boolean> {
+    if (this.wentBackwards()) {
+      if (this.roleValue === 'starting') await this.becomeStandby(undefined, 'its flash holds less than it told the group; refusing to lead');
+      return false;
+    }
     const epoch = nextOwnedEpoch(this.members, this.options.node, this.floor());
     if (epoch === undefined) {
       this.options.logger.error(`cannot lead: no epoch above ${this.floor()} is left for this node (32-bit epochs)`, { event: 'epochs-exhausted' });

@@ -1,5 +1,20 @@
 export { LastgaspError, isLastgaspError, systemErrorCode, type ErrorCode } from './errors.ts';
 export { writeFileAtomic } from './atomic-file.ts';
+export {
+  DIR_MODE,
+  FILE_MODE,
+  isTemporaryOf,
+  makeDataDir,
+  mkdirDurable,
+  nodeFs,
+  removeTemporaries,
+  replaceFileDurable,
+  temporaryPath,
+  unlinkDurable,
+  type DurableFile,
+  type DurableFs,
+  type OpenMode,
+} from './durable-fs.ts';
 export { encodeCbor, decodeCbor } from './cbor.ts';
 export { crc32c, crc32cUpdate, CRC32C_CHECK_VALUE } from './crc32c.ts';
 export { systemClock, sleep, type Clock, type TimerHandle } from './clock.ts';

@@ -92,7 +92,7 @@ test('after an I/O fault the log is never reported ready, until it has recovered
     role: 'primary',
     dataDir: join(dir.path, 'gw-a'),
     api: { listen: '127.0.0.1:0' },
-    replication: { brokers: [{ url: broker.url }], durability: 'broker' },
+    replication: { brokers: [{ url: broker.url }], durability: 'broker', insecureUnsigned: true },
     log: smallLog,
   });
   assert.ok(parsed.ok);

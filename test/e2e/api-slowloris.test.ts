@@ -76,8 +76,10 @@ test('thousands of slow connections neither starve the broker links nor cost an 
     assert.ok(counters.apiConnectionsOpen <= counters.apiConnectionsMax);
     const descriptors = (await readdir(`/proc/${a.process.child.pid}/fd`)).length;
     assert.ok(descriptors < NOFILE, `gw-a holds ${descriptors} descriptors`);
+    // The attack was real: the kernel let every one of its connections through (on a loaded machine the
+    // attacker may still be opening them when the writes above are done).
+    await waitFor('the attacker to have opened all its connections', () => (attack!.jsonLines().some((line) => line.event === 'slowloris' && (line.opened as number) >= ATTACK_CONNECTIONS) ? true : undefined), 60_000);
     const attackerLines = attack.jsonLines().filter((line) => line.event === 'slowloris');
-    assert.ok(attackerLines.some((line) => (line.opened as number) >= ATTACK_CONNECTIONS), 'the attacker got its connections through the kernel');
     assert.ok(!a.process.output().includes('EMFILE'), 'gw-a never ran out of descriptors');
     t.diagnostic(`gw-a under attack: ${descriptors} descriptors, ${JSON.stringify(counters)}; attacker ${JSON.stringify(attackerLines.at(-1))}`);
 

@@ -1,7 +1,7 @@
 // A randomized campaign against leadership, with real processes: two gateways with silence takeover on, each
 // behind its own TCP proxy to one mosquitto, writers on both all the time, and a seeded sequence of faults:
 // SIGKILL and restart, SIGSTOP/SIGCONT, the path to the broker frozen either way, the retained leader record
-// deleted, junk and wrong-owner records on the leader topic. After every step:
+// deleted, junk and unsigned wrong-owner records on the leader topic, old signed records replayed. After every step:
 //   - no (epoch, seq) was acknowledged for two writes;
 //   - no write of an older epoch was acknowledged after a write of a newer epoch had been (two leaders at
 //     once would do exactly that);
@@ -69,6 +69,13 @@ test(`leadership campaign: ${STEPS} seeded faults (seed ${SEED}) never give two 
     node.lives.push(node.agent);
   };
   for (const node of nodes) await start(node);
+  // A spy that records every signed control record, for the replay fault.
+  const captured: Array<{ topic: string; payload: Buffer }> = [];
+  const spy = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
+  spy.on('message', (topic, payload) => {
+    if (!topic.includes('/log/') && payload.length > 0 && captured.length < 2000) captured.push({ topic, payload: Buffer.from(payload) });
+  });
+  await spy.subscribeAsync(`lastgasp/v1/${GROUP}/#`, { qos: 1 });
 
   const acks: Ack[] = [];
   let running = true;
@@ -131,6 +138,14 @@ test(`leadership campaign: ${STEPS} seeded faults (seed ${SEED}) never give two 
       await publishRaw(broker.url, '');
       return 'retained leader record deleted';
     },
+    async replay() {
+      // Old signed records (leader, handoff, heartbeats, acks) published again, retained.
+      const picks = Array.from({ length: 5 }, () => captured[Math.floor(next() * Math.max(1, captured.length / 2))]).filter((pick) => pick !== undefined);
+      const client = await mqtt.connectAsync(broker.url, { reconnectPeriod: 0 });
+      for (const pick of picks) await client.publishAsync(pick.topic, pick.payload, { qos: 1, retain: true });
+      await client.endAsync();
+      return `${picks.length} old signed records replayed (${picks.map((pick) => pick.topic.split('/').slice(3).join('/')).join(', ')})`;
+    },
     async junkRecord() {
       await publishRaw(broker.url, Uint8Array.of(0xff, 0x00, 0x13));
       return 'junk on the leader topic';
@@ -183,6 +198,7 @@ test(`leadership campaign: ${STEPS} seeded faults (seed ${SEED}) never give two 
   } finally {
     running = false;
     await Promise.all(writers);
+    await spy.endAsync(true);
     for (const node of nodes) {
       await node.agent?.stop();
       await node.proxy.close();

@@ -264,7 +264,20 @@ async function runWorkload(seed: number, failSyncAt: number | undefined): Promis
   const log = createFlashLog(openOptions(storage, random));
   await log.open();
   // Demotion: the entries after a recent seq leave for quarantine while the writers go on.
+  // Appends refused while a demotion runs are retried once it is done, as the error says, not given up: a
+  // fault early in the workload would otherwise leave nothing acknowledged to check.
+  let demoting: Promise<void> | undefined;
   const demote = async () => {
+    let done!: () => void;
+    demoting = new Promise<void>((resolve) => (done = resolve));
+    try {
+      await demoteOnce();
+    } finally {
+      demoting = undefined;
+      done();
+    }
+  };
+  const demoteOnce = async () => {
     const keep = Math.max(log.firstSeq - 1, log.watermarks().committed - 1 - randomInt(random, 15));
     // Demotion lowers the watermarks to the cut: from here a crash may show either side.
     promised.demotingAfter = keep;
@@ -287,7 +300,7 @@ async function runWorkload(seed: number, failSyncAt: number | undefined): Promis
     promised.demotingAfter = undefined;
   };
   const writers = 4;
-  const appendsPerWriter = 30;
+  const appendsPerWriter = 15;
   const work: Promise<void>[] = [];
   for (let w = 0; w < writers; w++) {
     work.push(
@@ -303,6 +316,7 @@ async function runWorkload(seed: number, failSyncAt: number | undefined): Promis
           } catch (error) {
             if (!isLastgaspError(error)) throw error;
             await log.whenRecovered();
+            await demoting;
           }
           if (random() < 0.2) await new Promise((resolve) => setImmediate(resolve));
         }
