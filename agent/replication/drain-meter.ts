@@ -17,7 +17,7 @@
 /** Busy time the estimate looks back over: long enough to smooth a burst, short enough to follow a link that changed. */
 export const DRAIN_WINDOW_MS = 10_000;
 /** A busy stretch is closed into a sample at this length even while still busy, so a long flush updates the rate. */
-export const DRAIN_SAMPLE_MS_MAX = 1000;
+export const DRAIN_SAMPLE_MS_MAX = 250;
 /** Samples kept: a bound on the ring; at DRAIN_SAMPLE_MS_MAX each, more than the window needs. */
 const DRAIN_SAMPLES_MAX = 64;
 

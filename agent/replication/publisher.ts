@@ -453,13 +453,22 @@ export class Publisher {
 
   /** The batch size for this link: BATCH_LINK_MS at the measured rate, within the broker's limit. */
   private linkBatchBytes(payloadBytesMax: number): number {
-    const rate = this.drain.bytesPerS(true);
+    const rate = this.linkBytesPerS();
     if (rate === undefined) return payloadBytesMax;
     return Math.min(payloadBytesMax, Math.max(BATCH_LINK_BYTES_MIN, Math.round((rate * BATCH_LINK_MS) / 1000)));
   }
 
+  /**
+   * The rate that sizes batches: measured with a full window; in the brownout flush, before any such
+   * measurement, whatever was measured (a lower bound: smaller batches than the link takes, but none that
+   * the cut voids whole).
+   */
+  private linkBytesPerS(): number | undefined {
+    return this.drain.bytesPerS(true) ?? (this.flushing ? this.drain.bytesPerS() : undefined);
+  }
+
   private flushInflightBytesMax(batchBytes: number): number {
-    const rate = this.drain.bytesPerS(true);
+    const rate = this.linkBytesPerS();
     return rate === undefined ? Infinity : Math.max(2 * batchBytes, (rate * FLUSH_INFLIGHT_MS) / 1000);
   }
 

@@ -12,7 +12,7 @@ import type { ShapedLink } from './shaped-link.ts';
 export const LINK_DELAY_MS = 50;
 const ENTRY_BYTES = 1000;
 const WRITERS = 32;
-const STARTUP_TIMEOUT_MS = 120_000;
+const STARTUP_TIMEOUT_MS = Number(process.env.LASTGASP_HOLDUP_STARTUP_MS ?? 120_000);
 
 export type Data = 'telemetry' | 'random';
 
@@ -91,7 +91,7 @@ export async function startShapedPair(parent: string, group: string, broker: Mos
   // Started without startPair's 20 s readiness wait: a benchmark runs on a loaded machine too.
   const a = await startAgent('gw-a', configA.file, configA.api, { waitReady: false });
   const b = await startAgent('gw-b', configB.file, configB.api, { waitReady: false });
-  await a.waitForEvent('role', (line) => line.role === 'primary', STARTUP_TIMEOUT_MS);
+  await a.waitForEvent('role', (line) => line.role === 'primary', STARTUP_TIMEOUT_MS).catch((error: unknown) => { if (process.env.LASTGASP_HOLDUP_DEBUG) console.error(a.process.output().slice(-4000)); throw error; });
   await b.waitForEvent('role', (line) => line.role === 'standby', STARTUP_TIMEOUT_MS);
   await a.waitForEvent('power-link', (line) => line.state === 'up', STARTUP_TIMEOUT_MS);
   const close = async () => {
