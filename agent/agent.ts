@@ -10,7 +10,7 @@ import type { PowerStatus } from '../firmware-bridge/index.ts';
 import { HttpApi, KvState, encodeOp, type AppBackend, type Op, type Readiness } from './app/index.ts';
 import { readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
-import { PowerSupervisor, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost } from './power/index.ts';
+import { PowerSupervisor, throttleBytes, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
 import { LastgaspError, isLastgaspError, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
@@ -20,6 +20,9 @@ const FLUSH_DEADLINE_SLACK_MS = 1000;
 
 /** CBOR framing an op adds around its key and value (array header, op code, string and byte-string heads). */
 const OP_FRAMING_BYTES_MAX = 16;
+
+/** How often a throttle given in seconds (log.unreplicated*S) is re-sized from the measured drain rate. */
+const THROTTLE_RESIZE_MS = 1000;
 
 const STATE_NAMES: Record<PowerStateName, NodeStateName> = {
   ONLINE: 'online',
@@ -56,6 +59,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private poweredOff = false;
   private apiAddress: string | undefined;
   private readonly startedAtMs: number;
+  private throttleTimer: TimerHandle | undefined;
 
   constructor(
     private readonly config: AgentConfig,
@@ -144,10 +148,12 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.replicationValue.start();
     await this.roles.start();
     await this.startSupervisor();
+    this.resizeThrottle();
     return { api: this.apiAddress };
   }
 
   async stop(): Promise<void> {
+    this.throttleTimer?.cancel();
     this.roles?.stop();
     await this.supervisor?.stop();
     await this.api.stop();
@@ -256,6 +262,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   }
 
   // ---- SupervisorHost ---------------------------------------------------------------------------------
+
+  tailEnergy(): TailEnergy {
+    return { unreplicatedBytes: this.log.status().unreplicatedBytes, drainBytesPerS: this.replicationValue?.publisher.drainBytesPerS() };
+  }
 
   shrinkTail(onBattery: boolean): void {
     this.log.setSyncMode(onBattery ? 'immediate' : 'batched');
@@ -412,6 +422,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
         trustDeviceLowBattery: power.trustDeviceLowBattery,
         onBatteryDebounceMs: power.onBatteryDebounceMs,
         linkDeadMs: power.linkDeadMs,
+        ...(power.energyAware ? { energyMarginMs: power.energyMarginMs, batteryMah: power.batteryMah } : {}),
       },
       flushBudgetMs: power.flushBudgetMs,
       handoffAckTimeoutMs: power.handoffAckTimeoutMs,
@@ -420,6 +431,17 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       clock: this.clock,
     });
     await this.supervisor.start();
+  }
+
+  /** log.unreplicated*S: the throttle follows the drain rate, so what it admits can still leave in that time. */
+  private resizeThrottle(): void {
+    const { unreplicatedSoftS, unreplicatedHardS, unreplicatedSoftBytes, unreplicatedHardBytes } = this.config.log;
+    if (unreplicatedSoftS === 0 && unreplicatedHardS === 0) return;
+    const rate = this.replicationValue?.publisher.drainBytesPerS();
+    const hard = throttleBytes(unreplicatedHardS, rate, unreplicatedHardBytes);
+    const field = rate === undefined || unreplicatedHardS === 0 ? 'log.unreplicatedHardBytes' : `log.unreplicatedHardS: ${unreplicatedHardS} s at the measured ${Math.round(rate)} B/s`;
+    this.log.setUnreplicatedLimits(throttleBytes(unreplicatedSoftS, rate, unreplicatedSoftBytes), hard, field);
+    this.throttleTimer = this.clock.setTimeout(() => this.resizeThrottle(), THROTTLE_RESIZE_MS);
   }
 
   /** After an append failed with LOG_NO_SPACE: whether the volume has room for a segment again. */

@@ -152,6 +152,9 @@ export const configSchema = object(
           min: 0,
           max: 100_000_000,
         }),
+        // The throttle in seconds of flush: what is acknowledged on battery can still leave in the hold-up time.
+        unreplicatedSoftS: number({ description: 'Unreplicated data above which writers are slowed down, in seconds of flush at the drain rate measured on the link (0 = off; with unreplicatedSoftBytes, the smaller).', default: 0, min: 0, unit: 's' }),
+        unreplicatedHardS: number({ description: 'Unreplicated data at which appends fail with LOG_FULL, in seconds of flush at the measured drain rate (0 = off; with unreplicatedHardBytes, the smaller). Until a rate is measured only the byte limits hold.', default: 0, min: 0, unit: 's' }),
       },
       { description: 'The flash log.' },
     ),
@@ -229,6 +232,10 @@ export const configSchema = object(
         trustDeviceLowBattery: boolean({ description: 'Also treat the device\'s own low-battery flag as a brownout.', default: true }),
         onBatteryDebounceMs: integer({ description: 'AC loss must last this long before anything irreversible (the tail flush starts at once).', default: 2000, min: 0, unit: 'ms' }),
         linkDeadMs: integer({ description: 'On battery, a power-source link silent this long counts as a brownout.', default: 15_000, min: 100, unit: 'ms' }),
+        // The energy plan: start the brownout when the tail would no longer fit the energy left (agent/power/energy.ts).
+        energyAware: boolean({ description: 'On battery, also start the brownout when the time the tail needs to leave (unreplicated bytes ÷ the measured drain rate, plus the handoff) comes within energyMarginMs of the time the battery has left.', default: true }),
+        energyMarginMs: integer({ description: 'Margin kept between the time the tail needs and the time the battery has left.', default: 2000, min: 0, unit: 'ms' }),
+        batteryMah: integer({ description: 'Pack capacity, for the time left from charge and discharge current when the source reports no runtime (0 = unknown).', default: 0, min: 0, unit: 'mAh' }),
         flushBudgetMs: integer({ description: 'Longest the brownout flush may take before the handoff goes out anyway (marked incomplete).', default: 10_000, min: 100, unit: 'ms' }),
         handoffAckTimeoutMs: integer({ description: 'How long to wait for the sibling to acknowledge the handoff.', default: 3000, min: 0, unit: 'ms' }),
         cutDelayMs: integer({ description: 'Delay the BMS is given before it cuts power.', default: 500, min: 0, unit: 'ms' }),

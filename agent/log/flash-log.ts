@@ -146,6 +146,8 @@ class SegmentedFlashLog implements FlashLogEngine {
   private idleWaiters: Array<() => void> = [];
   private paused = 0;
   private syncMode: SyncMode = 'batched';
+  /** The throttle's limits: the options' at first, then as setUnreplicatedLimits sizes them. */
+  private unreplicatedLimits: { soft: number; hard: number; field: string };
   private readonly commitListeners = new Set<(committed: number) => void>();
 
   private fault: LastgaspError | undefined;
@@ -160,6 +162,7 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   constructor(options: CreateFlashLogOptions) {
     this.options = resolveOptions(options);
+    this.unreplicatedLimits = { soft: this.options.unreplicatedSoftBytes, hard: this.options.unreplicatedHardBytes, field: 'log.unreplicatedHardBytes' };
     this.storage = options.storage ?? createNodeStorage();
     this.logger = (options.logger ?? silentLogger).child('agent:log');
     this.clock = options.clock ?? systemClock;
@@ -513,12 +516,11 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   /** undefined: go ahead now; a promise: wait (throttle or space) and ask again; throws LOG_FULL to refuse. */
   private admit(bytes: number, throttled: boolean): Promise<void> | undefined {
-    const hard = this.options.unreplicatedHardBytes;
-    const soft = this.options.unreplicatedSoftBytes;
+    const { hard, soft, field } = this.unreplicatedLimits;
     const needsUnreplicated = hard > 0 || soft > 0;
     const unreplicated = needsUnreplicated ? this.unreplicatedBytes() : 0;
     if (hard > 0 && unreplicated + bytes > hard) {
-      return this.full(`${unreplicated} bytes are not replicated yet, at the hard limit of ${hard} (log.unreplicatedHardBytes)`);
+      return this.full(`${unreplicated} bytes are not replicated yet, at the hard limit of ${hard} (${field})`);
     }
     if (bytes + BATCH_PREFIX_BYTES > this.spaceLeft()) {
       this.scheduleRetention();
@@ -853,7 +855,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     for (let attempt = 0; attempt < 2; attempt++) {
       const spare = this.spares.shift();
       if (spare) return spare;
-      this.ensureSpare();
+      this.ensureSpare(true);
       if (this.spareJob) await this.spareJob;
     }
     const spare = this.spares.shift();
@@ -863,9 +865,15 @@ class SegmentedFlashLog implements FlashLogEngine {
     throw new LastgaspError('LOG_FULL', `log ${this.options.dir} is full: no room under the quota of ${this.options.quotaBytes} bytes for a new segment`);
   }
 
-  /** Prepare a spare segment in the background if none is ready and the quota allows. */
-  private ensureSpare(): void {
+  /**
+   * Prepare a spare segment in the background if none is ready and the quota allows. Not while the log
+   * syncs every batch at once (on battery, the brownout flush): the zero-fill of a whole segment competes
+   * with the flush for the flash and the CPU (it overlapped every profiled drain, issue 12). A roll that
+   * finds no spare then (`onDemand`) still prepares one, and the fill resumes when the sync mode is back.
+   */
+  private ensureSpare(onDemand = false): void {
     if (this.spareJob || this.spares.length >= SPARES_MAX || this.lifecycle === 'closed') return;
+    if (!onDemand && this.syncMode === 'immediate') return;
     if (this.bytesOnDisk() + this.options.segmentBytes > this.options.quotaBytes) return;
     const spare: Spare = {
       id: this.nextSegmentId++,
@@ -1103,12 +1111,18 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   setSyncMode(mode: SyncMode): void {
     this.syncMode = mode;
+    if (mode === 'batched' && this.lifecycle === 'open') this.ensureSpare();
     if (mode === 'immediate' && this.lingerTimer) {
       this.lingerTimer.cancel();
       this.lingerTimer = undefined;
       this.flushScheduled = false;
       this.scheduleFlush();
     }
+  }
+
+  setUnreplicatedLimits(softBytes: number, hardBytes: number, field: string): void {
+    if (!(softBytes >= 0 && hardBytes >= 0)) throw new Error(`unreplicated limits must be >= 0 (soft ${softBytes}, hard ${hardBytes})`);
+    this.unreplicatedLimits = { soft: hardBytes > 0 ? Math.min(softBytes, hardBytes) : softBytes, hard: hardBytes, field };
   }
 
   setRetentionFloor(seq: number): void {

@@ -157,6 +157,12 @@ export interface FlashLog {
   setSyncMode(mode: SyncMode): void;
 
   /**
+   * Replace the unreplicated soft and hard limits (bytes, 0 = off) given at creation: the agent sizes them
+   * from the measured drain rate when the config gives them in seconds. `field` names the setting in errors.
+   */
+  setUnreplicatedLimits(softBytes: number, hardBytes: number, field: string): void;
+
+  /**
    * Entries at or above `seq` may be needed by the application's state (it has no snapshot past them):
    * retention keeps every segment holding a seq >= min(replicated, floor).
    */

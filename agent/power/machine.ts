@@ -19,6 +19,7 @@
  * One stray or corrupted frame on the serial line therefore cannot start the one irreversible sequence.
  */
 import type { PowerEvent, PowerStatus } from '../../firmware-bridge/index.ts';
+import { flushNeedMs, timeLeft, type TailEstimate } from './energy.ts';
 
 export type PowerStateName = 'ONLINE' | 'ON_BATTERY' | 'BROWNOUT' | 'FLUSHING' | 'HANDED_OFF' | 'POWER_OFF';
 
@@ -29,7 +30,17 @@ export interface Thresholds {
   trustDeviceLowBattery: boolean;
   onBatteryDebounceMs: number;
   linkDeadMs: number;
+  /**
+   * The energy rule: a brownout once the time the tail needs (flush at the measured rate, then the steps
+   * after it) comes within this margin of the battery's time left. Left out: thresholds only.
+   */
+  energyMarginMs?: number;
+  /** Pack capacity, for the time left from charge and load when the source gives no runtime (0 = unknown). */
+  batteryMah?: number;
 }
+
+/** What started a brownout: the energy plan, or a rule (a threshold, the source's own event, a dead link). */
+export type BrownoutTrigger = 'energy' | 'threshold';
 
 export interface MachineState {
   readonly name: PowerStateName;
@@ -43,6 +54,8 @@ export interface MachineState {
   readonly brownoutReason: string | undefined;
   /** A brownout event the telemetry contradicted, held until confirmed or dismissed (see the file comment). */
   readonly brownoutHeld: HeldBrownout | undefined;
+  /** The latest estimate of the unreplicated tail, fed while on battery; undefined until one came. */
+  readonly tail?: TailEstimate;
 }
 
 export interface HeldBrownout {
@@ -64,6 +77,8 @@ export type Input =
   | { type: 'event'; event: PowerEvent; atMs: number }
   | { type: 'link'; up: boolean; atMs: number }
   | { type: 'tick'; atMs: number }
+  /** The tail's size and the measured drain rate (see energy.ts); weighed against the time left. */
+  | { type: 'tail'; tail: TailEstimate; atMs: number }
   | { type: 'flush-started'; atMs: number }
   | { type: 'handoff-published'; atMs: number }
   | { type: 'power-off-requested'; atMs: number };
@@ -74,7 +89,7 @@ export type Action =
   /** Mains back before the point of no return: back to normal operation. */
   | { type: 'resume' }
   /** Brownout: refuse new appends, pause other traffic, flush the tail, hand off, let the BMS cut power. */
-  | { type: 'flush-and-handoff'; reason: string };
+  | { type: 'flush-and-handoff'; reason: string; trigger: BrownoutTrigger };
 
 export interface Step {
   readonly state: MachineState;
@@ -131,6 +146,7 @@ function observe(state: MachineState, input: Input): MachineState {
   if (input.type === 'link') {
     return { ...state, linkDownSinceMs: input.up ? undefined : (state.linkDownSinceMs ?? input.atMs) };
   }
+  if (input.type === 'tail') return { ...state, tail: input.tail };
   return state;
 }
 
@@ -139,17 +155,19 @@ function fromSupplied(observed: MachineState, input: Input, thresholds: Threshol
   if ('actions' in checked) return checked;
   const state = checked.state;
   const onBattery = state.onBatterySinceMs !== undefined;
-  const reason = checked.reason ?? brownoutReason(state, input, thresholds);
-  if (reason) return declareBrownout(state, input.atMs, reason, checked.check);
+  const ruled = checked.reason ?? brownoutReason(state, input, thresholds);
+  const planned = ruled ? undefined : energyReason(state, input.atMs, thresholds);
+  const reason = ruled ?? planned;
+  if (reason) return declareBrownout(state, input.atMs, reason, ruled ? 'threshold' : 'energy', checked.check);
   if (state.name === 'ONLINE' && onBattery) return move(state, 'ON_BATTERY', input.atMs, 'mains lost', [{ type: 'shrink-tail' }]);
   if (state.name === 'ON_BATTERY' && !onBattery) return move(state, 'ONLINE', input.atMs, 'mains back', [{ type: 'resume' }]);
   return stay(state);
 }
 
-function declareBrownout(state: MachineState, atMs: number, reason: string, check?: BrownoutCheck): Step {
+function declareBrownout(state: MachineState, atMs: number, reason: string, trigger: BrownoutTrigger, check?: BrownoutCheck): Step {
   const step = move({ ...state, brownoutReason: reason, brownoutHeld: undefined }, 'BROWNOUT', atMs, reason, [
     ...(state.name === 'ONLINE' ? [{ type: 'shrink-tail' } as const] : []),
-    { type: 'flush-and-handoff', reason },
+    { type: 'flush-and-handoff', reason, trigger },
   ]);
   return check ? { ...step, brownoutCheck: check } : step;
 }
@@ -219,6 +237,25 @@ function brownoutReason(state: MachineState, input: Input, thresholds: Threshold
     return `power-source link silent for ${Math.round(input.atMs - linkDown)} ms while on battery`;
   }
   return undefined;
+}
+
+/**
+ * The energy rule (thresholds.energyMarginMs): on battery, past the debounce, the time the tail needs to
+ * leave plus what comes after the flush is within the margin of the battery's time left. Waiting longer
+ * could only make the tail larger and the time left shorter, so this is the last moment the flush fits.
+ */
+function energyReason(state: MachineState, atMs: number, thresholds: Thresholds): string | undefined {
+  const margin = thresholds.energyMarginMs;
+  const tail = state.tail;
+  const since = state.onBatterySinceMs;
+  if (margin === undefined || !tail || since === undefined || atMs - since < thresholds.onBatteryDebounceMs) return undefined;
+  if (state.lastStatus?.acPresent !== false) return undefined;
+  const left = timeLeft(state.lastStatus, thresholds.batteryMah ?? 0);
+  if (!left) return undefined;
+  const needMs = flushNeedMs(tail.bytes, tail.bytesPerS) + tail.afterFlushMs;
+  if (needMs + margin < left.ms) return undefined;
+  const seconds = (ms: number) => (ms / 1000).toFixed(1);
+  return `energy: the tail needs ${seconds(needMs)} s (${tail.bytes} bytes at ${Math.round(tail.bytesPerS)} B/s, then ${seconds(tail.afterFlushMs)} s to hand off) and the battery has ${seconds(left.ms)} s left (${left.from}), within the ${seconds(margin)} s margin`;
 }
 
 function move(state: MachineState, to: PowerStateName, atMs: number, reason: string, actions: Action[]): Step {

@@ -6,6 +6,7 @@
 import { EventEmitter } from 'node:events';
 import type { LinkState, PowerEvent, PowerSource, PowerStatus } from '../../firmware-bridge/index.ts';
 import type { Clock, Logger, TimerHandle } from '../util/index.ts';
+import type { TailEnergy } from './energy.ts';
 import { initialState, step, type Action, type BrownoutCheck, type Input, type MachineState, type PowerStateName, type Thresholds } from './machine.ts';
 
 /** Time-based rules (debounce, time on battery, dead link) are re-evaluated this often. */
@@ -60,6 +61,11 @@ export interface SupervisorHost {
   powerOff(): Promise<void>;
   publishPower(status: PowerStatus, state: PowerStateName): void;
   stateChanged(state: PowerStateName, reason: string): void;
+  /**
+   * The unreplicated tail and the drain rate measured on the link, asked on every tick while on battery for
+   * the energy rule (thresholds.energyMarginMs). A host without it gets thresholds only.
+   */
+  tailEnergy?(): TailEnergy;
 }
 
 export interface SupervisorOptions {
@@ -150,9 +156,21 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
   private scheduleTick(): void {
     if (this.stopped) return;
     this.ticker = this.options.clock.setTimeout(() => {
+      this.feedTail();
       this.feed({ type: 'tick', atMs: this.options.clock.monotonicMs() });
       this.scheduleTick();
     }, TICK_MS);
+  }
+
+  /** While on battery and before the brownout, tell the machine how large the tail is and how fast it drains. */
+  private feedTail(): void {
+    const { host, thresholds, clock } = this.options;
+    if (!host.tailEnergy || thresholds.energyMarginMs === undefined) return;
+    if (this.machine.onBatterySinceMs === undefined || (this.machine.name !== 'ONLINE' && this.machine.name !== 'ON_BATTERY')) return;
+    const energy = host.tailEnergy();
+    if (energy.drainBytesPerS === undefined) return;
+    const afterFlushMs = this.options.handoffAckTimeoutMs + this.options.cutDelayMs + BUDGET_MARGIN_MS;
+    this.feed({ type: 'tail', tail: { bytes: energy.unreplicatedBytes, bytesPerS: energy.drainBytesPerS, afterFlushMs }, atMs: clock.monotonicMs() });
   }
 
   private onStatus(status: PowerStatus): void {
@@ -218,6 +236,7 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
         host.resume();
         return;
       case 'flush-and-handoff':
+        this.options.logger.info(`brownout started by ${action.trigger === 'energy' ? 'the energy plan' : 'a threshold or the power source'}: ${action.reason}`, { event: 'brownout-trigger', trigger: action.trigger, reason: action.reason });
         this.brownout = new AbortController();
         void this.flushAndHandoff(action.reason, this.brownout.signal).catch((error: unknown) => this.options.logger.error('brownout sequence failed', { error }));
         return;

@@ -20,3 +20,4 @@ export type { WireAuth } from './wire-auth.ts';
 export { decodeStrictCbor, type CborValue, type StrictDecodeResult } from './strict-cbor.ts';
 export { CounterSource, FreshnessFilter, COUNTER_BLOCK, type FreshnessVerdict } from './freshness.ts';
 export { generateNodeKeyPair, privateKeyPem, publicKeyText, fingerprint, parsePublicKeyText, parsePrivateKeyPem, readPublicKey, loadKeyring, type Keyring, type NodeKeyPair } from './keys.ts';
+export { DrainMeter, DRAIN_WINDOW_MS, DRAIN_SAMPLE_MS_MAX } from './drain-meter.ts';

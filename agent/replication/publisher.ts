@@ -15,6 +15,7 @@
 import type { FlashLog, LogEntry } from '../log/index.ts';
 import { LastgaspError, type Clock, type Logger } from '../util/index.ts';
 import type { BrokerLink } from './broker-link.ts';
+import { DrainMeter } from './drain-meter.ts';
 import { ResendRule } from './resend-rule.ts';
 import { BATCH_OVERHEAD_BYTES_PER_ENTRY, type AckMessage, type Topics, type WireCodec } from './wire.ts';
 
@@ -33,6 +34,23 @@ const REFUSED_RETRY_MS = 2000;
  * header (group, node, epoch, first, last): about 150 with names of 32 characters; 512 leaves room.
  */
 const BATCH_HEADER_BYTES = 512;
+/**
+ * Batches are sized to the link once its drain rate is measured with a full window (DrainMeter): about this
+ * much time on the wire each.
+ * A batch counts only when all of it is acknowledged, so on a slow link a half-megabyte batch would be
+ * seconds of hold-up energy that save nothing if the power goes first (measured by bench:holdup). With the
+ * window of 8 in flight this still fills any path whose round trip is under 8 × this.
+ */
+const BATCH_LINK_MS = 50;
+/** Smallest link-sized batch: a few typical entries, so a latency-bound estimate cannot shrink batches to one. */
+const BATCH_LINK_BYTES_MIN = 4 * 1024;
+/**
+ * During the brownout flush the bytes in flight are kept to this much time at the measured rate (and at
+ * least two batches, so the link never waits for an acknowledgement): what is queued on the link when the
+ * budget ends delays the handoff record behind it. A batch is acknowledged about a batch's time plus a
+ * round trip after it left, so this covers round trips up to about 250 ms at full rate.
+ */
+const FLUSH_INFLIGHT_MS = 300;
 /**
  * Batches at least this large are encoded into buffers reused from acknowledged batches. A fresh buffer of
  * half a MiB comes from the kernel page by page: its page faults cost about as much as encoding the batch
@@ -164,6 +182,7 @@ export class Publisher {
   };
 
   private readonly buffers: BatchBuffers;
+  private readonly drain = new DrainMeter();
 
   constructor(private readonly options: PublisherOptions) {
     this.buffers = new BatchBuffers(options.batchBytesMax, options.windowMax);
@@ -211,6 +230,11 @@ export class Publisher {
     return this.paused && !this.flushing;
   }
 
+  /** Wire bytes per second this link drained while busy (see DrainMeter); undefined until measured. */
+  drainBytesPerS(): number | undefined {
+    return this.drain.bytesPerS();
+  }
+
   /** Entries committed locally but not yet replicated at the configured level. */
   tail(): number {
     const marks = this.options.log.watermarks();
@@ -229,6 +253,7 @@ export class Publisher {
       windowMax: this.windowMax(),
       paused: this.paused,
       flushing: this.flushing,
+      drainBytesPerS: Math.round(this.drain.bytesPerS() ?? 0),
     };
   }
 
@@ -364,15 +389,23 @@ export class Publisher {
     const topic = options.topics.log(options.node);
     for (;;) {
       if (this.stopped || this.isPaused || this.nextSeq > log.watermarks().committed) return;
-      if (this.inflight.length >= this.windowMax()) return;
+      if (this.inflight.length >= this.windowMax()) {
+        this.drain.saturated();
+        return;
+      }
       if (options.clock.monotonicMs() < this.blockedUntilMs) return;
       const links = options.links.filter((link) => link.connected);
       if (links.length < options.quorum) return;
       if (this.nextSeq < log.firstSeq) this.skipRetained(log.firstSeq);
       const payloadBytesMax = this.payloadBytesMax(links, topic);
-      const bytesMax = readBytesMax(payloadBytesMax, options.batchEntriesMax);
+      const batchBytes = this.linkBatchBytes(payloadBytesMax);
+      if (this.flushing && this.inflight.length > 0 && this.inflightBytes() + batchBytes > this.flushInflightBytesMax(batchBytes)) {
+        this.drain.saturated();
+        return;
+      }
+      const bytesMax = readBytesMax(batchBytes, options.batchEntriesMax);
       // The entries are encoded at once and dropped, so one buffer serves every read.
-      const entries = fitBatch(await log.read(this.nextSeq, { entriesMax: options.batchEntriesMax, bytesMax, payloadBuffer: this.buffers.payloads(bytesMax) }), payloadBytesMax);
+      const entries = fitBatch(await log.read(this.nextSeq, { entriesMax: options.batchEntriesMax, bytesMax, payloadBuffer: this.buffers.payloads(bytesMax) }), batchBytes);
       const first = entries[0];
       if (!first || first.seq !== this.nextSeq || this.stopped) return;
       let buffer: Uint8Array | undefined;
@@ -383,6 +416,7 @@ export class Publisher {
         return;
       }
       const batch: Batch = { first: first.seq, last: first.seq + entries.length - 1, bytes: payload.length, sentTo: links.length, buffer, acks: 0, failures: 0, quorum: false, failed: false };
+      this.drain.sent(options.clock.monotonicMs());
       this.inflight.push(batch);
       this.recent.push({ first: batch.first, last: batch.last, atMs: options.clock.monotonicMs() });
       if (this.recent.length > RECENT_BATCHES_MAX) this.recent.shift();
@@ -414,6 +448,33 @@ export class Publisher {
   private payloadBytesMax(links: readonly BrokerLink[], topic: string): number {
     let bytes = this.options.batchBytesMax;
     for (const link of links) bytes = Math.min(bytes, link.payloadBytesMax(topic) ?? Infinity);
+    return bytes;
+  }
+
+  /** The batch size for this link: BATCH_LINK_MS at the measured rate, within the broker's limit. */
+  private linkBatchBytes(payloadBytesMax: number): number {
+    const rate = this.linkBytesPerS();
+    if (rate === undefined) return payloadBytesMax;
+    return Math.min(payloadBytesMax, Math.max(BATCH_LINK_BYTES_MIN, Math.round((rate * BATCH_LINK_MS) / 1000)));
+  }
+
+  /**
+   * The rate that sizes batches: measured with a full window; in the brownout flush, before any such
+   * measurement, whatever was measured (a lower bound: smaller batches than the link takes, but none that
+   * the cut voids whole).
+   */
+  private linkBytesPerS(): number | undefined {
+    return this.drain.bytesPerS(true) ?? (this.flushing ? this.drain.bytesPerS() : undefined);
+  }
+
+  private flushInflightBytesMax(batchBytes: number): number {
+    const rate = this.linkBytesPerS();
+    return rate === undefined ? Infinity : Math.max(2 * batchBytes, (rate * FLUSH_INFLIGHT_MS) / 1000);
+  }
+
+  private inflightBytes(): number {
+    let bytes = 0;
+    for (const batch of this.inflight) bytes += batch.bytes;
     return bytes;
   }
 
@@ -450,6 +511,7 @@ export class Publisher {
     if (batch.quorum || batch.failed || batch.acks < this.options.quorum) return;
     batch.quorum = true;
     let advanced = true;
+    let bytesAcked = 0;
     while (advanced) {
       advanced = false;
       for (let index = 0; index < this.inflight.length; index++) {
@@ -457,11 +519,13 @@ export class Publisher {
         if (candidate.quorum && candidate.first <= this.brokerAcked + 1) {
           this.brokerAcked = Math.max(this.brokerAcked, candidate.last);
           this.inflight.splice(index, 1);
+          bytesAcked += candidate.bytes;
           advanced = true;
           break;
         }
       }
     }
+    if (bytesAcked > 0) this.drain.acked(bytesAcked, this.options.clock.monotonicMs(), this.inflight.length === 0);
     if (this.options.durability === 'broker') this.advanceReplicated(this.brokerAcked);
     // Caught up: the pooled buffers (a window of half-MiB batches) need not outlive the burst.
     if (this.inflight.length === 0 && this.nextSeq > this.options.log.watermarks().committed) this.buffers.trim();
@@ -482,6 +546,7 @@ export class Publisher {
       return;
     }
     batch.failed = true;
+    this.drain.reset();
     const index = this.inflight.indexOf(batch);
     if (index >= 0) this.inflight.splice(index, 1);
     this.counters.refused++;

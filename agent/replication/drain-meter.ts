@@ -1,0 +1,83 @@
+/**
+ * The drain rate of this link, measured from the replication traffic itself: bytes acknowledged (at the
+ * configured level's first step, the broker quorum) per millisecond that the publisher had something in
+ * flight. Idle time is not counted, so a link that is fast but rarely used is not mistaken for a slow one.
+ *
+ * The estimate is byte-weighted over the most recent busy time (Σ bytes ÷ Σ busy ms over a window), not an
+ * average of per-period rates: a one-entry period on an idle link is bounded by the round trip, not by the
+ * bandwidth, and weighting by bytes lets the periods that moved the most data (the ones a long tail looks
+ * like) decide. Under-estimating is the safe side: it starts a brownout early; over-estimating would let a
+ * tail grow that cannot leave.
+ *
+ * For sizing batches to the link (publisher.ts) only stretches in which the publisher filled its window count
+ * (`saturated()`): then the link, not the round trip of a lone batch, set the pace. An idle link's
+ * one-entry exchanges would otherwise shrink the batches of the next backlog to nothing.
+ */
+
+/** Busy time the estimate looks back over: long enough to smooth a burst, short enough to follow a link that changed. */
+export const DRAIN_WINDOW_MS = 10_000;
+/** A busy stretch is closed into a sample at this length even while still busy, so a long flush updates the rate. */
+export const DRAIN_SAMPLE_MS_MAX = 250;
+/** Samples kept: a bound on the ring; at DRAIN_SAMPLE_MS_MAX each, more than the window needs. */
+const DRAIN_SAMPLES_MAX = 64;
+
+interface Sample {
+  readonly bytes: number;
+  readonly busyMs: number;
+  /** The window was full at some point of the stretch. */
+  readonly saturated: boolean;
+}
+
+export class DrainMeter {
+  private readonly samples: Sample[] = [];
+  private busySinceMs: number | undefined;
+  private bytesInPeriod = 0;
+  private saturatedInPeriod = false;
+
+  /** Something was put in flight; starts a busy stretch unless one is running. */
+  sent(atMs: number): void {
+    this.busySinceMs ??= atMs;
+  }
+
+  /** The publisher has as much in flight as it may: this stretch measures the link. */
+  saturated(): void {
+    if (this.busySinceMs !== undefined) this.saturatedInPeriod = true;
+  }
+
+  /** `bytes` were acknowledged at `atMs`; `idle`: nothing is left in flight, the busy stretch ends. */
+  acked(bytes: number, atMs: number, idle: boolean): void {
+    if (this.busySinceMs === undefined) return;
+    this.bytesInPeriod += bytes;
+    const busyMs = atMs - this.busySinceMs;
+    if (!idle && busyMs < DRAIN_SAMPLE_MS_MAX) return;
+    if (busyMs > 0 && this.bytesInPeriod > 0) this.push({ bytes: this.bytesInPeriod, busyMs, saturated: this.saturatedInPeriod });
+    this.bytesInPeriod = 0;
+    this.saturatedInPeriod = false;
+    this.busySinceMs = idle ? undefined : atMs;
+  }
+
+  /** The link stopped under the traffic (a failure, a pause): the stretch says nothing about the rate. */
+  reset(): void {
+    this.busySinceMs = undefined;
+    this.bytesInPeriod = 0;
+    this.saturatedInPeriod = false;
+  }
+
+  /** Bytes per second over the recent busy time (`saturatedOnly`: stretches with a full window); undefined until measured. */
+  bytesPerS(saturatedOnly = false): number | undefined {
+    let bytes = 0;
+    let busyMs = 0;
+    for (let index = this.samples.length - 1; index >= 0 && busyMs < DRAIN_WINDOW_MS; index--) {
+      const sample = this.samples[index]!;
+      if (saturatedOnly && !sample.saturated) continue;
+      bytes += sample.bytes;
+      busyMs += sample.busyMs;
+    }
+    return busyMs > 0 ? (bytes * 1000) / busyMs : undefined;
+  }
+
+  private push(sample: Sample): void {
+    this.samples.push(sample);
+    if (this.samples.length > DRAIN_SAMPLES_MAX) this.samples.shift();
+  }
+}

@@ -1,0 +1,110 @@
+import { createServer, connect, type Server, type Socket } from 'node:net';
+
+/**
+ * A slow uplink for the hold-up benchmark: a loopback TCP relay that lets bytes through at `rateBitsPerS`
+ * (a token bucket of `burstBytes`) and delivers each byte `delayMs` after it left the bucket, in both
+ * directions, like an LTE-M or a congested Wi-Fi hop. The relay holds at most `queueBytesMax` waiting in
+ * each direction (the modem's buffer) and stops reading from the sender beyond it, so TCP's own
+ * backpressure reaches the agent as it would on a real link. `cut()` is the power cut: every connection is
+ * reset and whatever the modem still held is lost.
+ */
+export interface ShapedLinkOptions {
+  readonly rateBitsPerS: number;
+  readonly delayMs: number;
+  readonly burstBytes: number;
+  readonly queueBytesMax: number;
+}
+
+export interface ShapedLink {
+  readonly port: number;
+  /** Bytes that left the bucket towards the broker. */
+  readonly bytesUp: number;
+  url(scheme: string): string;
+  cut(): Promise<void>;
+}
+
+/** Bytes released per timer turn at most: about one MTU-sized burst keeps the pacing smooth at every rate. */
+const PIECE_BYTES_MAX = 1500;
+
+interface Direction {
+  readonly from: Socket;
+  readonly to: Socket;
+  readonly queue: Buffer[];
+  queuedBytes: number;
+  /** When the bucket last left off (ms) and the tokens (bytes) it then held. */
+  tokenAtMs: number;
+  tokens: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+export async function startShapedLink(targetPort: number, options: ShapedLinkOptions): Promise<ShapedLink> {
+  const bytesPerMs = options.rateBitsPerS / 8 / 1000;
+  const sockets = new Set<Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  let bytesUp = 0;
+
+  const pump = (direction: Direction, countUp: boolean) => {
+    direction.timer = undefined;
+    const now = performance.now();
+    direction.tokens = Math.min(options.burstBytes, direction.tokens + (now - direction.tokenAtMs) * bytesPerMs);
+    direction.tokenAtMs = now;
+    while (direction.queue.length > 0 && direction.tokens >= 1) {
+      const head = direction.queue[0]!;
+      const take = Math.min(head.length, PIECE_BYTES_MAX, Math.floor(direction.tokens));
+      const piece = head.subarray(0, take);
+      if (take === head.length) direction.queue.shift();
+      else direction.queue[0] = head.subarray(take);
+      direction.queuedBytes -= take;
+      direction.tokens -= take;
+      if (countUp) bytesUp += take;
+      const delivery = setTimeout(() => {
+        timers.delete(delivery);
+        if (!direction.to.destroyed) direction.to.write(piece);
+      }, options.delayMs);
+      timers.add(delivery);
+    }
+    if (direction.queuedBytes < options.queueBytesMax && direction.from.isPaused()) direction.from.resume();
+    if (direction.queue.length > 0) direction.timer = setTimeout(() => pump(direction, countUp), Math.max(1, Math.ceil((Math.min(PIECE_BYTES_MAX, direction.queue[0]!.length) - direction.tokens) / bytesPerMs)));
+  };
+
+  const relay = (from: Socket, to: Socket, countUp: boolean) => {
+    const direction: Direction = { from, to, queue: [], queuedBytes: 0, tokenAtMs: performance.now(), tokens: options.burstBytes, timer: undefined };
+    from.on('data', (chunk: Buffer) => {
+      direction.queue.push(chunk);
+      direction.queuedBytes += chunk.length;
+      if (direction.queuedBytes >= options.queueBytesMax) from.pause();
+      if (!direction.timer) pump(direction, countUp);
+    });
+    from.on('close', () => {
+      if (direction.timer) clearTimeout(direction.timer);
+      to.destroy();
+    });
+  };
+
+  const server: Server = createServer((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => sockets.delete(socket));
+    }
+    relay(client, upstream, true);
+    relay(upstream, client, false);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    port,
+    get bytesUp() {
+      return bytesUp;
+    },
+    url: (scheme) => `${scheme}://127.0.0.1:${port}`,
+    async cut() {
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      for (const socket of sockets) socket.resetAndDestroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
