@@ -140,6 +140,8 @@ export class Publisher {
   private blockedUntilMs = 0;
   private readonly resendRule = new ResendRule();
   private tooLargeSeq = 0;
+  /** When the replicated watermark last moved (monotonic ms): with a tail, its age says replication stalled. */
+  private replicatedMovedAtMs = 0;
   private readonly recent: Array<{ first: number; last: number; atMs: number }> = [];
   private unsubscribe: (() => void) | undefined;
   private readonly replicatedWaiters: Array<{ seq: number; resolve: (ok: boolean) => void }> = [];
@@ -151,6 +153,8 @@ export class Publisher {
     rewinds: 0,
     wantsInFlight: 0,
     refused: 0,
+    /** Batches sent again because the connection that carried them was lost. */
+    resent: 0,
     minorityRefusals: 0,
     acksReceived: 0,
     /** Acks dropped: from a node that is not a sibling, or naming seqs this primary never committed, or from a newer epoch. */
@@ -181,6 +185,7 @@ export class Publisher {
     const replicated = log.watermarks().replicated;
     const from = Math.max(fromSeq ?? replicated + 1, log.firstSeq);
     this.nextSeq = from;
+    this.replicatedMovedAtMs = this.options.clock.monotonicMs();
     this.brokerAcked = Math.max(replicated, from - 1);
     this.unsubscribe = log.onCommit(() => this.kick());
     this.kick();
@@ -229,7 +234,14 @@ export class Publisher {
       windowMax: this.windowMax(),
       paused: this.paused,
       flushing: this.flushing,
+      watermarkStalledMs: this.watermarkStalledMs(),
     };
+  }
+
+  /** How long the replicated watermark has not moved while entries wait to be replicated (0: no tail). */
+  watermarkStalledMs(): number {
+    if (this.stopped || this.tail() === 0) return 0;
+    return Math.round(this.options.clock.monotonicMs() - this.replicatedMovedAtMs);
   }
 
   /** Resolves true once the replicated watermark reaches `seq`; false at the deadline or when aborted. */
@@ -330,6 +342,7 @@ export class Publisher {
     const log = this.options.log;
     if (seq <= log.watermarks().replicated) return;
     log.markReplicated(seq);
+    this.replicatedMovedAtMs = this.options.clock.monotonicMs();
     const replicated = log.watermarks().replicated;
     for (let index = this.replicatedWaiters.length - 1; index >= 0; index--) {
       const waiter = this.replicatedWaiters[index]!;
@@ -484,9 +497,17 @@ export class Publisher {
     batch.failed = true;
     const index = this.inflight.indexOf(batch);
     if (index >= 0) this.inflight.splice(index, 1);
+    if (batch.first < this.nextSeq) this.nextSeq = Math.max(batch.first, this.brokerAcked + 1);
+    // A lost connection (or a switch to another node) fails what was in flight on it: expected, and sent
+    // again as soon as a link is up. A broker's refusal is not, and waits before the next try.
+    if (error instanceof LastgaspError && error.code === 'BROKER_UNAVAILABLE') {
+      this.counters.resent++;
+      this.options.logger.info('batch did not reach its broker quorum (connection lost); sending it again', { first: batch.first, last: batch.last, quorum: this.options.quorum, error: error.message });
+      this.kick();
+      return;
+    }
     this.counters.refused++;
     this.options.logger.error('batch did not reach its broker quorum; sending it again', { first: batch.first, last: batch.last, quorum: this.options.quorum, error });
-    if (batch.first < this.nextSeq) this.nextSeq = Math.max(batch.first, this.brokerAcked + 1);
     this.retryLater();
   }
 

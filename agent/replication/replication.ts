@@ -194,6 +194,16 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     return this.links.filter((link) => link.connected).length >= this.quorum;
   }
 
+  /**
+   * The brownout flush has `budgetMs` left (undefined: it ended). The links derive their deadlines from it:
+   * a node that does not acknowledge within a slice of it counts as down, and in cluster mode the other
+   * nodes are raced (broker-link.ts).
+   */
+  setFlushBudget(budgetMs: number | undefined): void {
+    const deadline = budgetMs === undefined ? undefined : performance.now() + budgetMs;
+    for (const link of this.links) link.setFailoverDeadline(deadline);
+  }
+
   /** During the brownout flush nothing but batches and the handoff goes out. */
   setControlPaused(paused: boolean): void {
     this.controlPaused = paused;
