@@ -60,8 +60,14 @@ const STALL_MS = 5000;
 const FLUSH_SLICE = 1 / 8;
 const FLUSH_SLICE_MIN_MS = 250;
 const FLUSH_SLICE_MAX_MS = 2000;
-/** Pause before a node whose attempt failed is tried again in a race. */
+/** Pause before a node whose attempt failed is tried again in a race (at most one attempt per slice). */
 const RACE_RETRY_MS = 100;
+/**
+ * Outside a flush, a cluster link down for longer than one reconnect period races the nodes too, each
+ * attempt bounded by the largest flush slice: a standby that lost its node must be back when the primary's
+ * flush needs its acknowledgements, not after each node held it for 4 s in turn.
+ */
+const DOWN_RACE_AFTER_MS = RECONNECT_PERIOD_MS;
 /** Reconnect causes remembered for status. */
 const CAUSES_MAX = 8;
 
@@ -180,6 +186,11 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   private race: NodeRace | undefined;
   private watch: ReturnType<typeof setInterval> | undefined;
   private attemptStartedAtMs = 0;
+  /**
+   * When the link lost its connection (monotonic ms); undefined while connected and before the first
+   * connection (the first one settles the protocol version, and the persistent session is made there).
+   */
+  private downSinceMs: number | undefined;
   private readonly causes: LinkCause[] = [];
   private readonly subscriptions = new Map<string, 0 | 1>();
   private upInfo: LinkUp | undefined;
@@ -461,6 +472,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       this.onWire.clear();
       this.stalledSinceMs = undefined;
       if (this.upInfo) {
+        this.downSinceMs = performance.now();
         this.counters.disconnects++;
         this.noteCause(this.upInfo.server, 'connection lost');
         this.options.logger.warn('broker connection lost; reconnecting', { broker: this.upInfo.server });
@@ -489,6 +501,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     this.maximumPacketSize = properties?.maximumPacketSize;
     this.lastAckAtMs = performance.now();
     this.stalledSinceMs = undefined;
+    this.downSinceMs = undefined;
     this.upInfo = {
       protocolVersion: this.protocolVersion,
       sessionPresent: connack.sessionPresent,
@@ -535,12 +548,19 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     const slice = this.sliceMs(now);
     this.checkStall(client, now, slice ?? STALL_MS);
     const race = this.race;
-    const wanted = this.stalledSinceMs !== undefined || (slice !== undefined && !client.connected);
+    const down = !client.connected && (slice !== undefined || now - (this.downSinceMs ?? now) >= DOWN_RACE_AFTER_MS);
+    // The link's own client resumes the persistent session, which a recovering NATS cluster serves first
+    // (a race's fresh session needs new JetStream consumers). A node holding its CONNECT for 4 s must not
+    // cost 4 s: its attempts are bounded like a race's, read by MQTT.js at each connect.
+    if (this.options.urls.length > 1 && client.options.reconnectPeriod !== 0) {
+      client.options.connectTimeout = slice !== undefined || this.downSinceMs !== undefined ? (slice ?? FLUSH_SLICE_MAX_MS) : CONNECT_TIMEOUT_MS;
+    }
+    const wanted = this.stalledSinceMs !== undefined || down;
     if (race?.running) {
       if (!wanted) race.cancel();
       return;
     }
-    if (wanted && this.options.urls.length > 1) this.startRace(client, slice);
+    if (wanted && this.options.urls.length > 1 && this.counters.connects > 0) this.startRace(client, slice ?? FLUSH_SLICE_MAX_MS);
   }
 
   /** Connected, with a publish unacknowledged past `deadlineMs` and no acknowledgement meanwhile: down. */
@@ -562,12 +582,11 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   }
 
   /** Try every other node at once; the first that answers CONNECT and SUBSCRIBE replaces the client. */
-  private startRace(client: MqttClient, slice: number | undefined): void {
+  private startRace(client: MqttClient, attemptMs: number): void {
     const current = client.connected ? serverOf(client) : undefined;
     const urls = this.options.urls.filter((url) => hostPort(url) !== current);
-    const attemptMs = slice ?? CONNECT_TIMEOUT_MS;
     this.counters.races++;
-    this.options.logger.info('trying every other broker node at once', { from: current ?? '', nodes: urls, attemptMs: Math.round(attemptMs), cause: client.connected ? 'stalled' : 'down during the flush' });
+    this.options.logger.info('trying every other broker node at once', { from: current ?? '', nodes: urls, attemptMs: Math.round(attemptMs), cause: client.connected ? 'stalled' : 'down' });
     const race = new NodeRace({
       urls,
       clientOptions: (url, attempt) => this.clientOptions(url, attempt, attemptMs),

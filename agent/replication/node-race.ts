@@ -63,6 +63,7 @@ export class NodeRace {
     this.live.add(client);
     this.options.onClient(client);
     let over = false;
+    const startedMs = performance.now();
     const fail = (cause: string) => {
       if (over) return;
       over = true;
@@ -72,10 +73,12 @@ export class NodeRace {
       closeQuietly(client);
       if (this.finished) return;
       this.options.onAttemptFailed(url, cause);
+      // A refused connection fails at once: one attempt per node per slice, not a busy loop.
+      const waitMs = Math.max(this.options.retryMs, this.options.attemptMs - (performance.now() - startedMs));
       const retry = setTimeout(() => {
         this.timers.delete(retry);
         this.attempt(url);
-      }, this.options.retryMs);
+      }, waitMs);
       this.timers.add(retry);
     };
     const deadline = setTimeout(() => fail(`no CONNACK and SUBACK within ${this.options.attemptMs} ms`), this.options.attemptMs);

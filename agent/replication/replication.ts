@@ -136,6 +136,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     for (const link of this.links) {
       link.on('up', () => {
         this.publisher.onLinkUp();
+        if (this.role === 'standby') this.receiver.onLinkUp();
         this.emit('up');
       });
     }

@@ -3,10 +3,11 @@
 // second before a brownout while 8 writers keep the primary busy. The primary must race the other nodes
 // within its budget, flush the tail through the first that acknowledges, and hand off complete: every
 // write it acknowledged is on the sibling. A healthy brownout runs first in the same cluster, for the
-// figures. Seeds vary the kill-to-brownout gap and the load; LASTGASP_FAILOVER_SEEDS runs more of them.
+// figures. Seeds vary the kill-to-brownout gap and the load; LASTGASP_FAILOVER_SEEDS runs more of them,
+// LASTGASP_FAILOVER_VERBOSE=1 prints what both agents logged about replication, power and takeover.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startNatsCluster, type NatsCluster, type NatsNode } from '../support/nats.ts';
+import { NATS_MQTT_STREAMS, startNatsCluster, type NatsCluster, type NatsNode } from '../support/nats.ts';
 import { createPtyPair, type PtyPair } from '../support/pty.ts';
 import { startBmsSim, type BmsSim } from '../support/bms-sim.ts';
 import { startAgent, writeAgentConfig, type AgentProcess } from '../support/agents.ts';
@@ -30,7 +31,34 @@ function random(seed: number): () => number {
   };
 }
 
+/** Which node leads each MQTT stream now. */
+async function streamLeaders(cluster: NatsCluster): Promise<Record<string, string>> {
+  const leaders: Record<string, string> = {};
+  for (const stream of NATS_MQTT_STREAMS) leaders[stream] = await cluster.streamLeader(stream);
+  return leaders;
+}
+
+/** Milliseconds from `killedAt` until no MQTT stream is led by `killed` any more (NaN after 30 s). */
+async function leadersBack(cluster: NatsCluster, killed: string, killedAt: number): Promise<number> {
+  while (Date.now() - killedAt < 30_000) {
+    const report = await cluster.jsz().catch(() => undefined);
+    const streams = report?.account_details?.flatMap((account) => account.stream_detail ?? []) ?? [];
+    const led = NATS_MQTT_STREAMS.every((name) => {
+      const leader = streams.find((stream) => stream.name === name)?.cluster?.leader;
+      return leader !== undefined && leader !== killed;
+    });
+    if (led) return Date.now() - killedAt;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return NaN;
+}
+
 interface Run {
+  /** From the kill (or the brownout) to the end of the flush, and the flush alone. */
+  readonly doneAfterKillMs: number;
+  /** From the kill until every MQTT stream had a leader again (the cluster could store); NaN if not seen. */
+  readonly clusterBackMs: number;
+  readonly leaders: string;
   readonly flushMs: number;
   readonly tail: number;
   readonly acked: number;
@@ -72,11 +100,16 @@ async function brownoutRun(cluster: NatsCluster, label: string, seed: number, ki
     const writers = startWriters([a], 8, label);
     const steady = 300 + Math.floor(rand() * 700);
     await waitFor('steady writes', () => (writers.acks.length >= steady ? true : undefined), 60_000);
+    const leaders = await streamLeaders(cluster);
+    let killedAt = Date.now();
+    let clusterBack: Promise<number> = Promise.resolve(NaN);
     if (kill) {
       const server = (await a.client.status()).replication.links[0].server as string;
       const used: NatsNode | undefined = cluster.nodes.find((node) => server === `127.0.0.1:${node.mqttPort}`);
       assert.ok(used, `gw-a's NATS node (${server}) is one of the cluster's`);
+      killedAt = Date.now();
       await used.kill('SIGKILL');
+      clusterBack = leadersBack(cluster, used.name, killedAt);
     }
     await new Promise((resolve) => setTimeout(resolve, 700 + Math.floor(rand() * 600)));
     sim.send('ac off');
@@ -93,7 +126,14 @@ async function brownoutRun(cluster: NatsCluster, label: string, seed: number, ki
     assert.deepEqual(missing.slice(0, 5).map((ack) => `${ack.seq}:${ack.key}`), [], `${label}: ${missing.length} of ${acked.length} acknowledged writes are not on the sibling`);
     if (process.env.LASTGASP_FAILOVER_VERBOSE) for (const agent of agents) console.log(`---- ${agent.node}\n${agent.process.output().split('\n').filter((line) => /replication|power|takeover|roles|handoff|flush/.test(line)).slice(-60).join('\n')}`);
     const flush = a.events().find((line) => line.event === 'flush-done');
-    return { flushMs: Number(flush?.flushMs), tail: Number(a.events().find((line) => line.event === 'flush-start')?.tail), acked: acked.length };
+    return {
+      doneAfterKillMs: Date.parse(String(flush?.time)) - killedAt,
+      clusterBackMs: await clusterBack,
+      leaders: Object.entries(leaders).map(([stream, node]) => `${stream} ${node}`).join(', '),
+      flushMs: Number(flush?.flushMs),
+      tail: Number(a.events().find((line) => line.event === 'flush-start')?.tail),
+      acked: acked.length,
+    };
   } catch (error) {
     // The agents' own account of the flush is what explains a failure here.
     for (const agent of agents) console.log(`---- ${agent.node}\n${agent.process.output().split('\n').filter((line) => /replication|power|takeover|roles|handoff|flush/.test(line)).slice(-60).join('\n')}`);
@@ -115,7 +155,7 @@ test('NATS cluster: the primary\'s node (the session stream\'s leader) SIGKILLed
     console.log(`healthy brownout: flush ${healthy.flushMs} ms for a tail of ${healthy.tail}, ${healthy.acked} writes acknowledged`);
     for (let seed = 1; seed <= SEEDS; seed++) {
       const run = await brownoutRun(cluster, `seed${seed}`, seed, true);
-      console.log(`seed ${seed}: node killed before the brownout: flush ${run.flushMs} ms for a tail of ${run.tail}, ${run.acked} writes acknowledged`);
+      console.log(`seed ${seed}: node killed (leaders before: ${run.leaders}); streams led again ${run.clusterBackMs} ms after the kill; flush done ${run.doneAfterKillMs} ms after the kill, flush ${run.flushMs} ms for a tail of ${run.tail}, ${run.acked} writes acknowledged`);
     }
   } finally {
     await cluster.stop();
