@@ -22,7 +22,7 @@ Print a running agent's role, epoch, readiness, power state, watermarks and coun
 export async function statusCommand(argv: readonly string[], io: Io): Promise<number> {
   if (argv.includes('--help')) return void io.stdout(STATUS_HELP), 0;
   const { options } = parseArgs(argv, ['json']);
-  const target = await clientOptions(options);
+  const target = await apiClientOptions(options);
   const client = new ApiClient({ ...target, timeoutMs: 5000 });
   try {
     const status = await client.status();
@@ -81,7 +81,8 @@ export function linkLines(status: Record<string, unknown>): string[] {
   return lines;
 }
 
-async function clientOptions(options: Map<string, string>): Promise<ApiClientOptions> {
+/** The agent to talk to from --config, --api, --token-file and --ca (also used by `lastgasp quarantine replay`). */
+export async function apiClientOptions(options: Map<string, string>): Promise<ApiClientOptions> {
   const configFile = options.get('config');
   const config = configFile ? await loadConfig(configFile) : undefined;
   const address = options.get('api') ?? config?.api.listen ?? DEFAULT_SOCKET;
