@@ -94,8 +94,8 @@ export class Receiver {
   }
 
   /**
-   * A link came (back) up: what was sent while it was down is lost to this session (a failover lands on a
-   * fresh one), and an ack or resend request may have died with the old connection. Ask again at once
+   * A link came up on a fresh session (a failover lands on one): what was sent while it was down is not
+   * queued for it, and an ack or resend request may have died with the old connection. Ask again at once
    * rather than at the next stall check: during the primary's flush, that wait is budget.
    */
   onLinkUp(): void {

@@ -134,9 +134,10 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       clock: options.clock,
     });
     for (const link of this.links) {
-      link.on('up', () => {
+      link.on('up', (info) => {
         this.publisher.onLinkUp();
-        if (this.role === 'standby') this.receiver.onLinkUp();
+        // A resumed session delivers what the broker queued; a fresh one (a failover's) lost it.
+        if (this.role === 'standby' && !info.sessionPresent) this.receiver.onLinkUp();
         this.emit('up');
       });
     }
