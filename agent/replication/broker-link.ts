@@ -23,13 +23,22 @@ import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type IClientPublishOptions, type IConnackPacket, type MqttClient, type Packet } from 'mqtt';
 import { LastgaspError, type Logger } from '../util/index.ts';
 import { closeQuietly, NodeRace, type RaceWinner } from './node-race.ts';
+import {
+  brokerRefusal,
+  CONNACK_UNACCEPTABLE_PROTOCOL,
+  hostPort,
+  publishPacketBytes,
+  REASON_CODE_FAILURE_MIN,
+  REASON_HINTS,
+  REASONS,
+  RECEIVE_MAXIMUM_DEFAULT,
+  serverOf,
+  serverOptions,
+  toBuffer,
+} from './broker-protocol.ts';
 
-/** MQTT 3.1.1 §3.2.2.3: CONNACK return code 1 = unacceptable protocol version. */
-const CONNACK_UNACCEPTABLE_PROTOCOL = 1;
-/** MQTT 5 §3.4.2.1: PUBACK reason codes below 0x80 are successes (0x10 = no matching subscribers). */
-const REASON_CODE_FAILURE_MIN = 0x80;
-/** MQTT 5 §3.2.2.3.3: a CONNACK without Receive Maximum means 65,535. */
-const RECEIVE_MAXIMUM_DEFAULT = 65_535;
+export { brokerRefusal, publishPacketBytes } from './broker-protocol.ts';
+
 /** How long a standby's session (and its queued batches) survives at the broker while it is offline. */
 const SESSION_EXPIRY_S = 7 * 24 * 3600;
 const RECONNECT_PERIOD_MS = 1000;
@@ -70,32 +79,6 @@ const RACE_RETRY_MS = 100;
 const DOWN_RACE_AFTER_MS = RECONNECT_PERIOD_MS;
 /** Reconnect causes remembered for status. */
 const CAUSES_MAX = 8;
-
-/** MQTT 5 §3.4.2.1 (PUBACK) and §3.14.2.1 (DISCONNECT): the failure reason codes a broker may send. */
-const REASONS: Record<number, string> = {
-  0x80: 'unspecified error',
-  0x83: 'implementation specific error',
-  0x87: 'not authorized',
-  0x89: 'server busy',
-  0x8b: 'server shutting down',
-  0x8e: 'session taken over',
-  0x90: 'topic name invalid',
-  0x91: 'packet identifier in use',
-  0x93: 'receive maximum exceeded',
-  0x95: 'packet too large',
-  0x96: 'message rate too high',
-  0x97: 'quota exceeded',
-  0x99: 'payload format invalid',
-  0x9c: 'use another server',
-  0x9d: 'server moved',
-};
-
-/** What an operator can do about each refusal; the log line says it. */
-const REASON_HINTS: Record<number, string> = {
-  0x87: 'the broker\'s ACL does not let this gateway write the topic (see broker-config/mosquitto/acl.conf)',
-  0x95: 'raise the broker\'s max_packet_size or lower replication.batchBytesMax / log.entryBytesMax',
-  0x97: 'the broker\'s per-client quota is exhausted; raise its limits or slow the writers',
-};
 
 export interface BrokerLinkOptions {
   /** Addresses of one broker, or of the nodes of one clustered broker (failover in order). */
@@ -144,22 +127,6 @@ export interface LinkCause {
   readonly atMs: number;
   readonly server: string;
   readonly cause: string;
-}
-
-/** The typed error for a failure reason code from a broker (PUBACK), with its name and what to do. */
-export function brokerRefusal(broker: string, topic: string, reasonCode: number): LastgaspError {
-  const reason = REASONS[reasonCode] ?? 'unknown reason';
-  const hint = REASON_HINTS[reasonCode];
-  const text = `broker ${broker} refused a publish to ${topic}: ${reason} (0x${reasonCode.toString(16)})${hint ? `; ${hint}` : ''}`;
-  return new LastgaspError('BROKER_REFUSED', text, { reasonCode, reason, topic, broker });
-}
-
-/** Bytes of an MQTT PUBLISH packet: fixed header, topic, packet id, properties (empty) and payload. */
-export function publishPacketBytes(topicBytes: number, payloadBytes: number, protocolVersion: 4 | 5, qos: 0 | 1): number {
-  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + (protocolVersion === 5 ? 1 : 0) + payloadBytes;
-  // MQTT §2.2.3: the Remaining Length is a variable byte integer of 1 to 4 bytes.
-  const lengthBytes = remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4;
-  return 1 + lengthBytes + remaining;
 }
 
 const textEncoder = new TextEncoder();
@@ -695,25 +662,4 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     }
     return options;
   }
-}
-
-function serverOptions(text: string): { host: string; port: number; protocol: 'mqtts' | 'mqtt' } {
-  const url = new URL(text);
-  const secure = url.protocol === 'mqtts:' || url.protocol === 'ssl:';
-  return { host: url.hostname, port: Number(url.port || (secure ? 8883 : 1883)), protocol: secure ? 'mqtts' : 'mqtt' };
-}
-
-/** `host:port` of a broker URL, as the link reports the server it is on. */
-function hostPort(text: string): string {
-  const { host, port } = serverOptions(text);
-  return `${host}:${port}`;
-}
-
-/** The server a client is connected or connecting to (MQTT.js sets host and port per attempt). */
-function serverOf(client: MqttClient): string {
-  return `${(client.options.host as string) ?? ''}:${client.options.port ?? ''}`;
-}
-
-function toBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
