@@ -71,12 +71,6 @@ const FLUSH_SLICE_MIN_MS = 250;
 const FLUSH_SLICE_MAX_MS = 2000;
 /** Pause before a node whose attempt failed is tried again in a race (at most one attempt per slice). */
 const RACE_RETRY_MS = 100;
-/**
- * Outside a flush, a cluster link down for longer than one reconnect period races the nodes too, each
- * attempt bounded by the largest flush slice: a standby that lost its node must be back when the primary's
- * flush needs its acknowledgements, not after each node held it for 4 s in turn.
- */
-const DOWN_RACE_AFTER_MS = RECONNECT_PERIOD_MS;
 /** Reconnect causes remembered for status. */
 const CAUSES_MAX = 8;
 
@@ -515,10 +509,12 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     const slice = this.sliceMs(now);
     this.checkStall(client, now, slice ?? STALL_MS);
     const race = this.race;
-    const down = !client.connected && (slice !== undefined || now - (this.downSinceMs ?? now) >= DOWN_RACE_AFTER_MS);
+    const down = !client.connected && slice !== undefined;
     // The link's own client resumes the persistent session, which a recovering NATS cluster serves first
     // (a race's fresh session needs new JetStream consumers). A node holding its CONNECT for 4 s must not
-    // cost 4 s: its attempts are bounded like a race's, read by MQTT.js at each connect.
+    // cost 4 s: once the link was up, its attempts are bounded like a race's (MQTT.js reads the option at
+    // each connect). A standby that lost its node is thus back soon after the cluster, on its own session:
+    // outside a flush only a stalled link races, so a standby keeps the session its batches queue in.
     if (this.options.urls.length > 1 && client.options.reconnectPeriod !== 0) {
       client.options.connectTimeout = slice !== undefined || this.downSinceMs !== undefined ? (slice ?? FLUSH_SLICE_MAX_MS) : CONNECT_TIMEOUT_MS;
     }
