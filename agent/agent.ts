@@ -286,6 +286,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.log.setSyncMode('immediate');
     replication.setControlPaused(true);
     replication.publisher.setFlushing(true);
+    replication.setFlushBudget(budgetMs);
     const atStart = this.log.watermarks();
     const fenceSeq = await this.log.fence('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`);
     const replicated = this.log.watermarks().replicated;
@@ -356,7 +357,9 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // On flash before it leaves: restarted, this node finds its own handoff and comes back as a standby.
     await roles.latchHandoff(record);
     await this.replication.publishLeader(record);
-    this.deps.logger.info('handoff record published', { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to });
+    const fields = { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to };
+    if (outcome.complete) this.deps.logger.info('handoff record published', fields);
+    else this.deps.logger.warn(`incomplete handoff published: seqs ${outcome.lastSeq + 1}..${outcome.committed} were acknowledged here and had not reached ${to ?? 'the sibling'}; they will be set aside here (lastgasp quarantine)`, { ...fields, missing: outcome.committed - outcome.lastSeq });
   }
 
   /** The best-caught-up sibling (highest acknowledged seq), ties to the order of `siblings` in the config. */
@@ -377,6 +380,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.log.unfence();
     this.replicationValue?.setControlPaused(false);
     this.replicationValue?.publisher.setFlushing(false);
+    this.replicationValue?.setFlushBudget(undefined);
     this.deps.logger.info('mains back before the handoff: accepting writes again');
   }
 

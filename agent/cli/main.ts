@@ -20,6 +20,8 @@ Commands:
   bms probe|decode ...      Find which protocol a device speaks; decode a captured frame.
   log inspect|verify DIR    Show a log directory's segments and watermarks; check every record.
   keys generate|show        Make a gateway's signing key pair; show a key's public part and fingerprint.
+  quarantine list|export|replay DIR
+                            The writes a node set aside after a takeover: list, export, replay on the primary.
   version                   Print the version.
 
 Run "lastgasp <command> --help" for a command's options.`;
@@ -45,6 +47,8 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
         return await (await import('../log/index.ts')).logCommand([...rest], io);
       case 'keys':
         return await (await import('./keys.ts')).keysCommand(rest, io);
+      case 'quarantine':
+        return await (await import('./quarantine.ts')).quarantineCommand(rest, io);
       case 'version':
       case '--version':
         io.stdout(version());

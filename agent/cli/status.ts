@@ -22,7 +22,7 @@ Print a running agent's role, epoch, readiness, power state, watermarks and coun
 export async function statusCommand(argv: readonly string[], io: Io): Promise<number> {
   if (argv.includes('--help')) return void io.stdout(STATUS_HELP), 0;
   const { options } = parseArgs(argv, ['json']);
-  const target = await clientOptions(options);
+  const target = await apiClientOptions(options);
   const client = new ApiClient({ ...target, timeoutMs: 5000 });
   try {
     const status = await client.status();
@@ -33,6 +33,7 @@ export async function statusCommand(argv: readonly string[], io: Io): Promise<nu
       io.stdout(`${status.node} (${status.group}): ${status.role}, epoch ${status.epoch}, power ${status.power?.state}${ready ? `, ${ready.ready ? 'ready' : `not ready (${ready.reason})`}` : ''}`);
       io.stdout(`  log: committed ${marks.committed}, replicated ${marks.replicated}, replica-acked ${marks.replicaAcked}`);
       io.stdout(`  state: ${status.state?.kvKeys} keys, applied to seq ${status.state?.kvAppliedSeq}`);
+      for (const line of linkLines(status)) io.stdout(line);
     }
     return 0;
   } catch (error) {
@@ -43,7 +44,45 @@ export async function statusCommand(argv: readonly string[], io: Io): Promise<nu
   }
 }
 
-async function clientOptions(options: Map<string, string>): Promise<ApiClientOptions> {
+/** A replicated watermark frozen this long with a tail is flagged (a sibling acks within a second or so). */
+const WATERMARK_STALLED_MS = 5000;
+
+interface LinkStatus {
+  broker: string;
+  state: string;
+  server: string;
+  lastAckAgeMs: number;
+  oldestUnackedMs: number;
+  inflight: number;
+  connects: number;
+  failovers: number;
+  causes?: Array<{ server: string; cause: string }>;
+}
+
+/**
+ * One line per broker link (state, server, last acknowledgement, publishes in flight, reconnects and the
+ * latest cause), a line flagging a stalled watermark, and one for an incomplete handoff this node took over.
+ */
+export function linkLines(status: Record<string, unknown>): string[] {
+  const lines: string[] = [];
+  const replication = status.replication as { links?: LinkStatus[] } | undefined;
+  for (const link of replication?.links ?? []) {
+    const ack = link.lastAckAgeMs < 0 ? 'no connection' : `last ack ${link.lastAckAgeMs} ms ago`;
+    const cause = link.causes?.at(-1);
+    const flag = link.state === 'stalled' ? `  STALLED: a publish unacknowledged for ${link.oldestUnackedMs} ms` : '';
+    lines.push(`  broker ${link.broker}: ${link.state}${link.server ? ` on ${link.server}` : ''}, ${ack}, ${link.inflight} in flight, ${Math.max(0, link.connects - 1)} reconnects, ${link.failovers} failovers${cause ? ` (last: ${cause.server}: ${cause.cause})` : ''}${flag}`);
+  }
+  const stalledMs = (status.replication as { publisher?: { watermarkStalledMs?: number } } | undefined)?.publisher?.watermarkStalledMs ?? 0;
+  if (stalledMs >= WATERMARK_STALLED_MS) lines.push(`  STALLED: the replicated watermark has not moved for ${stalledMs} ms with entries waiting`);
+  const takeover = status.lastTakeover as { fromNode: string; complete: boolean; handoffLastSeq: number; handoffCommitted?: number } | undefined;
+  if (takeover && !takeover.complete && takeover.handoffCommitted !== undefined) {
+    lines.push(`  INCOMPLETE HANDOFF from ${takeover.fromNode}: seqs ${takeover.handoffLastSeq + 1}..${takeover.handoffCommitted} acknowledged there never arrived here`);
+  }
+  return lines;
+}
+
+/** The agent to talk to from --config, --api, --token-file and --ca (also used by `lastgasp quarantine replay`). */
+export async function apiClientOptions(options: Map<string, string>): Promise<ApiClientOptions> {
   const configFile = options.get('config');
   const config = configFile ? await loadConfig(configFile) : undefined;
   const address = options.get('api') ?? config?.api.listen ?? DEFAULT_SOCKET;

@@ -20,15 +20,25 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient, type Packet } from 'mqtt';
+import mqtt, { type IClientOptions, type IClientPublishOptions, type IConnackPacket, type MqttClient, type Packet } from 'mqtt';
 import { LastgaspError, type Logger } from '../util/index.ts';
+import { closeQuietly, NodeRace, type RaceWinner } from './node-race.ts';
+import {
+  brokerRefusal,
+  CONNACK_UNACCEPTABLE_PROTOCOL,
+  hostPort,
+  publishPacketBytes,
+  REASON_CODE_FAILURE_MIN,
+  REASON_HINTS,
+  REASONS,
+  RECEIVE_MAXIMUM_DEFAULT,
+  serverOf,
+  serverOptions,
+  toBuffer,
+} from './broker-protocol.ts';
 
-/** MQTT 3.1.1 §3.2.2.3: CONNACK return code 1 = unacceptable protocol version. */
-const CONNACK_UNACCEPTABLE_PROTOCOL = 1;
-/** MQTT 5 §3.4.2.1: PUBACK reason codes below 0x80 are successes (0x10 = no matching subscribers). */
-const REASON_CODE_FAILURE_MIN = 0x80;
-/** MQTT 5 §3.2.2.3.3: a CONNACK without Receive Maximum means 65,535. */
-const RECEIVE_MAXIMUM_DEFAULT = 65_535;
+export { brokerRefusal, publishPacketBytes } from './broker-protocol.ts';
+
 /** How long a standby's session (and its queued batches) survives at the broker while it is offline. */
 const SESSION_EXPIRY_S = 7 * 24 * 3600;
 const RECONNECT_PERIOD_MS = 1000;
@@ -43,32 +53,26 @@ const STOP_GRACE_MS = 2000;
  * records bound what is asked of a link; this bound only turns a runaway caller into a typed error.
  */
 const WAITING_MAX = 4096;
-
-/** MQTT 5 §3.4.2.1 (PUBACK) and §3.14.2.1 (DISCONNECT): the failure reason codes a broker may send. */
-const REASONS: Record<number, string> = {
-  0x80: 'unspecified error',
-  0x83: 'implementation specific error',
-  0x87: 'not authorized',
-  0x89: 'server busy',
-  0x8b: 'server shutting down',
-  0x8e: 'session taken over',
-  0x90: 'topic name invalid',
-  0x91: 'packet identifier in use',
-  0x93: 'receive maximum exceeded',
-  0x95: 'packet too large',
-  0x96: 'message rate too high',
-  0x97: 'quota exceeded',
-  0x99: 'payload format invalid',
-  0x9c: 'use another server',
-  0x9d: 'server moved',
-};
-
-/** What an operator can do about each refusal; the log line says it. */
-const REASON_HINTS: Record<number, string> = {
-  0x87: 'the broker\'s ACL does not let this gateway write the topic (see broker-config/mosquitto/acl.conf)',
-  0x95: 'raise the broker\'s max_packet_size or lower replication.batchBytesMax / log.entryBytesMax',
-  0x97: 'the broker\'s per-client quota is exhausted; raise its limits or slow the writers',
-};
+/** How often the link checks for a stall and, in cluster mode, whether to race the other nodes. */
+const WATCH_INTERVAL_MS = 100;
+/**
+ * Outside a flush, a link whose oldest unacknowledged publish waited this long, with no acknowledgement at
+ * all meanwhile, counts as down. Above a NATS node's 4 s JetStream timeout, which it may spend once on a
+ * publish after a stream leader was lost, and far below anything a lease or an operator waits for.
+ */
+const STALL_MS = 5000;
+/**
+ * During a flush, one node gets at most this fraction of the remaining budget (for a connect with its
+ * first acknowledgement, or to acknowledge a publish), within the bounds below: with the default 10 s
+ * budget, 1.25 s, so that a node that holds the link costs an eighth of the budget and not all of it.
+ */
+const FLUSH_SLICE = 1 / 8;
+const FLUSH_SLICE_MIN_MS = 250;
+const FLUSH_SLICE_MAX_MS = 2000;
+/** Pause before a node whose attempt failed is tried again in a race (at most one attempt per slice). */
+const RACE_RETRY_MS = 100;
+/** Reconnect causes remembered for status. */
+const CAUSES_MAX = 8;
 
 export interface BrokerLinkOptions {
   /** Addresses of one broker, or of the nodes of one clustered broker (failover in order). */
@@ -106,20 +110,17 @@ interface Waiting {
   readonly reject: (error: Error) => void;
 }
 
-/** The typed error for a failure reason code from a broker (PUBACK), with its name and what to do. */
-export function brokerRefusal(broker: string, topic: string, reasonCode: number): LastgaspError {
-  const reason = REASONS[reasonCode] ?? 'unknown reason';
-  const hint = REASON_HINTS[reasonCode];
-  const text = `broker ${broker} refused a publish to ${topic}: ${reason} (0x${reasonCode.toString(16)})${hint ? `; ${hint}` : ''}`;
-  return new LastgaspError('BROKER_REFUSED', text, { reasonCode, reason, topic, broker });
+/** A QoS 1 publish handed to a client, failed by the link when it leaves that client for another node. */
+interface Pending {
+  readonly client: MqttClient;
+  readonly fail: (error: Error) => void;
 }
 
-/** Bytes of an MQTT PUBLISH packet: fixed header, topic, packet id, properties (empty) and payload. */
-export function publishPacketBytes(topicBytes: number, payloadBytes: number, protocolVersion: 4 | 5, qos: 0 | 1): number {
-  const remaining = 2 + topicBytes + (qos > 0 ? 2 : 0) + (protocolVersion === 5 ? 1 : 0) + payloadBytes;
-  // MQTT §2.2.3: the Remaining Length is a variable byte integer of 1 to 4 bytes.
-  const lengthBytes = remaining < 128 ? 1 : remaining < 16_384 ? 2 : remaining < 2_097_152 ? 3 : 4;
-  return 1 + lengthBytes + remaining;
+/** Why the link connected again, or why an attempt failed (status: `causes`). */
+export interface LinkCause {
+  readonly atMs: number;
+  readonly server: string;
+  readonly cause: string;
 }
 
 const textEncoder = new TextEncoder();
@@ -134,8 +135,24 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   /** The last Receive Maximum the broker announced; it stays the quota while the link is down. */
   private receiveMaximum = RECEIVE_MAXIMUM_DEFAULT;
   private maximumPacketSize: number | undefined;
-  /** Packet ids of QoS 1 PUBLISHes written to the socket of the current connection and not yet PUBACKed. */
-  private readonly onWire = new Set<number>();
+  /** QoS 1 PUBLISHes written to the socket of the current connection and not yet PUBACKed: id → sent at. */
+  private readonly onWire = new Map<number, number>();
+  private readonly pending = new Set<Pending>();
+  /** When the broker last acknowledged anything on the current connection (monotonic ms). */
+  private lastAckAtMs = 0;
+  /** Set while the link is connected but not acknowledging past its deadline: it counts as down. */
+  private stalledSinceMs: number | undefined;
+  /** The end of the brownout flush's budget (monotonic ms): while it lasts, deadlines come from it. */
+  private failoverDeadlineMs: number | undefined;
+  private race: NodeRace | undefined;
+  private watch: ReturnType<typeof setInterval> | undefined;
+  private attemptStartedAtMs = 0;
+  /**
+   * When the link lost its connection (monotonic ms); undefined while connected and before the first
+   * connection (the first one settles the protocol version, and the persistent session is made there).
+   */
+  private downSinceMs: number | undefined;
+  private readonly causes: LinkCause[] = [];
   private readonly subscriptions = new Map<string, 0 | 1>();
   private upInfo: LinkUp | undefined;
   private readonly counters = {
@@ -150,6 +167,14 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     waitedForQuota: 0,
     /** Most QoS 1 PUBLISHes ever unacknowledged on the wire at once (measured from the packets sent). */
     inflightPeak: 0,
+    /** Times the link was connected but not acknowledging past its deadline. */
+    stalls: 0,
+    /** Connection attempts a broker held and closed without a CONNACK (NATS: its 4 s JetStream timeout). */
+    attemptsClosed: 0,
+    /** Races of the other nodes started, attempts in them that failed, and races won (the link switched). */
+    races: 0,
+    raceAttemptsFailed: 0,
+    failovers: 0,
   };
 
   constructor(private readonly options: BrokerLinkOptions) {
@@ -161,8 +186,9 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     return this.options.urls.join(',');
   }
 
+  /** Connected and acknowledging: a link that stalled past its deadline counts as down. */
   get connected(): boolean {
-    return this.client?.connected === true;
+    return this.client?.connected === true && this.stalledSinceMs === undefined;
   }
 
   get info(): LinkUp | undefined {
@@ -180,25 +206,53 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     return limit - publishPacketBytes(textEncoder.encode(topic).length, 0, this.protocolVersion, 1) - 3;
   }
 
-  stats(): Record<string, number | string | boolean> {
+  stats(): Record<string, unknown> {
+    const now = performance.now();
+    const oldest = this.onWire.values().next().value;
     return {
       ...this.counters,
+      state: this.state(),
       inflight: this.inflight,
       waiting: this.waiting.length,
       receiveMaximum: this.receiveMaximum,
       connected: this.connected,
+      stalled: this.stalledSinceMs !== undefined,
       server: this.upInfo?.server ?? '',
       protocolVersion: this.protocolVersion,
+      /** Since the broker last acknowledged anything on this connection; -1 when not connected. */
+      lastAckAgeMs: this.upInfo ? Math.round(now - this.lastAckAtMs) : -1,
+      oldestUnackedMs: oldest === undefined ? 0 : Math.round(now - oldest),
+      racing: this.race?.running === true,
+      causes: [...this.causes],
     };
+  }
+
+  /** up, stalled (connected, not acknowledging), racing (trying every node at once) or down. */
+  private state(): 'up' | 'stalled' | 'racing' | 'down' {
+    if (this.race?.running) return 'racing';
+    if (this.stalledSinceMs !== undefined) return 'stalled';
+    return this.client?.connected ? 'up' : 'down';
+  }
+
+  /**
+   * The brownout flush runs until `deadlineMs` (monotonic, performance.now()); undefined when it ended.
+   * Until then a stall counts after a slice of what remains, and in cluster mode a link that is down or
+   * stalled races every other node with attempts bounded by that slice.
+   */
+  setFailoverDeadline(deadlineMs: number | undefined): void {
+    this.failoverDeadlineMs = deadlineMs;
+    if (deadlineMs !== undefined) this.tick();
   }
 
   start(): void {
     this.stopped = false;
     this.connect();
+    this.watch = setInterval(() => this.tick(), WATCH_INTERVAL_MS);
+    this.watch.unref?.();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
+    this.halt();
     const client = this.client;
     this.client = undefined;
     this.failWaiting('link stopped');
@@ -213,7 +267,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
 
   /** Drop the connection without a DISCONNECT, so that the broker publishes the Will (power loss). */
   async abort(): Promise<void> {
-    this.stopped = true;
+    this.halt();
     const client = this.client;
     this.client = undefined;
     this.failWaiting('link aborted');
@@ -268,7 +322,12 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     if (options.qos === 1) this.inflight++;
     const publishOptions: IClientPublishOptions = { qos: options.qos, retain: options.retain };
     return new Promise((resolve, reject) => {
-      client.publish(topic, toBuffer(payload), publishOptions, (error) => {
+      let settled = false;
+      const pending: Pending = { client, fail: (error) => settle(error) };
+      const settle = (error: Error | undefined) => {
+        if (settled) return;
+        settled = true;
+        this.pending.delete(pending);
         if (options.qos === 1) {
           this.inflight--;
           this.release();
@@ -282,8 +341,11 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
           reject(refusal);
           return;
         }
+        if (error instanceof LastgaspError) return reject(error);
         reject(new LastgaspError('BROKER_UNAVAILABLE', `broker ${this.name}: publish to ${topic} failed: ${error.message}`, { topic }, { cause: error }));
-      });
+      };
+      if (options.qos === 1) this.pending.add(pending);
+      client.publish(topic, toBuffer(payload), publishOptions, (error) => settle(error));
     });
   }
 
@@ -299,6 +361,15 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   private connect(): void {
     const client = mqtt.connect(this.clientOptions());
     this.client = client;
+    this.attemptStartedAtMs = performance.now();
+    client.on('reconnect', () => {
+      if (client === this.client) this.attemptStartedAtMs = performance.now();
+    });
+    this.attach(client);
+  }
+
+  /** The handlers of a client: the link's own, or a race's attempt (which act only once it is adopted). */
+  private attach(client: MqttClient): void {
     client.handleMessage = (packet, done) => {
       this.counters.received++;
       const payload = packet.payload;
@@ -311,8 +382,11 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
         },
       );
     };
-    client.on('packetsend', (packet: Packet) => this.countOnWire(packet, true));
+    client.on('packetsend', (packet: Packet) => {
+      if (client === this.client) this.countOnWire(packet, true);
+    });
     client.on('packetreceive', (packet: Packet) => {
+      if (client !== this.client) return;
       this.countOnWire(packet, false);
       // MQTT.js counts only acks and PINGRESP as signs of life. A broker resuming a session sends its queued
       // batches first; each is written to flash before the next packet is read, so the PINGRESP can sit behind
@@ -321,29 +395,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       client.reschedulePing(true);
     });
     client.on('connect', (connack) => {
-      if (client !== this.client) return;
-      this.counters.connects++;
-      const properties = connack.properties as { receiveMaximum?: number; maximumPacketSize?: number } | undefined;
-      const server = `${(client.options.host as string) ?? ''}:${client.options.port ?? ''}`;
-      this.receiveMaximum = properties?.receiveMaximum ?? RECEIVE_MAXIMUM_DEFAULT;
-      this.maximumPacketSize = properties?.maximumPacketSize;
-      this.upInfo = {
-        protocolVersion: this.protocolVersion,
-        sessionPresent: connack.sessionPresent,
-        receiveMaximum: this.receiveMaximum,
-        maximumPacketSize: this.maximumPacketSize,
-        server,
-      };
-      this.options.logger.info('broker connected', {
-        broker: server,
-        mqtt: this.protocolVersion === 5 ? '5' : '3.1.1',
-        sessionPresent: connack.sessionPresent,
-        receiveMaximum: this.receiveMaximum,
-        maximumPacketSize: this.maximumPacketSize,
-      });
-      this.release();
-      void this.resubscribe(client);
-      this.emit('up', this.upInfo);
+      if (client === this.client) this.onConnected(client, connack, false);
     });
     client.on('disconnect', (packet) => {
       if (client !== this.client) return;
@@ -351,6 +403,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       if (code < REASON_CODE_FAILURE_MIN) return;
       this.counters.serverDisconnects++;
       const hint = REASON_HINTS[code];
+      this.noteCause(this.upInfo?.server ?? this.name, `disconnected by the broker: ${REASONS[code] ?? 'unknown reason'}`);
       this.options.logger.error(`broker ${this.name} disconnected this gateway: ${REASONS[code] ?? 'unknown reason'} (0x${code.toString(16)})${hint ? `; ${hint}` : ''}`, { reasonCode: code });
     });
     client.on('error', (error) => {
@@ -372,27 +425,184 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
         this.options.logger.error(`broker ${this.name} sent a packet MQTT.js cannot parse (${error.message}); a publish will stay unacknowledged. With mosquitto, replace message_size_limit by max_packet_size`);
         return;
       }
+      this.noteCause(serverOf(client), error.message);
       this.options.logger.warn('broker error', { broker: this.name, error: error.message, code });
     });
     client.on('close', () => {
       if (client !== this.client) return;
       this.onWire.clear();
+      this.stalledSinceMs = undefined;
       if (this.upInfo) {
+        this.downSinceMs = performance.now();
         this.counters.disconnects++;
+        this.noteCause(this.upInfo.server, 'connection lost');
         this.options.logger.warn('broker connection lost; reconnecting', { broker: this.upInfo.server });
         this.upInfo = undefined;
         this.emit('down', 'closed');
+      } else if (!this.stopped) {
+        // A CONNECT the broker held and then closed without a CONNACK: a NATS node does that when its
+        // JetStream cannot load the session within its 4 s API timeout.
+        this.counters.attemptsClosed++;
+        const heldMs = Math.round(performance.now() - this.attemptStartedAtMs);
+        this.noteCause(serverOf(client), `connection attempt closed after ${heldMs} ms without a CONNACK`);
+        this.options.logger.info('broker closed a connection attempt without answering it', { broker: serverOf(client), heldMs });
       }
+      // A client adopted from a race does not reconnect by itself: the link's own client takes over again.
+      if (!this.stopped && client.options.reconnectPeriod === 0) this.connect();
+    });
+  }
+
+  /** CONNACK on the link's client, or a race's winner adopted: the link is up. */
+  private onConnected(client: MqttClient, connack: IConnackPacket, subscribed: boolean): void {
+    this.counters.connects++;
+    this.race?.cancel();
+    const properties = connack.properties as { receiveMaximum?: number; maximumPacketSize?: number } | undefined;
+    const server = serverOf(client);
+    this.receiveMaximum = properties?.receiveMaximum ?? RECEIVE_MAXIMUM_DEFAULT;
+    this.maximumPacketSize = properties?.maximumPacketSize;
+    this.lastAckAtMs = performance.now();
+    this.stalledSinceMs = undefined;
+    this.downSinceMs = undefined;
+    this.upInfo = {
+      protocolVersion: this.protocolVersion,
+      sessionPresent: connack.sessionPresent,
+      receiveMaximum: this.receiveMaximum,
+      maximumPacketSize: this.maximumPacketSize,
+      server,
+    };
+    this.options.logger.info('broker connected', {
+      broker: server,
+      mqtt: this.protocolVersion === 5 ? '5' : '3.1.1',
+      sessionPresent: connack.sessionPresent,
+      receiveMaximum: this.receiveMaximum,
+      maximumPacketSize: this.maximumPacketSize,
+    });
+    this.release();
+    if (!subscribed) void this.resubscribe(client);
+    this.emit('up', this.upInfo);
+  }
+
+  private noteCause(server: string, cause: string): void {
+    this.causes.push({ atMs: Date.now(), server, cause });
+    if (this.causes.length > CAUSES_MAX) this.causes.shift();
+  }
+
+  /** Stopped or aborted: no more watching, racing or reconnecting. */
+  private halt(): void {
+    this.stopped = true;
+    if (this.watch) clearInterval(this.watch);
+    this.watch = undefined;
+    this.race?.cancel();
+  }
+
+  /** How long the broker may leave a publish unacknowledged, and one race attempt may take. */
+  private sliceMs(now: number): number | undefined {
+    const deadline = this.failoverDeadlineMs;
+    if (deadline === undefined || deadline <= now) return undefined;
+    return Math.min(FLUSH_SLICE_MAX_MS, Math.max(FLUSH_SLICE_MIN_MS, (deadline - now) * FLUSH_SLICE));
+  }
+
+  private tick(): void {
+    const client = this.client;
+    if (this.stopped || !client) return;
+    const now = performance.now();
+    const slice = this.sliceMs(now);
+    this.checkStall(client, now, slice ?? STALL_MS);
+    const race = this.race;
+    const down = !client.connected && slice !== undefined;
+    // The link's own client resumes the persistent session, which a recovering NATS cluster serves first
+    // (a race's fresh session needs new JetStream consumers). A node holding its CONNECT for 4 s must not
+    // cost 4 s: once the link was up, its attempts are bounded like a race's (MQTT.js reads the option at
+    // each connect). A standby that lost its node is thus back soon after the cluster, on its own session:
+    // outside a flush only a stalled link races, so a standby keeps the session its batches queue in.
+    if (this.options.urls.length > 1 && client.options.reconnectPeriod !== 0) {
+      client.options.connectTimeout = slice !== undefined || this.downSinceMs !== undefined ? (slice ?? FLUSH_SLICE_MAX_MS) : CONNECT_TIMEOUT_MS;
+    }
+    const wanted = this.stalledSinceMs !== undefined || down;
+    if (race?.running) {
+      if (!wanted) race.cancel();
+      return;
+    }
+    if (wanted && this.options.urls.length > 1 && this.counters.connects > 0) this.startRace(client, slice ?? FLUSH_SLICE_MAX_MS);
+  }
+
+  /** Connected, with a publish unacknowledged past `deadlineMs` and no acknowledgement meanwhile: down. */
+  private checkStall(client: MqttClient, now: number, deadlineMs: number): void {
+    if (this.stalledSinceMs !== undefined || !client.connected) return;
+    const oldest = this.onWire.values().next().value;
+    if (oldest === undefined || now - oldest < deadlineMs || now - this.lastAckAtMs < deadlineMs) return;
+    this.stalledSinceMs = now;
+    this.counters.stalls++;
+    const server = this.upInfo?.server ?? serverOf(client);
+    this.noteCause(server, `connected but no acknowledgement for ${Math.round(now - this.lastAckAtMs)} ms`);
+    this.options.logger.warn('broker connected but not acknowledging; counted as down', {
+      broker: server,
+      unacknowledged: this.onWire.size,
+      oldestMs: Math.round(now - oldest),
+      deadlineMs: Math.round(deadlineMs),
+    });
+    this.emit('down', 'stalled');
+  }
+
+  /** Try every other node at once; the first that answers CONNECT and SUBSCRIBE replaces the client. */
+  private startRace(client: MqttClient, attemptMs: number): void {
+    const current = client.connected ? serverOf(client) : undefined;
+    const urls = this.options.urls.filter((url) => hostPort(url) !== current);
+    this.counters.races++;
+    this.options.logger.info('trying every other broker node at once', { from: current ?? '', nodes: urls, attemptMs: Math.round(attemptMs), cause: client.connected ? 'stalled' : 'down' });
+    const race = new NodeRace({
+      urls,
+      clientOptions: (url, attempt) => this.clientOptions(url, attempt, attemptMs),
+      subscriptions: this.subscriptions,
+      attemptMs,
+      retryMs: RACE_RETRY_MS,
+      onAttemptFailed: (url, cause) => {
+        this.counters.raceAttemptsFailed++;
+        this.noteCause(hostPort(url), cause);
+      },
+      onClient: (candidate) => this.attach(candidate),
+    });
+    this.race = race;
+    void race.result.then((winner) => {
+      if (this.race === race) this.race = undefined;
+      if (winner) this.adopt(winner);
+    });
+  }
+
+  /** A race's winner becomes the link's client; what was unacknowledged on the old one is sent again. */
+  private adopt(winner: RaceWinner): void {
+    if (this.stopped) return closeQuietly(winner.client);
+    const old = this.client;
+    this.client = winner.client;
+    this.onWire.clear();
+    this.counters.failovers++;
+    const from = this.upInfo?.server ?? (old ? serverOf(old) : '');
+    this.upInfo = undefined;
+    if (old) {
+      for (const pending of [...this.pending]) if (pending.client === old) pending.fail(new LastgaspError('BROKER_UNAVAILABLE', `broker ${this.name}: left node ${from} for ${hostPort(winner.url)}; sending it again there`));
+      closeQuietly(old);
+    }
+    this.options.logger.info('switched to another broker node', { event: 'broker-failover', from, to: hostPort(winner.url) });
+    // The failed publishes are settled first (their handlers run as microtasks), so that the publisher
+    // has rewound before the link announces itself up and it sends again.
+    setImmediate(() => {
+      if (this.client === winner.client && winner.client.connected) this.onConnected(winner.client, winner.connack, true);
     });
   }
 
   /** Measure the window on the wire itself, independently of the quota above. */
   private countOnWire(packet: Packet, sent: boolean): void {
     if (sent && packet.cmd === 'publish' && packet.qos > 0 && packet.messageId !== undefined) {
-      this.onWire.add(packet.messageId);
+      this.onWire.set(packet.messageId, performance.now());
       if (this.onWire.size > this.counters.inflightPeak) this.counters.inflightPeak = this.onWire.size;
-    } else if (!sent && packet.cmd === 'puback' && packet.messageId !== undefined) {
-      this.onWire.delete(packet.messageId);
+    } else if (!sent && (packet.cmd === 'puback' || packet.cmd === 'suback' || packet.cmd === 'unsuback')) {
+      if (packet.cmd === 'puback' && packet.messageId !== undefined) this.onWire.delete(packet.messageId);
+      this.lastAckAtMs = performance.now();
+      if (this.stalledSinceMs !== undefined) {
+        this.stalledSinceMs = undefined;
+        this.options.logger.info('broker acknowledging again', { broker: this.upInfo?.server ?? this.name });
+        if (this.upInfo) this.emit('up', this.upInfo);
+      }
     }
   }
 
@@ -409,12 +619,12 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     }
   }
 
-  private clientOptions(): IClientOptions {
-    const servers = this.options.urls.map((text) => {
-      const url = new URL(text);
-      const secure = url.protocol === 'mqtts:' || url.protocol === 'ssl:';
-      return { host: url.hostname, port: Number(url.port || (secure ? 8883 : 1883)), protocol: (secure ? 'mqtts' : 'mqtt') as 'mqtts' | 'mqtt' };
-    });
+  /**
+   * The link's own client: persistent session, every node in turn. With `only`, one attempt of a race at
+   * that node: a clean session under a client id of its own, no reconnecting, `attemptMs` to connect.
+   */
+  private clientOptions(only?: string, attempt?: number, attemptMs?: number): IClientOptions {
+    const servers = (only === undefined ? this.options.urls : [only]).map(serverOptions);
     const first = servers[0]!;
     const tls = this.options.tls;
     const options: IClientOptions = {
@@ -437,15 +647,15 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       key: tls?.key ? readFileSync(tls.key) : undefined,
       rejectUnauthorized: true,
     };
-    if (this.protocolVersion === 5) options.properties = { sessionExpiryInterval: SESSION_EXPIRY_S };
+    if (only !== undefined) {
+      Object.assign(options, { clientId: `${this.options.clientId}-r${attempt}`, clean: true, reconnectPeriod: 0, connectTimeout: attemptMs });
+    } else if (this.protocolVersion === 5) {
+      options.properties = { sessionExpiryInterval: SESSION_EXPIRY_S };
+    }
     if (this.options.will) {
       const { topic, payload, retain } = this.options.will;
       options.will = { topic, payload: toBuffer(typeof payload === 'function' ? payload() : payload), qos: 1, retain };
     }
     return options;
   }
-}
-
-function toBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

@@ -158,6 +158,8 @@ export class Publisher {
   private blockedUntilMs = 0;
   private readonly resendRule = new ResendRule();
   private tooLargeSeq = 0;
+  /** When the replicated watermark last moved (monotonic ms): with a tail, its age says replication stalled. */
+  private replicatedMovedAtMs = 0;
   private readonly recent: Array<{ first: number; last: number; atMs: number }> = [];
   private unsubscribe: (() => void) | undefined;
   private readonly replicatedWaiters: Array<{ seq: number; resolve: (ok: boolean) => void }> = [];
@@ -169,6 +171,8 @@ export class Publisher {
     rewinds: 0,
     wantsInFlight: 0,
     refused: 0,
+    /** Batches sent again because the connection that carried them was lost. */
+    resent: 0,
     minorityRefusals: 0,
     acksReceived: 0,
     /** Acks dropped: from a node that is not a sibling, or naming seqs this primary never committed, or from a newer epoch. */
@@ -200,6 +204,7 @@ export class Publisher {
     const replicated = log.watermarks().replicated;
     const from = Math.max(fromSeq ?? replicated + 1, log.firstSeq);
     this.nextSeq = from;
+    this.replicatedMovedAtMs = this.options.clock.monotonicMs();
     this.brokerAcked = Math.max(replicated, from - 1);
     this.unsubscribe = log.onCommit(() => this.kick());
     this.kick();
@@ -254,7 +259,14 @@ export class Publisher {
       paused: this.paused,
       flushing: this.flushing,
       drainBytesPerS: Math.round(this.drain.bytesPerS() ?? 0),
+      watermarkStalledMs: this.watermarkStalledMs(),
     };
+  }
+
+  /** How long the replicated watermark has not moved while entries wait to be replicated (0: no tail). */
+  watermarkStalledMs(): number {
+    if (this.stopped || this.tail() === 0) return 0;
+    return Math.round(this.options.clock.monotonicMs() - this.replicatedMovedAtMs);
   }
 
   /** Resolves true once the replicated watermark reaches `seq`; false at the deadline or when aborted. */
@@ -355,6 +367,7 @@ export class Publisher {
     const log = this.options.log;
     if (seq <= log.watermarks().replicated) return;
     log.markReplicated(seq);
+    this.replicatedMovedAtMs = this.options.clock.monotonicMs();
     const replicated = log.watermarks().replicated;
     for (let index = this.replicatedWaiters.length - 1; index >= 0; index--) {
       const waiter = this.replicatedWaiters[index]!;
@@ -549,9 +562,17 @@ export class Publisher {
     this.drain.reset();
     const index = this.inflight.indexOf(batch);
     if (index >= 0) this.inflight.splice(index, 1);
+    if (batch.first < this.nextSeq) this.nextSeq = Math.max(batch.first, this.brokerAcked + 1);
+    // A lost connection (or a switch to another node) fails what was in flight on it: expected, and sent
+    // again as soon as a link is up. A broker's refusal is not, and waits before the next try.
+    if (error instanceof LastgaspError && error.code === 'BROKER_UNAVAILABLE') {
+      this.counters.resent++;
+      this.options.logger.info('batch did not reach its broker quorum (connection lost); sending it again', { first: batch.first, last: batch.last, quorum: this.options.quorum, error: error.message });
+      this.kick();
+      return;
+    }
     this.counters.refused++;
     this.options.logger.error('batch did not reach its broker quorum; sending it again', { first: batch.first, last: batch.last, quorum: this.options.quorum, error });
-    if (batch.first < this.nextSeq) this.nextSeq = Math.max(batch.first, this.brokerAcked + 1);
     this.retryLater();
   }
 

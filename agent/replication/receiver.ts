@@ -93,6 +93,17 @@ export class Receiver {
     void this.sendAck(this.options.log.watermarks().committed + 1);
   }
 
+  /**
+   * A link came up on a fresh session (a failover lands on one): what was sent while it was down is not
+   * queued for it, and an ack or resend request may have died with the old connection. Ask again at once
+   * rather than at the next stall check: during the primary's flush, that wait is budget.
+   */
+  onLinkUp(): void {
+    if (!this.active) return;
+    this.lastWantAtMs = -Infinity;
+    void this.sendAck(this.options.log.watermarks().committed + 1);
+  }
+
   stop(): void {
     this.active = false;
     this.stallTimer?.cancel();

@@ -139,8 +139,10 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       clock: options.clock,
     });
     for (const link of this.links) {
-      link.on('up', () => {
+      link.on('up', (info) => {
         this.publisher.onLinkUp();
+        // A resumed session delivers what the broker queued; a fresh one (a failover's) lost it.
+        if (this.role === 'standby' && !info.sessionPresent) this.receiver.onLinkUp();
         this.emit('up');
       });
     }
@@ -197,6 +199,16 @@ export class Replication extends EventEmitter<ReplicationEvents> {
 
   get connected(): boolean {
     return this.links.filter((link) => link.connected).length >= this.quorum;
+  }
+
+  /**
+   * The brownout flush has `budgetMs` left (undefined: it ended). The links derive their deadlines from it:
+   * a node that does not acknowledge within a slice of it counts as down, and in cluster mode the other
+   * nodes are raced (broker-link.ts).
+   */
+  setFlushBudget(budgetMs: number | undefined): void {
+    const deadline = budgetMs === undefined ? undefined : performance.now() + budgetMs;
+    for (const link of this.links) link.setFailoverDeadline(deadline);
   }
 
   /** During the brownout flush nothing but batches and the handoff goes out. */

@@ -65,6 +65,8 @@ export interface TakeoverRecord {
   /** First seq of the new epoch (the old primary's entries up to since - 1 are kept). */
   readonly since: number;
   readonly handoffLastSeq: number;
+  /** handoff: what the old primary had acknowledged; past handoffLastSeq is the gap of an incomplete handoff. */
+  readonly handoffCommitted?: number;
   readonly complete: boolean;
   readonly cause: 'handoff' | 'silence';
   /** handoff: from the handoff record's arrival to serving. silence: from the decision to serving. */
@@ -541,6 +543,7 @@ export class RoleManager {
         epoch: log.epoch,
         since,
         handoffLastSeq: expected,
+        ...(record?.kind === 'handoff' && record.committed !== undefined ? { handoffCommitted: record.committed } : {}),
         complete: cause === 'handoff' ? (record?.complete ?? true) : false,
         cause,
         takeoverMs: Math.round(clock.monotonicMs() - startedMs),
@@ -549,6 +552,7 @@ export class RoleManager {
         servingAtMs,
       };
       logger.info(`took over from ${fromNode}`, { event: 'takeover', ...this.lastTakeover });
+      if (record?.kind === 'handoff' && record.complete === false) logger.warn(`incomplete handoff from ${fromNode}: it acknowledged seqs ${expected + 1}..${record.committed ?? '?'} that never arrived here; this epoch reuses those seqs, and ${fromNode} sets its copies aside (lastgasp quarantine list on it)`, { event: 'handoff-incomplete', fromNode, lastSeq: expected, committed: record.committed, missing: (record.committed ?? expected) - expected });
     } finally {
       this.takingOver = false;
     }
