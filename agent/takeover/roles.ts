@@ -9,6 +9,12 @@
  *   heartbeats coming back (heartbeats.ts), and a standby acts on silence only as silence-watch.ts allows.
  * - A node that handed off (or is powering off) is latched: it never leads again in this life.
  * - A demotion stops writes before it touches the log; a takeover stops the receiver before it counts.
+ * - A node whose flash went backwards does not lead (regression.ts).
+ *
+ * The file is longer than the project's usual few hundred lines on purpose: every decision about the role is a
+ * step of one sequence (start, follow, claim, lead, stand down) that reads top to bottom in one room, as the
+ * brownout does; the parts that own state of their own live beside it (leader-store, heartbeats, silence-watch,
+ * regression, epochs).
  */
 import type { FlashLog } from '../log/index.ts';
 import type { LeaderMessage, Replication, StateMessage } from '../replication/index.ts';
@@ -16,6 +22,7 @@ import type { Clock, Logger } from '../util/index.ts';
 import { epochOwner, groupMembers, nextOwnedEpoch } from './epochs.ts';
 import { Heartbeats } from './heartbeats.ts';
 import { LeaderStore } from './leader-store.ts';
+import { RegressionGuard } from './regression.ts';
 import { SilenceWatch } from './silence-watch.ts';
 
 /** How long to wait for the broker's retained leader record after connecting before deciding alone. */
@@ -96,13 +103,12 @@ export class RoleManager {
   private readonly heartbeats: Heartbeats;
   private readonly silence: SilenceWatch | undefined;
   private readonly dropped: Record<string, number> = {};
-  /** The furthest the group saw this node's log reach in its current epoch (retained state, siblings' acks). */
-  private told: { node: string; epoch: number; seq: number; what: string } | undefined;
-  private regressed: Record<string, unknown> | undefined;
+  private readonly regression: RegressionGuard;
 
   constructor(private readonly options: RoleManagerOptions) {
     this.members = groupMembers(options.node, options.siblings);
     this.store = new LeaderStore(options.leaderFile, options.group, options.logger);
+    this.regression = new RegressionGuard(options.node, this.members, options.logger);
     this.heartbeats = new Heartbeats({
       clock: options.clock,
       heartbeatMs: options.heartbeatMs,
@@ -175,7 +181,7 @@ export class RoleManager {
       lease,
       silence: this.silence?.status(),
       leaderRecordsDropped: { ...this.dropped },
-      regressed: this.regressed,
+      regressed: this.regression.report,
     };
   }
 
@@ -186,11 +192,7 @@ export class RoleManager {
     replication.on('state', (message) => this.onState(message));
     replication.on('ownState', (message, link) => this.heartbeats.onEcho(message.atMs, link));
     replication.on('leaderNoise', () => this.restoreRecord('the leader topic holds something that is not a valid record'));
-    replication.on('evidence', (evidence) => {
-      // Acks speak of the log of whoever led their epoch: only those of this node's own epochs are about its log.
-      if (evidence.what === 'ack' && epochOwner(this.members, evidence.epoch) !== this.options.node) return;
-      if (!this.told || evidence.epoch > this.told.epoch || (evidence.epoch === this.told.epoch && evidence.seq > this.told.seq)) this.told = evidence;
-    });
+    replication.on('evidence', (evidence) => this.regression.note(evidence));
     const stored = await this.store.load();
     if (stored) replication.followEpoch(stored.epoch);
     this.heartbeats.start();
@@ -269,24 +271,8 @@ export class RoleManager {
     return this.becomeStandby(leader, `the group's leader is ${leader.node} (epoch ${leader.epoch})`);
   }
 
-  /**
-   * A node whose durable state went backwards (flash that lost synced-but-not-durable work, a restored backup)
-   * must not lead: it would give seqs it already acknowledged to new writes. The group remembers: its own
-   * retained state record and its siblings' acks of this node's own epochs name the furthest seq (and epoch)
-   * this log reached. Only a node about to lead is judged; a node that follows a newer leader sets aside and
-   * catches up as usual.
-   */
   private wentBackwards(): boolean {
-    const { log, logger } = this.options;
-    const told = this.told;
-    if (!told) return false;
-    const committed = log.watermarks().committed;
-    const epoch = this.logEpochSeen();
-    // Seqs are what can be reused; an ack of nothing (seq 0, a sibling that just started) proves nothing.
-    if (told.seq <= committed || told.epoch < epoch) return false;
-    this.regressed = { holds: { epoch, committed }, told: { epoch: told.epoch, seq: told.seq, by: told.what === 'ack' ? `${told.node}'s ack` : 'this node\'s own state record' }, gap: { from: committed + 1, to: told.seq } };
-    logger.error(`this node's log went backwards: it holds epoch ${epoch} up to seq ${committed}, but ${told.what === 'ack' ? `${told.node} acknowledged` : 'it told the group it had'} epoch ${told.epoch} up to seq ${told.seq}; seqs ${committed + 1}..${told.seq} may have been acknowledged and are not on this flash. It will not lead (that would reuse them); restore the data directory or let a sibling that holds them lead`, { event: 'state-regressed', ...this.regressed });
-    return true;
+    return this.regression.wentBackwards({ epoch: this.logEpochSeen(), committed: this.options.log.watermarks().committed });
   }
 
   private async onLeader(message: LeaderMessage): Promise<void> {
