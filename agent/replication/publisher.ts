@@ -35,8 +35,8 @@ const REFUSED_RETRY_MS = 2000;
  */
 const BATCH_HEADER_BYTES = 512;
 /**
- * Batches are sized to the link once its drain rate is measured with a full window (DrainMeter): about this
- * much time on the wire each.
+ * On battery, batches are sized to the link once its drain rate is measured with a full window (DrainMeter):
+ * about this much time on the wire each.
  * A batch counts only when all of it is acknowledged, so on a slow link a half-megabyte batch would be
  * seconds of hold-up energy that save nothing if the power goes first (measured by bench:holdup). With the
  * window of 8 in flight this still fills any path whose round trip is under 8 × this.
@@ -464,8 +464,14 @@ export class Publisher {
     return bytes;
   }
 
-  /** The batch size for this link: BATCH_LINK_MS at the measured rate, within the broker's limit. */
+  /**
+   * The batch size for this link: on battery (flushing), BATCH_LINK_MS at the measured rate, within the
+   * broker's limit. On mains the largest batches: a rate measured while a path was down would shrink them,
+   * and many small batches overflow a broker's queue for a sibling that is away (max_queued_messages), which
+   * then costs resends.
+   */
   private linkBatchBytes(payloadBytesMax: number): number {
+    if (!this.flushing) return payloadBytesMax;
     const rate = this.linkBytesPerS();
     if (rate === undefined) return payloadBytesMax;
     return Math.min(payloadBytesMax, Math.max(BATCH_LINK_BYTES_MIN, Math.round((rate * BATCH_LINK_MS) / 1000)));

@@ -104,6 +104,7 @@ export class RoleManager {
   private readonly silence: SilenceWatch | undefined;
   private readonly dropped: Record<string, number> = {};
   private readonly regression: RegressionGuard;
+  private leaderTurn: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: RoleManagerOptions) {
     this.members = groupMembers(options.node, options.siblings);
@@ -188,7 +189,11 @@ export class RoleManager {
   /** Subscribe to leader and state records, then decide the starting role. */
   async start(): Promise<void> {
     const { replication, logger } = this.options;
-    replication.on('leader', (message) => void this.onLeader(message).catch((error: unknown) => logger.error('leader record handling failed', { error })));
+    // One leader record at a time, in the brokers' order: a record is judged against the floor that every record
+    // before it set (two at once both saw the old floor, and a claim that lost the race could count as won).
+    replication.on('leader', (message) => {
+      this.leaderTurn = this.leaderTurn.then(() => this.onLeader(message)).catch((error: unknown) => logger.error('leader record handling failed', { error }));
+    });
     replication.on('state', (message) => this.onState(message));
     replication.on('ownState', (message, link) => this.heartbeats.onEcho(message.atMs, link));
     replication.on('leaderNoise', () => this.restoreRecord('the leader topic holds something that is not a valid record'));
@@ -312,7 +317,8 @@ export class RoleManager {
       return;
     }
     if (message.kind === 'handoff' && message.node !== node && this.roleValue === 'standby' && this.options.onHandoff) {
-      if (message.to === undefined || message.to === node) await this.takeOver(message, 'handoff');
+      // Not awaited: the takeover's own claim comes back as a leader record, which must not wait behind this one.
+      if (message.to === undefined || message.to === node) void this.takeOver(message, 'handoff').catch((error: unknown) => this.options.logger.error('takeover failed', { error }));
       else this.silence?.watch(message.to);
     }
   }
