@@ -7,7 +7,7 @@ import { mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
-import { HttpApi, KvState, encodeOp, type AppBackend, type Op, type Readiness } from './app/index.ts';
+import { HttpApi, KvState, encodeOp, type AppBackend, type BatchResult, type Op, type Readiness } from './app/index.ts';
 import { readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { PowerSupervisor, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost } from './power/index.ts';
@@ -156,17 +156,37 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   // ---- AppBackend -------------------------------------------------------------------------------------
 
-  async append(op: Op): Promise<AppendResult> {
+  append(op: Op): Promise<AppendResult> {
+    return this.write(() => {
+      const payload = encodeOp(op);
+      if (payload.length > this.config.log.entryBytesMax) {
+        throw new LastgaspError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes is over log.entryBytesMax (${this.config.log.entryBytesMax})`, { bytes: payload.length });
+      }
+      return this.log.append(payload);
+    });
+  }
+
+  /**
+   * Many ops in one log batch (one promise, one group commit): every one of them acknowledged, or none. The
+   * embedded counterpart of POST /v1/batch; entry i has seq `firstSeq + i`.
+   */
+  appendMany(ops: readonly Op[]): Promise<BatchResult> {
+    return this.appendEncoded(ops.map(encodeOp));
+  }
+
+  async appendEncoded(payloads: readonly Uint8Array[]): Promise<BatchResult> {
+    const last = await this.write(() => this.log.appendMany(payloads));
+    return { firstSeq: last.seq - payloads.length + 1, lastSeq: last.seq, epoch: last.epoch };
+  }
+
+  /** The rules every write follows, whether one entry or a batch: may this node write, and may it acknowledge. */
+  private async write(store: () => Promise<AppendResult>): Promise<AppendResult> {
     this.refuseWrite(false);
     if (this.handingOff) {
       throw new LastgaspError('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`, { siblings: this.config.siblings });
     }
-    const payload = encodeOp(op);
-    if (payload.length > this.config.log.entryBytesMax) {
-      throw new LastgaspError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes is over log.entryBytesMax (${this.config.log.entryBytesMax})`, { bytes: payload.length });
-    }
     try {
-      const result = await this.log.append(payload);
+      const result = await store();
       this.noSpace = false;
       // Stored, but acknowledged only if this node still may: a demotion that began meanwhile sets the entry
       // aside, and a lease that ran out meanwhile means a standby may already lead.

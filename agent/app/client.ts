@@ -6,6 +6,8 @@ import { readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { LastgaspError, splitHostPort, type ErrorCode } from '../util/index.ts';
+import type { BatchResult } from './http-api.ts';
+import { encodeOp, type Op } from './ops.ts';
 
 export interface ApiClientOptions {
   /** The agent's api.listen: "127.0.0.1:8181", "unix:/run/lastgasp/api.sock", or a socket's bare path. */
@@ -44,6 +46,21 @@ export class ApiClient {
 
   async append(data: Uint8Array): Promise<{ seq: number; epoch: number }> {
     return this.json(await this.call('POST', '/v1/entries', data), 201);
+  }
+
+  /**
+   * Many entries and KV ops in one request (POST /v1/batch, a CBOR sequence): every one acknowledged, entry
+   * i at `firstSeq + i`, or none of them (the error of the whole batch).
+   */
+  async batch(ops: readonly Op[]): Promise<BatchResult & { count: number }> {
+    const encoded = ops.map(encodeOp);
+    const body = new Uint8Array(encoded.reduce((sum, op) => sum + op.length, 0));
+    let at = 0;
+    for (const op of encoded) {
+      body.set(op, at);
+      at += op.length;
+    }
+    return this.json(await this.call('POST', '/v1/batch', body, 'application/cbor-seq'), 201);
   }
 
   async put(key: string, value: Uint8Array | string): Promise<{ seq: number; epoch: number }> {
@@ -109,8 +126,8 @@ export class ApiClient {
     return JSON.parse(reply.body.toString('utf8')) as T;
   }
 
-  private call(method: string, path: string, body?: Uint8Array): Promise<Reply> {
-    const headers: Record<string, string | number> = body ? { 'content-length': body.length, 'content-type': 'application/octet-stream' } : {};
+  private call(method: string, path: string, body?: Uint8Array, contentType = 'application/octet-stream'): Promise<Reply> {
+    const headers: Record<string, string | number> = body ? { 'content-length': body.length, 'content-type': contentType } : {};
     const token = this.bearer();
     if (token !== undefined) headers.authorization = `Bearer ${token}`;
     const send = this.options.ca ? httpsRequest : httpRequest;

@@ -2,6 +2,9 @@
  * The local API for applications in any language: HTTP/1.1 on loopback or a Unix socket.
  *
  *   POST   /v1/entries              body: bytes            → 201 {"seq","epoch"}
+ *   POST   /v1/batch                body: ops (CBOR sequence or JSON lines, batch-body.ts)
+ *                                                          → 201 {"firstSeq","lastSeq","epoch","count"}: entry i has firstSeq + i;
+ *                                                            all of them acknowledged, or none (one error)
  *   GET    /v1/entries?from=&limit=                        → 200 {"entries":[{seq,epoch,timestampMs,op,key?,data?}],"next"}
  *   PUT    /v1/kv/{key}             body: value bytes      → 200 {"seq","epoch"}
  *   GET    /v1/kv/{key}                                    → 200 value bytes | 404
@@ -22,12 +25,15 @@ import type { AppendResult, FlashLog } from '../log/index.ts';
 import { LastgaspError, isLastgaspError, isLoopbackHost, splitHostPort, type ErrorCode, type Logger } from '../util/index.ts';
 import { checkAccess, type AccessPolicy } from './api-access.ts';
 import { ApiListener, type ListenerOptions } from './api-listener.ts';
+import { parseJsonLines, splitCborSeq } from './batch-body.ts';
 import type { KvState } from './kv-state.ts';
 import { OP_DELETE, OP_ENTRY, OP_PUT, decodeOp, validKey, type Op } from './ops.ts';
 
 export interface AppBackend {
   /** Append an op as the primary; throws NOT_PRIMARY / HANDING_OFF / LOG_FULL / ... */
   append(op: Op): Promise<AppendResult>;
+  /** Append encoded ops (encodeOp) as one batch: all acknowledged or none; same refusals as `append`. */
+  appendEncoded(payloads: readonly Uint8Array[]): Promise<BatchResult>;
   readonly state: KvState;
   readonly log: FlashLog;
   status(): Record<string, unknown>;
@@ -59,6 +65,21 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
 /** Replay pages are bounded so that a reader cannot make the agent hold the log in memory. */
 const REPLAY_LIMIT_MAX = 10_000;
 const REPLAY_BYTES_MAX = 8 * 1024 * 1024;
+
+/** A batch's entries hold the seqs firstSeq..lastSeq, in the order they were given. */
+export interface BatchResult {
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+  readonly epoch: number;
+}
+
+/**
+ * Largest batch body. The log takes at most one write (4 MiB with the default segments) per batch, so a
+ * larger CBOR body could never be stored; JSON lines carry base64, a third less. Bounded per request so that
+ * connectionsMax clients cannot make the agent hold more than this each.
+ */
+export const API_BATCH_BODY_BYTES_MAX = 4 * 1024 * 1024;
+const BATCH_TYPES = new Set(['application/cbor-seq', 'application/x-ndjson', 'application/jsonl']);
 
 export type Readiness = { ready: true } | { ready: false; reason: string; message: string };
 
@@ -130,6 +151,7 @@ export class HttpApi {
       const body = await this.readBody(request);
       return this.sendWrite(response, 201, await backend.append({ op: OP_ENTRY, data: body }));
     }
+    if (path === '/v1/batch' && method === 'POST') return this.batch(request, response);
     if (path === '/v1/entries' && method === 'GET') return this.sendReplay(response, url);
     if (path.startsWith('/v1/kv/')) {
       const key = decodeKey(path.slice('/v1/kv/'.length));
@@ -169,7 +191,23 @@ export class HttpApi {
       backend.setReplicationPaused(path.endsWith('/pause'));
       return sendJson(response, 200, { paused: path.endsWith('/pause') });
     }
-    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/kv/{key}, /v1/kv, /v1/status, /v1/health, /v1/ready)`);
+    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/batch, /v1/kv/{key}, /v1/kv, /v1/status, /v1/health, /v1/ready)`);
+  }
+
+  /** POST /v1/batch: one log batch for the whole body; a KV op in it waits until the state has applied it. */
+  private async batch(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (!BATCH_TYPES.has(type)) {
+      request.resume();
+      throw new LastgaspError('UNSUPPORTED_MEDIA_TYPE', `POST /v1/batch needs Content-Type application/cbor-seq (CBOR ops one after the other) or application/x-ndjson (JSON lines), got "${type}"`);
+    }
+    const body = await this.readBody(request, API_BATCH_BODY_BYTES_MAX);
+    const parsed = type === 'application/cbor-seq' ? splitCborSeq(body) : parseJsonLines(body);
+    if (!parsed.ok) throw new LastgaspError('BAD_REQUEST', `batch item ${parsed.index}: ${parsed.reason}; nothing of the batch was stored`, { index: parsed.index });
+    const backend = this.options.backend;
+    const result = await backend.appendEncoded(parsed.payloads);
+    if (parsed.kv) await backend.state.waitApplied(result.lastSeq);
+    sendJson(response, 201, { firstSeq: result.firstSeq, lastSeq: result.lastSeq, epoch: result.epoch, count: parsed.payloads.length });
   }
 
   private async sendReplay(response: ServerResponse, url: URL): Promise<void> {
@@ -194,8 +232,7 @@ export class HttpApi {
     sendJson(response, status, { seq: result.seq, epoch: result.epoch });
   }
 
-  private readBody(request: IncomingMessage): Promise<Uint8Array> {
-    const limit = this.options.bodyBytesMax;
+  private readBody(request: IncomingMessage, limit = this.options.bodyBytesMax): Promise<Uint8Array> {
     const declared = Number(request.headers['content-length'] ?? 0);
     if (declared > limit) {
       request.resume();

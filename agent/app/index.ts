@@ -1,4 +1,5 @@
-export { HttpApi, type AppBackend, type HttpApiOptions, type Readiness } from './http-api.ts';
+export { HttpApi, API_BATCH_BODY_BYTES_MAX, type AppBackend, type BatchResult, type HttpApiOptions, type Readiness } from './http-api.ts';
+export { splitCborSeq, parseJsonLines, type BatchBody } from './batch-body.ts';
 export { checkAccess, LIVENESS_PATH, type AccessPolicy, type AccessDecision } from './api-access.ts';
 export { apiConnectionsCap, descriptorLimit, API_FD_RESERVE } from './api-listener.ts';
 export { KvState, type KvStateOptions } from './kv-state.ts';
