@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
 import { HttpApi, KvState, encodeOp, type AppBackend, type BatchResult, type Op, type Readiness } from './app/index.ts';
-import { readSecrets, type AgentConfig } from './config/index.ts';
+import { AppRunner } from './app/app-runner.ts';
+import { apiTokenFile, readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { PowerSupervisor, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
@@ -54,8 +55,12 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   /** Set by an append that failed for want of disk space, cleared by the next that succeeds. */
   private noSpace = false;
   private poweredOff = false;
+  /** The application's stop begun by the brownout flush, awaited by the handoff. */
+  private appStopping: Promise<void> | undefined;
   private apiAddress: string | undefined;
   private readonly startedAtMs: number;
+  /** The application that runs while this node is primary (config `app:`), if one is configured. */
+  private readonly app: AppRunner | undefined;
 
   constructor(
     private readonly config: AgentConfig,
@@ -81,6 +86,19 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv') });
     // The token and the TLS key are secrets: start() gets them from config/secrets.ts, not from here.
     const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ...listener } = config.api;
+    this.app = config.app.command
+      ? new AppRunner({
+          command: config.app.command,
+          env: config.app.env,
+          cwd: config.app.cwd ?? config.dataDir,
+          stopTimeoutMs: config.app.stopTimeoutMs,
+          restartDelayMs: config.app.restartDelayMs,
+          restartDelayMsMax: config.app.restartDelayMsMax,
+          stableMs: config.app.stableMs,
+          logger: logger.child('agent:app:run'),
+          clock: this.clock,
+        })
+      : undefined;
     this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
   }
 
@@ -146,6 +164,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   }
 
   async stop(): Promise<void> {
+    await this.app?.stop('the agent is stopping');
     this.roles?.stop();
     await this.supervisor?.stop();
     await this.api.stop();
@@ -245,6 +264,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       state: this.state.counters,
       power: this.supervisor?.status() ?? { state: 'ONLINE', source: 'none' },
       powerTimeline: this.supervisor?.timeline() ?? [],
+      ...(this.app ? { app: this.app.status() } : {}),
       replication: this.replicationValue?.stats(),
     };
   }
@@ -261,7 +281,26 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   roleChanged(role: 'primary' | 'standby', info: { epoch: number; reason: string }): void {
     this.deps.logger.debug(`role ${role}`, { epoch: info.epoch, reason: info.reason });
+    if (role === 'primary') this.app?.start(() => this.appEnvironment());
+    else void this.app?.stop(`standby: ${info.reason}`);
     void this.publishState(this.supervisor ? STATE_NAMES[this.supervisor.state] : 'online');
+  }
+
+  beforeStandDown(reason: string): Promise<void> {
+    return this.app?.stop(`standing down: ${reason}`) ?? Promise.resolve();
+  }
+
+  /** What the application is told at each start: who and where it is, and how far the state it reads goes. */
+  private appEnvironment(): Record<string, string> {
+    const config = this.config;
+    return {
+      LASTGASP_NODE: config.node,
+      LASTGASP_GROUP: config.group,
+      LASTGASP_EPOCH: String(this.log.epoch),
+      LASTGASP_API: this.apiAddress ?? config.api.listen,
+      ...(config.api.listen.startsWith('unix:') ? {} : { LASTGASP_API_TOKEN_FILE: apiTokenFile(config) }),
+      LASTGASP_APPLIED_SEQ: String(this.state.applied),
+    };
   }
 
   async stateRewound(): Promise<void> {
@@ -295,6 +334,9 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     replication.setControlPaused(true);
     replication.publisher.setFlushing(true);
     const atStart = this.log.watermarks();
+    // Writes are refused from here on: the application is stopped while the tail flushes, and the handoff
+    // waits for it to be gone (publishHandoff), so that it never runs on both nodes.
+    this.appStopping = this.app?.stop('power is failing: handing off');
     const fenceSeq = await this.log.fence('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`);
     const replicated = this.log.watermarks().replicated;
     this.deps.logger.info('flushing the unreplicated tail', {
@@ -347,6 +389,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   async publishHandoff(outcome: FlushOutcome, reason: string): Promise<void> {
     const roles = this.roles;
     if (roles?.role !== 'primary') return;
+    await (this.appStopping ?? this.app?.stop(`handing off: ${reason}`));
     const atMs = this.clock.nowMs();
     const to = this.successor();
     const record = {
@@ -382,6 +425,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   resume(): void {
     this.handingOff = false;
+    this.appStopping = undefined;
+    if (this.roles?.role === 'primary') this.app?.start(() => this.appEnvironment());
     this.log.unfence();
     this.replicationValue?.setControlPaused(false);
     this.replicationValue?.publisher.setFlushing(false);
@@ -391,6 +436,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   async powerOff(): Promise<void> {
     this.poweredOff = true;
     this.roles?.latch('powering off');
+    await this.app?.stop('powering off');
     await this.replicationValue?.publishStateNow(this.stateMessage('handed-off')).catch(() => undefined);
     await this.replicationValue?.abort();
     this.deps.logger.info('waiting for the power to go', { event: 'power-off' });

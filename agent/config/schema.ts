@@ -259,6 +259,22 @@ export const configSchema = object(
       },
       { description: 'Sibling takeover.' },
     ),
+    app: object(
+      {
+        command: array(string({ description: 'Program, then its arguments.', minLength: 1 }), {
+          description: 'The application, run while this node is primary (started once its state is caught up and writes are open, stopped before it stands down). Its environment adds LASTGASP_NODE, LASTGASP_GROUP, LASTGASP_EPOCH, LASTGASP_API, LASTGASP_API_TOKEN_FILE, LASTGASP_APPLIED_SEQ. Unset: no application is managed.',
+          optional: true,
+          minItems: 1,
+        }),
+        env: record(string({ description: 'Value.' }), { description: 'Extra environment variables for the application.', keyPattern: /^[A-Za-z_][A-Za-z0-9_]*$/, keyText: 'an environment variable name', default: {} }),
+        cwd: string({ description: 'Working directory of the application (default: the data directory).', optional: true }),
+        stopTimeoutMs: integer({ description: 'After SIGTERM, how long the application may take to exit before SIGKILL.', default: 5000, min: 0, unit: 'ms' }),
+        restartDelayMs: integer({ description: 'Delay before restarting an application that exited on its own; doubled for every exit within stableMs of its start.', default: 1000, min: 0, unit: 'ms' }),
+        restartDelayMsMax: integer({ description: 'Longest restart delay (a crash loop is retried this often).', default: 60_000, min: 0, unit: 'ms' }),
+        stableMs: integer({ description: 'An application that ran this long before exiting is restarted after restartDelayMs again.', default: 30_000, min: 0, unit: 'ms' }),
+      },
+      { description: 'The application that moves with leadership.' },
+    ),
     logging: object(
       {
         level: oneOf(['debug', 'info', 'warn', 'error'], { description: 'Log level.', default: 'info' }),
