@@ -9,6 +9,7 @@ import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
 import { HttpApi, KvState, encodeOp, type AppBackend, type BatchResult, type Op, type Readiness } from './app/index.ts';
 import { AppRunner } from './app/app-runner.ts';
+import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { apiTokenFile, readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { PowerSupervisor, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost } from './power/index.ts';
@@ -61,6 +62,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private readonly startedAtMs: number;
   /** The application that runs while this node is primary (config `app:`), if one is configured. */
   private readonly app: AppRunner | undefined;
+  /** Writes that asked to be acknowledged once replicated wait here. */
+  private readonly copies: CopyWait;
 
   constructor(
     private readonly config: AgentConfig,
@@ -85,7 +88,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     });
     this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv') });
     // The token and the TLS key are secrets: start() gets them from config/secrets.ts, not from here.
-    const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ...listener } = config.api;
+    const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ackAfter, ackAfterTimeoutMs, ...listener } = config.api;
+    this.copies = new CopyWait(this.log, this.clock, { ackAfter, timeoutMs: ackAfterTimeoutMs });
     this.app = config.app.command
       ? new AppRunner({
           command: config.app.command,
@@ -169,14 +173,15 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.supervisor?.stop();
     await this.api.stop();
     await this.replicationValue?.stop();
+    this.copies.stop();
     await this.state.stop();
     await this.log.close();
   }
 
   // ---- AppBackend -------------------------------------------------------------------------------------
 
-  append(op: Op): Promise<AppendResult> {
-    return this.write(() => {
+  append(op: Op, copy?: CopyOptions): Promise<AppendResult> {
+    return this.write(copy, () => {
       const payload = encodeOp(op);
       if (payload.length > this.config.log.entryBytesMax) {
         throw new LastgaspError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes is over log.entryBytesMax (${this.config.log.entryBytesMax})`, { bytes: payload.length });
@@ -189,17 +194,20 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
    * Many ops in one log batch (one promise, one group commit): every one of them acknowledged, or none. The
    * embedded counterpart of POST /v1/batch; entry i has seq `firstSeq + i`.
    */
-  appendMany(ops: readonly Op[]): Promise<BatchResult> {
-    return this.appendEncoded(ops.map(encodeOp));
+  appendMany(ops: readonly Op[], copy?: CopyOptions): Promise<BatchResult> {
+    return this.appendEncoded(ops.map(encodeOp), copy);
   }
 
-  async appendEncoded(payloads: readonly Uint8Array[]): Promise<BatchResult> {
-    const last = await this.write(() => this.log.appendMany(payloads));
+  async appendEncoded(payloads: readonly Uint8Array[], copy?: CopyOptions): Promise<BatchResult> {
+    const last = await this.write(copy, () => this.log.appendMany(payloads));
     return { firstSeq: last.seq - payloads.length + 1, lastSeq: last.seq, epoch: last.epoch };
   }
 
-  /** The rules every write follows, whether one entry or a batch: may this node write, and may it acknowledge. */
-  private async write(store: () => Promise<AppendResult>): Promise<AppendResult> {
+  /**
+   * The rules every write follows, whether one entry or a batch: may this node write, may it acknowledge,
+   * and, when the write asked for it (or the config says so), has its copy been made (copy-wait.ts).
+   */
+  private async write(copy: CopyOptions | undefined, store: () => Promise<AppendResult>): Promise<AppendResult> {
     this.refuseWrite(false);
     if (this.handingOff) {
       throw new LastgaspError('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`, { siblings: this.config.siblings });
@@ -210,6 +218,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       // Stored, but acknowledged only if this node still may: a demotion that began meanwhile sets the entry
       // aside, and a lease that ran out meanwhile means a standby may already lead.
       this.refuseWrite(true);
+      await this.copies.wait(result.seq, copy);
       return result;
     } catch (error) {
       if (isLastgaspError(error, 'LOG_NO_SPACE')) this.noSpace = true;
@@ -262,6 +271,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       watermarks: this.log.watermarks(),
       log: this.log.status(),
       state: this.state.counters,
+      writes: this.copies.counters,
       power: this.supervisor?.status() ?? { state: 'ONLINE', source: 'none' },
       powerTimeline: this.supervisor?.timeline() ?? [],
       ...(this.app ? { app: this.app.status() } : {}),

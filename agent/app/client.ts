@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { LastgaspError, splitHostPort, type ErrorCode } from '../util/index.ts';
+import type { CopyOptions } from './copy-wait.ts';
 import type { BatchResult } from './http-api.ts';
 import { encodeOp, type Op } from './ops.ts';
 
@@ -44,15 +45,16 @@ export class ApiClient {
     this.agent.destroy();
   }
 
-  async append(data: Uint8Array): Promise<{ seq: number; epoch: number }> {
-    return this.json(await this.call('POST', '/v1/entries', data), 201);
+  /** `copy`: acknowledged only once replicated at that level (see copy-wait.ts); NOT_REPLICATED otherwise. */
+  async append(data: Uint8Array, copy?: CopyOptions): Promise<{ seq: number; epoch: number }> {
+    return this.json(await this.call('POST', `/v1/entries${copyQuery(copy)}`, data), 201);
   }
 
   /**
    * Many entries and KV ops in one request (POST /v1/batch, a CBOR sequence): every one acknowledged, entry
    * i at `firstSeq + i`, or none of them (the error of the whole batch).
    */
-  async batch(ops: readonly Op[]): Promise<BatchResult & { count: number }> {
+  async batch(ops: readonly Op[], copy?: CopyOptions): Promise<BatchResult & { count: number }> {
     const encoded = ops.map(encodeOp);
     const body = new Uint8Array(encoded.reduce((sum, op) => sum + op.length, 0));
     let at = 0;
@@ -60,15 +62,15 @@ export class ApiClient {
       body.set(op, at);
       at += op.length;
     }
-    return this.json(await this.call('POST', '/v1/batch', body, 'application/cbor-seq'), 201);
+    return this.json(await this.call('POST', `/v1/batch${copyQuery(copy)}`, body, 'application/cbor-seq'), 201);
   }
 
-  async put(key: string, value: Uint8Array | string): Promise<{ seq: number; epoch: number }> {
-    return this.json(await this.call('PUT', `/v1/kv/${encodeURIComponent(key)}`, toBytes(value)), 200);
+  async put(key: string, value: Uint8Array | string, copy?: CopyOptions): Promise<{ seq: number; epoch: number }> {
+    return this.json(await this.call('PUT', `/v1/kv/${encodeURIComponent(key)}${copyQuery(copy)}`, toBytes(value)), 200);
   }
 
-  async delete(key: string): Promise<{ seq: number; epoch: number }> {
-    return this.json(await this.call('DELETE', `/v1/kv/${encodeURIComponent(key)}`), 200);
+  async delete(key: string, copy?: CopyOptions): Promise<{ seq: number; epoch: number }> {
+    return this.json(await this.call('DELETE', `/v1/kv/${encodeURIComponent(key)}${copyQuery(copy)}`), 200);
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
@@ -155,6 +157,15 @@ export function apiTarget(address: string): { socketPath: string } | { host: str
   const { host, port } = splitHostPort(address);
   if (!Number.isInteger(port)) throw new LastgaspError('BAD_REQUEST', `API address "${address}" is neither host:port nor a socket path (unix:/run/lastgasp/api.sock)`);
   return { host, port };
+}
+
+function copyQuery(copy: CopyOptions | undefined): string {
+  if (!copy) return '';
+  const params = new URLSearchParams();
+  if (copy.ackAfter) params.set('ackAfter', copy.ackAfter);
+  if (copy.timeoutMs !== undefined) params.set('timeoutMs', String(copy.timeoutMs));
+  const text = params.toString();
+  return text ? `?${text}` : '';
 }
 
 function toBytes(value: Uint8Array | string): Uint8Array {

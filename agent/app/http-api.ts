@@ -2,6 +2,8 @@
  * The local API for applications in any language: HTTP/1.1 on loopback or a Unix socket.
  *
  *   POST   /v1/entries              body: bytes            → 201 {"seq","epoch"}
+ *   (every write takes ?ackAfter=flash|broker|replica&timeoutMs=N: acknowledged once copied at that level,
+ *    504 NOT_REPLICATED after the timeout; the default is api.ackAfter, see copy-wait.ts)
  *   POST   /v1/batch                body: ops (CBOR sequence or JSON lines, batch-body.ts)
  *                                                          → 201 {"firstSeq","lastSeq","epoch","count"}: entry i has firstSeq + i;
  *                                                            all of them acknowledged, or none (one error)
@@ -26,14 +28,15 @@ import { LastgaspError, isLastgaspError, isLoopbackHost, splitHostPort, type Err
 import { checkAccess, type AccessPolicy } from './api-access.ts';
 import { ApiListener, type ListenerOptions } from './api-listener.ts';
 import { parseJsonLines, splitCborSeq } from './batch-body.ts';
+import { ACK_AFTER_LEVELS, type AckAfter, type CopyOptions } from './copy-wait.ts';
 import type { KvState } from './kv-state.ts';
 import { OP_DELETE, OP_ENTRY, OP_PUT, decodeOp, validKey, type Op } from './ops.ts';
 
 export interface AppBackend {
   /** Append an op as the primary; throws NOT_PRIMARY / HANDING_OFF / LOG_FULL / ... */
-  append(op: Op): Promise<AppendResult>;
+  append(op: Op, copy?: CopyOptions): Promise<AppendResult>;
   /** Append encoded ops (encodeOp) as one batch: all acknowledged or none; same refusals as `append`. */
-  appendEncoded(payloads: readonly Uint8Array[]): Promise<BatchResult>;
+  appendEncoded(payloads: readonly Uint8Array[], copy?: CopyOptions): Promise<BatchResult>;
   readonly state: KvState;
   readonly log: FlashLog;
   status(): Record<string, unknown>;
@@ -60,6 +63,7 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   LOG_FAULT: 503,
   LOG_READ_ONLY: 503,
   LOG_IO: 503,
+  NOT_REPLICATED: 504,
 };
 
 /** Replay pages are bounded so that a reader cannot make the agent hold the log in memory. */
@@ -149,20 +153,20 @@ export class HttpApi {
 
     if (path === '/v1/entries' && method === 'POST') {
       const body = await this.readBody(request);
-      return this.sendWrite(response, 201, await backend.append({ op: OP_ENTRY, data: body }));
+      return this.sendWrite(response, 201, await backend.append({ op: OP_ENTRY, data: body }, copyOptions(url)));
     }
-    if (path === '/v1/batch' && method === 'POST') return this.batch(request, response);
+    if (path === '/v1/batch' && method === 'POST') return this.batch(request, response, url);
     if (path === '/v1/entries' && method === 'GET') return this.sendReplay(response, url);
     if (path.startsWith('/v1/kv/')) {
       const key = decodeKey(path.slice('/v1/kv/'.length));
       if (method === 'PUT') {
         const value = await this.readBody(request);
-        const result = await backend.append({ op: OP_PUT, key, value });
+        const result = await backend.append({ op: OP_PUT, key, value }, copyOptions(url));
         await backend.state.waitApplied(result.seq);
         return this.sendWrite(response, 200, result);
       }
       if (method === 'DELETE') {
-        const result = await backend.append({ op: OP_DELETE, key });
+        const result = await backend.append({ op: OP_DELETE, key }, copyOptions(url));
         await backend.state.waitApplied(result.seq);
         return this.sendWrite(response, 200, result);
       }
@@ -195,7 +199,7 @@ export class HttpApi {
   }
 
   /** POST /v1/batch: one log batch for the whole body; a KV op in it waits until the state has applied it. */
-  private async batch(request: IncomingMessage, response: ServerResponse): Promise<void> {
+  private async batch(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
     const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (!BATCH_TYPES.has(type)) {
       request.resume();
@@ -205,7 +209,7 @@ export class HttpApi {
     const parsed = type === 'application/cbor-seq' ? splitCborSeq(body) : parseJsonLines(body);
     if (!parsed.ok) throw new LastgaspError('BAD_REQUEST', `batch item ${parsed.index}: ${parsed.reason}; nothing of the batch was stored`, { index: parsed.index });
     const backend = this.options.backend;
-    const result = await backend.appendEncoded(parsed.payloads);
+    const result = await backend.appendEncoded(parsed.payloads, copyOptions(url));
     if (parsed.kv) await backend.state.waitApplied(result.lastSeq);
     sendJson(response, 201, { firstSeq: result.firstSeq, lastSeq: result.lastSeq, epoch: result.epoch, count: parsed.payloads.length });
   }
@@ -269,6 +273,17 @@ export class HttpApi {
     this.options.logger.error('api request failed unexpectedly', { error });
     sendJson(response, 500, { error: { code: 'INTERNAL', message: (error as Error)?.message ?? String(error) } });
   }
+}
+
+/** ?ackAfter= and ?timeoutMs= of a write; undefined when neither is given (the config's default applies). */
+function copyOptions(url: URL): CopyOptions | undefined {
+  const level = url.searchParams.get('ackAfter');
+  const timeout = url.searchParams.get('timeoutMs');
+  if (level === null && timeout === null) return undefined;
+  if (level !== null && !ACK_AFTER_LEVELS.includes(level as AckAfter)) throw new LastgaspError('BAD_REQUEST', `ackAfter "${level}" is not one of ${ACK_AFTER_LEVELS.join(', ')}`);
+  const timeoutMs = timeout === null ? undefined : positiveInt(timeout, 0);
+  if (timeoutMs === 0) throw new LastgaspError('BAD_REQUEST', 'timeoutMs must be at least 1');
+  return { ...(level === null ? {} : { ackAfter: level as AckAfter }), ...(timeoutMs === undefined ? {} : { timeoutMs }) };
 }
 
 function decodeKey(raw: string): string {

@@ -133,6 +133,11 @@ export const configSchema = object(
         headersTimeoutMs: integer({ description: 'A request\'s headers must arrive within this (slowloris defence).', default: 10_000, min: 100, max: 600_000, unit: 'ms' }),
         requestTimeoutMs: integer({ description: 'A whole request, body included, must arrive within this.', default: 30_000, min: 100, max: 3_600_000, unit: 'ms' }),
         idleTimeoutMs: integer({ description: 'An idle keep-alive connection is closed after this.', default: 5_000, min: 100, max: 600_000, unit: 'ms' }),
+        ackAfter: oneOf(['flash', 'broker', 'replica'], {
+          description: 'When a write (API or embedded) is acknowledged unless it asks otherwise (?ackAfter=): flash = fdatasynced here; broker = also replicated at the broker level; replica = also on a sibling\'s flash (README "Writes that wait for their copy").',
+          default: 'flash',
+        }),
+        ackAfterTimeoutMs: integer({ description: 'How long a write waits for its copy before it fails with NOT_REPLICATED (it stays on this node\'s flash).', default: 10_000, min: 1, max: 600_000, unit: 'ms' }),
       },
       { description: 'The application\'s local HTTP API.' },
     ),

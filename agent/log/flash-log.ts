@@ -149,6 +149,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   private paused = 0;
   private syncMode: SyncMode = 'batched';
   private readonly commitListeners = new Set<(committed: number) => void>();
+  private readonly replicatedListeners = new Set<(marks: Watermarks) => void>();
 
   private fault: LastgaspError | undefined;
   private faultRetryMs = FAULT_RETRY_MS_MIN;
@@ -1122,6 +1123,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     if (!(value > this.replicated)) return;
     this.replicated = value;
     this.watermarksChanged();
+    this.notifyReplicated();
     // Writers held at the unreplicated limit may go on now.
     this.wakeSpaceWaiters();
   }
@@ -1131,6 +1133,26 @@ class SegmentedFlashLog implements FlashLogEngine {
     if (!(value > this.replicaAcked)) return;
     this.replicaAcked = value;
     this.watermarksChanged();
+    this.notifyReplicated();
+  }
+
+  onReplicated(listener: (marks: Watermarks) => void): () => void {
+    this.replicatedListeners.add(listener);
+    return () => {
+      this.replicatedListeners.delete(listener);
+    };
+  }
+
+  private notifyReplicated(): void {
+    if (this.replicatedListeners.size === 0) return;
+    const marks = this.watermarks();
+    for (const listener of this.replicatedListeners) {
+      try {
+        listener(marks);
+      } catch (error) {
+        this.logger.error('onReplicated listener threw', { error });
+      }
+    }
   }
 
   /** Ride the next batch; if none comes within the linger, write a checkpoint on its own. */

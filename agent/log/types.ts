@@ -196,6 +196,9 @@ export interface FlashLog {
   /** Lift the fence: appends are admitted again (mains came back before the handoff, a demotion ended). */
   unfence(): void;
 
+  /** Called when `replicated` or `replicaAcked` advances, with the new watermarks; returns an unsubscribe function. */
+  onReplicated(listener: (marks: Watermarks) => void): () => void;
+
   /** Called after each commit with the new committed seq; returns an unsubscribe function. */
   onCommit(listener: (committed: number) => void): () => void;
 
