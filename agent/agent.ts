@@ -10,6 +10,7 @@ import type { PowerStatus } from '../firmware-bridge/index.ts';
 import { HttpApi, KvState, encodeOp, type AppBackend, type BatchResult, type Op, type Readiness } from './app/index.ts';
 import { AppRunner } from './app/app-runner.ts';
 import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
+import { MqttIngest } from './app/mqtt-ingest.ts';
 import { apiTokenFile, readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { PowerSupervisor, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost } from './power/index.ts';
@@ -62,6 +63,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private readonly startedAtMs: number;
   /** The application that runs while this node is primary (config `app:`), if one is configured. */
   private readonly app: AppRunner | undefined;
+  private readonly ingest: MqttIngest | undefined;
   /** Writes that asked to be acknowledged once replicated wait here. */
   private readonly copies: CopyWait;
 
@@ -102,6 +104,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
           logger: logger.child('agent:app:run'),
           clock: this.clock,
         })
+      : undefined;
+    const mqtt = config.mqttIngest;
+    this.ingest = mqtt.listen
+      ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, append: (op) => this.append(op), logger: logger.child('agent:app:mqtt') })
       : undefined;
     this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
   }
@@ -161,6 +167,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     });
     this.apiAddress = await this.api.start(secrets.api);
     logger.info('api listening', { event: 'api', address: this.apiAddress });
+    if (this.ingest) logger.info('mqtt listening', { event: 'mqtt-ingest', address: await this.ingest.start(secrets.api.token) });
     await this.replicationValue.start();
     await this.roles.start();
     await this.startSupervisor();
@@ -171,6 +178,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.app?.stop('the agent is stopping');
     this.roles?.stop();
     await this.supervisor?.stop();
+    await this.ingest?.stop();
     await this.api.stop();
     await this.replicationValue?.stop();
     this.copies.stop();
@@ -272,6 +280,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       log: this.log.status(),
       state: this.state.counters,
       writes: this.copies.counters,
+      ...(this.ingest ? { mqttIngest: this.ingest.counters } : {}),
       power: this.supervisor?.status() ?? { state: 'ONLINE', source: 'none' },
       powerTimeline: this.supervisor?.timeline() ?? [],
       ...(this.app ? { app: this.app.status() } : {}),

@@ -264,6 +264,19 @@ export const configSchema = object(
       },
       { description: 'Sibling takeover.' },
     ),
+    mqttIngest: object(
+      {
+        listen: string({
+          description: 'Serve a local MQTT broker here (loopback host:port or unix:/path); unset = off. QoS 1/2 publishes on journaled topics are acknowledged only once on flash; on TCP clients send the API token as their password.',
+          optional: true,
+          pattern: /^(unix:\/.+|(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d{1,5})$/,
+          patternText: 'a loopback address such as 127.0.0.1:1883, or unix:/run/lastgasp/mqtt.sock',
+        }),
+        journal: array(string({ description: 'MQTT topic filter (+ and # wildcards).', minLength: 1 }), { description: 'Topics whose QoS 1/2 messages become log entries; others are only relayed to local subscribers.', default: ['#'] }),
+        socketMode: string({ description: 'Unix socket: its permission bits.', default: '0660', pattern: /^0?[0-7]{3}$/, patternText: 'octal mode such as 0660' }),
+      },
+      { description: 'The local MQTT listener: applications publish as to mosquitto and get the log\'s guarantee.' },
+    ),
     app: object(
       {
         command: array(string({ description: 'Program, then its arguments.', minLength: 1 }), {
