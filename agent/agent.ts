@@ -11,7 +11,7 @@ import { HttpApi, KvState, encodeOp, type AppBackend, type BatchResult, type Op,
 import { AppRunner } from './app/app-runner.ts';
 import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
-import { apiTokenFile, readSecrets, type AgentConfig } from './config/index.ts';
+import { apiTokenFile, loadOrCreateToken, readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { PowerSupervisor, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
@@ -167,7 +167,11 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     });
     this.apiAddress = await this.api.start(secrets.api);
     logger.info('api listening', { event: 'api', address: this.apiAddress });
-    if (this.ingest) logger.info('mqtt listening', { event: 'mqtt-ingest', address: await this.ingest.start(secrets.api.token) });
+    if (this.ingest) {
+      // An MQTT listener on TCP wants the API token as password even when the HTTP API is on a socket.
+      const token = secrets.api.token ?? (config.mqttIngest.listen!.startsWith('unix:') ? undefined : await loadOrCreateToken(apiTokenFile(config)));
+      logger.info('mqtt listening', { event: 'mqtt-ingest', address: await this.ingest.start(token) });
+    }
     await this.replicationValue.start();
     await this.roles.start();
     await this.startSupervisor();
