@@ -10,6 +10,8 @@
  * - A publish the agent cannot take (this node is a standby, handing off, the log is full) fails the hook:
  *   Aedes closes the connection without an acknowledgement, and the client sends it again after it
  *   reconnects, as it would to a broker that went away.
+ * - `ackAfter` may hold the PUBACK of some topics until the message is replicated (copy-wait.ts); one whose
+ *   copy does not come in time is not acknowledged, and the client's resend is journaled again (at least once).
  * - QoS 0 and topics outside the filters are not journaled. Every message is still delivered to local
  *   subscribers, as by any broker.
  * - On TCP the client must give the API token as its MQTT password (any user name), as HTTP clients do.
@@ -19,6 +21,7 @@ import { createServer, type Server } from 'node:net';
 import { chmod, unlink } from 'node:fs/promises';
 import { LastgaspError, splitHostPort, type Logger } from '../util/index.ts';
 import type { AppendResult } from '../log/index.ts';
+import type { AckAfter, CopyOptions } from './copy-wait.ts';
 import { OP_MQTT, type Op } from './ops.ts';
 
 export interface MqttIngestOptions {
@@ -28,7 +31,9 @@ export interface MqttIngestOptions {
   journal: readonly string[];
   /** Unix socket: its permission bits. */
   socketMode: string;
-  append(op: Op): Promise<AppendResult>;
+  /** Topic filter → the copy a message waits for before its PUBACK (copy-wait.ts); the first match wins. */
+  ackAfter: Readonly<Record<string, AckAfter>>;
+  append(op: Op, copy?: CopyOptions): Promise<AppendResult>;
   logger: Logger;
 }
 
@@ -81,6 +86,11 @@ export class MqttIngest {
     if (this.socketPath) await unlink(this.socketPath).catch(() => undefined);
   }
 
+  private copyFor(topic: string): CopyOptions | undefined {
+    for (const filter in this.options.ackAfter) if (topicMatches(filter, topic)) return { ackAfter: this.options.ackAfter[filter]! };
+    return undefined;
+  }
+
   private authenticate(password: Buffer | undefined, done: (error: Error | null, ok: boolean) => void): void {
     if (this.token === undefined || (password !== undefined && sameSecret(password, this.token))) return done(null, true);
     this.counters.mqttAuthFailures++;
@@ -95,7 +105,7 @@ export class MqttIngest {
       return done(null);
     }
     const payload = typeof packet.payload === 'string' ? new TextEncoder().encode(packet.payload) : new Uint8Array(packet.payload.buffer, packet.payload.byteOffset, packet.payload.byteLength);
-    this.options.append({ op: OP_MQTT, topic: packet.topic, data: payload }).then(
+    this.options.append({ op: OP_MQTT, topic: packet.topic, data: payload }, this.copyFor(packet.topic)).then(
       () => {
         this.counters.mqttJournaled++;
         done(null);

@@ -274,6 +274,12 @@ export const configSchema = object(
         }),
         journal: array(string({ description: 'MQTT topic filter (+ and # wildcards).', minLength: 1 }), { description: 'Topics whose QoS 1/2 messages become log entries; others are only relayed to local subscribers.', default: ['#'] }),
         socketMode: string({ description: 'Unix socket: its permission bits.', default: '0660', pattern: /^0?[0-7]{3}$/, patternText: 'octal mode such as 0660' }),
+        ackAfter: record(oneOf(['flash', 'broker', 'replica'], { description: 'Level.' }), {
+          description: 'Per journaled topic filter: PUBACK only once the message is copied at this level (see api.ackAfter; the first matching filter wins, others take api.ackAfter). A copy that does not come within api.ackAfterTimeoutMs closes the connection without PUBACK: the client sends the message again.',
+          keyPattern: /^[^\u0000]+$/,
+          keyText: 'a topic filter',
+          default: {},
+        }),
       },
       { description: 'The local MQTT listener: applications publish as to mosquitto and get the log\'s guarantee.' },
     ),

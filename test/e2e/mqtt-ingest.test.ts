@@ -33,11 +33,11 @@ async function journaled(agent: AgentProcess): Promise<Array<{ seq: number; topi
   return out;
 }
 
-async function setUp(name: string) {
+async function setUp(name: string, extra: Record<string, unknown> = {}) {
   const dir = await tempDir(name);
   const broker = await startMosquitto(dir.path);
   const port = await freePort();
-  const { a, b } = await startPair(dir.path, 'ingest', broker.url, { extraA: { mqttIngest: { listen: `127.0.0.1:${port}`, journal: ['plant/#'] } } });
+  const { a, b } = await startPair(dir.path, 'ingest', broker.url, { extraA: { mqttIngest: { listen: `127.0.0.1:${port}`, journal: ['plant/#', 'alarms/#'], ...extra } } });
   await a.waitForEvent('mqtt-ingest');
   return { dir, broker, port, a, b };
 }
@@ -116,6 +116,44 @@ test('mosquitto_pub publishing QoS 1 lines, the agent SIGKILLed mid-stream: ever
     const texts = new Set((await journaled(a)).filter((entry) => entry.topic === 'plant/cli').map((entry) => entry.text));
     for (const mid of mids) assert.ok(texts.has(`line${mid}`), `PUBACKed line${mid} is in the log after the restart`);
   } finally {
+    await a.stop();
+    await b.stop();
+    await broker.stop();
+    await dir.remove();
+  }
+});
+
+test('a topic whose messages must reach the sibling first gets no PUBACK while replication is held back', async () => {
+  const { dir, broker, port, a, b } = await setUp('e2e-mqtt-copy', { ackAfter: { 'alarms/#': 'replica' } });
+  const url = `mqtt://127.0.0.1:${port}`;
+  const options = { username: 'app', password: token(a), reconnectPeriod: 0 };
+  let client = await mqtt.connectAsync(url, options);
+  try {
+    await client.publishAsync('alarms/boiler', 'overheat 1', { qos: 1 });
+    await a.client.setReplicationPaused(true);
+    await client.publishAsync('plant/line1', 'reading while held back', { qos: 1 });
+    // No PUBACK for it: after api.ackAfterTimeoutMs the agent closes the connection instead.
+    const closed = new Promise<string>((resolve) => client.once('close', () => resolve('closed')));
+    const held = await Promise.race([
+      client.publishAsync('alarms/boiler', 'overheat 2', { qos: 1 }).then(
+        () => 'acknowledged',
+        (error: Error) => error.message,
+      ),
+      closed,
+    ]);
+    assert.notEqual(held, 'acknowledged');
+    assert.equal(((await a.client.status()).writes as { copyTimeouts: number }).copyTimeouts, 1);
+    client.end(true);
+    await a.client.setReplicationPaused(false);
+    client = await mqtt.connectAsync(url, options);
+    await client.publishAsync('alarms/boiler', 'overheat 3', { qos: 1 });
+    const onB = await waitFor('the sibling to hold the acknowledged alarm', async () => {
+      const texts = (await journaled(b)).map((entry) => entry.text);
+      return texts.includes('overheat 3') ? texts : undefined;
+    }, 20_000);
+    assert.ok(onB.includes('overheat 1'));
+  } finally {
+    client.end(true);
     await a.stop();
     await b.stop();
     await broker.stop();
