@@ -84,8 +84,9 @@ export class ApiClient {
     return this.json(await this.call('GET', `/v1/kv?prefix=${encodeURIComponent(prefix)}`), 200);
   }
 
-  async entries(from: number, limit = 1000): Promise<{ entries: Array<Record<string, unknown> & { seq: number; epoch: number }>; next: number; committed: number }> {
-    return this.json(await this.call('GET', `/v1/entries?from=${from}&limit=${limit}`), 200);
+  /** `waitMs`: when nothing is there from `from` yet, wait up to that long for it (a long poll). */
+  async entries(from: number, limit = 1000, waitMs = 0): Promise<{ entries: Array<Record<string, unknown> & { seq: number; epoch: number }>; next: number; committed: number }> {
+    return this.json(await this.call('GET', `/v1/entries?from=${from}&limit=${limit}${waitMs > 0 ? `&waitMs=${waitMs}` : ''}`), 200);
   }
 
   async status(): Promise<Record<string, any>> {

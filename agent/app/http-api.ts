@@ -7,7 +7,9 @@
  *   POST   /v1/batch                body: ops (CBOR sequence or JSON lines, batch-body.ts)
  *                                                          → 201 {"firstSeq","lastSeq","epoch","count"}: entry i has firstSeq + i;
  *                                                            all of them acknowledged, or none (one error)
- *   GET    /v1/entries?from=&limit=                        → 200 {"entries":[{seq,epoch,timestampMs,op,key?,data?}],"next"}
+ *   GET    /v1/entries?from=&limit=&waitMs=                → 200 {"entries":[{seq,epoch,timestampMs,op,key?,data?}],"next"}
+ *                                                            (waitMs: when nothing is there from `from` yet, wait up to
+ *                                                             that long for it: a long poll for consumers of the log)
  *   PUT    /v1/kv/{key}             body: value bytes      → 200 {"seq","epoch"}
  *   GET    /v1/kv/{key}                                    → 200 value bytes | 404
  *   DELETE /v1/kv/{key}                                    → 200 {"seq","epoch"}
@@ -69,6 +71,8 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
 /** Replay pages are bounded so that a reader cannot make the agent hold the log in memory. */
 const REPLAY_LIMIT_MAX = 10_000;
 const REPLAY_BYTES_MAX = 8 * 1024 * 1024;
+/** Longest long poll: well inside the listener's silent-socket limit (120 s), so the poll ends, not the socket. */
+const REPLAY_WAIT_MS_MAX = 60_000;
 
 /** A batch's entries hold the seqs firstSeq..lastSeq, in the order they were given. */
 export interface BatchResult {
@@ -218,6 +222,8 @@ export class HttpApi {
     const log = this.options.backend.log;
     const from = Math.max(positiveInt(url.searchParams.get('from'), log.firstSeq), log.firstSeq);
     const limit = Math.min(positiveInt(url.searchParams.get('limit'), 1000), REPLAY_LIMIT_MAX);
+    const waitMs = Math.min(positiveInt(url.searchParams.get('waitMs'), 0), REPLAY_WAIT_MS_MAX);
+    if (waitMs > 0 && from > log.watermarks().committed) await committedOrTimeout(log, from, waitMs, response);
     const entries = from <= log.watermarks().committed ? await log.read(from, { entriesMax: limit, bytesMax: REPLAY_BYTES_MAX }) : [];
     const out = entries.map((entry) => {
       const decoded = decodeOp(entry.payload);
@@ -274,6 +280,24 @@ export class HttpApi {
     this.options.logger.error('api request failed unexpectedly', { error });
     sendJson(response, 500, { error: { code: 'INTERNAL', message: (error as Error)?.message ?? String(error) } });
   }
+}
+
+/** Resolves once `seq` is committed, after `waitMs`, or when the client goes away, whichever comes first. */
+function committedOrTimeout(log: FlashLog, seq: number, waitMs: number, response: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      unsubscribe();
+      clearTimeout(timer);
+      response.off('close', done);
+      resolve();
+    };
+    const unsubscribe = log.onCommit((committed) => {
+      if (committed >= seq) done();
+    });
+    const timer = setTimeout(done, waitMs);
+    // The response closes before it was sent only when the client went away.
+    response.once('close', done);
+  });
 }
 
 /** ?ackAfter= and ?timeoutMs= of a write; undefined when neither is given (the config's default applies). */

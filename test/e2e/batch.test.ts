@@ -1,6 +1,7 @@
 // Batch appends through the HTTP API of real agent processes, with a real mosquitto and a sibling:
 // - the write rules of single writes hold for a batch (a standby refuses it, a bad item or a too-large entry
-//   refuses all of it, KV ops in a batch are read back at once, JSON lines work like CBOR);
+//   refuses all of it, KV ops in a batch are read back at once, JSON lines work like CBOR); a long poll of
+//   the log is answered by the next write;
 // - a primary SIGKILLed while batches stream in: every acknowledged batch is on its flash after the restart
 //   and on the sibling, each at the seqs it was acknowledged with, and every batch found in the log is
 //   there whole (one write per batch), acknowledged or not.
@@ -77,12 +78,22 @@ test('a batch follows the write rules of a single write', async () => {
     assert.equal(wrongType.status, 415);
     assert.equal((await a.client.status()).watermarks.committed, committed, 'refused batches stored nothing');
 
+    // A consumer's long poll: nothing after the end yet, so it waits, and the next write answers it.
+    const end = (await a.client.status()).watermarks.committed as number;
+    const empty = await a.client.entries(end + 1, 10, 200);
+    assert.deepEqual(empty.entries, [], 'a poll with nothing new ends empty after waitMs');
+    const poll = a.client.entries(end + 1, 10, 20_000);
+    const written = await a.client.batch([{ op: OP_ENTRY, data: text.encode('polled') }]);
+    const polled = await poll;
+    assert.equal(polled.entries[0]?.seq, written.firstSeq);
+    assert.equal(Buffer.from(String(polled.entries[0]!.data), 'base64').toString('utf8'), 'polled');
+
     const onStandby = await b.client.batch(ops).catch((error: unknown) => error);
     assert.ok(isLastgaspError(onStandby, 'NOT_PRIMARY'), String(onStandby));
     assert.equal((onStandby.detail as { leader?: string }).leader, 'gw-a', 'the refusal names the primary');
 
-    const primary = await settledState(a, committed);
-    assert.deepEqual(await settledState(b, committed), primary, 'the sibling applied the batches to the same state');
+    const primary = await settledState(a, written.lastSeq);
+    assert.deepEqual(await settledState(b, written.lastSeq), primary, 'the sibling applied the batches to the same state');
   } finally {
     await a.stop();
     await b.stop();
