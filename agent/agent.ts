@@ -7,8 +7,11 @@ import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
-import { HttpApi, KvState, encodeOp, type AppBackend, type Op, type Readiness } from './app/index.ts';
-import { readSecrets, type AgentConfig } from './config/index.ts';
+import { HttpApi, KvState, encodeOp, type AppBackend, type BatchResult, type Op, type Readiness } from './app/index.ts';
+import { AppRunner } from './app/app-runner.ts';
+import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
+import { MqttIngest } from './app/mqtt-ingest.ts';
+import { apiTokenFile, loadOrCreateToken, readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { PowerSupervisor, throttleBytes, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
@@ -57,9 +60,16 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   /** Set by an append that failed for want of disk space, cleared by the next that succeeds. */
   private noSpace = false;
   private poweredOff = false;
+  /** The application's stop begun by the brownout flush, awaited by the handoff. */
+  private appStopping: Promise<void> | undefined;
   private apiAddress: string | undefined;
   private readonly startedAtMs: number;
   private throttleTimer: TimerHandle | undefined;
+  /** The application that runs while this node is primary (config `app:`), if one is configured. */
+  private readonly app: AppRunner | undefined;
+  private readonly ingest: MqttIngest | undefined;
+  /** Writes that asked to be acknowledged once replicated wait here. */
+  private readonly copies: CopyWait;
 
   constructor(
     private readonly config: AgentConfig,
@@ -84,7 +94,25 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     });
     this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), snapshotEveryEntries: config.log.snapshotEveryEntries });
     // The token and the TLS key are secrets: start() gets them from config/secrets.ts, not from here.
-    const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ...listener } = config.api;
+    const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ackAfter, ackAfterTimeoutMs, ...listener } = config.api;
+    this.copies = new CopyWait(this.log, this.clock, { ackAfter, timeoutMs: ackAfterTimeoutMs });
+    this.app = config.app.command
+      ? new AppRunner({
+          command: config.app.command,
+          env: config.app.env,
+          cwd: config.app.cwd ?? config.dataDir,
+          stopTimeoutMs: config.app.stopTimeoutMs,
+          restartDelayMs: config.app.restartDelayMs,
+          restartDelayMsMax: config.app.restartDelayMsMax,
+          stableMs: config.app.stableMs,
+          logger: logger.child('agent:app:run'),
+          clock: this.clock,
+        })
+      : undefined;
+    const mqtt = config.mqttIngest;
+    this.ingest = mqtt.listen
+      ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, append: (op, copy) => this.append(op, copy), logger: logger.child('agent:app:mqtt') })
+      : undefined;
     this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
   }
 
@@ -145,6 +173,11 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     });
     this.apiAddress = await this.api.start(secrets.api);
     logger.info('api listening', { event: 'api', address: this.apiAddress });
+    if (this.ingest) {
+      // An MQTT listener on TCP wants the API token as password even when the HTTP API is on a socket.
+      const token = secrets.api.token ?? (config.mqttIngest.listen!.startsWith('unix:') ? undefined : await loadOrCreateToken(apiTokenFile(config)));
+      logger.info('mqtt listening', { event: 'mqtt-ingest', address: await this.ingest.start(token) });
+    }
     await this.replicationValue.start();
     await this.roles.start();
     await this.startSupervisor();
@@ -154,31 +187,58 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   async stop(): Promise<void> {
     this.throttleTimer?.cancel();
+    await this.app?.stop('the agent is stopping');
     this.roles?.stop();
     await this.supervisor?.stop();
+    await this.ingest?.stop();
     await this.api.stop();
     await this.replicationValue?.stop();
+    this.copies.stop();
     await this.state.stop();
     await this.log.close();
   }
 
   // ---- AppBackend -------------------------------------------------------------------------------------
 
-  async append(op: Op): Promise<AppendResult> {
+  append(op: Op, copy?: CopyOptions): Promise<AppendResult> {
+    return this.write(copy, () => {
+      const payload = encodeOp(op);
+      if (payload.length > this.config.log.entryBytesMax) {
+        throw new LastgaspError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes is over log.entryBytesMax (${this.config.log.entryBytesMax})`, { bytes: payload.length });
+      }
+      return this.log.append(payload);
+    });
+  }
+
+  /**
+   * Many ops in one log batch (one promise, one group commit): every one of them acknowledged, or none. The
+   * embedded counterpart of POST /v1/batch; entry i has seq `firstSeq + i`.
+   */
+  appendMany(ops: readonly Op[], copy?: CopyOptions): Promise<BatchResult> {
+    return this.appendEncoded(ops.map(encodeOp), copy);
+  }
+
+  async appendEncoded(payloads: readonly Uint8Array[], copy?: CopyOptions): Promise<BatchResult> {
+    const last = await this.write(copy, () => this.log.appendMany(payloads));
+    return { firstSeq: last.seq - payloads.length + 1, lastSeq: last.seq, epoch: last.epoch };
+  }
+
+  /**
+   * The rules every write follows, whether one entry or a batch: may this node write, may it acknowledge,
+   * and, when the write asked for it (or the config says so), has its copy been made (copy-wait.ts).
+   */
+  private async write(copy: CopyOptions | undefined, store: () => Promise<AppendResult>): Promise<AppendResult> {
     this.refuseWrite(false);
     if (this.handingOff) {
       throw new LastgaspError('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`, { siblings: this.config.siblings });
     }
-    const payload = encodeOp(op);
-    if (payload.length > this.config.log.entryBytesMax) {
-      throw new LastgaspError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes is over log.entryBytesMax (${this.config.log.entryBytesMax})`, { bytes: payload.length });
-    }
     try {
-      const result = await this.log.append(payload);
+      const result = await store();
       this.noSpace = false;
       // Stored, but acknowledged only if this node still may: a demotion that began meanwhile sets the entry
       // aside, and a lease that ran out meanwhile means a standby may already lead.
       this.refuseWrite(true);
+      await this.copies.wait(result.seq, copy);
       return result;
     } catch (error) {
       if (isLastgaspError(error, 'LOG_NO_SPACE')) this.noSpace = true;
@@ -231,8 +291,11 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       watermarks: this.log.watermarks(),
       log: this.log.status(),
       state: this.state.counters,
+      writes: this.copies.counters,
+      ...(this.ingest ? { mqttIngest: this.ingest.counters } : {}),
       power: this.supervisor?.status() ?? { state: 'ONLINE', source: 'none' },
       powerTimeline: this.supervisor?.timeline() ?? [],
+      ...(this.app ? { app: this.app.status() } : {}),
       replication: this.replicationValue?.stats(),
     };
   }
@@ -249,7 +312,26 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   roleChanged(role: 'primary' | 'standby', info: { epoch: number; reason: string }): void {
     this.deps.logger.debug(`role ${role}`, { epoch: info.epoch, reason: info.reason });
+    if (role === 'primary') this.app?.start(() => this.appEnvironment());
+    else void this.app?.stop(`standby: ${info.reason}`);
     void this.publishState(this.supervisor ? STATE_NAMES[this.supervisor.state] : 'online');
+  }
+
+  beforeStandDown(reason: string): Promise<void> {
+    return this.app?.stop(`standing down: ${reason}`) ?? Promise.resolve();
+  }
+
+  /** What the application is told at each start: who and where it is, and how far the state it reads goes. */
+  private appEnvironment(): Record<string, string> {
+    const config = this.config;
+    return {
+      LASTGASP_NODE: config.node,
+      LASTGASP_GROUP: config.group,
+      LASTGASP_EPOCH: String(this.log.epoch),
+      LASTGASP_API: this.apiAddress ?? config.api.listen,
+      ...(config.api.listen.startsWith('unix:') ? {} : { LASTGASP_API_TOKEN_FILE: apiTokenFile(config) }),
+      LASTGASP_APPLIED_SEQ: String(this.state.applied),
+    };
   }
 
   async stateRewound(): Promise<void> {
@@ -288,6 +370,9 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     replication.publisher.setFlushing(true);
     replication.setFlushBudget(budgetMs);
     const atStart = this.log.watermarks();
+    // Writes are refused from here on: the application is stopped while the tail flushes, and the handoff
+    // waits for it to be gone (publishHandoff), so that it never runs on both nodes.
+    this.appStopping = this.app?.stop('power is failing: handing off');
     const fenceSeq = await this.log.fence('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`);
     const replicated = this.log.watermarks().replicated;
     this.deps.logger.info('flushing the unreplicated tail', {
@@ -340,6 +425,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   async publishHandoff(outcome: FlushOutcome, reason: string): Promise<void> {
     const roles = this.roles;
     if (roles?.role !== 'primary') return;
+    await (this.appStopping ?? this.app?.stop(`handing off: ${reason}`));
     const atMs = this.clock.nowMs();
     const to = this.successor();
     const record = {
@@ -377,6 +463,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   resume(): void {
     this.handingOff = false;
+    this.appStopping = undefined;
+    if (this.roles?.role === 'primary') this.app?.start(() => this.appEnvironment());
     this.log.unfence();
     this.replicationValue?.setControlPaused(false);
     this.replicationValue?.publisher.setFlushing(false);
@@ -387,6 +475,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   async powerOff(): Promise<void> {
     this.poweredOff = true;
     this.roles?.latch('powering off');
+    await this.app?.stop('powering off');
     await this.replicationValue?.publishStateNow(this.stateMessage('handed-off')).catch(() => undefined);
     await this.replicationValue?.abort();
     this.deps.logger.info('waiting for the power to go', { event: 'power-off' });

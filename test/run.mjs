@@ -18,6 +18,7 @@ const root = join(fileURLToPath(import.meta.url), '..', '..');
 /** Program the tests run → the Debian package that provides it. */
 const REQUIRED = [
   ['mosquitto', 'mosquitto', '/usr/sbin/mosquitto'],
+  ['mosquitto_pub', 'mosquitto-clients', '/usr/bin/mosquitto_pub'],
   ['socat', 'socat', '/usr/bin/socat'],
   ['upsd', 'nut-server', '/usr/sbin/upsd'],
   ['upsc', 'nut-client', '/usr/bin/upsc'],

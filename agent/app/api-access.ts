@@ -4,7 +4,8 @@
  * - `Host` must name a loopback host or one listed in api.allowedHosts. A page whose DNS name an attacker
  *   re-points at 127.0.0.1 (DNS rebinding) sends its own name there, so it is refused.
  * - A request carrying `Origin` comes from a browser page; it is refused unless that origin is listed.
- * - Writes must say `Content-Type: application/octet-stream` or `application/json`. A browser sends a
+ * - Writes must say `Content-Type: application/octet-stream` or `application/json` (a batch: a CBOR
+ *   sequence or JSON lines). A browser sends a
  *   cross-origin request without asking first (no CORS preflight) only with text/plain, form or multipart
  *   types, so such a request cannot reach a write even where the Origin check would not see it.
  * - On TCP, `Authorization: Bearer <token>` on every request except the liveness probe, compared in
@@ -31,7 +32,8 @@ export type AccessDecision = { ok: true } | { ok: false; status: number; code: E
 export const LIVENESS_PATH = '/v1/health';
 
 const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH']);
-const WRITE_CONTENT_TYPES = new Set(['application/octet-stream', 'application/json']);
+/** Batch bodies (POST /v1/batch) are CBOR sequences or JSON lines: neither is a type a page may send unasked. */
+const WRITE_CONTENT_TYPES = new Set(['application/octet-stream', 'application/json', 'application/cbor-seq', 'application/x-ndjson', 'application/jsonl']);
 
 export function checkAccess(policy: AccessPolicy, method: string, path: string, headers: IncomingHttpHeaders): AccessDecision {
   const host = headers.host;
@@ -51,7 +53,7 @@ export function checkAccess(policy: AccessPolicy, method: string, path: string, 
   if (WRITE_METHODS.has(method)) {
     const type = (headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (!WRITE_CONTENT_TYPES.has(type)) {
-      return refuse(415, 'UNSUPPORTED_MEDIA_TYPE', `${method} needs Content-Type application/octet-stream or application/json (got "${type}")`);
+      return refuse(415, 'UNSUPPORTED_MEDIA_TYPE', `${method} needs Content-Type application/octet-stream or application/json (application/cbor-seq or application/x-ndjson for /v1/batch; got "${type}")`);
     }
   }
   return { ok: true };

@@ -6,6 +6,9 @@ import { readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { LastgaspError, splitHostPort, type ErrorCode } from '../util/index.ts';
+import type { CopyOptions } from './copy-wait.ts';
+import type { BatchResult } from './http-api.ts';
+import { encodeOp, type Op } from './ops.ts';
 
 export interface ApiClientOptions {
   /** The agent's api.listen: "127.0.0.1:8181", "unix:/run/lastgasp/api.sock", or a socket's bare path. */
@@ -42,16 +45,32 @@ export class ApiClient {
     this.agent.destroy();
   }
 
-  async append(data: Uint8Array): Promise<{ seq: number; epoch: number }> {
-    return this.json(await this.call('POST', '/v1/entries', data), 201);
+  /** `copy`: acknowledged only once replicated at that level (see copy-wait.ts); NOT_REPLICATED otherwise. */
+  async append(data: Uint8Array, copy?: CopyOptions): Promise<{ seq: number; epoch: number }> {
+    return this.json(await this.call('POST', `/v1/entries${copyQuery(copy)}`, data), 201);
   }
 
-  async put(key: string, value: Uint8Array | string): Promise<{ seq: number; epoch: number }> {
-    return this.json(await this.call('PUT', `/v1/kv/${encodeURIComponent(key)}`, toBytes(value)), 200);
+  /**
+   * Many entries and KV ops in one request (POST /v1/batch, a CBOR sequence): every one acknowledged, entry
+   * i at `firstSeq + i`, or none of them (the error of the whole batch).
+   */
+  async batch(ops: readonly Op[], copy?: CopyOptions): Promise<BatchResult & { count: number }> {
+    const encoded = ops.map(encodeOp);
+    const body = new Uint8Array(encoded.reduce((sum, op) => sum + op.length, 0));
+    let at = 0;
+    for (const op of encoded) {
+      body.set(op, at);
+      at += op.length;
+    }
+    return this.json(await this.call('POST', `/v1/batch${copyQuery(copy)}`, body, 'application/cbor-seq'), 201);
   }
 
-  async delete(key: string): Promise<{ seq: number; epoch: number }> {
-    return this.json(await this.call('DELETE', `/v1/kv/${encodeURIComponent(key)}`), 200);
+  async put(key: string, value: Uint8Array | string, copy?: CopyOptions): Promise<{ seq: number; epoch: number }> {
+    return this.json(await this.call('PUT', `/v1/kv/${encodeURIComponent(key)}${copyQuery(copy)}`, toBytes(value)), 200);
+  }
+
+  async delete(key: string, copy?: CopyOptions): Promise<{ seq: number; epoch: number }> {
+    return this.json(await this.call('DELETE', `/v1/kv/${encodeURIComponent(key)}${copyQuery(copy)}`), 200);
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
@@ -65,8 +84,9 @@ export class ApiClient {
     return this.json(await this.call('GET', `/v1/kv?prefix=${encodeURIComponent(prefix)}`), 200);
   }
 
-  async entries(from: number, limit = 1000): Promise<{ entries: Array<Record<string, unknown> & { seq: number; epoch: number }>; next: number; committed: number }> {
-    return this.json(await this.call('GET', `/v1/entries?from=${from}&limit=${limit}`), 200);
+  /** `waitMs`: when nothing is there from `from` yet, wait up to that long for it (a long poll). */
+  async entries(from: number, limit = 1000, waitMs = 0): Promise<{ entries: Array<Record<string, unknown> & { seq: number; epoch: number }>; next: number; committed: number }> {
+    return this.json(await this.call('GET', `/v1/entries?from=${from}&limit=${limit}${waitMs > 0 ? `&waitMs=${waitMs}` : ''}`), 200);
   }
 
   async status(): Promise<Record<string, any>> {
@@ -109,8 +129,8 @@ export class ApiClient {
     return JSON.parse(reply.body.toString('utf8')) as T;
   }
 
-  private call(method: string, path: string, body?: Uint8Array): Promise<Reply> {
-    const headers: Record<string, string | number> = body ? { 'content-length': body.length, 'content-type': 'application/octet-stream' } : {};
+  private call(method: string, path: string, body?: Uint8Array, contentType = 'application/octet-stream'): Promise<Reply> {
+    const headers: Record<string, string | number> = body ? { 'content-length': body.length, 'content-type': contentType } : {};
     const token = this.bearer();
     if (token !== undefined) headers.authorization = `Bearer ${token}`;
     const send = this.options.ca ? httpsRequest : httpRequest;
@@ -138,6 +158,15 @@ export function apiTarget(address: string): { socketPath: string } | { host: str
   const { host, port } = splitHostPort(address);
   if (!Number.isInteger(port)) throw new LastgaspError('BAD_REQUEST', `API address "${address}" is neither host:port nor a socket path (unix:/run/lastgasp/api.sock)`);
   return { host, port };
+}
+
+function copyQuery(copy: CopyOptions | undefined): string {
+  if (!copy) return '';
+  const params = new URLSearchParams();
+  if (copy.ackAfter) params.set('ackAfter', copy.ackAfter);
+  if (copy.timeoutMs !== undefined) params.set('timeoutMs', String(copy.timeoutMs));
+  const text = params.toString();
+  return text ? `?${text}` : '';
 }
 
 function toBytes(value: Uint8Array | string): Uint8Array {

@@ -2,7 +2,14 @@
  * The local API for applications in any language: HTTP/1.1 on loopback or a Unix socket.
  *
  *   POST   /v1/entries              body: bytes            → 201 {"seq","epoch"}
- *   GET    /v1/entries?from=&limit=                        → 200 {"entries":[{seq,epoch,timestampMs,op,key?,data?}],"next"}
+ *   (every write takes ?ackAfter=flash|broker|replica&timeoutMs=N: acknowledged once copied at that level,
+ *    504 NOT_REPLICATED after the timeout; the default is api.ackAfter, see copy-wait.ts)
+ *   POST   /v1/batch                body: ops (CBOR sequence or JSON lines, batch-body.ts)
+ *                                                          → 201 {"firstSeq","lastSeq","epoch","count"}: entry i has firstSeq + i;
+ *                                                            all of them acknowledged, or none (one error)
+ *   GET    /v1/entries?from=&limit=&waitMs=                → 200 {"entries":[{seq,epoch,timestampMs,op,key?,data?}],"next"}
+ *                                                            (waitMs: when nothing is there from `from` yet, wait up to
+ *                                                             that long for it: a long poll for consumers of the log)
  *   PUT    /v1/kv/{key}             body: value bytes      → 200 {"seq","epoch"}
  *   GET    /v1/kv/{key}                                    → 200 value bytes | 404
  *   DELETE /v1/kv/{key}                                    → 200 {"seq","epoch"}
@@ -22,12 +29,16 @@ import type { AppendResult, FlashLog } from '../log/index.ts';
 import { LastgaspError, isLastgaspError, isLoopbackHost, splitHostPort, type ErrorCode, type Logger } from '../util/index.ts';
 import { checkAccess, type AccessPolicy } from './api-access.ts';
 import { ApiListener, type ListenerOptions } from './api-listener.ts';
+import { parseJsonLines, splitCborSeq } from './batch-body.ts';
+import { ACK_AFTER_LEVELS, type AckAfter, type CopyOptions } from './copy-wait.ts';
 import type { KvState } from './kv-state.ts';
-import { OP_DELETE, OP_ENTRY, OP_PUT, decodeOp, validKey, type Op } from './ops.ts';
+import { OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT, decodeOp, validKey, type Op } from './ops.ts';
 
 export interface AppBackend {
   /** Append an op as the primary; throws NOT_PRIMARY / HANDING_OFF / LOG_FULL / ... */
-  append(op: Op): Promise<AppendResult>;
+  append(op: Op, copy?: CopyOptions): Promise<AppendResult>;
+  /** Append encoded ops (encodeOp) as one batch: all acknowledged or none; same refusals as `append`. */
+  appendEncoded(payloads: readonly Uint8Array[], copy?: CopyOptions): Promise<BatchResult>;
   readonly state: KvState;
   readonly log: FlashLog;
   status(): Record<string, unknown>;
@@ -54,11 +65,29 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   LOG_FAULT: 503,
   LOG_READ_ONLY: 503,
   LOG_IO: 503,
+  NOT_REPLICATED: 504,
 };
 
 /** Replay pages are bounded so that a reader cannot make the agent hold the log in memory. */
 const REPLAY_LIMIT_MAX = 10_000;
 const REPLAY_BYTES_MAX = 8 * 1024 * 1024;
+/** Longest long poll: well inside the listener's silent-socket limit (120 s), so the poll ends, not the socket. */
+const REPLAY_WAIT_MS_MAX = 60_000;
+
+/** A batch's entries hold the seqs firstSeq..lastSeq, in the order they were given. */
+export interface BatchResult {
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+  readonly epoch: number;
+}
+
+/**
+ * Largest batch body. The log takes at most one write (4 MiB with the default segments) per batch, so a
+ * larger CBOR body could never be stored; JSON lines carry base64, a third less. Bounded per request so that
+ * connectionsMax clients cannot make the agent hold more than this each.
+ */
+export const API_BATCH_BODY_BYTES_MAX = 4 * 1024 * 1024;
+const BATCH_TYPES = new Set(['application/cbor-seq', 'application/x-ndjson', 'application/jsonl']);
 
 export type Readiness = { ready: true } | { ready: false; reason: string; message: string };
 
@@ -128,19 +157,20 @@ export class HttpApi {
 
     if (path === '/v1/entries' && method === 'POST') {
       const body = await this.readBody(request);
-      return this.sendWrite(response, 201, await backend.append({ op: OP_ENTRY, data: body }));
+      return this.sendWrite(response, 201, await backend.append({ op: OP_ENTRY, data: body }, copyOptions(url)));
     }
+    if (path === '/v1/batch' && method === 'POST') return this.batch(request, response, url);
     if (path === '/v1/entries' && method === 'GET') return this.sendReplay(response, url);
     if (path.startsWith('/v1/kv/')) {
       const key = decodeKey(path.slice('/v1/kv/'.length));
       if (method === 'PUT') {
         const value = await this.readBody(request);
-        const result = await backend.append({ op: OP_PUT, key, value });
+        const result = await backend.append({ op: OP_PUT, key, value }, copyOptions(url));
         await backend.state.waitApplied(result.seq);
         return this.sendWrite(response, 200, result);
       }
       if (method === 'DELETE') {
-        const result = await backend.append({ op: OP_DELETE, key });
+        const result = await backend.append({ op: OP_DELETE, key }, copyOptions(url));
         await backend.state.waitApplied(result.seq);
         return this.sendWrite(response, 200, result);
       }
@@ -169,13 +199,31 @@ export class HttpApi {
       backend.setReplicationPaused(path.endsWith('/pause'));
       return sendJson(response, 200, { paused: path.endsWith('/pause') });
     }
-    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/kv/{key}, /v1/kv, /v1/status, /v1/health, /v1/ready)`);
+    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/batch, /v1/kv/{key}, /v1/kv, /v1/status, /v1/health, /v1/ready)`);
+  }
+
+  /** POST /v1/batch: one log batch for the whole body; a KV op in it waits until the state has applied it. */
+  private async batch(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
+    const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (!BATCH_TYPES.has(type)) {
+      request.resume();
+      throw new LastgaspError('UNSUPPORTED_MEDIA_TYPE', `POST /v1/batch needs Content-Type application/cbor-seq (CBOR ops one after the other) or application/x-ndjson (JSON lines), got "${type}"`);
+    }
+    const body = await this.readBody(request, API_BATCH_BODY_BYTES_MAX);
+    const parsed = type === 'application/cbor-seq' ? splitCborSeq(body) : parseJsonLines(body);
+    if (!parsed.ok) throw new LastgaspError('BAD_REQUEST', `batch item ${parsed.index}: ${parsed.reason}; nothing of the batch was stored`, { index: parsed.index });
+    const backend = this.options.backend;
+    const result = await backend.appendEncoded(parsed.payloads, copyOptions(url));
+    if (parsed.kv) await backend.state.waitApplied(result.lastSeq);
+    sendJson(response, 201, { firstSeq: result.firstSeq, lastSeq: result.lastSeq, epoch: result.epoch, count: parsed.payloads.length });
   }
 
   private async sendReplay(response: ServerResponse, url: URL): Promise<void> {
     const log = this.options.backend.log;
     const from = Math.max(positiveInt(url.searchParams.get('from'), log.firstSeq), log.firstSeq);
     const limit = Math.min(positiveInt(url.searchParams.get('limit'), 1000), REPLAY_LIMIT_MAX);
+    const waitMs = Math.min(positiveInt(url.searchParams.get('waitMs'), 0), REPLAY_WAIT_MS_MAX);
+    if (waitMs > 0 && from > log.watermarks().committed) await committedOrTimeout(log, from, waitMs, response);
     const entries = from <= log.watermarks().committed ? await log.read(from, { entriesMax: limit, bytesMax: REPLAY_BYTES_MAX }) : [];
     const out = entries.map((entry) => {
       const decoded = decodeOp(entry.payload);
@@ -184,6 +232,7 @@ export class HttpApi {
       const op = decoded.op;
       if (op.op === OP_ENTRY) return { ...base, op: 'entry', data: toBase64(op.data) };
       if (op.op === OP_PUT) return { ...base, op: 'put', key: op.key, value: toBase64(op.value) };
+      if (op.op === OP_MQTT) return { ...base, op: 'mqtt', topic: op.topic, data: toBase64(op.data) };
       return { ...base, op: 'delete', key: op.key };
     });
     const last = entries.at(-1);
@@ -194,8 +243,7 @@ export class HttpApi {
     sendJson(response, status, { seq: result.seq, epoch: result.epoch });
   }
 
-  private readBody(request: IncomingMessage): Promise<Uint8Array> {
-    const limit = this.options.bodyBytesMax;
+  private readBody(request: IncomingMessage, limit = this.options.bodyBytesMax): Promise<Uint8Array> {
     const declared = Number(request.headers['content-length'] ?? 0);
     if (declared > limit) {
       request.resume();
@@ -232,6 +280,35 @@ export class HttpApi {
     this.options.logger.error('api request failed unexpectedly', { error });
     sendJson(response, 500, { error: { code: 'INTERNAL', message: (error as Error)?.message ?? String(error) } });
   }
+}
+
+/** Resolves once `seq` is committed, after `waitMs`, or when the client goes away, whichever comes first. */
+function committedOrTimeout(log: FlashLog, seq: number, waitMs: number, response: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      unsubscribe();
+      clearTimeout(timer);
+      response.off('close', done);
+      resolve();
+    };
+    const unsubscribe = log.onCommit((committed) => {
+      if (committed >= seq) done();
+    });
+    const timer = setTimeout(done, waitMs);
+    // The response closes before it was sent only when the client went away.
+    response.once('close', done);
+  });
+}
+
+/** ?ackAfter= and ?timeoutMs= of a write; undefined when neither is given (the config's default applies). */
+function copyOptions(url: URL): CopyOptions | undefined {
+  const level = url.searchParams.get('ackAfter');
+  const timeout = url.searchParams.get('timeoutMs');
+  if (level === null && timeout === null) return undefined;
+  if (level !== null && !ACK_AFTER_LEVELS.includes(level as AckAfter)) throw new LastgaspError('BAD_REQUEST', `ackAfter "${level}" is not one of ${ACK_AFTER_LEVELS.join(', ')}`);
+  const timeoutMs = timeout === null ? undefined : positiveInt(timeout, 0);
+  if (timeoutMs === 0) throw new LastgaspError('BAD_REQUEST', 'timeoutMs must be at least 1');
+  return { ...(level === null ? {} : { ackAfter: level as AckAfter }), ...(timeoutMs === undefined ? {} : { timeoutMs }) };
 }
 
 function decodeKey(raw: string): string {

@@ -5,6 +5,7 @@
  *   [1, data]        an opaque application entry (POST /v1/entries)
  *   [2, key, value]  key-value put (PUT /v1/kv/{key})
  *   [3, key]         key-value delete (DELETE /v1/kv/{key})
+ *   [4, topic, data] an MQTT message journaled by the local MQTT listener (mqtt-ingest.ts)
  *
  * Keys are UTF-8 strings; values and data are byte strings.
  */
@@ -13,6 +14,7 @@ import { decodeCbor, encodeCbor } from '../util/index.ts';
 export const OP_ENTRY = 1;
 export const OP_PUT = 2;
 export const OP_DELETE = 3;
+export const OP_MQTT = 4;
 
 /** Keys travel in URLs and topics' payloads; 512 bytes covers hierarchical names with room to spare. */
 export const KV_KEY_BYTES_MAX = 512;
@@ -20,7 +22,8 @@ export const KV_KEY_BYTES_MAX = 512;
 export type Op =
   | { readonly op: typeof OP_ENTRY; readonly data: Uint8Array }
   | { readonly op: typeof OP_PUT; readonly key: string; readonly value: Uint8Array }
-  | { readonly op: typeof OP_DELETE; readonly key: string };
+  | { readonly op: typeof OP_DELETE; readonly key: string }
+  | { readonly op: typeof OP_MQTT; readonly topic: string; readonly data: Uint8Array };
 
 export type OpDecodeResult = { ok: true; op: Op } | { ok: false; reason: string };
 
@@ -33,6 +36,8 @@ export function encodeOp(op: Op): Uint8Array {
       return encodeCbor([OP_PUT, op.key, op.value]);
     case OP_DELETE:
       return encodeCbor([OP_DELETE, op.key]);
+    case OP_MQTT:
+      return encodeCbor([OP_MQTT, op.topic, op.data]);
   }
 }
 
@@ -48,6 +53,7 @@ export function decodeOp(payload: Uint8Array): OpDecodeResult {
   if (code === OP_ENTRY && first instanceof Uint8Array) return { ok: true, op: { op: OP_ENTRY, data: first } };
   if (code === OP_PUT && typeof first === 'string' && second instanceof Uint8Array) return { ok: true, op: { op: OP_PUT, key: first, value: second } };
   if (code === OP_DELETE && typeof first === 'string') return { ok: true, op: { op: OP_DELETE, key: first } };
+  if (code === OP_MQTT && typeof first === 'string' && second instanceof Uint8Array) return { ok: true, op: { op: OP_MQTT, topic: first, data: second } };
   return { ok: false, reason: `bad-op-${code}` };
 }
 

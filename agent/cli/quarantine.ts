@@ -12,7 +12,7 @@
 import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { ApiClient } from '../app/index.ts';
-import { decodeOp, OP_DELETE, OP_ENTRY, OP_PUT } from '../app/ops.ts';
+import { decodeOp, OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT } from '../app/ops.ts';
 import { inspectLog, readQuarantineFile } from '../log/index.ts';
 import { apiClientOptions } from './status.ts';
 import { parseArgs, UsageError, type Io } from './io.ts';
@@ -147,6 +147,11 @@ async function replay(entries: readonly QuarantinedEntry[], options: Map<string,
         continue;
       }
       const op = decoded.op;
+      if (op.op === OP_MQTT) {
+        // A message journaled by the local MQTT listener: its application publishes it again, not this tool.
+        refused.push(`epoch ${entry.epoch} seq ${entry.seq}: an MQTT message on ${op.topic}; export it and publish it again to the agent's MQTT listener; left out`);
+        continue;
+      }
       const written = op.op === OP_PUT ? await client.put(op.key, op.value) : op.op === OP_DELETE ? await client.delete(op.key) : await client.append(op.data);
       const record = {
         from: { file: entry.file, epoch: entry.epoch, seq: entry.seq, timestampMs: entry.timestampMs },

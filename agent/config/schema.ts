@@ -133,6 +133,11 @@ export const configSchema = object(
         headersTimeoutMs: integer({ description: 'A request\'s headers must arrive within this (slowloris defence).', default: 10_000, min: 100, max: 600_000, unit: 'ms' }),
         requestTimeoutMs: integer({ description: 'A whole request, body included, must arrive within this.', default: 30_000, min: 100, max: 3_600_000, unit: 'ms' }),
         idleTimeoutMs: integer({ description: 'An idle keep-alive connection is closed after this.', default: 5_000, min: 100, max: 600_000, unit: 'ms' }),
+        ackAfter: oneOf(['flash', 'broker', 'replica'], {
+          description: 'When a write (API or embedded) is acknowledged unless it asks otherwise (?ackAfter=): flash = fdatasynced here; broker = also replicated at the broker level; replica = also on a sibling\'s flash (README "Writes that wait for their copy").',
+          default: 'flash',
+        }),
+        ackAfterTimeoutMs: integer({ description: 'How long a write waits for its copy before it fails with NOT_REPLICATED (it stays on this node\'s flash).', default: 10_000, min: 1, max: 600_000, unit: 'ms' }),
       },
       { description: 'The application\'s local HTTP API.' },
     ),
@@ -271,6 +276,41 @@ export const configSchema = object(
         }),
       },
       { description: 'Sibling takeover.' },
+    ),
+    mqttIngest: object(
+      {
+        listen: string({
+          description: 'Serve a local MQTT broker here (loopback host:port or unix:/path); unset = off. QoS 1/2 publishes on journaled topics are acknowledged only once on flash; on TCP clients send the API token as their password.',
+          optional: true,
+          pattern: /^(unix:\/.+|(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d{1,5})$/,
+          patternText: 'a loopback address such as 127.0.0.1:1883, or unix:/run/lastgasp/mqtt.sock',
+        }),
+        journal: array(string({ description: 'MQTT topic filter (+ and # wildcards).', minLength: 1 }), { description: 'Topics whose QoS 1/2 messages become log entries; others are only relayed to local subscribers.', default: ['#'] }),
+        socketMode: string({ description: 'Unix socket: its permission bits.', default: '0660', pattern: /^0?[0-7]{3}$/, patternText: 'octal mode such as 0660' }),
+        ackAfter: record(oneOf(['flash', 'broker', 'replica'], { description: 'Level.' }), {
+          description: 'Per journaled topic filter: PUBACK only once the message is copied at this level (see api.ackAfter; the first matching filter wins, others take api.ackAfter). A copy that does not come within api.ackAfterTimeoutMs closes the connection without PUBACK: the client sends the message again.',
+          keyPattern: /^[^\u0000]+$/,
+          keyText: 'a topic filter',
+          default: {},
+        }),
+      },
+      { description: 'The local MQTT listener: applications publish as to mosquitto and get the log\'s guarantee.' },
+    ),
+    app: object(
+      {
+        command: array(string({ description: 'Program, then its arguments.', minLength: 1 }), {
+          description: 'The application, run while this node is primary (started once its state is caught up and writes are open, stopped before it stands down). Its environment adds LASTGASP_NODE, LASTGASP_GROUP, LASTGASP_EPOCH, LASTGASP_API, LASTGASP_API_TOKEN_FILE, LASTGASP_APPLIED_SEQ. Unset: no application is managed.',
+          optional: true,
+          minItems: 1,
+        }),
+        env: record(string({ description: 'Value.' }), { description: 'Extra environment variables for the application.', keyPattern: /^[A-Za-z_][A-Za-z0-9_]*$/, keyText: 'an environment variable name', default: {} }),
+        cwd: string({ description: 'Working directory of the application (default: the data directory).', optional: true }),
+        stopTimeoutMs: integer({ description: 'After SIGTERM, how long the application may take to exit before SIGKILL.', default: 5000, min: 0, unit: 'ms' }),
+        restartDelayMs: integer({ description: 'Delay before restarting an application that exited on its own; doubled for every exit within stableMs of its start.', default: 1000, min: 0, unit: 'ms' }),
+        restartDelayMsMax: integer({ description: 'Longest restart delay (a crash loop is retried this often).', default: 60_000, min: 0, unit: 'ms' }),
+        stableMs: integer({ description: 'An application that ran this long before exiting is restarted after restartDelayMs again.', default: 30_000, min: 0, unit: 'ms' }),
+      },
+      { description: 'The application that moves with leadership.' },
     ),
     logging: object(
       {

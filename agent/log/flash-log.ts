@@ -126,6 +126,8 @@ class SegmentedFlashLog implements FlashLogEngine {
   private checkpointWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
   private watermarkTimer: TimerHandle | undefined;
 
+  /** The most record bytes one `appendMany` may stage: what one write into a fresh segment holds. */
+  private readonly batchBytesMax: number;
   private staging = new Batch();
   private writing = new Batch();
   /**
@@ -149,6 +151,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   /** The throttle's limits: the options' at first, then as setUnreplicatedLimits sizes them. */
   private unreplicatedLimits: { soft: number; hard: number; field: string };
   private readonly commitListeners = new Set<(committed: number) => void>();
+  private readonly replicatedListeners = new Set<(marks: Watermarks) => void>();
 
   private fault: LastgaspError | undefined;
   private faultRetryMs = FAULT_RETRY_MS_MIN;
@@ -168,6 +171,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.clock = options.clock ?? systemClock;
     this.saltSource = options.randomSalt ?? randomSalt;
     this.retentionFloor = options.retentionFloor ?? RETENTION_FLOOR_NONE;
+    this.batchBytesMax = Math.min(BATCH_BYTES_MAX, this.options.segmentBytes - SEGMENT_HEADER_BYTES - CHECKPOINT_RECORD_BYTES) - BATCH_PREFIX_BYTES;
     this.readContext = {
       storage: this.storage,
       payloadBytesMax: this.options.entryBytesMax,
@@ -374,6 +378,67 @@ class SegmentedFlashLog implements FlashLogEngine {
     }
     if (gate !== undefined) return gate.then(() => this.appendAdmitted(payload));
     return this.stageEntry(payload);
+  }
+
+  /**
+   * Many entries as one: they take consecutive seqs, are staged together and share one waiter, so the batch
+   * costs one promise and one wake-up, and it is acknowledged whole or not at all. The batch is refused as a
+   * whole (one entry too large makes none of them staged), and its bytes must fit in one write of the group
+   * commit, so that it lands in one write (see `chunkEnd`).
+   */
+  appendMany(payloads: readonly Uint8Array[]): Promise<AppendResult> {
+    const refused = this.refuseAppend();
+    if (refused) return Promise.reject(refused);
+    let bytes = 0;
+    for (let i = 0; i < payloads.length; i++) {
+      const length = payloads[i]!.length;
+      if (length > this.options.entryBytesMax) {
+        return Promise.reject(
+          new LastgaspError('ENTRY_TOO_LARGE', `entry ${i} of the batch has ${length} bytes, over the log's entryBytesMax of ${this.options.entryBytesMax}; split it or raise log.entryBytesMax`, {
+            index: i,
+            bytes: length,
+            max: this.options.entryBytesMax,
+          }),
+        );
+      }
+      bytes += recordBytes(length);
+    }
+    if (payloads.length === 0) return Promise.reject(new LastgaspError('BAD_REQUEST', 'a batch append needs at least one entry'));
+    if (bytes > this.batchBytesMax) {
+      return Promise.reject(
+        new LastgaspError('ENTRY_TOO_LARGE', `a batch of ${bytes} bytes of records is over the ${this.batchBytesMax} one write of the log can hold; send it as several batches`, {
+          bytes,
+          max: this.batchBytesMax,
+        }),
+      );
+    }
+    return this.appendManyAdmitted(payloads, bytes, false);
+  }
+
+  private appendManyAdmitted(payloads: readonly Uint8Array[], bytes: number, throttled: boolean): Promise<AppendResult> {
+    if (throttled) {
+      const refused = this.refuseAppend();
+      if (refused) return Promise.reject(refused);
+    }
+    let gate: Promise<void> | undefined;
+    try {
+      gate = this.admit(bytes, throttled);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (gate !== undefined) return gate.then(() => this.appendManyAdmitted(payloads, bytes, true));
+    if (this.nextSeq + payloads.length - 1 > RECORD_U48_MAX) return Promise.reject(new LastgaspError('LOG_SEQ', `log ${this.options.dir}: seq space exhausted`));
+    const epoch = this.currentEpoch;
+    const nowMs = this.clock.nowMs();
+    const seed = this.activeSeed();
+    for (const payload of payloads) this.staging.put(payload, this.nextSeq++, epoch, nowMs, seed);
+    this.counters.appends += payloads.length;
+    this.counters.batchAppends++;
+    this.waitSeq = this.nextSeq - 1;
+    this.waitEpoch = epoch;
+    const promise = new Promise<AppendResult>(this.enqueueWaiter);
+    this.scheduleFlush();
+    return promise;
   }
 
   /** After a throttle delay or a wait for space: check again, but do not throttle twice. */
@@ -701,7 +766,7 @@ class SegmentedFlashLog implements FlashLogEngine {
         if (roll) {
           await this.roll();
           active = this.segments[this.segments.length - 1]!;
-          end = this.chunkEnd(batch, start, active, true);
+          end = this.chunkEnd(batch, start, active, true, true);
         }
         const segment = active!;
         const withPrefix = roll || wantsCheckpoint;
@@ -789,8 +854,14 @@ class SegmentedFlashLog implements FlashLogEngine {
     return this.committed;
   }
 
-  /** End (staging offset) of the records from `start` that fit in one chunk in `segment`. */
-  private chunkEnd(batch: Batch, start: number, segment: Segment, withPrefix: boolean): number {
+  /**
+   * End (staging offset) of the records from `start` that fit in one chunk in `segment`. A chunk that cannot
+   * take everything ends where a waiter's records end, so that the records of one call (an `appendMany`, a
+   * replicated batch) go out in one write: a crash of the process then leaves all of them on disk or none.
+   * When no waiter's records fit (a roll comes next), it returns `start`; in a fresh segment (`split`) a
+   * call larger than one write is split rather than never written.
+   */
+  private chunkEnd(batch: Batch, start: number, segment: Segment, withPrefix: boolean, split = false): number {
     const prefix = withPrefix ? CHECKPOINT_RECORD_BYTES : 0;
     // Keep room for a final checkpoint (a clean close, a quarantine) in every segment.
     const room = Math.min(BATCH_BYTES_MAX, segment.segmentBytes - segment.bytesUsed - CHECKPOINT_RECORD_BYTES) - prefix;
@@ -800,7 +871,10 @@ class SegmentedFlashLog implements FlashLogEngine {
       if (end + size - start > room) break;
       end += size;
     }
-    return end;
+    if (end === batch.used) return end;
+    const boundary = lastWaiterEndAtOrBefore(batch.waiterEnd, end);
+    if (boundary > start) return boundary;
+    return split ? end : start;
   }
 
   private dropStaged(error: unknown): void {
@@ -1057,6 +1131,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     if (!(value > this.replicated)) return;
     this.replicated = value;
     this.watermarksChanged();
+    this.notifyReplicated();
     // Writers held at the unreplicated limit may go on now.
     this.wakeSpaceWaiters();
   }
@@ -1066,6 +1141,26 @@ class SegmentedFlashLog implements FlashLogEngine {
     if (!(value > this.replicaAcked)) return;
     this.replicaAcked = value;
     this.watermarksChanged();
+    this.notifyReplicated();
+  }
+
+  onReplicated(listener: (marks: Watermarks) => void): () => void {
+    this.replicatedListeners.add(listener);
+    return () => {
+      this.replicatedListeners.delete(listener);
+    };
+  }
+
+  private notifyReplicated(): void {
+    if (this.replicatedListeners.size === 0) return;
+    const marks = this.watermarks();
+    for (const listener of this.replicatedListeners) {
+      try {
+        listener(marks);
+      } catch (error) {
+        this.logger.error('onReplicated listener threw', { error });
+      }
+    }
   }
 
   /** Ride the next batch; if none comes within the linger, write a checkpoint on its own. */
@@ -1301,4 +1396,16 @@ class SegmentedFlashLog implements FlashLogEngine {
       fenced: this.fenceState?.code,
     };
   }
+}
+
+/** The largest of the ascending `ends` that is at most `at` (0 when none is). */
+function lastWaiterEndAtOrBefore(ends: readonly number[], at: number): number {
+  let low = 0;
+  let high = ends.length;
+  while (low < high) {
+    const mid = (low + high) >>> 1;
+    if (ends[mid]! <= at) low = mid + 1;
+    else high = mid;
+  }
+  return low === 0 ? 0 : ends[low - 1]!;
 }

@@ -44,6 +44,8 @@ export type CreateFlashLogOptions = LogOptions & FlashLogExtras;
 export interface Counters {
   appends: number;
   appendsReplicated: number;
+  /** `appendMany` calls (their entries count in `appends`). */
+  batchAppends: number;
   /** `fence` calls, and appends refused because a fence stood. */
   fences: number;
   fencedRefusals: number;
@@ -71,6 +73,7 @@ export function newCounters(): Counters {
   return {
     appends: 0,
     appendsReplicated: 0,
+    batchAppends: 0,
     fences: 0,
     fencedRefusals: 0,
     batches: 0,

@@ -129,6 +129,17 @@ export interface FlashLog {
   append(payload: Uint8Array): Promise<AppendResult>;
 
   /**
+   * Append many entries in the current epoch as one: consecutive seqs, one group commit, one promise that
+   * resolves with the LAST entry's seq (entry i of n has `seq - n + 1 + i`) once all of them are fdatasynced,
+   * or rejects for all of them. Refused whole (nothing staged) when one entry is too large, when the batch
+   * does not fit in one write of the log (ENTRY_TOO_LARGE), when it is empty (BAD_REQUEST), and under the
+   * same fence, quota and throttle rules as `append` (the batch's bytes are admitted together). Its records
+   * go out in one write, so a killed process leaves all of them on disk or none; a power cut may keep a
+   * prefix of a batch that was never acknowledged.
+   */
+  appendMany(payloads: readonly Uint8Array[]): Promise<AppendResult>;
+
+  /**
    * The replica path: store entries received from the primary, keeping their seq, epoch and timestamp.
    * `entries[0].seq` must be `committed + 1` and seqs must be consecutive (LOG_SEQ otherwise); resolves
    * after the fdatasync, like `append`.
@@ -190,6 +201,9 @@ export interface FlashLog {
   fence(code: ErrorCode, message: string): Promise<number>;
   /** Lift the fence: appends are admitted again (mains came back before the handoff, a demotion ended). */
   unfence(): void;
+
+  /** Called when `replicated` or `replicaAcked` advances, with the new watermarks; returns an unsubscribe function. */
+  onReplicated(listener: (marks: Watermarks) => void): () => void;
 
   /** Called after each commit with the new committed seq; returns an unsubscribe function. */
   onCommit(listener: (committed: number) => void): () => void;

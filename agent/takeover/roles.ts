@@ -39,6 +39,11 @@ export interface RoleHost {
   prepareRole(role: 'primary' | 'standby'): Promise<void>;
   /** After the role flipped (writes are open to a primary from here). */
   roleChanged(role: 'primary' | 'standby', info: { epoch: number; reason: string }): void;
+  /**
+   * This primary is about to stand down (a newer leader, a lost lease): stop what writes through it (the
+   * application) and resolve once it has stopped. Writes are already refused while it runs.
+   */
+  beforeStandDown(reason: string): Promise<void>;
   /** The log lost a suffix (demotion): rebuild the application state. */
   stateRewound(): Promise<void>;
   /** Publish this node's state record stamped `atMs` (a heartbeat). */
@@ -449,7 +454,9 @@ export class RoleManager {
       this.demoting = true;
       const record = this.store.current;
       this.options.logger.warn(`lease lost: no heartbeat came back from the brokers within takeover.leaseMs (${this.options.leaseMs} ms); standing by, and leading again only by a new claim`, { event: 'lease-lost' });
-      void this.becomeStandby(record, 'lost its lease')
+      void this.options.host
+        .beforeStandDown('lost its lease')
+        .then(() => this.becomeStandby(record, 'lost its lease'))
         .catch((error: unknown) => this.options.logger.error('standing by after the lease failed', { error }))
         .finally(() => (this.demoting = false));
     };
@@ -480,6 +487,7 @@ export class RoleManager {
     const { log } = this.options;
     this.demoting = true;
     try {
+      await this.options.host.beforeStandDown(`a newer leader appeared: ${leader.node} in epoch ${leader.epoch}`);
       await log.fence('NOT_PRIMARY', `this node (${this.options.node}) is demoting: ${leader.node} leads epoch ${leader.epoch}`);
       try {
         await this.setAsideSuffix(leader);

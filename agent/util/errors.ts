@@ -30,7 +30,9 @@ export type ErrorCode =
   | 'DEPENDENCY_MISSING'
   | 'UNAUTHORIZED'
   | 'FORBIDDEN'
-  | 'UNSUPPORTED_MEDIA_TYPE';
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  /** A write that asked to wait for its copy (ackAfter broker/replica) did not get it in time; it is on this node's flash. */
+  | 'NOT_REPLICATED';
 
 export class LastgaspError extends Error {
   readonly code: ErrorCode;

@@ -1,0 +1,242 @@
+/**
+ * `npm run bench:ingest`: how fast an application gets entries to the sibling through each way in, in one
+ * run, side by side (issue 10), with 256-byte entries and 1, 16 and 64 writers. Each writer waits for the
+ * acknowledgement of what it sent before sending more; a run lasts RUN_MS, then the clock stops when the
+ * sibling (or the remote broker's subscriber) holds everything acknowledged: entries/s end to end.
+ *
+ *   - httpSingle: POST /v1/entries, one entry per request, kept-alive connections;
+ *   - httpBatch: POST /v1/batch, BATCH_ENTRIES entries per request (a CBOR sequence);
+ *   - mqttIngest: MQTT.js publishing QoS 1 to the agent's local MQTT listener (PUBACK after the fsync);
+ *   - embedded: `Agent.append` in this process (the sibling is still a separate process);
+ *   - mosquittoBridge: the same MQTT.js publishers to a local mosquitto with persistence, bridged at QoS 1 to a
+ *     second mosquitto, counted by a subscriber there: what users would run instead (PUBACK from RAM).
+ *
+ * CPU per entry: user + system time of both gateways' processes (the two agents, or the two mosquittos;
+ * for embedded, this process and the sibling) over the run, divided by the entries. Each measurement runs
+ * ROUNDS times, interleaved; the table gives medians. The last line is one JSON object. Not part of
+ * `npm test`; run it with `nice` on a quiet machine.
+ */
+import { readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { Agent } from '../../agent/agent.ts';
+import { OP_ENTRY, type Op } from '../../agent/app/index.ts';
+import { loadConfig } from '../../agent/config/index.ts';
+import { silentLogger } from '../../agent/util/index.ts';
+import { startAgent, writeAgentConfig, type AgentProcess } from '../support/agents.ts';
+import { startMosquitto, type Mosquitto } from '../support/mosquitto.ts';
+import { killAll, startProcess, type Managed } from '../support/processes.ts';
+import { canConnect, freePort, tempDir, waitFor } from '../support/ports.ts';
+
+const ENTRY_BYTES = 256;
+const WRITER_COUNTS = [1, 16, 64];
+const ROUNDS = Number(process.env.LASTGASP_BENCH_ROUNDS ?? 3);
+const RUN_MS = Number(process.env.LASTGASP_BENCH_RUN_MS ?? 2000);
+/** Entries per HTTP batch request. */
+const BATCH_ENTRIES = 64;
+const DRAIN_TIMEOUT_MS = 120_000;
+/** /proc/<pid>/stat counts CPU time in clock ticks: 100 a second on Linux (sysconf(_SC_CLK_TCK)). */
+const CLOCK_TICKS_PER_S = 100;
+
+const PATHS = ['httpSingle', 'httpBatch', 'mqttIngest', 'embedded', 'mosquittoBridge'] as const;
+type Path = (typeof PATHS)[number];
+
+const payload = new Uint8Array(ENTRY_BYTES).fill(0x61);
+
+function cpuMs(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // After "pid (comm) ": state is field 3, so utime (14) and stime (15) are at 11 and 12 here.
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return (ticks * 1000) / CLOCK_TICKS_PER_S;
+}
+
+function selfCpuMs(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+}
+
+interface Setup {
+  a: AgentProcess;
+  b: AgentProcess;
+  mqttUrl: string;
+  password: string;
+  embedded: Agent;
+  embeddedSibling: AgentProcess;
+  local: Managed;
+  remote: Managed;
+  localUrl: string;
+  remoteUrl: string;
+  broker: Mosquitto;
+}
+
+async function bridgePair(dir: string): Promise<{ local: Managed; remote: Managed; localUrl: string; remoteUrl: string }> {
+  const remotePort = await freePort();
+  const localPort = await freePort();
+  const remoteConf = join(dir, 'remote.conf');
+  const localConf = join(dir, 'local.conf');
+  await writeFile(remoteConf, [`listener ${remotePort} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_queued_messages 2000000', 'max_inflight_messages 100', 'log_dest stderr'].join('\n') + '\n');
+  // The local broker as a gateway would run it: persistence (saved every second, as broker-config's
+  // single.conf does), and a QoS 1 bridge to the remote that keeps its queue across reconnects.
+  await writeFile(
+    localConf,
+    [
+      `listener ${localPort} 127.0.0.1`,
+      'allow_anonymous true',
+      'persistence true',
+      `persistence_location ${dir}/`,
+      'autosave_interval 1',
+      'max_queued_messages 2000000',
+      'max_inflight_messages 100',
+      'log_dest stderr',
+      'connection bench-bridge',
+      `address 127.0.0.1:${remotePort}`,
+      'topic bench/# out 1',
+      'cleansession false',
+      'bridge_protocol_version mqttv311',
+      'bridge_max_packet_size 0',
+    ].join('\n') + '\n',
+  );
+  const remote = startProcess('mosquitto:remote', '/usr/sbin/mosquitto', ['-c', remoteConf]);
+  await waitFor('the remote mosquitto', () => canConnect(remotePort), 10_000);
+  const local = startProcess('mosquitto:local', '/usr/sbin/mosquitto', ['-c', localConf]);
+  await waitFor('the local mosquitto', () => canConnect(localPort), 10_000);
+  return { local, remote, localUrl: `mqtt://127.0.0.1:${localPort}`, remoteUrl: `mqtt://127.0.0.1:${remotePort}` };
+}
+
+async function setUp(dir: string): Promise<Setup> {
+  const broker = await startMosquitto(dir);
+  const mqttPort = await freePort();
+  const base = { replication: { brokers: [{ url: broker.url }] }, logging: { level: 'warn', json: true } };
+  const configA = await writeAgentConfig(dir, 'gw-a', { ...base, group: 'bench', role: 'primary', siblings: ['gw-b'], mqttIngest: { listen: `127.0.0.1:${mqttPort}`, journal: ['bench/#'] } });
+  const configB = await writeAgentConfig(dir, 'gw-b', { ...base, group: 'bench', role: 'standby', siblings: ['gw-a'] });
+  const a = await startAgent('gw-a', configA.file, configA.api, { waitReady: false });
+  const b = await startAgent('gw-b', configB.file, configB.api, { waitReady: false });
+  await waitFor('gw-a to serve', async () => ((await a.client.ready().catch(() => ({ ready: false }))).ready ? true : undefined), 60_000);
+  const password = readFileSync(join(dir, 'gw-a', 'api.token'), 'utf8').trim();
+  // The embedded pair: gw-c in this process, its sibling gw-d a process, in a group of their own.
+  const configC = await writeAgentConfig(dir, 'gw-c', { ...base, group: 'embed', role: 'primary', siblings: ['gw-d'] });
+  const configD = await writeAgentConfig(dir, 'gw-d', { ...base, group: 'embed', role: 'standby', siblings: ['gw-c'] });
+  const embedded = new Agent(await loadConfig(configC.file), { logger: silentLogger });
+  await embedded.start();
+  const embeddedSibling = await startAgent('gw-d', configD.file, configD.api, { waitReady: false });
+  await waitFor('the embedded agent to lead', async () => ((await embedded.readiness()).ready ? true : undefined), 60_000);
+  const bridge = await bridgePair(dir);
+  return { a, b, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, password, embedded, embeddedSibling, broker, ...bridge };
+}
+
+/** Run `writers` loops until the deadline; each returns how many entries it had acknowledged. */
+async function runWriters(writers: number, write: (writer: number) => Promise<number>): Promise<number> {
+  const deadline = performance.now() + RUN_MS;
+  const counts = await Promise.all(
+    Array.from({ length: writers }, async (_, writer) => {
+      let acked = 0;
+      while (performance.now() < deadline) acked += await write(writer);
+      return acked;
+    }),
+  );
+  return counts.reduce((sum, count) => sum + count, 0);
+}
+
+async function mqttClients(url: string, count: number, password?: string): Promise<MqttClient[]> {
+  return Promise.all(Array.from({ length: count }, (_, i) => mqtt.connectAsync(url, { clientId: `bench-${i}-${Date.now()}`, username: 'bench', ...(password ? { password } : {}), reconnectPeriod: 0 })));
+}
+
+async function committed(agent: AgentProcess): Promise<number> {
+  return (await agent.client.status()).watermarks.committed as number;
+}
+
+/** One measurement: entries/s end to end and CPU µs per entry. */
+async function measure(setup: Setup, path: Path, writers: number): Promise<{ rate: number; cpuUsPerEntry: number }> {
+  const pids = path === 'mosquittoBridge' ? [setup.local.child.pid!, setup.remote.child.pid!] : path === 'embedded' ? [setup.embeddedSibling.process.child.pid!] : [setup.a.process.child.pid!, setup.b.process.child.pid!];
+  const ops: Op[] = Array.from({ length: BATCH_ENTRIES }, () => ({ op: OP_ENTRY, data: payload }));
+  let clients: MqttClient[] = [];
+  let remoteCount = 0;
+  let subscriber: MqttClient | undefined;
+  if (path === 'mqttIngest') clients = await mqttClients(setup.mqttUrl, writers, setup.password);
+  if (path === 'mosquittoBridge') {
+    clients = await mqttClients(setup.localUrl, writers);
+    subscriber = await mqtt.connectAsync(setup.remoteUrl, { clientId: `bench-sub-${Date.now()}`, reconnectPeriod: 0 });
+    subscriber.on('message', () => void remoteCount++);
+    await subscriber.subscribeAsync('bench/#', { qos: 1 });
+  }
+  const cpuBefore = cpuMs(pids) + (path === 'embedded' ? selfCpuMs() : 0);
+  const started = performance.now();
+  let lastSeq = 0;
+  const write = async (writer: number): Promise<number> => {
+    switch (path) {
+      case 'httpSingle':
+        lastSeq = Math.max(lastSeq, (await setup.a.client.append(payload)).seq);
+        return 1;
+      case 'httpBatch':
+        lastSeq = Math.max(lastSeq, (await setup.a.client.batch(ops)).lastSeq);
+        return BATCH_ENTRIES;
+      case 'embedded':
+        lastSeq = Math.max(lastSeq, (await setup.embedded.append({ op: OP_ENTRY, data: payload })).seq);
+        return 1;
+      default:
+        await clients[writer]!.publishAsync(`bench/w${writer}`, Buffer.from(payload), { qos: 1 });
+        return 1;
+    }
+  };
+  const entries = await runWriters(writers, write);
+  if (path === 'mosquittoBridge') await waitFor('the remote subscriber to get everything', () => (remoteCount >= entries ? true : undefined), DRAIN_TIMEOUT_MS, 2);
+  else if (path === 'embedded') await waitFor('gw-d to hold everything', async () => ((await committed(setup.embeddedSibling)) >= lastSeq ? true : undefined), DRAIN_TIMEOUT_MS, 2);
+  else {
+    const target = path === 'mqttIngest' ? await committed(setup.a) : lastSeq;
+    await waitFor('gw-b to hold everything', async () => ((await committed(setup.b)) >= target ? true : undefined), DRAIN_TIMEOUT_MS, 2);
+  }
+  const elapsedS = (performance.now() - started) / 1000;
+  const cpu = cpuMs(pids) + (path === 'embedded' ? selfCpuMs() : 0) - cpuBefore;
+  for (const client of clients) await client.endAsync();
+  await subscriber?.endAsync();
+  return { rate: entries / elapsedS, cpuUsPerEntry: (cpu * 1000) / entries };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+async function main(): Promise<void> {
+  const dir = await tempDir('bench-ingest');
+  const setup = await setUp(dir.path);
+  const results = new Map<string, Array<{ rate: number; cpuUsPerEntry: number }>>();
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const writers of WRITER_COUNTS) {
+        for (const path of PATHS) {
+          const result = await measure(setup, path, writers);
+          const key = `${writers}/${path}`;
+          results.set(key, [...(results.get(key) ?? []), result]);
+          process.stderr.write(`round ${round + 1} writers ${writers} ${path}: ${Math.round(result.rate)}/s, ${Math.round(result.cpuUsPerEntry)} µs CPU/entry\n`);
+        }
+      }
+    }
+  } finally {
+    await setup.embedded.stop();
+    await killAll();
+    await dir.remove();
+  }
+  const summary: Record<string, Record<string, number | Record<string, number>>> = {};
+  console.log(`\n| writers | ${PATHS.join(' | ')} |\n|---|${PATHS.map(() => '---').join('|')}|`);
+  for (const writers of WRITER_COUNTS) {
+    const row: Record<string, number | Record<string, number>> = {};
+    const cpu: Record<string, number> = {};
+    for (const path of PATHS) {
+      const runs = results.get(`${writers}/${path}`)!;
+      row[path] = Math.round(median(runs.map((run) => run.rate)));
+      cpu[path] = Math.round(median(runs.map((run) => run.cpuUsPerEntry)));
+    }
+    row.cpuUsPerEntry = cpu;
+    summary[String(writers)] = row;
+    console.log(`| ${writers} | ${PATHS.map((path) => `${(row[path] as number).toLocaleString('en-US')}/s (${cpu[path]} µs)`).join(' | ')} |`);
+  }
+  console.log(`(entries/s end to end, median of ${ROUNDS} interleaved rounds; in brackets: CPU µs of both gateways per entry)`);
+  console.log(JSON.stringify({ writers: summary }));
+}
+
+await main();
