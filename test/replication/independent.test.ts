@@ -45,7 +45,10 @@ test('fan-out to three brokers, one SIGKILLed mid-stream and restarted: the sibl
     for (const index of [0, 2]) assert.ok((links[index]!.publishes as number) > 100, `${String(links[index]!.broker)} got the fan-out`);
     const sinceRestart = links.map((link, index) => (link.publishes as number) - atRestart[index]!);
     assert.ok(sinceRestart[1]! > 0, 'the restarted broker got batches again');
-    if (links[1]!.connects === 2) assert.equal(sinceRestart[1], sinceRestart[0], 'every batch since its restart went to the restarted broker too');
+    // Every batch since its restart, give or take the last: a batch that the other two already acknowledged (a
+    // quorum, so the writer is done) can still wait in the restarted broker's window when the counters are read
+    // (a link counts a publish when it sends it, not when it is handed it).
+    if (links[1]!.connects === 2) assert.ok(sinceRestart[1]! >= sinceRestart[0]! - 1, `the restarted broker got ${sinceRestart[1]} of the ${sinceRestart[0]} batches since its restart`);
   } finally {
     await a.stop();
     await b.stop();
