@@ -77,7 +77,9 @@ export async function startAgent(node: string, configFile: string, api: string, 
       await process.kill(signal);
     },
   };
-  if (options.waitReady !== false) await agent.waitForEvent('ready');
+  // Starting takes several fsyncs (the data directory's parents, the lock, the leader record, the token) whose
+  // latency on a disk busy with the rest of the suite can reach seconds each, and up to brokerWaitMs for a broker.
+  if (options.waitReady !== false) await agent.waitForEvent('ready', () => true, 60_000);
   return agent;
 }
 
