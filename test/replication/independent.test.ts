@@ -74,6 +74,9 @@ test('a broker whose ACL refuses the batches is a counted, logged minority; the 
   const a = await startNode({ ...common, name: 'gw-a', role: 'primary', siblings: ['gw-b'], username: 'gw-a', password: 'pass-a' });
   const b = await startNode({ ...common, name: 'gw-b', role: 'standby', siblings: ['gw-a'], username: 'gw-b', password: 'pass-b' });
   try {
+    // The refusing broker must be in the fan-out when the batches go: on a loaded machine its (authenticated)
+    // connection can come up after the first appends, which would then never meet its ACL.
+    await waitFor('all three of gw-a\'s links up', () => (a.links().every((link) => link.connected === true) ? true : undefined), 30_000);
     await a.append(500, 'acl', 4);
     await waitCommitted(b, 500);
     await waitReplicated(a, 500);
