@@ -86,6 +86,8 @@ const timeoutMs = process.env.LASTGASP_TEST_TIMEOUT_MS ?? '300000';
 const result = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, `--test-timeout=${timeoutMs}`, ...files],
-  { cwd: root, stdio: 'inherit' },
+  // The sources under test, not a bundle an earlier `npm run build` left in dist/ (agent/cli/bin.mjs);
+  // LASTGASP_BIN=bundle npm test runs every test on the bundle instead.
+  { cwd: root, stdio: 'inherit', env: { ...process.env, LASTGASP_BIN: process.env.LASTGASP_BIN ?? 'sources' } },
 );
 process.exit(result.status ?? 1);

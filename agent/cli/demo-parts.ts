@@ -6,7 +6,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { createInterface } from 'node:readline';
-import { Aedes } from 'aedes';
 
 export interface EmbeddedBroker {
   readonly url: string;
@@ -15,6 +14,9 @@ export interface EmbeddedBroker {
 
 /** Aedes in this process: MQTT 3.1.1 with in-memory persistent sessions, enough for one demo run. */
 export async function startEmbeddedBroker(): Promise<EmbeddedBroker> {
+  // Loaded here and not at the top: the bundle keeps aedes external, and a static import would load it at
+  // every start of every command, though only the demo and mqttIngest use it.
+  const { Aedes } = await import('aedes');
   const broker = await Aedes.createBroker();
   const server: Server = createServer(broker.handle);
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));

@@ -11,11 +11,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../app/index.ts';
 import { generateNodeKeyPair, privateKeyPem, publicKeyText } from '../replication/index.ts';
 import { AckedModel, spawnChild, startEmbeddedBroker, type Child, type JsonLine } from './demo-parts.ts';
 import { parseArgs, type Io } from './io.ts';
+import { CLI_SCRIPT } from './self.ts';
 
 const DEMO_HELP = `Usage: lastgasp demo [--json] [--broker URL] [--steady N] [--burst N] [--keep DIR]
 
@@ -39,7 +39,7 @@ const WRITERS_STEADY = 16;
 const WRITERS_BURST = 64;
 const STEP_TIMEOUT_MS = 30_000;
 
-const BIN = fileURLToPath(new URL('./bin.mjs', import.meta.url));
+const BIN = CLI_SCRIPT;
 
 interface Timeline {
   (line: string): void;

@@ -2,8 +2,10 @@
  * `lastgasp <command>`: the daemon, the demo, the BMS tools and the operator's log tools.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { isLastgaspError } from '../util/index.ts';
 import { processIo, parseArgs, UsageError, type Io } from './io.ts';
+import { PACKAGE_ROOT } from './self.ts';
 
 const HELP = `lastgasp: keeps a battery-backed gateway's data safe through a power cut.
 
@@ -77,7 +79,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
 }
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string };
   return `lastgasp ${pkg.version}`;
 }
 
