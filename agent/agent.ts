@@ -17,7 +17,7 @@ import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
 import { apiTokenFile, loadOrCreateToken, readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
-import { PowerSupervisor, throttleBytes, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
+import { PowerSupervisor, throttleBytes, type Thresholds, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
 import { LastgaspError, isLastgaspError, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
@@ -500,6 +500,11 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     void this.publishState(STATE_NAMES[state]);
   }
 
+  /** SIGHUP: the power thresholds of a re-read config take effect now (cli/reload.ts says which keys may change). */
+  setPowerThresholds(power: AgentConfig['power']): void {
+    this.supervisor?.setThresholds(powerThresholds(power));
+  }
+
   // ---- internals --------------------------------------------------------------------------------------
 
   private async startSupervisor(): Promise<void> {
@@ -512,15 +517,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.supervisor = new PowerSupervisor({
       source,
       host: this,
-      thresholds: {
-        socPercentMin: power.socPercentMin,
-        runtimeSMin: power.runtimeSMin,
-        onBatterySMax: power.onBatterySMax,
-        trustDeviceLowBattery: power.trustDeviceLowBattery,
-        onBatteryDebounceMs: power.onBatteryDebounceMs,
-        linkDeadMs: power.linkDeadMs,
-        ...(power.energyAware ? { energyMarginMs: power.energyMarginMs, batteryMah: power.batteryMah } : {}),
-      },
+      thresholds: powerThresholds(power),
       flushBudgetMs: power.flushBudgetMs,
       handoffAckTimeoutMs: power.handoffAckTimeoutMs,
       cutDelayMs: power.cutDelayMs,
@@ -586,6 +583,18 @@ function leaseMsFor(config: AgentConfig): number {
   const { silenceMs, leaseMs } = config.takeover;
   if (silenceMs === 0) return 0;
   return leaseMs ?? Math.floor(silenceMs * 0.9 - 2 * config.replication.heartbeatMs);
+}
+
+function powerThresholds(power: AgentConfig['power']): Thresholds {
+  return {
+    socPercentMin: power.socPercentMin,
+    runtimeSMin: power.runtimeSMin,
+    onBatterySMax: power.onBatterySMax,
+    trustDeviceLowBattery: power.trustDeviceLowBattery,
+    onBatteryDebounceMs: power.onBatteryDebounceMs,
+    linkDeadMs: power.linkDeadMs,
+    ...(power.energyAware ? { energyMarginMs: power.energyMarginMs, batteryMah: power.batteryMah } : {}),
+  };
 }
 
 function notReady(reason: string, message: string): Readiness {

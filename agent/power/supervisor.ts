@@ -147,6 +147,11 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
     this.scheduleTick();
   }
 
+  /** New thresholds from a reloaded config (SIGHUP); the next status, event or tick is judged by them. */
+  setThresholds(thresholds: Thresholds): void {
+    this.options.thresholds = thresholds;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     this.ticker?.cancel();
@@ -193,6 +198,11 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
   private onLink(state: LinkState, reason?: string): void {
     if (state === this.linkState) return;
     this.linkState = state;
+    if (this.stopped) {
+      // The agent closed the link itself: nothing to warn about, and nothing for the machine to judge.
+      this.options.logger.info(`power-source link ${state}: the agent is stopping`, { event: 'power-link', state, source: this.options.source.name });
+      return;
+    }
     const log = state === 'up' ? this.options.logger.info : this.options.logger.warn;
     log(`power-source link ${state}`, { event: 'power-link', state, source: this.options.source.name, reason });
     if (state !== 'connecting') this.feed({ type: 'link', up: state === 'up', atMs: this.options.clock.monotonicMs() });

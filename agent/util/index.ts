@@ -18,5 +18,5 @@ export {
 export { encodeCbor, decodeCbor } from './cbor.ts';
 export { crc32c, crc32cUpdate, CRC32C_CHECK_VALUE } from './crc32c.ts';
 export { systemClock, sleep, type Clock, type TimerHandle } from './clock.ts';
-export { createLogger, silentLogger, type Logger, type LogLevel, type LogFields, type LogMessage } from './logger.ts';
+export { createLogger, silentLogger, type Logger, type RootLogger, type LogLevel, type LogFields, type LogMessage } from './logger.ts';
 export { isLoopbackHost, splitHostPort } from './loopback.ts';

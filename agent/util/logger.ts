@@ -28,11 +28,22 @@ export interface LoggerOptions {
   node?: string;
 }
 
-export function createLogger(options: LoggerOptions, namespace = 'lastgasp'): Logger {
-  const threshold = LEVEL_RANK[options.level];
+/** A logger whose level can change while it runs (SIGHUP reload): its children follow. */
+export interface RootLogger extends Logger {
+  setLevel(level: LogLevel): void;
+}
+
+export function createLogger(options: LoggerOptions, namespace = 'lastgasp'): RootLogger {
+  // One threshold shared by the logger and every child made from it, so that a new level reaches them all.
+  const threshold = { rank: LEVEL_RANK[options.level] };
+  const logger = createWith(options, namespace, threshold);
+  return { ...logger, setLevel: (level) => void (threshold.rank = LEVEL_RANK[level]) };
+}
+
+function createWith(options: LoggerOptions, namespace: string, threshold: { rank: number }): Logger {
   const write = options.write ?? ((line: string) => process.stderr.write(line + '\n'));
   const emit = (level: Exclude<LogLevel, 'silent'>, message: LogMessage, fields?: LogFields) => {
-    if (LEVEL_RANK[level] < threshold) return;
+    if (LEVEL_RANK[level] < threshold.rank) return;
     const text = typeof message === 'function' ? message() : message;
     write(formatLine(options, level, namespace, text, fields));
   };
@@ -41,7 +52,7 @@ export function createLogger(options: LoggerOptions, namespace = 'lastgasp'): Lo
     info: (message, fields) => emit('info', message, fields),
     warn: (message, fields) => emit('warn', message, fields),
     error: (message, fields) => emit('error', message, fields),
-    child: (child) => createLogger({ ...options, write }, child),
+    child: (child) => createWith({ ...options, write }, child, threshold),
   };
 }
 

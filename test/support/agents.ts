@@ -11,6 +11,8 @@ const ROOT = join(fileURLToPath(import.meta.url), '..', '..', '..');
 const BIN = join(ROOT, 'agent', 'cli', 'bin.mjs');
 const ENTRY = join(ROOT, 'agent', 'cli', 'entry.ts');
 const DENO = join(ROOT, 'node_modules', '.bin', 'deno');
+/** The script agents run with on Node: bin.mjs, or a bundle (test/packaging/bundle.test.ts runs e2e files on one). */
+const AGENT_BIN = process.env.LASTGASP_TEST_AGENT_BIN ?? BIN;
 
 export interface AgentProcess {
   readonly node: string;
@@ -46,14 +48,15 @@ function withSigning(dir: string, node: string, config: Record<string, unknown>)
 }
 
 /** Start `lastgasp run` as a real child process and wait until it says it is ready. */
-export async function startAgent(node: string, configFile: string, api: string, options: { waitReady?: boolean; runtime?: 'node' | 'deno'; nofile?: number } = {}): Promise<AgentProcess> {
+export async function startAgent(node: string, configFile: string, api: string, options: { waitReady?: boolean; runtime?: 'node' | 'deno'; nofile?: number; env?: NodeJS.ProcessEnv } = {}): Promise<AgentProcess> {
+  const env = options.env ? { env: { ...globalThis.process.env, ...options.env } } : {};
   const process =
     options.runtime === 'deno'
       ? startProcess(`agent:${node}`, DENO, ['run', '-A', ENTRY, 'run', '--config', configFile], { cwd: ROOT })
       : options.nofile !== undefined
         ? // A descriptor limit as a service manager would set it (LimitNOFILE); exec keeps the agent's pid.
-          startProcess(`agent:${node}`, 'sh', ['-c', `ulimit -n ${options.nofile} && exec "$@"`, 'sh', globalThis.process.execPath, BIN, 'run', '--config', configFile])
-        : startProcess(`agent:${node}`, globalThis.process.execPath, [BIN, 'run', '--config', configFile]);
+          startProcess(`agent:${node}`, 'sh', ['-c', `ulimit -n ${options.nofile} && exec "$@"`, 'sh', globalThis.process.execPath, AGENT_BIN, 'run', '--config', configFile], env)
+        : startProcess(`agent:${node}`, globalThis.process.execPath, [AGENT_BIN, 'run', '--config', configFile], env);
   const client = new ApiClient({ address: api, socketsMax: 64, ...apiCredentials(configFile, api) });
   const events = () => process.jsonLines().filter((line) => line.event !== undefined);
   const agent: AgentProcess = {
@@ -79,7 +82,11 @@ export async function startAgent(node: string, configFile: string, api: string, 
   };
   // Starting takes several fsyncs (the data directory's parents, the lock, the leader record, the token) whose
   // latency on a disk busy with the rest of the suite can reach seconds each, and up to brokerWaitMs for a broker.
-  if (options.waitReady !== false) await agent.waitForEvent('ready', () => true, 60_000);
+  if (options.waitReady !== false) {
+    const ready = await agent.waitForEvent('ready', () => true, 60_000);
+    // A run meant for the bundle must not pass on the sources.
+    if (AGENT_BIN !== BIN && ready.bundled !== true) throw new Error(`${node}: LASTGASP_TEST_AGENT_BIN=${AGENT_BIN} but the agent did not run a bundle`);
+  }
   return agent;
 }
 
