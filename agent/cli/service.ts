@@ -1,7 +1,7 @@
 /**
  * What the agent tells its service manager while it runs (through sd-notify.ts): ready, a watchdog fed by a
- * timer of the event loop (a loop stuck in a busy callback or a deadlock of promises stops feeding it, and
- * systemd restarts the agent), a one-line status, and the two halves of a reload and a stop.
+ * timer of the event loop (a loop stuck in a busy callback or a blocking call stops feeding it, and systemd
+ * restarts the agent), a one-line status, and the two halves of a reload and a stop.
  */
 import { monotonicUsec, type SdNotify } from './sd-notify.ts';
 
