@@ -17,7 +17,7 @@ import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
 import { apiTokenFile, loadOrCreateToken, readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
-import { PowerSupervisor, throttleBytes, type Thresholds, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
+import { PowerSupervisor, throttleBytes, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
 import { LastgaspError, isLastgaspError, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
@@ -585,7 +585,8 @@ function leaseMsFor(config: AgentConfig): number {
   return leaseMs ?? Math.floor(silenceMs * 0.9 - 2 * config.replication.heartbeatMs);
 }
 
-function powerThresholds(power: AgentConfig['power']): Thresholds {
+/** The supervisor's thresholds from the config's power section, at start and at each SIGHUP. */
+function powerThresholds(power: AgentConfig['power']) {
   return {
     socPercentMin: power.socPercentMin,
     runtimeSMin: power.runtimeSMin,
