@@ -15,7 +15,9 @@ import { HttpApi, KvState, encodeOp, type AppBackend, type BatchResult, type Op,
 import { AppRunner } from './app/app-runner.ts';
 import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
-import { apiTokenFile, loadOrCreateToken, readSecrets, type AgentConfig } from './config/index.ts';
+import { FORWARD_POSITION_KEY, Forwarder } from './app/forwarder.ts';
+import { seqFromValue, seqValue, OP_PUT } from './app/ops.ts';
+import { apiTokenFile, loadOrCreateToken, readPrivateFile, readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { PowerSupervisor, throttleBytes, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
@@ -72,6 +74,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   /** The application that runs while this node is primary (config `app:`), if one is configured. */
   private readonly app: AppRunner | undefined;
   private readonly ingest: MqttIngest | undefined;
+  /** Forwards journaled MQTT messages upstream while this node is primary (config mqttIngest.forward). */
+  private forwarder: Forwarder | undefined;
   /** Writes that asked to be acknowledged once replicated wait here. */
   private readonly copies: CopyWait;
 
@@ -96,7 +100,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       clock: this.clock,
       ...(deps.storage ? { storage: deps.storage } : {}),
     });
-    this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), snapshotEveryEntries: config.log.snapshotEveryEntries });
+    this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), snapshotEveryEntries: config.log.snapshotEveryEntries, ...(config.mqttIngest.forward ? { holdKey: FORWARD_POSITION_KEY } : {}) });
     // The token and the TLS key are secrets: start() gets them from config/secrets.ts, not from here.
     const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ackAfter, ackAfterTimeoutMs, ...listener } = config.api;
     this.copies = new CopyWait(this.log, this.clock, { ackAfter, timeoutMs: ackAfterTimeoutMs });
@@ -182,6 +186,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       const token = secrets.api.token ?? (config.mqttIngest.listen!.startsWith('unix:') ? undefined : await loadOrCreateToken(apiTokenFile(config)));
       logger.info('mqtt listening', { event: 'mqtt-ingest', address: await this.ingest.start(token) });
     }
+    this.forwarder = await this.createForwarder();
     await this.replicationValue.start();
     await this.roles.start();
     await this.startSupervisor();
@@ -192,6 +197,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   async stop(): Promise<void> {
     this.throttleTimer?.cancel();
     await this.app?.stop('the agent is stopping');
+    await this.forwarder?.stop('the agent is stopping');
     this.roles?.stop();
     await this.supervisor?.stop();
     await this.ingest?.stop();
@@ -300,6 +306,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       power: this.supervisor?.status() ?? { state: 'ONLINE', source: 'none' },
       powerTimeline: this.supervisor?.timeline() ?? [],
       ...(this.app ? { app: this.app.status() } : {}),
+      ...(this.forwarder ? { forward: this.forwarder.status() } : {}),
       replication: this.replicationValue?.stats(),
     };
   }
@@ -318,11 +325,13 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.deps.logger.debug(`role ${role}`, { epoch: info.epoch, reason: info.reason });
     if (role === 'primary') this.app?.start(() => this.appEnvironment());
     else void this.app?.stop(`standby: ${info.reason}`);
+    if (role === 'primary') this.forwarder?.start();
+    else void this.forwarder?.stop(`standby: ${info.reason}`);
     void this.publishState(this.supervisor ? STATE_NAMES[this.supervisor.state] : 'online');
   }
 
-  beforeStandDown(reason: string): Promise<void> {
-    return this.app?.stop(`standing down: ${reason}`) ?? Promise.resolve();
+  async beforeStandDown(reason: string): Promise<void> {
+    await Promise.all([this.app?.stop(`standing down: ${reason}`), this.forwarder?.stop(`standing down: ${reason}`)]);
   }
 
   /** What the application is told at each start: who and where it is, and how far the state it reads goes. */
@@ -377,6 +386,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // Writes are refused from here on: the application is stopped while the tail flushes, and the handoff
     // waits for it to be gone (publishHandoff), so that it never runs on both nodes.
     this.appStopping = this.app?.stop('power is failing: handing off');
+    void this.forwarder?.stop('power is failing: handing off');
     const fenceSeq = await this.log.fence('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`);
     const replicated = this.log.watermarks().replicated;
     this.deps.logger.info('flushing the unreplicated tail', {
@@ -469,6 +479,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.handingOff = false;
     this.appStopping = undefined;
     if (this.roles?.role === 'primary') this.app?.start(() => this.appEnvironment());
+    if (this.roles?.role === 'primary') this.forwarder?.start();
     this.log.unfence();
     this.replicationValue?.setControlPaused(false);
     this.replicationValue?.publisher.setFlushing(false);
@@ -480,6 +491,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.poweredOff = true;
     this.roles?.latch('powering off');
     await this.app?.stop('powering off');
+    await this.forwarder?.stop('powering off');
     await this.replicationValue?.publishStateNow(this.stateMessage('handed-off')).catch(() => undefined);
     await this.replicationValue?.abort();
     this.deps.logger.info('waiting for the power to go', { event: 'power-off' });
@@ -539,6 +551,31 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     const field = rate === undefined || unreplicatedHardS === 0 ? 'log.unreplicatedHardBytes' : `log.unreplicatedHardS: ${unreplicatedHardS} s at the measured ${Math.round(rate)} B/s`;
     this.log.setUnreplicatedLimits(throttleBytes(unreplicatedSoftS, rate, unreplicatedSoftBytes), hard, field);
     this.throttleTimer = this.clock.setTimeout(() => this.resizeThrottle(), THROTTLE_RESIZE_MS);
+  }
+
+  /** The upstream forwarder of config mqttIngest.forward; its position is a key in the replicated state. */
+  private async createForwarder(): Promise<Forwarder | undefined> {
+    const { config } = this;
+    const forward = config.mqttIngest.forward;
+    if (!forward) return undefined;
+    const password = forward.passwordFile ? (await readPrivateFile(forward.passwordFile, 'mqttIngest.forward.passwordFile')).toString('utf8').trim() : undefined;
+    return new Forwarder({
+      url: forward.url,
+      ...(forward.username !== undefined ? { username: forward.username } : {}),
+      ...(password !== undefined ? { password } : {}),
+      clientId: `${forward.clientId ?? `lastgasp-${config.group}`}-${config.node}`,
+      ...(forward.topicPrefix !== undefined ? { topicPrefix: forward.topicPrefix } : {}),
+      windowMax: forward.windowMax,
+      markEveryMessages: forward.markEveryMessages,
+      markIntervalMs: forward.markIntervalMs,
+      reconnectMs: forward.reconnectMs,
+      after: forward.after,
+      log: this.log,
+      position: () => seqFromValue(this.state.get(FORWARD_POSITION_KEY)),
+      mark: (seq) => this.append({ op: OP_PUT, key: FORWARD_POSITION_KEY, value: seqValue(seq) }),
+      logger: this.deps.logger.child('agent:app:forward'),
+      clock: this.clock,
+    });
   }
 
   /** After an append failed with LOG_NO_SPACE: whether the volume has room for a segment again. */

@@ -32,7 +32,7 @@ import { ApiListener, type ListenerOptions } from './api-listener.ts';
 import { parseJsonLines, splitCborSeq } from './batch-body.ts';
 import { ACK_AFTER_LEVELS, type AckAfter, type CopyOptions } from './copy-wait.ts';
 import type { KvState } from './kv-state.ts';
-import { OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT, decodeOp, validKey, type Op } from './ops.ts';
+import { OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT, decodeOp, validKey, type MqttProps, type Op } from './ops.ts';
 
 export interface AppBackend {
   /** Append an op as the primary; throws NOT_PRIMARY / HANDING_OFF / LOG_FULL / ... */
@@ -232,7 +232,7 @@ export class HttpApi {
       const op = decoded.op;
       if (op.op === OP_ENTRY) return { ...base, op: 'entry', data: toBase64(op.data) };
       if (op.op === OP_PUT) return { ...base, op: 'put', key: op.key, value: toBase64(op.value) };
-      if (op.op === OP_MQTT) return { ...base, op: 'mqtt', topic: op.topic, data: toBase64(op.data) };
+      if (op.op === OP_MQTT) return { ...base, op: 'mqtt', topic: op.topic, data: toBase64(op.data), ...(op.props ? { props: jsonProps(op.props) } : {}) };
       return { ...base, op: 'delete', key: op.key };
     });
     const last = entries.at(-1);
@@ -337,4 +337,10 @@ function sendJson(response: ServerResponse, status: number, body: unknown, heade
 
 function toBase64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+}
+
+/** A journaled message's properties in JSON: correlation data (bytes) as base64. */
+function jsonProps(props: MqttProps): Record<string, unknown> {
+  const { correlationData, ...rest } = props;
+  return correlationData ? { ...rest, correlationData: toBase64(correlationData) } : rest;
 }
