@@ -91,6 +91,11 @@ export function seqFromValue(value: Uint8Array | undefined): number {
   return Number.isSafeInteger(seq) && seq > 0 ? seq : 0;
 }
 
+/** An MQTT topic name one may publish to (MQTT 5.0 §4.7.3): no wildcards, no NUL, 1..65535 bytes. */
+export function validTopic(topic: string): boolean {
+  return topic.length > 0 && !/[+#\u0000]/.test(topic) && new TextEncoder().encode(topic).length <= 0xffff;
+}
+
 export function validKey(key: string): boolean {
   return key.length > 0 && new TextEncoder().encode(key).length <= KV_KEY_BYTES_MAX;
 }

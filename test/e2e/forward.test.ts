@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
+import { OP_MQTT } from '../../agent/app/index.ts';
 import { startMosquitto } from '../support/mosquitto.ts';
 import { startPair, type AgentProcess } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
@@ -38,8 +39,8 @@ async function journaled(agent: AgentProcess): Promise<Array<{ seq: number; epoc
 }
 
 /** An MQTT 5 subscriber on the upstream broker that records every message with its marks. */
-async function historian(url: string, filter: string): Promise<{ received: Upstream[]; client: mqtt.MqttClient }> {
-  const client = await mqtt.connectAsync(url, { protocolVersion: 5, clientId: `historian-${Date.now()}`, reconnectPeriod: 0 });
+async function historian(url: string, filter: string, session: mqtt.IClientOptions = { clientId: `historian-${Date.now()}`, reconnectPeriod: 0 }): Promise<{ received: Upstream[]; client: mqtt.MqttClient }> {
+  const client = await mqtt.connectAsync(url, { protocolVersion: 5, ...session });
   const received: Upstream[] = [];
   client.on('message', (topic, payload, packet) => {
     const props = (packet.properties ?? {}) as Record<string, unknown>;
@@ -124,6 +125,72 @@ test('SIGKILL of the forwarding primary mid-stream: the sibling forwards on from
     await a.stop();
     await b.stop();
     await upstream.stop();
+    await broker.stop();
+    await dir.remove();
+  }
+});
+
+test('kept properties go upstream: MQTT 5 properties from a batch, the retain flag from the listener, the expiry less the time waited', async () => {
+  const { dir, broker, upstream, a, b, listen } = await setUp('e2e-forward-props', { after: 'flash', reconnectMs: 200 });
+  // A persistent session (MQTT 5 session expiry) keeps what is forwarded while the upstream restarts.
+  const { received, client: sub } = await historian(upstream.url, 'up/#', { clientId: 'historian-props', clean: false, properties: { sessionExpiryInterval: 600 }, reconnectPeriod: 200 });
+  const text = new TextEncoder();
+  let upstreamNow = upstream;
+  try {
+    const sent = await a.client.batch([
+      {
+        op: OP_MQTT,
+        topic: 'plant/line2',
+        data: text.encode('{"t":22}'),
+        props: { payloadFormatIndicator: true, messageExpiryInterval: 3600, contentType: 'application/json', responseTopic: 'plant/replies', correlationData: new Uint8Array([1, 2, 3]), userProperties: { site: 'north', tags: ['a', 'b'] } },
+      },
+      { op: OP_MQTT, topic: 'plant/line3', data: text.encode('bare') },
+    ]);
+    await waitFor('both upstream', () => (received.length >= 2 ? true : undefined), 20_000);
+    const [rich, bare] = received;
+    assert.equal(rich!.topic, 'up/plant/line2');
+    assert.equal(rich!.seq, sent.firstSeq);
+    assert.equal(rich!.props.contentType, 'application/json');
+    assert.equal(rich!.props.payloadFormatIndicator, true);
+    assert.equal(rich!.props.responseTopic, 'plant/replies');
+    assert.deepEqual([...(rich!.props.correlationData as Buffer)], [1, 2, 3]);
+    const user = rich!.props.userProperties as Record<string, unknown>;
+    assert.equal(user.site, 'north');
+    assert.deepEqual(user.tags, ['a', 'b']);
+    assert.ok((rich!.props.messageExpiryInterval as number) <= 3600 && (rich!.props.messageExpiryInterval as number) > 3500);
+    assert.equal(bare!.text, 'bare');
+    assert.equal(bare!.props.contentType, undefined);
+    assert.ok(!rich!.dup && !bare!.dup);
+
+    const app = await mqtt.connectAsync(listen(a), { username: 'app', password: await token(a), reconnectPeriod: 0 });
+    await app.publishAsync('plant/status', 'running', { qos: 1, retain: true });
+    app.end(true);
+    await waitFor('the retained message upstream', () => (received.some((message) => message.topic === 'up/plant/status') ? true : undefined), 20_000);
+    const late = await historian(upstreamNow.url, 'up/plant/status');
+    const retained = await waitFor('the retained message for a late subscriber', () => late.received[0], 20_000);
+    late.client.end(true);
+    assert.equal(retained.text, 'running');
+    assert.equal(retained.retain, true, 'the retain flag went upstream with it');
+
+    // The upstream goes away; a message that may live 1 s waits longer than that and is not forwarded.
+    await upstreamNow.stop();
+    await a.client.batch([
+      { op: OP_MQTT, topic: 'plant/line4', data: text.encode('short-lived'), props: { messageExpiryInterval: 1 } },
+      { op: OP_MQTT, topic: 'plant/line4', data: text.encode('long-lived'), props: { messageExpiryInterval: 3600 } },
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    upstreamNow = await upstreamNow.restart();
+    const longLived = await waitFor('the long-lived message after the upstream came back', () => received.find((message) => message.text === 'long-lived'), 30_000);
+    assert.ok((longLived.props.messageExpiryInterval as number) <= 3598, 'its expiry went down by the time it waited');
+    assert.ok(!received.some((message) => message.text === 'short-lived'), 'the expired message was not forwarded');
+    const status = (await a.client.status()).forward as { forwardExpired: number; forwardReconnects: number };
+    assert.equal(status.forwardExpired, 1);
+    assert.ok(status.forwardReconnects >= 1);
+  } finally {
+    sub.end(true);
+    await a.stop();
+    await b.stop();
+    await upstreamNow.stop();
     await broker.stop();
     await dir.remove();
   }
