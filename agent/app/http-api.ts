@@ -32,7 +32,10 @@ import { ApiListener, type ListenerOptions } from './api-listener.ts';
 import { parseJsonLines, splitCborSeq } from './batch-body.ts';
 import { ACK_AFTER_LEVELS, type AckAfter, type CopyOptions } from './copy-wait.ts';
 import type { KvState } from './kv-state.ts';
-import { OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT, decodeOp, validKey, type MqttProps, type Op } from './ops.ts';
+import { KV_KEY_BYTES_MAX, OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT, decodeOp, validKey, type MqttProps, type Op } from './ops.ts';
+
+/** Keys per POST /v1/kv/get: bounds the answer (values of up to log.entryBytesMax each) to what a client reads at once. */
+const KV_GET_KEYS_MAX = 1000;
 
 export interface AppBackend {
   /** Append an op as the primary; throws NOT_PRIMARY / HANDING_OFF / LOG_FULL / ... */
@@ -161,6 +164,7 @@ export class HttpApi {
     }
     if (path === '/v1/batch' && method === 'POST') return this.batch(request, response, url);
     if (path === '/v1/entries' && method === 'GET') return this.sendReplay(response, url);
+    if (path === '/v1/kv/get' && method === 'POST') return this.getMany(request, response);
     if (path.startsWith('/v1/kv/')) {
       const key = decodeKey(path.slice('/v1/kv/'.length));
       if (method === 'PUT') {
@@ -199,7 +203,7 @@ export class HttpApi {
       backend.setReplicationPaused(path.endsWith('/pause'));
       return sendJson(response, 200, { paused: path.endsWith('/pause') });
     }
-    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/batch, /v1/kv/{key}, /v1/kv, /v1/status, /v1/health, /v1/ready)`);
+    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/batch, /v1/kv/{key}, /v1/kv, /v1/kv/get, /v1/status, /v1/health, /v1/ready)`);
   }
 
   /** POST /v1/batch: one log batch for the whole body; a KV op in it waits until the state has applied it. */
@@ -216,6 +220,30 @@ export class HttpApi {
     const result = await backend.appendEncoded(parsed.payloads, copyOptions(url));
     if (parsed.kv) await backend.state.waitApplied(result.lastSeq);
     sendJson(response, 201, { firstSeq: result.firstSeq, lastSeq: result.lastSeq, epoch: result.epoch, count: parsed.payloads.length });
+  }
+
+  /**
+   * POST /v1/kv/get `{"keys":[...]}`: many values read at one applied seq (one request, one consistent view:
+   * nothing is applied between two keys of it). Absent keys are null.
+   */
+  private async getMany(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const body = await this.readBody(request);
+    let keys: unknown;
+    try {
+      keys = (JSON.parse(new TextDecoder().decode(body)) as { keys?: unknown }).keys;
+    } catch {
+      throw new LastgaspError('BAD_REQUEST', 'POST /v1/kv/get needs a JSON body {"keys": ["a", "b", ...]}');
+    }
+    if (!Array.isArray(keys) || keys.length > KV_GET_KEYS_MAX || !keys.every((key) => typeof key === 'string' && validKey(key))) {
+      throw new LastgaspError('BAD_REQUEST', `POST /v1/kv/get: "keys" must be a list of at most ${KV_GET_KEYS_MAX} keys (1..${KV_KEY_BYTES_MAX} bytes each)`);
+    }
+    const state = this.options.backend.state;
+    const values: Record<string, string | null> = {};
+    for (const key of keys as string[]) {
+      const value = state.get(key);
+      values[key] = value ? toBase64(value) : null;
+    }
+    sendJson(response, 200, { values, appliedSeq: state.applied });
   }
 
   private async sendReplay(response: ServerResponse, url: URL): Promise<void> {
