@@ -13,6 +13,7 @@ import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
 import { HttpApi, KvState, encodeOp, type AppBackend, type BatchResult, type Op, type Readiness } from './app/index.ts';
 import { AppRunner } from './app/app-runner.ts';
+import { UnitRunner, unitEnvFile, type AppControl } from './app/unit-runner.ts';
 import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
 import { FORWARD_POSITION_KEY, Forwarder } from './app/forwarder.ts';
@@ -72,7 +73,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private readonly startedAtMs: number;
   private throttleTimer: TimerHandle | undefined;
   /** The application that runs while this node is primary (config `app:`), if one is configured. */
-  private readonly app: AppRunner | undefined;
+  private readonly app: AppControl | undefined;
   private readonly ingest: MqttIngest | undefined;
   /** Forwards journaled MQTT messages upstream while this node is primary (config mqttIngest.forward). */
   private forwarder: Forwarder | undefined;
@@ -116,7 +117,19 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
           logger: logger.child('agent:app:run'),
           clock: this.clock,
         })
-      : undefined;
+      : config.app.unit
+        ? new UnitRunner({
+            unit: config.app.unit,
+            user: config.app.user,
+            envFile: unitEnvFile(config.dataDir),
+            stopTimeoutMs: config.app.stopTimeoutMs,
+            restartDelayMs: config.app.restartDelayMs,
+            restartDelayMsMax: config.app.restartDelayMsMax,
+            pollMs: config.app.pollMs,
+            logger: logger.child('agent:app:unit'),
+            clock: this.clock,
+          })
+        : undefined;
     const mqtt = config.mqttIngest;
     this.ingest = mqtt.listen
       ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, append: (op, copy) => this.append(op, copy), logger: logger.child('agent:app:mqtt') })

@@ -319,6 +319,15 @@ export const configSchema = object(
           optional: true,
           minItems: 1,
         }),
+        // Or a systemd unit (agent/app/unit-runner.ts): started and stopped with systemctl, its state polled.
+        unit: string({
+          description: 'A systemd unit that runs the application (instead of command): "systemctl start" when this node becomes primary, "systemctl stop" before it stands down. Its environment (the LASTGASP_* variables) is written to <dataDir>/app.env before each start: add EnvironmentFile=-<that path> to the unit.',
+          optional: true,
+          pattern: /^[A-Za-z0-9:_.@\\-]+\.(service|target|scope)$/,
+          patternText: 'a unit name such as collector.service',
+        }),
+        user: boolean({ description: 'app.unit: use "systemctl --user" (the agent\'s own user manager) instead of the system manager.', default: false }),
+        pollMs: integer({ description: 'app.unit: how often "systemctl is-active" is asked while this node leads; a unit found inactive or failed is started again after the restart delay.', default: 2000, min: 100, max: 600_000, unit: 'ms' }),
         env: record(string({ description: 'Value.' }), { description: 'Extra environment variables for the application.', keyPattern: /^[A-Za-z_][A-Za-z0-9_]*$/, keyText: 'an environment variable name', default: {} }),
         cwd: string({ description: 'Working directory of the application (default: the data directory).', optional: true }),
         stopTimeoutMs: integer({ description: 'After SIGTERM, how long the application may take to exit before SIGKILL.', default: 5000, min: 0, unit: 'ms' }),
