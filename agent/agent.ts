@@ -16,9 +16,8 @@ import { AppRunner } from './app/app-runner.ts';
 import { UnitRunner, unitEnvFile, type AppControl } from './app/unit-runner.ts';
 import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
-import { FORWARD_POSITION_KEY, Forwarder } from './app/forwarder.ts';
-import { seqFromValue, seqValue, OP_PUT } from './app/ops.ts';
-import { apiTokenFile, loadOrCreateToken, readPrivateFile, readSecrets, type AgentConfig } from './config/index.ts';
+import { FORWARD_POSITION_KEY, createForwarder, type Forwarder } from './app/forwarder.ts';
+import { apiTokenFile, loadOrCreateToken, readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { PowerSupervisor, throttleBytes, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
@@ -199,7 +198,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       const token = secrets.api.token ?? (config.mqttIngest.listen!.startsWith('unix:') ? undefined : await loadOrCreateToken(apiTokenFile(config)));
       logger.info('mqtt listening', { event: 'mqtt-ingest', address: await this.ingest.start(token) });
     }
-    this.forwarder = await this.createForwarder();
+    this.forwarder = await createForwarder(config, { log: this.log, state: this.state, append: (op) => this.append(op), logger: logger.child('agent:app:forward'), clock: this.clock });
     await this.replicationValue.start();
     await this.roles.start();
     await this.startSupervisor();
@@ -564,31 +563,6 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     const field = rate === undefined || unreplicatedHardS === 0 ? 'log.unreplicatedHardBytes' : `log.unreplicatedHardS: ${unreplicatedHardS} s at the measured ${Math.round(rate)} B/s`;
     this.log.setUnreplicatedLimits(throttleBytes(unreplicatedSoftS, rate, unreplicatedSoftBytes), hard, field);
     this.throttleTimer = this.clock.setTimeout(() => this.resizeThrottle(), THROTTLE_RESIZE_MS);
-  }
-
-  /** The upstream forwarder of config mqttIngest.forward; its position is a key in the replicated state. */
-  private async createForwarder(): Promise<Forwarder | undefined> {
-    const { config } = this;
-    const forward = config.mqttIngest.forward;
-    if (!forward) return undefined;
-    const password = forward.passwordFile ? (await readPrivateFile(forward.passwordFile, 'mqttIngest.forward.passwordFile')).toString('utf8').trim() : undefined;
-    return new Forwarder({
-      url: forward.url,
-      ...(forward.username !== undefined ? { username: forward.username } : {}),
-      ...(password !== undefined ? { password } : {}),
-      clientId: `${forward.clientId ?? `lastgasp-${config.group}`}-${config.node}`,
-      ...(forward.topicPrefix !== undefined ? { topicPrefix: forward.topicPrefix } : {}),
-      windowMax: forward.windowMax,
-      markEveryMessages: forward.markEveryMessages,
-      markIntervalMs: forward.markIntervalMs,
-      reconnectMs: forward.reconnectMs,
-      after: forward.after,
-      log: this.log,
-      position: () => seqFromValue(this.state.get(FORWARD_POSITION_KEY)),
-      mark: (seq) => this.append({ op: OP_PUT, key: FORWARD_POSITION_KEY, value: seqValue(seq) }),
-      logger: this.deps.logger.child('agent:app:forward'),
-      clock: this.clock,
-    });
   }
 
   /** After an append failed with LOG_NO_SPACE: whether the volume has room for a segment again. */

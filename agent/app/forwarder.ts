@@ -27,9 +27,11 @@
  *   away for long fills the log and writers get backpressure; nothing unforwarded is deleted.
  */
 import mqtt, { type IClientPublishOptions, type MqttClient } from 'mqtt';
+import { readPrivateFile, type AgentConfig } from '../config/index.ts';
 import type { FlashLog, LogEntry } from '../log/index.ts';
 import type { Clock, Logger, TimerHandle } from '../util/index.ts';
-import { OP_MQTT, decodeOp, type MqttProps } from './ops.ts';
+import type { KvState } from './kv-state.ts';
+import { OP_MQTT, OP_PUT, decodeOp, seqFromValue, seqValue, type MqttProps, type Op } from './ops.ts';
 
 /** The key whose value (the seq as decimal text) is the replicated forwarding position. */
 export const FORWARD_POSITION_KEY = '$lastgasp/mqtt-forwarded';
@@ -63,6 +65,36 @@ export interface ForwarderOptions {
 interface InFlight {
   readonly seq: number;
   done: boolean;
+}
+
+/**
+ * The forwarder of config mqttIngest.forward (undefined when it is not set): the password read from its
+ * file, the client id made per node, the position kept under FORWARD_POSITION_KEY through `append`.
+ */
+export async function createForwarder(
+  config: AgentConfig,
+  parts: { log: FlashLog; state: KvState; append(op: Op): Promise<unknown>; logger: Logger; clock: Clock },
+): Promise<Forwarder | undefined> {
+  const forward = config.mqttIngest.forward;
+  if (!forward) return undefined;
+  const password = forward.passwordFile ? (await readPrivateFile(forward.passwordFile, 'mqttIngest.forward.passwordFile')).toString('utf8').trim() : undefined;
+  return new Forwarder({
+    url: forward.url,
+    ...(forward.username !== undefined ? { username: forward.username } : {}),
+    ...(password !== undefined ? { password } : {}),
+    clientId: `${forward.clientId ?? `lastgasp-${config.group}`}-${config.node}`,
+    ...(forward.topicPrefix !== undefined ? { topicPrefix: forward.topicPrefix } : {}),
+    windowMax: forward.windowMax,
+    markEveryMessages: forward.markEveryMessages,
+    markIntervalMs: forward.markIntervalMs,
+    reconnectMs: forward.reconnectMs,
+    after: forward.after,
+    log: parts.log,
+    position: () => seqFromValue(parts.state.get(FORWARD_POSITION_KEY)),
+    mark: (seq) => parts.append({ op: OP_PUT, key: FORWARD_POSITION_KEY, value: seqValue(seq) }),
+    logger: parts.logger,
+    clock: parts.clock,
+  });
 }
 
 export class Forwarder {
