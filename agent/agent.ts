@@ -13,8 +13,10 @@ import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
 import { HttpApi, KvState, encodeOp, type AppBackend, type BatchResult, type Op, type Readiness } from './app/index.ts';
 import { AppRunner } from './app/app-runner.ts';
+import { UnitRunner, unitEnvFile, type AppControl } from './app/unit-runner.ts';
 import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
+import { FORWARD_POSITION_KEY, createForwarder, type Forwarder } from './app/forwarder.ts';
 import { apiTokenFile, loadOrCreateToken, readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { PowerSupervisor, throttleBytes, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
@@ -70,8 +72,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private readonly startedAtMs: number;
   private throttleTimer: TimerHandle | undefined;
   /** The application that runs while this node is primary (config `app:`), if one is configured. */
-  private readonly app: AppRunner | undefined;
+  private readonly app: AppControl | undefined;
   private readonly ingest: MqttIngest | undefined;
+  /** Forwards journaled MQTT messages upstream while this node is primary (config mqttIngest.forward). */
+  private forwarder: Forwarder | undefined;
   /** Writes that asked to be acknowledged once replicated wait here. */
   private readonly copies: CopyWait;
 
@@ -96,7 +100,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       clock: this.clock,
       ...(deps.storage ? { storage: deps.storage } : {}),
     });
-    this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), snapshotEveryEntries: config.log.snapshotEveryEntries });
+    this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), snapshotEveryEntries: config.log.snapshotEveryEntries, ...(config.mqttIngest.forward ? { holdKey: FORWARD_POSITION_KEY } : {}) });
     // The token and the TLS key are secrets: start() gets them from config/secrets.ts, not from here.
     const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ackAfter, ackAfterTimeoutMs, ...listener } = config.api;
     this.copies = new CopyWait(this.log, this.clock, { ackAfter, timeoutMs: ackAfterTimeoutMs });
@@ -112,7 +116,19 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
           logger: logger.child('agent:app:run'),
           clock: this.clock,
         })
-      : undefined;
+      : config.app.unit
+        ? new UnitRunner({
+            unit: config.app.unit,
+            user: config.app.user,
+            envFile: unitEnvFile(config.dataDir),
+            stopTimeoutMs: config.app.stopTimeoutMs,
+            restartDelayMs: config.app.restartDelayMs,
+            restartDelayMsMax: config.app.restartDelayMsMax,
+            pollMs: config.app.pollMs,
+            logger: logger.child('agent:app:unit'),
+            clock: this.clock,
+          })
+        : undefined;
     const mqtt = config.mqttIngest;
     this.ingest = mqtt.listen
       ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, append: (op, copy) => this.append(op, copy), logger: logger.child('agent:app:mqtt') })
@@ -182,6 +198,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       const token = secrets.api.token ?? (config.mqttIngest.listen!.startsWith('unix:') ? undefined : await loadOrCreateToken(apiTokenFile(config)));
       logger.info('mqtt listening', { event: 'mqtt-ingest', address: await this.ingest.start(token) });
     }
+    this.forwarder = await createForwarder(config, { log: this.log, state: this.state, append: (op) => this.append(op), logger: logger.child('agent:app:forward'), clock: this.clock });
     await this.replicationValue.start();
     await this.roles.start();
     await this.startSupervisor();
@@ -192,6 +209,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   async stop(): Promise<void> {
     this.throttleTimer?.cancel();
     await this.app?.stop('the agent is stopping');
+    await this.forwarder?.stop('the agent is stopping');
     this.roles?.stop();
     await this.supervisor?.stop();
     await this.ingest?.stop();
@@ -300,6 +318,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       power: this.supervisor?.status() ?? { state: 'ONLINE', source: 'none' },
       powerTimeline: this.supervisor?.timeline() ?? [],
       ...(this.app ? { app: this.app.status() } : {}),
+      ...(this.forwarder ? { forward: this.forwarder.status() } : {}),
       replication: this.replicationValue?.stats(),
     };
   }
@@ -318,11 +337,13 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.deps.logger.debug(`role ${role}`, { epoch: info.epoch, reason: info.reason });
     if (role === 'primary') this.app?.start(() => this.appEnvironment());
     else void this.app?.stop(`standby: ${info.reason}`);
+    if (role === 'primary') this.forwarder?.start();
+    else void this.forwarder?.stop(`standby: ${info.reason}`);
     void this.publishState(this.supervisor ? STATE_NAMES[this.supervisor.state] : 'online');
   }
 
-  beforeStandDown(reason: string): Promise<void> {
-    return this.app?.stop(`standing down: ${reason}`) ?? Promise.resolve();
+  async beforeStandDown(reason: string): Promise<void> {
+    await Promise.all([this.app?.stop(`standing down: ${reason}`), this.forwarder?.stop(`standing down: ${reason}`)]);
   }
 
   /** What the application is told at each start: who and where it is, and how far the state it reads goes. */
@@ -377,6 +398,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // Writes are refused from here on: the application is stopped while the tail flushes, and the handoff
     // waits for it to be gone (publishHandoff), so that it never runs on both nodes.
     this.appStopping = this.app?.stop('power is failing: handing off');
+    void this.forwarder?.stop('power is failing: handing off');
     const fenceSeq = await this.log.fence('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`);
     const replicated = this.log.watermarks().replicated;
     this.deps.logger.info('flushing the unreplicated tail', {
@@ -469,6 +491,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.handingOff = false;
     this.appStopping = undefined;
     if (this.roles?.role === 'primary') this.app?.start(() => this.appEnvironment());
+    if (this.roles?.role === 'primary') this.forwarder?.start();
     this.log.unfence();
     this.replicationValue?.setControlPaused(false);
     this.replicationValue?.publisher.setFlushing(false);
@@ -480,6 +503,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.poweredOff = true;
     this.roles?.latch('powering off');
     await this.app?.stop('powering off');
+    await this.forwarder?.stop('powering off');
     await this.replicationValue?.publishStateNow(this.stateMessage('handed-off')).catch(() => undefined);
     await this.replicationValue?.abort();
     this.deps.logger.info('waiting for the power to go', { event: 'power-off' });

@@ -2,16 +2,18 @@
  * The body of a batch append (POST /v1/batch), in either of two framings:
  *
  * - `application/cbor-seq` (RFC 8742): CBOR items one after the other, each an op exactly as the log stores
- *   it (ops.ts): `[1, data]`, `[2, key, value]`, `[3, key]`. The items are checked in place and handed to
- *   the log as views of the request body: no decoding into objects, no re-encoding, one view per entry.
+ *   it (ops.ts): `[1, data]`, `[2, key, value]`, `[3, key]`, `[4, topic, data]`, `[4, topic, data, props]`.
+ *   The items are checked in place and handed to the log as views of the request body: no decoding into
+ *   objects, no re-encoding, one view per entry (only an MQTT message's props map is decoded, to check it).
  * - `application/x-ndjson` (JSON lines): one object per line, `{"op":"entry","data":B64}`,
- *   `{"op":"put","key":K,"value":B64}`, `{"op":"delete","key":K}`, where `text` (a UTF-8 string) may stand
- *   for `data` or `value`. Convenient from a shell; each line is decoded and encoded, so it costs more.
+ *   `{"op":"put","key":K,"value":B64}`, `{"op":"delete","key":K}`,
+ *   `{"op":"mqtt","topic":T,"data":B64,"props":{...}}` (props as ops.ts MqttProps, correlationData in
+ *   base64), where `text` (a UTF-8 string) may stand for `data` or `value`. Convenient from a shell; each line is decoded and encoded, so it costs more.
  *
  * Pure functions over bytes: a malformed item gives `{ ok: false }` with its index, never a throw.
  */
 import { Buffer } from 'node:buffer';
-import { KV_KEY_BYTES_MAX, OP_DELETE, OP_ENTRY, OP_PUT, encodeOp, type Op } from './ops.ts';
+import { KV_KEY_BYTES_MAX, OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT, decodeOp, encodeOp, validTopic, type Op } from './ops.ts';
 
 export type BatchBody = { ok: true; payloads: Uint8Array[]; kv: boolean } | { ok: false; index: number; reason: string };
 
@@ -23,6 +25,11 @@ const MAJOR_ARRAY = 4;
 /** Additional information 24..27: the argument follows in 1, 2, 4 or 8 bytes (§3); 28..31 are not definite. */
 const AI_ONE_BYTE = 24;
 const AI_EIGHT_BYTES = 27;
+const MAJOR_NEGATIVE = 1;
+const MAJOR_MAP = 5;
+const MAJOR_TAG = 6;
+/** Nesting allowed inside an MQTT message's props (a map of user properties holding arrays of strings). */
+const PROPS_DEPTH_MAX = 4;
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -36,7 +43,7 @@ export function splitCborSeq(body: Uint8Array): BatchBody {
   while (at < body.length) {
     const end = scanOp(body, view, at);
     if (end < 0) return { ok: false, index: payloads.length, reason: OP_ERRORS[-end - 1]! };
-    if (body[at + 1] !== OP_ENTRY) kv = true;
+    if (body[at + 1] === OP_PUT || body[at + 1] === OP_DELETE) kv = true;
     payloads.push(body.subarray(at, end));
     at = end;
   }
@@ -46,12 +53,16 @@ export function splitCborSeq(body: Uint8Array): BatchBody {
 
 const OP_ERRORS = [
   'truncated or not definite-length CBOR',
-  'not an op: expected [1, bytes], [2, key, bytes] or [3, key]',
+  'not an op: expected [1, bytes], [2, key, bytes], [3, key] or [4, topic, bytes, props?]',
   `key is not 1..${KV_KEY_BYTES_MAX} bytes of UTF-8`,
+  'topic is not an MQTT topic name (1..65535 bytes of UTF-8, no "+", "#" or NUL)',
+  'props is not a map of MQTT message properties (retain, payloadFormatIndicator, messageExpiryInterval, contentType, responseTopic, correlationData, userProperties)',
 ];
 const TRUNCATED = -1;
 const NOT_AN_OP = -2;
 const BAD_KEY = -3;
+const BAD_TOPIC = -4;
+const BAD_PROPS = -5;
 
 /** One op from `at`: its end, or a negative error (OP_ERRORS[-result - 1]). */
 function scanOp(body: Uint8Array, view: DataView, at: number): number {
@@ -70,7 +81,45 @@ function scanOp(body: Uint8Array, view: DataView, at: number): number {
     const end = keyEnd(body, view, code.end);
     return end < 0 ? end : stringEnd(body, view, end, MAJOR_BYTES);
   }
+  if (code.value === OP_MQTT && (array.value === 3 || array.value === 4)) return mqttEnd(body, view, at, code.end, array.value === 4);
   return NOT_AN_OP;
+}
+
+/** `[4, topic, data, props?]` from its topic at `at`: the topic checked, and the props decoded and checked. */
+function mqttEnd(body: Uint8Array, view: DataView, start: number, at: number, withProps: boolean): number {
+  const topicEnd = stringEnd(body, view, at, MAJOR_TEXT);
+  if (topicEnd < 0) return topicEnd;
+  let topic: string;
+  try {
+    topic = utf8.decode(body.subarray(head(body, view, at)!.end, topicEnd));
+  } catch {
+    return BAD_TOPIC;
+  }
+  if (!validTopic(topic)) return BAD_TOPIC;
+  const dataEnd = stringEnd(body, view, topicEnd, MAJOR_BYTES);
+  if (dataEnd < 0 || !withProps) return dataEnd;
+  if (head(body, view, dataEnd)?.major !== MAJOR_MAP) return BAD_PROPS;
+  const end = itemEnd(body, view, dataEnd, 0);
+  if (end < 0) return end;
+  return decodeOp(body.subarray(start, end)).ok ? end : BAD_PROPS;
+}
+
+/** Where the CBOR item at `at` ends (definite lengths only), or a negative error. */
+function itemEnd(body: Uint8Array, view: DataView, at: number, depth: number): number {
+  if (depth > PROPS_DEPTH_MAX) return BAD_PROPS;
+  const item = head(body, view, at);
+  if (item === undefined) return TRUNCATED;
+  if (item.major === MAJOR_UINT || item.major === MAJOR_NEGATIVE || item.major > MAJOR_TAG) return item.end;
+  if (item.major === MAJOR_BYTES || item.major === MAJOR_TEXT) return item.end + item.value > body.length ? TRUNCATED : item.end + item.value;
+  if (item.major === MAJOR_TAG) return itemEnd(body, view, item.end, depth + 1);
+  // Every item takes at least a byte, so a count past the body ends in TRUNCATED, not a long loop.
+  const count = item.major === MAJOR_MAP ? item.value * 2 : item.value;
+  let end = item.end;
+  for (let index = 0; index < count; index++) {
+    end = itemEnd(body, view, end, depth + 1);
+    if (end < 0) return end;
+  }
+  return end;
 }
 
 function keyEnd(body: Uint8Array, view: DataView, at: number): number {
@@ -130,7 +179,7 @@ export function parseJsonLines(body: Uint8Array): BatchBody {
     if (line.trim() === '') continue;
     const op = lineOp(line);
     if (typeof op === 'string') return { ok: false, index: payloads.length, reason: op };
-    if (op.op !== OP_ENTRY) kv = true;
+    if (op.op === OP_PUT || op.op === OP_DELETE) kv = true;
     payloads.push(encodeOp(op));
   }
   if (payloads.length === 0) return { ok: false, index: 0, reason: 'the batch holds no entry' };
@@ -157,7 +206,25 @@ function lineOp(line: string): Op | string {
     const bytes = lineBytes(item, 'data');
     return typeof bytes === 'string' ? bytes : { op: OP_ENTRY, data: bytes };
   }
-  return '"op" must be "entry", "put" or "delete"';
+  if (item.op === 'mqtt') return lineMqtt(item);
+  return '"op" must be "entry", "put", "delete" or "mqtt"';
+}
+
+/** An MQTT message line: encoded, then checked by the same decoder that reads it back from the log. */
+function lineMqtt(item: Record<string, unknown>): Op | string {
+  if (typeof item.topic !== 'string' || !validTopic(item.topic)) return OP_ERRORS[3]!;
+  const bytes = lineBytes(item, 'data');
+  if (typeof bytes === 'string') return bytes;
+  if (item.props === undefined) return { op: OP_MQTT, topic: item.topic, data: bytes };
+  if (typeof item.props !== 'object' || item.props === null) return OP_ERRORS[4]!;
+  const props = { ...(item.props as Record<string, unknown>) };
+  if (props.correlationData !== undefined) {
+    const correlation = lineBytes({ data: props.correlationData }, 'data');
+    if (typeof correlation === 'string') return '"props.correlationData" must be base64';
+    props.correlationData = correlation;
+  }
+  const decoded = decodeOp(encodeOp({ op: OP_MQTT, topic: item.topic, data: bytes, props }));
+  return decoded.ok ? decoded.op : OP_ERRORS[4]!;
 }
 
 function lineBytes(item: Record<string, unknown>, field: 'data' | 'value'): Uint8Array | string {

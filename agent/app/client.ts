@@ -80,6 +80,18 @@ export class ApiClient {
     return new Uint8Array(reply.body);
   }
 
+  /** Many values in one request, all read at the same applied seq; absent keys map to undefined. */
+  async getMany(keys: readonly string[]): Promise<{ values: Map<string, Uint8Array | undefined>; appliedSeq: number }> {
+    const body = new TextEncoder().encode(JSON.stringify({ keys }));
+    const reply = this.json<{ values: Record<string, string | null>; appliedSeq: number }>(await this.call('POST', '/v1/kv/get', body, 'application/json'), 200);
+    const values = new Map<string, Uint8Array | undefined>();
+    for (const key of keys) {
+      const encoded = reply.values[key];
+      values.set(key, typeof encoded === 'string' ? new Uint8Array(Buffer.from(encoded, 'base64')) : undefined);
+    }
+    return { values, appliedSeq: reply.appliedSeq };
+  }
+
   async list(prefix = ''): Promise<{ keys: string[]; count: number; digest: string; appliedSeq: number }> {
     return this.json(await this.call('GET', `/v1/kv?prefix=${encodeURIComponent(prefix)}`), 200);
   }

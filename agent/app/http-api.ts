@@ -32,7 +32,10 @@ import { ApiListener, type ListenerOptions } from './api-listener.ts';
 import { parseJsonLines, splitCborSeq } from './batch-body.ts';
 import { ACK_AFTER_LEVELS, type AckAfter, type CopyOptions } from './copy-wait.ts';
 import type { KvState } from './kv-state.ts';
-import { OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT, decodeOp, validKey, type Op } from './ops.ts';
+import { KV_KEY_BYTES_MAX, OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT, decodeOp, validKey, type MqttProps, type Op } from './ops.ts';
+
+/** Keys per POST /v1/kv/get: bounds the answer (values of up to log.entryBytesMax each) to what a client reads at once. */
+const KV_GET_KEYS_MAX = 1000;
 
 export interface AppBackend {
   /** Append an op as the primary; throws NOT_PRIMARY / HANDING_OFF / LOG_FULL / ... */
@@ -132,7 +135,9 @@ export class HttpApi {
 
   private async handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     this.requests++;
-    const access = checkAccess(this.policy!, request.method ?? 'GET', new URL(request.url ?? '/', 'http://local').pathname, request.headers);
+    // Parsed once per request, for the access check and the route (a WHATWG URL costs microseconds).
+    const url = new URL(request.url ?? '/', 'http://local');
+    const access = checkAccess(this.policy!, request.method ?? 'GET', url.pathname, request.headers);
     if (!access.ok) {
       this.refused++;
       // The body is not read: the connection is closed after the answer instead, so that no refused client
@@ -142,15 +147,14 @@ export class HttpApi {
       return;
     }
     try {
-      await this.route(request, response);
+      await this.route(request, response, url);
     } catch (error) {
       this.failures++;
       this.sendError(response, error);
     }
   }
 
-  private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const url = new URL(request.url ?? '/', 'http://local');
+  private async route(request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
     const path = url.pathname;
     const method = request.method ?? 'GET';
     const backend = this.options.backend;
@@ -161,6 +165,7 @@ export class HttpApi {
     }
     if (path === '/v1/batch' && method === 'POST') return this.batch(request, response, url);
     if (path === '/v1/entries' && method === 'GET') return this.sendReplay(response, url);
+    if (path === '/v1/kv/get' && method === 'POST') return this.getMany(request, response);
     if (path.startsWith('/v1/kv/')) {
       const key = decodeKey(path.slice('/v1/kv/'.length));
       if (method === 'PUT') {
@@ -199,7 +204,7 @@ export class HttpApi {
       backend.setReplicationPaused(path.endsWith('/pause'));
       return sendJson(response, 200, { paused: path.endsWith('/pause') });
     }
-    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/batch, /v1/kv/{key}, /v1/kv, /v1/status, /v1/health, /v1/ready)`);
+    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/batch, /v1/kv/{key}, /v1/kv, /v1/kv/get, /v1/status, /v1/health, /v1/ready)`);
   }
 
   /** POST /v1/batch: one log batch for the whole body; a KV op in it waits until the state has applied it. */
@@ -218,6 +223,30 @@ export class HttpApi {
     sendJson(response, 201, { firstSeq: result.firstSeq, lastSeq: result.lastSeq, epoch: result.epoch, count: parsed.payloads.length });
   }
 
+  /**
+   * POST /v1/kv/get `{"keys":[...]}`: many values read at one applied seq (one request, one consistent view:
+   * nothing is applied between two keys of it). Absent keys are null.
+   */
+  private async getMany(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const body = await this.readBody(request);
+    let keys: unknown;
+    try {
+      keys = (JSON.parse(new TextDecoder().decode(body)) as { keys?: unknown }).keys;
+    } catch {
+      throw new LastgaspError('BAD_REQUEST', 'POST /v1/kv/get needs a JSON body {"keys": ["a", "b", ...]}');
+    }
+    if (!Array.isArray(keys) || keys.length > KV_GET_KEYS_MAX || !keys.every((key) => typeof key === 'string' && validKey(key))) {
+      throw new LastgaspError('BAD_REQUEST', `POST /v1/kv/get: "keys" must be a list of at most ${KV_GET_KEYS_MAX} keys (1..${KV_KEY_BYTES_MAX} bytes each)`);
+    }
+    const state = this.options.backend.state;
+    const values: Record<string, string | null> = {};
+    for (const key of keys as string[]) {
+      const value = state.get(key);
+      values[key] = value ? toBase64(value) : null;
+    }
+    sendJson(response, 200, { values, appliedSeq: state.applied });
+  }
+
   private async sendReplay(response: ServerResponse, url: URL): Promise<void> {
     const log = this.options.backend.log;
     const from = Math.max(positiveInt(url.searchParams.get('from'), log.firstSeq), log.firstSeq);
@@ -232,7 +261,7 @@ export class HttpApi {
       const op = decoded.op;
       if (op.op === OP_ENTRY) return { ...base, op: 'entry', data: toBase64(op.data) };
       if (op.op === OP_PUT) return { ...base, op: 'put', key: op.key, value: toBase64(op.value) };
-      if (op.op === OP_MQTT) return { ...base, op: 'mqtt', topic: op.topic, data: toBase64(op.data) };
+      if (op.op === OP_MQTT) return { ...base, op: 'mqtt', topic: op.topic, data: toBase64(op.data), ...(op.props ? { props: jsonProps(op.props) } : {}) };
       return { ...base, op: 'delete', key: op.key };
     });
     const last = entries.at(-1);
@@ -261,7 +290,11 @@ export class HttpApi {
         }
         chunks.push(chunk);
       });
-      request.once('end', () => resolve(new Uint8Array(Buffer.concat(chunks))));
+      // A view, not a copy: a small body comes in one chunk, which is used as it is.
+      request.once('end', () => {
+        const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+        resolve(new Uint8Array(body.buffer, body.byteOffset, body.byteLength));
+      });
       request.once('error', reject);
     });
   }
@@ -302,6 +335,8 @@ function committedOrTimeout(log: FlashLog, seq: number, waitMs: number, response
 
 /** ?ackAfter= and ?timeoutMs= of a write; undefined when neither is given (the config's default applies). */
 function copyOptions(url: URL): CopyOptions | undefined {
+  // Most writes have no query: not even the URLSearchParams object is made for them.
+  if (url.search === '') return undefined;
   const level = url.searchParams.get('ackAfter');
   const timeout = url.searchParams.get('timeoutMs');
   if (level === null && timeout === null) return undefined;
@@ -337,4 +372,10 @@ function sendJson(response: ServerResponse, status: number, body: unknown, heade
 
 function toBase64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+}
+
+/** A journaled message's properties in JSON: correlation data (bytes) as base64. */
+function jsonProps(props: MqttProps): Record<string, unknown> {
+  const { correlationData, ...rest } = props;
+  return correlationData ? { ...rest, correlationData: toBase64(correlationData) } : rest;
 }

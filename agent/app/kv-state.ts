@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FlashLog } from '../log/index.ts';
 import { LastgaspError, decodeCbor, encodeCbor, nodeFs, removeTemporaries, unlinkDurable, writeFileAtomic, type Logger } from '../util/index.ts';
-import { OP_DELETE, OP_PUT, decodeOp } from './ops.ts';
+import { OP_DELETE, OP_PUT, decodeOp, seqFromValue } from './ops.ts';
 
 const SNAPSHOT_FILE = 'kv-snapshot.cbor';
 const SNAPSHOT_VERSION = 1;
@@ -26,6 +26,11 @@ export interface KvStateOptions {
   logger: Logger;
   /** Write a snapshot after this many applied entries (0 = only at close). */
   snapshotEveryEntries?: number;
+  /**
+   * A key whose value is a seq (decimal text) that retention must keep entries after: the upstream
+   * forwarding position (forwarder.ts). Absent key: everything is kept.
+   */
+  holdKey?: string;
 }
 
 export class KvState {
@@ -54,7 +59,7 @@ export class KvState {
         `kv state: the snapshot ends at seq ${this.appliedSeq} but the log starts at ${firstSeq}; entries ${this.appliedSeq + 1}..${firstSeq - 1} are gone. Restore ${join(this.options.dataDir, SNAPSHOT_FILE)} from a backup or start with an empty data directory.`,
       );
     }
-    this.options.log.setRetentionFloor(this.snapshotSeq + 1);
+    this.setFloor();
     this.unsubscribe = this.options.log.onCommit(() => this.kick());
     await this.catchUp();
   }
@@ -121,7 +126,7 @@ export class KvState {
     this.snapshotSeq = 0;
     // Durably: a snapshot that came back after a power cut would hold the entries set aside.
     await unlinkDurable(nodeFs, join(this.options.dataDir, SNAPSHOT_FILE));
-    this.options.log.setRetentionFloor(1);
+    this.setFloor();
     await this.catchUp();
   }
 
@@ -152,6 +157,7 @@ export class KvState {
         this.appliedSeq = entry.seq;
       }
       this.appliedSinceSnapshot += batch.length;
+      if (this.options.holdKey !== undefined) this.setFloor();
       this.release();
     }
     const every = this.options.snapshotEveryEntries ?? 100_000;
@@ -178,6 +184,13 @@ export class KvState {
         waiter.resolve();
       }
     }
+  }
+
+  /** Retention keeps what the snapshot does not cover, and what the hold key says is still needed. */
+  private setFloor(): void {
+    const holdKey = this.options.holdKey;
+    const held = holdKey === undefined ? Infinity : seqFromValue(this.map.get(holdKey)) + 1;
+    this.options.log.setRetentionFloor(Math.min(this.snapshotSeq + 1, held));
   }
 
   private async loadSnapshot(): Promise<void> {
@@ -210,7 +223,7 @@ export class KvState {
       await writeFileAtomic(join(this.options.dataDir, SNAPSHOT_FILE), bytes);
       this.snapshotSeq = seq;
       this.appliedSinceSnapshot = 0;
-      this.options.log.setRetentionFloor(seq + 1);
+      this.setFloor();
       this.options.logger.debug(() => `kv snapshot written at seq ${seq} (${bytes.length} bytes)`);
     } finally {
       this.snapshotting = false;

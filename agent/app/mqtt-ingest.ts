@@ -7,6 +7,9 @@
  *   before the broker answers it: the PUBACK (PUBREC) is sent only after the entry's fdatasync, by holding
  *   Aedes's authorizePublish hook until the append resolves. Aedes handles the packets of one socket read
  *   concurrently, so a client's in-flight window becomes one group commit.
+ * - A retained message is kept as `[4, topic, payload, {retain: true}]`. Aedes 1.x speaks MQTT 3.1.1 only
+ *   (it refuses an MQTT 5 CONNECT), so no MQTT 5 properties arrive here; entries that carry them come
+ *   through the embedded API (`Agent.append`, ops.ts MqttProps).
  * - A publish the agent cannot take (this node is a standby, handing off, the log is full) fails the hook:
  *   Aedes closes the connection without an acknowledgement, and the client sends it again after it
  *   reconnects, as it would to a broker that went away.
@@ -37,6 +40,9 @@ export interface MqttIngestOptions {
   logger: Logger;
 }
 
+/** What the hook reads of Aedes's PUBLISH packet (MQTT 3.1.1: Aedes 1.x refuses MQTT 5 connections). */
+type PublishPacket = { topic: string; payload: Buffer | string; qos: number; retain?: boolean };
+
 type AedesLike = { handle: (socket: unknown) => void; close(callback: () => void): void };
 
 export class MqttIngest {
@@ -60,7 +66,7 @@ export class MqttIngest {
     }
     this.broker = await Aedes.createBroker({
       authenticate: (_client: unknown, _user: string | undefined, password: Buffer | undefined, done: (error: Error | null, ok: boolean) => void) => this.authenticate(password, done),
-      authorizePublish: (client: unknown, packet: { topic: string; payload: Buffer | string; qos: number }, done: (error?: Error | null) => void) => this.authorize(client, packet, done),
+      authorizePublish: (client: unknown, packet: PublishPacket, done: (error?: Error | null) => void) => this.authorize(client, packet, done),
     });
     const server = createServer((socket) => this.broker!.handle(socket));
     this.server = server;
@@ -98,14 +104,16 @@ export class MqttIngest {
     done(error, false);
   }
 
-  private authorize(client: unknown, packet: { topic: string; payload: Buffer | string; qos: number }, done: (error?: Error | null) => void): void {
+  private authorize(client: unknown, packet: PublishPacket, done: (error?: Error | null) => void): void {
     // client is null for the broker's own publishes (a Will is the client's, and journaled like its PUBLISH).
     if (client === null || packet.qos === 0 || !this.options.journal.some((filter) => topicMatches(filter, packet.topic))) {
       this.counters.mqttPassedThrough++;
       return done(null);
     }
     const payload = typeof packet.payload === 'string' ? new TextEncoder().encode(packet.payload) : new Uint8Array(packet.payload.buffer, packet.payload.byteOffset, packet.payload.byteLength);
-    this.options.append({ op: OP_MQTT, topic: packet.topic, data: payload }, this.copyFor(packet.topic)).then(
+    // The retain flag is kept so that forwarding upstream keeps it (forwarder.ts).
+    const op: Op = packet.retain ? { op: OP_MQTT, topic: packet.topic, data: payload, props: { retain: true } } : { op: OP_MQTT, topic: packet.topic, data: payload };
+    this.options.append(op, this.copyFor(packet.topic)).then(
       () => {
         this.counters.mqttJournaled++;
         done(null);

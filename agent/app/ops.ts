@@ -5,7 +5,10 @@
  *   [1, data]        an opaque application entry (POST /v1/entries)
  *   [2, key, value]  key-value put (PUT /v1/kv/{key})
  *   [3, key]         key-value delete (DELETE /v1/kv/{key})
- *   [4, topic, data] an MQTT message journaled by the local MQTT listener (mqtt-ingest.ts)
+ *   [4, topic, data]         an MQTT message journaled by the local MQTT listener (mqtt-ingest.ts)
+ *   [4, topic, data, props]  the same with the message's properties worth keeping (MqttProps): a map,
+ *                            present only when there is something in it, so readers that know only
+ *                            three elements still read the message
  *
  * Keys are UTF-8 strings; values and data are byte strings.
  */
@@ -23,7 +26,23 @@ export type Op =
   | { readonly op: typeof OP_ENTRY; readonly data: Uint8Array }
   | { readonly op: typeof OP_PUT; readonly key: string; readonly value: Uint8Array }
   | { readonly op: typeof OP_DELETE; readonly key: string }
-  | { readonly op: typeof OP_MQTT; readonly topic: string; readonly data: Uint8Array };
+  | { readonly op: typeof OP_MQTT; readonly topic: string; readonly data: Uint8Array; readonly props?: MqttProps };
+
+/**
+ * What of an MQTT message is kept with it and forwarded upstream (forwarder.ts): the retain flag, and the
+ * MQTT 5 properties that belong to the message rather than to the hop (MQTT 5.0 §3.3.2.3: topic alias and
+ * subscription identifiers are per connection and are not kept). Names as in MQTT.js's publish options.
+ */
+export interface MqttProps {
+  readonly retain?: boolean;
+  readonly payloadFormatIndicator?: boolean;
+  /** Seconds the message may live from the moment it was journaled (§3.3.2.3.3). */
+  readonly messageExpiryInterval?: number;
+  readonly contentType?: string;
+  readonly responseTopic?: string;
+  readonly correlationData?: Uint8Array;
+  readonly userProperties?: Readonly<Record<string, string | readonly string[]>>;
+}
 
 export type OpDecodeResult = { ok: true; op: Op } | { ok: false; reason: string };
 
@@ -37,7 +56,7 @@ export function encodeOp(op: Op): Uint8Array {
     case OP_DELETE:
       return encodeCbor([OP_DELETE, op.key]);
     case OP_MQTT:
-      return encodeCbor([OP_MQTT, op.topic, op.data]);
+      return op.props && Object.keys(op.props).length > 0 ? encodeCbor([OP_MQTT, op.topic, op.data, op.props]) : encodeCbor([OP_MQTT, op.topic, op.data]);
   }
 }
 
@@ -49,14 +68,52 @@ export function decodeOp(payload: Uint8Array): OpDecodeResult {
     return { ok: false, reason: 'not-cbor' };
   }
   if (!Array.isArray(value) || typeof value[0] !== 'number') return { ok: false, reason: 'not-an-op' };
-  const [code, first, second] = value as [number, unknown, unknown];
+  const [code, first, second, third] = value as [number, unknown, unknown, unknown];
   if (code === OP_ENTRY && first instanceof Uint8Array) return { ok: true, op: { op: OP_ENTRY, data: first } };
   if (code === OP_PUT && typeof first === 'string' && second instanceof Uint8Array) return { ok: true, op: { op: OP_PUT, key: first, value: second } };
   if (code === OP_DELETE && typeof first === 'string') return { ok: true, op: { op: OP_DELETE, key: first } };
-  if (code === OP_MQTT && typeof first === 'string' && second instanceof Uint8Array) return { ok: true, op: { op: OP_MQTT, topic: first, data: second } };
+  if (code === OP_MQTT && typeof first === 'string' && second instanceof Uint8Array) {
+    if (third === undefined) return { ok: true, op: { op: OP_MQTT, topic: first, data: second } };
+    const props = mqttProps(third);
+    return props ? { ok: true, op: { op: OP_MQTT, topic: first, data: second, props } } : { ok: false, reason: 'bad-mqtt-props' };
+  }
   return { ok: false, reason: `bad-op-${code}` };
+}
+
+/** A seq kept as a key's value (decimal text, readable through GET /v1/kv/{key}). */
+export function seqValue(seq: number): Uint8Array {
+  return new TextEncoder().encode(String(seq));
+}
+
+/** The seq a key's value holds; 0 for none or a value that is not a seq. */
+export function seqFromValue(value: Uint8Array | undefined): number {
+  const seq = value ? Number(new TextDecoder().decode(value)) : 0;
+  return Number.isSafeInteger(seq) && seq > 0 ? seq : 0;
+}
+
+/** An MQTT topic name one may publish to (MQTT 5.0 §4.7.3): no wildcards, no NUL, 1..65535 bytes. */
+export function validTopic(topic: string): boolean {
+  return topic.length > 0 && !/[+#\u0000]/.test(topic) && new TextEncoder().encode(topic).length <= 0xffff;
 }
 
 export function validKey(key: string): boolean {
   return key.length > 0 && new TextEncoder().encode(key).length <= KV_KEY_BYTES_MAX;
+}
+
+/** The props element checked field by field: a wrong type anywhere refuses the whole entry's props. */
+function mqttProps(value: unknown): MqttProps | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) return undefined;
+  const props = value as Record<string, unknown>;
+  const checks: Record<string, (field: unknown) => boolean> = {
+    retain: (field) => typeof field === 'boolean',
+    payloadFormatIndicator: (field) => typeof field === 'boolean',
+    messageExpiryInterval: (field) => Number.isInteger(field) && (field as number) >= 0 && (field as number) <= 0xffff_ffff,
+    contentType: (field) => typeof field === 'string',
+    responseTopic: (field) => typeof field === 'string' && field.length > 0 && !/[+#]/.test(field),
+    correlationData: (field) => field instanceof Uint8Array,
+    userProperties: (field) =>
+      typeof field === 'object' && field !== null && !Array.isArray(field) && Object.values(field).every((item) => typeof item === 'string' || (Array.isArray(item) && item.every((each) => typeof each === 'string'))),
+  };
+  for (const [name, field] of Object.entries(props)) if (!checks[name]?.(field)) return undefined;
+  return props as MqttProps;
 }

@@ -129,6 +129,16 @@ export class AckedModel {
     this.bySeq.set(seq, { op: 'entry', data });
   }
 
+  /** The values put under `key` at the seqs `which` accepts, in seq order. */
+  values(key: string, which: (seq: number) => boolean): string[] {
+    const out: string[] = [];
+    for (const seq of [...this.bySeq.keys()].sort((a, b) => a - b)) {
+      const op = this.bySeq.get(seq)!;
+      if (op.op === 'put' && op.key === key && which(seq)) out.push(op.value);
+    }
+    return out;
+  }
+
   /** Apply puts in seq order (concurrent writers ack out of order). */
   finish(): void {
     this.kv.clear();

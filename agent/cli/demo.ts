@@ -2,35 +2,47 @@
  * `lastgasp demo`: the whole story on one machine, on embedded defaults, needing nothing but `npm ci`.
  *
  * An embedded MQTT broker (unless --broker), the BMS simulator, a primary and a sibling agent as separate
- * processes, and a workload writing through the primary's local API. The uplink is then held back (as a
- * congested cellular link would) while a burst of writes builds a real unreplicated tail; mains is cut in the
- * simulator; the primary flushes the tail, hands off and is killed when the simulated BMS cuts its power;
- * the sibling takes over. The demo ends by checking every acknowledged write against the sibling.
+ * processes, and a workload writing through the primary's local API, beside an application (demo-app.mjs)
+ * that the agents run on whichever node leads (config `app:`). The uplink is then held back (as a congested
+ * cellular link would) while a burst of writes builds a real unreplicated tail; mains is cut in the
+ * simulator; the primary stops its application, flushes the tail, hands off and is killed when the simulated
+ * BMS cuts its power; the sibling takes over and starts the application, which reads the counter the first
+ * one left. The demo ends by checking every acknowledged write against the sibling.
+ *
+ * Each run has a group of its own, so that a second run against the same broker does not meet the first
+ * one's retained leader record.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../app/index.ts';
 import { generateNodeKeyPair, privateKeyPem, publicKeyText } from '../replication/index.ts';
 import { AckedModel, spawnChild, startEmbeddedBroker, type Child, type JsonLine } from './demo-parts.ts';
 import { parseArgs, type Io } from './io.ts';
 import { CLI_SCRIPT } from './self.ts';
 
-const DEMO_HELP = `Usage: lastgasp demo [--json] [--broker URL] [--steady N] [--burst N] [--keep DIR]
+const DEMO_HELP = `Usage: lastgasp demo [--json] [--broker URL] [--key-file FILE] [--steady N] [--burst N] [--keep DIR]
 
 Runs the whole story on this machine and checks it:
   1. an embedded MQTT broker (Aedes) or --broker URL; the BMS simulator on a TCP port;
-  2. a primary (gw-a) and a sibling (gw-b) agent as separate processes;
+  2. a primary (gw-a) and a sibling (gw-b) agent as separate processes, in a group of this run's own;
+     they run the demo application (a counter in the state) on whichever of them leads;
   3. a workload writing through gw-a's API: --steady N writes (default 4000) replicated as they come,
      then replication held back and a --burst of N writes (default 6000), the unreplicated tail;
-  4. mains cut in the simulator → brownout → gw-a flushes the tail, hands off, the BMS cuts its power
-     (gw-a is killed with SIGKILL) → gw-b takes over with a new epoch;
-  5. every write gw-a acknowledged is checked on gw-b, and the states compared.
+  4. mains cut in the simulator → brownout → gw-a stops the application, flushes the tail, hands off, the
+     BMS cuts its power (gw-a is killed with SIGKILL) → gw-b takes over with a new epoch and starts the
+     application, which goes on from the counter gw-a's left;
+  5. every write acknowledged by gw-a (the workload's and the application's) is checked on gw-b, and the
+     states compared.
 
   --json        End with one JSON object on the last line (entriesAcked, entriesOnSibling, lost,
                 tailAtBrownout, flushMs, takeoverMs, stateEqual, ...).
   --keep DIR    Put the agents' data and configs in DIR and leave them there (default: a temp dir, removed).
+  --key-file F  Sign with the group key in F (replication.hmacKeyFile: at least 16 bytes, mode 0600), as
+                gateways sharing a key would; default: an Ed25519 key pair per gateway, made for the run.
 
 Exit code 0 when nothing acknowledged was lost and the states are equal.`;
 
@@ -40,6 +52,12 @@ const WRITERS_BURST = 64;
 const STEP_TIMEOUT_MS = 30_000;
 
 const BIN = CLI_SCRIPT;
+/** Next to this file in the sources, and copied next to the bundle by the build. */
+const APP = fileURLToPath(new URL('./demo-app.mjs', import.meta.url));
+/** The demo application's key (demo-app.mjs). */
+const APP_KEY = 'demo/app-counter';
+/** gw-a's application raises the counter until it is stopped; gw-b's raises it once, then idles, so the check sees a still state. */
+const APP_TICKS_SIBLING = 1;
 
 interface Timeline {
   (line: string): void;
@@ -56,19 +74,26 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
   const keep = options.get('keep');
   const dir = keep ?? (await mkdtemp(join(tmpdir(), 'lastgasp-demo-')));
   const started = performance.now();
-  const say: Timeline = (line) => io.stdout(`[${((performance.now() - started) / 1000).toFixed(3).padStart(7)}s] ${line}`);
+  // The timeline ends with the result: what the cleanup makes the agents say after it is not shown, so that
+  // the JSON line stays the last.
+  let ended = false;
+  const say: Timeline = (line) => void (ended || io.stdout(`[${((performance.now() - started) / 1000).toFixed(3).padStart(7)}s] ${line}`));
   const cleanup: Array<() => Promise<void>> = [];
   try {
-    const result = await runDemo({ dir, steady, burst, brokerUrl: options.get('broker'), say, cleanup });
+    const result = await runDemo({ dir, steady, burst, brokerUrl: options.get('broker'), keyFile: options.get('key-file'), say, cleanup });
+    // The application on gw-b must have read exactly the counter gw-a's application left.
+    const ok = result.lost === 0 && result.stateEqual && result.app.readOnSibling === result.app.leftByPrimary;
+    ended = true;
     io.stdout('');
     io.stdout(
-      result.lost === 0 && result.stateEqual
-        ? `OK: all ${result.entriesAcked} acknowledged writes are on the sibling, states equal; tail of ${result.tailAtBrownout} flushed in ${result.flushMs} ms, takeover ${result.takeoverMs} ms after the handoff.`
-        : `FAILED: ${result.lost} acknowledged writes missing on the sibling; states ${result.stateEqual ? 'equal' : 'differ'}.`,
+      ok
+        ? `OK: all ${result.entriesAcked} acknowledged writes are on the sibling, states equal; tail of ${result.tailAtBrownout} flushed in ${result.flushMs} ms, takeover ${result.takeoverMs} ms after the handoff; the application went on on gw-b from counter ${result.app.readOnSibling}.`
+        : `FAILED: ${result.lost} acknowledged writes missing on the sibling; states ${result.stateEqual ? 'equal' : 'differ'}; the application on gw-b read counter ${result.app.readOnSibling}, gw-a's left ${result.app.leftByPrimary}.`,
     );
     if (options.has('json')) io.stdout(JSON.stringify(result));
-    return result.lost === 0 && result.stateEqual ? 0 : 1;
+    return ok ? 0 : 1;
   } catch (error) {
+    ended = true;
     io.stderr(`lastgasp demo: ${(error as Error).message}`);
     if (options.has('json')) io.stdout(JSON.stringify({ error: (error as Error).message }));
     return 1;
@@ -83,6 +108,7 @@ interface DemoRun {
   steady: number;
   burst: number;
   brokerUrl: string | undefined;
+  keyFile: string | undefined;
   say: Timeline;
   cleanup: Array<() => Promise<void>>;
 }
@@ -105,12 +131,16 @@ async function runDemo(run: DemoRun) {
 
   const apiA = `127.0.0.1:${await freePort()}`;
   const apiB = `127.0.0.1:${await freePort()}`;
-  const common = { group: 'demo', replication: { brokers: [{ url: brokerUrl }], durability: 'replica' }, logging: { level: 'info', json: true } };
-  // Signed as in production: a key pair per gateway, the public keys in both configs.
-  const signing = await demoKeys(dir, ['gw-a', 'gw-b']);
+  const group = `demo-${randomBytes(4).toString('hex')}`;
+  say(`group: ${group}`);
+  const app = (ticks?: number) => ({ command: [process.execPath, APP], env: ticks === undefined ? {} : { DEMO_APP_TICKS: String(ticks) }, stopTimeoutMs: 3000 });
+  const common = { group, replication: { brokers: [{ url: brokerUrl }], durability: 'replica' }, logging: { level: 'info', json: true } };
+  // Signed as in production: a key pair per gateway, the public keys in both configs (or the group key given).
+  const signing = await demoSigning(dir, ['gw-a', 'gw-b'], run.keyFile);
   const configA = {
     ...common,
-    replication: { ...common.replication, signing: signing('gw-a') },
+    replication: { ...common.replication, ...signing('gw-a') },
+    app: app(),
     node: 'gw-a',
     role: 'primary',
     siblings: ['gw-b'],
@@ -124,13 +154,19 @@ async function runDemo(run: DemoRun) {
       onBatteryDebounceMs: 0,
     },
   };
-  const configB = { ...common, replication: { ...common.replication, signing: signing('gw-b') }, node: 'gw-b', role: 'standby', siblings: ['gw-a'], dataDir: join(dir, 'gw-b'), api: { listen: apiB } };
+  const configB = { ...common, replication: { ...common.replication, ...signing('gw-b') }, app: app(APP_TICKS_SIBLING), node: 'gw-b', role: 'standby', siblings: ['gw-a'], dataDir: join(dir, 'gw-b'), api: { listen: apiB } };
   await writeFile(join(dir, 'gw-a.json'), JSON.stringify(configA, null, 2));
   await writeFile(join(dir, 'gw-b.json'), JSON.stringify(configB, null, 2));
 
-  const agentA = spawnChild('gw-a', process.execPath, [BIN, 'run', '--config', join(dir, 'gw-a.json')], (line) => showAgent(line, say));
+  const model = new AckedModel();
+  // The application's acknowledged writes are the model's too: the sibling must hold them as well.
+  const onLine = (line: JsonLine) => {
+    if (line.event === 'demo-app' && line.what === 'write') model.put(line.seq as number, APP_KEY, String(line.counter));
+    showAgent(line, say);
+  };
+  const agentA = spawnChild('gw-a', process.execPath, [BIN, 'run', '--config', join(dir, 'gw-a.json')], onLine);
   cleanup.push(() => agentA.kill('SIGKILL'));
-  const agentB = spawnChild('gw-b', process.execPath, [BIN, 'run', '--config', join(dir, 'gw-b.json')], (line) => showAgent(line, say));
+  const agentB = spawnChild('gw-b', process.execPath, [BIN, 'run', '--config', join(dir, 'gw-b.json')], onLine);
   cleanup.push(() => agentB.kill('SIGTERM'));
   await agentA.waitFor('ready', (line) => line.event === 'ready', STEP_TIMEOUT_MS);
   await agentB.waitFor('ready', (line) => line.event === 'ready', STEP_TIMEOUT_MS);
@@ -142,7 +178,7 @@ async function runDemo(run: DemoRun) {
     clientA.close();
     clientB.close();
   });
-  const model = new AckedModel();
+  await agentA.waitFor('the application on gw-a', (line) => line.event === 'demo-app' && line.what === 'write', STEP_TIMEOUT_MS);
 
   let t0 = performance.now();
   await workload(clientA, model, 0, run.steady, WRITERS_STEADY);
@@ -155,8 +191,6 @@ async function runDemo(run: DemoRun) {
   const before = await clientA.status();
   const tail = before.watermarks.committed - before.watermarks.replicated;
   say(`workload: burst of ${run.burst} writes acknowledged at ${rate(run.burst, t0)}/s; unreplicated tail now ${tail} entries`);
-  model.finish();
-  const digestA = (await clientA.list()).digest;
 
   say('bms-sim: cutting mains');
   sim.send('ac off');
@@ -168,11 +202,15 @@ async function runDemo(run: DemoRun) {
   await sim.waitFor('power cut', (line) => line.event === 'power-cut', STEP_TIMEOUT_MS);
   await agentA.kill('SIGKILL');
   say('gw-a: power gone (SIGKILL)');
+  const resumed = await agentB.waitFor('the application on gw-b', (line) => line.event === 'demo-app' && line.what === 'write', STEP_TIMEOUT_MS);
+  const appStarts = await Promise.all([agentA, agentB].map((agent) => agent.waitFor('application start', (line) => line.event === 'demo-app' && line.what === 'started', STEP_TIMEOUT_MS)));
+  const leftByA = Math.max(...model.values(APP_KEY, (seq) => seq <= (handoff.committed as number)).map(Number));
 
+  model.finish();
   const statusB = await clientB.status();
   const check = await verify(clientB, model);
   const digestB = (await clientB.list()).digest;
-  const stateEqual = digestB === model.digest() && digestA === digestB;
+  const stateEqual = digestB === model.digest();
   say(`check: ${check.present}/${model.bySeq.size} acknowledged writes found on gw-b (${check.lost} lost); state digest ${stateEqual ? 'equal' : 'DIFFERENT'} (${digestB.slice(0, 12)}…)`);
   const after = await clientB.put('demo/after-takeover', 'written to gw-b');
   say(`gw-b: serves writes as primary in epoch ${after.epoch} (seq ${after.seq})`);
@@ -188,6 +226,7 @@ async function runDemo(run: DemoRun) {
     handoffComplete: handoff.complete as boolean,
     handoffLastSeq: handoff.lastSeq as number,
     siblingEpoch: after.epoch,
+    app: { startedOn: appStarts.map((line) => line.node as string), leftByPrimary: leftByA, readOnSibling: appStarts[1]!.read as number, writtenOnSibling: resumed.counter as number },
   };
 }
 
@@ -255,6 +294,13 @@ function showAgent(line: JsonLine, say: Timeline): void {
       return say(`${node}: ${line.acked ? 'successor announced itself' : 'no successor in time'}; telling the BMS to cut power`);
     case 'quarantine':
       return say(`${node}: ${line.msg}`);
+    case 'app-start':
+    case 'app-stopping':
+      return say(`${node}: ${line.msg}`);
+    case 'demo-app':
+      if (line.what === 'started') return say(`${node}: the application reads counter ${line.read} from the state (epoch ${line.epoch})`);
+      if (line.what === 'error') return say(`${node}: application error: ${line.message}`);
+      return;
     default:
       if (line.level === 'error') say(`${node}: ERROR ${line.msg}`);
   }
@@ -281,13 +327,17 @@ function freePort(): Promise<number> {
   });
 }
 
-/** A key pair per gateway in `dir` (private keys mode 0600); returns each node's replication.signing. */
-async function demoKeys(dir: string, nodes: readonly string[]): Promise<(node: string) => { keyFile: string; publicKeys: Record<string, string> }> {
+/**
+ * How the gateways sign: with the group key in `keyFile` (replication.hmacKeyFile), or with a key pair per
+ * gateway made in `dir` (private keys mode 0600). Returns each node's replication keys.
+ */
+async function demoSigning(dir: string, nodes: readonly string[], keyFile: string | undefined): Promise<(node: string) => Record<string, unknown>> {
+  if (keyFile !== undefined) return () => ({ hmacKeyFile: keyFile });
   const publicKeys: Record<string, string> = {};
   for (const node of nodes) {
     const pair = generateNodeKeyPair();
     await writeFile(join(dir, `${node}.key`), privateKeyPem(pair.privateKey), { mode: 0o600 });
     publicKeys[node] = publicKeyText(pair.publicKey);
   }
-  return (node) => ({ keyFile: join(dir, `${node}.key`), publicKeys });
+  return (node) => ({ signing: { keyFile: join(dir, `${node}.key`), publicKeys } });
 }

@@ -34,6 +34,7 @@ export async function statusCommand(argv: readonly string[], io: Io): Promise<nu
       io.stdout(`  log: committed ${marks.committed}, replicated ${marks.replicated}, replica-acked ${marks.replicaAcked}`);
       io.stdout(`  state: ${status.state?.kvKeys} keys, applied to seq ${status.state?.kvAppliedSeq}`);
       for (const line of linkLines(status)) io.stdout(line);
+      for (const line of appLines(status)) io.stdout(line);
     }
     return 0;
   } catch (error) {
@@ -77,6 +78,29 @@ export function linkLines(status: Record<string, unknown>): string[] {
   const takeover = status.lastTakeover as { fromNode: string; complete: boolean; handoffLastSeq: number; handoffCommitted?: number } | undefined;
   if (takeover && !takeover.complete && takeover.handoffCommitted !== undefined) {
     lines.push(`  INCOMPLETE HANDOFF from ${takeover.fromNode}: seqs ${takeover.handoffLastSeq + 1}..${takeover.handoffCommitted} acknowledged there never arrived here`);
+  }
+  return lines;
+}
+
+/**
+ * The application (config app:), the local MQTT listener and the upstream forwarding, one line each when
+ * configured; a crash-looping application is flagged.
+ */
+export function appLines(status: Record<string, any>): string[] {
+  const lines: string[] = [];
+  const app = status.app as { state: string; pid?: number; crashLoop: boolean; backoffMs: number; starts: number; exits: number; restarts: number; lastExit?: { code: number | null; signal: string | null; ranMs: number } } | undefined;
+  if (app) {
+    const last = app.lastExit ? `, last exit ${app.lastExit.signal ?? `code ${app.lastExit.code}`} after ${app.lastExit.ranMs} ms` : '';
+    const flag = app.crashLoop ? `  CRASH LOOP: restarting in ${app.backoffMs} ms` : '';
+    lines.push(`  app: ${app.state}${app.pid !== undefined ? ` (pid ${app.pid})` : ''}, ${app.starts} starts, ${app.exits} exits, ${app.restarts} restarts${last}${flag}`);
+  }
+  const ingest = status.mqttIngest as { mqttJournaled: number; mqttPassedThrough: number; mqttRefused: number; mqttAuthFailures: number } | undefined;
+  if (ingest) lines.push(`  mqtt ingest: ${ingest.mqttJournaled} journaled, ${ingest.mqttPassedThrough} relayed only, ${ingest.mqttRefused} refused, ${ingest.mqttAuthFailures} bad passwords`);
+  const forward = status.forward as { running: boolean; connected: boolean; lastAcked: number; marked: number; inFlight: number; forwarded: number; forwardDuplicates: number; forwardExpired: number; forwardReconnects: number; forwardGaps: number } | undefined;
+  if (forward) {
+    const state = !forward.running ? 'stopped (not primary)' : forward.connected ? 'connected' : 'NOT CONNECTED';
+    const gaps = forward.forwardGaps > 0 ? `  GAPS: ${forward.forwardGaps} (entries gone before they were forwarded)` : '';
+    lines.push(`  forward upstream: ${state}, PUBACKed to seq ${forward.lastAcked} (recorded ${forward.marked}), ${forward.inFlight} in flight, ${forward.forwarded} forwarded, ${forward.forwardDuplicates} marked duplicate, ${forward.forwardExpired} expired, ${forward.forwardReconnects} reconnects${gaps}`);
   }
   return lines;
 }

@@ -44,6 +44,7 @@ function crossCheck(config: AgentConfig, issues: Issue[]): void {
   if (replication.passwordFile && replication.passwordEnv) {
     issues.push({ path: 'replication.passwordEnv', message: 'set either passwordFile or passwordEnv, not both' });
   }
+  if (config.app.command && config.app.unit) issues.push({ path: 'app.unit', message: 'set either app.command or app.unit, not both' });
 }
 
 /**

@@ -293,6 +293,22 @@ export const configSchema = object(
           keyText: 'a topic filter',
           default: {},
         }),
+        // Store-and-forward to an upstream broker from the node that leads (agent/app/forwarder.ts).
+        forward: object(
+          {
+            url: url({ description: 'Upstream broker (MQTT 5): journaled messages are published there, QoS 1, in seq order, from the node that leads.', ...MQTT_URL }),
+            username: string({ description: 'MQTT user name at the upstream broker.', optional: true }),
+            passwordFile: string({ description: 'File holding the upstream MQTT password (mode 0600).', optional: true }),
+            clientId: string({ description: 'MQTT client id; the node name is appended ("-<node>"), so that two nodes never take each other\'s session. Default: lastgasp-<group>.', optional: true }),
+            topicPrefix: string({ description: 'Prepended to every forwarded topic with a "/" (unset: the original topic).', optional: true, pattern: /^[^+#\u0000]+$/, patternText: 'topic levels without wildcards' }),
+            windowMax: integer({ description: 'Most publishes awaiting their PUBACK at once.', default: 32, min: 1, max: 65_535 }),
+            markEveryMessages: integer({ description: 'Record the forwarded position in the log (replicated, so the sibling goes on from there) after this many PUBACKs; after a takeover at most about this many go upstream twice.', default: 100, min: 1, max: 1_000_000 }),
+            markIntervalMs: integer({ description: 'Record the position at the latest this long after the first PUBACK it does not cover.', default: 1000, min: 10, max: 600_000, unit: 'ms' }),
+            reconnectMs: integer({ description: 'Delay before connecting again after the upstream connection was lost.', default: 2000, min: 10, max: 600_000, unit: 'ms' }),
+            after: oneOf(['replicated', 'flash'], { description: 'replicated: forward what the group holds (replicated at replication.durability), so nothing a takeover sets aside goes upstream; flash: forward once fsynced here (sooner; upstream may see messages the group later sets aside).', default: 'replicated' }),
+          },
+          { description: 'Forward journaled messages upstream from the node that leads, the position replicated (README "Forwarding upstream").', optional: true },
+        ),
       },
       { description: 'The local MQTT listener: applications publish as to mosquitto and get the log\'s guarantee.' },
     ),
@@ -303,6 +319,15 @@ export const configSchema = object(
           optional: true,
           minItems: 1,
         }),
+        // Or a systemd unit (agent/app/unit-runner.ts): started and stopped with systemctl, its state polled.
+        unit: string({
+          description: 'A systemd unit that runs the application (instead of command): "systemctl start" when this node becomes primary, "systemctl stop" before it stands down. Its environment (the LASTGASP_* variables) is written to <dataDir>/app.env before each start: add EnvironmentFile=-<that path> to the unit.',
+          optional: true,
+          pattern: /^[A-Za-z0-9:_.@\\-]+\.(service|target|scope)$/,
+          patternText: 'a unit name such as collector.service',
+        }),
+        user: boolean({ description: 'app.unit: use "systemctl --user" (the agent\'s own user manager) instead of the system manager.', default: false }),
+        pollMs: integer({ description: 'app.unit: how often "systemctl is-active" is asked while this node leads; a unit found inactive or failed is started again after the restart delay.', default: 2000, min: 100, max: 600_000, unit: 'ms' }),
         env: record(string({ description: 'Value.' }), { description: 'Extra environment variables for the application.', keyPattern: /^[A-Za-z_][A-Za-z0-9_]*$/, keyText: 'an environment variable name', default: {} }),
         cwd: string({ description: 'Working directory of the application (default: the data directory).', optional: true }),
         stopTimeoutMs: integer({ description: 'After SIGTERM, how long the application may take to exit before SIGKILL.', default: 5000, min: 0, unit: 'ms' }),

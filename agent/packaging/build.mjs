@@ -12,6 +12,7 @@
 // - aedes: the embedded broker of the demo and of mqttIngest; every import of it is dynamic, so a gateway
 //   that uses neither never loads it.
 import { build } from 'esbuild';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -44,6 +45,8 @@ export async function buildBundle(outdir = join(ROOT, 'dist')) {
     banner: { js: "import { createRequire as __lastgaspCreateRequire } from 'node:module';\nconst require = __lastgaspCreateRequire(import.meta.url);" },
     logLevel: 'warning',
   });
+  // The demo's application is a script of its own that the demo runs as `app:` (plain JavaScript already).
+  copyFileSync(join(ROOT, 'agent', 'cli', 'demo-app.mjs'), join(outdir, 'demo-app.mjs'));
   return outfile;
 }
 

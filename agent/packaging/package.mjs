@@ -65,6 +65,7 @@ export async function packageArch(arch, outdir = join(ROOT, 'dist')) {
     for (const file of RELEASE_FILES) cpSync(join(ROOT, file), join(top, file));
     cpSync(join(outdir, 'lastgasp.mjs'), join(top, 'dist', 'lastgasp.mjs'));
     cpSync(join(outdir, 'lastgasp.mjs.map'), join(top, 'dist', 'lastgasp.mjs.map'));
+    cpSync(join(outdir, 'demo-app.mjs'), join(top, 'dist', 'demo-app.mjs'));
     run('npm', ['ci', '--omit=dev', '--ignore-scripts', '--os=linux', `--cpu=${arch}`, '--libc=glibc', '--no-audit', '--no-fund'], top);
     pruneOtherPlatforms(join(top, 'node_modules'), arch);
     checkNativeParts(join(top, 'node_modules'), arch);

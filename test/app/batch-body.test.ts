@@ -3,7 +3,8 @@
 // its index; random bytes give a result, never a throw.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { OP_DELETE, OP_ENTRY, OP_PUT, decodeOp, encodeOp, parseJsonLines, splitCborSeq, type Op } from '../../agent/app/index.ts';
+import { OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT, decodeOp, encodeOp, parseJsonLines, splitCborSeq, type Op } from '../../agent/app/index.ts';
+import { decodeCbor, encodeCbor } from '../../agent/util/index.ts';
 
 const text = new TextEncoder();
 
@@ -107,4 +108,62 @@ test('random bytes give a result or a reason, never a throw, and accepted views 
     if (result.ok) for (const payload of result.payloads) assert.equal(decodeOp(payload).ok, true, `accepted ${Buffer.from(payload).toString('hex')}`);
     else assert.equal(typeof result.reason, 'string');
   }
+});
+
+// MQTT messages (op 4): with and without their properties, as the forwarder reads them back.
+const MQTT_OPS: Op[] = [
+  { op: OP_MQTT, topic: 'plant/line1', data: text.encode('21.5') },
+  {
+    op: OP_MQTT,
+    topic: 'plant/line2',
+    data: text.encode('{"t":22}'),
+    props: {
+      retain: true,
+      payloadFormatIndicator: true,
+      messageExpiryInterval: 3600,
+      contentType: 'application/json',
+      responseTopic: 'plant/replies',
+      correlationData: new Uint8Array([1, 2, 3]),
+      userProperties: { site: 'north', tags: ['a', 'b'] },
+    },
+  },
+];
+
+test('MQTT messages with and without properties split as views, decode as encoded, and need no state wait', () => {
+  const encoded = MQTT_OPS.map(encodeOp);
+  assert.equal(decodeCbor(encoded[0]!) instanceof Array && (decodeCbor(encoded[0]!) as unknown[]).length, 3, 'no props: the three-element entry of before');
+  const result = splitCborSeq(concat(encoded));
+  assert.ok(result.ok);
+  assert.equal(result.kv, false);
+  assert.deepEqual(result.payloads.map((payload) => decodeOp(payload)), MQTT_OPS.map((op) => ({ ok: true, op })));
+  const lines = parseJsonLines(
+    text.encode(
+      [
+        JSON.stringify({ op: 'mqtt', topic: 'plant/line1', text: '21.5' }),
+        JSON.stringify({ op: 'mqtt', topic: 'plant/line2', text: '{"t":22}', props: { ...(MQTT_OPS[1] as { props: object }).props, correlationData: 'AQID' } }),
+      ].join('\n'),
+    ),
+  );
+  assert.ok(lines.ok);
+  assert.deepEqual(lines.payloads.map((payload) => decodeOp(payload)), MQTT_OPS.map((op) => ({ ok: true, op })));
+});
+
+test('an MQTT message with a wildcard topic or unknown or mistyped properties is refused with its index', () => {
+  const good = encodeOp(MQTT_OPS[0]!);
+  const cases: Array<[unknown[], RegExp]> = [
+    [[OP_MQTT, 'plant/+', text.encode('x')], /topic/],
+    [[OP_MQTT, '', text.encode('x')], /topic/],
+    [[OP_MQTT, 'plant/a', text.encode('x'), { contentType: 7 }], /props/],
+    [[OP_MQTT, 'plant/a', text.encode('x'), { colour: 'red' }], /props/],
+    [[OP_MQTT, 'plant/a', text.encode('x'), { userProperties: { a: 1 } }], /props/],
+    [[OP_MQTT, 'plant/a', text.encode('x'), [1, 2]], /props/],
+  ];
+  for (const [item, reason] of cases) {
+    const result = splitCborSeq(concat([good, encodeCbor(item)]));
+    assert.ok(!result.ok);
+    assert.equal(result.index, 1);
+    assert.match(result.reason, reason);
+  }
+  const line = parseJsonLines(text.encode(JSON.stringify({ op: 'mqtt', topic: 'a/#', text: 'x' })));
+  assert.ok(!line.ok && /topic/.test(line.reason));
 });
