@@ -11,7 +11,7 @@ import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
-import { HttpApi, KvState, encodeOp, type AppBackend, type BatchResult, type Op, type Readiness } from './app/index.ts';
+import { HttpApi, KvState, MetricsListener, agentHistograms, encodeOp, type AppBackend, type Histogram, type BatchResult, type Op, type Readiness } from './app/index.ts';
 import { AppRunner } from './app/app-runner.ts';
 import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
@@ -74,6 +74,9 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private readonly ingest: MqttIngest | undefined;
   /** Writes that asked to be acknowledged once replicated wait here. */
   private readonly copies: CopyWait;
+  /** Append latency, batch size and flush time for GET /metrics; the loopback scrape port (metrics.listen). */
+  private readonly metrics = agentHistograms();
+  private readonly metricsListener: MetricsListener | undefined;
 
   constructor(
     private readonly config: AgentConfig,
@@ -94,6 +97,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       fullPolicy: config.log.fullPolicy,
       logger: logger.child('agent:log'),
       clock: this.clock,
+      onBatchSynced: (entries) => this.metrics.batchEntries.observe(entries),
       ...(deps.storage ? { storage: deps.storage } : {}),
     });
     this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), snapshotEveryEntries: config.log.snapshotEveryEntries });
@@ -118,6 +122,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, append: (op, copy) => this.append(op, copy), logger: logger.child('agent:app:mqtt') })
       : undefined;
     this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
+    this.metricsListener = config.metrics.listen ? new MetricsListener(config.metrics.listen, () => this.api.metricsText(), logger.child('agent:metrics')) : undefined;
   }
 
   get replication(): Replication {
@@ -177,6 +182,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     });
     this.apiAddress = await this.api.start(secrets.api);
     logger.info('api listening', { event: 'api', address: this.apiAddress });
+    if (this.metricsListener) logger.info('metrics listening', { event: 'metrics', address: await this.metricsListener.start() });
     if (this.ingest) {
       // An MQTT listener on TCP wants the API token as password even when the HTTP API is on a socket.
       const token = secrets.api.token ?? (config.mqttIngest.listen!.startsWith('unix:') ? undefined : await loadOrCreateToken(apiTokenFile(config)));
@@ -196,6 +202,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.supervisor?.stop();
     await this.ingest?.stop();
     await this.api.stop();
+    await this.metricsListener?.stop();
     await this.replicationValue?.stop();
     this.copies.stop();
     await this.state.stop();
@@ -232,6 +239,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
    * and, when the write asked for it (or the config says so), has its copy been made (copy-wait.ts).
    */
   private async write(copy: CopyOptions | undefined, store: () => Promise<AppendResult>): Promise<AppendResult> {
+    const startedMs = this.clock.monotonicMs();
     this.refuseWrite(false);
     if (this.handingOff) {
       throw new LastgaspError('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`, { siblings: this.config.siblings });
@@ -243,6 +251,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       // aside, and a lease that ran out meanwhile means a standby may already lead.
       this.refuseWrite(true);
       await this.copies.wait(result.seq, copy);
+      this.metrics.appendSeconds.observe((this.clock.monotonicMs() - startedMs) / 1000);
       return result;
     } catch (error) {
       if (isLastgaspError(error, 'LOG_NO_SPACE')) this.noSpace = true;
@@ -277,6 +286,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     if (!refusal || (afterAppend && refusal.code === 'HANDING_OFF')) return;
     const message = afterAppend ? `${refusal.message} (the entry was stored here but is not acknowledged: it may be set aside)` : refusal.message;
     throw new LastgaspError(refusal.code, message, { leader: refusal.leader, epoch: this.roles?.leaderRecord?.epoch });
+  }
+
+  histograms(): readonly Histogram[] {
+    return Object.values(this.metrics);
   }
 
   setReplicationPaused(paused: boolean): void {
@@ -392,6 +405,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // dying node must not keep the handoff from going out.
     await this.log.syncWatermarks().catch((error: unknown) => this.deps.logger.warn('could not make the watermarks durable before the handoff', { error }));
     const after = this.log.watermarks();
+    this.metrics.flushSeconds.observe((this.clock.monotonicMs() - started) / 1000);
     return {
       tailAtStart: fenceSeq - atStart.replicated,
       lastSeq: Math.min(after.replicated, fenceSeq),
