@@ -203,6 +203,9 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.ingest?.stop();
     await this.api.stop();
     await this.metricsListener?.stop();
+    // After the roles stopped (no heartbeat follows it): the retained state says `offline` at once, with this
+    // node's last position; the Will is for a death, and carries the position of its connect.
+    if (this.replicationValue?.connected && !this.poweredOff) await this.replicationValue.publishStateNow(this.stateMessage('offline')).catch(() => undefined);
     await this.replicationValue?.stop();
     this.copies.stop();
     await this.state.stop();
@@ -495,6 +498,9 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.roles?.latch('powering off');
     await this.app?.stop('powering off');
     await this.replicationValue?.publishStateNow(this.stateMessage('handed-off')).catch(() => undefined);
+    // The retained power record's last word: a dashboard must not go on showing the state before the cut.
+    const last = this.supervisor?.status().lastStatus as PowerStatus | undefined;
+    await this.replicationValue?.publishPowerNow({ node: this.config.node, ...last, state: 'POWER_OFF', atMs: this.clock.nowMs() });
     await this.replicationValue?.abort();
     this.deps.logger.info('waiting for the power to go', { event: 'power-off' });
     // The handoff is latched: this node must not serve again in this life. If the power never goes (mains
@@ -512,6 +518,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   stateChanged(state: PowerStateName): void {
     void this.publishState(STATE_NAMES[state]);
+    const last = this.supervisor?.status().lastStatus as PowerStatus | undefined;
+    if (last) this.replicationValue?.publishPower({ node: this.config.node, state, ...last }, true);
   }
 
   // ---- internals --------------------------------------------------------------------------------------

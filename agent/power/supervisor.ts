@@ -193,7 +193,8 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
   private onLink(state: LinkState, reason?: string): void {
     if (state === this.linkState) return;
     this.linkState = state;
-    const log = state === 'up' ? this.options.logger.info : this.options.logger.warn;
+    // A link that goes down because the agent stops is no news: no warning on a clean stop.
+    const log = state === 'up' || this.stopped ? this.options.logger.info : this.options.logger.warn;
     log(`power-source link ${state}`, { event: 'power-link', state, source: this.options.source.name, reason });
     if (state !== 'connecting') this.feed({ type: 'link', up: state === 'up', atMs: this.options.clock.monotonicMs() });
   }
