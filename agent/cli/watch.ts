@@ -67,25 +67,28 @@ export async function watchCommand(argv: readonly string[], io: Io): Promise<num
     ...(target.password ? { password: target.password } : {}),
   });
   const base = `${target.prefix}/v1`;
-  // Power telemetry is per node, outside the group's tree: it is watched for every node.
-  await client.subscribeAsync(target.group ? [`${base}/${target.group}/#`, `${base}/+/power`] : [`${base}/#`], { qos: 1 });
   let seen = 0;
-  return new Promise<number>((resolve) => {
-    const finish = (code: number) => {
+  let finish: (code: number) => void = () => undefined;
+  const done = new Promise<number>((resolve) => {
+    finish = (code) => {
       process.off('SIGINT', interrupt);
       process.off('SIGTERM', interrupt);
       void client.endAsync().finally(() => resolve(code));
     };
-    const interrupt = () => finish(0);
-    process.once('SIGINT', interrupt);
-    process.once('SIGTERM', interrupt);
-    client.on('message', (topic, payload, packet) => {
-      const line = describeMessage(target, topic, new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), packet.retain);
-      if (!line) return;
-      io.stdout(args.has('json') ? JSON.stringify(line, jsonBytes) : textLine(line));
-      if (countMax > 0 && ++seen >= countMax) finish(0);
-    });
   });
+  const interrupt = () => finish(0);
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  // Listening before subscribing: the retained records arrive right behind the SUBACK.
+  client.on('message', (topic, payload, packet) => {
+    const line = describeMessage(target, topic, new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), packet.retain);
+    if (!line) return;
+    io.stdout(args.has('json') ? JSON.stringify(line, jsonBytes) : textLine(line));
+    if (countMax > 0 && ++seen >= countMax) finish(0);
+  });
+  // Power telemetry is per node, outside the group's tree: it is watched for every node.
+  await client.subscribeAsync(target.group ? [`${base}/${target.group}/#`, `${base}/+/power`] : [`${base}/#`], { qos: 1 });
+  return done;
 }
 
 async function watchTarget(args: ParsedCommand): Promise<WatchTarget> {
