@@ -13,6 +13,7 @@ import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
 import { HttpApi, KvState, MetricsListener, agentHistograms, encodeOp, type AppBackend, type Histogram, type BatchResult, type Op, type Readiness } from './app/index.ts';
 import { AppRunner } from './app/app-runner.ts';
+import { Hooks } from './app/hooks.ts';
 import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
 import { apiTokenFile, loadOrCreateToken, readSecrets, type AgentConfig } from './config/index.ts';
@@ -77,6 +78,11 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   /** Append latency, batch size and flush time for GET /metrics; the loopback scrape port (metrics.listen). */
   private readonly metrics = agentHistograms();
   private readonly metricsListener: MetricsListener | undefined;
+  /** Event hooks (config `hooks`), and what they compare against: the last role, power state and quarantine count. */
+  private readonly hooks: Hooks;
+  private lastRole: 'primary' | 'standby' | undefined;
+  private lastPowerState: PowerStateName = 'ONLINE';
+  private quarantineFiles = 0;
 
   constructor(
     private readonly config: AgentConfig,
@@ -122,6 +128,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, append: (op, copy) => this.append(op, copy), logger: logger.child('agent:app:mqtt') })
       : undefined;
     this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
+    const { shell, timeoutMs, ...commands } = config.hooks;
+    this.hooks = new Hooks({ commands, shell, timeoutMs, base: { node: config.node, group: config.group }, powerState: () => this.supervisor?.state ?? 'ONLINE', logger: logger.child('agent:hooks') });
     this.metricsListener = config.metrics.listen ? new MetricsListener(config.metrics.listen, () => this.api.metricsText(), logger.child('agent:metrics')) : undefined;
   }
 
@@ -140,6 +148,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // Under the log's lock now: no other writer of the leader record runs, so its crash leftovers can go.
     await removeTemporaries(nodeFs, config.dataDir, 'leader.json');
     logger.info('log opened', { event: 'log-open', ...recovery });
+    this.fireQuarantine('recovery');
     await this.state.start();
     this.replicationValue = new Replication({
       log: this.log,
@@ -316,6 +325,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       power: this.supervisor?.status() ?? { state: 'ONLINE', source: 'none' },
       powerTimeline: this.supervisor?.timeline() ?? [],
       ...(this.app ? { app: this.app.status() } : {}),
+      hooks: this.hooks.counters,
       replication: this.replicationValue?.stats(),
     };
   }
@@ -332,6 +342,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   roleChanged(role: 'primary' | 'standby', info: { epoch: number; reason: string }): void {
     this.deps.logger.debug(`role ${role}`, { epoch: info.epoch, reason: info.reason });
+    if (this.lastRole === 'standby' && role === 'primary') this.hooks.fire('takeover', { epoch: info.epoch, reason: info.reason });
+    if (this.lastRole === 'primary' && role === 'standby') this.hooks.fire('demotion', { epoch: info.epoch, reason: info.reason });
+    this.lastRole = role;
+    this.fireQuarantine(info.reason);
     if (role === 'primary') this.app?.start(() => this.appEnvironment());
     else void this.app?.stop(`standby: ${info.reason}`);
     void this.publishState(this.supervisor ? STATE_NAMES[this.supervisor.state] : 'online');
@@ -409,6 +423,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.log.syncWatermarks().catch((error: unknown) => this.deps.logger.warn('could not make the watermarks durable before the handoff', { error }));
     const after = this.log.watermarks();
     this.metrics.flushSeconds.observe((this.clock.monotonicMs() - started) / 1000);
+    this.hooks.fire('flushDone', { complete: end === 'flushed', end, lastSeq: Math.min(after.replicated, fenceSeq), committed: fenceSeq, flushMs: Math.round(this.clock.monotonicMs() - started) });
     return {
       tailAtStart: fenceSeq - atStart.replicated,
       lastSeq: Math.min(after.replicated, fenceSeq),
@@ -464,6 +479,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // On flash before it leaves: restarted, this node finds its own handoff and comes back as a standby.
     await roles.latchHandoff(record);
     await this.replication.publishLeader(record);
+    this.hooks.fire('handoff', { to, complete: outcome.complete, lastSeq: outcome.lastSeq, committed: outcome.committed, epoch: record.epoch });
     const fields = { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to };
     if (outcome.complete) this.deps.logger.info('handoff record published', fields);
     else this.deps.logger.warn(`incomplete handoff published: seqs ${outcome.lastSeq + 1}..${outcome.committed} were acknowledged here and had not reached ${to ?? 'the sibling'}; they will be set aside here (lastgasp quarantine)`, { ...fields, missing: outcome.committed - outcome.lastSeq });
@@ -516,13 +532,25 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.replicationValue?.publishPower({ node: this.config.node, state, ...status });
   }
 
-  stateChanged(state: PowerStateName): void {
+  stateChanged(state: PowerStateName, reason: string): void {
+    const from = this.lastPowerState;
+    this.lastPowerState = state;
+    if (state === 'ON_BATTERY') this.hooks.fire('powerLost', { from, reason });
+    else if (state === 'ONLINE' && from !== 'ONLINE') this.hooks.fire('powerRestored', { from, reason });
+    else if (state === 'BROWNOUT') this.hooks.fire('brownout', { from, reason });
     void this.publishState(STATE_NAMES[state]);
     const last = this.supervisor?.status().lastStatus as PowerStatus | undefined;
     if (last) this.replicationValue?.publishPower({ node: this.config.node, state, ...last }, true);
   }
 
   // ---- internals --------------------------------------------------------------------------------------
+
+  /** The quarantine hook, when recovery or a demotion set entries aside since the last look. */
+  private fireQuarantine(reason: string): void {
+    const files = this.log.status().quarantine;
+    if (files.length > this.quarantineFiles) this.hooks.fire('quarantine', { files: files.join(' '), reason });
+    this.quarantineFiles = files.length;
+  }
 
   private async startSupervisor(): Promise<void> {
     const power = this.config.power;

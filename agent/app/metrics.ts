@@ -19,7 +19,7 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 const GAUGE_KEYS = new Set([
   'spares', 'inflight', 'waiting', 'receiveMaximum', 'windowMax', 'inflightBatches', 'nextSeq', 'brokerAcked', 'replicaAcked',
   'apiConnectionsOpen', 'apiConnectionsMax', 'kvKeys', 'kvAppliedSeq', 'kvSnapshotSeq', 'lastAckAgeMs', 'oldestUnackedMs',
-  'drainBytesPerS', 'watermarkStalledMs', 'inflightPeak', 'batchEntriesMaxSeen', 'quorum', 'protocolVersion', 'onBatteryMs',
+  'drainBytesPerS', 'watermarkStalledMs', 'inflightPeak', 'batchEntriesMaxSeen', 'quorum', 'protocolVersion', 'onBatteryMs', 'hooksRunning',
 ]);
 
 const POWER_STATES = ['ONLINE', 'ON_BATTERY', 'BROWNOUT', 'FLUSHING', 'HANDED_OFF', 'POWER_OFF'] as const;
@@ -92,7 +92,7 @@ export function renderMetrics(status: Record<string, unknown>, histograms: reado
   gauge('lastgasp_log_disk_bytes', 'Bytes the log\'s segment files take on disk.', log.bytesOnDisk);
   families.push(...counterFamilies('lastgasp_log', log.counters));
   families.push(...counterFamilies('lastgasp_state', status.state), ...counterFamilies('lastgasp_writes', status.writes));
-  families.push(...counterFamilies('lastgasp_mqtt_ingest', status.mqttIngest), ...counterFamilies('lastgasp', status.api));
+  families.push(...counterFamilies('lastgasp_mqtt_ingest', status.mqttIngest), ...counterFamilies('lastgasp', status.api), ...counterFamilies('lastgasp', status.hooks));
   families.push(...powerFamilies((status.power ?? {}) as Record<string, unknown>));
   families.push(...replicationFamilies((status.replication ?? {}) as Record<string, unknown>));
   families.push(...histograms.map((histogram) => histogram.family()));
