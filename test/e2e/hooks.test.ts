@@ -15,17 +15,15 @@ import { tempDir, waitFor } from '../support/ports.ts';
 
 after(killAll);
 
-// Appends its LASTGASP_EVENT* environment as one JSON line to argv[2]; with "hold", then sleeps a minute
-// (its pid in argv[2].pid, for the test to end it).
+// Appends its LASTGASP_EVENT* environment as one JSON line to argv[2]; with "hold", first notes its pid in
+// argv[2].pid (for the test to end it), and sleeps a minute after.
 const HOOK_SCRIPT = `
 const fs = require('node:fs');
+if (process.argv[3] === 'hold') fs.appendFileSync(process.argv[2] + '.pid', process.pid + '\\n');
 const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => key.startsWith('LASTGASP_EVENT')));
-fs.appendFileSync(process.argv[2], JSON.stringify(env) + '\\n');
 console.log('hook ran for ' + env.LASTGASP_EVENT);
-if (process.argv[3] === 'hold') {
-  fs.writeFileSync(process.argv[2] + '.pid', String(process.pid));
-  setTimeout(() => undefined, 60_000);
-}
+fs.appendFileSync(process.argv[2], JSON.stringify(env) + '\\n');
+if (process.argv[3] === 'hold') setTimeout(() => undefined, 60_000);
 `;
 
 function events(file: string): Array<Record<string, string>> {
@@ -70,7 +68,10 @@ test('hooks: powerLost (failing, counted), brownout (still running through the f
     const seenA = await waitFor('brownout, flushDone and handoff hooks', () => {
       const got = events(fileA);
       return ['brownout', 'flushDone', 'handoff'].every((name) => got.some((event) => event.LASTGASP_EVENT === name)) ? got : undefined;
-    }, 20_000);
+    }, 20_000).catch((error: unknown) => {
+      const hookLines = a.events().filter((line) => String(line.event).startsWith('hook') || line.event === 'power-state');
+      throw new Error(`${(error as Error).message}: ${JSON.stringify(events(fileA))} ${JSON.stringify(hookLines)}`);
+    });
     const byName = (name: string) => seenA.find((event) => event.LASTGASP_EVENT === name)!;
     assert.equal(byName('brownout').LASTGASP_EVENT_NODE, 'gw-a');
     assert.equal(byName('brownout').LASTGASP_EVENT_GROUP, 'hooks');
@@ -78,15 +79,15 @@ test('hooks: powerLost (failing, counted), brownout (still running through the f
     assert.equal(byName('flushDone').LASTGASP_EVENT_LAST_SEQ, '20');
     assert.equal(byName('handoff').LASTGASP_EVENT_TO, 'gw-b');
     assert.equal(byName('handoff').LASTGASP_EVENT_COMMITTED, '20');
-    assert.ok(a.events().some((line) => line.event === 'hook-output' && line.msg === 'hook brownout: hook ran for brownout'), 'output is logged');
+    await a.waitForEvent('hook-output', (line) => line.msg === 'hook brownout: hook ran for brownout');
     const takeover = await waitFor('the takeover hook', () => events(fileB).find((event) => event.LASTGASP_EVENT === 'takeover'), 20_000);
     assert.equal(takeover.LASTGASP_EVENT_NODE, 'gw-b');
     assert.equal(takeover.LASTGASP_EVENT_EPOCH, '2');
   } finally {
     const held = `${fileA}.pid`;
-    if (existsSync(held)) {
+    for (const pid of existsSync(held) ? readFileSync(held, 'utf8').trim().split('\n') : []) {
       try {
-        process.kill(Number(readFileSync(held, 'utf8')), 'SIGKILL');
+        process.kill(Number(pid), 'SIGKILL');
       } catch {
         // Already gone.
       }
