@@ -29,6 +29,12 @@ const FLUSH_DEADLINE_SLACK_MS = 1000;
 /** CBOR framing an op adds around its key and value (array header, op code, string and byte-string heads). */
 const OP_FRAMING_BYTES_MAX = 16;
 
+/** A clean stop waits this long for the brokers to take its `offline` state record (a hung broker gets the Will). */
+const STOP_STATE_WAIT_MS = 2000;
+
+/** After the handoff, the last power record gets this long to be acknowledged before the connections drop. */
+const POWER_OFF_RECORD_WAIT_MS = 500;
+
 /** How often a throttle given in seconds (log.unreplicated*S) is re-sized from the measured drain rate. */
 const THROTTLE_RESIZE_MS = 1000;
 
@@ -214,7 +220,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.metricsListener?.stop();
     // After the roles stopped (no heartbeat follows it): the retained state says `offline` at once, with this
     // node's last position; the Will is for a death, and carries the position of its connect.
-    if (this.replicationValue?.connected && !this.poweredOff) await this.replicationValue.publishStateNow(this.stateMessage('offline')).catch(() => undefined);
+    if (this.replicationValue?.connected && !this.poweredOff) await this.boundedWait(this.replicationValue.publishStateNow(this.stateMessage('offline')), STOP_STATE_WAIT_MS);
     await this.replicationValue?.stop();
     this.copies.stop();
     await this.state.stop();
@@ -516,7 +522,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.replicationValue?.publishStateNow(this.stateMessage('handed-off')).catch(() => undefined);
     // The retained power record's last word: a dashboard must not go on showing the state before the cut.
     const last = this.supervisor?.status().lastStatus as PowerStatus | undefined;
-    await this.replicationValue?.publishPowerNow({ node: this.config.node, ...last, state: 'POWER_OFF', atMs: this.clock.nowMs() });
+    if (this.replicationValue) await this.boundedWait(this.replicationValue.publishPowerNow({ node: this.config.node, ...last, state: 'POWER_OFF', atMs: this.clock.nowMs() }), POWER_OFF_RECORD_WAIT_MS);
     await this.replicationValue?.abort();
     this.deps.logger.info('waiting for the power to go', { event: 'power-off' });
     // The handoff is latched: this node must not serve again in this life. If the power never goes (mains
@@ -544,6 +550,13 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   }
 
   // ---- internals --------------------------------------------------------------------------------------
+
+  /** Wait for `work` at most `ms` (its failure ignored): a hung broker must not hold up a stop. */
+  private async boundedWait(work: Promise<unknown>, ms: number): Promise<void> {
+    let timer: TimerHandle | undefined;
+    await Promise.race([work.catch(() => undefined), new Promise<void>((resolve) => (timer = this.clock.setTimeout(resolve, ms)))]);
+    timer?.cancel();
+  }
 
   /** The quarantine hook, when recovery or a demotion set entries aside since the last look. */
   private fireQuarantine(reason: string): void {

@@ -13,6 +13,8 @@ import { BrokerLink } from './broker-link.ts';
 
 const ONLINE = new TextEncoder().encode('online');
 const OFFLINE = new TextEncoder().encode('offline');
+/** How long a clean stop waits for the brokers to take `offline`. */
+const AVAILABILITY_STOP_WAIT_MS = 2000;
 
 export interface AvailabilityOptions {
   /** One entry per broker link of the replication (a cluster's node addresses together). */
@@ -55,7 +57,11 @@ export class Availability {
 
   /** A clean stop: `offline` on every broker that is reachable, then a DISCONNECT (the Will is not sent). */
   async stop(): Promise<void> {
-    await Promise.all(this.links.map((link) => (link.connected ? this.say(link, OFFLINE) : Promise.resolve())));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // A hung broker does not hold up the stop: it publishes the Will when the session ends instead.
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, AVAILABILITY_STOP_WAIT_MS)));
+    await Promise.race([Promise.all(this.links.map((link) => (link.connected ? this.say(link, OFFLINE) : Promise.resolve()))), late]);
+    clearTimeout(timer);
     await Promise.all(this.links.map((link) => link.stop()));
   }
 
