@@ -7,6 +7,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { main } from '../../agent/cli/main.ts';
 import { describeConfig, envKeys, loadConfig } from '../../agent/config/index.ts';
+import { createFlashLog } from '../../agent/log/index.ts';
 import { closest } from '../../agent/util/index.ts';
 import { tempDir } from '../support/ports.ts';
 
@@ -147,6 +148,29 @@ test('config check reports every problem at once: schema, a missing secret file 
     const schema = capture();
     assert.equal(await main(['config', 'check', file], schema.io), 78);
     assert.match(schema.err.join('\n'), /node: .*\n.*dataDir: is required[\s\S]*replication: is required/);
+  } finally {
+    await dir.remove();
+  }
+});
+
+test('log inspect|verify read the log of an agent\'s dataDir (in DATA_DIR/log), given as a directory or by --config', async () => {
+  const dir = await tempDir('log-datadir');
+  try {
+    const dataDir = join(dir.path, 'data');
+    const log = createFlashLog({ dir: join(dataDir, 'log'), segmentBytes: 64 * 1024 });
+    await log.open();
+    for (let i = 0; i < 3; i++) await log.append(new Uint8Array([i]));
+    await log.close();
+    const file = join(dir.path, 'agent.yaml');
+    await writeFile(file, `node: gw-a\ngroup: line-1\ndataDir: ${dataDir}\nsiblings: [gw-b]\nreplication:\n  insecureUnsigned: true\n  brokers:\n    - url: mqtt://10.0.0.1:1883\n`);
+    for (const target of [[dataDir], [join(dataDir, 'log')], ['--config', file]]) {
+      const inspect = capture();
+      assert.equal(await main(['log', 'inspect', ...target, '--json'], inspect.io), 0, inspect.err.join('\n'));
+      assert.equal((JSON.parse(inspect.out[0]!) as { committed: number }).committed, 3, target.join(' '));
+      const verify = capture();
+      assert.equal(await main(['log', 'verify', ...target], verify.io), 0, verify.err.join('\n'));
+      assert.match(verify.out[0]!, /^OK: .*: 3 entries/);
+    }
   } finally {
     await dir.remove();
   }
