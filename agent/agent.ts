@@ -11,9 +11,10 @@ import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPowerSource } from '../firmware-bridge/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
-import { HttpApi, KvState, encodeOp, type AppBackend, type BatchResult, type Op, type Readiness } from './app/index.ts';
+import { HttpApi, KvState, MetricsListener, agentHistograms, encodeOp, type AppBackend, type Histogram, type BatchResult, type Op, type Readiness } from './app/index.ts';
 import { AppRunner } from './app/app-runner.ts';
 import { UnitRunner, unitEnvFile, type AppControl } from './app/unit-runner.ts';
+import { Hooks } from './app/hooks.ts';
 import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
 import { FORWARD_POSITION_KEY, createForwarder, type Forwarder } from './app/forwarder.ts';
@@ -29,6 +30,12 @@ const FLUSH_DEADLINE_SLACK_MS = 1000;
 
 /** CBOR framing an op adds around its key and value (array header, op code, string and byte-string heads). */
 const OP_FRAMING_BYTES_MAX = 16;
+
+/** A clean stop waits this long for the brokers to take its `offline` state record (a hung broker gets the Will). */
+const STOP_STATE_WAIT_MS = 2000;
+
+/** After the handoff, the last power record gets this long to be acknowledged before the connections drop. */
+const POWER_OFF_RECORD_WAIT_MS = 500;
 
 /** How often a throttle given in seconds (log.unreplicated*S) is re-sized from the measured drain rate. */
 const THROTTLE_RESIZE_MS = 1000;
@@ -78,6 +85,14 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private forwarder: Forwarder | undefined;
   /** Writes that asked to be acknowledged once replicated wait here. */
   private readonly copies: CopyWait;
+  /** Append latency, batch size and flush time for GET /metrics; the loopback scrape port (metrics.listen). */
+  private readonly metrics = agentHistograms();
+  private readonly metricsListener: MetricsListener | undefined;
+  /** Event hooks (config `hooks`), and what they compare against: the last role, power state and quarantine count. */
+  private readonly hooks: Hooks;
+  private lastRole: 'primary' | 'standby' | undefined;
+  private lastPowerState: PowerStateName = 'ONLINE';
+  private quarantineFiles = 0;
 
   constructor(
     private readonly config: AgentConfig,
@@ -98,6 +113,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       fullPolicy: config.log.fullPolicy,
       logger: logger.child('agent:log'),
       clock: this.clock,
+      onBatchSynced: (entries) => this.metrics.batchEntries.observe(entries),
       ...(deps.storage ? { storage: deps.storage } : {}),
     });
     this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), snapshotEveryEntries: config.log.snapshotEveryEntries, ...(config.mqttIngest.forward ? { holdKey: FORWARD_POSITION_KEY } : {}) });
@@ -134,6 +150,9 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, append: (op, copy) => this.append(op, copy), logger: logger.child('agent:app:mqtt') })
       : undefined;
     this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
+    const { shell, timeoutMs, ...commands } = config.hooks;
+    this.hooks = new Hooks({ commands, shell, timeoutMs, base: { node: config.node, group: config.group }, powerState: () => this.supervisor?.state ?? 'ONLINE', logger: logger.child('agent:hooks') });
+    this.metricsListener = config.metrics.listen ? new MetricsListener(config.metrics.listen, () => this.api.metricsText(), logger.child('agent:metrics')) : undefined;
   }
 
   get replication(): Replication {
@@ -151,6 +170,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // Under the log's lock now: no other writer of the leader record runs, so its crash leftovers can go.
     await removeTemporaries(nodeFs, config.dataDir, 'leader.json');
     logger.info('log opened', { event: 'log-open', ...recovery });
+    this.fireQuarantine('recovery');
     await this.state.start();
     this.replicationValue = new Replication({
       log: this.log,
@@ -193,6 +213,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     });
     this.apiAddress = await this.api.start(secrets.api);
     logger.info('api listening', { event: 'api', address: this.apiAddress });
+    if (this.metricsListener) logger.info('metrics listening', { event: 'metrics', address: await this.metricsListener.start() });
     if (this.ingest) {
       // An MQTT listener on TCP wants the API token as password even when the HTTP API is on a socket.
       const token = secrets.api.token ?? (config.mqttIngest.listen!.startsWith('unix:') ? undefined : await loadOrCreateToken(apiTokenFile(config)));
@@ -214,6 +235,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.supervisor?.stop();
     await this.ingest?.stop();
     await this.api.stop();
+    await this.metricsListener?.stop();
+    // After the roles stopped (no heartbeat follows it): the retained state says `offline` at once, with this
+    // node's last position; the Will is for a death, and carries the position of its connect.
+    if (this.replicationValue?.connected && !this.poweredOff) await this.boundedWait(this.replicationValue.publishStateNow(this.stateMessage('offline')), STOP_STATE_WAIT_MS);
     await this.replicationValue?.stop();
     this.copies.stop();
     await this.state.stop();
@@ -250,6 +275,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
    * and, when the write asked for it (or the config says so), has its copy been made (copy-wait.ts).
    */
   private async write(copy: CopyOptions | undefined, store: () => Promise<AppendResult>): Promise<AppendResult> {
+    const startedMs = this.clock.monotonicMs();
     this.refuseWrite(false);
     if (this.handingOff) {
       throw new LastgaspError('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`, { siblings: this.config.siblings });
@@ -261,6 +287,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       // aside, and a lease that ran out meanwhile means a standby may already lead.
       this.refuseWrite(true);
       await this.copies.wait(result.seq, copy);
+      this.metrics.appendSeconds.observe((this.clock.monotonicMs() - startedMs) / 1000);
       return result;
     } catch (error) {
       if (isLastgaspError(error, 'LOG_NO_SPACE')) this.noSpace = true;
@@ -297,6 +324,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     throw new LastgaspError(refusal.code, message, { leader: refusal.leader, epoch: this.roles?.leaderRecord?.epoch });
   }
 
+  histograms(): readonly Histogram[] {
+    return Object.values(this.metrics);
+  }
+
   setReplicationPaused(paused: boolean): void {
     this.replication.publisher.setPaused(paused);
   }
@@ -319,6 +350,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       powerTimeline: this.supervisor?.timeline() ?? [],
       ...(this.app ? { app: this.app.status() } : {}),
       ...(this.forwarder ? { forward: this.forwarder.status() } : {}),
+      hooks: this.hooks.counters,
       replication: this.replicationValue?.stats(),
     };
   }
@@ -335,6 +367,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   roleChanged(role: 'primary' | 'standby', info: { epoch: number; reason: string }): void {
     this.deps.logger.debug(`role ${role}`, { epoch: info.epoch, reason: info.reason });
+    if (this.lastRole === 'standby' && role === 'primary') this.hooks.fire('takeover', { epoch: info.epoch, reason: info.reason });
+    if (this.lastRole === 'primary' && role === 'standby') this.hooks.fire('demotion', { epoch: info.epoch, reason: info.reason });
+    this.lastRole = role;
+    this.fireQuarantine(info.reason);
     if (role === 'primary') this.app?.start(() => this.appEnvironment());
     else void this.app?.stop(`standby: ${info.reason}`);
     if (role === 'primary') this.forwarder?.start();
@@ -414,6 +450,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // dying node must not keep the handoff from going out.
     await this.log.syncWatermarks().catch((error: unknown) => this.deps.logger.warn('could not make the watermarks durable before the handoff', { error }));
     const after = this.log.watermarks();
+    this.metrics.flushSeconds.observe((this.clock.monotonicMs() - started) / 1000);
+    this.hooks.fire('flushDone', { complete: end === 'flushed', end, lastSeq: Math.min(after.replicated, fenceSeq), committed: fenceSeq, flushMs: Math.round(this.clock.monotonicMs() - started) });
     return {
       tailAtStart: fenceSeq - atStart.replicated,
       lastSeq: Math.min(after.replicated, fenceSeq),
@@ -469,6 +507,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // On flash before it leaves: restarted, this node finds its own handoff and comes back as a standby.
     await roles.latchHandoff(record);
     await this.replication.publishLeader(record);
+    this.hooks.fire('handoff', { to, complete: outcome.complete, lastSeq: outcome.lastSeq, committed: outcome.committed, epoch: record.epoch });
     const fields = { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to };
     if (outcome.complete) this.deps.logger.info('handoff record published', fields);
     else this.deps.logger.warn(`incomplete handoff published: seqs ${outcome.lastSeq + 1}..${outcome.committed} were acknowledged here and had not reached ${to ?? 'the sibling'}; they will be set aside here (lastgasp quarantine)`, { ...fields, missing: outcome.committed - outcome.lastSeq });
@@ -505,6 +544,9 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.app?.stop('powering off');
     await this.forwarder?.stop('powering off');
     await this.replicationValue?.publishStateNow(this.stateMessage('handed-off')).catch(() => undefined);
+    // The retained power record's last word: a dashboard must not go on showing the state before the cut.
+    const last = this.supervisor?.status().lastStatus as PowerStatus | undefined;
+    if (this.replicationValue) await this.boundedWait(this.replicationValue.publishPowerNow({ node: this.config.node, ...last, state: 'POWER_OFF', atMs: this.clock.nowMs() }), POWER_OFF_RECORD_WAIT_MS);
     await this.replicationValue?.abort();
     this.deps.logger.info('waiting for the power to go', { event: 'power-off' });
     // The handoff is latched: this node must not serve again in this life. If the power never goes (mains
@@ -520,8 +562,15 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.replicationValue?.publishPower({ node: this.config.node, state, ...status });
   }
 
-  stateChanged(state: PowerStateName): void {
+  stateChanged(state: PowerStateName, reason: string): void {
+    const from = this.lastPowerState;
+    this.lastPowerState = state;
+    if (state === 'ON_BATTERY') this.hooks.fire('powerLost', { from, reason });
+    else if (state === 'ONLINE' && from !== 'ONLINE') this.hooks.fire('powerRestored', { from, reason });
+    else if (state === 'BROWNOUT') this.hooks.fire('brownout', { from, reason });
     void this.publishState(STATE_NAMES[state]);
+    const last = this.supervisor?.status().lastStatus as PowerStatus | undefined;
+    if (last) this.replicationValue?.publishPower({ node: this.config.node, state, ...last }, true);
   }
 
   /** SIGHUP: the power thresholds of a re-read config take effect now (cli/reload.ts says which keys may change). */
@@ -530,6 +579,20 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   }
 
   // ---- internals --------------------------------------------------------------------------------------
+
+  /** Wait for `work` at most `ms` (its failure ignored): a hung broker must not hold up a stop. */
+  private async boundedWait(work: Promise<unknown>, ms: number): Promise<void> {
+    let timer: TimerHandle | undefined;
+    await Promise.race([work.catch(() => undefined), new Promise<void>((resolve) => (timer = this.clock.setTimeout(resolve, ms)))]);
+    timer?.cancel();
+  }
+
+  /** The quarantine hook, when recovery or a demotion set entries aside since the last look. */
+  private fireQuarantine(reason: string): void {
+    const files = this.log.status().quarantine;
+    if (files.length > this.quarantineFiles) this.hooks.fire('quarantine', { files: files.join(' '), reason });
+    this.quarantineFiles = files.length;
+  }
 
   private async startSupervisor(): Promise<void> {
     const power = this.config.power;

@@ -15,6 +15,7 @@
  *   DELETE /v1/kv/{key}                                    → 200 {"seq","epoch"}
  *   GET    /v1/kv?prefix=&limit=                           → 200 {"keys","count","digest","appliedSeq"}
  *   GET    /v1/status                                      → 200 role, epoch, power, watermarks, counters
+ *   GET    /metrics                                        → 200 the status and histograms in Prometheus text format (metrics.ts)
  *   GET    /v1/health                                      → 200 while the process and its event loop work (liveness; no token)
  *   GET    /v1/ready                                       → 200 when accepting writes, 503 {"ready":false,"reason"} otherwise
  *   POST   /v1/admin/replication/pause | resume            → 200 (hold replication back, e.g. on a metered uplink)
@@ -32,6 +33,7 @@ import { ApiListener, type ListenerOptions } from './api-listener.ts';
 import { parseJsonLines, splitCborSeq } from './batch-body.ts';
 import { ACK_AFTER_LEVELS, type AckAfter, type CopyOptions } from './copy-wait.ts';
 import type { KvState } from './kv-state.ts';
+import { METRICS_CONTENT_TYPE, renderMetrics, type Histogram } from './metrics.ts';
 import { KV_KEY_BYTES_MAX, OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT, decodeOp, validKey, type MqttProps, type Op } from './ops.ts';
 
 /** Keys per POST /v1/kv/get: bounds the answer (values of up to log.entryBytesMax each) to what a client reads at once. */
@@ -48,6 +50,8 @@ export interface AppBackend {
   /** Whether writes are accepted now; when not, a stable reason (STANDBY, HANDING_OFF, LOG_FAULT, ...). */
   readiness(): Promise<Readiness>;
   setReplicationPaused(paused: boolean): void;
+  /** The histograms GET /metrics renders beside the status's counters. */
+  histograms?(): readonly Histogram[];
 }
 
 const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
@@ -116,6 +120,12 @@ export class HttpApi {
 
   get counters(): Record<string, number> {
     return { apiRequests: this.requests, apiErrors: this.failures, apiRefused: this.refused, ...this.listener?.counters };
+  }
+
+  /** GET /metrics: the same status GET /v1/status answers, in Prometheus text format. */
+  async metricsText(): Promise<string> {
+    const backend = this.options.backend;
+    return renderMetrics({ ...backend.status(), ready: await backend.readiness(), api: this.counters }, backend.histograms?.() ?? []);
   }
 
   /** `secrets`: the bearer token (TCP) and the HTTPS certificate and key, read by the config's secrets reader. */
@@ -195,6 +205,11 @@ export class HttpApi {
     }
     if (path === '/v1/status' && method === 'GET') return sendJson(response, 200, { ...backend.status(), ready: await backend.readiness(), api: this.counters });
     // Liveness: answering at all shows that the process and its event loop work. Writes are /v1/ready's.
+    if (path === '/metrics' && method === 'GET') {
+      const text = await this.metricsText();
+      response.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text) });
+      return void response.end(text);
+    }
     if (path === '/v1/health' && method === 'GET') return sendJson(response, 200, { alive: true });
     if (path === '/v1/ready' && method === 'GET') {
       const readiness = await backend.readiness();
@@ -204,7 +219,7 @@ export class HttpApi {
       backend.setReplicationPaused(path.endsWith('/pause'));
       return sendJson(response, 200, { paused: path.endsWith('/pause') });
     }
-    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/batch, /v1/kv/{key}, /v1/kv, /v1/kv/get, /v1/status, /v1/health, /v1/ready)`);
+    throw new LastgaspError('NOT_FOUND', `no route ${method} ${path} (see GET /v1/status; routes: /v1/entries, /v1/batch, /v1/kv/{key}, /v1/kv, /v1/kv/get, /v1/status, /v1/health, /v1/ready, /metrics)`);
   }
 
   /** POST /v1/batch: one log batch for the whole body; a KV op in it waits until the state has applied it. */

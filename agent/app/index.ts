@@ -7,3 +7,4 @@ export { apiConnectionsCap, descriptorLimit, API_FD_RESERVE } from './api-listen
 export { KvState, type KvStateOptions } from './kv-state.ts';
 export { encodeOp, decodeOp, validKey, OP_ENTRY, OP_PUT, OP_DELETE, OP_MQTT, KV_KEY_BYTES_MAX, type Op, type OpDecodeResult, type MqttProps } from './ops.ts';
 export { ApiClient, type ApiClientOptions } from './client.ts';
+export { Histogram, MetricsListener, agentHistograms, renderMetrics, METRICS_CONTENT_TYPE, type AgentHistograms } from './metrics.ts';

@@ -11,7 +11,13 @@ export const processIo: Io = {
   stdin: process.stdin,
 };
 
-/** Parse `--name value`, `--name=value` and `--flag` into a map; positional arguments are kept in order. */
+export { parseCommand, UsageError, HelpRequested, EXIT_USAGE, type CommandSpec, type ParsedCommand } from '../util/index.ts';
+import { UsageError } from '../util/index.ts';
+
+/**
+ * The demo's parser until it moves to parseCommand (every other command has): `--name value`, `--name=value`
+ * and `--flag` into a map; positional arguments are kept in order.
+ */
 export function parseArgs(argv: readonly string[], flags: readonly string[] = []): { options: Map<string, string>; positional: string[] } {
   const options = new Map<string, string>();
   const positional: string[] = [];
@@ -35,4 +41,3 @@ export function parseArgs(argv: readonly string[], flags: readonly string[] = []
   return { options, positional };
 }
 
-export class UsageError extends Error {}

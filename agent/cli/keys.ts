@@ -8,7 +8,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fingerprint, generateNodeKeyPair, parsePrivateKeyPem, parsePublicKeyText, privateKeyPem, publicKeyText } from '../replication/index.ts';
-import { parseArgs, UsageError, type Io } from './io.ts';
+import { closest } from '../util/index.ts';
+import { HelpRequested, parseCommand, UsageError, type CommandSpec, type Io } from './io.ts';
 
 /** Node names as the config allows them (agent/config/schema.ts NAME): they name the files too. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -37,23 +38,24 @@ Print the public key and its fingerprint, from a private key file (NAME.key, PEM
 (NAME.pub, or a PEM "PUBLIC KEY"). Compare fingerprints to check that two configs list the same key.
   --json   Print {publicKey, fingerprint}.`;
 
+const GENERATE: CommandSpec = { help: GENERATE_HELP, options: { out: { type: 'string' }, node: { type: 'string' }, json: { type: 'boolean' } } };
+const SHOW: CommandSpec = { help: SHOW_HELP, options: { json: { type: 'boolean' } }, positionals: { min: 1, max: 1, names: 'FILE (a NAME.key or NAME.pub file)' } };
+
 export async function keysCommand(argv: readonly string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === 'generate') return generate(rest, io);
   if (sub === 'show') return show(rest, io);
-  io.stdout(KEYS_HELP);
-  return sub === '--help' || sub === 'help' ? 0 : 2;
+  if (sub === '--help' || sub === '-h' || sub === 'help') throw new HelpRequested(KEYS_HELP);
+  if (sub === undefined) throw new UsageError('missing a command: generate or show');
+  const close = closest(sub, ['generate', 'show']);
+  throw new UsageError(`unknown command "${sub}"${close ? ` (did you mean ${close}?)` : ''} (expected generate or show)`);
 }
 
 async function generate(argv: readonly string[], io: Io): Promise<number> {
-  if (argv.includes('--help')) return void io.stdout(GENERATE_HELP), 0;
-  const { options, positional } = parseArgs(argv, ['json']);
-  const out = options.get('out');
-  const node = options.get('node');
-  if (!out) throw new UsageError('--out DIR is required (where to write NAME.key and NAME.pub)');
-  if (!node) throw new UsageError('--node NAME is required (the gateway the key is for, as in its config\'s "node")');
+  const args = parseCommand(argv, GENERATE);
+  const out = args.required('out', 'DIR', 'where to write NAME.key and NAME.pub');
+  const node = args.required('node', 'NAME', 'the gateway the key is for, as in its config\'s "node"');
   if (!NAME.test(node)) throw new UsageError(`--node "${node}" is not a node name (1-64 letters, digits, "_" or "-")`);
-  if (positional.length > 0) throw new UsageError(`unexpected argument "${positional[0]}"`);
   const pair = generateNodeKeyPair();
   const keyFile = join(out, `${node}.key`);
   const publicKeyFile = join(out, `${node}.pub`);
@@ -63,7 +65,7 @@ async function generate(argv: readonly string[], io: Io): Promise<number> {
   // "wx": never replace a key a gateway may already be using; the group would refuse its messages.
   await writeExclusive(keyFile, privateKeyPem(pair.privateKey), 0o600);
   await writeExclusive(publicKeyFile, publicKey + '\n', 0o644);
-  if (options.has('json')) io.stdout(JSON.stringify({ node, publicKey, fingerprint: fingerprint(pair.publicKey), keyFile, publicKeyFile }));
+  if (args.has('json')) io.stdout(JSON.stringify({ node, publicKey, fingerprint: fingerprint(pair.publicKey), keyFile, publicKeyFile }));
   else {
     io.stdout(`private key: ${keyFile} (mode 0600; keep it on ${node} only; its replication.signing.keyFile)`);
     io.stdout(`public key:  ${publicKeyFile} (fingerprint ${fingerprint(pair.publicKey)})`);
@@ -74,11 +76,8 @@ async function generate(argv: readonly string[], io: Io): Promise<number> {
 }
 
 async function show(argv: readonly string[], io: Io): Promise<number> {
-  if (argv.includes('--help')) return void io.stdout(SHOW_HELP), 0;
-  const { options, positional } = parseArgs(argv, ['json']);
-  const [file, extra] = positional;
-  if (!file) throw new UsageError('FILE is required (a NAME.key or NAME.pub file)');
-  if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+  const args = parseCommand(argv, SHOW);
+  const file = args.positionals[0]!;
   let text: string;
   try {
     text = (await readFile(file, 'utf8')).trim();
@@ -91,7 +90,7 @@ async function show(argv: readonly string[], io: Io): Promise<number> {
     io.stderr(`lastgasp keys show: ${file} holds no Ed25519 key (expected a PEM private key, a PEM public key, or 44 characters of base64); "lastgasp keys generate" makes one`);
     return 1;
   }
-  if (options.has('json')) io.stdout(JSON.stringify({ publicKey: publicKeyText(key), fingerprint: fingerprint(key) }));
+  if (args.has('json')) io.stdout(JSON.stringify({ publicKey: publicKeyText(key), fingerprint: fingerprint(key) }));
   else {
     io.stdout(`public key:  ${publicKeyText(key)}`);
     io.stdout(`fingerprint: ${fingerprint(key)}`);

@@ -14,8 +14,9 @@ import { basename, join } from 'node:path';
 import { ApiClient } from '../app/index.ts';
 import { decodeOp, OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT } from '../app/ops.ts';
 import { inspectLog, readQuarantineFile } from '../log/index.ts';
-import { apiClientOptions } from './status.ts';
-import { parseArgs, UsageError, type Io } from './io.ts';
+import { closest } from '../util/index.ts';
+import { API_TARGET_OPTIONS, apiClientOptions } from './status.ts';
+import { parseCommand, UsageError, type CommandSpec, type Io, type ParsedCommand } from './io.ts';
 
 /** Where a replayed write's provenance record lives: one key per original (epoch, seq). */
 export const REPLAY_RECORD_PREFIX = 'lastgasp/replayed/';
@@ -47,26 +48,24 @@ interface QuarantinedEntry {
   readonly payload: Uint8Array;
 }
 
+const QUARANTINE: CommandSpec = {
+  help: HELP,
+  options: { json: { type: 'boolean' }, format: { type: 'string' }, out: { type: 'string' }, ...API_TARGET_OPTIONS },
+  positionals: { min: 2, max: 2, names: 'list|export|replay and DATA_DIR' },
+};
+
 export async function quarantineCommand(argv: readonly string[], io: Io): Promise<number> {
-  if (argv.length === 0 || argv.includes('--help') || argv.includes('-h')) {
-    (argv.length === 0 ? io.stderr : io.stdout)(HELP);
-    return argv.length === 0 ? 2 : 0;
+  const args = parseCommand(argv, QUARANTINE);
+  const [command, dataDir] = args.positionals as [string, string];
+  if (command !== 'list' && command !== 'export' && command !== 'replay') {
+    const close = closest(command, ['list', 'export', 'replay']);
+    throw new UsageError(`unknown command "${command}"${close ? ` (did you mean ${close}?)` : ''} (expected list, export or replay)`);
   }
-  const { options, positional } = parseArgs(argv, ['json']);
-  const [command, dataDir, extra] = positional;
-  if (!dataDir) throw new UsageError('missing DATA_DIR');
-  if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+  const format = args.choice('format', ['jsonl', 'raw'] as const, 'jsonl');
   const entries = await quarantined(dataDir);
-  switch (command) {
-    case 'list':
-      return list(entries, options.has('json'), io);
-    case 'export':
-      return exportEntries(entries, options.get('format') ?? 'jsonl', options.get('out'), io);
-    case 'replay':
-      return replay(entries, options, io);
-    default:
-      throw new UsageError(`unknown command "${command}" (expected list, export or replay)`);
-  }
+  if (command === 'list') return list(entries, args.has('json'), io);
+  if (command === 'export') return exportEntries(entries, format, args.string('out'), io);
+  return replay(entries, args, io);
 }
 
 /** Every entry of every quarantine file of the log under `dataDir`, files in name (time) order. */
@@ -116,12 +115,11 @@ function list(entries: readonly QuarantinedEntry[], json: boolean, io: Io): numb
   return 0;
 }
 
-async function exportEntries(entries: readonly QuarantinedEntry[], format: string, out: string | undefined, io: Io): Promise<number> {
+async function exportEntries(entries: readonly QuarantinedEntry[], format: 'jsonl' | 'raw', out: string | undefined, io: Io): Promise<number> {
   if (format === 'jsonl') {
     for (const entry of entries) io.stdout(JSON.stringify(describe(entry)));
     return 0;
   }
-  if (format !== 'raw') throw new UsageError(`--format ${format}: expected jsonl or raw`);
   if (!out) throw new UsageError('--format raw needs --out DIR');
   await mkdir(out, { recursive: true });
   for (const entry of entries) await writeFile(join(out, `${entry.epoch}-${entry.seq}.cbor`), entry.payload);
@@ -129,7 +127,7 @@ async function exportEntries(entries: readonly QuarantinedEntry[], format: strin
   return 0;
 }
 
-async function replay(entries: readonly QuarantinedEntry[], options: Map<string, string>, io: Io): Promise<number> {
+async function replay(entries: readonly QuarantinedEntry[], options: ParsedCommand, io: Io): Promise<number> {
   const client = new ApiClient({ ...(await apiClientOptions(options)), timeoutMs: 10_000 });
   let replayed = 0;
   let skipped = 0;

@@ -7,37 +7,39 @@
 import { Agent } from '../agent.ts';
 import { loadConfig, type AgentConfig } from '../config/index.ts';
 import { createLogger, type LogLevel, type RootLogger } from '../util/index.ts';
-import { parseArgs, UsageError, type Io } from './io.ts';
+import { parseCommand, type CommandSpec, type Io } from './io.ts';
 import { planReload } from './reload.ts';
 import { SdNotify } from './sd-notify.ts';
 import { ServiceReports } from './service.ts';
 import { BUNDLED } from './self.ts';
 
-const RUN_HELP = `Usage: lastgasp run --config FILE [--log-level debug|info|warn|error]
+const RUN: CommandSpec = {
+  help: `Usage: lastgasp run --config FILE [--log-level debug|info|warn|error]
 
-Run the agent with the configuration in FILE (YAML or JSON; "lastgasp config defaults" lists every key).
-The agent opens its log under dataDir, connects to the brokers, decides its role from the group's leader
-record, supervises the power source, and serves the local API at api.listen.
+Run the agent with the configuration in FILE (YAML or JSON; "lastgasp config defaults" lists every key, its
+LASTGASP_* environment variable and the include of drop-in files). The agent opens its log under dataDir,
+connects to the brokers, decides its role from the group's leader record, supervises the power source, and
+serves the local API at api.listen.
+  --config FILE      The agent's config file.
+  --log-level LEVEL  Overrides logging.level.
 
 Signals: SIGTERM or SIGINT stop it cleanly. SIGHUP reads FILE again and applies logging.level and the power
 thresholds at once; other changed keys are logged as needing a restart. --log-level, when given, wins over
 logging.level at every reload.
-Exit codes: 0 stopped, 1 failed, 78 bad configuration, 75 handed off but the power was never cut (restart
-it: it rejoins as a standby).
+Exit codes: 0 stopped, 1 failed, 64 bad usage, 78 bad configuration, 75 handed off but the power was never cut
+(restart it: it rejoins as a standby).
 
 Under systemd (Type=notify) it reports READY=1 once the API serves, STATUS= lines, RELOADING=1 on SIGHUP,
-and sends WATCHDOG=1 when the unit sets WatchdogSec=.`;
+and sends WATCHDOG=1 when the unit sets WatchdogSec=.`,
+  options: { config: { type: 'string' }, 'log-level': { type: 'string' } },
+};
 
-export async function runCommand(argv: readonly string[], io: Io): Promise<number> {
-  if (argv.includes('--help')) {
-    io.stdout(RUN_HELP);
-    return 0;
-  }
-  const { options } = parseArgs(argv);
-  const file = options.get('config');
-  if (!file) throw new UsageError('--config FILE is required');
+export async function runCommand(argv: readonly string[], _io: Io): Promise<number> {
+  const args = parseCommand(argv, RUN);
+  const file = args.required('config', 'FILE');
+  const levelOption = args.choice('log-level', ['debug', 'info', 'warn', 'error'] as const, 'info');
   const config = await loadConfig(file);
-  const levelFlag = options.get('log-level') as LogLevel | undefined;
+  const levelFlag: LogLevel | undefined = args.has('log-level') ? levelOption : undefined;
   const logger = createLogger({ level: levelFlag ?? config.logging.level, json: config.logging.json, node: config.node }, 'agent');
   const notifier = SdNotify.fromEnv(process.env, logger.child('agent:systemd'));
   let exitCode = 0;

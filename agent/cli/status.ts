@@ -6,22 +6,27 @@
 import { readFile } from 'node:fs/promises';
 import { ApiClient, type ApiClientOptions } from '../app/index.ts';
 import { apiTokenFile, configSchema, loadConfig } from '../config/index.ts';
-import { parseArgs, type Io } from './io.ts';
+import { parseCommand, type CommandSpec, type Io, type ParsedCommand } from './io.ts';
 
 const DEFAULT_SOCKET = String(configSchema.children!.api!.children!.listen!.defaultValue);
 
-const STATUS_HELP = `Usage: lastgasp status [--config FILE | --api ADDR] [--token-file FILE] [--ca FILE] [--json]
+/** The options that say which agent to talk to (status, quarantine replay, watch). */
+export const API_TARGET_OPTIONS = { config: { type: 'string' }, api: { type: 'string' }, 'token-file': { type: 'string' }, ca: { type: 'string' } } as const;
+
+const STATUS: CommandSpec = {
+  help: `Usage: lastgasp status [--config FILE | --api ADDR] [--token-file FILE] [--ca FILE] [--json]
 
 Print a running agent's role, epoch, readiness, power state, watermarks and counters.
   --config FILE      The agent's config: its api.listen, and on TCP the token from its api.tokenFile.
   --api ADDR         The agent's address: unix:/path, /path (a socket) or host:port (default ${DEFAULT_SOCKET}).
   --token-file FILE  The bearer token for a TCP address (default: the config's api.tokenFile).
   --ca FILE          The CA certificate (PEM) of an agent that serves HTTPS.
-  --json             The raw status object.`;
+  --json             The raw status object.`,
+  options: { ...API_TARGET_OPTIONS, json: { type: 'boolean' } },
+};
 
 export async function statusCommand(argv: readonly string[], io: Io): Promise<number> {
-  if (argv.includes('--help')) return void io.stdout(STATUS_HELP), 0;
-  const { options } = parseArgs(argv, ['json']);
+  const options = parseCommand(argv, STATUS);
   const target = await apiClientOptions(options);
   const client = new ApiClient({ ...target, timeoutMs: 5000 });
   try {
@@ -106,14 +111,14 @@ export function appLines(status: Record<string, any>): string[] {
 }
 
 /** The agent to talk to from --config, --api, --token-file and --ca (also used by `lastgasp quarantine replay`). */
-export async function apiClientOptions(options: Map<string, string>): Promise<ApiClientOptions> {
-  const configFile = options.get('config');
+export async function apiClientOptions(options: Pick<ParsedCommand, 'string'>): Promise<ApiClientOptions> {
+  const configFile = options.string('config');
   const config = configFile ? await loadConfig(configFile) : undefined;
-  const address = options.get('api') ?? config?.api.listen ?? DEFAULT_SOCKET;
+  const address = options.string('api') ?? config?.api.listen ?? DEFAULT_SOCKET;
   const out: ApiClientOptions = { address };
-  const tokenFile = options.get('token-file') ?? (config && !address.startsWith('unix:') && !address.startsWith('/') ? apiTokenFile(config) : undefined);
+  const tokenFile = options.string('token-file') ?? (config && !address.startsWith('unix:') && !address.startsWith('/') ? apiTokenFile(config) : undefined);
   if (tokenFile) out.tokenFile = tokenFile;
-  const caFile = options.get('ca');
+  const caFile = options.string('ca');
   if (caFile) out.ca = await readFile(caFile, 'utf8');
   return out;
 }

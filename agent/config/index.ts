@@ -1,5 +1,6 @@
 export { configSchema, type AgentConfig } from './schema.ts';
-export { loadConfig, validateConfig, formatIssues } from './load.ts';
+export { loadConfig, checkConfig, validateConfig, formatIssues } from './load.ts';
+export { readConfigSources, envKeys, envName, ENV_PREFIX, type ConfigSources } from './sources.ts';
 export { describeConfig } from './describe.ts';
 export type { Issue } from './schema-dsl.ts';
 export { readSecrets, readPrivateFile, loadOrCreateToken, apiTokenFile, type Secrets, type ApiSecrets, type ReplicationSecrets } from './secrets.ts';

@@ -1,10 +1,9 @@
-import { readFile } from 'node:fs/promises';
-import { extname } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { LastgaspError } from '../util/index.ts';
 import { configSchema, type AgentConfig } from './schema.ts';
 import type { Issue } from './schema-dsl.ts';
+import { secretIssues } from './secrets.ts';
 import { securityChecks } from './security-checks.ts';
+import { readConfigSources, type ConfigSources } from './sources.ts';
 
 /** Room a batch needs beyond one entry's payload (envelope, header, one entry's framing). */
 const BATCH_ENVELOPE_BYTES = 1024;
@@ -101,26 +100,30 @@ function checkSigning(config: AgentConfig, issues: Issue[]): void {
 }
 
 export function formatIssues(file: string, issues: readonly Issue[]): string {
-  return issues.map((issue) => `config ${file}: ${issue.path}: ${issue.message}`).join('\n');
+  return issues.map((issue) => `config ${file}: ${issue.path ? `${issue.path}: ` : ''}${issue.message}`).join('\n');
 }
 
-/** Read, parse (YAML or JSON by extension; YAML is a superset, so anything else is read as YAML) and validate. */
-export async function loadConfig(file: string): Promise<AgentConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    throw new LastgaspError('CONFIG_INVALID', `config ${file}: cannot be read (${(error as Error).message})`, { file });
-  }
-  let raw: unknown;
-  try {
-    raw = extname(file) === '.json' ? JSON.parse(text) : parseYaml(text);
-  } catch (error) {
-    throw new LastgaspError('CONFIG_INVALID', `config ${file}: is not valid ${extname(file) === '.json' ? 'JSON' : 'YAML'}: ${(error as Error).message}`, { file });
-  }
-  const result = validateConfig(raw);
-  if (!result.ok) {
-    throw new LastgaspError('CONFIG_INVALID', formatIssues(file, result.issues), { file, issues: result.issues });
-  }
+/**
+ * Read the file, its drop-ins (`include`) and the LASTGASP_* environment (sources.ts), and validate the
+ * result; every problem at once in one CONFIG_INVALID error.
+ */
+export async function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<AgentConfig> {
+  const sources = await readConfigSources(file, env);
+  const result = sources.issues.length === 0 ? validateConfig(sources.raw) : { ok: false as const, issues: sources.issues };
+  if (!result.ok) throw new LastgaspError('CONFIG_INVALID', formatIssues(file, result.issues), { file, issues: result.issues });
   return result.config;
+}
+
+/**
+ * What `config check` reports: the sources read, and every problem of the config and of the secrets it
+ * names (files present, private, of the right size; environment variables set), found in one pass.
+ */
+export async function checkConfig(file: string, env: NodeJS.ProcessEnv = process.env): Promise<{ sources: ConfigSources; config?: AgentConfig; issues: Issue[] }> {
+  const sources = await readConfigSources(file, env);
+  if (sources.issues.length > 0 && sources.raw === undefined) return { sources, issues: sources.issues };
+  const result = validateConfig(sources.raw);
+  const issues = [...sources.issues, ...(result.ok ? [] : result.issues)];
+  if (!result.ok) return { sources, issues };
+  issues.push(...(await secretIssues(result.config, env)));
+  return { sources, config: result.config, issues };
 }

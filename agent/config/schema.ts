@@ -8,6 +8,7 @@ import { array, boolean, bytes, integer, number, object, oneOf, record, string, 
 // "." (MQTT.js would then resend the stored PUBLISH after every reconnect, forever).
 const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const NAME_TEXT = 'a name of 1-64 letters, digits, "_" or "-" (used in MQTT topics)';
+const hook = (when: string) => array(string({ description: 'Program, then its arguments.', minLength: 1 }), { description: `Command run when ${when}.`, optional: true, minItems: 1 });
 const MQTT_URL = { protocols: ['mqtt:', 'mqtts:', 'tcp:', 'ssl:'], example: 'mqtt://host:port or mqtts://host:port' };
 
 const transport = union(
@@ -343,6 +344,35 @@ export const configSchema = object(
         json: boolean({ description: 'One JSON object per log line.', default: false }),
       },
       { description: 'Logging.' },
+    ),
+    metrics: object(
+      {
+        listen: string({
+          description: 'Also serve GET /metrics (Prometheus text format, no token) on this loopback host:port; unset = only on the API listener.',
+          optional: true,
+          pattern: /^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d{1,5}$/,
+          patternText: 'a loopback address such as 127.0.0.1:9469',
+        }),
+      },
+      { description: 'Metrics for Prometheus scrapers (GET /metrics is always served on the API listener too).' },
+    ),
+    hooks: object(
+      {
+        powerLost: hook('the power source reports mains lost (ON_BATTERY)'),
+        powerRestored: hook('mains back (ONLINE again after ON_BATTERY)'),
+        brownout: hook('a brownout: the point of no return (the flush begins)'),
+        flushDone: hook('the brownout flush ended (LASTGASP_EVENT_COMPLETE, _LAST_SEQ, _COMMITTED, _FLUSH_MS)'),
+        handoff: hook('this node published its handoff record (LASTGASP_EVENT_TO, _COMPLETE)'),
+        takeover: hook('this node became primary (LASTGASP_EVENT_EPOCH, _REASON)'),
+        demotion: hook('this node stood down to standby (LASTGASP_EVENT_EPOCH, _REASON)'),
+        quarantine: hook('entries were set aside in a quarantine file (LASTGASP_EVENT_RECORDS)'),
+        shell: boolean({ description: 'Run each hook as one string through /bin/sh -c (its first element; the rest are ignored) instead of executing the program directly.', default: false }),
+        timeoutMs: integer({ description: 'A hook still running after this long gets SIGKILL (and counts as failed).', default: 10_000, min: 100, max: 600_000, unit: 'ms' }),
+      },
+      {
+        description:
+          'Event hooks, as NUT\'s NOTIFYCMD: a command run (not through a shell unless hooks.shell) with LASTGASP_EVENT (its name), LASTGASP_EVENT_NODE, LASTGASP_EVENT_GROUP, LASTGASP_EVENT_TIME_MS, LASTGASP_EVENT_POWER_STATE and the event\'s own LASTGASP_EVENT_* fields in its environment; time-limited, its output logged, failures counted (status hooks), never awaited by the flush.',
+      },
     ),
   },
   { description: 'lastgasp agent configuration' },

@@ -4,9 +4,11 @@
  * secret or puts one in an error message: messages name the file and the field, never the contents.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LastgaspError, systemErrorCode } from '../util/index.ts';
+import type { Issue } from './schema-dsl.ts';
 import type { AgentConfig } from './schema.ts';
 
 /** Permission bits a private key or password file must not have: any access for the group or others. */
@@ -52,24 +54,28 @@ async function replicationSecrets(config: AgentConfig, env: NodeJS.ProcessEnv): 
   const out: ReplicationSecrets = {};
   if (replication.username) out.username = replication.username;
   if (replication.passwordFile) out.password = (await readPrivateFile(replication.passwordFile, 'replication.passwordFile')).toString('utf8').trim();
-  if (replication.passwordEnv) {
-    const value = env[replication.passwordEnv];
-    if (value === undefined) throw new LastgaspError('CONFIG_INVALID', `config: replication.passwordEnv: environment variable ${replication.passwordEnv} is not set`);
-    out.password = value;
-  }
-  if (replication.hmacKeyFile) {
-    const key = await readPrivateFile(replication.hmacKeyFile, 'replication.hmacKeyFile');
-    if (key.length < HMAC_KEY_BYTES_MIN) {
-      throw new LastgaspError('CONFIG_INVALID', `config: replication.hmacKeyFile: ${replication.hmacKeyFile} holds ${key.length} bytes; use at least ${HMAC_KEY_BYTES_MIN} (e.g. head -c 32 /dev/urandom > key)`);
-    }
-    out.hmacKey = new Uint8Array(key);
-  }
+  if (replication.passwordEnv) out.password = passwordFromEnv(replication.passwordEnv, env);
+  if (replication.hmacKeyFile) out.hmacKey = await readHmacKey(replication.hmacKeyFile);
   const tls = replication.tls;
   // The replication layer reads these files itself; the key is checked here so that a loose one is refused
   // before any connection is tried.
   if (tls.keyFile) await checkPrivate(tls.keyFile, 'replication.tls.keyFile', PRIVATE_FORBIDDEN_BITS);
   if (tls.caFile || tls.certFile || tls.keyFile) out.tls = { ca: tls.caFile, cert: tls.certFile, key: tls.keyFile };
   return out;
+}
+
+function passwordFromEnv(name: string, env: NodeJS.ProcessEnv): string {
+  const value = env[name];
+  if (value === undefined) throw new LastgaspError('CONFIG_INVALID', `config: replication.passwordEnv: environment variable ${name} is not set`);
+  return value;
+}
+
+async function readHmacKey(file: string): Promise<Uint8Array> {
+  const key = await readPrivateFile(file, 'replication.hmacKeyFile');
+  if (key.length < HMAC_KEY_BYTES_MIN) {
+    throw new LastgaspError('CONFIG_INVALID', `config: replication.hmacKeyFile: ${file} holds ${key.length} bytes; use at least ${HMAC_KEY_BYTES_MIN} (e.g. head -c 32 /dev/urandom > key)`);
+  }
+  return new Uint8Array(key);
 }
 
 async function apiSecrets(config: AgentConfig): Promise<ApiSecrets> {
@@ -81,6 +87,39 @@ async function apiSecrets(config: AgentConfig): Promise<ApiSecrets> {
     out.tls = { cert: await readText(api.tls.certFile, 'api.tls.certFile'), key };
   }
   return out;
+}
+
+/**
+ * Every secret the config names, checked as the agent would read it, without creating anything: each
+ * problem one issue, so that `config check` reports them all at once. The signing keys are the
+ * replication's to read (loadKeyring); `config check` asks it too.
+ */
+export async function secretIssues(config: AgentConfig, env: NodeJS.ProcessEnv = process.env): Promise<Issue[]> {
+  const issues: Issue[] = [];
+  const collect = async (check: () => Promise<unknown>) => {
+    try {
+      await check();
+    } catch (error) {
+      // The messages are "config: <field>: <what and fix>", never a secret's contents.
+      const text = (error as Error).message.replace(/^config: /, '');
+      const colon = text.indexOf(': ');
+      issues.push(colon > 0 ? { path: text.slice(0, colon), message: text.slice(colon + 2) } : { path: 'secrets', message: text });
+    }
+  };
+  const { replication, api } = config;
+  // One check per secret (replicationSecrets stops at the first problem).
+  if (replication.passwordFile) await collect(() => readPrivateFile(replication.passwordFile!, 'replication.passwordFile'));
+  if (replication.passwordEnv) await collect(async () => passwordFromEnv(replication.passwordEnv!, env));
+  if (replication.hmacKeyFile) await collect(() => readHmacKey(replication.hmacKeyFile!));
+  if (replication.tls.keyFile) await collect(() => checkPrivate(replication.tls.keyFile!, 'replication.tls.keyFile', PRIVATE_FORBIDDEN_BITS));
+  if (replication.tls.caFile) await collect(() => readText(replication.tls.caFile!, 'replication.tls.caFile'));
+  if (replication.tls.certFile) await collect(() => readText(replication.tls.certFile!, 'replication.tls.certFile'));
+  const tokenFile = apiTokenFile(config);
+  // A missing token is made at the first start; one that exists must already be private.
+  if (!api.listen.startsWith('unix:') && existsSync(tokenFile)) await collect(() => checkPrivate(tokenFile, 'api.tokenFile', TOKEN_FORBIDDEN_BITS));
+  if (api.tls.keyFile) await collect(() => readPrivateFile(api.tls.keyFile!, 'api.tls.keyFile'));
+  if (api.tls.certFile) await collect(() => readText(api.tls.certFile!, 'api.tls.certFile'));
+  return issues;
 }
 
 /** Where the API token lives: `api.tokenFile`, or next to the log. */

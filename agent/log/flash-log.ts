@@ -166,6 +166,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   private readonly counters: Counters = newCounters();
   private readonly readContext: ReadContext;
   private idleChunkReader: ChunkReader | undefined;
+  private readonly onBatchSynced: ((entries: number) => void) | undefined;
 
   constructor(options: CreateFlashLogOptions) {
     this.options = resolveOptions(options);
@@ -174,6 +175,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.logger = (options.logger ?? silentLogger).child('agent:log');
     this.clock = options.clock ?? systemClock;
     this.saltSource = options.randomSalt ?? randomSalt;
+    this.onBatchSynced = options.onBatchSynced;
     this.retentionFloor = options.retentionFloor ?? RETENTION_FLOOR_NONE;
     this.batchBytesMax = Math.min(BATCH_BYTES_MAX, this.options.segmentBytes - SEGMENT_HEADER_BYTES - CHECKPOINT_RECORD_BYTES) - BATCH_PREFIX_BYTES;
     this.readContext = {
@@ -815,6 +817,7 @@ class SegmentedFlashLog implements FlashLogEngine {
         }
         const advanced = lastSeq > this.committed;
         if (advanced) {
+          this.onBatchSynced?.(lastSeq - this.committed);
           segment.lastSeq = lastSeq;
           this.committed = lastSeq;
         }

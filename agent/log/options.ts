@@ -37,6 +37,8 @@ export interface FlashLogExtras {
   throttleDelayMsMax?: number;
   /** Initial retention floor until the application sets one (default: none, replication alone decides). */
   retentionFloor?: number;
+  /** Told the number of entries of each group commit once it is on flash (the agent's batch-size histogram). */
+  onBatchSynced?: (entries: number) => void;
 }
 
 export type CreateFlashLogOptions = LogOptions & FlashLogExtras;

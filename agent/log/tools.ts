@@ -4,7 +4,9 @@
  * that retention removes mid-run is reported as gone, and the active segment's unsynced tail is reported as
  * such, not as damage).
  */
-import { LastgaspError, systemErrorCode } from '../util/index.ts';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EXIT_USAGE, HelpRequested, LastgaspError, UsageError, parseCommand, systemErrorCode, type CommandSpec } from '../util/index.ts';
 import {
   CHECKPOINT_HEAD,
   CHECKPOINT_RECORD_BYTES,
@@ -370,23 +372,27 @@ export interface CommandIo {
   stderr(line: string): void;
 }
 
-const HELP = `usage: lastgasp log <command> DIR [--json]
+const HELP = `Usage: lastgasp log <inspect|verify> [DIR | --config FILE] [--json]
 
-Look at a flash log directory (the agent's log.dir). Both commands only read: they open files read-only,
-take no lock and write nothing, so they are safe to run while the agent is appending.
+Look at an agent's flash log. DIR is the agent's dataDir (its log is in DIR/log) or the log directory
+itself; --config FILE takes the dataDir from the agent's config. Both commands only read: they open
+files read-only, take no lock and write nothing, so they are safe to run while the agent is appending.
 
-commands:
-  inspect DIR   segments (state, seq range, bytes used of allocated), the committed end, epoch,
-                watermarks from the last checkpoint, quarantine files and space on disk
-  verify DIR    read every record of every segment and check its CRC-32C and seq continuity;
-                exits 1 and prints the file and byte offset of the first bad record
+Commands:
+  inspect   segments (state, seq range, bytes used of allocated), the committed end, epoch,
+            watermarks from the last checkpoint, quarantine files and space on disk
+  verify    read every record of every segment and check its CRC-32C and seq continuity;
+            exits 1 and prints the file and byte offset of the first bad record
 
-options:
-  --json        print one JSON object instead of text
-  -h, --help    show this help
+Options:
+  --config FILE  the agent's config file (YAML or JSON): its dataDir
+  --json         print one JSON object instead of text
+  -h, --help     show this help
 
-exit status: 0 ok, 1 corruption found (verify), 2 bad usage or the directory cannot be read.
+Exit status: 0 ok, 1 corruption found (verify), 2 the directory cannot be read, 64 bad usage.
 The byte layout is documented in agent/log/FORMAT.md (format version ${LOG_FORMAT_VERSION}).`;
+
+const LOG_COMMAND: CommandSpec = { help: HELP, options: { config: { type: 'string' }, json: { type: 'boolean' } }, positionals: { min: 1, max: 2, names: 'inspect|verify and DIR' } };
 
 function formatInspect(report: InspectReport): string[] {
   const lines = [
@@ -427,22 +433,33 @@ function formatVerify(report: VerifyReport): string[] {
   return lines;
 }
 
-/** `lastgasp log ...`: returns the exit status. */
-export async function logCommand(argv: string[], io: CommandIo): Promise<number> {
-  const args = argv.filter((a) => a !== '--json');
-  const json = argv.includes('--json');
-  if (args.includes('-h') || args.includes('--help') || args.length === 0 || args[0] === 'help') {
-    (args.length === 0 ? io.stderr : io.stdout)(HELP);
-    return args.length === 0 ? 2 : 0;
-  }
-  const [command, dir, ...extra] = args;
-  const unknown = extra.find((a) => a.startsWith('-')) ?? (extra.length > 0 ? extra[0] : undefined);
-  if ((command !== 'inspect' && command !== 'verify') || !dir || unknown !== undefined) {
-    io.stderr(command !== 'inspect' && command !== 'verify' ? `lastgasp log: unknown command "${command}" (expected inspect or verify)` : !dir ? `lastgasp log ${command}: missing DIR` : `lastgasp log ${command}: unexpected argument "${unknown}"`);
-    io.stderr('run `lastgasp log --help` for usage');
-    return 2;
+/**
+ * `lastgasp log ...`: returns the exit status. `dataDirOf` reads an agent's config for --config (the CLI
+ * passes the config loader; the log itself knows nothing of configs).
+ */
+export async function logCommand(argv: string[], io: CommandIo, dataDirOf?: (configFile: string) => Promise<string>): Promise<number> {
+  let command: string;
+  let dir: string;
+  let json: boolean;
+  try {
+    const args = parseCommand(argv, LOG_COMMAND);
+    const [name, given] = args.positionals as [string, string | undefined];
+    if (name !== 'inspect' && name !== 'verify') throw new UsageError(`unknown command "${name}" (expected inspect or verify)`);
+    const configFile = args.string('config');
+    if ((given === undefined) === (configFile === undefined)) throw new UsageError('give DIR (the agent\'s dataDir or its log directory) or --config FILE, one of them');
+    if (configFile !== undefined && !dataDirOf) throw new UsageError('--config is not available here; give DIR');
+    command = name;
+    dir = given ?? join(await dataDirOf!(configFile!), 'log');
+    json = args.has('json');
+  } catch (error) {
+    if (error instanceof HelpRequested) return void io.stdout(error.text), 0;
+    if (!(error instanceof UsageError)) throw error;
+    io.stderr(`lastgasp log: ${error.message} (see lastgasp log --help)`);
+    return EXIT_USAGE;
   }
   try {
+    // The agent's dataDir holds the log in log/: take it, so that the directory the config names works.
+    if (await isDirectory(join(dir, 'log'))) dir = join(dir, 'log');
     if (command === 'inspect') {
       const report = await inspectLog(dir);
       if (json) io.stdout(JSON.stringify(report));
@@ -457,4 +474,8 @@ export async function logCommand(argv: string[], io: CommandIo): Promise<number>
     io.stderr(`lastgasp log ${command}: ${error instanceof Error ? error.message : String(error)}`);
     return 2;
   }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined))?.isDirectory() === true;
 }

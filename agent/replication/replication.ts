@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { FlashLog } from '../log/index.ts';
 import { LastgaspError, type Clock, type Logger } from '../util/index.ts';
+import { Availability } from './availability.ts';
 import { BrokerLink } from './broker-link.ts';
 import { Publisher } from './publisher.ts';
 import { Receiver } from './receiver.ts';
@@ -82,6 +83,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   /** Copies of a message already taken (another broker's, a retained record sent again): not an attack. */
   private duplicates = 0;
   private lastWill: Uint8Array | undefined;
+  private readonly availability: Availability;
 
   constructor(private readonly options: ReplicationOptions) {
     super();
@@ -103,6 +105,17 @@ export class Replication extends EventEmitter<ReplicationEvents> {
         logger: logger.child(`agent:replication:broker${index}`),
       });
     this.links = options.mode === 'cluster' ? [linkFor(options.brokers, 0)] : options.brokers.map((url, index) => linkFor([url], index));
+    this.availability = new Availability({
+      brokers: options.mode === 'cluster' ? [options.brokers] : options.brokers.map((url) => [url]),
+      topic: this.topics.availability(options.node),
+      clientId: `lastgasp-${options.group}-${options.node}-availability`,
+      protocol: options.protocol,
+      keepaliveS: options.keepaliveS,
+      username: options.username,
+      password: options.password,
+      tls: options.tls,
+      logger: logger.child('agent:replication:availability'),
+    });
     this.quorum = options.mode === 'cluster' ? 1 : (options.quorum ?? Math.floor(options.brokers.length / 2) + 1);
     if (this.quorum > this.links.length) {
       throw new LastgaspError('CONFIG_INVALID', `config: replication.quorum: ${this.quorum} brokers cannot acknowledge when only ${this.links.length} are listed`);
@@ -151,6 +164,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   /** Connect and subscribe to the control topics; the role decides whether batches flow in or out. */
   async start(): Promise<void> {
     await this.counters.open();
+    this.availability.start();
     for (const link of this.links) {
       link.start();
       await link.subscribe([this.topics.leader, this.topics.stateAll, this.topics.ackAll], 1);
@@ -187,14 +201,14 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   async stop(): Promise<void> {
     this.publisher.stop();
     this.receiver.stop();
-    await Promise.all(this.links.map((link) => link.stop()));
+    await Promise.all([this.availability.stop(), ...this.links.map((link) => link.stop())]);
   }
 
   /** Power is going: drop the connections without DISCONNECT so that the brokers publish the Will. */
   async abort(): Promise<void> {
     this.publisher.stop();
     this.receiver.stop();
-    await Promise.all(this.links.map((link) => link.abort()));
+    await Promise.all([this.availability.abort(), ...this.links.map((link) => link.abort())]);
   }
 
   get connected(): boolean {
@@ -245,15 +259,24 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     await this.publishControl(this.topics.state(this.options.node), this.codec.encodeState({ ...message, counter: await this.counters.take() }), true);
   }
 
-  /** Telemetry for dashboards: plain JSON, QoS 0, retained, rate-limited, silent during a flush. */
-  publishPower(status: object): void {
+  /**
+   * Telemetry for dashboards: plain JSON, QoS 0, retained, rate-limited (except `changed`: a new power
+   * state goes out at once), silent during a flush.
+   */
+  publishPower(status: object, changed = false): void {
     const now = this.options.clock.monotonicMs();
-    if (this.controlPaused || now - this.lastPowerAtMs < POWER_PUBLISH_INTERVAL_MS) return;
+    if (this.controlPaused || (!changed && now - this.lastPowerAtMs < POWER_PUBLISH_INTERVAL_MS)) return;
     this.lastPowerAtMs = now;
     const payload = new TextEncoder().encode(JSON.stringify(status));
     for (const link of this.links) {
       if (link.connected) void link.publish(this.topics.power(this.options.node), payload, { qos: 0, retain: true }).catch(() => undefined);
     }
+  }
+
+  /** The last power record before the power goes (QoS 1, awaited, during the flush's pause too). */
+  async publishPowerNow(status: object): Promise<void> {
+    const payload = new TextEncoder().encode(JSON.stringify(status));
+    await Promise.all(this.links.filter((link) => link.connected).map((link) => link.publish(this.topics.power(this.options.node), payload, { qos: 1, retain: true }).catch(() => undefined)));
   }
 
   private async publishAck(ack: AckMessage): Promise<void> {

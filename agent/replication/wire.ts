@@ -97,6 +97,8 @@ export interface Topics {
   stateAll: string;
   leader: string;
   power(node: string): string;
+  /** Plain `online`/`offline`, retained (availability.ts). */
+  availability(node: string): string;
   /** The node named by a topic under log/, ack/ or state/, or undefined. */
   nodeOf(topic: string): { kind: 'log' | 'ack' | 'state'; node: string } | undefined;
 }
@@ -112,6 +114,7 @@ export function topics(prefix: string, group: string): Topics {
     stateAll: `${base}/state/+`,
     leader: `${base}/leader`,
     power: (node) => `${prefix}/v1/${node}/power`,
+    availability: (node) => `${base}/${node}/availability`,
     nodeOf(topic) {
       if (!topic.startsWith(base + '/')) return undefined;
       const [kind, node, extra] = topic.slice(base.length + 1).split('/');

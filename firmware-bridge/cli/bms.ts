@@ -3,6 +3,7 @@
  * `lastgasp bms decode` turns a captured frame (hex) into JSON, for the user with a logic analyser.
  */
 import { parseArgs } from 'node:util';
+import { explainParseError } from '../../agent/util/index.ts';
 import type { PowerSourceConfig, PowerStatus, TransportConfig } from '../types.ts';
 import { createPowerSource } from '../power-source.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Io } from './io.ts';
@@ -62,7 +63,7 @@ function parse(argv: string[], options: OptionSpec): ParsedOptions {
     const parsed = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' }, ...options }, allowPositionals: true, strict: true });
     return { values: parsed.values as ParsedOptions['values'], positionals: parsed.positionals };
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(explainParseError(error, ['help', ...Object.keys(options)]));
   }
 }
 

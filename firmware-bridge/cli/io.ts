@@ -8,4 +8,5 @@ export interface Io {
 /** Exit codes shared by the bridge's commands. */
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
+/** EX_USAGE (sysexits.h), as every lastgasp command exits on a usage error. */
+export const EXIT_USAGE = 64;

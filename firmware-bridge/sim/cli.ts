@@ -4,6 +4,7 @@
  */
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { explainParseError } from '../../agent/util/index.ts';
 import { EXIT_OK, EXIT_USAGE, type Io } from '../cli/io.ts';
 import { Battery } from './battery.ts';
 import { BridgeSimProtocol } from './bridge-device.ts';
@@ -130,7 +131,7 @@ async function parseSimArgs(argv: string[]): Promise<SimArgs | 'help'> {
       },
     });
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError(explainParseError(error, ['help', 'protocol', 'tcp', 'serial', 'pty', 'scenario', 'step', 'chemistry', ...numberOptions]));
   }
   const values = parsed.values as Record<string, string | string[] | boolean | undefined>;
   if (values.help) return 'help';

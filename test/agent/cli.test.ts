@@ -21,9 +21,9 @@ test('help lists every command; no command is a usage error, an unknown one too'
   for (const command of ['run --config', 'demo', 'status', 'config check', 'config defaults', 'bms-sim', 'bms probe', 'log inspect', 'keys generate', 'version']) {
     assert.ok(help.stdout.includes(command), `help does not mention ${command}`);
   }
-  assert.equal(lastgasp().status, 2);
+  assert.equal(lastgasp().status, 64);
   const unknown = lastgasp('frobnicate');
-  assert.equal(unknown.status, 2);
+  assert.equal(unknown.status, 64);
   assert.match(unknown.stderr, /unknown command "frobnicate"/);
 });
 
@@ -40,12 +40,30 @@ test('version prints the package version', () => {
   assert.equal(lastgasp('version').stdout.trim(), `lastgasp ${pkg.version}`);
 });
 
-test('config check accepts the shipped example and refuses a bad file with exit 78', async () => {
-  const ok = lastgasp('config', 'check', join(ROOT, 'agent', 'packaging', 'agent.example.yaml'));
-  assert.equal(ok.status, 0, ok.stderr);
-  assert.match(ok.stdout, /valid \(node gw-a, group line-1, 3 broker\(s\), power source bridge\)/);
+test('config check accepts the shipped example once its secret files exist, and refuses a bad file with exit 78', async () => {
   const dir = await tempDir('cli');
   try {
+    // The example names files under /etc/lastgasp: without them, every missing one is reported at once.
+    const example = readFileSync(join(ROOT, 'agent', 'packaging', 'agent.example.yaml'), 'utf8');
+    const missing = lastgasp('config', 'check', join(ROOT, 'agent', 'packaging', 'agent.example.yaml'));
+    assert.equal(missing.status, 78);
+    for (const field of ['replication.passwordFile', 'replication.tls.keyFile', 'replication.tls.caFile', 'replication.tls.certFile', 'replication.signing.keyFile']) assert.match(missing.stderr, new RegExp(`: ${field.replace(/\./g, '\\.')}: `), field);
+    const etc = join(dir.path, 'etc');
+    for (const node of ['gw-a', 'gw-b']) assert.equal(lastgasp('keys', 'generate', '--out', join(etc, 'keys'), '--node', node).status, 0);
+    for (const [name, mode] of [['mqtt-password', 0o600], ['gw-a.key', 0o600], ['ca.pem', 0o644], ['gw-a.pem', 0o644]] as const) {
+      await writeFile(join(etc, name), 'secret-or-certificate\n', { mode });
+      chmodSync(join(etc, name), mode);
+    }
+    const local = join(dir.path, 'agent.yaml');
+    await writeFile(local, example.replaceAll('/etc/lastgasp/', `${etc}/`));
+    const ok = lastgasp('config', 'check', local);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /valid \(node gw-a, group line-1, 3 broker\(s\), power source bridge\)/);
+    chmodSync(join(etc, 'mqtt-password'), 0o644);
+    const loose = lastgasp('config', 'check', local);
+    assert.equal(loose.status, 78);
+    assert.match(loose.stderr, /replication\.passwordFile: .*mqtt-password is open to the group or other users \(mode 0644\); a secret must be private: chmod 600/);
+
     const bad = join(dir.path, 'bad.yaml');
     await writeFile(bad, 'node: gw-a\ngroup: g\n');
     const result = lastgasp('config', 'check', bad);
@@ -92,7 +110,7 @@ test('keys generate writes a private key only its owner reads and a public key t
     assert.equal(human.status, 0);
     assert.match(human.stdout, /^  gw-b: [A-Za-z0-9+/]{43}=$/m, 'prints the line for replication.signing.publicKeys');
     const again = lastgasp('keys', 'generate', '--out', out, '--node', 'gw-a');
-    assert.equal(again.status, 2);
+    assert.equal(again.status, 64);
     assert.match(again.stderr, /gw-a\.key exists; a key in use is never overwritten/);
     assert.equal(readFileSync(generated.publicKeyFile, 'utf8').trim(), generated.publicKey, 'the old key is untouched');
     assert.match(lastgasp('keys', 'generate', '--out', out).stderr, /--node NAME is required/);

@@ -194,3 +194,23 @@ test('the flush-done line says how the flush ended', async () => {
     await supervisor.stop();
   }
 });
+
+test('a clean stop logs no warning: a link that goes down because the agent stops is no news', async () => {
+  // As the serial and TCP sources do: closing the port reports the link down.
+  class ClosingSource extends ScriptedSource {
+    override async stop(): Promise<void> {
+      this.link('down');
+    }
+  }
+  const { clock } = setUp();
+  const source = new ClosingSource();
+  const lines: Array<{ level: string; message: string; fields: LogFields | undefined }> = [];
+  const host = { shrinkTail: () => undefined, publishPower: () => undefined, stateChanged: () => undefined } as unknown as SupervisorHost;
+  const supervisor = new PowerSupervisor({ source, host, thresholds, flushBudgetMs: 10_000, handoffAckTimeoutMs: 1000, cutDelayMs: 100, logger: recordingLogger(lines), clock });
+  await supervisor.start();
+  source.link('up');
+  source.status(true);
+  await supervisor.stop();
+  assert.ok(lines.some((line) => line.fields?.event === 'power-link' && line.fields.state === 'down'), 'the link going down is still logged');
+  assert.deepEqual(lines.filter((line) => line.level === 'warn' || line.level === 'error'), []);
+});

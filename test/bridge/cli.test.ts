@@ -62,9 +62,9 @@ test('bms decode: a bad checksum exits 1 with the reason; bad hex and a missing 
   assert.equal(bad.code, 1);
   assert.equal(bad.results[0]!.reason, 'checksum');
   const io = captureIo();
-  assert.equal(await bmsMain(['decode', '--protocol', 'jbd', 'zz'], io), 2);
+  assert.equal(await bmsMain(['decode', '--protocol', 'jbd', 'zz'], io), 64);
   assert.match(io.err[0]!, /not hex bytes/);
-  assert.equal(await bmsMain(['decode', 'dd a5'], io), 2);
+  assert.equal(await bmsMain(['decode', 'dd a5'], io), 64);
   assert.match(io.err.join('\n'), /--protocol bridge\|jbd\|daly\|q1/);
 });
 
@@ -105,7 +105,7 @@ test('bms-sim --help and bms --help describe every option and exit 0', async () 
   assert.match(io.out[1]!, /probe[\s\S]*decode/);
 });
 
-test('bms-sim refuses bad options with the option named, and exits 2', async () => {
+test('bms-sim refuses bad options with the option named, and exits 64 (EX_USAGE)', async () => {
   const cases: Array<[string[], RegExp]> = [
     [['--protocol', 'modbus', '--tcp', '127.0.0.1:0'], /--protocol modbus: expected one of bridge, jbd, daly, q1/],
     [['--protocol', 'bridge'], /exactly one of --tcp/],
@@ -116,7 +116,7 @@ test('bms-sim refuses bad options with the option named, and exits 2', async () 
   ];
   for (const [argv, pattern] of cases) {
     const io = captureIo();
-    assert.equal(await bmsSimMain(argv, io), 2, argv.join(' '));
+    assert.equal(await bmsSimMain(argv, io), 64, argv.join(' '));
     assert.match(io.err[0]!, pattern);
   }
 });
@@ -127,10 +127,10 @@ test('a scenario file with a mistake is refused with the file and the field name
     const file = join(dir.path, 'bad.yaml');
     await writeFile(file, 'battery:\n  capacityMah: -5\n');
     const io = captureIo();
-    assert.equal(await bmsSimMain(['--tcp', '127.0.0.1:0', '--scenario', file], io), 2);
+    assert.equal(await bmsSimMain(['--tcp', '127.0.0.1:0', '--scenario', file], io), 64);
     assert.match(io.err[0]!, /bad\.yaml: battery\.capacityMah: -5 is not a number in 1\.\.10000000/);
     await writeFile(file, 'steps:\n  - { atMs: 10, command: "explode" }\n');
-    assert.equal(await bmsSimMain(['--tcp', '127.0.0.1:0', '--scenario', file], io), 2);
+    assert.equal(await bmsSimMain(['--tcp', '127.0.0.1:0', '--scenario', file], io), 64);
     assert.match(io.err.join('\n'), /steps\[0\]\.command: unknown command "explode"/);
   } finally {
     await dir.remove();

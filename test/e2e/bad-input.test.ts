@@ -153,7 +153,7 @@ test('a broken config file stops `lastgasp run` with exit code 78 and a message 
     assert.match(result.stderr, /replication\.brokers\[0\]\.url: "mqtt:\/nohost" is not a URL \(expected mqtt:\/\/host:port or mqtts:\/\/host:port\)/);
     assert.match(result.stderr, /replication\.windowMax: 0 is out of range \(expected integer 1\.\.1024\)/);
     const missing = spawnSync(process.execPath, [BIN, 'run'], { encoding: 'utf8' });
-    assert.equal(missing.status, 2);
+    assert.equal(missing.status, 64);
     assert.match(missing.stderr, /--config FILE is required/);
   } finally {
     await dir.remove();

@@ -120,6 +120,7 @@ test('channel addresses are the topics the code builds, and every channel is sen
   assert.equal(address('state'), built.state('gw-a'));
   assert.equal(address('leader'), built.leader);
   assert.equal(address('power'), built.power('gw-a'));
+  assert.equal(address('availability'), built.availability('gw-a'));
   assert.deepEqual(built.nodeOf(address('log')), { kind: 'log', node: 'gw-a' });
   assert.deepEqual(built.nodeOf(address('ack', 'gw-b')), { kind: 'ack', node: 'gw-b' });
   const sent = new Set(Object.values(document.operations).filter((op) => op.action === 'send').map((op) => op.channel.$ref));
@@ -219,7 +220,7 @@ test('on a real broker every operation carries the QoS and retain flag the docum
     await a.replication.publishLeader({ group: GROUP, kind: 'leader', epoch: 1, node: 'gw-a', since: 1, atMs: Date.now() });
     a.replication.publishPower({ node: 'gw-a', state: 'ONLINE', source: 'bridge:test', acPresent: true, socPercent: 87, packMv: 13_200, alarms: [], atMs: Date.now() });
     await b.replication.abort();
-    const channels = ['log', 'ack', 'state', 'leader', 'power'];
+    const channels = ['log', 'ack', 'state', 'leader', 'power', 'availability'];
     const byChannel = (name: string) => seen.filter((message) => channelOf(message.topic) === name);
     await waitFor('one message on every channel, and the Will of gw-b', () =>
       channels.every((name) => byChannel(name).length > 0) && byChannel('state').some((m) => m.topic.endsWith('/gw-b')) ? true : undefined,
@@ -233,6 +234,10 @@ test('on a real broker every operation carries the QoS and retain flag the docum
       assert.equal(message.qos, operation.bindings?.mqtt?.qos, `${message.topic}: QoS`);
       assert.equal(message.retain, operation.bindings?.mqtt?.retain, `${message.topic}: retain`);
       const { envelope, body, contentType } = messageOf(channel === 'log' ? 'batch' : channel);
+      if (contentType === 'text/plain') {
+        assert.deepEqual(checker.check(new TextDecoder().decode(message.payload), envelope), [], `${message.topic}`);
+        continue;
+      }
       if (contentType === 'application/json') {
         assert.deepEqual(checker.check(JSON.parse(new TextDecoder().decode(message.payload)), envelope), [], `${message.topic}`);
         continue;

@@ -1,0 +1,76 @@
+/**
+ * The plain availability topic `<prefix>/v1/<group>/<node>/availability`, retained, `online` or `offline`
+ * in plain text, as zigbee2mqtt and Home Assistant read it: `online` at every connect, `offline` at a clean
+ * stop, and `offline` from the broker (the MQTT Will) when the agent dies or its power goes.
+ *
+ * MQTT gives a session one Will, and the replication links' Will is the signed `offline` state record that
+ * the takeover logic trusts. So availability has its own small session per broker: it subscribes to
+ * nothing and publishes only this topic. It is unsigned by design: it is for dashboards, and nothing in
+ * the group acts on it.
+ */
+import type { Logger } from '../util/index.ts';
+import { BrokerLink } from './broker-link.ts';
+
+const ONLINE = new TextEncoder().encode('online');
+const OFFLINE = new TextEncoder().encode('offline');
+/** How long a clean stop waits for the brokers to take `offline`. */
+const AVAILABILITY_STOP_WAIT_MS = 2000;
+
+export interface AvailabilityOptions {
+  /** One entry per broker link of the replication (a cluster's node addresses together). */
+  brokers: ReadonlyArray<readonly string[]>;
+  topic: string;
+  clientId: string;
+  protocol: 'auto' | '5' | '3.1.1';
+  keepaliveS: number;
+  username?: string;
+  password?: string;
+  tls?: { ca?: string; cert?: string; key?: string };
+  logger: Logger;
+}
+
+export class Availability {
+  private readonly links: BrokerLink[];
+
+  constructor(private readonly options: AvailabilityOptions) {
+    this.links = options.brokers.map(
+      (urls, index) =>
+        new BrokerLink({
+          urls,
+          clientId: options.clientId,
+          protocol: options.protocol,
+          keepaliveS: options.keepaliveS,
+          will: { topic: options.topic, payload: OFFLINE, retain: true },
+          username: options.username,
+          password: options.password,
+          tls: options.tls,
+          onMessage: async () => undefined,
+          logger: options.logger.child(`broker${index}`),
+        }),
+    );
+    for (const link of this.links) link.on('up', () => void this.say(link, ONLINE));
+  }
+
+  start(): void {
+    for (const link of this.links) link.start();
+  }
+
+  /** A clean stop: `offline` on every broker that is reachable, then a DISCONNECT (the Will is not sent). */
+  async stop(): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // A hung broker does not hold up the stop: it publishes the Will when the session ends instead.
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, AVAILABILITY_STOP_WAIT_MS)));
+    await Promise.race([Promise.all(this.links.map((link) => (link.connected ? this.say(link, OFFLINE) : Promise.resolve()))), late]);
+    clearTimeout(timer);
+    await Promise.all(this.links.map((link) => link.stop()));
+  }
+
+  /** Power is going: drop the sessions so that the brokers publish the Will. */
+  async abort(): Promise<void> {
+    await Promise.all(this.links.map((link) => link.abort()));
+  }
+
+  private async say(link: BrokerLink, payload: Uint8Array): Promise<void> {
+    await link.publish(this.options.topic, payload, { qos: 1, retain: true }).catch((error: unknown) => this.options.logger.debug('availability not published', { error }));
+  }
+}
