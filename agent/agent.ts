@@ -578,6 +578,12 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.supervisor?.setThresholds(powerThresholds(power));
   }
 
+  /** SIGHUP: the hooks of a re-read config run from the next event on. */
+  setHooks(hooks: AgentConfig['hooks']): void {
+    const { shell, timeoutMs, ...commands } = hooks;
+    this.hooks.reconfigure({ commands, shell, timeoutMs });
+  }
+
   // ---- internals --------------------------------------------------------------------------------------
 
   /** Wait for `work` at most `ms` (its failure ignored): a hung broker must not hold up a stop. */

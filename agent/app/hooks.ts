@@ -46,7 +46,12 @@ export interface HookCounters {
 export class Hooks {
   readonly counters: HookCounters = { hooksRun: 0, hooksFailed: 0, hooksTimedOut: 0, hooksDropped: 0, hooksRunning: 0 };
 
-  constructor(private readonly options: HooksOptions) {}
+  constructor(private options: HooksOptions) {}
+
+  /** SIGHUP: the commands, shell and timeout of a re-read config apply to the next event (running hooks go on). */
+  reconfigure(settings: Pick<HooksOptions, 'commands' | 'shell' | 'timeoutMs'>): void {
+    this.options = { ...this.options, ...settings };
+  }
 
   /** Start the event's hook, if one is configured; never waits for it, never throws. */
   fire(event: HookEvent, fields: Readonly<Record<string, string | number | boolean | undefined>> = {}): void {

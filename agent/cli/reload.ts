@@ -21,6 +21,7 @@ export const RELOADABLE_KEYS: readonly string[] = [
   'power.energyAware',
   'power.energyMarginMs',
   'power.batteryMah',
+  ...['powerLost', 'powerRestored', 'brownout', 'flushDone', 'handoff', 'takeover', 'demotion', 'quarantine', 'shell', 'timeoutMs'].map((key) => `hooks.${key}`),
 ];
 
 export interface ReloadPlan {

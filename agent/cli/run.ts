@@ -23,8 +23,8 @@ serves the local API at api.listen.
   --config FILE      The agent's config file.
   --log-level LEVEL  Overrides logging.level.
 
-Signals: SIGTERM or SIGINT stop it cleanly. SIGHUP reads FILE again and applies logging.level and the power
-thresholds at once; other changed keys are logged as needing a restart. --log-level, when given, wins over
+Signals: SIGTERM or SIGINT stop it cleanly. SIGHUP reads FILE again and applies logging.level, the power
+thresholds and the hooks at once; other changed keys are logged as needing a restart. --log-level, when given, wins over
 logging.level at every reload.
 Exit codes: 0 stopped, 1 failed, 64 bad usage, 78 bad configuration, 75 handed off but the power was never cut
 (restart it: it rejoins as a standby).
@@ -100,6 +100,7 @@ class Reloader {
       const plan = planReload(this.running, await loadConfig(this.file));
       this.logger.setLevel(this.levelFlag ?? plan.effective.logging.level);
       this.agent.setPowerThresholds(plan.effective.power);
+      this.agent.setHooks(plan.effective.hooks);
       this.running = plan.effective;
       const applied = plan.applied.map(({ key, from, to }) => `${key} ${JSON.stringify(from)} → ${JSON.stringify(to)}`);
       const fields = { event: 'reload', applied: plan.applied.map(({ key }) => key), restartNeeded: plan.restartNeeded };

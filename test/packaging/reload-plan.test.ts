@@ -47,3 +47,13 @@ test('an unchanged file changes nothing', () => {
   const plan = planReload(running, config({}));
   assert.deepEqual([plan.applied, plan.restartNeeded], [[], []]);
 });
+
+test('a reload applies changed hooks (a new one, a changed timeout) without a restart', () => {
+  const running = config({ hooks: { powerLost: ['/usr/local/bin/notify', 'lost'] } });
+  const next = config({ hooks: { powerLost: ['/usr/local/bin/notify', 'mains'], handoff: ['/usr/local/bin/notify', 'handoff'], timeoutMs: 5000 } });
+  const plan = planReload(running, next);
+  assert.deepEqual(plan.applied.map(({ key }) => key).sort(), ['hooks.handoff', 'hooks.powerLost', 'hooks.timeoutMs']);
+  assert.deepEqual(plan.restartNeeded, []);
+  assert.deepEqual(plan.effective.hooks.handoff, ['/usr/local/bin/notify', 'handoff']);
+  assert.equal(plan.effective.hooks.timeoutMs, 5000);
+});
