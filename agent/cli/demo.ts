@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { ApiClient } from '../app/index.ts';
 import { generateNodeKeyPair, privateKeyPem, publicKeyText } from '../replication/index.ts';
 import { AckedModel, spawnChild, startEmbeddedBroker, type Child, type JsonLine } from './demo-parts.ts';
-import { parseArgs, type Io } from './io.ts';
+import { parseCommand, type CommandSpec, type Io } from './io.ts';
 import { CLI_SCRIPT } from './self.ts';
 
 const DEMO_HELP = `Usage: lastgasp demo [--json] [--broker URL] [--key-file FILE] [--steady N] [--burst N] [--keep DIR]
@@ -46,6 +46,11 @@ Runs the whole story on this machine and checks it:
 
 Exit code 0 when nothing acknowledged was lost and the states are equal.`;
 
+const DEMO: CommandSpec = {
+  help: DEMO_HELP,
+  options: { json: { type: 'boolean' }, broker: { type: 'string' }, 'key-file': { type: 'string' }, steady: { type: 'string' }, burst: { type: 'string' }, keep: { type: 'string' } },
+};
+
 const KEYS = 500;
 const WRITERS_STEADY = 16;
 const WRITERS_BURST = 64;
@@ -64,14 +69,11 @@ interface Timeline {
 }
 
 export async function demoCommand(argv: readonly string[], io: Io): Promise<number> {
-  if (argv.includes('--help')) {
-    io.stdout(DEMO_HELP);
-    return 0;
-  }
-  const { options } = parseArgs(argv, ['json']);
-  const steady = Number(options.get('steady') ?? 4000);
-  const burst = Number(options.get('burst') ?? 6000);
-  const keep = options.get('keep');
+  const args = parseCommand(argv, DEMO);
+  const steady = args.integer('steady', 4000, 1, 10_000_000);
+  const burst = args.integer('burst', 6000, 1, 10_000_000);
+  const keep = args.string('keep');
+  const json = args.has('json');
   const dir = keep ?? (await mkdtemp(join(tmpdir(), 'lastgasp-demo-')));
   const started = performance.now();
   // The timeline ends with the result: what the cleanup makes the agents say after it is not shown, so that
@@ -80,7 +82,7 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
   const say: Timeline = (line) => void (ended || io.stdout(`[${((performance.now() - started) / 1000).toFixed(3).padStart(7)}s] ${line}`));
   const cleanup: Array<() => Promise<void>> = [];
   try {
-    const result = await runDemo({ dir, steady, burst, brokerUrl: options.get('broker'), keyFile: options.get('key-file'), say, cleanup });
+    const result = await runDemo({ dir, steady, burst, brokerUrl: args.string('broker'), keyFile: args.string('key-file'), say, cleanup });
     // The application on gw-b must have read exactly the counter gw-a's application left.
     const ok = result.lost === 0 && result.stateEqual && result.app.readOnSibling === result.app.leftByPrimary;
     ended = true;
@@ -90,12 +92,12 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
         ? `OK: all ${result.entriesAcked} acknowledged writes are on the sibling, states equal; tail of ${result.tailAtBrownout} flushed in ${result.flushMs} ms, takeover ${result.takeoverMs} ms after the handoff; the application went on on gw-b from counter ${result.app.readOnSibling}.`
         : `FAILED: ${result.lost} acknowledged writes missing on the sibling; states ${result.stateEqual ? 'equal' : 'differ'}; the application on gw-b read counter ${result.app.readOnSibling}, gw-a's left ${result.app.leftByPrimary}.`,
     );
-    if (options.has('json')) io.stdout(JSON.stringify(result));
+    if (json) io.stdout(JSON.stringify(result));
     return ok ? 0 : 1;
   } catch (error) {
     ended = true;
     io.stderr(`lastgasp demo: ${(error as Error).message}`);
-    if (options.has('json')) io.stdout(JSON.stringify({ error: (error as Error).message }));
+    if (json) io.stdout(JSON.stringify({ error: (error as Error).message }));
     return 1;
   } finally {
     for (const step of cleanup.reverse()) await step().catch(() => undefined);

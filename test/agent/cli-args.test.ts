@@ -34,13 +34,13 @@ const COMMANDS: Array<{ argv: string[]; typo: string; suggests?: string }> = [
   { argv: ['quarantine', 'replay', '/nonexistent'], typo: '--token-fil', suggests: '--token-file' },
   { argv: ['watch'], typo: '--grop', suggests: '--group' },
   { argv: ['version'], typo: '--bogus' },
+  { argv: ['demo'], typo: '--jsn', suggests: '--json' },
 ];
 
 test('every command: --help exits 0 with its usage on stdout', async () => {
-  const helps = [[], ['config'], ['keys'], ['bms'], ['log'], ['quarantine'], ['demo'], ...COMMANDS.map((command) => command.argv)];
+  const helps = [[], ['config'], ['keys'], ['bms'], ['log'], ['quarantine'], ...COMMANDS.map((command) => command.argv)];
   for (const argv of helps) {
-    // The demo's own parser (agent/cli/demo.ts) knows --help only, and runs the demo on anything else.
-    for (const flag of argv[0] === 'demo' ? ['--help'] : ['--help', '-h']) {
+    for (const flag of ['--help', '-h']) {
       const { io, out, err } = capture();
       const code = await main([...argv, flag], io);
       assert.equal(code, 0, `${[...argv, flag].join(' ')}: exit ${code} ${err.join(' ')}`);
@@ -68,6 +68,7 @@ test('values are validated: a flag with a value, an option without one, a bad ch
     [['watch', '--broker', 'mqtt://127.0.0.1:1', '--count', 'many'], /--count many: expected an integer/],
     [['quarantine', 'export', '/x', '--format', 'xml'], /--format xml: expected jsonl, raw/],
     [['status', 'extra'], /unexpected argument "extra"/],
+    [['demo', '--steady', 'lots'], /--steady lots: expected an integer/],
     [['log', 'inspect', '/a', '--config', 'b.yaml'], /give DIR .* or --config FILE, one of them/],
     [['config', 'chek', 'x'], /unknown command "chek" \(did you mean check\?\)/],
     [['sttus'], /unknown command "sttus" \(did you mean "status"\?\)/],
