@@ -152,6 +152,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       batchBytesMax: config.replication.batchBytesMax,
       windowMax: config.replication.windowMax,
       keepaliveS: config.replication.keepaliveS,
+      direct: config.replication.direct,
       ...secrets.replication,
       ...(await this.wireAuth()),
       counterFile: join(config.dataDir, 'wire-counter.json'),

@@ -12,11 +12,15 @@ import { BrokerLink } from './broker-link.ts';
 import { Publisher } from './publisher.ts';
 import { Receiver } from './receiver.ts';
 import { CounterSource, FreshnessFilter, type FreshnessTrack } from './freshness.ts';
+import { DirectPath, type DirectPathConfig } from './direct/index.ts';
+import { DIRECT_KIND_ACK, DIRECT_KIND_BATCH, type DirectKind } from './direct/frames.ts';
 import type { WireAuth } from './wire-auth.ts';
 import { WireCodec, topics, type AckMessage, type DecodeResult, type Freshness, type LeaderMessage, type StateMessage, type Topics } from './wire.ts';
 
 /** Power telemetry is for dashboards: at most one message per this interval. */
 const POWER_PUBLISH_INTERVAL_MS = 1000;
+/** A direct-path frame may exceed batchBytesMax by the envelope and the frame header (1 KiB is ample). */
+const DIRECT_FRAME_SLACK_BYTES = 1024;
 /** Rejections are logged at most this often per reason (they are always counted). */
 const REJECT_LOG_INTERVAL_MS = 5000;
 
@@ -43,6 +47,8 @@ export interface ReplicationOptions {
   /** How messages are signed and verified (wire-auth.ts); `hmacKey` is the shorthand for a group key. */
   auth?: WireAuth;
   hmacKey?: Uint8Array;
+  /** The direct path to the group's peers (direct/direct-path.ts); needs ed25519 `auth`. */
+  direct?: DirectPathConfig;
   /** Where this node's control-message counter reservation lives (freshness.ts): in its data directory. */
   counterFile: string;
   logger: Logger;
@@ -82,6 +88,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   /** Copies of a message already taken (another broker's, a retained record sent again): not an attack. */
   private duplicates = 0;
   private lastWill: Uint8Array | undefined;
+  private readonly direct: DirectPath | undefined;
 
   constructor(private readonly options: ReplicationOptions) {
     super();
@@ -111,6 +118,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     if (replicaAcks > options.siblings.length) {
       throw new LastgaspError('CONFIG_INVALID', `config: replication.replicaAcks: ${replicaAcks} siblings cannot acknowledge when only ${options.siblings.length} are listed in siblings`);
     }
+    this.direct = this.directPath(logger);
     this.publisher = new Publisher({
       log: options.log,
       links: this.links,
@@ -125,6 +133,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       batchEntriesMax: options.batchEntriesMax,
       batchBytesMax: options.batchBytesMax,
       windowMax: options.windowMax,
+      direct: this.direct,
       logger: logger.child('agent:replication:publisher'),
       clock: options.clock,
     });
@@ -151,6 +160,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   /** Connect and subscribe to the control topics; the role decides whether batches flow in or out. */
   async start(): Promise<void> {
     await this.counters.open();
+    await this.direct?.start();
     for (const link of this.links) {
       link.start();
       await link.subscribe([this.topics.leader, this.topics.stateAll, this.topics.ackAll], 1);
@@ -187,6 +197,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   async stop(): Promise<void> {
     this.publisher.stop();
     this.receiver.stop();
+    await this.direct?.stop();
     await Promise.all(this.links.map((link) => link.stop()));
   }
 
@@ -194,6 +205,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   async abort(): Promise<void> {
     this.publisher.stop();
     this.receiver.stop();
+    await this.direct?.stop();
     await Promise.all(this.links.map((link) => link.abort()));
   }
 
@@ -209,6 +221,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   setFlushBudget(budgetMs: number | undefined): void {
     const deadline = budgetMs === undefined ? undefined : performance.now() + budgetMs;
     for (const link of this.links) link.setFailoverDeadline(deadline);
+    this.direct?.setFlushing(budgetMs !== undefined);
   }
 
   /** During the brownout flush nothing but batches and the handoff goes out. */
@@ -227,12 +240,15 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       receiver: this.receiver.stats(),
       rejected: { ...this.rejected },
       duplicates: this.duplicates,
+      ...(this.direct ? { direct: this.direct.stats() } : {}),
     };
   }
 
   /** Publish to a quorum of brokers and wait for their PUBACKs. */
   async publishLeader(message: LeaderMessage): Promise<void> {
-    await this.publishControl(this.topics.leader, this.codec.encodeLeader({ ...message, counter: await this.counters.take() }), true);
+    const payload = this.codec.encodeLeader({ ...message, counter: await this.counters.take() });
+    // Only the handoff goes direct too: a claim must reach every node in the one order the brokers give it.
+    await this.publishControl(this.topics.leader, payload, true, message.kind === 'handoff' ? this.direct?.sendLeader(payload) : undefined);
   }
 
   async publishState(message: StateMessage): Promise<void> {
@@ -257,7 +273,8 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   }
 
   private async publishAck(ack: AckMessage): Promise<void> {
-    await this.publishControl(this.topics.ack(this.options.node), this.codec.encodeAck({ ...ack, counter: await this.counters.take() }), true);
+    const payload = this.codec.encodeAck({ ...ack, counter: await this.counters.take() });
+    await this.publishControl(this.topics.ack(this.options.node), payload, true, this.direct?.sendAck(payload));
   }
 
   /**
@@ -274,10 +291,37 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     return this.lastWill;
   }
 
-  private async publishControl(topic: string, payload: Uint8Array, retain: boolean): Promise<void> {
+  /** `direct`: the same message sent on the direct path too; either way out completes the publish. */
+  private async publishControl(topic: string, payload: Uint8Array, retain: boolean, direct?: Promise<void>): Promise<void> {
     const links = this.links.filter((link) => link.connected);
     const sends = (links.length > 0 ? links : this.links).map((link) => link.publish(topic, payload, { qos: 1, retain }));
-    await quorumOf(sends, Math.min(this.quorum, sends.length));
+    const brokers = quorumOf(sends, Math.min(this.quorum, sends.length));
+    if (!direct) return brokers;
+    await Promise.any([brokers, direct]).catch((error: AggregateError) => {
+      throw error.errors[0];
+    });
+  }
+
+  /** The direct path, when configured; it authenticates peers with the node keys, so it needs ed25519 signing. */
+  private directPath(logger: Logger): DirectPath | undefined {
+    const { direct, auth } = this.options;
+    if (!direct) return undefined;
+    if (auth?.mode !== 'ed25519') {
+      throw new LastgaspError('CONFIG_INVALID', 'config: replication.direct: needs replication.signing (the peers authenticate each other with their node keys)');
+    }
+    return new DirectPath({
+      ...direct,
+      keyring: auth.keyring,
+      frameBytesMax: this.options.batchBytesMax + DIRECT_FRAME_SLACK_BYTES,
+      deliver: (node, kind, envelope) => this.onMessage(this.directTopic(node, kind), envelope, false, this.links.length),
+      logger: logger.child('agent:replication:direct'),
+    });
+  }
+
+  /** The topic a broker would have delivered this kind from `node` on: the checks that follow are the same. */
+  private directTopic(node: string, kind: DirectKind): string {
+    if (kind === DIRECT_KIND_BATCH) return this.topics.log(node);
+    return kind === DIRECT_KIND_ACK ? this.topics.ack(node) : this.topics.leader;
   }
 
   private async onMessage(topic: string, payload: Uint8Array, retained: boolean, link: number): Promise<void> {
@@ -304,6 +348,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
         if (decoded.message.node === this.options.node || this.role !== 'standby') return;
         return this.receiver.onBatch(decoded.message);
       case 'ack':
+        this.direct?.noteAck(decoded.message.node, decoded.message.seq);
         this.emit('evidence', { node: decoded.message.node, epoch: decoded.message.epoch, seq: decoded.message.seq, what: 'ack' });
         if (this.role === 'primary') this.publisher.onAck(decoded.message);
         return;
