@@ -175,7 +175,9 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       // A batch being applied finishes first: a new primary's position must not move under it.
       this.receiver.stop();
       await this.receiver.idle();
-      for (const link of this.links) await link.unsubscribe([this.topics.logAll]);
+      // Not awaited: a broker that holds its answer (stopped, or a node in a JetStream timeout) must not hold a
+      // takeover that came by the direct path; batches reaching a primary are dropped on arrival anyway.
+      for (const link of this.links) void link.unsubscribe([this.topics.logAll]).catch((error: unknown) => this.options.logger.info('unsubscribe from the log topics failed; batches still arriving are dropped', { error }));
       this.publisher.start(options.fromSeq);
     } else {
       this.publisher.stop();
@@ -314,6 +316,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       keyring: auth.keyring,
       frameBytesMax: this.options.batchBytesMax + DIRECT_FRAME_SLACK_BYTES,
       deliver: (node, kind, envelope) => this.onMessage(this.directTopic(node, kind), envelope, false, this.links.length),
+      onCarrying: () => this.publisher.onLinkUp(),
       logger: logger.child('agent:replication:direct'),
     });
   }

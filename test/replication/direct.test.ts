@@ -124,6 +124,7 @@ test('listener: a forged client and a plain-TCP one are refused and counted, gar
     forger.on('secureConnect', () => forger.write(encodeFrame(DIRECT_KIND_ACK, Uint8Array.of(6, 6, 6))));
     await new Promise((resolve) => forger.once('close', resolve));
     const plain = tcpConnect(port, '127.0.0.1', () => plain.write('GET / HTTP/1.1\r\n\r\n'));
+    plain.resume();
     plain.on('error', () => undefined);
     await new Promise((resolve) => plain.once('close', resolve));
     await until(() => (listener!.stats().refused as Record<string, number>)['handshake-failed'] === 1, 'the plain-TCP refusal');

@@ -37,6 +37,8 @@ export interface DirectPathOptions extends DirectPathConfig {
   /** The largest frame accepted: a batch at batchBytesMax plus its envelope. */
   frameBytesMax: number;
   deliver: (node: string, kind: DirectKind, envelope: Uint8Array) => Promise<void>;
+  /** The path started carrying (a peer came up, the flush began): a publisher waiting for a way out goes on. */
+  onCarrying: () => void;
   logger: Logger;
 }
 
@@ -78,7 +80,10 @@ export class DirectPath {
     this.links = options.peers.map((peer) => new PeerLink({ node: peer.node, address: peer.address, keyring: options.keyring, identity, logger: options.logger }));
     for (const link of this.links) {
       this.progress.set(link.node, { seq: 0, directAckAtMs: undefined });
-      link.on('up', () => this.catchUp(link));
+      link.on('up', () => {
+        this.catchUp(link);
+        if (this.inUse()) options.onCarrying();
+      });
     }
   }
 
@@ -105,6 +110,7 @@ export class DirectPath {
       link.hurry();
       this.catchUp(link);
     }
+    this.options.onCarrying();
   }
 
   /** Whether batches go out on this path now: it is in use and some peer is connected. */

@@ -49,6 +49,7 @@ export class PeerLink extends EventEmitter<{ up: []; down: [] }> {
   private stopped = true;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private retryMs = RECONNECT_MS_MIN;
+  private upAtMs = 0;
   private readonly causes: PeerCause[] = [];
   private readonly counters = { connects: 0, attempts: 0, framesSent: 0, bytesSent: 0, framesDropped: 0, wrongKey: 0 };
 
@@ -136,7 +137,7 @@ export class PeerLink extends EventEmitter<{ up: []; down: [] }> {
       }
       socket.setTimeout(0);
       this.authenticated = true;
-      this.retryMs = RECONNECT_MS_MIN;
+      this.upAtMs = performance.now();
       this.counters.connects++;
       logger.info(`direct path to ${node} up`, { peer: node, address });
       this.emit('up');
@@ -150,10 +151,13 @@ export class PeerLink extends EventEmitter<{ up: []; down: [] }> {
   private onClose(socket: TLSSocket): void {
     if (this.socket !== socket) return;
     const wasUp = this.authenticated;
+    // In TLS 1.3 the client is done before the server checked its certificate: a peer that refuses this
+    // node's key closes a connection that looked up. Only one that lasted counts as a success for back-off.
+    if (wasUp && performance.now() - this.upAtMs >= RECONNECT_MS_MAX) this.retryMs = RECONNECT_MS_MIN;
     this.socket = undefined;
     this.authenticated = false;
     if (wasUp) {
-      this.noteCause('closed');
+      this.noteCause('closed by the peer');
       this.options.logger.warn(`direct path to ${this.options.node} lost; reconnecting`, { peer: this.options.node });
       this.emit('down');
     }
