@@ -3,6 +3,7 @@
  * sibling (issue 15), on the three-node NATS cluster the README recommends, in one run:
  *
  *   - healthy: every node up, direct path off (the baseline);
+ *   - healthy + direct: every node up, direct path on (the two ways race);
  *   - dead node: the NATS node gw-a is connected to (it also leads `$MQTT_sess`) SIGKILLed 1 s before the
  *     brownout, direct path off: the flush must fail over to another node, as fast as nats-server lets it;
  *   - dead node + direct: the same kill, with the direct path on;
@@ -31,9 +32,10 @@ const TAIL = Number(process.env.LASTGASP_DIRECT_TAIL ?? 3000);
 const BUDGET_MS = 10_000;
 const KILL_BEFORE_BROWNOUT_MS = 1000;
 
-type CaseName = 'healthy' | 'dead node' | 'dead node + direct' | 'brokers down + direct';
+type CaseName = 'healthy' | 'healthy + direct' | 'dead node' | 'dead node + direct' | 'brokers down + direct';
 const CASES: ReadonlyArray<{ name: CaseName; kill: 'none' | 'used' | 'all'; direct: boolean }> = [
   { name: 'healthy', kill: 'none', direct: false },
+  { name: 'healthy + direct', kill: 'none', direct: true },
   { name: 'dead node', kill: 'used', direct: false },
   { name: 'dead node + direct', kill: 'used', direct: true },
   { name: 'brokers down + direct', kill: 'all', direct: true },
