@@ -18,8 +18,8 @@
  *   every new publish behind them until the last one is acknowledged (client.js `_onConnect`, store
  *   processing); only then does it emit `connect`. So the stored backlog goes before anything new.
  *
- * Longer than the project's usual few hundred lines (about 660) since failover landed: the stall and health
- * tracking and the race-and-adopt logic are the next parts to move into their own modules (issue 13).
+ * Longer than the project's usual few hundred lines (about 650) since failover landed: the stall tracking
+ * lives in link-health.ts; the race-and-adopt logic is the next part to move into its own module (issue 13).
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
