@@ -49,6 +49,11 @@ export interface AgentDeps {
   storage?: Storage;
 }
 
+/**
+ * How long the "handed-off" state record may wait for a broker before the links are dropped: with no broker
+ * answering (the handoff went by the direct path) it would wait for ever, and the Will says "offline" anyway.
+ */
+const POWER_OFF_STATE_WAIT_MS = 1000;
 /** Exit code after a handoff whose power cut never came: "restart me" (EX_TEMPFAIL, sysexits.h). */
 export const EXIT_RESTART_AS_STANDBY = 75;
 
@@ -481,7 +486,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.poweredOff = true;
     this.roles?.latch('powering off');
     await this.app?.stop('powering off');
-    await this.replicationValue?.publishStateNow(this.stateMessage('handed-off')).catch(() => undefined);
+    const stateSent = this.replicationValue?.publishStateNow(this.stateMessage('handed-off')).catch(() => undefined);
+    let waited: TimerHandle | undefined;
+    await Promise.race([stateSent, new Promise((resolve) => (waited = this.clock.setTimeout(() => resolve(undefined), POWER_OFF_STATE_WAIT_MS)))]);
+    waited?.cancel();
     await this.replicationValue?.abort();
     this.deps.logger.info('waiting for the power to go', { event: 'power-off' });
     // The handoff is latched: this node must not serve again in this life. If the power never goes (mains

@@ -6,6 +6,8 @@
  * - replica: the siblings' acks (retained, so a restarted primary learns their position at once) say what
  *   they hold on flash; an entry is replicated once `replicaAcks` of them hold it (durability "replica").
  * The log's retention follows the `replicated` watermark, so it deletes only what the configured level has.
+ * With a direct path to the siblings (`direct`), every batch is also handed to it; while it carries, the
+ * publisher goes on with no broker connected, and a batch the siblings acknowledged is done either way.
  *
  * Batches adapt by themselves: each one takes what is committed and not yet sent, up to the size limits.
  * When the link is idle that is the one entry just committed (prompt); while the window is full, commits

@@ -2,7 +2,8 @@
  * Replication hub: the broker links, the publisher (primary), the receiver (standby), and the control
  * records every node publishes (state with its Will, acks, the leader record, power telemetry). Incoming
  * messages are verified and dispatched here; anything malformed, unsigned, forged or addressed wrongly is
- * counted by reason and dropped.
+ * counted by reason and dropped. With `direct`, the direct path to the siblings (direct/) is a second way
+ * for batches, acks and the handoff record, and what it delivers takes the same checks.
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -12,8 +13,7 @@ import { BrokerLink } from './broker-link.ts';
 import { Publisher } from './publisher.ts';
 import { Receiver } from './receiver.ts';
 import { CounterSource, FreshnessFilter, type FreshnessTrack } from './freshness.ts';
-import { DirectPath, type DirectPathConfig } from './direct/index.ts';
-import { DIRECT_KIND_ACK, DIRECT_KIND_BATCH, type DirectKind } from './direct/frames.ts';
+import { DirectPath, DIRECT_KIND_ACK, DIRECT_KIND_BATCH, type DirectKind, type DirectPathConfig } from './direct/index.ts';
 import type { WireAuth } from './wire-auth.ts';
 import { WireCodec, topics, type AckMessage, type DecodeResult, type Freshness, type LeaderMessage, type StateMessage, type Topics } from './wire.ts';
 

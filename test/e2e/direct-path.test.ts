@@ -128,8 +128,8 @@ for (const signal of ['SIGKILL', 'SIGSTOP'] as const) {
       const sent = peerStatus(await group.b.client.status()).listener;
       assert.ok((sent.framesReceived as number) > 0, 'gw-b received frames on its listener');
       assert.ok((handoff.lastSeq as number) > 0);
-      // The handoff reached gw-b through the direct path only: it has no broker.
-      assert.ok(group.b.events().some((line) => line.event === 'takeover'));
+      // With no broker to take its last state record, gw-a still gets to the end of its brownout.
+      await group.a.waitForEvent('power-off', () => true, 30_000);
     } catch (error) {
       group.dump();
       throw error;
