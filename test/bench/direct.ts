@@ -65,14 +65,17 @@ async function runCase(cluster: NatsCluster, index: number, spec: (typeof CASES)
     // on a loaded machine, and a start whose first SUBSCRIBE fails exits.
     const replication = { heartbeatMs: 1000, durability: 'replica' };
     const group = `bd${index}`;
+    // Small segments: each agent preallocates several, and the default 64 MiB ones add up on a shared disk.
+    const log = { segmentBytes: 8 * 1024 * 1024, quotaBytes: 128 * 1024 * 1024 };
     const configA = await writeAgentConfig(dir.path, 'gw-a', {
       group,
+      log,
       role: 'primary',
       siblings: ['gw-b'],
       replication: { ...replication, brokers: urlsA, ...direct(portA, 'gw-b', portB) },
       power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: BUDGET_MS, handoffAckTimeoutMs: 1000, cutDelayMs: 200 },
     });
-    const configB = await writeAgentConfig(dir.path, 'gw-b', { group, role: 'standby', siblings: ['gw-a'], replication: { ...replication, brokers: urlsB, ...direct(portB, 'gw-a', portA) } });
+    const configB = await writeAgentConfig(dir.path, 'gw-b', { group, log, role: 'standby', siblings: ['gw-a'], replication: { ...replication, brokers: urlsB, ...direct(portB, 'gw-a', portA) } });
     const a = await startAgent('gw-a', configA.file, configA.api);
     agents.push(a);
     const b = await startAgent('gw-b', configB.file, configB.api);
