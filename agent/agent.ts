@@ -58,6 +58,11 @@ export interface AgentDeps {
   storage?: Storage;
 }
 
+/**
+ * How long the "handed-off" state record may wait for a broker before the links are dropped: with no broker
+ * answering (the handoff went by the direct path) it would wait for ever, and the Will says "offline" anyway.
+ */
+const POWER_OFF_STATE_WAIT_MS = 1000;
 /** Exit code after a handoff whose power cut never came: "restart me" (EX_TEMPFAIL, sysexits.h). */
 export const EXIT_RESTART_AS_STANDBY = 75;
 
@@ -188,6 +193,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       batchBytesMax: config.replication.batchBytesMax,
       windowMax: config.replication.windowMax,
       keepaliveS: config.replication.keepaliveS,
+      direct: config.replication.direct,
       ...secrets.replication,
       ...(await this.wireAuth()),
       counterFile: join(config.dataDir, 'wire-counter.json'),
@@ -543,7 +549,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     this.roles?.latch('powering off');
     await this.app?.stop('powering off');
     await this.forwarder?.stop('powering off');
-    await this.replicationValue?.publishStateNow(this.stateMessage('handed-off')).catch(() => undefined);
+    // Bounded: with no broker answering (the direct path carried the handoff) this must not hang the cut.
+    if (this.replicationValue) await this.boundedWait(this.replicationValue.publishStateNow(this.stateMessage('handed-off')), POWER_OFF_STATE_WAIT_MS);
     // The retained power record's last word: a dashboard must not go on showing the state before the cut.
     const last = this.supervisor?.status().lastStatus as PowerStatus | undefined;
     if (this.replicationValue) await this.boundedWait(this.replicationValue.publishPowerNow({ node: this.config.node, ...last, state: 'POWER_OFF', atMs: this.clock.nowMs() }), POWER_OFF_RECORD_WAIT_MS);

@@ -78,6 +78,7 @@ export function linkLines(status: Record<string, unknown>): string[] {
     const flag = link.state === 'stalled' ? `  STALLED: a publish unacknowledged for ${link.oldestUnackedMs} ms` : '';
     lines.push(`  broker ${link.broker}: ${link.state}${link.server ? ` on ${link.server}` : ''}, ${ack}, ${link.inflight} in flight, ${Math.max(0, link.connects - 1)} reconnects, ${link.failovers} failovers${cause ? ` (last: ${cause.server}: ${cause.cause})` : ''}${flag}`);
   }
+  lines.push(...peerLines(status));
   const stalledMs = (status.replication as { publisher?: { watermarkStalledMs?: number } } | undefined)?.publisher?.watermarkStalledMs ?? 0;
   if (stalledMs >= WATERMARK_STALLED_MS) lines.push(`  STALLED: the replicated watermark has not moved for ${stalledMs} ms with entries waiting`);
   const takeover = status.lastTakeover as { fromNode: string; complete: boolean; handoffLastSeq: number; handoffCommitted?: number } | undefined;
@@ -108,6 +109,27 @@ export function appLines(status: Record<string, any>): string[] {
     lines.push(`  forward upstream: ${state}, PUBACKed to seq ${forward.lastAcked} (recorded ${forward.marked}), ${forward.inFlight} in flight, ${forward.forwarded} forwarded, ${forward.forwardDuplicates} marked duplicate, ${forward.forwardExpired} expired, ${forward.forwardReconnects} reconnects${gaps}`);
   }
   return lines;
+}
+
+interface PeerStatus {
+  node: string;
+  address: string;
+  state: string;
+  inboundConnected: boolean;
+  lastAckAgeMs: number;
+  inflight: number;
+  reconnects: number;
+  causes?: Array<{ cause: string }>;
+}
+
+/** One line per peer of the direct path (replication.direct): its state each way, last ack, in flight, reconnects. */
+function peerLines(status: Record<string, unknown>): string[] {
+  const direct = (status.replication as { direct?: { peers?: PeerStatus[] } } | undefined)?.direct;
+  return (direct?.peers ?? []).map((peer) => {
+    const ack = peer.lastAckAgeMs < 0 ? 'no ack on this path yet' : `last ack ${peer.lastAckAgeMs} ms ago`;
+    const cause = peer.causes?.at(-1);
+    return `  peer ${peer.node} (direct, ${peer.address}): ${peer.state}, ${peer.inboundConnected ? 'connected to this node' : 'NOT connected to this node'}, ${ack}, ${peer.inflight} in flight, ${peer.reconnects} reconnects${cause ? ` (last: ${cause.cause})` : ''}`;
+  });
 }
 
 /** The agent to talk to from --config, --api, --token-file and --ca (also used by `lastgasp quarantine replay`). */

@@ -1,4 +1,4 @@
-import { LastgaspError } from '../util/index.ts';
+import { LastgaspError, splitHostPort } from '../util/index.ts';
 import { configSchema, type AgentConfig } from './schema.ts';
 import type { Issue } from './schema-dsl.ts';
 import { secretIssues } from './secrets.ts';
@@ -40,6 +40,7 @@ function crossCheck(config: AgentConfig, issues: Issue[]): void {
   }
   checkLease(config, issues);
   checkSigning(config, issues);
+  checkDirect(config, issues);
   if (replication.passwordFile && replication.passwordEnv) {
     issues.push({ path: 'replication.passwordEnv', message: 'set either passwordFile or passwordEnv, not both' });
   }
@@ -79,6 +80,24 @@ function checkLease(config: AgentConfig, issues: Issue[]): void {
       message: `${silenceMs} is too short for takeover.leaseMs ${lease}: a standby could take over while the primary still holds its lease; use at least ${Math.ceil((lease + 2 * heartbeatMs) / 0.9)} (or a shorter lease)`,
     });
   }
+}
+
+/** The direct path authenticates peers by their node keys, and talks only to siblings. */
+function checkDirect(config: AgentConfig, issues: Issue[]): void {
+  const direct = config.replication.direct;
+  if (!direct) return;
+  if (!config.replication.signing) issues.push({ path: 'replication.direct', message: 'needs replication.signing: the peers authenticate each other with their Ed25519 node keys (a group HMAC key cannot tell members apart)' });
+  if (!validPort(direct.listen)) issues.push({ path: 'replication.direct.listen', message: `"${direct.listen}" is not host:port (e.g. 0.0.0.0:7884, or [::]:7884)` });
+  direct.peers.forEach((peer, index) => {
+    if (!config.siblings.includes(peer.node)) issues.push({ path: `replication.direct.peers[${index}].node`, message: `"${peer.node}" is not in siblings (${config.siblings.join(', ') || 'none'}); only siblings may use the direct path` });
+    if (!validPort(peer.address) || splitHostPort(peer.address).port === 0) issues.push({ path: `replication.direct.peers[${index}].address`, message: `"${peer.address}" is not host:port (e.g. 192.168.1.12:7884)` });
+    if (direct.peers.findIndex((other) => other.node === peer.node) !== index) issues.push({ path: `replication.direct.peers[${index}].node`, message: `"${peer.node}" is listed twice` });
+  });
+}
+
+function validPort(address: string): boolean {
+  const { host, port } = splitHostPort(address);
+  return host.length > 0 && Number.isInteger(port) && port >= 0 && port <= 65_535;
 }
 
 /** Signed by default: a group without keys runs only when its config says so in `insecureUnsigned`. */

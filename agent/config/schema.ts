@@ -226,6 +226,24 @@ export const configSchema = object(
           },
           { description: 'TLS for mqtts:// brokers.' },
         ),
+        // The direct path to the siblings beside the brokers (agent/replication/direct/, issue 15).
+        direct: object(
+          {
+            listen: string({ description: 'host:port this node listens on for its group\'s peers (TLS, authenticated with the node keys of replication.signing); open it in the firewall to the siblings only.' }),
+            peers: array(
+              object(
+                {
+                  node: string({ description: 'The sibling\'s node name (its key is in replication.signing.publicKeys).', pattern: NAME, patternText: NAME_TEXT }),
+                  address: string({ description: 'host:port of that sibling\'s replication.direct.listen.' }),
+                },
+                { description: 'A sibling reachable directly.' },
+              ),
+              { description: 'The siblings to stream to and receive from directly.', minItems: 1, maxItems: 8 },
+            ),
+            always: boolean({ description: 'Stream every batch directly, not only during the brownout flush (costs a TLS copy of the replication traffic to each peer).', default: false }),
+          },
+          { description: 'A direct TLS path to the siblings beside the brokers: during the brownout flush (or always) batches, acks and the handoff record also travel on it, so the tail gets out when no broker answers.', optional: true },
+        ),
       },
       { description: 'Replication over MQTT.' },
     ),

@@ -18,13 +18,14 @@
  *   every new publish behind them until the last one is acknowledged (client.js `_onConnect`, store
  *   processing); only then does it emit `connect`. So the stored backlog goes before anything new.
  *
- * Longer than the project's usual few hundred lines (about 660) since failover landed: the stall and health
- * tracking and the race-and-adopt logic are the next parts to move into their own modules (issue 13).
+ * Longer than the project's usual few hundred lines (about 650) since failover landed: the stall tracking
+ * lives in link-health.ts; the race-and-adopt logic is the next part to move into its own module (issue 13).
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type IClientPublishOptions, type IConnackPacket, type MqttClient, type Packet } from 'mqtt';
 import { LastgaspError, type Logger } from '../util/index.ts';
+import { LinkHealth } from './link-health.ts';
 import { closeQuietly, NodeRace, type RaceWinner } from './node-race.ts';
 import {
   brokerRefusal,
@@ -138,13 +139,9 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   /** The last Receive Maximum the broker announced; it stays the quota while the link is down. */
   private receiveMaximum = RECEIVE_MAXIMUM_DEFAULT;
   private maximumPacketSize: number | undefined;
-  /** QoS 1 PUBLISHes written to the socket of the current connection and not yet PUBACKed: id → sent at. */
-  private readonly onWire = new Map<number, number>();
   private readonly pending = new Set<Pending>();
-  /** When the broker last acknowledged anything on the current connection (monotonic ms). */
-  private lastAckAtMs = 0;
-  /** Set while the link is connected but not acknowledging past its deadline: it counts as down. */
-  private stalledSinceMs: number | undefined;
+  /** Whether the current connection acknowledges: stalled past its deadline, it counts as down. */
+  private readonly health = new LinkHealth();
   /** The end of the brownout flush's budget (monotonic ms): while it lasts, deadlines come from it. */
   private failoverDeadlineMs: number | undefined;
   private race: NodeRace | undefined;
@@ -168,8 +165,6 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     protocolErrors: 0,
     received: 0,
     waitedForQuota: 0,
-    /** Most QoS 1 PUBLISHes ever unacknowledged on the wire at once (measured from the packets sent). */
-    inflightPeak: 0,
     /** Times the link was connected but not acknowledging past its deadline. */
     stalls: 0,
     /** Connection attempts a broker held and closed without a CONNACK (NATS: its 4 s JetStream timeout). */
@@ -191,7 +186,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
 
   /** Connected and acknowledging: a link that stalled past its deadline counts as down. */
   get connected(): boolean {
-    return this.client?.connected === true && this.stalledSinceMs === undefined;
+    return this.client?.connected === true && !this.health.stalled;
   }
 
   get info(): LinkUp | undefined {
@@ -211,20 +206,21 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
 
   stats(): Record<string, unknown> {
     const now = performance.now();
-    const oldest = this.onWire.values().next().value;
     return {
       ...this.counters,
+      /** Most QoS 1 PUBLISHes ever unacknowledged on the wire at once (measured from the packets sent). */
+      inflightPeak: this.health.inflightPeak,
       state: this.state(),
       inflight: this.inflight,
       waiting: this.waiting.length,
       receiveMaximum: this.receiveMaximum,
       connected: this.connected,
-      stalled: this.stalledSinceMs !== undefined,
+      stalled: this.health.stalled,
       server: this.upInfo?.server ?? '',
       protocolVersion: this.protocolVersion,
       /** Since the broker last acknowledged anything on this connection; -1 when not connected. */
-      lastAckAgeMs: this.upInfo ? Math.round(now - this.lastAckAtMs) : -1,
-      oldestUnackedMs: oldest === undefined ? 0 : Math.round(now - oldest),
+      lastAckAgeMs: this.upInfo ? this.health.lastAckAgeMs(now) : -1,
+      oldestUnackedMs: this.health.oldestUnackedMs(now),
       racing: this.race?.running === true,
       causes: [...this.causes],
     };
@@ -233,7 +229,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   /** up, stalled (connected, not acknowledging), racing (trying every node at once) or down. */
   private state(): 'up' | 'stalled' | 'racing' | 'down' {
     if (this.race?.running) return 'racing';
-    if (this.stalledSinceMs !== undefined) return 'stalled';
+    if (this.health.stalled) return 'stalled';
     return this.client?.connected ? 'up' : 'down';
   }
 
@@ -433,8 +429,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     });
     client.on('close', () => {
       if (client !== this.client) return;
-      this.onWire.clear();
-      this.stalledSinceMs = undefined;
+      this.health.closed();
       if (this.upInfo) {
         this.downSinceMs = performance.now();
         this.counters.disconnects++;
@@ -463,8 +458,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     const server = serverOf(client);
     this.receiveMaximum = properties?.receiveMaximum ?? RECEIVE_MAXIMUM_DEFAULT;
     this.maximumPacketSize = properties?.maximumPacketSize;
-    this.lastAckAtMs = performance.now();
-    this.stalledSinceMs = undefined;
+    this.health.connected(performance.now());
     this.downSinceMs = undefined;
     this.upInfo = {
       protocolVersion: this.protocolVersion,
@@ -521,7 +515,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     if (this.options.urls.length > 1 && client.options.reconnectPeriod !== 0) {
       client.options.connectTimeout = slice !== undefined || this.downSinceMs !== undefined ? (slice ?? FLUSH_SLICE_MAX_MS) : CONNECT_TIMEOUT_MS;
     }
-    const wanted = this.stalledSinceMs !== undefined || down;
+    const wanted = this.health.stalled || down;
     if (race?.running) {
       if (!wanted) race.cancel();
       return;
@@ -531,17 +525,16 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
 
   /** Connected, with a publish unacknowledged past `deadlineMs` and no acknowledgement meanwhile: down. */
   private checkStall(client: MqttClient, now: number, deadlineMs: number): void {
-    if (this.stalledSinceMs !== undefined || !client.connected) return;
-    const oldest = this.onWire.values().next().value;
-    if (oldest === undefined || now - oldest < deadlineMs || now - this.lastAckAtMs < deadlineMs) return;
-    this.stalledSinceMs = now;
+    if (!client.connected) return;
+    const stall = this.health.check(now, deadlineMs);
+    if (!stall) return;
     this.counters.stalls++;
     const server = this.upInfo?.server ?? serverOf(client);
-    this.noteCause(server, `connected but no acknowledgement for ${Math.round(now - this.lastAckAtMs)} ms`);
+    this.noteCause(server, `connected but no acknowledgement for ${stall.sinceAckMs} ms`);
     this.options.logger.warn('broker connected but not acknowledging; counted as down', {
       broker: server,
-      unacknowledged: this.onWire.size,
-      oldestMs: Math.round(now - oldest),
+      unacknowledged: stall.unacknowledged,
+      oldestMs: stall.oldestMs,
       deadlineMs: Math.round(deadlineMs),
     });
     this.emit('down', 'stalled');
@@ -577,7 +570,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     if (this.stopped) return closeQuietly(winner.client);
     const old = this.client;
     this.client = winner.client;
-    this.onWire.clear();
+    this.health.switched();
     this.counters.failovers++;
     const from = this.upInfo?.server ?? (old ? serverOf(old) : '');
     this.upInfo = undefined;
@@ -595,18 +588,9 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
 
   /** Measure the window on the wire itself, independently of the quota above. */
   private countOnWire(packet: Packet, sent: boolean): void {
-    if (sent && packet.cmd === 'publish' && packet.qos > 0 && packet.messageId !== undefined) {
-      this.onWire.set(packet.messageId, performance.now());
-      if (this.onWire.size > this.counters.inflightPeak) this.counters.inflightPeak = this.onWire.size;
-    } else if (!sent && (packet.cmd === 'puback' || packet.cmd === 'suback' || packet.cmd === 'unsuback')) {
-      if (packet.cmd === 'puback' && packet.messageId !== undefined) this.onWire.delete(packet.messageId);
-      this.lastAckAtMs = performance.now();
-      if (this.stalledSinceMs !== undefined) {
-        this.stalledSinceMs = undefined;
-        this.options.logger.info('broker acknowledging again', { broker: this.upInfo?.server ?? this.name });
-        if (this.upInfo) this.emit('up', this.upInfo);
-      }
-    }
+    if (!this.health.onPacket(packet, sent, performance.now())) return;
+    this.options.logger.info('broker acknowledging again', { broker: this.upInfo?.server ?? this.name });
+    if (this.upInfo) this.emit('up', this.upInfo);
   }
 
   /**

@@ -6,6 +6,8 @@
  * - replica: the siblings' acks (retained, so a restarted primary learns their position at once) say what
  *   they hold on flash; an entry is replicated once `replicaAcks` of them hold it (durability "replica").
  * The log's retention follows the `replicated` watermark, so it deletes only what the configured level has.
+ * With a direct path to the siblings (`direct`), every batch is also handed to it; while it carries, the
+ * publisher goes on with no broker connected, and a batch the siblings acknowledged is done either way.
  *
  * Batches adapt by themselves: each one takes what is committed and not yet sent, up to the size limits.
  * When the link is idle that is the one entry just committed (prompt); while the window is full, commits
@@ -77,8 +79,18 @@ export interface PublisherOptions {
   batchEntriesMax: number;
   batchBytesMax: number;
   windowMax: number;
+  /** The direct path to the siblings (direct/direct-path.ts), when configured. */
+  direct?: DirectSink;
   logger: Logger;
   clock: Clock;
+}
+
+/** A second way out for batches, beside the brokers. */
+export interface DirectSink {
+  /** Batches go out this way now: while they do, the publisher runs with no broker connected. */
+  carrying(): boolean;
+  /** Every batch published, in publish order. */
+  batch(first: number, last: number, payload: Uint8Array): void;
 }
 
 interface Batch {
@@ -314,6 +326,8 @@ export class Publisher {
     const acked = this.replicaAcked();
     if (acked > log.watermarks().replicaAcked) log.markReplicaAcked(acked);
     if (this.options.durability === 'replica') this.advanceReplicated(acked);
+    // With a direct path, a batch the siblings hold on flash is done, with or without the brokers' PUBACKs.
+    if (this.options.direct) this.retire(acked);
     if (ack.want !== undefined) this.rewind(ack.want, ack.node, ack.epoch);
     else this.skipAhead(committed);
     this.kick();
@@ -411,7 +425,7 @@ export class Publisher {
       }
       if (options.clock.monotonicMs() < this.blockedUntilMs) return;
       const links = options.links.filter((link) => link.connected);
-      if (links.length < options.quorum) return;
+      if (links.length < options.quorum && !options.direct?.carrying()) return;
       if (this.nextSeq < log.firstSeq) this.skipRetained(log.firstSeq);
       const payloadBytesMax = this.payloadBytesMax(links, topic);
       const batchBytes = this.linkBatchBytes(payloadBytesMax);
@@ -447,6 +461,7 @@ export class Publisher {
           (error: unknown) => this.onPublishFailed(batch, error),
         );
       }
+      options.direct?.batch(batch.first, batch.last, payload);
     }
   }
 
@@ -532,6 +547,22 @@ export class Publisher {
     this.settled(batch);
     if (batch.quorum || batch.failed || batch.acks < this.options.quorum) return;
     batch.quorum = true;
+    this.advanceBrokerAcked();
+  }
+
+  /** Batches that `seq` covers, acknowledged by the siblings (direct path): done as if their quorum answered. */
+  private retire(seq: number): void {
+    let any = false;
+    for (const batch of this.inflight) {
+      if (batch.last > seq || batch.quorum || batch.failed) continue;
+      batch.quorum = true;
+      any = true;
+    }
+    if (any) this.advanceBrokerAcked();
+  }
+
+  /** Take the acknowledged batches off the front of the window and move brokerAcked past them. */
+  private advanceBrokerAcked(): void {
     let advanced = true;
     let bytesAcked = 0;
     while (advanced) {

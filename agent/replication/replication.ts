@@ -2,7 +2,8 @@
  * Replication hub: the broker links, the publisher (primary), the receiver (standby), and the control
  * records every node publishes (state with its Will, acks, the leader record, power telemetry). Incoming
  * messages are verified and dispatched here; anything malformed, unsigned, forged or addressed wrongly is
- * counted by reason and dropped.
+ * counted by reason and dropped. With `direct`, the direct path to the siblings (direct/) is a second way
+ * for batches, acks and the handoff record, and what it delivers takes the same checks.
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -13,11 +14,14 @@ import { BrokerLink } from './broker-link.ts';
 import { Publisher } from './publisher.ts';
 import { Receiver } from './receiver.ts';
 import { CounterSource, FreshnessFilter, type FreshnessTrack } from './freshness.ts';
+import { DirectPath, DIRECT_KIND_ACK, DIRECT_KIND_BATCH, type DirectKind, type DirectPathConfig } from './direct/index.ts';
 import type { WireAuth } from './wire-auth.ts';
 import { WireCodec, topics, type AckMessage, type DecodeResult, type Freshness, type LeaderMessage, type StateMessage, type Topics } from './wire.ts';
 
 /** Power telemetry is for dashboards: at most one message per this interval. */
 const POWER_PUBLISH_INTERVAL_MS = 1000;
+/** A direct-path frame may exceed batchBytesMax by the envelope and the frame header (1 KiB is ample). */
+const DIRECT_FRAME_SLACK_BYTES = 1024;
 /** Rejections are logged at most this often per reason (they are always counted). */
 const REJECT_LOG_INTERVAL_MS = 5000;
 
@@ -44,6 +48,8 @@ export interface ReplicationOptions {
   /** How messages are signed and verified (wire-auth.ts); `hmacKey` is the shorthand for a group key. */
   auth?: WireAuth;
   hmacKey?: Uint8Array;
+  /** The direct path to the group's peers (direct/direct-path.ts); needs ed25519 `auth`. */
+  direct?: DirectPathConfig;
   /** Where this node's control-message counter reservation lives (freshness.ts): in its data directory. */
   counterFile: string;
   logger: Logger;
@@ -84,6 +90,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   private duplicates = 0;
   private lastWill: Uint8Array | undefined;
   private readonly availability: Availability;
+  private readonly direct: DirectPath | undefined;
 
   constructor(private readonly options: ReplicationOptions) {
     super();
@@ -124,6 +131,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     if (replicaAcks > options.siblings.length) {
       throw new LastgaspError('CONFIG_INVALID', `config: replication.replicaAcks: ${replicaAcks} siblings cannot acknowledge when only ${options.siblings.length} are listed in siblings`);
     }
+    this.direct = this.directPath(logger);
     this.publisher = new Publisher({
       log: options.log,
       links: this.links,
@@ -138,6 +146,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       batchEntriesMax: options.batchEntriesMax,
       batchBytesMax: options.batchBytesMax,
       windowMax: options.windowMax,
+      direct: this.direct,
       logger: logger.child('agent:replication:publisher'),
       clock: options.clock,
     });
@@ -165,6 +174,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   async start(): Promise<void> {
     await this.counters.open();
     this.availability.start();
+    await this.direct?.start();
     for (const link of this.links) {
       link.start();
       await link.subscribe([this.topics.leader, this.topics.stateAll, this.topics.ackAll], 1);
@@ -179,7 +189,9 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       // A batch being applied finishes first: a new primary's position must not move under it.
       this.receiver.stop();
       await this.receiver.idle();
-      for (const link of this.links) await link.unsubscribe([this.topics.logAll]);
+      // Not awaited: a broker that holds its answer (stopped, or a node in a JetStream timeout) must not hold a
+      // takeover that came by the direct path; batches reaching a primary are dropped on arrival anyway.
+      for (const link of this.links) void link.unsubscribe([this.topics.logAll]).catch((error: unknown) => this.options.logger.info('unsubscribe from the log topics failed; batches still arriving are dropped', { error }));
       this.publisher.start(options.fromSeq);
     } else {
       this.publisher.stop();
@@ -201,6 +213,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   async stop(): Promise<void> {
     this.publisher.stop();
     this.receiver.stop();
+    await this.direct?.stop();
     await Promise.all([this.availability.stop(), ...this.links.map((link) => link.stop())]);
   }
 
@@ -208,6 +221,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   async abort(): Promise<void> {
     this.publisher.stop();
     this.receiver.stop();
+    await this.direct?.stop();
     await Promise.all([this.availability.abort(), ...this.links.map((link) => link.abort())]);
   }
 
@@ -223,6 +237,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   setFlushBudget(budgetMs: number | undefined): void {
     const deadline = budgetMs === undefined ? undefined : performance.now() + budgetMs;
     for (const link of this.links) link.setFailoverDeadline(deadline);
+    this.direct?.setFlushing(budgetMs !== undefined);
   }
 
   /** During the brownout flush nothing but batches and the handoff goes out. */
@@ -241,12 +256,15 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       receiver: this.receiver.stats(),
       rejected: { ...this.rejected },
       duplicates: this.duplicates,
+      ...(this.direct ? { direct: this.direct.stats() } : {}),
     };
   }
 
   /** Publish to a quorum of brokers and wait for their PUBACKs. */
   async publishLeader(message: LeaderMessage): Promise<void> {
-    await this.publishControl(this.topics.leader, this.codec.encodeLeader({ ...message, counter: await this.counters.take() }), true);
+    const payload = this.codec.encodeLeader({ ...message, counter: await this.counters.take() });
+    // Only the handoff goes direct too: a claim must reach every node in the one order the brokers give it.
+    await this.publishControl(this.topics.leader, payload, true, message.kind === 'handoff' ? this.direct?.sendLeader(payload) : undefined);
   }
 
   async publishState(message: StateMessage): Promise<void> {
@@ -280,7 +298,8 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   }
 
   private async publishAck(ack: AckMessage): Promise<void> {
-    await this.publishControl(this.topics.ack(this.options.node), this.codec.encodeAck({ ...ack, counter: await this.counters.take() }), true);
+    const payload = this.codec.encodeAck({ ...ack, counter: await this.counters.take() });
+    await this.publishControl(this.topics.ack(this.options.node), payload, true, this.direct?.sendAck(payload));
   }
 
   /**
@@ -297,10 +316,38 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     return this.lastWill;
   }
 
-  private async publishControl(topic: string, payload: Uint8Array, retain: boolean): Promise<void> {
+  /** `direct`: the same message sent on the direct path too; either way out completes the publish. */
+  private async publishControl(topic: string, payload: Uint8Array, retain: boolean, direct?: Promise<void>): Promise<void> {
     const links = this.links.filter((link) => link.connected);
     const sends = (links.length > 0 ? links : this.links).map((link) => link.publish(topic, payload, { qos: 1, retain }));
-    await quorumOf(sends, Math.min(this.quorum, sends.length));
+    const brokers = quorumOf(sends, Math.min(this.quorum, sends.length));
+    if (!direct) return brokers;
+    await Promise.any([brokers, direct]).catch((error: AggregateError) => {
+      throw error.errors[0];
+    });
+  }
+
+  /** The direct path, when configured; it authenticates peers with the node keys, so it needs ed25519 signing. */
+  private directPath(logger: Logger): DirectPath | undefined {
+    const { direct, auth } = this.options;
+    if (!direct) return undefined;
+    if (auth?.mode !== 'ed25519') {
+      throw new LastgaspError('CONFIG_INVALID', 'config: replication.direct: needs replication.signing (the peers authenticate each other with their node keys)');
+    }
+    return new DirectPath({
+      ...direct,
+      keyring: auth.keyring,
+      frameBytesMax: this.options.batchBytesMax + DIRECT_FRAME_SLACK_BYTES,
+      deliver: (node, kind, envelope) => this.onMessage(this.directTopic(node, kind), envelope, false, this.links.length),
+      onCarrying: () => this.publisher.onLinkUp(),
+      logger: logger.child('agent:replication:direct'),
+    });
+  }
+
+  /** The topic a broker would have delivered this kind from `node` on: the checks that follow are the same. */
+  private directTopic(node: string, kind: DirectKind): string {
+    if (kind === DIRECT_KIND_BATCH) return this.topics.log(node);
+    return kind === DIRECT_KIND_ACK ? this.topics.ack(node) : this.topics.leader;
   }
 
   private async onMessage(topic: string, payload: Uint8Array, retained: boolean, link: number): Promise<void> {
@@ -327,6 +374,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
         if (decoded.message.node === this.options.node || this.role !== 'standby') return;
         return this.receiver.onBatch(decoded.message);
       case 'ack':
+        this.direct?.noteAck(decoded.message.node, decoded.message.seq);
         this.emit('evidence', { node: decoded.message.node, epoch: decoded.message.epoch, seq: decoded.message.seq, what: 'ack' });
         if (this.role === 'primary') this.publisher.onAck(decoded.message);
         return;

@@ -156,3 +156,22 @@ test('signing must list every member\'s public key, this node\'s own included', 
   assert.match(messages({ ...minimal, replication: { ...minimal.replication, signing: { ...signing, publicKeys: { ...signing.publicKeys, 'gw b': 'x' } } } })[0]!, /^replication\.signing\.publicKeys\.gw b: is not a name/);
   assert.match(messages({ ...minimal, replication: { ...minimal.replication, signing: { publicKeys: signing.publicKeys } } })[0]!, /^replication\.signing\.keyFile: is required/);
 });
+
+test('replication.direct: off when absent; a valid block is taken with always off by default; its mistakes name the field and the fix', () => {
+  const off = validateConfig(minimal);
+  assert.ok(off.ok && off.config.replication.direct === undefined);
+  const direct = { listen: '0.0.0.0:7884', peers: [{ node: 'gw-b', address: '192.168.1.12:7884' }] };
+  const on = validateConfig({ ...minimal, replication: { ...minimal.replication, direct } });
+  assert.ok(on.ok);
+  assert.equal(on.config.replication.direct?.always, false);
+  const bad = { listen: 'nowhere', peers: [{ node: 'gw-z', address: '10.0.0.1' }, { node: 'gw-b', address: '10.0.0.2:7884' }, { node: 'gw-b', address: '10.0.0.3:7884' }] };
+  assert.deepEqual(messages({ ...minimal, siblings: ['gw-b'], replication: { ...minimal.replication, direct: bad } }), [
+    'replication.direct.listen: "nowhere" is not host:port (e.g. 0.0.0.0:7884, or [::]:7884)',
+    'replication.direct.peers[0].node: "gw-z" is not in siblings (gw-b); only siblings may use the direct path',
+    'replication.direct.peers[0].address: "10.0.0.1" is not host:port (e.g. 192.168.1.12:7884)',
+    'replication.direct.peers[2].node: "gw-b" is listed twice',
+  ]);
+  const { signing: _signing, ...unsigned } = minimal.replication;
+  const hmac = messages({ ...minimal, replication: { ...unsigned, hmacKeyFile: '/etc/lastgasp/group.key', direct } });
+  assert.match(hmac.join('\n'), /^replication\.direct: needs replication\.signing/m);
+});

@@ -1,4 +1,4 @@
-// `lastgasp status` prints a line per broker link and flags what an operator must look at: a stalled link,
+// `lastgasp status` prints a line per broker link and per direct-path peer, and flags what an operator must look at: a stalled link,
 // a replicated watermark that stopped moving, an incomplete handoff this node took over.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -24,4 +24,13 @@ test('a stalled link, a frozen watermark and an incomplete handoff are flagged',
 test('a link with no connection says so', () => {
   const [line] = linkLines({ replication: { links: [{ ...link, state: 'down', server: '', lastAckAgeMs: -1, causes: [] }] } });
   assert.equal(line, '  broker mqtt://n1:1883,mqtt://n2:1883: down, no connection, 3 in flight, 2 reconnects, 1 failovers');
+});
+
+test('a direct-path peer: its state both ways, last ack on the path, batches in flight, reconnects and the latest cause', () => {
+  const peer = { node: 'gw-b', address: '10.0.0.2:7884', state: 'up', inboundConnected: true, lastAckAgeMs: 12, inflight: 2, reconnects: 1, causes: [{ atMs: 1, cause: 'closed by the peer' }] };
+  const lines = linkLines({ replication: { links: [], direct: { peers: [peer, { ...peer, node: 'gw-c', state: 'down', inboundConnected: false, lastAckAgeMs: -1, inflight: 0, reconnects: 0, causes: [{ atMs: 2, cause: 'ECONNREFUSED' }] }] } } });
+  assert.deepEqual(lines, [
+    '  peer gw-b (direct, 10.0.0.2:7884): up, connected to this node, last ack 12 ms ago, 2 in flight, 1 reconnects (last: closed by the peer)',
+    '  peer gw-c (direct, 10.0.0.2:7884): down, NOT connected to this node, no ack on this path yet, 0 in flight, 0 reconnects (last: ECONNREFUSED)',
+  ]);
 });

@@ -4,7 +4,9 @@
 // within its budget and flush the tail through the first that acknowledges. The handoff must tell the truth:
 // complete, every write it acknowledged is on the sibling; incomplete (nats-server can take longer than the
 // budget to serve again), every write up to its lastSeq is, and the new primary reports the gap. A healthy
-// brownout runs first in the same cluster (it must be complete), for the figures. Seeds vary the kill-to-brownout gap and the load; LASTGASP_FAILOVER_SEEDS runs more of them,
+// brownout runs first in the same cluster (it must be complete), for the figures; then the same kill with the
+// direct path to the sibling on (LASTGASP_FAILOVER_DIRECT_SEEDS, 1 by default), whose handoff must be complete.
+// Seeds vary the kill-to-brownout gap and the load; LASTGASP_FAILOVER_SEEDS runs more of them,
 // LASTGASP_FAILOVER_VERBOSE=1 prints what both agents logged about replication, power and takeover.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,12 +15,14 @@ import { createPtyPair, type PtyPair } from '../support/pty.ts';
 import { startBmsSim, type BmsSim } from '../support/bms-sim.ts';
 import { startAgent, writeAgentConfig, type AgentProcess } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
-import { tempDir, waitFor } from '../support/ports.ts';
+import { freePort, tempDir, waitFor } from '../support/ports.ts';
 import { startWriters } from '../support/writers.ts';
 
 after(killAll);
 
 const SEEDS = Number(process.env.LASTGASP_FAILOVER_SEEDS ?? 2);
+/** Seeds of the same kill with the direct path to the sibling on (issue 15 item 2); LASTGASP_FAILOVER_DIRECT_SEEDS runs more. */
+const DIRECT_SEEDS = Number(process.env.LASTGASP_FAILOVER_DIRECT_SEEDS ?? 1);
 /**
  * The flush budget. nats-server 2.9 needs 4 to 11 s here after such a kill before any node can load a session
  * or store a QoS 1 message (new stream leaders), which no client can shorten; with the default 10 s a run can
@@ -74,8 +78,11 @@ interface Run {
   readonly complete: boolean;
 }
 
-/** One brownout of gw-a with 8 writers; with `kill`, gw-a's NATS node is SIGKILLed about a second before it. */
-async function brownoutRun(cluster: NatsCluster, label: string, seed: number, kill: boolean): Promise<Run> {
+/**
+ * One brownout of gw-a with 8 writers; with `kill`, gw-a's NATS node is SIGKILLed about a second before it;
+ * with `direct`, the two agents also have the direct path to each other (used during the flush).
+ */
+async function brownoutRun(cluster: NatsCluster, label: string, seed: number, kill: boolean, direct = false): Promise<Run> {
   const dir = await tempDir(`failover-${label}`);
   const rand = random(seed);
   const leader = await cluster.streamLeader('$MQTT_sess');
@@ -92,14 +99,16 @@ async function brownoutRun(cluster: NatsCluster, label: string, seed: number, ki
     sim = await startBmsSim(['--protocol', 'bridge', '--serial', pty.devicePath]);
     const group = `fo${label.replace(/[^a-z0-9]/g, '')}`;
     const replication = { heartbeatMs: 1000, keepaliveS: 2, durability: 'replica' };
+    const [portA, portB] = [await freePort(), await freePort()];
+    const directTo = (listen: number, node: string, port: number) => (direct ? { direct: { listen: `127.0.0.1:${listen}`, peers: [{ node, address: `127.0.0.1:${port}` }] } } : {});
     const configA = await writeAgentConfig(dir.path, 'gw-a', {
       group,
       role: 'primary',
       siblings: ['gw-b'],
-      replication: { ...replication, brokers: urlsA },
+      replication: { ...replication, brokers: urlsA, ...directTo(portA, 'gw-b', portB) },
       power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: BUDGET_MS, handoffAckTimeoutMs: 5000, cutDelayMs: 200 },
     });
-    const configB = await writeAgentConfig(dir.path, 'gw-b', { group, role: 'standby', siblings: ['gw-a'], replication: { ...replication, brokers: urlsB } });
+    const configB = await writeAgentConfig(dir.path, 'gw-b', { group, role: 'standby', siblings: ['gw-a'], replication: { ...replication, brokers: urlsB, ...directTo(portB, 'gw-a', portA) } });
     const a = await startAgent('gw-a', configA.file, configA.api);
     agents.push(a);
     const b = await startAgent('gw-b', configB.file, configB.api);
@@ -134,6 +143,8 @@ async function brownoutRun(cluster: NatsCluster, label: string, seed: number, ki
     // handoff's lastSeq is there, and the new primary reports the gap loudly. How often it is complete is a
     // measurement, printed below, not a pass condition.
     if (!kill) assert.equal(handoff.complete, true, `${label}: a healthy brownout's handoff went out incomplete`);
+    // With the direct path the tail does not wait for the cluster at all: the handoff must be complete.
+    if (direct) assert.equal(handoff.complete, true, `${label}: with the direct path on, the handoff went out incomplete`);
     const acked = writers.acks.filter((ack) => ack.node === 'gw-a');
     const page = await b.client.entries(1, 100_000);
     const onB = new Map(page.entries.map((entry) => [entry.seq, entry.key]));
@@ -177,6 +188,10 @@ test('NATS cluster: the primary\'s node (the session stream\'s leader) SIGKILLed
     for (let seed = 1; seed <= SEEDS; seed++) {
       const run = await brownoutRun(cluster, `seed${seed}`, seed, true);
       console.log(`seed ${seed}: node killed (leaders before: ${run.leaders}); streams led again ${run.clusterBackMs} ms after the kill; flush done ${run.doneAfterKillMs} ms after the kill, flush ${run.flushMs} ms for a tail of ${run.tail}, ${run.acked} writes acknowledged; handoff ${run.complete ? 'complete' : 'INCOMPLETE (budget ran out)'}`);
+    }
+    for (let seed = 1; seed <= DIRECT_SEEDS; seed++) {
+      const run = await brownoutRun(cluster, `direct${seed}`, seed, true, true);
+      console.log(`seed ${seed}, direct path on: node killed; flush done ${run.doneAfterKillMs} ms after the kill, flush ${run.flushMs} ms for a tail of ${run.tail}, ${run.acked} writes acknowledged; handoff complete`);
     }
   } finally {
     await cluster.stop();
