@@ -25,7 +25,13 @@ import { LeaderStore } from './leader-store.ts';
 import { RegressionGuard } from './regression.ts';
 import { SilenceWatch } from './silence-watch.ts';
 
-/** How long to wait for the broker's retained leader record after connecting before deciding alone. */
+/**
+ * After connecting, the longest wait for the broker's retained leader record before deciding alone. The wait
+ * ends sooner, at the first echo of this node's own heartbeat: the leader topic is in the same subscription as
+ * the heartbeats, a broker sends a subscription's retained records when it takes the subscription, and it
+ * delivers in order, so a heartbeat that came back through that subscription came after them. With
+ * independent brokers the echo needs the quorum, which meets every quorum a leader record was accepted by.
+ */
 const RETAINED_GRACE_MS = 1500;
 /** A successor may still be receiving the tail named in the handoff; wait this long for it. */
 const HANDOFF_CATCH_UP_MS = 3000;
@@ -211,6 +217,8 @@ export class RoleManager {
       const basis = leader ? `the last leader record this node saw (${leader.kind} by ${leader.node}, epoch ${leader.epoch})` : `its configured role (${this.options.configuredRole})`;
       logger.warn(`no broker answered within ${this.options.brokerWaitMs} ms; deciding the role from ${basis}. A newer epoch seen later demotes this node.`);
     }
+    // The retained records received so far are judged (and saved) before the decision reads them.
+    await this.leaderTurn;
     await this.decideInitialRole();
   }
 
@@ -567,7 +575,7 @@ export class RoleManager {
     return new Promise((resolve) => {
       const settle = () => {
         timer.cancel();
-        clock.setTimeout(() => resolve(true), RETAINED_GRACE_MS);
+        void this.heartbeats.waitEcho(RETAINED_GRACE_MS).then(() => resolve(true));
       };
       const timer = clock.setTimeout(() => {
         replication.off('up', settle);
