@@ -6,6 +6,7 @@
  *   [2, key, value]  key-value put (PUT /v1/kv/{key})
  *   [3, key]         key-value delete (DELETE /v1/kv/{key})
  *   [4, topic, data] an MQTT message journaled by the local MQTT listener (mqtt-ingest.ts)
+ *   [5, db, ...]     pages of an application's SQLite database (agent/sqlite/entry.ts); not a key-value op
  *
  * Keys are UTF-8 strings; values and data are byte strings.
  */
@@ -15,6 +16,8 @@ export const OP_ENTRY = 1;
 export const OP_PUT = 2;
 export const OP_DELETE = 3;
 export const OP_MQTT = 4;
+/** Decoded by agent/sqlite/entry.ts; decodeOp answers `sqlite-pages` for it. */
+export const OP_SQLITE = 5;
 
 /** Keys travel in URLs and topics' payloads; 512 bytes covers hierarchical names with room to spare. */
 export const KV_KEY_BYTES_MAX = 512;
@@ -54,6 +57,7 @@ export function decodeOp(payload: Uint8Array): OpDecodeResult {
   if (code === OP_PUT && typeof first === 'string' && second instanceof Uint8Array) return { ok: true, op: { op: OP_PUT, key: first, value: second } };
   if (code === OP_DELETE && typeof first === 'string') return { ok: true, op: { op: OP_DELETE, key: first } };
   if (code === OP_MQTT && typeof first === 'string' && second instanceof Uint8Array) return { ok: true, op: { op: OP_MQTT, topic: first, data: second } };
+  if (code === OP_SQLITE) return { ok: false, reason: 'sqlite-pages' };
   return { ok: false, reason: `bad-op-${code}` };
 }
 
