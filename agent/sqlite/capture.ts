@@ -60,12 +60,14 @@ export class SqliteCapture {
   private generation = '';
   private generationCount = 0;
   private expectReset = false;
-  private running: Promise<void> | undefined;
-  private again = false;
+  /** Steps run one at a time, in the order asked for; a step queued and not yet begun is not queued twice. */
+  private chain: Promise<void> = Promise.resolve();
+  private queued = false;
   private watcher: FSWatcher | undefined;
   private timer: TimerHandle | undefined;
   private stopped = true;
   private lastError: string | undefined;
+  private generationReason = '';
   private readonly lags: number[] = [];
   readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, checkpointsBusy: 0, lastCommitSeq: 0, walBytes: 0 };
 
@@ -88,7 +90,7 @@ export class SqliteCapture {
     this.stopped = true;
     this.timer?.cancel();
     this.watcher?.close();
-    await this.running;
+    await this.chain;
     this.reader?.close();
     this.checkpointer?.close();
     this.reader = this.checkpointer = undefined;
@@ -97,21 +99,16 @@ export class SqliteCapture {
 
   /** Copy every transaction committed so far; resolves with the log seq of the last one captured (0: none). */
   async captureNow(): Promise<number> {
-    await this.running;
-    this.again = false;
-    this.running = this.step();
-    try {
-      await this.running;
-    } finally {
-      this.running = undefined;
-    }
+    const step = this.chain.then(() => this.step());
+    this.chain = step.catch(() => undefined);
+    await step;
     return this.counters.lastCommitSeq;
   }
 
   status(): Record<string, unknown> {
     const sorted = [...this.lags].sort((a, b) => a - b);
     const at = (q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : undefined);
-    return { name: this.options.name, path: this.options.path, role: 'capture', generation: this.generation, ...this.counters, lagMsP50: at(0.5), lagMsP99: at(0.99), error: this.lastError };
+    return { name: this.options.name, path: this.options.path, role: 'capture', generation: this.generation, generationReason: this.generationReason, ...this.counters, lagMsP50: at(0.5), lagMsP99: at(0.99), error: this.lastError };
   }
 
   private schedule(): void {
@@ -123,20 +120,12 @@ export class SqliteCapture {
   }
 
   private kick(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.step()
-      .catch((error: unknown) => this.failed(error))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again) {
-          this.again = false;
-          this.kick();
-        }
-      });
+    if (this.stopped || this.queued) return;
+    this.queued = true;
+    this.chain = this.chain.then(() => {
+      this.queued = false;
+      return this.stopped ? undefined : this.step().catch((error: unknown) => this.failed(error));
+    });
   }
 
   private failed(error: unknown): void {
@@ -155,18 +144,15 @@ export class SqliteCapture {
   /** Open the connections once the database exists and passes the checks, and start the first generation. */
   private async attach(): Promise<boolean> {
     const { options } = this;
-    const reader = await openSqlite(options.path, true).catch(() => undefined);
-    if (!reader) return false;
-    const version = String(reader.get('SELECT sqlite_version() AS v')?.v ?? '0');
-    const check = await checkDatabase(options.path, `${options.field}.path`, version).catch((error: unknown) => {
-      reader.close();
-      throw error;
-    });
-    if (!check.exists) {
-      reader.close();
-      return false;
-    }
-    this.reader = reader;
+    // Checked before any connection opens the file: closing a descriptor of a file drops every POSIX lock
+    // the process holds on it (fcntl(2)), SQLite's included, and an application's last close would then
+    // checkpoint and delete the WAL under the agent.
+    const probe = await openSqlite(':memory:', false);
+    const version = String(probe.get('SELECT sqlite_version() AS v')?.v ?? '0');
+    probe.close();
+    const check = await checkDatabase(options.path, `${options.field}.path`, version);
+    if (!check.exists) return false;
+    this.reader = await openSqlite(options.path, true);
     this.checkpointer = new WalCheckpointer(options.path);
     await this.checkpointer.open();
     await this.newGeneration('the capture started');
@@ -279,6 +265,7 @@ export class SqliteCapture {
     this.position = position;
     this.expectReset = false;
     this.counters.generations++;
+    this.generationReason = reason;
     options.logger.info(`sqlite ${options.name}: new generation ${this.generation} (${reason}): snapshot of ${pageCount} pages`, { event: 'sqlite-generation', db: options.name, generation: this.generation, pages: pageCount, seq: this.counters.lastCommitSeq, reason });
   }
 

@@ -15,18 +15,20 @@ import { SqliteCapture, SqliteReplica } from '../../agent/sqlite/index.ts';
 import { silentLogger, systemClock } from '../../agent/util/index.ts';
 import { tempDir } from '../support/ports.ts';
 
+/** Debian's Python and the SQLite it links (3.40.1): the unmodified application. */
+const PYTHON = '/usr/bin/python3';
 const run = promisify(execFile);
 const APP = fileURLToPath(new URL('../fixtures/sqlite-app.py', import.meta.url));
 const DUMP = fileURLToPath(new URL('../fixtures/sqlite-dump.py', import.meta.url));
 
-type Dump = { integrity: string; dumpSha: string; txids: number[] };
+type Dump = { integrity: string; dumpSha: string; txids: number[]; writers: string[] };
 
 async function dump(path: string): Promise<Dump> {
-  return JSON.parse((await run('python3', [DUMP, path])).stdout) as Dump;
+  return JSON.parse((await run(PYTHON, [DUMP, path])).stdout) as Dump;
 }
 
 async function app(dir: string, db: string, env: Record<string, string>): Promise<void> {
-  await run('python3', [APP], { env: { ...process.env, DB: db, APP_JOURNAL: join(dir, 'journal.ndjson'), ...env } });
+  await run(PYTHON, [APP], { env: { ...process.env, DB: db, APP_JOURNAL: join(dir, 'journal.ndjson'), ...env } });
 }
 
 interface Rig {
@@ -71,6 +73,8 @@ test('transactions, schema changes and VACUUM: the replica equals the applicatio
   try {
     await app(dir.path, r.db, { APP_TX: '5' });
     r.capture.start();
+    // The first step opens the database and takes the generation's snapshot; every later commit is a frame.
+    await r.capture.captureNow();
     await app(dir.path, r.db, { APP_TX: '160', APP_SEED: '2' });
     await r.settle();
     const source = await dump(r.db);
@@ -104,7 +108,9 @@ test('the agent checkpoints and the WAL stays bounded; checkpoints the applicati
   const dir = await tempDir('sqlite-checkpoint');
   const r = await rig(dir.path, { checkpointFrames: 50 });
   try {
+    await app(dir.path, r.db, { APP_TX: '1' });
     r.capture.start();
+    await r.capture.captureNow();
     await app(dir.path, r.db, { APP_TX: '200', APP_SEED: '4', APP_TX_DELAY_MS: '2' });
     await r.settle();
     const status = r.capture.status();
@@ -131,7 +137,9 @@ test('a WAL reset while no capture ran: the next capture starts a new generation
   const dir = await tempDir('sqlite-generation');
   const r = await rig(dir.path);
   try {
+    await app(dir.path, r.db, { APP_TX: '1' });
     r.capture.start();
+    await r.capture.captureNow();
     await app(dir.path, r.db, { APP_TX: '60', APP_SEED: '6' });
     await r.settle();
     await r.capture.stop();
@@ -139,12 +147,13 @@ test('a WAL reset while no capture ran: the next capture starts a new generation
     await app(dir.path, r.db, { APP_TX: '30', APP_SEED: '7', APP_CHECKPOINT_EVERY: '10', APP_CHECKPOINT_MODE: 'TRUNCATE' });
     r.capture = r.newCapture();
     r.capture.start();
+    await r.capture.captureNow();
     await app(dir.path, r.db, { APP_TX: '30', APP_SEED: '8' });
     await r.settle();
-    assert.equal(r.replica.status().snapshotsApplied, 2, 'the first capture\'s snapshot and the new generation\'s');
+    assert.equal(r.replica.status().snapshotsApplied, 2, `the first capture's snapshot and the new generation's (${JSON.stringify(r.capture.status())})`);
     const copy = await dump(r.replicaDb);
     assert.equal(copy.integrity, 'ok');
-    assert.equal(copy.txids.length, 120);
+    assert.equal(copy.txids.length, 121);
     assert.deepEqual(copy, await dump(r.db));
   } finally {
     await r.capture.stop();

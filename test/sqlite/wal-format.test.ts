@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { decodeDbHeader, decodeWalHeader, encodeWal, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalHeader } from '../../agent/sqlite/index.ts';
 import { tempDir } from '../support/ports.ts';
 
+/** Debian's Python and the SQLite it links (3.40.1). */
+const PYTHON = '/usr/bin/python3';
+
 /** Python writes `commits` transactions into a WAL it never checkpoints, copies the -wal while open, and exits. */
 function realWal(dir: string, commits: number): { wal: Uint8Array; db: Uint8Array } {
   const script = `
@@ -22,7 +25,7 @@ shutil.copyfile(sys.argv[1] + '-wal', sys.argv[2]); shutil.copyfile(sys.argv[1],
 `;
   const walCopy = join(dir, 'copy.wal');
   const dbCopy = join(dir, 'copy.db');
-  execFileSync('python3', ['-c', script, join(dir, 'app.db'), walCopy, dbCopy]);
+  execFileSync(PYTHON, ['-c', script, join(dir, 'app.db'), walCopy, dbCopy]);
   return { wal: new Uint8Array(readFileSync(walCopy)), db: new Uint8Array(readFileSync(dbCopy)) };
 }
 
