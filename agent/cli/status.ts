@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ApiClient, type ApiClientOptions } from '../app/index.ts';
+import { sqliteStatusLines } from '../sqlite/index.ts';
 import { apiTokenFile, configSchema, loadConfig } from '../config/index.ts';
 import { parseArgs, type Io } from './io.ts';
 
@@ -34,6 +35,7 @@ export async function statusCommand(argv: readonly string[], io: Io): Promise<nu
       io.stdout(`  log: committed ${marks.committed}, replicated ${marks.replicated}, replica-acked ${marks.replicaAcked}`);
       io.stdout(`  state: ${status.state?.kvKeys} keys, applied to seq ${status.state?.kvAppliedSeq}`);
       for (const line of linkLines(status)) io.stdout(line);
+      for (const line of sqliteStatusLines(status)) io.stdout(line);
     }
     return 0;
   } catch (error) {
