@@ -102,10 +102,12 @@ export class SqliteReplica {
   async handOverAt(seq: number): Promise<void> {
     this.paused = false;
     while (this.scanned < seq) {
+      const before = this.scanned;
       await this.running;
       this.kick();
       await this.running;
-      if (this.options.log.watermarks().committed < seq) break;
+      // An apply that failed (logged) makes no progress: the application starts on what the file holds.
+      if (this.scanned === before || this.options.log.watermarks().committed < seq) break;
     }
     await this.pause();
     // A file this replica made has had every WAL of its own checkpointed: what still lies next to it is
@@ -141,6 +143,12 @@ export class SqliteReplica {
 
   private async catchUp(): Promise<void> {
     const log = this.options.log;
+    if (this.scanned + 1 < log.firstSeq) {
+      // Retention removed entries this file never got: only a later snapshot can bring it up to date.
+      this.options.logger.warn(`sqlite ${this.options.name}: the log starts at seq ${log.firstSeq}, after this file's position ${this.scanned}; waiting for the primary's next snapshot`, { event: 'sqlite-replica-gap', db: this.options.name });
+      this.scanned = log.firstSeq - 1;
+      this.state = { ...this.state, generation: undefined };
+    }
     while (!this.paused && this.scanned < log.watermarks().committed) {
       const batch = await log.read(this.scanned + 1, { entriesMax: REPLICA_READ_ENTRIES, bytesMax: REPLICA_READ_BYTES });
       if (batch.length === 0) break;

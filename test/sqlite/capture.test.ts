@@ -2,7 +2,8 @@
 // unmodified application in a child process: whatever the application commits reaches the log, and the
 // replica built from the log equals the application's database (sorted iterdump compared) and passes
 // integrity_check, through schema changes, VACUUM, a torn frame at the WAL's end, checkpoints the
-// application runs on its own, and a WAL reset while no capture ran.
+// application runs on its own, and a WAL reset while no capture ran; and the same with a Node application
+// that uses libsql.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -20,6 +21,7 @@ const PYTHON = '/usr/bin/python3';
 const run = promisify(execFile);
 const APP = fileURLToPath(new URL('../fixtures/sqlite-app.py', import.meta.url));
 const DUMP = fileURLToPath(new URL('../fixtures/sqlite-dump.py', import.meta.url));
+const NODE_APP = fileURLToPath(new URL('../fixtures/sqlite-node-app.mjs', import.meta.url));
 
 type Dump = { integrity: string; dumpSha: string; txids: number[]; writers: string[] };
 
@@ -155,6 +157,28 @@ test('a WAL reset while no capture ran: the next capture starts a new generation
     assert.equal(copy.integrity, 'ok');
     assert.equal(copy.txids.length, 121);
     assert.deepEqual(copy, await dump(r.db));
+  } finally {
+    await r.capture.stop();
+    await r.replica.pause();
+    await r.log.close();
+    await dir.remove();
+  }
+});
+
+test('a Node application using libsql: the replica equals its database', async () => {
+  const dir = await tempDir('sqlite-node-app');
+  const r = await rig(dir.path, { checkpointFrames: 40 });
+  try {
+    await run(process.execPath, [NODE_APP], { env: { ...process.env, DB: r.db, APP_TX: '1' } });
+    r.capture.start();
+    await r.capture.captureNow();
+    await run(process.execPath, [NODE_APP], { env: { ...process.env, DB: r.db, APP_TX: '150' } });
+    await r.settle();
+    const copy = await dump(r.replicaDb);
+    assert.equal(copy.integrity, 'ok');
+    assert.equal(copy.txids.length, 151);
+    assert.deepEqual(copy, await dump(r.db));
+    assert.equal(r.capture.status().generations, 1);
   } finally {
     await r.capture.stop();
     await r.replica.pause();
