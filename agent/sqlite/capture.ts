@@ -8,9 +8,9 @@
  * 2. The `-wal` file is read with plain reads (fs.watch, and a short poll as a fallback), verified frame by
  *    frame (salts, checksum chain: wal-format.ts), and every transaction up to the last valid commit frame
  *    becomes log entries (entry.ts), fsynced and replicated like every other entry.
- * 3. The agent checkpoints (checkpointer.ts) once the WAL holds checkpointFrames frames, under a write
- *    barrier, after copying to the end: the WAL is reset by the application's next write, a reset the
- *    capture expects (salt-1 one higher).
+ * 3. The agent checkpoints (checkpointer.ts, PASSIVE) once the WAL holds checkpointFrames copied frames; its
+ *    read transaction keeps the checkpoint to frames it can still copy. After a full checkpoint the WAL is
+ *    reset by the application's next write, a reset the capture expects (salt-1 one higher).
  * 4. Every other change of the WAL's header (a reset it did not expect, the WAL gone) means frames it never
  *    saw may be lost: it starts a new generation, a consistent snapshot of the whole database (read inside
  *    its read transaction through sqlite_dbpage), chunked through the log. Each start is a new generation too.
@@ -69,7 +69,7 @@ export class SqliteCapture {
   private lastError: string | undefined;
   private generationReason = '';
   private readonly lags: number[] = [];
-  readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, checkpointsBusy: 0, lastCommitSeq: 0, walBytes: 0 };
+  readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, lastCommitSeq: 0, walBytes: 0 };
 
   constructor(private readonly options: CaptureOptions) {}
 
@@ -270,32 +270,26 @@ export class SqliteCapture {
   }
 
   /**
-   * Checkpoint once everything is copied: under the barrier no transaction commits, so the copy reaches the
-   * WAL's end and the checkpoint backfills only copied frames. Then the read transaction is taken again on a
-   * fully backfilled WAL, which lets the application's next write reset it (expected).
+   * Checkpoint without stopping the application's writers. The read transaction, taken at the end of the last
+   * copy, holds the checkpoint to frames the agent has (or, committed just after that copy, still can) copy,
+   * and no writer can reset the WAL while it is held. After the checkpoint the WAL is copied again (frames
+   * committed meanwhile are still pinned), and the read transaction taken anew: on a fully backfilled WAL
+   * that lets the application's next write reset it, the reset the capture then expects. A writer can only
+   * reset a WAL whose every frame is backfilled, and then every frame was copied first.
    */
   private async checkpoint(): Promise<void> {
-    const done = await this.underBarrier(async () => {
-      await this.copy();
-      const result = this.checkpointer!.passive();
-      this.retakeReadTransaction();
-      return result;
-    }, false);
-    if (done === undefined) {
-      this.counters.checkpointsBusy++;
-      return;
-    }
+    const result = this.checkpointer!.passive();
+    await this.copy();
+    this.retakeReadTransaction();
     this.counters.checkpoints++;
-    if (done.full && this.position?.header) this.expectReset = true;
+    if (result.full && this.position?.header) this.expectReset = true;
   }
 
-  /** Run `work` holding the write barrier; with `wait` false, undefined when a writer holds the lock now. */
-  private async underBarrier<T>(work: () => Promise<T>, wait = true): Promise<T | undefined> {
+  /** Run `work` holding the write barrier (waiting for a writer that holds the lock now). */
+  private async underBarrier<T>(work: () => Promise<T>): Promise<T | undefined> {
     const checkpointer = this.checkpointer!;
-    // Re-entrant: a copy under the checkpoint's barrier may start a new generation, which needs it too.
-    if (checkpointer.holding) return work();
     while (!checkpointer.tryBarrier()) {
-      if (!wait || this.stopped) return undefined;
+      if (this.stopped) return undefined;
       await new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, this.options.pollMs));
     }
     try {

@@ -2,8 +2,8 @@
  * The agent is the database's checkpointer (Litestream's lesson: an application that checkpoints on its own
  * can reset the WAL under a copier that has not read it yet). Two read-write connections of its own:
  *
- * - the barrier: `BEGIN IMMEDIATE` takes SQLite's WAL write lock, so no transaction commits while the agent
- *   copies the WAL to its end and checkpoints; it is rolled back at once (it never writes anything);
+ * - the barrier: `BEGIN IMMEDIATE` takes SQLite's WAL write lock, so no transaction commits while a new
+ *   generation finds the WAL's end and takes its snapshot there; rolled back at once (it never writes);
  * - the checkpointer: `wal_checkpoint(PASSIVE)`, which never waits for and never blocks the application's
  *   readers or writers. RESTART and TRUNCATE are never used: they wait for every reader and stop writers
  *   meanwhile (Litestream #724, #237). A checkpoint cannot run on the connection that holds the barrier
@@ -32,10 +32,6 @@ export class WalCheckpointer {
   async open(): Promise<void> {
     this.barrier = await openSqlite(this.path, false);
     this.checkpointer = await openSqlite(this.path, false);
-  }
-
-  get holding(): boolean {
-    return this.held;
   }
 
   /** Take the write lock now, or false when a writer holds it (the agent never waits inside SQLite). */

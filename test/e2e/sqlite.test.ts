@@ -141,7 +141,9 @@ test('SIGKILL of the primary agent and its application: gw-b starts on a prefix 
     const aside = await again.waitForEvent('sqlite-set-aside', () => true, 30_000);
     const setAside = await dump(aside.file as string);
     assert.equal(setAside.integrity, 'ok');
-    assert.deepEqual(setAside.txids, range(1, lastOnA), 'the set-aside file keeps every transaction gw-a\'s application committed, those that never left included');
+    // The application may have been killed between a COMMIT and its journal line: one more is fine.
+    assert.deepEqual(setAside.txids, range(1, Math.max(lastOnA, setAside.txids.length)), 'the set-aside file keeps every transaction gw-a\'s application committed, those that never left included');
+    assert.ok(setAside.txids.length - lastOnA <= 1);
     await waitFor('gw-a to follow gw-b\'s database', async () => {
       const sqlite = ((await again!.client.status()).sqlite as Array<Record<string, unknown>>)[0]!;
       return (sqlite.snapshotsApplied as number) >= 1 && (sqlite.commitsApplied as number) > 0 ? true : undefined;
