@@ -23,6 +23,7 @@ import { createFlashLog, type AppendResult, type FlashLog, type Storage } from '
 import { PowerSupervisor, throttleBytes, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
+import { SqliteDatabases } from './sqlite/index.ts';
 import { LastgaspError, isLastgaspError, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
 
 /** The publisher's deadline in the brownout flush lies this far past the budget (see waitFlushed). */
@@ -88,6 +89,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private readonly ingest: MqttIngest | undefined;
   /** Forwards journaled MQTT messages upstream while this node is primary (config mqttIngest.forward). */
   private forwarder: Forwarder | undefined;
+  /** The application's SQLite databases (config `app.sqlite`): captured while primary, kept while standby. */
+  private readonly sqlite: SqliteDatabases | undefined;
   /** Writes that asked to be acknowledged once replicated wait here. */
   private readonly copies: CopyWait;
   /** Append latency, batch size and flush time for GET /metrics; the loopback scrape port (metrics.listen). */
@@ -150,6 +153,9 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
             clock: this.clock,
           })
         : undefined;
+    this.sqlite = config.app.sqlite.length
+      ? new SqliteDatabases({ databases: config.app.sqlite, node: config.node, dataDir: config.dataDir, entryBytesMax: config.log.entryBytesMax, log: this.log, logger, clock: this.clock })
+      : undefined;
     const mqtt = config.mqttIngest;
     this.ingest = mqtt.listen
       ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, append: (op, copy) => this.append(op, copy), logger: logger.child('agent:app:mqtt') })
@@ -177,6 +183,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     logger.info('log opened', { event: 'log-open', ...recovery });
     this.fireQuarantine('recovery');
     await this.state.start();
+    await this.sqlite?.load();
     this.replicationValue = new Replication({
       log: this.log,
       group: config.group,
@@ -238,6 +245,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.app?.stop('the agent is stopping');
     await this.forwarder?.stop('the agent is stopping');
     this.roles?.stop();
+    await this.sqlite?.stop();
     await this.supervisor?.stop();
     await this.ingest?.stop();
     await this.api.stop();
@@ -352,6 +360,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       state: this.state.counters,
       writes: this.copies.counters,
       ...(this.ingest ? { mqttIngest: this.ingest.counters } : {}),
+      ...(this.sqlite ? { sqlite: this.sqlite.status() } : {}),
       power: this.supervisor?.status() ?? { state: 'ONLINE', source: 'none' },
       powerTimeline: this.supervisor?.timeline() ?? [],
       ...(this.app ? { app: this.app.status() } : {}),
@@ -367,7 +376,11 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // The state must include every replicated entry before the first write of the new epoch is served.
     if (role === 'primary') {
       await this.state.waitApplied(this.log.watermarks().committed);
+      // The databases as of the last replicated commit, and captured from here, before the application starts.
+      await this.sqlite?.becomePrimary(this.log.watermarks().committed);
       this.handingOff = false;
+    } else {
+      await this.sqlite?.becomeStandby();
     }
   }
 
@@ -441,6 +454,16 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // waits for it to be gone (publishHandoff), so that it never runs on both nodes.
     this.appStopping = this.app?.stop('power is failing: handing off');
     void this.forwarder?.stop('power is failing: handing off');
+    // The application's last SQLite transactions are in its WAL, not yet in the log: once it has stopped
+    // (it commits nothing more), they are captured, so that the fence's seq covers its last commit.
+    let sqliteCommits: Record<string, number> | undefined;
+    if (this.sqlite) {
+      await this.appStopping;
+      sqliteCommits = await this.sqlite.captureFinal().catch((error: unknown) => {
+        this.deps.logger.error('could not capture the last SQLite transactions before the flush', { error });
+        return undefined;
+      });
+    }
     const fenceSeq = await this.log.fence('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`);
     const replicated = this.log.watermarks().replicated;
     this.deps.logger.info('flushing the unreplicated tail', {
@@ -450,6 +473,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       committedAtBrownout: atStart.committed,
       replicated,
       budgetMs,
+      ...(sqliteCommits ? { sqliteCommits } : {}),
     });
     const end: FlushEnd = this.roles?.role === 'primary' ? await this.waitFlushed(fenceSeq, budgetMs - (this.clock.monotonicMs() - started), signal) : 'not-primary';
     // The handoff names what the sibling holds whether or not this checkpoint lands: a failed sync on a

@@ -168,7 +168,8 @@ export class KvState {
     const decoded = decodeOp(payload);
     if (!decoded.ok) {
       // Entries are validated before they are appended, so this is another writer's format; count it.
-      this.undecodable++;
+      // SQLite pages are the sqlite replica's (agent/sqlite), not the key-value state's.
+      if (decoded.reason !== 'sqlite-pages') this.undecodable++;
       return;
     }
     const op = decoded.op;

@@ -9,6 +9,8 @@
  *   [4, topic, data, props]  the same with the message's properties worth keeping (MqttProps): a map,
  *                            present only when there is something in it, so readers that know only
  *                            three elements still read the message
+ *   [5, db, ...]             pages of an application's SQLite database (agent/sqlite/entry.ts); not a
+ *                            key-value op
  *
  * Keys are UTF-8 strings; values and data are byte strings.
  */
@@ -18,6 +20,8 @@ export const OP_ENTRY = 1;
 export const OP_PUT = 2;
 export const OP_DELETE = 3;
 export const OP_MQTT = 4;
+/** Decoded by agent/sqlite/entry.ts; decodeOp answers `sqlite-pages` for it. */
+export const OP_SQLITE = 5;
 
 /** Keys travel in URLs and topics' payloads; 512 bytes covers hierarchical names with room to spare. */
 export const KV_KEY_BYTES_MAX = 512;
@@ -77,6 +81,7 @@ export function decodeOp(payload: Uint8Array): OpDecodeResult {
     const props = mqttProps(third);
     return props ? { ok: true, op: { op: OP_MQTT, topic: first, data: second, props } } : { ok: false, reason: 'bad-mqtt-props' };
   }
+  if (code === OP_SQLITE) return { ok: false, reason: 'sqlite-pages' };
   return { ok: false, reason: `bad-op-${code}` };
 }
 

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ApiClient, type ApiClientOptions } from '../app/index.ts';
+import { sqliteStatusLines } from '../sqlite/index.ts';
 import { apiTokenFile, configSchema, loadConfig } from '../config/index.ts';
 import { parseCommand, type CommandSpec, type Io, type ParsedCommand } from './io.ts';
 
@@ -40,6 +41,7 @@ export async function statusCommand(argv: readonly string[], io: Io): Promise<nu
       io.stdout(`  state: ${status.state?.kvKeys} keys, applied to seq ${status.state?.kvAppliedSeq}`);
       for (const line of linkLines(status)) io.stdout(line);
       for (const line of appLines(status)) io.stdout(line);
+      for (const line of sqliteStatusLines(status)) io.stdout(line);
     }
     return 0;
   } catch (error) {

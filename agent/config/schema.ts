@@ -353,6 +353,18 @@ export const configSchema = object(
         restartDelayMs: integer({ description: 'Delay before restarting an application that exited on its own; doubled for every exit within stableMs of its start.', default: 1000, min: 0, unit: 'ms' }),
         restartDelayMsMax: integer({ description: 'Longest restart delay (a crash loop is retried this often).', default: 60_000, min: 0, unit: 'ms' }),
         stableMs: integer({ description: 'An application that ran this long before exiting is restarted after restartDelayMs again.', default: 30_000, min: 0, unit: 'ms' }),
+        sqlite: array(
+          object(
+            {
+              path: string({ description: 'The database file the application opens (absolute, on a local file system). The application must use journal_mode=WAL and should set wal_autocheckpoint=0 (README, "SQLite databases").', pattern: /^\//, patternText: 'an absolute path' }),
+              name: string({ description: 'Its name in the log, status and metrics (default: the file name without its extension).', optional: true, pattern: NAME, patternText: NAME_TEXT }),
+              pollMs: integer({ description: 'How often the WAL is read when no file-change event came (events usually come first).', default: 10, min: 1, max: 1000, unit: 'ms' }),
+              checkpointFrames: integer({ description: 'The agent checkpoints (PASSIVE) once this many copied frames are in the WAL: it bounds the WAL.', default: 1000, min: 1, max: 1_000_000 }),
+            },
+            { description: 'A SQLite database that follows leadership with the application.' },
+          ),
+          { description: 'SQLite databases of the application: their WAL is copied into the log as it is written, kept on the sibling, and the application starts there with them (README, "SQLite databases").', default: [] },
+        ),
       },
       { description: 'The application that moves with leadership.' },
     ),

@@ -31,6 +31,8 @@ export type ErrorCode =
   | 'UNAUTHORIZED'
   | 'FORBIDDEN'
   | 'UNSUPPORTED_MEDIA_TYPE'
+  /** A database in app.sqlite cannot be copied safely (not WAL, network file system, locked exclusively). */
+  | 'SQLITE_UNSUITABLE'
   /** A write that asked to wait for its copy (ackAfter broker/replica) did not get it in time; it is on this node's flash. */
   | 'NOT_REPLICATED';
 

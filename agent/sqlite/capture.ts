@@ -1,0 +1,369 @@
+/**
+ * Copies one SQLite database's committed transactions into the log while this node is primary (config
+ * `app.sqlite`), without the application knowing:
+ *
+ * 1. A read transaction of the agent's own (a read-only connection) pins the WAL: while it holds a snapshot
+ *    that includes WAL frames, no checkpoint goes past it and no writer can reset the WAL to its start, so no
+ *    frame is overwritten before it is copied. After each copy it is taken again, at the new end.
+ * 2. The `-wal` file is read with plain reads (fs.watch, and a short poll as a fallback), verified frame by
+ *    frame (salts, checksum chain: wal-format.ts), and every transaction up to the last valid commit frame
+ *    becomes log entries (entry.ts), fsynced and replicated like every other entry.
+ * 3. The agent checkpoints (checkpointer.ts, PASSIVE) once the WAL holds checkpointFrames copied frames; its
+ *    read transaction keeps the checkpoint to frames it can still copy. After a full checkpoint the WAL is
+ *    reset by the application's next write, a reset the capture expects (salt-1 one higher).
+ * 4. Every other change of the WAL's header (a reset it did not expect, the WAL gone) means frames it never
+ *    saw may be lost: it starts a new generation, a consistent snapshot of the whole database (read inside
+ *    its read transaction through sqlite_dbpage), chunked through the log. Each start is a new generation too.
+ */
+import { watch, type FSWatcher } from 'node:fs';
+import { open as openFile } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { LastgaspError, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
+import { openSqlite, isBusy, type SqliteConnection } from './connection.ts';
+import { WalCheckpointer } from './checkpointer.ts';
+import { checkDatabase } from './checks.ts';
+import { pagesPerEntry, splitTransaction } from './entry.ts';
+import { decodeWalHeader, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalCursor, type WalFrame, type WalHeader } from './wal-format.ts';
+
+/** Bytes of WAL read per step: bounds the memory a burst of writes costs (a few hundred 4 KiB frames). */
+const CAPTURE_READ_BYTES_MAX = 4 * 1024 * 1024;
+/** Entries appended in one group commit, by their total size (the log writes at most 4 MiB at once). */
+const CAPTURE_BATCH_BYTES_MAX = 1024 * 1024;
+/** Lags kept for the p50/p99 in status. */
+const LAG_SAMPLES = 512;
+
+export interface CaptureOptions {
+  path: string;
+  name: string;
+  /** Config field, for errors: "app.sqlite[0]". */
+  field: string;
+  node: string;
+  pollMs: number;
+  checkpointFrames: number;
+  entryBytesMax: number;
+  /** Appends entries in one group commit; resolves with the last one's seq. */
+  append(payloads: readonly Uint8Array[]): Promise<number>;
+  logger: Logger;
+  clock: Clock;
+}
+
+interface Position {
+  /** Undefined while the generation started from a database without a WAL: any first header continues it. */
+  header: WalHeader | undefined;
+  cursor: WalCursor;
+}
+
+export class SqliteCapture {
+  private reader: SqliteConnection | undefined;
+  private checkpointer: WalCheckpointer | undefined;
+  private position: Position | undefined;
+  private generation = '';
+  private generationCount = 0;
+  private expectReset = false;
+  /** Steps run one at a time, in the order asked for; a step queued and not yet begun is not queued twice. */
+  private chain: Promise<void> = Promise.resolve();
+  private queued = false;
+  private watcher: FSWatcher | undefined;
+  private timer: TimerHandle | undefined;
+  private stopped = true;
+  private lastError: string | undefined;
+  private generationReason = '';
+  private readonly lags: number[] = [];
+  readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, lastCommitSeq: 0, walBytes: 0 };
+
+  constructor(private readonly options: CaptureOptions) {}
+
+  start(): void {
+    this.stopped = false;
+    try {
+      this.watcher = watch(dirname(this.options.path), (_event, file) => {
+        if (file === basename(this.options.path) + '-wal') this.kick();
+      });
+    } catch (error) {
+      this.options.logger.warn(`cannot watch ${dirname(this.options.path)} (${(error as Error).message}); polling every ${this.options.pollMs} ms`);
+    }
+    this.schedule();
+    this.kick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.watcher?.close();
+    await this.chain;
+    this.reader?.close();
+    this.checkpointer?.close();
+    this.reader = this.checkpointer = undefined;
+    this.position = undefined;
+  }
+
+  /** Copy every transaction committed so far; resolves with the log seq of the last one captured (0: none). */
+  async captureNow(): Promise<number> {
+    const step = this.chain.then(() => this.step());
+    this.chain = step.catch(() => undefined);
+    await step;
+    return this.counters.lastCommitSeq;
+  }
+
+  status(): Record<string, unknown> {
+    const sorted = [...this.lags].sort((a, b) => a - b);
+    const at = (q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : undefined);
+    return { name: this.options.name, path: this.options.path, role: 'capture', generation: this.generation, generationReason: this.generationReason, ...this.counters, lagMsP50: at(0.5), lagMsP99: at(0.99), error: this.lastError };
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = this.options.clock.setTimeout(() => {
+      this.kick();
+      this.schedule();
+    }, this.options.pollMs);
+  }
+
+  private kick(): void {
+    if (this.stopped || this.queued) return;
+    this.queued = true;
+    this.chain = this.chain.then(() => {
+      this.queued = false;
+      return this.stopped ? undefined : this.step().catch((error: unknown) => this.failed(error));
+    });
+  }
+
+  private failed(error: unknown): void {
+    const message = (error as Error).message;
+    if (message !== this.lastError) this.options.logger.error(`sqlite ${this.options.name}: ${message}`, { event: 'sqlite-capture-error', db: this.options.name, code: (error as LastgaspError).code });
+    this.lastError = message;
+  }
+
+  private async step(): Promise<void> {
+    if (!this.reader && !(await this.attach())) return;
+    await this.copy();
+    if (this.position && this.position.cursor.frameIndex >= this.options.checkpointFrames) await this.checkpoint();
+    this.lastError = undefined;
+  }
+
+  /** Open the connections once the database exists and passes the checks, and start the first generation. */
+  private async attach(): Promise<boolean> {
+    const { options } = this;
+    // Checked before any connection opens the file: closing a descriptor of a file drops every POSIX lock
+    // the process holds on it (fcntl(2)), SQLite's included, and an application's last close would then
+    // checkpoint and delete the WAL under the agent.
+    const probe = await openSqlite(':memory:', false);
+    const version = String(probe.get('SELECT sqlite_version() AS v')?.v ?? '0');
+    probe.close();
+    const check = await checkDatabase(options.path, `${options.field}.path`, version);
+    if (!check.exists) return false;
+    this.reader = await openSqlite(options.path, true);
+    this.checkpointer = new WalCheckpointer(options.path);
+    await this.checkpointer.open();
+    await this.newGeneration('the capture started');
+    return true;
+  }
+
+  /** Read the WAL from the position to its last valid commit and append what is new; start over when it must. */
+  private async copy(): Promise<void> {
+    let bytesMax = CAPTURE_READ_BYTES_MAX;
+    for (;;) {
+      const wal = await this.readWal(this.position!, bytesMax);
+      if (wal === 'none' || wal === 'new-generation') return;
+      const { header, bytes } = wal;
+      const scan = scanWalFrames(bytes, header, this.position!.cursor);
+      if (scan.commits > 0) {
+        await this.appendTransactions(header, scan.frames, wal.mtimeMs);
+        this.position = { header, cursor: scan.end };
+        this.expectReset = false;
+        this.retakeReadTransaction();
+      }
+      if (bytes.length < bytesMax) return;
+      // A transaction larger than one read: read more at once until its commit frame is in.
+      bytesMax = scan.commits > 0 ? CAPTURE_READ_BYTES_MAX : bytesMax * 2;
+    }
+  }
+
+  /** The header and the bytes after the cursor, or a new generation when the WAL is not the one followed. */
+  private async readWal(position: Position, bytesMax: number): Promise<{ header: WalHeader; bytes: Uint8Array; mtimeMs: number } | 'none' | 'new-generation'> {
+    const file = await readFrom(this.options.path + '-wal', position, bytesMax);
+    this.counters.walBytes = file?.size ?? 0;
+    const decoded = file && file.head.length === WAL_HEADER_BYTES ? decodeWalHeader(file.head) : undefined;
+    if (!decoded?.ok) {
+      // No WAL (yet) is fine while none was followed; one that vanished or went bad took frames with it.
+      if (position.header === undefined) return 'none';
+      await this.newGeneration(decoded ? `the WAL header is not valid (${decoded.reason})` : 'the WAL disappeared');
+      return 'new-generation';
+    }
+    const header = decoded.header;
+    const followed = position.header;
+    if (followed === undefined || (followed.salt1 === header.salt1 && followed.salt2 === header.salt2)) {
+      if (followed === undefined) this.position = { header, cursor: { frameIndex: 0, checksum: header.checksum } };
+      return { header, bytes: file!.frames, mtimeMs: file!.mtimeMs };
+    }
+    if (this.expectReset && header.salt1 === (followed.salt1 + 1) >>> 0) {
+      // The reset that followed the agent's own full checkpoint: every frame of the old WAL was copied.
+      this.counters.walResetsSeen++;
+      this.expectReset = false;
+      this.position = { header, cursor: { frameIndex: 0, checksum: header.checksum } };
+      return this.readWal(this.position, bytesMax);
+    }
+    await this.newGeneration(`a WAL reset the agent did not see (salt-1 ${followed.salt1} → ${header.salt1}): the application checkpointed on its own, or the file was replaced`);
+    return 'new-generation';
+  }
+
+  private async appendTransactions(header: WalHeader, frames: readonly WalFrame[], mtimeMs: number): Promise<void> {
+    const perEntry = pagesPerEntry(this.options.entryBytesMax, header.pageBytes);
+    const payloads: Uint8Array[] = [];
+    let pages = new Map<number, Uint8Array>();
+    let commits = 0;
+    for (const frame of frames) {
+      // A page written twice in one transaction (a spilled cache) counts once, with its last image.
+      pages.set(frame.pgno, frame.page);
+      if (frame.commitPages === 0) continue;
+      const list = [...pages].map(([pgno, page]) => ({ pgno, page }));
+      payloads.push(...splitTransaction({ db: this.options.name, generation: this.generation, pageBytes: header.pageBytes }, list, frame.commitPages, false, perEntry));
+      pages = new Map();
+      commits++;
+    }
+    await this.appendAll(payloads);
+    this.counters.framesCaptured += frames.length;
+    this.counters.commitsCaptured += commits;
+    this.recordLag(this.options.clock.nowMs() - mtimeMs);
+  }
+
+  private async appendAll(payloads: readonly Uint8Array[]): Promise<void> {
+    for (let start = 0; start < payloads.length; ) {
+      let end = start;
+      let bytes = 0;
+      while (end < payloads.length && (end === start || bytes + payloads[end]!.length <= CAPTURE_BATCH_BYTES_MAX)) bytes += payloads[end++]!.length;
+      this.counters.lastCommitSeq = await this.options.append(payloads.slice(start, end));
+      this.counters.entriesAppended += end - start;
+      this.counters.bytesAppended += bytes;
+      start = end;
+    }
+  }
+
+  /**
+   * A consistent snapshot: under the write barrier the WAL's end is the last commit; the read transaction
+   * taken there sees exactly that database, which is then read page by page while the application goes on.
+   */
+  private async newGeneration(reason: string): Promise<void> {
+    const { options } = this;
+    this.generation = `${options.node}-${options.clock.nowMs().toString(36)}-${++this.generationCount}`;
+    const position = await this.underBarrier(async () => {
+      const position = await findWalEnd(options.path + '-wal');
+      this.retakeReadTransaction();
+      return position;
+    });
+    const reader = this.reader!;
+    const pageBytes = Number(reader.get('PRAGMA page_size')?.page_size);
+    const pageCount = Number(reader.get('PRAGMA page_count')?.page_count);
+    const perEntry = pagesPerEntry(options.entryBytesMax, pageBytes);
+    const payloads: Uint8Array[] = [];
+    for (let first = 1; first <= pageCount; first += perEntry) {
+      const rows = reader.all('SELECT pgno, data FROM sqlite_dbpage WHERE pgno BETWEEN ? AND ? ORDER BY pgno', [first, Math.min(pageCount, first + perEntry - 1)]);
+      const pages = rows.map((row) => ({ pgno: Number(row.pgno), page: new Uint8Array(row.data as Uint8Array) }));
+      payloads.push(...splitTransaction({ db: options.name, generation: this.generation, pageBytes }, pages, first + perEntry > pageCount ? pageCount : 0, first === 1, perEntry));
+    }
+    await this.appendAll(payloads);
+    this.position = position;
+    this.expectReset = false;
+    this.counters.generations++;
+    this.generationReason = reason;
+    options.logger.info(`sqlite ${options.name}: new generation ${this.generation} (${reason}): snapshot of ${pageCount} pages`, { event: 'sqlite-generation', db: options.name, generation: this.generation, pages: pageCount, seq: this.counters.lastCommitSeq, reason });
+  }
+
+  /**
+   * Checkpoint without stopping the application's writers. The read transaction, taken at the end of the last
+   * copy, holds the checkpoint to frames the agent has (or, committed just after that copy, still can) copy,
+   * and no writer can reset the WAL while it is held. After the checkpoint the WAL is copied again (frames
+   * committed meanwhile are still pinned), and the read transaction taken anew: on a fully backfilled WAL
+   * that lets the application's next write reset it, the reset the capture then expects. A writer can only
+   * reset a WAL whose every frame is backfilled, and then every frame was copied first.
+   */
+  private async checkpoint(): Promise<void> {
+    const result = this.checkpointer!.passive();
+    await this.copy();
+    this.retakeReadTransaction();
+    this.counters.checkpoints++;
+    if (result.full && this.position?.header) this.expectReset = true;
+  }
+
+  /** Run `work` holding the write barrier (waiting for a writer that holds the lock now). */
+  private async underBarrier<T>(work: () => Promise<T>): Promise<T | undefined> {
+    const checkpointer = this.checkpointer!;
+    while (!checkpointer.tryBarrier()) {
+      if (this.stopped) return undefined;
+      await new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, this.options.pollMs));
+    }
+    try {
+      return await work();
+    } finally {
+      checkpointer.releaseBarrier();
+    }
+  }
+
+  /** End the read transaction and begin one at the WAL's current end (a statement is what starts it). */
+  private retakeReadTransaction(): void {
+    const reader = this.reader!;
+    try {
+      reader.exec('COMMIT');
+    } catch {
+      // No transaction was open (the first time).
+    }
+    reader.exec('BEGIN');
+    try {
+      reader.get('SELECT count(*) AS n FROM sqlite_master');
+    } catch (error) {
+      reader.exec('ROLLBACK');
+      if (isBusy(error)) {
+        throw new LastgaspError('SQLITE_UNSUITABLE', `${this.options.field}.path: ${this.options.path} cannot be read while the application has it open: it uses PRAGMA locking_mode=EXCLUSIVE (remove that), or holds its lock for a long time`, { path: this.options.path });
+      }
+      throw error;
+    }
+  }
+
+  private recordLag(lagMs: number): void {
+    this.lags.push(Math.max(0, lagMs));
+    if (this.lags.length > LAG_SAMPLES) this.lags.shift();
+  }
+}
+
+/** The WAL's header and its frames from the position's cursor (at most `bytesMax`, whole frames only). */
+async function readFrom(path: string, position: Position | undefined, bytesMax: number): Promise<{ head: Uint8Array; frames: Uint8Array; size: number; mtimeMs: number } | undefined> {
+  let handle;
+  try {
+    handle = await openFile(path, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+  try {
+    const info = await handle.stat();
+    const head = new Uint8Array(Math.min(WAL_HEADER_BYTES, info.size));
+    await handle.read(head, 0, head.length, 0);
+    const pageBytes = head.length === WAL_HEADER_BYTES ? new DataView(head.buffer).getUint32(8) : 0;
+    const from = position?.header && pageBytes ? walFrameOffset(pageBytes, position.cursor.frameIndex) : WAL_HEADER_BYTES;
+    const frameBytes = pageBytes + 24;
+    let length = Math.max(0, Math.min(info.size - from, bytesMax));
+    if (pageBytes) length -= length % frameBytes;
+    const frames = new Uint8Array(length);
+    if (length > 0) await handle.read(frames, 0, length, from);
+    return { head, frames, size: info.size, mtimeMs: info.mtimeMs };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Where the WAL's last valid commit ends, read in bounded steps (the WAL is stable under the barrier). */
+async function findWalEnd(path: string): Promise<Position> {
+  let position: Position = { header: undefined, cursor: { frameIndex: 0, checksum: [0, 0] } };
+  let bytesMax = CAPTURE_READ_BYTES_MAX;
+  for (;;) {
+    const file = await readFrom(path, position, bytesMax);
+    const decoded = file && file.head.length === WAL_HEADER_BYTES ? decodeWalHeader(file.head) : undefined;
+    if (!decoded?.ok) return position;
+    const header = decoded.header;
+    if (position.header === undefined) position = { header, cursor: { frameIndex: 0, checksum: header.checksum } };
+    const scan = scanWalFrames(file!.frames, header, position.cursor);
+    position = { header, cursor: scan.end };
+    if (file!.frames.length < bytesMax) return position;
+    bytesMax = scan.commits > 0 ? CAPTURE_READ_BYTES_MAX : bytesMax * 2;
+  }
+}

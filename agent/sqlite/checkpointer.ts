@@ -1,0 +1,73 @@
+/**
+ * The agent is the database's checkpointer (Litestream's lesson: an application that checkpoints on its own
+ * can reset the WAL under a copier that has not read it yet). Two read-write connections of its own:
+ *
+ * - the barrier: `BEGIN IMMEDIATE` takes SQLite's WAL write lock, so no transaction commits while a new
+ *   generation finds the WAL's end and takes its snapshot there; rolled back at once (it never writes);
+ * - the checkpointer: `wal_checkpoint(PASSIVE)`, which never waits for and never blocks the application's
+ *   readers or writers. RESTART and TRUNCATE are never used: they wait for every reader and stop writers
+ *   meanwhile (Litestream #724, #237). A checkpoint cannot run on the connection that holds the barrier
+ *   (SQLite answers SQLITE_LOCKED), hence two connections.
+ *
+ * A full passive checkpoint (every frame backfilled) lets the application's next write reset the WAL to its
+ * start: that is how the WAL stays bounded, and the capture expects exactly that reset afterwards.
+ */
+import { isBusy, openSqlite, type SqliteConnection } from './connection.ts';
+
+export interface CheckpointResult {
+  /** Frames in the WAL, and how many of them are now in the database file. */
+  readonly walFrames: number;
+  readonly checkpointedFrames: number;
+  /** Every frame backfilled: the next write may start the WAL over. */
+  readonly full: boolean;
+}
+
+export class WalCheckpointer {
+  private barrier: SqliteConnection | undefined;
+  private checkpointer: SqliteConnection | undefined;
+  private held = false;
+
+  constructor(private readonly path: string) {}
+
+  async open(): Promise<void> {
+    this.barrier = await openSqlite(this.path, false);
+    this.checkpointer = await openSqlite(this.path, false);
+  }
+
+  /** Take the write lock now, or false when a writer holds it (the agent never waits inside SQLite). */
+  tryBarrier(): boolean {
+    if (this.held) return true;
+    try {
+      this.barrier!.exec('BEGIN IMMEDIATE');
+      this.held = true;
+      return true;
+    } catch (error) {
+      if (isBusy(error)) return false;
+      throw error;
+    }
+  }
+
+  releaseBarrier(): void {
+    if (!this.held) return;
+    this.held = false;
+    this.barrier!.exec('ROLLBACK');
+  }
+
+  passive(): CheckpointResult {
+    const row = this.checkpointer!.get('PRAGMA wal_checkpoint(PASSIVE)') ?? {};
+    const walFrames = Number(row.log ?? -1);
+    const checkpointedFrames = Number(row.checkpointed ?? -1);
+    return { walFrames, checkpointedFrames, full: Number(row.busy ?? 1) === 0 && walFrames >= 0 && walFrames === checkpointedFrames };
+  }
+
+  /**
+   * Close both. A read-write connection that closes last checkpoints and deletes the WAL: harmless here,
+   * since the capture's next start begins with a new snapshot.
+   */
+  close(): void {
+    if (this.held) this.releaseBarrier();
+    this.barrier?.close();
+    this.checkpointer?.close();
+    this.barrier = this.checkpointer = undefined;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The log entry that carries a SQLite database's pages (op 5, agent/app/ops.ts):
+ *
+ *   [5, db, generation, flags, pageBytes, commitPages, pgnos, pages]
+ *
+ * - db: the database's name (config `app.sqlite[].name`).
+ * - generation: a text id, new for every consistent snapshot the capture starts from (at each start of the
+ *   capture, and after a WAL reset it did not see). The entries of one generation apply on top of its
+ *   snapshot only.
+ * - flags: bit 0 set on the first entry of a snapshot: the replica starts a new file from it.
+ * - commitPages: 0 on an entry that does not end a transaction; on the last entry of a transaction (or of a
+ *   snapshot) the database's size in pages after it. A replica applies nothing before it sees this.
+ * - pgnos: byte string, one big-endian u32 page number per page; pages: byte string, the page images in the
+ *   same order, `pageBytes` each.
+ *
+ * A transaction larger than one entry (log.entryBytesMax) is split over several consecutive entries; the
+ * capture appends each transaction's entries in one batch, so they are committed (and replicated) together.
+ */
+import { OP_SQLITE } from '../app/index.ts';
+import { decodeCbor, encodeCbor } from '../util/index.ts';
+
+export { OP_SQLITE };
+export const SQLITE_FLAG_SNAPSHOT = 1;
+/** CBOR framing around the two byte strings and the small fields; the names are bounded by the config. */
+const ENTRY_FRAMING_BYTES_MAX = 256;
+
+export interface SqliteEntry {
+  readonly db: string;
+  readonly generation: string;
+  readonly flags: number;
+  readonly pageBytes: number;
+  readonly commitPages: number;
+  readonly pages: ReadonlyArray<{ readonly pgno: number; readonly page: Uint8Array }>;
+}
+
+export function encodeSqliteEntry(entry: SqliteEntry): Uint8Array {
+  const pgnos = new Uint8Array(entry.pages.length * 4);
+  const pages = new Uint8Array(entry.pages.length * entry.pageBytes);
+  const view = new DataView(pgnos.buffer);
+  entry.pages.forEach(({ pgno, page }, index) => {
+    view.setUint32(index * 4, pgno);
+    pages.set(page, index * entry.pageBytes);
+  });
+  return encodeCbor([OP_SQLITE, entry.db, entry.generation, entry.flags, entry.pageBytes, entry.commitPages, pgnos, pages]);
+}
+
+export type SqliteEntryResult = { ok: true; entry: SqliteEntry } | { ok: false; reason: string };
+
+/** Undefined for another op; a typed failure for a malformed op 5. */
+export function decodeSqliteEntry(payload: Uint8Array): SqliteEntryResult | undefined {
+  let value: unknown;
+  try {
+    value = decodeCbor(payload);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(value) || value[0] !== OP_SQLITE) return undefined;
+  const [, db, generation, flags, pageBytes, commitPages, pgnos, pages] = value as unknown[];
+  if (typeof db !== 'string' || typeof generation !== 'string' || typeof flags !== 'number' || typeof pageBytes !== 'number' || typeof commitPages !== 'number') return { ok: false, reason: 'fields' };
+  if (!(pgnos instanceof Uint8Array) || !(pages instanceof Uint8Array) || pgnos.length % 4 !== 0 || pageBytes <= 0 || pages.length !== (pgnos.length / 4) * pageBytes) return { ok: false, reason: 'pages' };
+  const view = new DataView(pgnos.buffer, pgnos.byteOffset, pgnos.byteLength);
+  const list = Array.from({ length: pgnos.length / 4 }, (_, index) => ({ pgno: view.getUint32(index * 4), page: pages.subarray(index * pageBytes, (index + 1) * pageBytes) }));
+  if (list.some(({ pgno }) => pgno === 0)) return { ok: false, reason: 'pgno-0' };
+  return { ok: true, entry: { db, generation, flags, pageBytes, commitPages, pages: list } };
+}
+
+/** How many pages fit in one entry of at most `entryBytesMax` bytes. */
+export function pagesPerEntry(entryBytesMax: number, pageBytes: number): number {
+  return Math.max(1, Math.floor((entryBytesMax - ENTRY_FRAMING_BYTES_MAX) / (pageBytes + 4)));
+}
+
+/** One transaction's (or snapshot's) pages as entries, the last carrying `commitPages`. */
+export function splitTransaction(base: Omit<SqliteEntry, 'pages' | 'commitPages' | 'flags'>, pages: SqliteEntry['pages'], commitPages: number, snapshot: boolean, perEntry: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let start = 0; start < pages.length || out.length === 0; start += perEntry) {
+    const last = start + perEntry >= pages.length;
+    out.push(encodeSqliteEntry({ ...base, flags: snapshot && start === 0 ? SQLITE_FLAG_SNAPSHOT : 0, commitPages: last ? commitPages : 0, pages: pages.slice(start, start + perEntry) }));
+  }
+  return out;
+}

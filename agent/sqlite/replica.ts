@@ -1,0 +1,312 @@
+/**
+ * The database kept on a node that is not primary: the log's SQLite entries (entry.ts) applied in seq order,
+ * so that the file is always the primary's database as of a transaction it committed, and the application
+ * can start on it the moment this node takes over.
+ *
+ * Crash-consistent with a redo journal of its own (`<db>.lastgasp-redo`): the transactions to apply are
+ * written there first in SQLite's WAL format (wal-format.ts: salts and a checksum chain, the commit frame
+ * last) and fdatasynced, and only then are their page images written into the file, which is cut to the last
+ * commit's size, as a checkpoint would. A crash before the journal's commit frame is on flash leaves the file
+ * untouched; a crash after it is repaired at the next start by writing the journal's pages again (whole page
+ * images: twice is the same as once). SQLite is not involved: the file is never opened through a second
+ * SQLite in this process, whose cached shared-memory index would not see frames written behind its back.
+ * A snapshot (a new generation) is written into `<db>.lastgasp-new`, fsynced, and renamed over the file.
+ *
+ * The position (the last entry whose transaction is in the file, and its generation) is kept in
+ * `sqlite-<name>.json` in the data directory, written after each apply. While the node is primary the
+ * replica is paused (the capture owns the file); when it is a standby again its file holds the application's
+ * own writes, some of which may never have left: that file is set aside and the replica waits for the
+ * new primary's next snapshot.
+ */
+import { randomInt } from 'node:crypto';
+import { open as openFile, readFile, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { FlashLog } from '../log/index.ts';
+import { nodeFs, writeFileAtomic, type Clock, type Logger } from '../util/index.ts';
+import { decodeSqliteEntry, SQLITE_FLAG_SNAPSHOT, type SqliteEntry } from './entry.ts';
+import { decodeWalHeader, encodeWal, scanWalFrames, WAL_HEADER_BYTES, type WalFrame } from './wal-format.ts';
+
+/** Entries read from the log per step (bounds a catch-up's memory with the log's own 4 MiB read limit). */
+const REPLICA_READ_ENTRIES = 1024;
+const REPLICA_READ_BYTES = 4 * 1024 * 1024;
+/** Frames held before they are written and checkpointed even if more commits are coming. */
+const REPLICA_FRAMES_MAX = 4096;
+
+export interface ReplicaOptions {
+  path: string;
+  name: string;
+  dataDir: string;
+  log: FlashLog;
+  logger: Logger;
+  clock: Clock;
+}
+
+interface ReplicaState {
+  /** Every entry up to this seq is accounted for: applied, or not this database's. */
+  seq: number;
+  generation: string | undefined;
+  /** Set when this node's capture started on the file: its contents are then the application's own. */
+  captured: boolean;
+}
+
+export class SqliteReplica {
+  private state: ReplicaState = { seq: 0, generation: undefined, captured: false };
+  /** The transaction being assembled, and the transactions complete but not yet written. */
+  private open: Map<number, Uint8Array> | undefined;
+  private ready: WalFrame[] = [];
+  private readySeq = 0;
+  private snapshotFile: Awaited<ReturnType<typeof openFile>> | undefined;
+  private pageBytes = 0;
+  private scanned = 0;
+  private paused = true;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private unsubscribe: (() => void) | undefined;
+  readonly counters = { commitsApplied: 0, snapshotsApplied: 0, entriesSkipped: 0, entriesUndecodable: 0, setAside: 0, appliedSeq: 0, lastSetAside: '' };
+
+  constructor(private readonly options: ReplicaOptions) {}
+
+  private get stateFile(): string {
+    return join(this.options.dataDir, `sqlite-${this.options.name}.json`);
+  }
+
+  async load(): Promise<void> {
+    try {
+      this.state = { ...this.state, ...(JSON.parse(await readFile(this.stateFile, 'utf8')) as Partial<ReplicaState>) };
+    } catch {
+      // No state yet: apply from the log's start.
+    }
+    this.scanned = this.state.seq;
+    this.counters.appliedSeq = this.state.seq;
+    await this.redo();
+  }
+
+  /** Follow the log (this node is a standby). A file the application wrote here is set aside first. */
+  async resume(): Promise<void> {
+    if (this.state.captured) await this.setAside();
+    this.paused = false;
+    this.unsubscribe ??= this.options.log.onCommit(() => this.kick());
+    this.kick();
+    await this.running;
+  }
+
+  /** Stop applying (this node becomes primary, or the agent stops); resolves once no apply runs. */
+  async pause(): Promise<void> {
+    this.paused = true;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    await this.running;
+  }
+
+  /** Apply everything up to `seq`, then let the capture own the file: the application starts on it. */
+  async handOverAt(seq: number): Promise<void> {
+    this.paused = false;
+    while (this.scanned < seq) {
+      const before = this.scanned;
+      await this.running;
+      this.kick();
+      await this.running;
+      // An apply that failed (logged) makes no progress: the application starts on what the file holds.
+      if (this.scanned === before || this.options.log.watermarks().committed < seq) break;
+    }
+    await this.pause();
+    // A file this replica made has had every WAL of its own checkpointed: what still lies next to it is
+    // stale and must not meet the application. A file the application wrote here (captured) keeps its WAL:
+    // that holds its committed transactions.
+    if (!this.state.captured && this.state.generation !== undefined) {
+      await rm(this.options.path + '-wal', { force: true });
+      await rm(this.options.path + '-shm', { force: true });
+    }
+    await this.saveState({ ...this.state, captured: true });
+  }
+
+  status(): Record<string, unknown> {
+    return { name: this.options.name, path: this.options.path, role: 'replica', generation: this.state.generation, ...this.counters };
+  }
+
+  private kick(): void {
+    if (this.paused) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.catchUp()
+      .catch((error: unknown) => this.options.logger.error(`sqlite ${this.options.name}: cannot apply the log to ${this.options.path}: ${(error as Error).message}`, { event: 'sqlite-replica-error', db: this.options.name }))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.kick();
+        }
+      });
+  }
+
+  private async catchUp(): Promise<void> {
+    const log = this.options.log;
+    if (this.scanned + 1 < log.firstSeq) {
+      // Retention removed entries this file never got: only a later snapshot can bring it up to date.
+      this.options.logger.warn(`sqlite ${this.options.name}: the log starts at seq ${log.firstSeq}, after this file's position ${this.scanned}; waiting for the primary's next snapshot`, { event: 'sqlite-replica-gap', db: this.options.name });
+      this.scanned = log.firstSeq - 1;
+      this.state = { ...this.state, generation: undefined };
+    }
+    while (!this.paused && this.scanned < log.watermarks().committed) {
+      const batch = await log.read(this.scanned + 1, { entriesMax: REPLICA_READ_ENTRIES, bytesMax: REPLICA_READ_BYTES });
+      if (batch.length === 0) break;
+      for (const entry of batch) {
+        await this.take(entry.seq, entry.payload);
+        this.scanned = entry.seq;
+        if (this.ready.length >= REPLICA_FRAMES_MAX) await this.flush();
+      }
+      await this.flush();
+    }
+  }
+
+  private async take(seq: number, payload: Uint8Array): Promise<void> {
+    const decoded = decodeSqliteEntry(payload);
+    if (decoded === undefined) return;
+    if (!decoded.ok) {
+      this.counters.entriesUndecodable++;
+      return;
+    }
+    const entry = decoded.entry;
+    if (entry.db !== this.options.name) return;
+    if (entry.flags & SQLITE_FLAG_SNAPSHOT) {
+      await this.flush();
+      await this.startSnapshot(entry);
+    } else if (entry.generation !== this.state.generation && entry.generation !== this.snapshotGeneration) {
+      // A transaction of a generation whose snapshot this file does not hold: applying it would corrupt.
+      this.counters.entriesSkipped++;
+      return;
+    }
+    if (this.snapshotFile) {
+      for (const { pgno, page } of entry.pages) await this.snapshotFile.write(page, 0, page.length, (pgno - 1) * entry.pageBytes);
+      if (entry.commitPages !== 0) await this.finishSnapshot(entry, seq);
+      return;
+    }
+    this.open ??= new Map();
+    for (const { pgno, page } of entry.pages) this.open.set(pgno, page);
+    if (entry.commitPages === 0) return;
+    const pages = [...this.open];
+    this.open = undefined;
+    this.pageBytes = entry.pageBytes;
+    pages.forEach(([pgno, page], index) => this.ready.push({ pgno, page, commitPages: index === pages.length - 1 ? entry.commitPages : 0 }));
+    this.readySeq = seq;
+  }
+
+  private snapshotGeneration: string | undefined;
+
+  private async startSnapshot(entry: SqliteEntry): Promise<void> {
+    await this.snapshotFile?.close();
+    this.open = undefined;
+    this.snapshotGeneration = entry.generation;
+    this.snapshotFile = await openFile(this.options.path + '.lastgasp-new', 'w', 0o600);
+  }
+
+  private async finishSnapshot(entry: SqliteEntry, seq: number): Promise<void> {
+    const file = this.snapshotFile!;
+    this.snapshotFile = undefined;
+    await file.truncate(entry.commitPages * entry.pageBytes);
+    await file.datasync();
+    await file.close();
+    // The old file's WAL (always checkpointed, but perhaps left by a crash) must not meet the new file.
+    await rm(this.options.path + '-wal', { force: true });
+    await rm(this.options.path + '-shm', { force: true });
+    await rename(this.options.path + '.lastgasp-new', this.options.path);
+    await nodeFs.syncDir(dirname(this.options.path));
+    this.snapshotGeneration = undefined;
+    this.counters.snapshotsApplied++;
+    await this.saveState({ seq, generation: entry.generation, captured: false });
+    this.options.logger.info(`sqlite ${this.options.name}: snapshot of generation ${entry.generation} applied (${entry.commitPages} pages)`, { event: 'sqlite-snapshot-applied', db: this.options.name, seq, generation: entry.generation });
+  }
+
+  /**
+   * Apply the complete transactions: first into the redo journal (the frames in WAL format, the commit frame
+   * last, fdatasynced), then their page images into the file, which is cut to the last commit's size and
+   * fdatasynced; then the journal is emptied. A crash before the journal's commit frame is on flash leaves
+   * the file as it was; after it, `load` applies the journal again (page images: applying twice is once).
+   */
+  private async flush(): Promise<void> {
+    if (this.ready.length === 0) return;
+    const frames = this.ready;
+    const commits = frames.filter((frame) => frame.commitPages !== 0).length;
+    this.ready = [];
+    await this.writeJournal(encodeWal(this.pageBytes, { salt1: randomInt(2 ** 31), salt2: randomInt(2 ** 31) }, frames));
+    await applyPages(this.options.path, this.pageBytes, frames);
+    await this.saveState({ ...this.state, seq: this.readySeq });
+    await this.writeJournal(new Uint8Array(0));
+    this.counters.commitsApplied += commits;
+  }
+
+  private get journalPath(): string {
+    return this.options.path + '.lastgasp-redo';
+  }
+
+  private async writeJournal(bytes: Uint8Array): Promise<void> {
+    const file = await openFile(this.journalPath, 'w', 0o600);
+    try {
+      await file.write(bytes);
+      await file.datasync();
+    } finally {
+      await file.close();
+    }
+    // The journal's name must be durable before the file is touched; it is created once and then reused.
+    if (!this.journalNamed) {
+      await nodeFs.syncDir(dirname(this.journalPath));
+      this.journalNamed = true;
+    }
+  }
+
+  private journalNamed = false;
+
+  /** A journal left by a crash during an apply: its committed frames go into the file again. */
+  private async redo(): Promise<void> {
+    const bytes = await readFile(this.journalPath).then((buffer) => new Uint8Array(buffer), () => undefined);
+    if (!bytes || bytes.length === 0) return;
+    const decoded = decodeWalHeader(bytes);
+    if (decoded.ok) {
+      const scan = scanWalFrames(bytes.subarray(WAL_HEADER_BYTES), decoded.header, { frameIndex: 0, checksum: decoded.header.checksum });
+      if (scan.commits > 0) {
+        await applyPages(this.options.path, decoded.header.pageBytes, scan.frames);
+        this.options.logger.warn(`sqlite ${this.options.name}: an apply was interrupted; ${scan.commits} transactions applied again from ${this.journalPath}`, { event: 'sqlite-redo', db: this.options.name });
+      }
+    }
+    await this.writeJournal(new Uint8Array(0));
+  }
+
+  private async setAside(): Promise<void> {
+    const target = `${this.options.path}.set-aside-${this.options.clock.nowMs()}`;
+    let moved = false;
+    for (const suffix of ['', '-wal']) {
+      moved = (await rename(this.options.path + suffix, target + suffix).then(() => true, () => false)) || moved;
+    }
+    await rm(this.options.path + '-shm', { force: true });
+    if (moved) {
+      this.counters.setAside++;
+      this.counters.lastSetAside = target;
+      this.options.logger.warn(`sqlite ${this.options.name}: this node's database may hold transactions that never reached the new primary; set aside as ${target} (the database follows the new primary's from its next snapshot)`, { event: 'sqlite-set-aside', db: this.options.name, file: target });
+    }
+    // A demotion may have cut the log below this position; the new primary's snapshot lies after the cut.
+    const seq = Math.min(this.state.seq, this.options.log.watermarks().committed);
+    this.scanned = seq;
+    await this.saveState({ seq, generation: undefined, captured: false });
+  }
+
+  private async saveState(state: ReplicaState): Promise<void> {
+    this.state = state;
+    this.counters.appliedSeq = state.seq;
+    await writeFileAtomic(this.stateFile, new TextEncoder().encode(JSON.stringify(state)));
+  }
+}
+
+/** Page images at (pgno - 1) × pageBytes in order, the file cut to the last commit's size, fdatasynced. */
+async function applyPages(path: string, pageBytes: number, frames: readonly WalFrame[]): Promise<void> {
+  const file = await openFile(path, 'r+');
+  try {
+    for (const { pgno, page } of frames) await file.write(page, 0, page.length, (pgno - 1) * pageBytes);
+    const last = frames.findLast((frame) => frame.commitPages !== 0);
+    if (last) await file.truncate(last.commitPages * pageBytes);
+    await file.datasync();
+  } finally {
+    await file.close();
+  }
+}

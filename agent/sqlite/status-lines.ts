@@ -1,0 +1,13 @@
+/** `lastgasp status`: one line per database of `app.sqlite`, from the `sqlite` part of GET /v1/status. */
+export function sqliteStatusLines(status: Record<string, unknown>): string[] {
+  const databases = (status.sqlite ?? []) as Array<Record<string, unknown>>;
+  return databases.map((db) => {
+    const error = db.error ? `  ERROR: ${db.error}` : '';
+    if (db.role === 'capture') {
+      const lag = db.lagMsP50 === undefined ? 'no lag measured yet' : `lag p50 ${Math.round(db.lagMsP50 as number)} ms, p99 ${Math.round(db.lagMsP99 as number)} ms`;
+      return `  sqlite ${db.name}: capturing, ${db.commitsCaptured} commits (${db.framesCaptured} frames) to seq ${db.lastCommitSeq}, ${lag}, WAL ${db.walBytes} bytes, ${db.checkpoints} checkpoints, generation ${db.generations}${error}`;
+    }
+    const aside = db.lastSetAside ? `, own file set aside as ${db.lastSetAside}` : '';
+    return `  sqlite ${db.name}: replica, ${db.commitsApplied} commits and ${db.snapshotsApplied} snapshots applied, to seq ${db.appliedSeq}${aside}`;
+  });
+}

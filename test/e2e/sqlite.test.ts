@@ -1,0 +1,163 @@
+// Application-transparent SQLite with real parts: a real mosquitto, two agent processes, and Debian's Python
+// sqlite3 as the unmodified application (test/fixtures/sqlite-app.py) started by the agent that leads
+// (config `app:`), writing random transactions (schema changes and VACUUM among them) to its own database
+// file on each node, and journaling every commit it saw succeed.
+// - brownout: the application stops on gw-a, its last transactions are captured before the flush seals, and
+//   it starts on gw-b with a database that passes integrity_check, equals gw-a's (sorted iterdump), and
+//   holds every transaction gw-a's application committed; then gw-a's agent is SIGKILLed and gw-b goes on;
+// - SIGKILL of the primary agent (and its application) with silence takeover: gw-b's database is a prefix of
+//   gw-a's commits; gw-a comes back as a standby, sets its own file aside, and follows gw-b's database.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { startMosquitto } from '../support/mosquitto.ts';
+import { createPtyPair } from '../support/pty.ts';
+import { startBmsSim } from '../support/bms-sim.ts';
+import { startAgent, startPair } from '../support/agents.ts';
+import { killAll } from '../support/processes.ts';
+import { tempDir, waitFor } from '../support/ports.ts';
+
+after(killAll);
+
+/** Debian's Python and the SQLite it links (3.40.1): the unmodified application. */
+const PYTHON = '/usr/bin/python3';
+const run = promisify(execFile);
+const APP = fileURLToPath(new URL('../fixtures/sqlite-app.py', import.meta.url));
+const DUMP = fileURLToPath(new URL('../fixtures/sqlite-dump.py', import.meta.url));
+
+type Line = { node: string; pid: number; event: string; txid?: number; integrity?: string; dumpSha?: string; txids?: number[] };
+type Dump = { integrity: string; dumpSha: string; txids: number[]; writers: string[] };
+
+function journal(file: string): Line[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8').split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as Line);
+}
+
+function committed(lines: readonly Line[], node: string): number[] {
+  return lines.filter((line) => line.node === node && line.event === 'commit').map((line) => line.txid!);
+}
+
+async function dump(path: string): Promise<Dump> {
+  return JSON.parse((await run(PYTHON, [DUMP, path])).stdout) as Dump;
+}
+
+function range(first: number, last: number): number[] {
+  return Array.from({ length: Math.max(0, last - first + 1) }, (_, index) => first + index);
+}
+
+/** Each node's application and database: its own file, the same name in the log. */
+async function nodeApp(dir: string, node: string, journalFile: string) {
+  const dbDir = join(dir, `${node}-db`);
+  await mkdir(dbDir, { recursive: true });
+  const db = join(dbDir, 'app.db');
+  return { db, config: { app: { command: [PYTHON, APP], env: { DB: db, APP_JOURNAL: journalFile, APP_TX_DELAY_MS: '3' }, stopTimeoutMs: 5000, sqlite: [{ path: db, name: 'app' }] } } };
+}
+
+test('brownout: the application stops on gw-a, and starts on gw-b with the same database holding every transaction it committed', async () => {
+  const dir = await tempDir('e2e-sqlite-brownout');
+  const journalFile = join(dir.path, 'journal.ndjson');
+  const broker = await startMosquitto(dir.path);
+  const pty = await createPtyPair(dir.path);
+  const sim = await startBmsSim(['--protocol', 'bridge', '--serial', pty.devicePath]);
+  const appA = await nodeApp(dir.path, 'gw-a', journalFile);
+  const appB = await nodeApp(dir.path, 'gw-b', journalFile);
+  const { a, b } = await startPair(dir.path, 'sqlmove', broker.url, {
+    extraA: { ...appA.config, power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: 30_000, handoffAckTimeoutMs: 5000, cutDelayMs: 200 } },
+    extraB: appB.config,
+  });
+  try {
+    await a.waitForEvent('power-link', (line) => line.state === 'up');
+    await waitFor('gw-a\'s application to commit 150 transactions', () => (committed(journal(journalFile), 'gw-a').length >= 150 ? true : undefined), 60_000);
+    const standby = await waitFor('gw-b to apply some of them', async () => {
+      const sqlite = ((await b.client.status()).sqlite as Array<Record<string, unknown>>)[0]!;
+      return (sqlite.commitsApplied as number) > 0 ? sqlite : undefined;
+    }, 30_000);
+    assert.equal(standby.role, 'replica');
+
+    sim.send('ac off');
+    sim.send('brownout');
+    const flush = await a.waitForEvent('flush-start', () => true, 30_000);
+    await a.waitForEvent('handoff', () => true, 30_000);
+    await b.waitForEvent('takeover', () => true, 30_000);
+    const start = await waitFor('the application to start on gw-b', () => journal(journalFile).find((line) => line.node === 'gw-b' && line.event === 'start'), 30_000);
+    const lines = journal(journalFile);
+    const onA = committed(lines, 'gw-a');
+    assert.ok(lines.some((line) => line.node === 'gw-a' && line.event === 'term'), 'gw-a\'s application was stopped (SIGTERM) before the handoff');
+    assert.ok((flush.sqliteCommits as Record<string, number>).app! > 0, 'the flush names the log seq of the database\'s last commit');
+    assert.equal(start.integrity, 'ok');
+    assert.deepEqual(start.txids, range(1, onA.at(-1)!), 'every transaction gw-a\'s application committed is in gw-b\'s database, and nothing else');
+    assert.equal(start.dumpSha, (await dump(appA.db)).dumpSha, 'gw-b\'s database equals gw-a\'s (sorted iterdump)');
+
+    await a.stop('SIGKILL');
+    await waitFor('the application to go on committing on gw-b', () => (committed(journal(journalFile), 'gw-b').length >= 20 ? true : undefined), 30_000);
+    const statusB = ((await b.client.status()).sqlite as Array<Record<string, unknown>>)[0]!;
+    assert.equal(statusB.role, 'capture');
+    assert.ok((statusB.commitsCaptured as number) > 0, 'gw-b captures its application\'s transactions in turn');
+  } finally {
+    await a.stop('SIGKILL');
+    await b.stop();
+    await sim.stop();
+    await pty.close();
+    await broker.stop();
+    await dir.remove();
+  }
+});
+
+test('SIGKILL of the primary agent and its application: gw-b starts on a prefix of gw-a\'s commits, and gw-a, back as a standby, sets its own file aside and follows gw-b', async () => {
+  const dir = await tempDir('e2e-sqlite-kill');
+  const journalFile = join(dir.path, 'journal.ndjson');
+  const broker = await startMosquitto(dir.path);
+  const appA = await nodeApp(dir.path, 'gw-a', journalFile);
+  const appB = await nodeApp(dir.path, 'gw-b', journalFile);
+  const fast = { replication: { heartbeatMs: 250 }, takeover: { silenceMs: 3000 } };
+  const { a, b } = await startPair(dir.path, 'sqlkill', broker.url, { extra: fast, extraA: appA.config, extraB: appB.config });
+  let again: Awaited<ReturnType<typeof startAgent>> | undefined;
+  try {
+    await waitFor('gw-a\'s application to commit 100 transactions', () => (committed(journal(journalFile), 'gw-a').length >= 100 ? true : undefined), 60_000);
+    await waitFor('gw-b to apply some of them', async () => ((((await b.client.status()).sqlite as Array<Record<string, unknown>>)[0]!.commitsApplied as number) > 0 ? true : undefined), 30_000);
+    const appPid = journal(journalFile).find((line) => line.node === 'gw-a' && line.event === 'start')!.pid;
+    // The agent dies first (its process only: the application shares its output pipes, so the harness's stop
+    // would wait for both), and the gateway a moment later: what the application commits meanwhile never leaves.
+    process.kill(a.process.child.pid!, 'SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    process.kill(-appPid, 'SIGKILL');
+    await a.stop('SIGKILL');
+    const lastOnA = committed(journal(journalFile), 'gw-a').at(-1)!;
+
+    await b.waitForEvent('takeover', () => true, 30_000);
+    const start = await waitFor('the application to start on gw-b', () => journal(journalFile).find((line) => line.node === 'gw-b' && line.event === 'start'), 30_000);
+    assert.equal(start.integrity, 'ok');
+    const took = start.txids!.length;
+    assert.deepEqual(start.txids, range(1, took), 'a prefix of gw-a\'s commits, cut at a commit');
+    assert.ok(took >= 100 && took < lastOnA, `gw-b started from transaction ${took} of the ${lastOnA} gw-a's application committed`);
+
+    again = await startAgent('gw-a', a.configFile, a.api);
+    await again.waitForEvent('role', (line) => line.role === 'standby', 30_000);
+    const aside = await again.waitForEvent('sqlite-set-aside', () => true, 30_000);
+    const setAside = await dump(aside.file as string);
+    assert.equal(setAside.integrity, 'ok');
+    // The application may have been killed between a COMMIT and its journal line: one more is fine.
+    assert.deepEqual(setAside.txids, range(1, Math.max(lastOnA, setAside.txids.length)), 'the set-aside file keeps every transaction gw-a\'s application committed, those that never left included');
+    assert.ok(setAside.txids.length - lastOnA <= 1);
+    await waitFor('gw-a to follow gw-b\'s database', async () => {
+      const sqlite = ((await again!.client.status()).sqlite as Array<Record<string, unknown>>)[0]!;
+      return (sqlite.snapshotsApplied as number) >= 1 && (sqlite.commitsApplied as number) > 0 ? true : undefined;
+    }, 30_000);
+    const followed = await dump(appA.db);
+    assert.equal(followed.integrity, 'ok');
+    assert.deepEqual(followed.txids, range(1, followed.txids.length));
+    assert.deepEqual(followed.writers.slice(0, took), start.txids!.map(() => 'gw-a'), 'gw-a\'s transactions up to the takeover');
+    assert.ok(followed.writers.slice(took).every((writer) => writer === 'gw-b'), 'and gw-b\'s after it: none of those that never left');
+  } finally {
+    await again?.stop();
+    await a.stop('SIGKILL');
+    await b.stop();
+    await broker.stop();
+    await dir.remove();
+  }
+});

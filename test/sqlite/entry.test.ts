@@ -1,0 +1,52 @@
+// The log entry that carries SQLite pages (op 5): a transaction larger than one entry is split with the
+// commit on its last entry only, every entry decodes back to its pages, malformed ones are named and other
+// ops are left alone; and the status lines `lastgasp status` prints for a capturing and a replica node.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { encodeOp, OP_PUT } from '../../agent/app/index.ts';
+import { decodeSqliteEntry, pagesPerEntry, splitTransaction, sqliteStatusLines, SQLITE_FLAG_SNAPSHOT } from '../../agent/sqlite/index.ts';
+import { encodeCbor } from '../../agent/util/index.ts';
+
+const PAGE = 1024;
+
+test('a transaction larger than one entry is split, the commit rides the last entry, and every page decodes back', () => {
+  const pages = Array.from({ length: 10 }, (_, index) => ({ pgno: index + 1, page: new Uint8Array(PAGE).fill(index + 1) }));
+  const perEntry = pagesPerEntry(4 * PAGE, PAGE);
+  assert.equal(perEntry, 3, 'four pages of room, less the framing and the page numbers');
+  const payloads = splitTransaction({ db: 'app', generation: 'gw-a-1', pageBytes: PAGE }, pages, 12, true, perEntry);
+  assert.equal(payloads.length, 4);
+  const entries = payloads.map((payload) => {
+    const decoded = decodeSqliteEntry(payload);
+    assert.ok(decoded?.ok);
+    assert.ok(payload.length <= 4 * PAGE);
+    return decoded.entry;
+  });
+  assert.deepEqual(entries.map((entry) => entry.commitPages), [0, 0, 0, 12]);
+  assert.deepEqual(entries.map((entry) => entry.flags & SQLITE_FLAG_SNAPSHOT), [1, 0, 0, 0], 'only the first entry of a snapshot is flagged');
+  assert.deepEqual(entries.flatMap((entry) => entry.pages.map(({ pgno, page }) => [pgno, page[0], page.length])), pages.map(({ pgno }) => [pgno, pgno, PAGE]));
+  // An empty transaction (nothing but a commit) is still one entry.
+  assert.equal(splitTransaction({ db: 'app', generation: 'g', pageBytes: PAGE }, [], 3, false, perEntry).length, 1);
+});
+
+test('other ops are not SQLite entries; malformed SQLite entries are named', () => {
+  assert.equal(decodeSqliteEntry(encodeOp({ op: OP_PUT, key: 'k', value: Uint8Array.of(1) })), undefined);
+  assert.equal(decodeSqliteEntry(Uint8Array.of(0xff, 0x00)), undefined);
+  assert.deepEqual(decodeSqliteEntry(encodeCbor([5, 'app', 'g', 0, PAGE, 0])), { ok: false, reason: 'pages' });
+  assert.deepEqual(decodeSqliteEntry(encodeCbor([5, 7, 'g', 0, PAGE, 0, new Uint8Array(4), new Uint8Array(PAGE)])), { ok: false, reason: 'fields' });
+  assert.deepEqual(decodeSqliteEntry(encodeCbor([5, 'app', 'g', 0, PAGE, 0, new Uint8Array(4), new Uint8Array(PAGE - 1)])), { ok: false, reason: 'pages' });
+  assert.deepEqual(decodeSqliteEntry(encodeCbor([5, 'app', 'g', 0, PAGE, 0, new Uint8Array(4), new Uint8Array(PAGE)])), { ok: false, reason: 'pgno-0' });
+});
+
+test('lastgasp status: one line per database, capturing or replica', () => {
+  const lines = sqliteStatusLines({
+    sqlite: [
+      { name: 'app', role: 'capture', commitsCaptured: 12, framesCaptured: 40, lastCommitSeq: 99, lagMsP50: 3.2, lagMsP99: 17.9, walBytes: 4096, checkpoints: 2, generations: 1 },
+      { name: 'hist', role: 'replica', commitsApplied: 5, snapshotsApplied: 1, appliedSeq: 98, lastSetAside: '/data/hist.db.set-aside-1' },
+    ],
+  });
+  assert.deepEqual(lines, [
+    '  sqlite app: capturing, 12 commits (40 frames) to seq 99, lag p50 3 ms, p99 18 ms, WAL 4096 bytes, 2 checkpoints, generation 1',
+    '  sqlite hist: replica, 5 commits and 1 snapshots applied, to seq 98, own file set aside as /data/hist.db.set-aside-1',
+  ]);
+  assert.deepEqual(sqliteStatusLines({}), []);
+});
