@@ -262,6 +262,7 @@ export class Publisher {
       paused: this.paused,
       flushing: this.flushing,
       drainBytesPerS: Math.round(this.drain.bytesPerS() ?? 0),
+      compression: { ...this.options.codec.compression },
       watermarkStalledMs: this.watermarkStalledMs(),
     };
   }
@@ -425,7 +426,8 @@ export class Publisher {
       const first = entries[0];
       if (!first || first.seq !== this.nextSeq || this.stopped) return;
       let buffer: Uint8Array | undefined;
-      const payload = options.codec.encodeBatch({ group: options.group, node: options.node, epoch: log.epoch, entries }, (bytes) => (buffer = this.buffers.take(bytes)));
+      const link = { bytesPerS: this.linkBytesPerS(), flushing: this.flushing };
+      const payload = options.codec.encodeBatch({ group: options.group, node: options.node, epoch: log.epoch, entries }, (bytes) => (buffer = this.buffers.take(bytes)), link);
       if (payload.length > payloadBytesMax) {
         if (buffer) this.buffers.give(buffer);
         this.refuseTooLarge(first.seq, first.payload.length, payloadBytesMax);

@@ -10,24 +10,12 @@ import type { ShapedLink } from './shaped-link.ts';
 
 /** One way, on the shaped uplink: a typical LTE-M or loaded Wi-Fi hop. */
 export const LINK_DELAY_MS = 50;
-const ENTRY_BYTES = 1000;
 const WRITERS = 32;
 const STARTUP_TIMEOUT_MS = Number(process.env.LASTGASP_HOLDUP_STARTUP_MS ?? 120_000);
 
-export type Data = 'telemetry' | 'random';
+import { entryValue, type Data } from './holdup-data.ts';
 
-/** One entry of the tail: ten meters' readings as JSON (what a gateway logs), or incompressible bytes. */
-export function entryValue(data: Data, random: () => number, index: number): Uint8Array {
-  if (data === 'random') return Uint8Array.from({ length: ENTRY_BYTES }, () => Math.floor(random() * 256));
-  const readings = Array.from({ length: 10 }, (_, meter) => ({
-    meter: `meter-${String(meter).padStart(3, '0')}`,
-    ts: 1_760_000_000_000 + index * 1000 + meter,
-    v: Number((229 + random() * 3).toFixed(2)),
-    a: Number((random() * 16).toFixed(3)),
-    pf: Number((0.9 + random() * 0.1).toFixed(3)),
-  }));
-  return new TextEncoder().encode(JSON.stringify({ gw: 'gw-a', seq: index, readings }));
-}
+export { entryValue, type Data };
 
 /** Link shape: a burst of 10 ms at the rate, and a modem buffer of 100 ms (at least a few packets). */
 export function shapeFor(rateKbps: number) {
