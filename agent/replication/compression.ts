@@ -138,6 +138,9 @@ export function inflateBatchBody(compression: unknown, bytes: Uint8Array, bytesM
   if (compression !== BATCH_COMPRESSION_BROTLI) return { ok: false, reason: 'compression-unknown' };
   try {
     const body = zlib.brotliDecompressSync(bytes, { maxOutputLength: bytesMax });
+    // A body is never empty. Plain CBOR read as Brotli often is an empty stream (a map head's bits say "last
+    // meta-block, empty"), and Deno's node:zlib then ignores the bytes after it where Node's refuses them.
+    if (body.length === 0) return { ok: false, reason: 'compression-bad-data' };
     return { ok: true, body: new Uint8Array(body.buffer, body.byteOffset, body.length) };
   } catch (error) {
     const code = (error as { code?: unknown }).code;
