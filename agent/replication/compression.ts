@@ -10,9 +10,10 @@
  * smaller batch takes less time than sending it as it is, i.e. when the link drains slower than
  * speed × (1 − ratio), with the compressor's speed and ratio those this process measured on its own
  * batches. A link faster than the compressor never gets compressed batches; one whose rate is not measured
- * yet gets none either. On brownout (flushing) the best ratio whose compression still keeps ahead of the
- * link is taken, within the CPU budget (COMPRESS_CPU_SHARE of the wire time of what it produces, and never
- * more than COMPRESS_MS_MAX of the event loop per batch).
+ * yet gets none either. On mains the fastest quality that pays is used. On brownout (flushing) the quality
+ * that gets the batch across soonest, which on a slow link is a better ratio, within the CPU budget
+ * (COMPRESS_CPU_SHARE of the wire time of what it produces, and never more than COMPRESS_MS_MAX of the event
+ * loop per batch).
  */
 import * as zlib from 'node:zlib';
 
@@ -80,26 +81,43 @@ export class BatchCompressor {
 
   /** The Brotli quality for a body of `bodyBytes` on this link, or undefined to send it uncompressed. */
   choose(bodyBytes: number, link: LinkHint): number | undefined {
-    const rate = link.bytesPerS;
-    if (rate === undefined || rate <= 0 || bodyBytes < COMPRESS_BYTES_MIN) return undefined;
-    const wireMs = (bytes: number) => (bytes * 1000) / rate;
-    let best: number | undefined;
-    for (const step of LADDER) {
-      const ratio = this.ratioAt(step.ratio);
-      const compressMs = bodyBytes / (step.bytesPerMs * this.speedScale);
-      if (compressMs + wireMs(bodyBytes * ratio) >= wireMs(bodyBytes)) continue;
-      if (!link.flushing) return step.quality;
-      if (compressMs > COMPRESS_MS_MAX || compressMs > wireMs(bodyBytes * ratio) * COMPRESS_CPU_SHARE) break;
-      best = step.quality;
-    }
-    if (best !== undefined) return best;
+    const planned = this.plan(bodyBytes, link);
+    if (planned !== undefined) return planned.quality;
     // Nothing pays at the ratio measured. If the link is slow enough that it would at the prior one, the data
     // may have become compressible again: probe now and then.
+    const rate = link.bytesPerS;
+    if (rate === undefined || rate <= 0 || bodyBytes < COMPRESS_BYTES_MIN) return undefined;
     const first = LADDER[0]!;
+    const wireMs = (bytes: number) => (bytes * 1000) / rate;
     const slowLink = bodyBytes / (first.bytesPerMs * this.speedScale) + wireMs(bodyBytes * first.ratio) < wireMs(bodyBytes);
     if (!slowLink || ++this.sinceProbe < PROBE_EVERY) return undefined;
     this.sinceProbe = 0;
     return first.quality;
+  }
+
+  /** The ratio a body of `bodyBytes` is expected to shrink to on this link (1: sent as it is). */
+  expectedRatio(bodyBytes: number, link: LinkHint): number {
+    return this.plan(bodyBytes, link)?.ratio ?? 1;
+  }
+
+  /** The quality that pays best on this link within the CPU budget, and the ratio expected from it. */
+  private plan(bodyBytes: number, link: LinkHint): { quality: number; ratio: number } | undefined {
+    const rate = link.bytesPerS;
+    if (rate === undefined || rate <= 0 || bodyBytes < COMPRESS_BYTES_MIN) return undefined;
+    const wireMs = (bytes: number) => (bytes * 1000) / rate;
+    let best: { quality: number; ratio: number } | undefined;
+    let bestMs = wireMs(bodyBytes);
+    for (const step of LADDER) {
+      const ratio = this.ratioAt(step.ratio);
+      const compressMs = bodyBytes / (step.bytesPerMs * this.speedScale);
+      const totalMs = compressMs + wireMs(bodyBytes * ratio);
+      if (totalMs >= bestMs) continue;
+      if (!link.flushing) return { quality: step.quality, ratio };
+      if (compressMs > COMPRESS_MS_MAX || compressMs > wireMs(bodyBytes * ratio) * COMPRESS_CPU_SHARE) break;
+      best = { quality: step.quality, ratio };
+      bestMs = totalMs;
+    }
+    return best;
   }
 
   /** The ratio expected at a quality whose prior ratio is `prior`, for the data seen lately. */
@@ -117,8 +135,10 @@ export class BatchCompressor {
     });
     const elapsedMs = Math.max(performance.now() - startMs, 0.01);
     const gain = Math.max(0, (1 - packed.length / body.length) / (1 - step.ratio));
-    // Incompressible data is believed at once: each further try at a high quality would cost CPU for nothing.
-    this.gain = packed.length >= body.length ? 0 : this.gain + EWMA_WEIGHT * (gain - this.gain);
+    // Data that compresses worse than thought is believed at once: each further try at a high quality would
+    // cost CPU for little (Brotli's best qualities crawl over random bytes at under 1 MB/s). Better news
+    // moves the estimate gradually.
+    this.gain = gain < this.gain ? gain : this.gain + EWMA_WEIGHT * (gain - this.gain);
     this.speedScale += EWMA_WEIGHT * (body.length / elapsedMs / step.bytesPerMs - this.speedScale);
     if (packed.length >= body.length) return undefined;
     this.counters.batchesCompressed++;

@@ -185,6 +185,11 @@ export class WireCodec {
     return encodeBatchEnvelope({ group: message.group, node: message.node, epoch: message.epoch, first, entries: message.entries }, WIRE_VERSION, this.authenticator.envelopeAuth(), allocate, compression);
   }
 
+  /** The ratio a batch body of `bodyBytes` is expected to shrink to when encoded for `link` (1: not compressed). */
+  expectedRatio(bodyBytes: number, link: LinkHint): number {
+    return this.compressor.expectedRatio(bodyBytes, link);
+  }
+
   encodeAck(message: AckMessage & Freshness): Uint8Array {
     return this.seal('ack', message);
   }
