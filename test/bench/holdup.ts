@@ -15,7 +15,7 @@
  * battery runs flat at a known instant; a threshold-only start is compared with the energy-aware start.
  *
  * Environment: LASTGASP_HOLDUP_RATES_KBPS (default 256,1000,10000), LASTGASP_HOLDUP_BUDGETS_S (1,3,10),
- * LASTGASP_HOLDUP_DATA (telemetry,random), LASTGASP_HOLDUP_ENTRIES_MAX (6000). The last line is one JSON
+ * LASTGASP_HOLDUP_DATA (telemetry,random), LASTGASP_HOLDUP_ENTRIES_MAX (24000). The last line is one JSON
  * object. Not part of `npm test`; run it with `nice`.
  */
 import { startMosquitto, type Mosquitto } from '../support/mosquitto.ts';
@@ -31,8 +31,8 @@ const list = (name: string, fallback: string) => (process.env[name] ?? fallback)
 const RATES_KBPS = list('LASTGASP_HOLDUP_RATES_KBPS', '256,1000,10000').map(Number);
 const BUDGETS_S = list('LASTGASP_HOLDUP_BUDGETS_S', '1,3,10').map(Number);
 const DATA = list('LASTGASP_HOLDUP_DATA', 'telemetry,random') as Array<'telemetry' | 'random'>;
-/** Largest tail written per case: enough to overfill every case up to 10 Mbit/s × 3 s, quick to write. */
-const ENTRIES_MAX = Number(process.env.LASTGASP_HOLDUP_ENTRIES_MAX ?? 6000);
+/** Largest tail written per case: overfills every random case and telemetry up to 10 Mbit/s × 1 s, quick enough to write. */
+const ENTRIES_MAX = Number(process.env.LASTGASP_HOLDUP_ENTRIES_MAX ?? 24000);
 /**
  * Kept back from the hold-up budget: the agent's clock starts when the power source's brownout reaches it, a
  * few ms after the benchmark's. The agent itself keeps back what the handoff record needs (the bytes in flight
