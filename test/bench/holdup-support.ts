@@ -1,5 +1,5 @@
 /** The parts of the hold-up benchmark (holdup.ts) that its energy scenario (holdup-energy.ts) shares. */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Mosquitto } from '../support/mosquitto.ts';
 import { createPtyPair } from '../support/pty.ts';
@@ -40,12 +40,18 @@ export async function writeTail(agent: AgentProcess, values: readonly Uint8Array
   return acked;
 }
 
-/** Write `count` entries and wait until gw-b holds them: the link's drain rate is measured, the tail starts empty. */
+/**
+ * Write `count` entries and wait until gw-b holds them and nothing is in flight: the link's drain rate is
+ * measured, the tail starts empty, and the link idle (a resend that gw-b asked for while the warm-up crawled
+ * over a slow link can still be on the wire after the entries arrived, and would take the brownout's budget).
+ */
 export async function warmUp(a: AgentProcess, data: Data, random: () => number, count = 200): Promise<void> {
   await writeTail(a, Array.from({ length: count }, (_, index) => entryValue(data, random, index)), 'warmup');
   await waitFor('the warm-up to be replicated', async () => {
-    const marks = (await a.client.status()).watermarks as { committed: number; replicated: number };
-    return marks.replicated >= marks.committed ? true : undefined;
+    const status = await a.client.status();
+    const marks = status.watermarks as { committed: number; replicated: number };
+    const inflight = (status.replication.publisher as { inflightBatches: number }).inflightBatches;
+    return marks.replicated >= marks.committed && inflight === 0 ? true : undefined;
   }, 60_000, 100);
 }
 
@@ -88,6 +94,8 @@ export async function startShapedPair(parent: string, group: string, broker: Mos
     await b.stop();
     await sim.stop();
     await pty.close();
+    // Each case's logs go at once: a full run writes tens of thousands of entries per case, on a shared disk.
+    await rm(dir, { recursive: true, force: true });
   };
   return { a, b, sim, close };
 }

@@ -92,7 +92,9 @@ async function holdupCase(broker: Mosquitto, dir: string, index: number, rateKbp
     await new Promise((resolve) => setTimeout(resolve, budgetS * 1000));
     await link.cut();
     await a.process.kill('SIGKILL');
-    const onBAtCut = (await b.client.status()).watermarks.committed as number;
+    const statusB = await b.client.status();
+    const onBAtCut = statusB.watermarks.committed as number;
+    if (process.env.LASTGASP_HOLDUP_DEBUG) console.error(`holdup${index} gw-b at the cut`, JSON.stringify({ watermarks: statusB.watermarks, replication: statusB.replication }));
     const saved = Math.max(0, Math.min(onBAtCut, tailFirst + entries - 1) - tailFirst + 1);
     const handoff = a.events().find((line) => line.event === 'handoff');
     let truthful = true;
