@@ -48,9 +48,9 @@ const PROBE_EVERY = 16;
 /** Bodies smaller than this are sent as they are: a few entries gain little and Brotli's header is ~10 bytes. */
 const COMPRESS_BYTES_MIN = 1024;
 /**
- * Largest decompressed body a receiver accepts unless told otherwise: twice the largest batch the publisher
- * builds (replication.batchBytesMax's ceiling, 8 MiB). A body that would inflate beyond it is a zip bomb,
- * refused after producing at most this much.
+ * Largest decompressed body a receiver accepts unless its own replication.batchBytesMax is larger (the
+ * publisher never compresses more than that into one batch): 32 times the default batchBytesMax of 512 KiB.
+ * A body that would inflate beyond it is a zip bomb, refused after producing at most this much.
  */
 export const BATCH_INFLATED_BYTES_MAX = 16 * 1024 * 1024;
 
