@@ -28,6 +28,13 @@ import { LastgaspError, isLastgaspError, makeDataDir, nodeFs, removeTemporaries,
 
 /** The publisher's deadline in the brownout flush lies this far past the budget (see waitFlushed). */
 const FLUSH_DEADLINE_SLACK_MS = 1000;
+/**
+ * The flush ends this much earlier than the measured lead of the handoff record asks (publisher
+ * handoffLeadMs): the watermarks' and the latched handoff's fsyncs come first, tens of ms on a busy flash.
+ */
+const FLUSH_HANDOFF_MARGIN_MS = 100;
+/** How often the flush looks again at that lead: it moves with the bytes in flight (at most ~300 ms of them). */
+const FLUSH_LEAD_CHECK_MS = 25;
 
 /** CBOR framing an op adds around its key and value (array header, op code, string and byte-string heads). */
 const OP_FRAMING_BYTES_MAX = 16;
@@ -497,10 +504,20 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     if (budgetMs <= 0) return this.log.watermarks().replicated >= seq ? 'flushed' : 'budget';
     const expire = new AbortController();
     let budgetOver = false;
-    const timer = this.clock.setTimeout(() => {
+    // The budget is the time until the handoff record must be on the brokers: the flush stops waiting as
+    // long before it as the record needs to get out behind what is in flight, measured on this link.
+    const deadlineMs = this.clock.monotonicMs() + budgetMs;
+    let timer: TimerHandle;
+    const check = () => {
+      const leftMs = deadlineMs - this.clock.monotonicMs() - (this.replication.publisher.handoffLeadMs() ?? 0) - FLUSH_HANDOFF_MARGIN_MS;
+      if (leftMs > 0) {
+        timer = this.clock.setTimeout(check, Math.min(leftMs, FLUSH_LEAD_CHECK_MS));
+        return;
+      }
       budgetOver = true;
       expire.abort();
-    }, budgetMs);
+    };
+    timer = this.clock.setTimeout(check, 0);
     const onAbort = () => expire.abort();
     signal.addEventListener('abort', onAbort, { once: true });
     try {

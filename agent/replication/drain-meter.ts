@@ -20,6 +20,12 @@ export const DRAIN_WINDOW_MS = 10_000;
 export const DRAIN_SAMPLE_MS_MAX = 250;
 /** Samples kept: a bound on the ring; at DRAIN_SAMPLE_MS_MAX each, more than the window needs. */
 const DRAIN_SAMPLES_MAX = 64;
+/**
+ * Round-trip samples kept: the least of the last this many batches is the estimate. A batch that waited
+ * behind others in flight reads long; the least of a few dozen includes one that went out alone (each
+ * brownout flush starts with one), and a link that became slower shows within as many batches.
+ */
+const ROUND_TRIP_SAMPLES_MAX = 32;
 
 interface Sample {
   readonly bytes: number;
@@ -33,6 +39,7 @@ export class DrainMeter {
   private busySinceMs: number | undefined;
   private bytesInPeriod = 0;
   private saturatedInPeriod = false;
+  private readonly roundTripsMs: number[] = [];
 
   /** Something was put in flight; starts a busy stretch unless one is running. */
   sent(atMs: number): void {
@@ -54,6 +61,23 @@ export class DrainMeter {
     this.bytesInPeriod = 0;
     this.saturatedInPeriod = false;
     this.busySinceMs = idle ? undefined : atMs;
+  }
+
+  /**
+   * A batch was acknowledged `latencyMs` after it was handed to the link, with `bytesAhead` in flight then
+   * (itself included): what is left once their time on the wire at the measured rate is taken off is a
+   * round trip. Not counted before the rate is measured.
+   */
+  roundTrip(latencyMs: number, bytesAhead: number): void {
+    const rate = this.bytesPerS();
+    if (rate === undefined) return;
+    this.roundTripsMs.push(Math.max(0, latencyMs - (bytesAhead * 1000) / rate));
+    if (this.roundTripsMs.length > ROUND_TRIP_SAMPLES_MAX) this.roundTripsMs.shift();
+  }
+
+  /** The link's round trip: the least of the recent batches' (see roundTrip); undefined until measured. */
+  roundTripMs(): number | undefined {
+    return this.roundTripsMs.length === 0 ? undefined : Math.min(...this.roundTripsMs);
   }
 
   /** The link stopped under the traffic (a failure, a pause): the stretch says nothing about the rate. */

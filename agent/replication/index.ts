@@ -15,9 +15,11 @@ export {
   type DecodeResult,
   type MessageKind,
   type Freshness,
+  type WireCodecOptions,
 } from './wire.ts';
 export type { WireAuth } from './wire-auth.ts';
 export { decodeStrictCbor, type CborValue, type StrictDecodeResult } from './strict-cbor.ts';
 export { CounterSource, FreshnessFilter, COUNTER_BLOCK, type FreshnessVerdict } from './freshness.ts';
 export { generateNodeKeyPair, privateKeyPem, publicKeyText, fingerprint, parsePublicKeyText, parsePrivateKeyPem, readPublicKey, loadKeyring, type Keyring, type NodeKeyPair } from './keys.ts';
 export { DrainMeter, DRAIN_WINDOW_MS, DRAIN_SAMPLE_MS_MAX } from './drain-meter.ts';
+export { BatchCompressor, BATCH_COMPRESSION_BROTLI, BATCH_INFLATED_BYTES_MAX, type LinkHint } from './compression.ts';

@@ -101,6 +101,10 @@ interface Batch {
   readonly sentTo: number;
   /** The pooled buffer its payload was encoded into, given back once every link settled the publish. */
   readonly buffer: Uint8Array | undefined;
+  /** When it was handed to the links (monotonic ms): its acknowledgement measures the round trip. */
+  readonly sentAtMs: number;
+  /** Bytes in flight when it was handed over, itself included: what the link had to carry before its ack. */
+  readonly bytesAhead: number;
   acks: number;
   failures: number;
   quorum: boolean;
@@ -261,6 +265,19 @@ export class Publisher {
     return marks.committed - marks.replicated;
   }
 
+  /**
+   * How long before the hold-up budget ends the flush must stop waiting and publish the handoff record, so
+   * that the record is on the brokers, and their acknowledgement back, by then: it waits behind the bytes not
+   * yet acknowledged, drained at the measured rate (those already across stand for its own trip there), and
+   * its acknowledgement comes back half a round trip later. Undefined until the link is measured.
+   */
+  handoffLeadMs(): number | undefined {
+    const rate = this.linkBytesPerS();
+    const roundTripMs = this.drain.roundTripMs();
+    if (rate === undefined || roundTripMs === undefined) return undefined;
+    return (this.inflightBytes() * 1000) / rate + roundTripMs / 2;
+  }
+
   stats(): Record<string, number | boolean | Record<string, number>> {
     return {
       ...this.counters,
@@ -274,6 +291,8 @@ export class Publisher {
       paused: this.paused,
       flushing: this.flushing,
       drainBytesPerS: Math.round(this.drain.bytesPerS() ?? 0),
+      roundTripMs: Math.round(this.drain.roundTripMs() ?? 0),
+      compression: { ...this.options.codec.compression },
       watermarkStalledMs: this.watermarkStalledMs(),
     };
   }
@@ -433,20 +452,25 @@ export class Publisher {
         this.drain.saturated();
         return;
       }
-      const bytesMax = readBytesMax(batchBytes, options.batchEntriesMax);
+      // A batch the codec will compress holds more entries for the same time on the wire (never more than the
+      // broker takes uncompressed, so that one the codec then sends as it is still fits).
+      const link = { bytesPerS: this.linkBytesPerS(), flushing: this.flushing };
+      const plainBytes = Math.min(payloadBytesMax, Math.round(batchBytes / options.codec.expectedRatio(batchBytes, link)));
+      const bytesMax = readBytesMax(plainBytes, options.batchEntriesMax);
       // The entries are encoded at once and dropped, so one buffer serves every read.
-      const entries = fitBatch(await log.read(this.nextSeq, { entriesMax: options.batchEntriesMax, bytesMax, payloadBuffer: this.buffers.payloads(bytesMax) }), batchBytes);
+      const entries = fitBatch(await log.read(this.nextSeq, { entriesMax: options.batchEntriesMax, bytesMax, payloadBuffer: this.buffers.payloads(bytesMax) }), plainBytes);
       const first = entries[0];
       if (!first || first.seq !== this.nextSeq || this.stopped) return;
       let buffer: Uint8Array | undefined;
-      const payload = options.codec.encodeBatch({ group: options.group, node: options.node, epoch: log.epoch, entries }, (bytes) => (buffer = this.buffers.take(bytes)));
+      const payload = options.codec.encodeBatch({ group: options.group, node: options.node, epoch: log.epoch, entries }, (bytes) => (buffer = this.buffers.take(bytes)), link);
       if (payload.length > payloadBytesMax) {
         if (buffer) this.buffers.give(buffer);
         this.refuseTooLarge(first.seq, first.payload.length, payloadBytesMax);
         return;
       }
-      const batch: Batch = { first: first.seq, last: first.seq + entries.length - 1, bytes: payload.length, sentTo: links.length, buffer, acks: 0, failures: 0, quorum: false, failed: false };
-      this.drain.sent(options.clock.monotonicMs());
+      const sentAtMs = options.clock.monotonicMs();
+      const batch: Batch = { first: first.seq, last: first.seq + entries.length - 1, bytes: payload.length, sentTo: links.length, buffer, sentAtMs, bytesAhead: this.inflightBytes() + payload.length, acks: 0, failures: 0, quorum: false, failed: false };
+      this.drain.sent(sentAtMs);
       this.inflight.push(batch);
       this.recent.push({ first: batch.first, last: batch.last, atMs: options.clock.monotonicMs() });
       if (this.recent.length > RECENT_BATCHES_MAX) this.recent.shift();
@@ -547,6 +571,7 @@ export class Publisher {
     this.settled(batch);
     if (batch.quorum || batch.failed || batch.acks < this.options.quorum) return;
     batch.quorum = true;
+    this.drain.roundTrip(this.options.clock.monotonicMs() - batch.sentAtMs, batch.bytesAhead);
     this.advanceBrokerAcked();
   }
 

@@ -16,6 +16,7 @@ import { Receiver } from './receiver.ts';
 import { CounterSource, FreshnessFilter, type FreshnessTrack } from './freshness.ts';
 import { DirectPath, DIRECT_KIND_ACK, DIRECT_KIND_BATCH, type DirectKind, type DirectPathConfig } from './direct/index.ts';
 import type { WireAuth } from './wire-auth.ts';
+import { BATCH_INFLATED_BYTES_MAX } from './compression.ts';
 import { WireCodec, topics, type AckMessage, type DecodeResult, type Freshness, type LeaderMessage, type StateMessage, type Topics } from './wire.ts';
 
 /** Power telemetry is for dashboards: at most one message per this interval. */
@@ -95,7 +96,8 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   constructor(private readonly options: ReplicationOptions) {
     super();
     this.topics = topics(options.topicPrefix, options.group);
-    this.codec = new WireCodec(options.auth ?? options.hmacKey);
+    // A compressed batch inflates to at most what a publisher of this group may build (batchBytesMax).
+    this.codec = new WireCodec(options.auth ?? options.hmacKey, { inflatedBytesMax: Math.max(BATCH_INFLATED_BYTES_MAX, options.batchBytesMax) });
     this.counters = new CounterSource(options.counterFile, () => options.clock.nowMs());
     const logger = options.logger;
     const linkFor = (urls: readonly string[], index: number) =>

@@ -9,6 +9,10 @@
  * a byte string, so a receiver checks the CRC and the signature over exactly the bytes received before it
  * decodes them; both the envelope and the body are read by a strict decoder (strict-cbor.ts).
  *
+ * A batch's body may be compressed (compression.ts): then the envelope's `z` names the algorithm (`br`), the
+ * CRC and the signature cover the compressed bytes, the signature also covers the flag (batch-encoder.ts
+ * signedKind), and a receiver decompresses only after both checked out, to at most a cap.
+ *
  * Control messages (ack, state, leader/handoff) carry the sender's epoch and a `counter` that never
  * repeats for that node (freshness.ts), so that receivers can drop replays; batches need none: receivers
  * de-duplicate them by (epoch, seq). Epochs are 32-bit everywhere (the log stores 32 bits); seqs and
@@ -16,7 +20,8 @@
  */
 import type { LogEntry } from '../log/index.ts';
 import { crc32c, encodeCbor } from '../util/index.ts';
-import { encodeBatchEnvelope } from './batch-encoder.ts';
+import { encodeBatchEnvelope, signedKind, type BodyCompression } from './batch-encoder.ts';
+import { BATCH_COMPRESSION_BROTLI, BATCH_INFLATED_BYTES_MAX, BatchCompressor, inflateBatchBody, type CompressorCounters, type LinkHint } from './compression.ts';
 import { decodeStrictCbor, STRICT_CBOR_LIMITS, type StrictCborLimits } from './strict-cbor.ts';
 import { validateBody } from './wire-validate.ts';
 import { WireAuthenticator, type WireAuth } from './wire-auth.ts';
@@ -136,13 +141,26 @@ export type DecodeResult =
   | { ok: true; kind: 'leader'; message: LeaderMessage & Freshness }
   | { ok: false; reason: string };
 
+export interface WireCodecOptions {
+  /** Largest body a compressed batch may inflate to; beyond it the batch is refused (a zip bomb). */
+  readonly inflatedBytesMax?: number;
+}
+
 export class WireCodec {
   private readonly authenticator: WireAuthenticator;
+  private readonly compressor = new BatchCompressor();
+  private readonly inflatedBytesMax: number;
 
   /** `auth`: the group's mode; a bare Uint8Array is an HMAC group key. Unsigned when left out. */
-  constructor(auth?: Uint8Array | WireAuth) {
+  constructor(auth?: Uint8Array | WireAuth, options: WireCodecOptions = {}) {
     const mode: WireAuth = auth instanceof Uint8Array ? (auth.length > 0 ? { mode: 'hmac', key: auth } : { mode: 'unsigned' }) : (auth ?? { mode: 'unsigned' });
     this.authenticator = new WireAuthenticator(mode);
+    this.inflatedBytesMax = options.inflatedBytesMax ?? BATCH_INFLATED_BYTES_MAX;
+  }
+
+  /** Batches compressed by this codec so far, and their bytes before and after. */
+  get compression(): Readonly<CompressorCounters> {
+    return this.compressor.counters;
   }
 
   get signed(): boolean {
@@ -156,10 +174,23 @@ export class WireCodec {
   /**
    * `allocate(size)`: a buffer of at least `size` bytes to write the batch into (the result is a view of its
    * start), so that a publisher can reuse the buffers of acknowledged batches; a fresh one by default.
+   * `link`: the link the batch goes out on; the body is compressed when that makes it leave sooner there
+   * (compression.ts). Without it, never.
    */
-  encodeBatch(message: BatchMessage, allocate?: (bytes: number) => Uint8Array): Uint8Array {
+  encodeBatch(message: BatchMessage, allocate?: (bytes: number) => Uint8Array, link?: LinkHint): Uint8Array {
     const first = message.entries[0]?.seq ?? 0;
-    return encodeBatchEnvelope({ group: message.group, node: message.node, epoch: message.epoch, first, entries: message.entries }, WIRE_VERSION, this.authenticator.envelopeAuth(), allocate);
+    const compressor = this.compressor;
+    const compression: BodyCompression | undefined = link && {
+      flag: BATCH_COMPRESSION_BROTLI,
+      choose: (bodyBytes) => compressor.choose(bodyBytes, link),
+      compress: (body, quality) => compressor.compress(body, quality),
+    };
+    return encodeBatchEnvelope({ group: message.group, node: message.node, epoch: message.epoch, first, entries: message.entries }, WIRE_VERSION, this.authenticator.envelopeAuth(), allocate, compression);
+  }
+
+  /** The ratio a batch body of `bodyBytes` is expected to shrink to when encoded for `link` (1: not compressed). */
+  expectedRatio(bodyBytes: number, link: LinkHint): number {
+    return this.compressor.expectedRatio(bodyBytes, link);
   }
 
   encodeAck(message: AckMessage & Freshness): Uint8Array {
@@ -180,15 +211,23 @@ export class WireCodec {
     if (!outer.ok) return { ok: false, reason: `envelope-${outer.reason}` };
     const envelope = outer.value;
     if (!isRecord(envelope)) return { ok: false, reason: 'not-an-envelope' };
-    const { v, k, b, crc } = envelope;
+    const { v, k, b, crc, z } = envelope;
     if (v !== WIRE_VERSION) return { ok: false, reason: `version-${typeof v === 'number' ? v : 'bad'}` };
     if (!KINDS.has(k)) return { ok: false, reason: 'unknown-kind' };
     const kind = k as MessageKind;
     if (!(b instanceof Uint8Array) || typeof crc !== 'number' || !Number.isInteger(crc) || crc < 0 || crc > UINT32_MAX) return { ok: false, reason: 'malformed-envelope' };
+    // Only batches are compressed: a flag on anything else, or one that names no known algorithm, is refused.
+    if (z !== undefined && (kind !== 'batch' || z !== BATCH_COMPRESSION_BROTLI)) return { ok: false, reason: 'compression-unknown' };
     if (crc32c(b) !== crc) return { ok: false, reason: 'crc' };
-    const verified = this.authenticator.verify(kind, envelope, b);
+    const verified = this.authenticator.verify(signedKind(kind, z), envelope, b);
     if (!verified.ok) return verified;
-    const inner = decodeStrictCbor(b, limits);
+    let body = b;
+    if (z !== undefined) {
+      const inflated = inflateBatchBody(z, b, this.inflatedBytesMax);
+      if (!inflated.ok) return inflated;
+      body = inflated.body;
+    }
+    const inner = decodeStrictCbor(body, limits);
     if (!inner.ok) return { ok: false, reason: `body-${inner.reason}` };
     if (!isRecord(inner.value)) return { ok: false, reason: 'body-not-a-map' };
     const decoded = validateBody(kind, inner.value);

@@ -1,5 +1,5 @@
 /** The parts of the hold-up benchmark (holdup.ts) that its energy scenario (holdup-energy.ts) shares. */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Mosquitto } from '../support/mosquitto.ts';
 import { createPtyPair } from '../support/pty.ts';
@@ -10,24 +10,12 @@ import type { ShapedLink } from './shaped-link.ts';
 
 /** One way, on the shaped uplink: a typical LTE-M or loaded Wi-Fi hop. */
 export const LINK_DELAY_MS = 50;
-const ENTRY_BYTES = 1000;
 const WRITERS = 32;
 const STARTUP_TIMEOUT_MS = Number(process.env.LASTGASP_HOLDUP_STARTUP_MS ?? 120_000);
 
-export type Data = 'telemetry' | 'random';
+import { entryValue, type Data } from './holdup-data.ts';
 
-/** One entry of the tail: ten meters' readings as JSON (what a gateway logs), or incompressible bytes. */
-export function entryValue(data: Data, random: () => number, index: number): Uint8Array {
-  if (data === 'random') return Uint8Array.from({ length: ENTRY_BYTES }, () => Math.floor(random() * 256));
-  const readings = Array.from({ length: 10 }, (_, meter) => ({
-    meter: `meter-${String(meter).padStart(3, '0')}`,
-    ts: 1_760_000_000_000 + index * 1000 + meter,
-    v: Number((229 + random() * 3).toFixed(2)),
-    a: Number((random() * 16).toFixed(3)),
-    pf: Number((0.9 + random() * 0.1).toFixed(3)),
-  }));
-  return new TextEncoder().encode(JSON.stringify({ gw: 'gw-a', seq: index, readings }));
-}
+export { entryValue, type Data };
 
 /** Link shape: a burst of 10 ms at the rate, and a modem buffer of 100 ms (at least a few packets). */
 export function shapeFor(rateKbps: number) {
@@ -52,12 +40,18 @@ export async function writeTail(agent: AgentProcess, values: readonly Uint8Array
   return acked;
 }
 
-/** Write `count` entries and wait until gw-b holds them: the link's drain rate is measured, the tail starts empty. */
+/**
+ * Write `count` entries and wait until gw-b holds them and nothing is in flight: the link's drain rate is
+ * measured, the tail starts empty, and the link idle (a resend that gw-b asked for while the warm-up crawled
+ * over a slow link can still be on the wire after the entries arrived, and would take the brownout's budget).
+ */
 export async function warmUp(a: AgentProcess, data: Data, random: () => number, count = 200): Promise<void> {
   await writeTail(a, Array.from({ length: count }, (_, index) => entryValue(data, random, index)), 'warmup');
   await waitFor('the warm-up to be replicated', async () => {
-    const marks = (await a.client.status()).watermarks as { committed: number; replicated: number };
-    return marks.replicated >= marks.committed ? true : undefined;
+    const status = await a.client.status();
+    const marks = status.watermarks as { committed: number; replicated: number };
+    const inflight = (status.replication.publisher as { inflightBatches: number }).inflightBatches;
+    return marks.replicated >= marks.committed && inflight === 0 ? true : undefined;
   }, 60_000, 100);
 }
 
@@ -100,6 +94,8 @@ export async function startShapedPair(parent: string, group: string, broker: Mos
     await b.stop();
     await sim.stop();
     await pty.close();
+    // Each case's logs go at once: a full run writes tens of thousands of entries per case, on a shared disk.
+    await rm(dir, { recursive: true, force: true });
   };
   return { a, b, sim, close };
 }
