@@ -205,6 +205,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       protocol: config.replication.protocol,
       batchEntriesMax: config.replication.batchEntriesMax,
       batchBytesMax: config.replication.batchBytesMax,
+      compression: config.replication.compression,
       windowMax: config.replication.windowMax,
       keepaliveS: config.replication.keepaliveS,
       direct: config.replication.direct,

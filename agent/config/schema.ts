@@ -192,6 +192,10 @@ export const configSchema = object(
         protocol: oneOf(['auto', '5', '3.1.1'], { description: 'MQTT version: auto tries 5 and falls back to 3.1.1.', default: 'auto' }),
         batchEntriesMax: integer({ description: 'Most entries per batch message.', default: 2048, min: 1, max: 65_536 }),
         // 512 KiB stays under NATS's default max_payload (1 MB) with room for the envelope.
+        compression: oneOf(['auto', 'off'], {
+          description: 'auto: a batch is compressed (Brotli) when compressing and sending it is quicker than sending it as it is, judged from the link\'s measured rate (README "Compression"); off: never (while receivers older than the compression flag are still in the group).',
+          default: 'auto',
+        }),
         batchBytesMax: bytes({ description: 'Most bytes per batch message (keep it under the broker\'s packet limit).', default: 512 * 1024, min: 4096, max: 64 * 1024 * 1024 }),
         windowMax: integer({ description: 'Most batches in flight (unacknowledged) at once.', default: 8, min: 1, max: 1024 }),
         keepaliveS: integer({ description: 'MQTT keepalive.', default: 10, min: 1, max: 3600, unit: 's' }),

@@ -79,6 +79,8 @@ export interface PublisherOptions {
   batchEntriesMax: number;
   batchBytesMax: number;
   windowMax: number;
+  /** Whether batches may be compressed where that pays (replication.compression; default true). */
+  compress?: boolean;
   /** The direct path to the siblings (direct/direct-path.ts), when configured. */
   direct?: DirectSink;
   logger: Logger;
@@ -454,8 +456,8 @@ export class Publisher {
       }
       // A batch the codec will compress holds more entries for the same time on the wire (never more than the
       // broker takes uncompressed, so that one the codec then sends as it is still fits).
-      const link = { bytesPerS: this.linkBytesPerS(), flushing: this.flushing };
-      const plainBytes = Math.min(payloadBytesMax, Math.round(batchBytes / options.codec.expectedRatio(batchBytes, link)));
+      const link = options.compress === false ? undefined : { bytesPerS: this.linkBytesPerS(), flushing: this.flushing };
+      const plainBytes = Math.min(payloadBytesMax, Math.round(batchBytes / (link ? options.codec.expectedRatio(batchBytes, link) : 1)));
       const bytesMax = readBytesMax(plainBytes, options.batchEntriesMax);
       // The entries are encoded at once and dropped, so one buffer serves every read.
       const entries = fitBatch(await log.read(this.nextSeq, { entriesMax: options.batchEntriesMax, bytesMax, payloadBuffer: this.buffers.payloads(bytesMax) }), plainBytes);

@@ -41,6 +41,8 @@ export interface ReplicationOptions {
   protocol: 'auto' | '5' | '3.1.1';
   batchEntriesMax: number;
   batchBytesMax: number;
+  /** 'off': batches always go out as they are (replication.compression). */
+  compression?: 'auto' | 'off';
   windowMax: number;
   keepaliveS: number;
   username?: string;
@@ -147,6 +149,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       replicaAcks,
       batchEntriesMax: options.batchEntriesMax,
       batchBytesMax: options.batchBytesMax,
+      compress: options.compression !== 'off',
       windowMax: options.windowMax,
       direct: this.direct,
       logger: logger.child('agent:replication:publisher'),

@@ -67,7 +67,7 @@ export async function keysOn(agent: AgentProcess, from: number): Promise<Map<num
 }
 
 /** Start a pair with gw-a behind `link`, its power from the simulator; durability replica, so "replicated" means on gw-b. */
-export async function startShapedPair(parent: string, group: string, broker: Mosquitto, link: ShapedLink, simArgs: string[], power: Record<string, unknown>) {
+export async function startShapedPair(parent: string, group: string, broker: Mosquitto, link: ShapedLink, simArgs: string[], power: Record<string, unknown>, replicationA: Record<string, unknown> = {}) {
   const dir = join(parent, group);
   await mkdir(dir, { recursive: true });
   const pty = await createPtyPair(dir, group);
@@ -78,7 +78,7 @@ export async function startShapedPair(parent: string, group: string, broker: Mos
     ...base,
     role: 'primary',
     siblings: ['gw-b'],
-    replication: { brokers: [{ url: link.url('mqtt') }], ...replication },
+    replication: { brokers: [{ url: link.url('mqtt') }], ...replication, ...replicationA },
     power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, trustDeviceLowBattery: false, socPercentMin: 0, ...power },
   });
   const configB = await writeAgentConfig(dir, 'gw-b', { ...base, role: 'standby', siblings: ['gw-a'] });
