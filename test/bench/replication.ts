@@ -16,11 +16,17 @@
  *   - the raw pipeline (issue 12), the baseline a durable pipeline is held to: batches of 256 entries (the most
  *     one group commit of 256 writers can hold) written to a file and fdatasynced, each then published QoS 1
  *     by raw MQTT.js with the window lastgasp uses, the next write overlapping the publishes; no framework;
+ *   - the end-to-end runs and the drain again with replication.compression off, and the end-to-end runs with a
+ *     batching writer (one caller of FlashLog.appendMany with WRITERS entries, the raw pipeline's unit), next to
+ *     the concurrent one-entry appends: each entry repeats one 256-byte value, which Brotli shrinks to almost
+ *     nothing, so what compression costs or saves on loopback shows;
  *   - the largest RSS of the gateway processes (primary and sibling run as child processes, under tsx as the
  *     agent does), and their RSS once connected and idle.
  *
  * Each measurement runs ROUNDS times, interleaved, so that all of them see the same load on a shared machine;
  * the table gives the medians. The last line is one JSON object. Not part of `npm test`; run it with `nice`.
+ * LASTGASP_BENCH_CPU_PROF=dir writes a CPU profile of every gateway process there, and prints the measured
+ * stretch of each on the profile's clock (µs) to stderr.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
@@ -56,6 +62,19 @@ const BATCH_SIZES = [128, 512, 1886];
 const WRITERS = 256;
 const WORKER_TIMEOUT_MS = 300_000;
 const RSS_SAMPLE_MS = 20;
+/**
+ * The end-to-end runs: each durability with the agent's defaults (compression auto, concurrent one-entry
+ * appends), with compression off, and with the batching writer (appendMany of WRITERS entries).
+ */
+const E2E_CASES: ReadonlyArray<readonly [Durability, 'auto' | 'off', 'entry' | 'many']> = [
+  ['broker', 'auto', 'entry'],
+  ['broker', 'off', 'entry'],
+  ['broker', 'auto', 'many'],
+  ['replica', 'auto', 'entry'],
+  ['replica', 'off', 'entry'],
+  ['replica', 'auto', 'many'],
+];
+const e2eKey = (durability: Durability, compression: 'auto' | 'off', writer: 'entry' | 'many') => `${durability}Ack${compression === 'off' ? 'Off' : ''}${writer === 'many' ? 'Many' : ''}PerS`;
 const MB = 1024 * 1024;
 
 type Durability = 'broker' | 'replica';
@@ -68,6 +87,10 @@ interface WorkerConfig {
   durability: Durability;
   entries: number;
   mode: 'e2e' | 'drain' | 'log-only';
+  /** replication.compression of the gateway: the drain and the e2e runs are measured both ways. */
+  compression: 'auto' | 'off';
+  /** 'entry': WRITERS concurrent appends of one entry; 'many': one writer appending WRITERS entries per call. */
+  writer: 'entry' | 'many';
 }
 
 interface WorkerResult {
@@ -79,8 +102,13 @@ interface WorkerResult {
   rssIdleMB: number;
   batches: number;
   batchEntriesMaxSeen: number;
-  /** Drain: [first seq, entries, bytes] of every batch published, so the baseline can send the same bytes. */
-  boundaries?: Array<[number, number, number]>;
+  /** Batches the gateway sent compressed. */
+  batchesCompressed: number;
+  /**
+   * Drain: [first seq, entries, bytes, compressed (1) or not (0)] of every batch published, so the baseline
+   * can send the same batches (uncompressed: raw MQTT.js has no compressor).
+   */
+  boundaries?: Array<[number, number, number, number]>;
 }
 
 // ---- the gateway side, in a child process -----------------------------------------------------------------
@@ -99,6 +127,8 @@ function benchAuth(node: 'gw-a' | 'gw-b'): WireAuth {
 }
 
 async function worker(config: WorkerConfig): Promise<void> {
+  // Exit rather than die of the signal, so that a CPU profile (LASTGASP_BENCH_CPU_PROF) is written.
+  process.once('SIGTERM', () => process.exit(0));
   let rssMax = process.memoryUsage().rss;
   const sampler = setInterval(() => (rssMax = Math.max(rssMax, process.memoryUsage().rss)), RSS_SAMPLE_MS);
   const say = (line: object) => process.stdout.write(JSON.stringify(line) + '\n');
@@ -122,6 +152,7 @@ async function worker(config: WorkerConfig): Promise<void> {
     keepaliveS: 10,
     auth: benchAuth(node),
     counterFile: join(config.dir, `${node}.wire-counter.json`),
+    compression: config.compression,
     logger: silentLogger,
     clock: systemClock,
   });
@@ -135,7 +166,13 @@ async function worker(config: WorkerConfig): Promise<void> {
     return;
   }
   const payload = new Uint8Array(randomBytes(ENTRY_BYTES));
+  // The batching writer hands the log what the raw pipeline writes at once: WRITERS entries, one call.
+  const many = Array.from({ length: WRITERS }, () => payload);
   const append = async () => {
+    if (config.writer === 'many') {
+      for (let next = 0; next < config.entries; next += WRITERS) await log.appendMany(next + WRITERS <= config.entries ? many : many.slice(0, config.entries - next));
+      return;
+    }
     let next = 0;
     await Promise.all(
       Array.from({ length: WRITERS }, async () => {
@@ -151,12 +188,12 @@ async function worker(config: WorkerConfig): Promise<void> {
     started = performance.now();
     await append();
     const ms = performance.now() - started;
-    say({ result: { ms, cpuMs: cpuMsSince(cpuAtStart), perS: (config.entries / ms) * 1000, rssMBMax: rssMax / MB, rssIdleMB: rssIdle / MB, batches: 0, batchEntriesMaxSeen: 0 } });
+    say({ result: { ms, cpuMs: cpuMsSince(cpuAtStart), perS: (config.entries / ms) * 1000, rssMBMax: rssMax / MB, rssIdleMB: rssIdle / MB, batches: 0, batchEntriesMaxSeen: 0, batchesCompressed: 0 } });
     await replication.stop();
     await log.close();
     process.exit(0);
   }
-  const boundaries: Array<[number, number, number]> = [];
+  const boundaries: Array<[number, number, number, number]> = [];
   let target = config.entries;
   if (config.mode === 'drain') {
     // A gateway that loses power has been replicating for a while: the same number of entries first goes
@@ -166,9 +203,10 @@ async function worker(config: WorkerConfig): Promise<void> {
     // Note each batch's boundaries as it is encoded (a few numbers, not the bytes: they would add to the RSS).
     const codec = replication.codec;
     const encodeBatch = codec.encodeBatch.bind(codec);
-    codec.encodeBatch = (message, allocate) => {
-      const bytes = encodeBatch(message, allocate);
-      boundaries.push([message.entries[0]!.seq, message.entries.length, bytes.length]);
+    codec.encodeBatch = (message, allocate, link) => {
+      const compressedBefore = codec.compression.batchesCompressed;
+      const bytes = encodeBatch(message, allocate, link);
+      boundaries.push([message.entries[0]!.seq, message.entries.length, bytes.length, codec.compression.batchesCompressed - compressedBefore]);
       return bytes;
     };
     replication.publisher.setPaused(true);
@@ -185,13 +223,18 @@ async function worker(config: WorkerConfig): Promise<void> {
     await append();
   }
   const done = await replication.publisher.waitReplicated(target, WORKER_TIMEOUT_MS);
+  if (process.env.LASTGASP_BENCH_CPU_PROF) {
+    // The measured stretch on the clock of a CPU profile's samples, to cut it out of the profile.
+    const endUs = Number(process.hrtime.bigint() / 1000n);
+    process.stderr.write(`${config.mode} ${config.durability} ${config.compression} ${config.writer}: measured ${Math.round(endUs - (performance.now() - started) * 1000)} ${endUs}\n`);
+  }
   const ms = performance.now() - started;
   const cpuMs = cpuMsSince(cpuAtStart);
   clearInterval(sampler);
   rssMax = Math.max(rssMax, process.memoryUsage().rss);
   const stats = replication.publisher.stats();
   if (!done) throw new Error(`only ${log.watermarks().replicated} of ${target} replicated`);
-  const result: WorkerResult = { ms, cpuMs, perS: (config.entries / ms) * 1000, rssMBMax: rssMax / MB, rssIdleMB: rssIdle / MB, batches: stats.batches as number, batchEntriesMaxSeen: stats.batchEntriesMaxSeen as number, boundaries };
+  const result: WorkerResult = { ms, cpuMs, perS: (config.entries / ms) * 1000, rssMBMax: rssMax / MB, rssIdleMB: rssIdle / MB, batches: stats.batches as number, batchEntriesMaxSeen: stats.batchEntriesMaxSeen as number, batchesCompressed: replication.codec.compression.batchesCompressed, boundaries };
   say({ result });
   await replication.stop();
   await log.close();
@@ -211,7 +254,9 @@ interface Worker {
 }
 
 function startWorker(config: WorkerConfig): Worker {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'worker', JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // LASTGASP_BENCH_CPU_PROF=dir: each gateway process writes a V8 CPU profile there (node --cpu-prof).
+  const profile = process.env.LASTGASP_BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(process.env.LASTGASP_BENCH_CPU_PROF, `${config.mode}-${config.durability}-${config.role}-${config.compression}-${config.writer}-${Date.now()}`)}`] : [];
+  const child = spawn(process.execPath, [...profile, '--import', 'tsx', fileURLToPath(import.meta.url), 'worker', JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const lines: Array<Record<string, unknown>> = [];
   const waiting: Array<(line: Record<string, unknown>) => void> = [];
   let rssMB = 0;
@@ -340,16 +385,19 @@ async function main(): Promise<void> {
       const pipelineMs = await rawPipeline(raw, `bench/raw/${round}/pipeline`, pipelineBatches, BATCH_WINDOW, join(base, `r${round}-raw-pipeline.log`));
       add('rawPipelinePerS', (E2E_ENTRIES / pipelineMs) * 1000);
       await rm(join(base, `r${round}-raw-pipeline.log`), { force: true });
-      for (const durability of ['broker', 'replica'] as const) {
-        const dir = join(base, `r${round}-${durability}`);
+      for (const [durability, compression, writer] of E2E_CASES) {
+        const name = `${durability}-${compression}-${writer}`;
+        const dir = join(base, `r${round}-${name}`);
         await mkdir(dir, { recursive: true });
-        const group = `bench${round}${durability}`;
-        const sibling = durability === 'replica' ? startWorker({ role: 'standby', dir, url: broker.url, group, durability, entries: 0, mode: 'e2e' }) : undefined;
+        const group = `bench${round}${name}`;
+        const sibling = durability === 'replica' ? startWorker({ role: 'standby', dir, url: broker.url, group, durability, entries: 0, mode: 'e2e', compression, writer }) : undefined;
         if (sibling) await sibling.next();
-        const primary = startWorker({ role: 'primary', dir, url: broker.url, group, durability, entries: E2E_ENTRIES, mode: 'e2e' });
+        const primary = startWorker({ role: 'primary', dir, url: broker.url, group, durability, entries: E2E_ENTRIES, mode: 'e2e', compression, writer });
         await primary.next();
         const { result } = (await primary.next()) as { result: WorkerResult };
-        add(durability === 'broker' ? 'brokerAckPerS' : 'replicaAckPerS', result.perS);
+        add(e2eKey(durability, compression, writer), result.perS);
+        add(e2eKey(durability, compression, writer).replace('PerS', 'BatchesCompressed'), result.batchesCompressed);
+        add(e2eKey(durability, compression, writer).replace('PerS', 'Batches'), result.batches);
         rssMBMax = Math.max(rssMBMax, result.rssMBMax);
         rssIdleMB = Math.max(rssIdleMB, result.rssIdleMB);
         await primary.stop();
@@ -358,18 +406,26 @@ async function main(): Promise<void> {
           await sibling.stop();
         }
       }
-      const logDir = join(base, `r${round}-log`);
-      await mkdir(logDir, { recursive: true });
-      const logOnly = startWorker({ role: 'primary', dir: logDir, url: broker.url, group: `log${round}`, durability: 'broker', entries: E2E_ENTRIES, mode: 'log-only' });
-      await logOnly.next();
-      add('logOnlyPerS', ((await logOnly.next()) as { result: WorkerResult }).result.perS);
-      await logOnly.stop();
-      const drain = await drainRound(broker.url, base, round);
-      add('drainMs', drain.ms);
-      add('rawDrainMs', drain.rawMs);
-      add('drainCpuMs', drain.cpuMs);
-      add('rawDrainCpuMs', drain.rawCpuMs);
-      rssMBMax = Math.max(rssMBMax, drain.rssMBMax);
+      for (const writer of ['entry', 'many'] as const) {
+        const logDir = join(base, `r${round}-log-${writer}`);
+        await mkdir(logDir, { recursive: true });
+        const logOnly = startWorker({ role: 'primary', dir: logDir, url: broker.url, group: `log${round}${writer}`, durability: 'broker', entries: E2E_ENTRIES, mode: 'log-only', compression: 'auto', writer });
+        await logOnly.next();
+        add(writer === 'entry' ? 'logOnlyPerS' : 'logOnlyManyPerS', ((await logOnly.next()) as { result: WorkerResult }).result.perS);
+        await logOnly.stop();
+      }
+      // Compression on and off in turn, the order alternating by round, so neither always runs second.
+      for (const compression of round % 2 === 1 ? (['auto', 'off'] as const) : (['off', 'auto'] as const)) {
+        const drain = await drainRound(broker.url, base, round, compression);
+        const suffix = compression === 'auto' ? '' : 'Off';
+        add(`drain${suffix}Ms`, drain.ms);
+        add(`rawDrain${suffix}Ms`, drain.rawMs);
+        add(`drain${suffix}CpuMs`, drain.cpuMs);
+        add(`rawDrain${suffix}CpuMs`, drain.rawCpuMs);
+        add(`drain${suffix}BatchesCompressed`, drain.compressed);
+        add(`drain${suffix}Batches`, drain.batches);
+        rssMBMax = Math.max(rssMBMax, drain.rssMBMax);
+      }
       console.error(`round ${round}/${ROUNDS} done`);
     }
     raw.end(true);
@@ -389,6 +445,15 @@ async function main(): Promise<void> {
   const rawDrainMs = m('rawDrainMs');
   const rawPipelinePerS = m('rawPipelinePerS');
   const drainVsRawByRound = samples.drainMs!.map((ms, index) => Number((ms / samples.rawDrainMs![index]!).toFixed(3)));
+  const drainOffVsRawByRound = samples.drainOffMs!.map((ms, index) => Number((ms / samples.rawDrainOffMs![index]!).toFixed(3)));
+  const brokerAckOffPerS = m('brokerAckOffPerS');
+  const replicaAckOffPerS = m('replicaAckOffPerS');
+  const brokerAckManyPerS = m('brokerAckManyPerS');
+  const replicaAckManyPerS = m('replicaAckManyPerS');
+  const logOnlyManyPerS = m('logOnlyManyPerS');
+  const drainOffMs = m('drainOffMs');
+  const rawDrainOffMs = m('rawDrainOffMs');
+  const vsPipeline = (perS: number) => Number((perS / rawPipelinePerS).toFixed(3));
   const rows: Array<[string, string, string]> = [
     ['raw MQTT.js, 1 entry/message, window 100', `${fmt(rawPerMessagePerS)} entries/s`, 'baseline'],
     ...batchedMedians.map(({ size, perS }): [string, string, string] => [`raw MQTT.js, batches of ${size}, window ${BATCH_WINDOW}`, `${fmt(perS)} entries/s`, size === best.size ? 'best: the practical limit' : '']),
@@ -396,11 +461,16 @@ async function main(): Promise<void> {
     ['lastgasp append -> replica ack', `${fmt(replicaAckPerS)} entries/s`, `${fmt(replicaAckPerS / best.perS, 2)} x raw batched`],
     [`raw pipeline: ${WRITERS}-entry batches fdatasynced, then QoS 1, window ${BATCH_WINDOW}`, `${fmt(rawPipelinePerS)} entries/s`, 'baseline of the durable pipeline'],
     ['lastgasp vs the raw pipeline: broker / replica ack', `${fmt(brokerAckPerS / rawPipelinePerS, 2)} / ${fmt(replicaAckPerS / rawPipelinePerS, 2)}`, 'goals >= 0.8 / >= 0.7'],
+    ['  the same, compression off', `${fmt(brokerAckOffPerS / rawPipelinePerS, 2)} / ${fmt(replicaAckOffPerS / rawPipelinePerS, 2)}`, `${fmt(brokerAckOffPerS)} / ${fmt(replicaAckOffPerS)} entries/s`],
+    [`  the same, one writer, appendMany of ${WRITERS}`, `${fmt(brokerAckManyPerS / rawPipelinePerS, 2)} / ${fmt(replicaAckManyPerS / rawPipelinePerS, 2)}`, `${fmt(brokerAckManyPerS)} / ${fmt(replicaAckManyPerS)} entries/s`],
     [`lastgasp flash log alone, ${WRITERS} writers`, `${fmt(logOnlyPerS)} entries/s`, `the ceiling of the two above (broker: ${fmt(brokerAckPerS / logOnlyPerS, 2)} of it)`],
-    [`brownout drain of ${fmt(DRAIN_ENTRIES)} entries`, `${fmt(drainMs)} ms`, `${fmt(drainMs / rawDrainMs, 2)} x raw (<= 1.25)`],
-    ['raw MQTT.js, the same batches', `${fmt(rawDrainMs)} ms`, 'baseline'],
+    [`lastgasp flash log alone, appendMany of ${WRITERS}`, `${fmt(logOnlyManyPerS)} entries/s`, `the ceiling of the batching writer (broker: ${fmt(brokerAckManyPerS / logOnlyManyPerS, 2)} of it)`],
+    [`brownout drain of ${fmt(DRAIN_ENTRIES)} entries, compression auto`, `${fmt(drainMs)} ms`, `${fmt(drainMs / rawDrainMs, 2)} x raw (<= 1.25); ${fmt(m('drainBatchesCompressed'))} of ${fmt(m('drainBatches'))} batches compressed`],
+    ['raw MQTT.js, the same batches (uncompressed)', `${fmt(rawDrainMs)} ms`, 'baseline'],
     ['drain / raw, round by round', drainVsRawByRound.map((ratio) => fmt(ratio, 2)).join(' '), 'every round <= 1.25'],
     ['CPU time of the drain: lastgasp / raw', `${fmt(m('drainCpuMs'))} / ${fmt(m('rawDrainCpuMs'))} ms`, 'user + system, all threads of the process'],
+    [`brownout drain, compression off`, `${fmt(drainOffMs)} ms`, `${fmt(drainOffMs / rawDrainOffMs, 2)} x raw (${fmt(rawDrainOffMs)} ms); CPU ${fmt(m('drainOffCpuMs'))} ms`],
+    ['drain off / raw, round by round', drainOffVsRawByRound.map((ratio) => fmt(ratio, 2)).join(' '), 'every round <= 1.25'],
     ['gateway RSS max (primary / sibling)', `${fmt(rssMBMax, 1)} / ${fmt(siblingRssMBMax, 1)} MB`, `< 80 MB; ${fmt(rssIdleMB, 1)} MB connected and idle`],
   ];
   const width = Math.max(...rows.map((row) => row[0].length));
@@ -422,6 +492,10 @@ async function main(): Promise<void> {
       brokerVsRawPipeline: Number((brokerAckPerS / rawPipelinePerS).toFixed(3)),
       replicaVsRawPipeline: Number((replicaAckPerS / rawPipelinePerS).toFixed(3)),
       brokerVsLogOnly: Number((brokerAckPerS / logOnlyPerS).toFixed(3)),
+      compressionOff: { brokerAckPerS: Math.round(brokerAckOffPerS), replicaAckPerS: Math.round(replicaAckOffPerS), brokerVsRawPipeline: vsPipeline(brokerAckOffPerS), replicaVsRawPipeline: vsPipeline(replicaAckOffPerS), drainMs: Math.round(drainOffMs), rawDrainMs: Math.round(rawDrainOffMs), drainVsRaw: Number((drainOffMs / rawDrainOffMs).toFixed(3)), drainVsRawByRound: drainOffVsRawByRound },
+      appendMany: { brokerAckPerS: Math.round(brokerAckManyPerS), replicaAckPerS: Math.round(replicaAckManyPerS), logOnlyPerS: Math.round(logOnlyManyPerS), brokerVsRawPipeline: vsPipeline(brokerAckManyPerS), replicaVsRawPipeline: vsPipeline(replicaAckManyPerS) },
+      drainBatchesCompressed: Math.round(m('drainBatchesCompressed')),
+      drainBatches: Math.round(m('drainBatches')),
       brokerVsRawBatched: Number((brokerAckPerS / best.perS).toFixed(3)),
       brokerVsRawPerMessage: Number((brokerAckPerS / rawPerMessagePerS).toFixed(2)),
       drainMs: Math.round(drainMs),
@@ -443,33 +517,36 @@ async function main(): Promise<void> {
  * boundaries it reported (the encoding is deterministic; the lengths are checked), all in memory before the
  * clock starts. Nobody subscribes in either run, so the broker does the same work.
  */
-async function drainRound(url: string, base: string, round: number): Promise<{ ms: number; rawMs: number; cpuMs: number; rawCpuMs: number; rssMBMax: number }> {
-  const group = `drain${round}`;
-  const dir = join(base, `r${round}-drain`);
+async function drainRound(url: string, base: string, round: number, compression: 'auto' | 'off'): Promise<{ ms: number; rawMs: number; cpuMs: number; rawCpuMs: number; rssMBMax: number; batches: number; compressed: number }> {
+  const group = `drain${round}${compression}`;
+  const dir = join(base, `r${round}-drain-${compression}`);
   await mkdir(dir, { recursive: true });
-  const primary = startWorker({ role: 'primary', dir, url, group, durability: 'broker', entries: DRAIN_ENTRIES, mode: 'drain' });
+  const primary = startWorker({ role: 'primary', dir, url, group, durability: 'broker', entries: DRAIN_ENTRIES, mode: 'drain', compression, writer: 'entry' });
   await primary.next();
   const { result } = (await primary.next()) as { result: WorkerResult };
   await primary.stop();
-  const batches = await reencode(join(dir, 'gw-a'), group, result.boundaries ?? []);
+  const boundaries = result.boundaries ?? [];
+  const batches = await reencode(join(dir, 'gw-a'), group, boundaries);
   const publisher = await rawClient(url, `bench-drain-${round}`);
   const cpuAtStart = process.cpuUsage();
   const rawMs = await publishWindowed(publisher, `bench/raw/${round}/drain`, batches, BATCH_WINDOW);
   const rawCpuMs = cpuMsSince(cpuAtStart);
   publisher.end(true);
-  return { ms: result.ms, rawMs, cpuMs: result.cpuMs, rawCpuMs, rssMBMax: result.rssMBMax };
+  const compressed = boundaries.filter((boundary) => boundary[3] === 1).length;
+  return { ms: result.ms, rawMs, cpuMs: result.cpuMs, rawCpuMs, rssMBMax: result.rssMBMax, batches: boundaries.length, compressed };
 }
 
-async function reencode(logDir: string, group: string, boundaries: ReadonlyArray<[number, number, number]>): Promise<Uint8Array[]> {
+async function reencode(logDir: string, group: string, boundaries: ReadonlyArray<[number, number, number, number]>): Promise<Uint8Array[]> {
   const log = createFlashLog({ dir: logDir, logger: silentLogger, clock: systemClock });
   await log.open();
   const codec = new WireCodec(benchAuth('gw-a'));
   const batches: Uint8Array[] = [];
   try {
-    for (const [first, count, bytes] of boundaries) {
+    for (const [first, count, bytes, compressed] of boundaries) {
       const entries = await log.read(first, { entriesMax: count, bytesMax: Number.MAX_SAFE_INTEGER });
       const batch = codec.encodeBatch({ group, node: 'gw-a', epoch: entries[0]!.epoch, entries });
-      if (entries.length !== count || batch.length !== bytes) throw new Error(`re-encoding batch ${first}: ${batch.length} bytes, the gateway sent ${bytes}`);
+      // A batch the gateway compressed is sent uncompressed here: only its entries can be checked.
+      if (entries.length !== count || (compressed === 0 && batch.length !== bytes)) throw new Error(`re-encoding batch ${first}: ${batch.length} bytes, the gateway sent ${bytes}`);
       batches.push(batch);
     }
   } finally {
