@@ -2,6 +2,8 @@
  * `npm run bench:log`: the flash log against the raw bound and SQLite, side by side in one run.
  *
  *   - lastgasp appends/s and p50/p99 acknowledgement latency with 1, 16 and 256 concurrent writers of 256 B;
+ *   - a batching writer: one caller of appendMany with 256 entries per call (the raw bound's batch), next to
+ *     the 256 concurrent one-entry writers, in the same alternating slices;
  *   - the raw bound: writeSync + fdatasyncSync of pre-built batches of the same sizes into a preallocated file,
  *     measured in short slices that alternate with lastgasp's (ROUNDS of each), so that both see the same
  *     load on a shared machine; the spread of the per-round ratios is printed;
@@ -37,6 +39,8 @@ const RUN_MS = Number(process.env.LASTGASP_BENCH_RUN_MS ?? 3000);
 const ROUNDS = 12;
 /** The agent's default linger (agent/config/schema.ts, log.lingerMs). */
 const AGENT_LINGER_MS = 2;
+/** Entries per appendMany call of the batching writer: the raw bound's batch at 256 writers. */
+const MANY_ENTRIES = 256;
 const RECOVERY_SMALL_BYTES = 100 * 1024 * 1024;
 const RECOVERY_LARGE_BYTES = 1024 * 1024 * 1024;
 const MIB = 1024 * 1024;
@@ -69,14 +73,19 @@ interface RawRun {
   slicePerS: number[];
 }
 
-/** A log with `writers` closed-loop writers that can be run in slices. */
-async function openAppender(base: string, name: string, writers: number, lingerMs: number) {
+/**
+ * A log with `writers` closed-loop writers that can be run in slices. `perCall` > 1: each writer appends that
+ * many entries per call of FlashLog.appendMany (a batching writer; latencies are per call).
+ */
+async function openAppender(base: string, name: string, writers: number, lingerMs: number, perCall = 1) {
   const dir = join(base, name);
   const log = createFlashLog({ dir, lingerMs });
   await log.open();
   // Replication keeps up, as in normal operation: retention recycles segments instead of zero-filling new ones.
   log.onCommit((committed) => log.markReplicated(committed));
   const payload = new Uint8Array(ENTRY_BYTES).fill(0x5a);
+  const payloads = Array.from({ length: perCall }, () => payload);
+  const appendOnce = perCall === 1 ? () => log.append(payload) : () => log.appendMany(payloads);
   // Warm up: let the first segment and its spare exist before measuring (the first spare is a one-off
   // zero-fill; in steady state retention recycles segments into spares).
   await Promise.all(Array.from({ length: writers }, () => log.append(payload)));
@@ -101,11 +110,11 @@ async function openAppender(base: string, name: string, writers: number, lingerM
       const writer = async () => {
         let t0 = performance.now();
         while (!stop) {
-          await log.append(payload);
+          await appendOnce();
           const t1 = performance.now();
           if (recorded < latencies.length) latencies[recorded++] = t1 - t0;
           t0 = t1;
-          count++;
+          count += perCall;
         }
       };
       await Promise.all(Array.from({ length: writers }, writer));
@@ -180,16 +189,24 @@ function openRaw(base: string, batchEntries: number) {
  * lastgasp and the raw bound for one writer count in alternating slices; with `linger`, also lastgasp with
  * the agent's default lingerMs, so that linger on and off are compared under the same load.
  */
-async function benchWriters(base: string, writers: number, linger: boolean): Promise<{ appends: AppendRun; raw: RawRun; lingered?: AppendRun }> {
+async function benchWriters(base: string, writers: number, linger: boolean): Promise<{ appends: AppendRun; raw: RawRun; lingered?: AppendRun; many?: AppendRun }> {
   const raw = openRaw(base, writers);
   const appender = await openAppender(base, `append-${writers}`, writers, 0);
   const lingering = linger ? await openAppender(base, `linger-${writers}`, writers, AGENT_LINGER_MS) : undefined;
+  // The raw bound writes `writers` entries at once: a writer that batches does the same through appendMany.
+  const batching = writers === MANY_ENTRIES ? await openAppender(base, `many-${writers}`, 1, 0, MANY_ENTRIES) : undefined;
   for (let round = 0; round < ROUNDS; round++) {
     raw.slice(RUN_MS / ROUNDS);
     await appender.slice(RUN_MS / ROUNDS);
     if (lingering) await lingering.slice(RUN_MS / ROUNDS);
+    if (batching) await batching.slice(RUN_MS / ROUNDS);
   }
-  return { appends: await appender.finish(), raw: raw.finish(), ...(lingering ? { lingered: await lingering.finish() } : {}) };
+  return {
+    appends: await appender.finish(),
+    raw: raw.finish(),
+    ...(lingering ? { lingered: await lingering.finish() } : {}),
+    ...(batching ? { many: await batching.finish() } : {}),
+  };
 }
 
 type SqliteDatabase = {
@@ -298,12 +315,15 @@ async function main(): Promise<void> {
     const appends: Record<string, AppendRun> = {};
     const raw: Record<string, RawRun> = {};
     const lingered: Record<string, AppendRun> = {};
+    let many: AppendRun | undefined;
     for (const writers of WRITER_COUNTS) {
       const run = await benchWriters(base, writers, (LINGER_WRITER_COUNTS as readonly number[]).includes(writers));
       appends[writers] = run.appends;
       raw[writers] = run.raw;
       if (run.lingered) lingered[writers] = run.lingered;
+      if (run.many) many = run.many;
     }
+    const manyRun = many!;
     const sqlite = loadSqlite();
     let sqlitePerEntryPerS: number | null = null;
     let sqliteBatchedPerS: number | null = null;
@@ -329,6 +349,9 @@ async function main(): Promise<void> {
       const r = raw[writers]!;
       rows.push(['lastgasp append (group commit, lingerMs 0)', String(writers), fmt(a.perS), spread(a.slicePerS), fmt(a.p50Ms, 3), fmt(a.p99Ms, 3), fmt(a.deviceBytesPerPayloadByte, 3)]);
       rows.push(['raw write+fdatasync, pre-built batch', String(writers), fmt(r.perS), spread(r.slicePerS), '', '', fmt(r.deviceBytesPerPayloadByte, 3)]);
+      if (writers === MANY_ENTRIES) {
+        rows.push([`lastgasp appendMany, 1 writer x ${MANY_ENTRIES} entries/call`, String(MANY_ENTRIES), fmt(manyRun.perS), spread(manyRun.slicePerS), fmt(manyRun.p50Ms, 3), fmt(manyRun.p99Ms, 3), fmt(manyRun.deviceBytesPerPayloadByte, 3)]);
+      }
     }
     for (const writers of LINGER_WRITER_COUNTS) {
       const l = lingered[writers]!;
@@ -348,6 +371,9 @@ async function main(): Promise<void> {
     const ratio = appends[256]!.perS / raw[256]!.perS;
     const roundRatios = appends[256]!.slicePerS.map((perS, i) => perS / raw[256]!.slicePerS[i]!);
     console.log(`lastgasp vs raw batched bound at 256 writers: ${fmt(ratio, 3)} (target >= 0.8); per round ${roundRatios.map((r) => fmt(r, 2)).join(' ')}`);
+    const manyRatio = manyRun.perS / raw[MANY_ENTRIES]!.perS;
+    const manyRoundRatios = manyRun.slicePerS.map((perS, i) => perS / raw[MANY_ENTRIES]!.slicePerS[i]!);
+    console.log(`lastgasp appendMany (${MANY_ENTRIES} entries/call) vs the same raw bound: ${fmt(manyRatio, 3)} (target >= 0.8); per round ${manyRoundRatios.map((r) => fmt(r, 2)).join(' ')}`);
     const byWriters = <T>(f: (w: number) => T) => Object.fromEntries(WRITER_COUNTS.map((w) => [String(w), f(w)]));
     console.log(
       JSON.stringify({
@@ -361,6 +387,11 @@ async function main(): Promise<void> {
         rawPerEntryPerS: Math.round(raw[1]!.perS),
         ratioVsRawBatched256: Number(ratio.toFixed(3)),
         ratioVsRawBatched256Rounds: roundRatios.map((r) => Number(r.toFixed(3))),
+        appendManyPerS256: Math.round(manyRun.perS),
+        appendManyLatencyP50Ms256: Number(manyRun.p50Ms.toFixed(3)),
+        appendManyLatencyP99Ms256: Number(manyRun.p99Ms.toFixed(3)),
+        appendManyRatioVsRawBatched256: Number(manyRatio.toFixed(3)),
+        appendManyRatioVsRawBatched256Rounds: manyRoundRatios.map((r) => Number(r.toFixed(3))),
         lingerMs: AGENT_LINGER_MS,
         lingerAppendsPerS: Object.fromEntries(LINGER_WRITER_COUNTS.map((w) => [String(w), Math.round(lingered[w]!.perS)])),
         lingerLatencyP50Ms: Object.fromEntries(LINGER_WRITER_COUNTS.map((w) => [String(w), Number(lingered[w]!.p50Ms.toFixed(3))])),
