@@ -304,9 +304,20 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   }
 
   /** Subscribe now and after every reconnect that lost the session. */
+  /**
+   * Recorded first, so that every (re)connection subscribes again (resubscribe). A SUBSCRIBE cut short by the
+   * connection dropping is not an error: the next connection makes it; one the broker refused is.
+   */
   async subscribe(filters: readonly string[], qos: 0 | 1 = 1): Promise<void> {
     for (const filter of filters) this.subscriptions.set(filter, qos);
-    if (this.client?.connected) await this.client.subscribeAsync(filters.map((topic) => topic), { qos });
+    const client = this.client;
+    if (!client?.connected) return;
+    try {
+      await client.subscribeAsync(filters.map((topic) => topic), { qos });
+    } catch (error) {
+      if (client.connected && client === this.client) throw error;
+      this.options.logger.info('subscribe cut short by a lost connection; the next connection subscribes again', { filters, error: (error as Error).message });
+    }
   }
 
   async unsubscribe(filters: readonly string[]): Promise<void> {

@@ -10,6 +10,7 @@ import { isLastgaspError } from '../../agent/util/index.ts';
 import { authVars, startMosquitto, writePasswordFile } from '../support/mosquitto.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
 import { captureLogger, type LogLine } from './support/nodes.ts';
 
 after(killAll);
@@ -135,4 +136,42 @@ test('every failure reason code a broker may put in a PUBACK maps to BROKER_REFU
   assert.equal(brokerRefusal('b', 't', 0x95).detail?.reason, 'packet too large');
   for (const code of [0x80, 0x83, 0x90, 0x91, 0x99]) assert.notEqual(brokerRefusal('b', 't', code).detail?.reason, 'unknown reason');
   assert.equal(brokerRefusal('b', 't', 0xa5).detail?.reason, 'unknown reason');
+});
+
+test('a SUBSCRIBE cut short by a dropped connection is not an error: the next connection subscribes again', async () => {
+  const dir = await tempDir('link-subscribe-cut');
+  const broker = await startMosquitto(dir.path);
+  const proxy = await startTcpProxy({ port: broker.port });
+  const lines: LogLine[] = [];
+  const received: string[] = [];
+  const link = new BrokerLink({
+    urls: [proxy.url('mqtt')],
+    clientId: 'lastgasp-link-subscribe-cut',
+    protocol: 'auto',
+    keepaliveS: 5,
+    onMessage: async (topic) => void received.push(topic),
+    logger: captureLogger(lines, 'link'),
+  });
+  const publisher = mqtt.connect(broker.url, { protocolVersion: 5, clientId: 'subscribe-cut-publisher' });
+  try {
+    await up(link);
+    // The SUBSCRIBE goes out into a connection that forwards nothing, and the connection then drops.
+    proxy.pause();
+    const subscribing = link.subscribe(['lastgasp/v1/cut/#'], 1);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await proxy.cut();
+    await subscribing;
+    assert.ok(lines.some((line) => line.msg.includes('subscribe cut short')), 'the cut short SUBSCRIBE is logged');
+    await proxy.restore();
+    await waitFor('the link to resubscribe and receive', async () => {
+      await publisher.publishAsync('lastgasp/v1/cut/probe', 'x', { qos: 1 });
+      return received.includes('lastgasp/v1/cut/probe') ? true : undefined;
+    }, 20_000, 200);
+  } finally {
+    publisher.end(true);
+    await link.stop();
+    await proxy.close();
+    await broker.stop();
+    await dir.remove();
+  }
 });
