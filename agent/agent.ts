@@ -98,6 +98,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private forwarder: Forwarder | undefined;
   /** The application's SQLite databases (config `app.sqlite`): captured while primary, kept while standby. */
   private readonly sqlite: SqliteDatabases | undefined;
+  /** The log seq of each database's last commit, captured as the brownout flush began (named in the handoff). */
+  private sqliteCommits: Record<string, number> | undefined;
   /** Writes that asked to be acknowledged once replicated wait here. */
   private readonly copies: CopyWait;
   /** Append latency, batch size and flush time for GET /metrics; the loopback scrape port (metrics.listen). */
@@ -471,6 +473,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
         this.deps.logger.error('could not capture the last SQLite transactions before the flush', { error });
         return undefined;
       });
+      this.sqliteCommits = sqliteCommits;
     }
     const fenceSeq = await this.log.fence('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`);
     const replicated = this.log.watermarks().replicated;
@@ -549,6 +552,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       lastSeq: outcome.lastSeq,
       committed: outcome.committed,
       complete: outcome.complete,
+      ...(this.sqliteCommits ? { sqlite: this.sqliteCommits } : {}),
       reason,
       atMs,
     };
@@ -556,7 +560,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await roles.latchHandoff(record);
     await this.replication.publishLeader(record);
     this.hooks.fire('handoff', { to, complete: outcome.complete, lastSeq: outcome.lastSeq, committed: outcome.committed, epoch: record.epoch });
-    const fields = { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to };
+    const fields = { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to, ...(record.sqlite ? { sqlite: record.sqlite } : {}) };
     if (outcome.complete) this.deps.logger.info('handoff record published', fields);
     else this.deps.logger.warn(`incomplete handoff published: seqs ${outcome.lastSeq + 1}..${outcome.committed} were acknowledged here and had not reached ${to ?? 'the sibling'}; they will be set aside here (lastgasp quarantine)`, { ...fields, missing: outcome.committed - outcome.lastSeq });
   }

@@ -25,6 +25,14 @@ export const isEpoch: Check = (value) => isSeq(value) && (value as number) <= EP
 /** Counters start at 1 (freshness.ts): 0 is what a missing one would read as. */
 const isCounter: Check = (value) => isSeq(value) && (value as number) >= 1;
 const isName: Check = (value) => typeof value === 'string' && NAME.test(value);
+/** Databases a handoff may name (app.sqlite): more than any gateway application keeps. */
+const SQLITE_DATABASES_MAX = 64;
+/** A map of database name → seq, as a handoff names its SQLite commits. */
+const isSeqMap: Check = (value) => {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) return false;
+  const entries = Object.entries(value);
+  return entries.length <= SQLITE_DATABASES_MAX && entries.every(([name, seq]) => isName(name) && isSeq(seq));
+};
 const isBoolean: Check = (value) => typeof value === 'boolean';
 const isText: Check = (value) => typeof value === 'string';
 const optional = (check: Check): Check => (value) => value === undefined || check(value);
@@ -45,6 +53,7 @@ const LEADER: Record<string, Check> = {
   lastSeq: optional(isSeq),
   committed: optional(isSeq),
   complete: optional(isBoolean),
+  sqlite: optional(isSeqMap),
   reason: optional(isText),
 };
 

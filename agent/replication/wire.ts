@@ -89,6 +89,12 @@ export interface LeaderMessage {
   /** handoff: highest seq the primary had committed. complete === (lastSeq === committed). */
   readonly committed?: number;
   readonly complete?: boolean;
+  /**
+   * handoff, when the application's SQLite databases are captured (app.sqlite): per database name, the log
+   * seq of its last commit before the flush. The successor's database is as of that commit when it holds
+   * the log up to that seq (lastSeq ≥ it).
+   */
+  readonly sqlite?: Readonly<Record<string, number>>;
   readonly reason?: string;
   readonly atMs: number;
 }

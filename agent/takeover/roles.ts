@@ -85,6 +85,8 @@ export interface TakeoverRecord {
   readonly handoffLastSeq: number;
   /** handoff: what the old primary had acknowledged; past handoffLastSeq is the gap of an incomplete handoff. */
   readonly handoffCommitted?: number;
+  /** handoff: per SQLite database, the log seq of its last commit (the successor's copy is as of that commit). */
+  readonly handoffSqlite?: Readonly<Record<string, number>>;
   readonly complete: boolean;
   readonly cause: 'handoff' | 'silence';
   /** handoff: from the handoff record's arrival to serving. silence: from the decision to serving. */
@@ -552,6 +554,7 @@ export class RoleManager {
         since,
         handoffLastSeq: expected,
         ...(record?.kind === 'handoff' && record.committed !== undefined ? { handoffCommitted: record.committed } : {}),
+        ...(record?.kind === 'handoff' && record.sqlite ? { handoffSqlite: record.sqlite } : {}),
         complete: cause === 'handoff' ? (record?.complete ?? true) : false,
         cause,
         takeoverMs: Math.round(clock.monotonicMs() - startedMs),

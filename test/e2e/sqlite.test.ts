@@ -82,13 +82,17 @@ test('brownout: the application stops on gw-a, and starts on gw-b with the same 
     sim.send('ac off');
     sim.send('brownout');
     const flush = await a.waitForEvent('flush-start', () => true, 30_000);
-    await a.waitForEvent('handoff', () => true, 30_000);
-    await b.waitForEvent('takeover', () => true, 30_000);
+    const handoff = await a.waitForEvent('handoff', () => true, 30_000);
+    const takeover = await b.waitForEvent('takeover', () => true, 30_000);
     const start = await waitFor('the application to start on gw-b', () => journal(journalFile).find((line) => line.node === 'gw-b' && line.event === 'start'), 30_000);
     const lines = journal(journalFile);
     const onA = committed(lines, 'gw-a');
     assert.ok(lines.some((line) => line.node === 'gw-a' && line.event === 'term'), 'gw-a\'s application was stopped (SIGTERM) before the handoff');
     assert.ok((flush.sqliteCommits as Record<string, number>).app! > 0, 'the flush names the log seq of the database\'s last commit');
+    // The signed handoff record names that commit, and the successor read it: its database is as of it.
+    assert.deepEqual(handoff.sqlite, flush.sqliteCommits, 'the handoff record names each database\'s last commit');
+    assert.deepEqual(takeover.handoffSqlite, flush.sqliteCommits, 'gw-b took over knowing which commit its database is at');
+    assert.ok((handoff.lastSeq as number) >= (flush.sqliteCommits as Record<string, number>).app!, 'the handoff covers the last commit');
     assert.equal(start.integrity, 'ok');
     assert.deepEqual(start.txids, range(1, onA.at(-1)!), 'every transaction gw-a\'s application committed is in gw-b\'s database, and nothing else');
     assert.equal(start.dumpSha, (await dump(appA.db)).dumpSha, 'gw-b\'s database equals gw-a\'s (sorted iterdump)');

@@ -43,6 +43,21 @@ test('ack, state and leader records round-trip', () => {
   assert.deepEqual(l.message, leader);
 });
 
+test('a handoff names its SQLite commits as a map of database name to seq; anything else there is refused', () => {
+  const codec = new WireCodec();
+  const base = { group: 'g', kind: 'handoff' as const, epoch: 1, counter: 4, node: 'gw-a', to: 'gw-b', lastSeq: 9, committed: 9, complete: true, atMs: 9 };
+  const named = codec.decode(codec.encodeLeader({ ...base, sqlite: { app: 7, metrics: 9 } }));
+  assert.ok(named.ok && named.kind === 'leader');
+  assert.deepEqual({ ...named.message.sqlite }, { app: 7, metrics: 9 });
+  const tooMany = Object.fromEntries(Array.from({ length: 65 }, (_, index) => [`db${index}`, index]));
+  for (const sqlite of [{ app: 1.5 }, { app: 'seven' }, { 'not a name!': 1 }, [1, 2], tooMany, new Uint8Array(3)]) {
+    const result = codec.decode(codec.encodeLeader({ ...base, sqlite: sqlite as unknown as Record<string, number> }));
+    assert.ok(!result.ok && result.reason === 'bad-leader:sqlite', `${JSON.stringify(sqlite)}: ${JSON.stringify(result)}`);
+  }
+  // A negative seq does not even get past the strict CBOR decoder.
+  assert.ok(!codec.decode(codec.encodeLeader({ ...base, sqlite: { app: -1 } })).ok);
+});
+
 test('a flipped byte anywhere in the body fails the CRC', () => {
   const codec = new WireCodec();
   const bytes = codec.encodeBatch({ group: 'g', node: 'n', epoch: 1, entries });
