@@ -3,9 +3,10 @@
  * (primary or standby) and the power supervisor, wired together. `lastgasp run` builds one from the config
  * file; the tests and the demo run it as a separate process.
  *
- * It is longer than a module should be (about 600 lines): it still holds the content of the brownout's steps,
- * the API's write rules and the host interfaces of three subsystems. Moving those into their rooms
- * (power/brownout, app/) is the redesign of issue 13, left for a session with no other change in these files.
+ * It is longer than a module should be (about 750 lines): it still holds the content of the brownout's steps,
+ * the API's write rules, the host interfaces of three subsystems, and the wiring of the forwarder, hooks,
+ * metrics and SQLite capture. Moving those into their rooms (power/brownout, app/) is the redesign of issue
+ * 13, left for a session with no other change in these files.
  */
 import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -1,5 +1,8 @@
 /**
  * One MQTT session with one broker (or with one clustered broker through its list of node addresses).
+ * (About 660 lines: the race of a cluster's other nodes during a flush and the adoption of the winner still
+ * live here; they move to a room of their own with the redesign of issue 13, as the stall tracking did to
+ * link-health.ts.)
  *
  * - MQTT 5 is tried first and 3.1.1 used when the broker refuses it (Aedes 1.2 and NATS answer a v5 CONNECT
  *   with CONNACK return code 1, "unacceptable protocol version"); nothing the agent needs depends on v5.

@@ -1,4 +1,7 @@
 /**
+ * (About 680 lines, one sequence: the window, its acks and its watermarks share every field; the batch sizing
+ * for the link and the flush are the parts to move out with issue 13.)
+ *
  * The primary's side: reads committed entries from the log in seq order and publishes them as batches,
  * QoS 1, with a bounded window of unacknowledged batches. It advances the log's watermarks:
  * - broker quorum: a batch counts once `quorum` brokers sent PUBACK (durability "broker"); a refusal by a
