@@ -20,6 +20,9 @@ const APPLY_BATCH_ENTRIES = 4096;
 const APPLY_BATCH_BYTES = 4 * 1024 * 1024;
 
 
+/** After a failed read of the log, the catch-up is tried again this much later. */
+const APPLY_RETRY_MS = 500;
+
 export interface KvStateOptions {
   dataDir: string;
   log: FlashLog;
@@ -43,6 +46,10 @@ export class KvState {
   private again = false;
   private unsubscribe: (() => void) | undefined;
   private undecodable = 0;
+  /** Catch-ups that failed to read the log (an I/O fault); each is tried again after APPLY_RETRY_MS. */
+  private applyFailures = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private stopped = false;
   private snapshotting = false;
 
   constructor(private readonly options: KvStateOptions) {}
@@ -65,6 +72,8 @@ export class KvState {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
     this.unsubscribe?.();
     await this.applying;
     await this.writeSnapshot();
@@ -92,7 +101,7 @@ export class KvState {
   }
 
   get counters(): Record<string, number> {
-    return { kvKeys: this.map.size, kvAppliedSeq: this.appliedSeq, kvSnapshotSeq: this.snapshotSeq, kvUndecodableEntries: this.undecodable };
+    return { kvKeys: this.map.size, kvAppliedSeq: this.appliedSeq, kvSnapshotSeq: this.snapshotSeq, kvUndecodableEntries: this.undecodable, kvApplyFailures: this.applyFailures };
   }
 
   /** SHA-256 over the sorted (key, value) pairs: two nodes with equal digests hold equal states. */
@@ -135,13 +144,29 @@ export class KvState {
       this.again = true;
       return;
     }
-    this.applying = this.catchUp().finally(() => {
+    this.applying = this.catchUp().catch((error: unknown) => this.applyFailed(error)).finally(() => {
       this.applying = undefined;
       if (this.again) {
         this.again = false;
         this.kick();
       }
     });
+  }
+
+  /**
+   * Reading the log failed (a dying card, an injected fault): the state stays where it is, waiters keep
+   * waiting, and the catch-up is tried again shortly (a commit kicks it sooner). Nothing is lost: it resumes
+   * at the first seq it has not applied.
+   */
+  private applyFailed(error: unknown): void {
+    this.applyFailures++;
+    this.options.logger.warn(`kv state: could not read the log after seq ${this.appliedSeq}; trying again in ${APPLY_RETRY_MS} ms`, { event: 'kv-apply-failed', error });
+    if (this.stopped || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.kick();
+    }, APPLY_RETRY_MS);
+    this.retryTimer.unref();
   }
 
   private async catchUp(): Promise<void> {
