@@ -604,7 +604,10 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   private countOnWire(packet: Packet, sent: boolean): void {
     if (!this.health.onPacket(packet, sent, performance.now())) return;
     this.options.logger.info('broker acknowledging again', { broker: this.upInfo?.server ?? this.name });
-    if (this.upInfo) this.emit('up', this.upInfo);
+    // The same connection, so the same session: nothing the broker queued for it was lost, whatever the
+    // CONNACK said when it opened (a first connection is always a fresh session). A standby told
+    // "fresh session" here would ask the primary to send everything again for nothing.
+    if (this.upInfo) this.emit('up', { ...this.upInfo, sessionPresent: true });
   }
 
   /**

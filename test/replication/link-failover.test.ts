@@ -49,11 +49,17 @@ test('a broker that stops acknowledging: the link counts as down after its deadl
     assert.ok((stats.oldestUnackedMs as number) > 0);
     assert.ok(lines.some((line) => line.msg === 'broker connected but not acknowledging; counted as down'));
     assert.match(String((stats.causes as Array<{ cause: string }>).at(-1)?.cause), /no acknowledgement/);
+    const ups: Array<{ sessionPresent: boolean }> = [];
+    link.on('up', (info) => void ups.push(info));
     broker.resume();
     await held;
     await waitFor('the link to count as up again', () => (link.stats().state === 'up' ? true : undefined));
     assert.equal(link.connected, true);
     assert.ok(lines.some((line) => line.msg === 'broker acknowledging again'));
+    // Its first connection opened a fresh session, but recovering on the same connection loses nothing: the
+    // link must not tell a standby to ask for everything again.
+    assert.equal(link.info?.sessionPresent, false);
+    assert.deepEqual(ups.map((info) => info.sessionPresent), [true]);
   } finally {
     broker.resume();
     await link.stop();
