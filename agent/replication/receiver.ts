@@ -49,6 +49,12 @@ export interface ReceiverOptions {
   sendAck: (ack: AckMessage) => Promise<void>;
   logger: Logger;
   clock: Clock;
+  /**
+   * Whether any path can deliver batches now (a broker link or the direct path connected). While none can,
+   * quiet is not a stall: the broker queues for the session, and asking for a resend then only makes the
+   * primary send again what is already queued.
+   */
+  receiving?: () => boolean;
 }
 
 export class Receiver {
@@ -237,6 +243,11 @@ export class Receiver {
   private checkStall(): void {
     const committed = this.options.log.watermarks().committed;
     if (this.primaryCommitted <= committed) return;
+    if (this.options.receiving && !this.options.receiving()) {
+      // Disconnected: the quiet is counted from when a path is back.
+      this.lastProgressMs = this.options.clock.monotonicMs();
+      return;
+    }
     const quietMs = this.options.clock.monotonicMs() - this.lastProgressMs;
     if (quietMs < STALL_MS * 2 ** Math.min(this.stallRequests, STALL_BACKOFF_STEPS_MAX)) return;
     this.counters.stalls++;

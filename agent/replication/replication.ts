@@ -162,6 +162,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       sources: this.links.length,
       keepaliveS: options.keepaliveS,
       sendAck: (ack) => this.publishAck(ack),
+      receiving: () => this.links.some((link) => link.connected) || (this.direct?.receiving() ?? false),
       logger: logger.child('agent:replication:receiver'),
       clock: options.clock,
     });

@@ -113,6 +113,11 @@ export class DirectPath {
     this.options.onCarrying();
   }
 
+  /** Whether a peer is connected to this node's listener, so that batches can arrive this way. */
+  receiving(): boolean {
+    return this.links.some((link) => this.listener.isConnectedFrom(link.node));
+  }
+
   /** Whether batches go out on this path now: it is in use and some peer is connected. */
   carrying(): boolean {
     return (this.options.always || this.flushing) && this.links.some((link) => link.state === 'up');
