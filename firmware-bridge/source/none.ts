@@ -1,8 +1,9 @@
 /** `power.source.kind: none`: a gateway without a battery controller. The supervisor learns nothing and can command nothing. */
 import type { CommandResult, PowerSource, PowerSourceCapabilities, PowerSourceListener } from '../types.ts';
 
+/** Also the base of a source that reports but commands nothing (the tests' scripted and simulated ones). */
 export class NoPowerSource implements PowerSource {
-  readonly name = 'none';
+  readonly name: string = 'none';
   readonly capabilities: PowerSourceCapabilities = { cutPower: false, holdPower: false, pushEvents: false };
 
   async start(listener: PowerSourceListener): Promise<void> {

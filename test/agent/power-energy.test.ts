@@ -10,7 +10,7 @@ import { PowerSupervisor, flushNeedMs, step, initialState, throttleBytes, timeLe
 import { DrainMeter, DRAIN_SAMPLE_MS_MAX } from '../../agent/replication/index.ts';
 import { createFlashLog } from '../../agent/log/index.ts';
 import { isLastgaspError, type Logger, type LogFields, type LogMessage } from '../../agent/util/index.ts';
-import { Battery, BATTERY_DEFAULTS, type CommandResult, type PowerSource, type PowerSourceListener, type PowerStatus } from '../../firmware-bridge/index.ts';
+import { Battery, BATTERY_DEFAULTS, NoPowerSource, type PowerSourceListener, type PowerStatus } from '../../firmware-bridge/index.ts';
 import { FakeClock } from '../support/fake-clock.ts';
 import { tempDir } from '../support/ports.ts';
 
@@ -19,15 +19,17 @@ const HANDOFF_ACK_TIMEOUT_MS = 1000;
 const CUT_DELAY_MS = 100;
 
 /** A BMS that reports the simulator battery's charge, current and runtime once a second, on battery from the start. */
-class SimulatedBms implements PowerSource {
-  readonly name = 'sim-bms';
-  readonly capabilities = { cutPower: false, holdPower: false, pushEvents: true };
+class SimulatedBms extends NoPowerSource {
+  override readonly name = 'sim-bms';
+  override readonly capabilities = { cutPower: false, holdPower: false, pushEvents: true };
   private listener: PowerSourceListener | undefined;
   constructor(
     readonly battery: Battery,
     private readonly clock: FakeClock,
-  ) {}
-  async start(listener: PowerSourceListener): Promise<void> {
+  ) {
+    super();
+  }
+  override async start(listener: PowerSourceListener): Promise<void> {
     this.listener = listener;
     listener.link('up');
     this.report();
@@ -39,19 +41,6 @@ class SimulatedBms implements PowerSource {
       this.battery.step(1000, false, true);
       this.report();
     }, 1000);
-  }
-  async stop(): Promise<void> {}
-  holdPower(): Promise<CommandResult> {
-    return Promise.resolve({ ok: false, reason: 'unsupported' });
-  }
-  cutPower(): Promise<CommandResult> {
-    return Promise.resolve({ ok: false, reason: 'unsupported' });
-  }
-  cancelCut(): Promise<CommandResult> {
-    return Promise.resolve({ ok: false, reason: 'unsupported' });
-  }
-  counters(): Readonly<Record<string, number>> {
-    return {};
   }
 }
 

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PowerSupervisor, type FlushEnd, type FlushOutcome, type SupervisorHost, type Thresholds } from '../../agent/power/index.ts';
 import type { Clock, Logger, LogFields, LogMessage } from '../../agent/util/index.ts';
-import type { CommandResult, LinkState, PowerEvent, PowerSource, PowerSourceListener, PowerStatus } from '../../firmware-bridge/index.ts';
+import { NoPowerSource, type LinkState, type PowerEvent, type PowerSourceListener, type PowerStatus } from '../../firmware-bridge/index.ts';
 
 const thresholds: Thresholds = { socPercentMin: 20, runtimeSMin: 60, onBatterySMax: 0, trustDeviceLowBattery: true, onBatteryDebounceMs: 2000, linkDeadMs: 15_000 };
 
@@ -41,25 +41,13 @@ class FakeClock implements Clock {
   }
 }
 
-class ScriptedSource implements PowerSource {
-  readonly name = 'scripted';
-  readonly capabilities = { cutPower: false, holdPower: false, pushEvents: true };
+/** Reports what the test scripts; commands nothing (NoPowerSource's half). */
+class ScriptedSource extends NoPowerSource {
+  override readonly name = 'scripted';
+  override readonly capabilities = { cutPower: false, holdPower: false, pushEvents: true };
   listener: PowerSourceListener | undefined;
-  async start(listener: PowerSourceListener): Promise<void> {
+  override async start(listener: PowerSourceListener): Promise<void> {
     this.listener = listener;
-  }
-  async stop(): Promise<void> {}
-  holdPower(): Promise<CommandResult> {
-    return Promise.resolve({ ok: false, reason: 'unsupported' });
-  }
-  cutPower(): Promise<CommandResult> {
-    return Promise.resolve({ ok: false, reason: 'unsupported' });
-  }
-  cancelCut(): Promise<CommandResult> {
-    return Promise.resolve({ ok: false, reason: 'unsupported' });
-  }
-  counters(): Readonly<Record<string, number>> {
-    return {};
   }
   link(state: LinkState): void {
     this.listener!.link(state);
