@@ -1,6 +1,8 @@
 /**
  * The agent's configuration: every key, its default and its meaning. `lastgasp config defaults` prints
  * this as documentation; `lastgasp config check FILE` validates against it.
+ * (Over 400 lines because it is the one list of every key: split by section it would lose the single place
+ * an operator's question "what can I set" is answered.)
  */
 import { array, boolean, bytes, integer, number, object, oneOf, record, string, union, url, type Infer } from './schema-dsl.ts';
 

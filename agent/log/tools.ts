@@ -3,6 +3,8 @@
  * read-only, nothing is locked, synced, truncated or renamed, so they are safe beside a live agent (a segment
  * that retention removes mid-run is reported as gone, and the active segment's unsynced tail is reported as
  * such, not as damage).
+ * (About 480 lines: the two commands share the read-only segment walk; inspect's report and verify's checks
+ * are the split to make when either grows.)
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
