@@ -6,40 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PowerSupervisor, type FlushEnd, type FlushOutcome, type SupervisorHost, type Thresholds } from '../../agent/power/index.ts';
-import type { Clock, Logger, LogFields, LogMessage } from '../../agent/util/index.ts';
+import type { Logger, LogFields, LogMessage } from '../../agent/util/index.ts';
+import { FakeClock } from '../support/fake-clock.ts';
 import { NoPowerSource, type LinkState, type PowerEvent, type PowerSourceListener, type PowerStatus } from '../../firmware-bridge/index.ts';
 
 const thresholds: Thresholds = { socPercentMin: 20, runtimeSMin: 60, onBatterySMax: 0, trustDeviceLowBattery: true, onBatteryDebounceMs: 2000, linkDeadMs: 15_000 };
-
-/** Time moves only when `advance` is called; due timers fire in order. */
-class FakeClock implements Clock {
-  private now = 0;
-  private timers: Array<{ at: number; callback: () => void; id: number }> = [];
-  private nextId = 0;
-  nowMs(): number {
-    return 1_700_000_000_000 + this.now;
-  }
-  monotonicMs(): number {
-    return this.now;
-  }
-  setTimeout(callback: () => void, delayMs: number) {
-    const timer = { at: this.now + delayMs, callback, id: this.nextId++ };
-    this.timers.push(timer);
-    return { cancel: () => void (this.timers = this.timers.filter((other) => other !== timer)) };
-  }
-  async advance(ms: number): Promise<void> {
-    const end = this.now + ms;
-    for (;;) {
-      const due = this.timers.filter((timer) => timer.at <= end).sort((a, b) => a.at - b.at || a.id - b.id)[0];
-      if (!due) break;
-      this.timers = this.timers.filter((timer) => timer !== due);
-      this.now = due.at;
-      due.callback();
-      await new Promise((resolve) => setImmediate(resolve));
-    }
-    this.now = end;
-  }
-}
 
 /** Reports what the test scripts; commands nothing (NoPowerSource's half). */
 class ScriptedSource extends NoPowerSource {
@@ -96,19 +67,19 @@ test('power events before the link is up are counted and ignored; after it they 
   source.link('connecting');
   source.event('brownout');
   source.event('ac-lost');
-  await clock.advance(5000);
+  await clock.advanceSettling(5000);
   assert.equal(supervisor.state, 'ONLINE');
   assert.equal(flushes.length, 0);
   assert.equal(distrust().eventsBeforeLinkUp, 2);
   source.link('up');
   source.status(true);
   source.event('ac-lost');
-  await clock.advance(10);
+  await clock.advanceSettling(10);
   assert.equal(supervisor.state, 'ON_BATTERY');
   // A link that drops is not trusted again until it is back up.
   source.link('down');
   source.event('brownout');
-  await clock.advance(10);
+  await clock.advanceSettling(10);
   assert.equal(supervisor.state, 'ON_BATTERY');
   assert.equal(distrust().eventsBeforeLinkUp, 3);
   await supervisor.stop();
@@ -125,11 +96,11 @@ test('a contradicted brownout event is held for the debounce, re-checked against
   assert.ok(lines.some((line) => line.fields?.event === 'brownout-held'));
   for (let elapsed = 0; elapsed < 1750; elapsed += 250) {
     source.status(true, { alarms: ['brownout'] });
-    await clock.advance(250);
+    await clock.advanceSettling(250);
   }
   assert.equal(supervisor.state, 'ONLINE', 'still within the debounce');
   source.status(true, { alarms: ['brownout'] });
-  await clock.advance(500);
+  await clock.advanceSettling(500);
   const brownout = supervisor.timeline().find((entry) => entry.to === 'BROWNOUT');
   assert.ok(brownout, 'a brownout was declared');
   assert.match(brownout.reason, /still reported after 2000 ms with mains present/);
@@ -145,15 +116,15 @@ test('a contradicted brownout event that the telemetry drops is dismissed and co
   source.link('up');
   source.status(true);
   source.event('brownout');
-  await clock.advance(250);
+  await clock.advanceSettling(250);
   source.status(true);
-  await clock.advance(10_000);
+  await clock.advanceSettling(10_000);
   assert.equal(supervisor.state, 'ONLINE');
   assert.deepEqual(distrust(), { eventsBeforeLinkUp: 0, brownoutsHeld: 1, brownoutsDismissed: 1, brownoutsConfirmed: 0 });
   // The same event with mains gone is not contradicted: it acts at once.
   source.status(false);
   source.event('brownout');
-  await clock.advance(10);
+  await clock.advanceSettling(10);
   assert.equal(flushes.length, 1);
   assert.equal(distrust().brownoutsHeld, 1);
   await supervisor.stop();
@@ -173,7 +144,7 @@ test('the flush-done line says how the flush ended', async () => {
     source.link('up');
     source.status(false);
     source.event('brownout');
-    await clock.advance(10);
+    await clock.advanceSettling(10);
     const done = lines.find((line) => line.fields?.event === 'flush-done');
     assert.ok(done, `${end}: a flush-done line`);
     assert.match(done.message, expected[end], end);

@@ -37,6 +37,23 @@ export class FakeClock implements Clock {
     this.now = end;
   }
 
+  /**
+   * `advance` for code that awaits between timers: one timer at a time, and the event loop turns (a
+   * setImmediate) after each, so the promise chains a callback starts have run before the next is due.
+   */
+  async advanceSettling(ms: number): Promise<void> {
+    const end = this.now + ms;
+    for (;;) {
+      const due = this.timers.filter((timer) => timer.dueMs <= end).sort((x, y) => x.dueMs - y.dueMs || x.id - y.id)[0];
+      if (!due) break;
+      this.timers = this.timers.filter((timer) => timer !== due);
+      this.now = Math.max(this.now, due.dueMs);
+      due.callback();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    this.now = end;
+  }
+
   jump(ms: number): void {
     this.now += ms;
   }
