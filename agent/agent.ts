@@ -168,7 +168,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       : undefined;
     const mqtt = config.mqttIngest;
     this.ingest = mqtt.listen
-      ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, append: (op, copy) => this.append(op, copy), logger: logger.child('agent:app:mqtt') })
+      ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, entryBytesMax: config.log.entryBytesMax, appendMany: (payloads, copy) => this.appendEncoded(payloads, copy), logger: logger.child('agent:app:mqtt') })
       : undefined;
     this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
     const { shell, timeoutMs, ...commands } = config.hooks;
