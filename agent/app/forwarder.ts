@@ -138,8 +138,12 @@ export class Forwarder {
     this.connect();
   }
 
-  /** Stop forwarding (this node stands down); messages in flight are the next leader's to send again. */
-  async stop(reason: string): Promise<void> {
+  /**
+   * Stop forwarding (this node stands down); messages in flight are the next leader's to send again.
+   * `finalMark`: record the last upstream-acknowledged position now (before a handoff's fence), so that the
+   * next leader starts right after it instead of up to markEveryMessages plus the window earlier.
+   */
+  async stop(reason: string, options: { finalMark?: boolean } = {}): Promise<void> {
     if (!this.running) return;
     this.running = false;
     this.generation++;
@@ -150,7 +154,18 @@ export class Forwarder {
     this.markTimer = this.reconnectTimer = undefined;
     this.disconnect();
     await this.pumping;
+    if (options.finalMark && this.lastAcked > this.marked) await this.finalMark(this.lastAcked);
     this.options.logger.info(`forwarding stopped: ${reason}`, { event: 'forward-stop', lastAcked: this.lastAcked, marked: this.marked });
+  }
+
+  private async finalMark(seq: number): Promise<void> {
+    try {
+      await this.options.mark(seq);
+      this.marked = seq;
+      this.counters.forwardMarks++;
+    } catch (error) {
+      this.options.logger.warn(`the last forwarding position (seq ${seq}) was not recorded; the next leader sends from seq ${this.marked + 1} again`, { event: 'forward-final-mark-failed', seq, error });
+    }
   }
 
   status(): Record<string, unknown> {
