@@ -7,6 +7,7 @@
  * over the size cap, a wrong protocol) is counted by reason and the connection closed, for MQTT 5 after a
  * DISCONNECT with the reason code (§4.13).
  */
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import mqttPacket, { type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet } from 'mqtt-packet';
 import type { LastgaspError } from '../../util/index.ts';

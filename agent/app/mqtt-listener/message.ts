@@ -3,6 +3,7 @@
  * that belong to the message rather than to the hop (ops.ts MqttProps; MQTT 5.0 §3.3.2.3: topic alias and
  * subscription identifiers are per connection and stay behind).
  */
+import { Buffer } from 'node:buffer';
 import type { IPublishPacket } from 'mqtt-packet';
 import type { MqttProps } from '../ops.ts';
 

@@ -5,6 +5,7 @@
  * grow the agent's memory. QoS 2 subscriptions are granted QoS 1 (§3.9.3: the server may grant less).
  * Sessions are not kept, so what is in flight when the connection goes is not sent again.
  */
+import { Buffer } from 'node:buffer';
 import { generate, type IPublishPacket } from 'mqtt-packet';
 import { publishProperties, type Message, type QoS } from './message.ts';
 
