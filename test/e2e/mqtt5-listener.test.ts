@@ -22,6 +22,7 @@ let broker: Mosquitto;
 let a: AgentProcess;
 let b: AgentProcess;
 let port: number;
+let portB: number;
 let password: string;
 const url = () => `mqtt://127.0.0.1:${port}`;
 
@@ -29,8 +30,13 @@ before(async () => {
   dir = await tempDir('e2e-mqtt5');
   broker = await startMosquitto(dir.path);
   port = await freePort();
-  ({ a, b } = await startPair(dir.path, 'mqtt5', broker.url, { extraA: { mqttIngest: { listen: `127.0.0.1:${port}`, journal: ['plant/#'] }, log: { entryBytesMax: 64 * 1024 } } }));
+  portB = await freePort();
+  ({ a, b } = await startPair(dir.path, 'mqtt5', broker.url, {
+    extraA: { mqttIngest: { listen: `127.0.0.1:${port}`, journal: ['plant/#'] }, log: { entryBytesMax: 64 * 1024 } },
+    extraB: { mqttIngest: { listen: `127.0.0.1:${portB}`, journal: ['plant/#'] } },
+  }));
   await a.waitForEvent('mqtt-ingest');
+  await b.waitForEvent('mqtt-ingest');
   const dataDir = (JSON.parse(readFileSync(a.configFile, 'utf8')) as { dataDir: string }).dataDir;
   password = readFileSync(join(dataDir, 'api.token'), 'utf8').trim();
 });
@@ -63,8 +69,8 @@ async function counters(): Promise<Record<string, number>> {
 }
 
 /** A client on a bare socket: it sends what it is told, byte for byte, and records what comes back. */
-async function rawClient(version: 4 | 5 = 4): Promise<{ socket: Socket; packets: Packet[]; send(packet: Packet): void; next(cmd: string): Promise<Packet>; closed: Promise<void> }> {
-  const socket = connect(port, '127.0.0.1');
+async function rawClient(version: 4 | 5 = 4, to = port): Promise<{ socket: Socket; packets: Packet[]; send(packet: Packet): void; next(cmd: string): Promise<Packet>; closed: Promise<void> }> {
+  const socket = connect(to, '127.0.0.1');
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
   const parser = mqttPacket.parser({ protocolVersion: version });
   const packets: Packet[] = [];
@@ -262,4 +268,20 @@ test('a second connection with the same client id takes over: the first is close
     clearInterval(timer);
     publisher.end(true);
   }
+});
+
+test('a publish the standby cannot take is never acknowledged: MQTT 5 gets DISCONNECT 0x9C, 3.1.1 a closed connection', async () => {
+  const tokenB = readFileSync(join((JSON.parse(readFileSync(b.configFile, 'utf8')) as { dataDir: string }).dataDir, 'api.token'), 'utf8').trim();
+  for (const version of [5, 4] as const) {
+    const client = await rawClient(version, portB);
+    client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version, clientId: `to-standby-${version}`, clean: true, keepalive: 30, username: 'app', password: Buffer.from(tokenB) });
+    await client.next('connack');
+    client.send({ cmd: 'publish', topic: 'plant/standby', payload: Buffer.from('not here'), qos: 1, messageId: 3, retain: false, dup: false });
+    await client.closed;
+    assert.ok(!client.packets.some((packet) => packet.cmd === 'puback'), `MQTT ${version}: no PUBACK`);
+    const disconnect = client.packets.find((packet) => packet.cmd === 'disconnect') as { reasonCode: number } | undefined;
+    if (version === 5) assert.equal(disconnect?.reasonCode, 0x9c, 'use another server');
+    else assert.equal(disconnect, undefined);
+  }
+  assert.equal(((await b.client.status()).mqttIngest as Record<string, number>).mqttRefused, 2);
 });
