@@ -177,7 +177,7 @@ test('local subscribers get journaled and relayed messages, a late one the retai
   }
 });
 
-test('the Will of a client that goes away without DISCONNECT is published and journaled', async () => {
+test('the Will of a client that goes away without DISCONNECT, or falls silent past its keepalive, is published and journaled', async () => {
   const watcher = await mqtt.connectAsync(url(), { username: 'watch', password, reconnectPeriod: 0 });
   const dying = await rawClient(5);
   try {
@@ -191,6 +191,15 @@ test('the Will of a client that goes away without DISCONNECT is published and jo
     const entry = await waitFor('the Will in the log', async () => (await journaled(a)).find((item) => item.topic === 'plant/will/dying'));
     assert.deepEqual(entry.props, { contentType: 'text/plain' });
 
+    // A client silent for 1.5 keepalive periods is closed by the listener, and its Will goes out.
+    const silent = await rawClient(4);
+    const timeoutsBefore = (await counters()).mqttKeepaliveTimeouts!;
+    silent.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: 'silent', clean: true, keepalive: 1, username: 'app', password: Buffer.from(password), will: { topic: 'plant/will/silent', payload: Buffer.from('timed out'), qos: 1, retain: false } });
+    await silent.next('connack');
+    await silent.closed;
+    await waitFor('the silent client\'s Will', () => (wills.includes('timed out') ? true : undefined));
+    assert.equal((await counters()).mqttKeepaliveTimeouts! - timeoutsBefore, 1);
+
     // A client that says DISCONNECT leaves no Will.
     const polite = await mqtt.connectAsync(url(), { username: 'app', password, reconnectPeriod: 0, will: { topic: 'plant/will/polite', payload: Buffer.from('never'), qos: 1, retain: false } });
     await polite.endAsync();
@@ -203,7 +212,7 @@ test('the Will of a client that goes away without DISCONNECT is published and jo
   }
 });
 
-test('garbage, a packet before CONNECT and an oversize packet are counted and close their connection; the next client is served', async () => {
+test('garbage, a packet before CONNECT, an oversize packet and MQTT 3.1 are counted and close their connection; the next client is served', async () => {
   const start = await counters();
   const garbage = await rawClient();
   garbage.socket.write(Buffer.from([0x10, 0xff, 0xff, 0xff, 0xff, 0x7f, 0x00]));
@@ -218,7 +227,13 @@ test('garbage, a packet before CONNECT and an oversize packet are counted and cl
   big.send({ cmd: 'publish', topic: 'plant/big', payload: Buffer.alloc(512 * 1024, 1), qos: 1, messageId: 1, retain: false, dup: false });
   await big.closed;
   assert.equal((big.packets.find((packet) => packet.cmd === 'disconnect') as { reasonCode: number } | undefined)?.reasonCode, 0x95, 'MQTT 5: DISCONNECT Packet too large');
+  // MQTT 3.1 (protocol level 3, "MQIsdp"): CONNACK return code 1, unacceptable protocol version.
+  const old = await rawClient(4);
+  old.socket.write(mqttPacket.generate({ cmd: 'connect', protocolId: 'MQIsdp', protocolVersion: 3, clientId: 'mqtt31', clean: true, keepalive: 30, username: 'app', password: Buffer.from(password) }));
+  assert.equal(((await old.next('connack')) as { returnCode: number }).returnCode, 1);
+  await old.closed;
   const end = await counters();
+  assert.equal(end.mqttBadProtocol! - start.mqttBadProtocol!, 1);
   assert.equal(end.mqttBadMalformed! - start.mqttBadMalformed!, 1);
   assert.equal(end.mqttBadBeforeConnect! - start.mqttBadBeforeConnect!, 1);
   assert.equal(end.mqttBadOversize! - start.mqttBadOversize!, 1);
