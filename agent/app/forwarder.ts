@@ -8,6 +8,8 @@
  *   newest message whose PUBACK came back with every earlier one's. It is replicated like any entry, so a
  *   sibling that takes over reads it from its own state and forwards from the next seq on; what lies
  *   between that mark and where the old primary really stopped goes upstream a second time (at least once).
+ *   Standing down, the forwarder marks once more at its last PUBACK (stop's finalMark); in the brownout flush
+ *   that mark lands before the log's fence, so after a handoff the sibling starts at the very next message.
  * - Every forwarded message carries the MQTT 5 user properties `lastgasp-seq` and `lastgasp-epoch` (a
  *   consumer de-duplicates by the pair: a suffix set aside after a silence takeover may reuse seqs under an
  *   older epoch), and `lastgasp-dup: 1` when it may have gone upstream before: it was in the log when this
@@ -164,7 +166,7 @@ export class Forwarder {
       this.marked = seq;
       this.counters.forwardMarks++;
     } catch (error) {
-      this.options.logger.warn(`the last forwarding position (seq ${seq}) was not recorded; the next leader sends from seq ${this.marked + 1} again`, { event: 'forward-final-mark-failed', seq, error });
+      this.options.logger.info(`the last forwarding position (seq ${seq}) was not recorded (this node may no longer write); the next leader sends from seq ${this.marked + 1} again`, { event: 'forward-final-mark-failed', seq, error });
     }
   }
 
