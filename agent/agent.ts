@@ -27,6 +27,8 @@ import { RoleManager, type RoleHost } from './takeover/index.ts';
 import { SqliteDatabases } from './sqlite/index.ts';
 import { LastgaspError, isLastgaspError, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
 
+/** The most the brownout flush waits for the forwarder's last position before it fences the log. */
+const FORWARD_FINAL_MARK_WAIT_MS = 1000;
 /** The publisher's deadline in the brownout flush lies this far past the budget (see waitFlushed). */
 const FLUSH_DEADLINE_SLACK_MS = 1000;
 /**
@@ -168,7 +170,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       : undefined;
     const mqtt = config.mqttIngest;
     this.ingest = mqtt.listen
-      ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, append: (op, copy) => this.append(op, copy), logger: logger.child('agent:app:mqtt') })
+      ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, entryBytesMax: config.log.entryBytesMax, appendMany: (payloads, copy) => this.appendEncoded(payloads, copy), logger: logger.child('agent:app:mqtt') })
       : undefined;
     this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
     const { shell, timeoutMs, ...commands } = config.hooks;
@@ -243,7 +245,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       const token = secrets.api.token ?? (config.mqttIngest.listen!.startsWith('unix:') ? undefined : await loadOrCreateToken(apiTokenFile(config)));
       logger.info('mqtt listening', { event: 'mqtt-ingest', address: await this.ingest.start(token) });
     }
-    this.forwarder = await createForwarder(config, { log: this.log, state: this.state, append: (op) => this.append(op), logger: logger.child('agent:app:forward'), clock: this.clock });
+    this.forwarder = await createForwarder(config, { log: this.log, state: this.state, append: (op) => this.appendForwardMark(op), logger: logger.child('agent:app:forward'), clock: this.clock });
     await this.replicationValue.start();
     await this.roles.start();
     await this.startSupervisor();
@@ -409,7 +411,17 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   }
 
   async beforeStandDown(reason: string): Promise<void> {
-    await Promise.all([this.app?.stop(`standing down: ${reason}`), this.forwarder?.stop(`standing down: ${reason}`)]);
+    await Promise.all([this.app?.stop(`standing down: ${reason}`), this.forwarder?.stop(`standing down: ${reason}`, { finalMark: true })]);
+  }
+
+  /**
+   * The forwarder's position (forwarder.ts): an ordinary write, except that it is still taken while handing
+   * off, up to the fence, so that the last position lands in the tail the sibling receives.
+   */
+  private appendForwardMark(op: Op): Promise<AppendResult> {
+    if (!this.handingOff) return this.append(op);
+    this.refuseWrite(false);
+    return this.log.append(encodeOp(op));
   }
 
   /** What the application is told at each start: who and where it is, and how far the state it reads goes. */
@@ -464,7 +476,9 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // Writes are refused from here on: the application is stopped while the tail flushes, and the handoff
     // waits for it to be gone (publishHandoff), so that it never runs on both nodes.
     this.appStopping = this.app?.stop('power is failing: handing off');
-    void this.forwarder?.stop('power is failing: handing off');
+    // The forwarder's last position goes in before the fence (below), so the sibling forwards from the
+    // message after the last one upstream acknowledged (a mark costs one group commit of the flush).
+    const forwarderStopped = this.forwarder?.stop('power is failing: handing off', { finalMark: true });
     // The application's last SQLite transactions are in its WAL, not yet in the log: once it has stopped
     // (it commits nothing more), they are captured, so that the fence's seq covers its last commit.
     let sqliteCommits: Record<string, number> | undefined;
@@ -476,6 +490,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       });
       this.sqliteCommits = sqliteCommits;
     }
+    if (forwarderStopped) await this.boundedWait(forwarderStopped, FORWARD_FINAL_MARK_WAIT_MS);
     const fenceSeq = await this.log.fence('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`);
     const replicated = this.log.watermarks().replicated;
     this.deps.logger.info('flushing the unreplicated tail', {

@@ -8,6 +8,8 @@
  *   newest message whose PUBACK came back with every earlier one's. It is replicated like any entry, so a
  *   sibling that takes over reads it from its own state and forwards from the next seq on; what lies
  *   between that mark and where the old primary really stopped goes upstream a second time (at least once).
+ *   Standing down, the forwarder marks once more at its last PUBACK (stop's finalMark); in the brownout flush
+ *   that mark lands before the log's fence, so after a handoff the sibling starts at the very next message.
  * - Every forwarded message carries the MQTT 5 user properties `lastgasp-seq` and `lastgasp-epoch` (a
  *   consumer de-duplicates by the pair: a suffix set aside after a silence takeover may reuse seqs under an
  *   older epoch), and `lastgasp-dup: 1` when it may have gone upstream before: it was in the log when this
@@ -138,8 +140,12 @@ export class Forwarder {
     this.connect();
   }
 
-  /** Stop forwarding (this node stands down); messages in flight are the next leader's to send again. */
-  async stop(reason: string): Promise<void> {
+  /**
+   * Stop forwarding (this node stands down); messages in flight are the next leader's to send again.
+   * `finalMark`: record the last upstream-acknowledged position now (before a handoff's fence), so that the
+   * next leader starts right after it instead of up to markEveryMessages plus the window earlier.
+   */
+  async stop(reason: string, options: { finalMark?: boolean } = {}): Promise<void> {
     if (!this.running) return;
     this.running = false;
     this.generation++;
@@ -150,7 +156,18 @@ export class Forwarder {
     this.markTimer = this.reconnectTimer = undefined;
     this.disconnect();
     await this.pumping;
+    if (options.finalMark && this.lastAcked > this.marked) await this.finalMark(this.lastAcked);
     this.options.logger.info(`forwarding stopped: ${reason}`, { event: 'forward-stop', lastAcked: this.lastAcked, marked: this.marked });
+  }
+
+  private async finalMark(seq: number): Promise<void> {
+    try {
+      await this.options.mark(seq);
+      this.marked = seq;
+      this.counters.forwardMarks++;
+    } catch (error) {
+      this.options.logger.info(`the last forwarding position (seq ${seq}) was not recorded (this node may no longer write); the next leader sends from seq ${this.marked + 1} again`, { event: 'forward-final-mark-failed', seq, error });
+    }
   }
 
   status(): Record<string, unknown> {

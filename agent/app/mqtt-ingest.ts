@@ -1,31 +1,39 @@
 /**
  * The local MQTT listener (config `mqttIngest:`): applications that already publish to a local broker
  * (collectors, Node-RED, zigbee2mqtt, Telegraf) connect here instead, unchanged, and get the log's
- * guarantee. An embedded Aedes broker (loaded only when configured) on loopback or a Unix socket:
+ * guarantee. The agent's own small MQTT server (mqtt-listener/, on mqtt-packet), MQTT 3.1.1 and 5, on
+ * loopback or a Unix socket; this facade is what the agent starts and stops.
  *
- * - A QoS 1 or 2 PUBLISH on a topic that matches a `journal` filter becomes a log entry `[4, topic, payload]`
- *   before the broker answers it: the PUBACK (PUBREC) is sent only after the entry's fdatasync, by holding
- *   Aedes's authorizePublish hook until the append resolves. Aedes handles the packets of one socket read
- *   concurrently, so a client's in-flight window becomes one group commit.
- * - A retained message is kept as `[4, topic, payload, {retain: true}]`. Aedes 1.x speaks MQTT 3.1.1 only
- *   (it refuses an MQTT 5 CONNECT), so no MQTT 5 properties arrive here; entries that carry them come
- *   through the embedded API (`Agent.append`, ops.ts MqttProps).
- * - A publish the agent cannot take (this node is a standby, handing off, the log is full) fails the hook:
- *   Aedes closes the connection without an acknowledgement, and the client sends it again after it
- *   reconnects, as it would to a broker that went away.
- * - `ackAfter` may hold the PUBACK of some topics until the message is replicated (copy-wait.ts); one whose
- *   copy does not come in time is not acknowledged, and the client's resend is journaled again (at least once).
+ * - A QoS 1 or 2 PUBLISH on a topic that matches a `journal` filter becomes a log entry
+ *   `[4, topic, payload, props?]` (props: retain and the MQTT 5 properties worth keeping, ops.ts MqttProps)
+ *   and its PUBACK (PUBREC) is sent only after the entry's fdatasync. Every PUBLISH of one turn of the event
+ *   loop, from every connection, goes to the log in one batch append (journal.ts): a client's in-flight
+ *   window becomes one group commit, answered by one socket write.
+ * - QoS 2 is exactly once within a connection: a PUBLISH again with an id not yet released is answered and
+ *   not journaled again. No session is kept across connections (see README "MQTT applications unchanged").
+ * - A publish the agent cannot take (this node is a standby, handing off, the log is full) is never
+ *   acknowledged: the connection closes (MQTT 5: DISCONNECT with the reason) and the client sends it again
+ *   after it reconnects, as it would to a broker that went away (codes.ts refusalReason says why).
+ * - `ackAfter` may hold the acknowledgement of some topics until the message is replicated (copy-wait.ts);
+ *   one whose copy does not come in time is not acknowledged, and the client's resend is journaled again.
  * - QoS 0 and topics outside the filters are not journaled. Every message is still delivered to local
- *   subscribers, as by any broker.
+ *   subscribers, as by any broker; a journaled one once it is on flash.
  * - On TCP the client must give the API token as its MQTT password (any user name), as HTTP clients do.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { chmod, unlink } from 'node:fs/promises';
-import { LastgaspError, splitHostPort, type Logger } from '../util/index.ts';
-import type { AppendResult } from '../log/index.ts';
+import { splitHostPort, type Logger } from '../util/index.ts';
 import type { AckAfter, CopyOptions } from './copy-wait.ts';
-import { OP_MQTT, type Op } from './ops.ts';
+import { Journal, MqttListener, type MqttCounters } from './mqtt-listener/index.ts';
+
+export { topicMatches } from './mqtt-listener/index.ts';
+
+/**
+ * Room in a packet besides the entry's bytes: the fixed header, a topic of up to 65,535 bytes and MQTT 5
+ * properties. A packet larger than an entry can be is refused as it arrives, before it is buffered.
+ */
+const MQTT_PACKET_OVERHEAD_BYTES = 128 * 1024;
 
 export interface MqttIngestOptions {
   /** "127.0.0.1:1883" or "unix:/run/lastgasp/mqtt.sock". */
@@ -36,39 +44,41 @@ export interface MqttIngestOptions {
   socketMode: string;
   /** Topic filter → the copy a message waits for before its PUBACK (copy-wait.ts); the first match wins. */
   ackAfter: Readonly<Record<string, AckAfter>>;
-  append(op: Op, copy?: CopyOptions): Promise<AppendResult>;
+  /** log.entryBytesMax: larger messages are refused, and packets past it plus room for a topic are cut off. */
+  entryBytesMax: number;
+  /** The agent's batch append of encoded entries: all or nothing, one group commit. */
+  appendMany(payloads: readonly Uint8Array[], copy?: CopyOptions): Promise<unknown>;
   logger: Logger;
 }
 
-/** What the hook reads of Aedes's PUBLISH packet (MQTT 3.1.1: Aedes 1.x refuses MQTT 5 connections). */
-type PublishPacket = { topic: string; payload: Buffer | string; qos: number; retain?: boolean };
-
-type AedesLike = { handle: (socket: unknown) => void; close(callback: () => void): void };
-
 export class MqttIngest {
   private server: Server | undefined;
-  private broker: AedesLike | undefined;
+  private readonly listener: MqttListener;
+  private readonly journal: Journal;
   private socketPath: string | undefined;
   private token: string | undefined;
-  readonly counters = { mqttJournaled: 0, mqttPassedThrough: 0, mqttRefused: 0, mqttAuthFailures: 0 };
 
-  constructor(private readonly options: MqttIngestOptions) {}
+  constructor(private readonly options: MqttIngestOptions) {
+    this.journal = new Journal(options);
+    this.listener = new MqttListener({
+      packetBytesMax: options.entryBytesMax + MQTT_PACKET_OVERHEAD_BYTES,
+      journal: this.journal,
+      authenticate: (password) => this.authenticate(password),
+      logger: options.logger,
+    });
+  }
+
+  get counters(): MqttCounters & Journal['counters'] {
+    return { ...this.listener.counters, ...this.journal.counters };
+  }
 
   /** Listen; `token` (TCP): the password clients must send. Returns the address clients use. */
   async start(token: string | undefined): Promise<string> {
     const { options } = this;
     this.token = options.listen.startsWith('unix:') ? undefined : token;
-    let Aedes: { createBroker(options: Record<string, unknown>): Promise<AedesLike> };
-    try {
-      ({ Aedes } = (await import('aedes')) as unknown as { Aedes: typeof Aedes });
-    } catch (error) {
-      throw new LastgaspError('DEPENDENCY_MISSING', `mqttIngest needs the "aedes" package (${(error as Error).message}); install the agent's dependencies or remove mqttIngest.listen`);
-    }
-    this.broker = await Aedes.createBroker({
-      authenticate: (_client: unknown, _user: string | undefined, password: Buffer | undefined, done: (error: Error | null, ok: boolean) => void) => this.authenticate(password, done),
-      authorizePublish: (client: unknown, packet: PublishPacket, done: (error?: Error | null) => void) => this.authorize(client, packet, done),
-    });
-    const server = createServer((socket) => this.broker!.handle(socket));
+    const listener = this.listener;
+    listener.start();
+    const server = createServer((socket) => listener.accept(socket));
     this.server = server;
     if (options.listen.startsWith('unix:')) {
       const path = options.listen.slice('unix:'.length);
@@ -86,59 +96,14 @@ export class MqttIngest {
 
   async stop(): Promise<void> {
     const server = this.server;
+    this.listener.stop();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-    const broker = this.broker;
-    if (broker) await new Promise<void>((resolve) => broker.close(() => resolve()));
     if (this.socketPath) await unlink(this.socketPath).catch(() => undefined);
   }
 
-  private copyFor(topic: string): CopyOptions | undefined {
-    for (const filter in this.options.ackAfter) if (topicMatches(filter, topic)) return { ackAfter: this.options.ackAfter[filter]! };
-    return undefined;
+  private authenticate(password: Uint8Array | undefined): boolean {
+    return this.token === undefined || (password !== undefined && sameSecret(password, this.token));
   }
-
-  private authenticate(password: Buffer | undefined, done: (error: Error | null, ok: boolean) => void): void {
-    if (this.token === undefined || (password !== undefined && sameSecret(password, this.token))) return done(null, true);
-    this.counters.mqttAuthFailures++;
-    const error = Object.assign(new Error('bad password: send the API token (api.tokenFile) as the MQTT password'), { returnCode: 4 });
-    done(error, false);
-  }
-
-  private authorize(client: unknown, packet: PublishPacket, done: (error?: Error | null) => void): void {
-    // client is null for the broker's own publishes (a Will is the client's, and journaled like its PUBLISH).
-    if (client === null || packet.qos === 0 || !this.options.journal.some((filter) => topicMatches(filter, packet.topic))) {
-      this.counters.mqttPassedThrough++;
-      return done(null);
-    }
-    const payload = typeof packet.payload === 'string' ? new TextEncoder().encode(packet.payload) : new Uint8Array(packet.payload.buffer, packet.payload.byteOffset, packet.payload.byteLength);
-    // The retain flag is kept so that forwarding upstream keeps it (forwarder.ts).
-    const op: Op = packet.retain ? { op: OP_MQTT, topic: packet.topic, data: payload, props: { retain: true } } : { op: OP_MQTT, topic: packet.topic, data: payload };
-    this.options.append(op, this.copyFor(packet.topic)).then(
-      () => {
-        this.counters.mqttJournaled++;
-        done(null);
-      },
-      (error: unknown) => {
-        this.counters.mqttRefused++;
-        this.options.logger.debug('mqtt publish not journaled: the connection is closed without PUBACK', { topic: packet.topic, error });
-        done(error instanceof Error ? error : new Error(String(error)));
-      },
-    );
-  }
-}
-
-/** MQTT topic filter matching (MQTT 3.1.1 §4.7): "+" one level, "#" the rest; "$" topics only by name. */
-export function topicMatches(filter: string, topic: string): boolean {
-  if (topic.startsWith('$') && !filter.startsWith('$')) return false;
-  const filterLevels = filter.split('/');
-  const topicLevels = topic.split('/');
-  for (let i = 0; i < filterLevels.length; i++) {
-    const level = filterLevels[i];
-    if (level === '#') return true;
-    if (i >= topicLevels.length) return false;
-    if (level !== '+' && level !== topicLevels[i]) return false;
-  }
-  return filterLevels.length === topicLevels.length;
 }
 
 /** Compared as SHA-256 digests: equal lengths, no early exit (as the HTTP token, api-access.ts). */

@@ -4,31 +4,35 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createServer, type Server } from 'node:net';
 import { createInterface } from 'node:readline';
+import { MqttIngest } from '../app/index.ts';
+import { silentLogger } from '../util/index.ts';
+
+/** Replication batches are far below this; the broker cuts off only a packet this large. */
+const DEMO_BROKER_PACKET_BYTES_MAX = 16 * 1024 * 1024;
 
 export interface EmbeddedBroker {
   readonly url: string;
   close(): Promise<void>;
 }
 
-/** Aedes in this process: MQTT 3.1.1 with in-memory persistent sessions, enough for one demo run. */
+/**
+ * A plain MQTT broker in this process for one demo run: the agent's own listener (the one behind
+ * `mqttIngest`) with nothing journaled and no password, on a free loopback port. It keeps no sessions: a
+ * node that reconnects is told so and asks its primary for what it missed, as after any broker restart.
+ */
 export async function startEmbeddedBroker(): Promise<EmbeddedBroker> {
-  // Loaded here and not at the top: the bundle keeps aedes external, and a static import would load it at
-  // every start of every command, though only the demo and mqttIngest use it.
-  const { Aedes } = await import('aedes');
-  const broker = await Aedes.createBroker();
-  const server: Server = createServer(broker.handle);
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  return {
-    url: `mqtt://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => broker.close(() => resolve()));
-      }),
-  };
+  const broker = new MqttIngest({
+    listen: '127.0.0.1:0',
+    journal: [],
+    socketMode: '0600',
+    ackAfter: {},
+    entryBytesMax: DEMO_BROKER_PACKET_BYTES_MAX,
+    appendMany: () => Promise.reject(new Error('the demo broker journals nothing')),
+    logger: silentLogger,
+  });
+  const address = await broker.start(undefined);
+  return { url: `mqtt://${address}`, close: () => broker.stop() };
 }
 
 export type JsonLine = Record<string, unknown>;

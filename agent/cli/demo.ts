@@ -27,7 +27,7 @@ import { CLI_SCRIPT } from './self.ts';
 const DEMO_HELP = `Usage: lastgasp demo [--json] [--broker URL] [--key-file FILE] [--steady N] [--burst N] [--keep DIR]
 
 Runs the whole story on this machine and checks it:
-  1. an embedded MQTT broker (Aedes) or --broker URL; the BMS simulator on a TCP port;
+  1. an embedded MQTT broker (the agent's own listener, demo-parts.ts) or --broker URL; the BMS simulator on a TCP port;
   2. a primary (gw-a) and a sibling (gw-b) agent as separate processes, in a group of this run's own;
      they run the demo application (a counter in the state) on whichever of them leads;
   3. a workload writing through gw-a's API: --steady N writes (default 4000) replicated as they come,
@@ -122,7 +122,7 @@ async function runDemo(run: DemoRun) {
     const broker = await startEmbeddedBroker();
     cleanup.push(() => broker.close());
     brokerUrl = broker.url;
-    say(`broker: embedded Aedes at ${brokerUrl} (MQTT 3.1.1; the agents fall back to it from MQTT 5)`);
+    say(`broker: embedded at ${brokerUrl} (the agent's own MQTT listener, MQTT 5, no persistent sessions)`);
   } else say(`broker: ${brokerUrl}`);
 
   const sim = spawnChild('bms-sim', process.execPath, [BIN, 'bms-sim', '--protocol', 'bridge', '--tcp', '127.0.0.1:0'], (line) => showSim(line, say));

@@ -8,9 +8,7 @@
 // What stays outside the bundle, loaded from node_modules only when used:
 // - serialport: a native binding with per-architecture prebuilds (the serial BMS link);
 // - cbor-extract: cbor-x's optional native decoder, required by cbor-x at run time if it is there;
-// - libsql: native, optional (issue 14);
-// - aedes: the embedded broker of the demo and of mqttIngest; every import of it is dynamic, so a gateway
-//   that uses neither never loads it.
+// - libsql: native, optional (issue 14).
 import { build } from 'esbuild';
 import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +17,7 @@ import { parseArgs } from 'node:util';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
-export const BUNDLE_EXTERNAL = ['serialport', 'cbor-extract', 'libsql', 'aedes'];
+export const BUNDLE_EXTERNAL = ['serialport', 'cbor-extract', 'libsql'];
 
 /** Bundle into `outdir`; returns the bundle's path. */
 export async function buildBundle(outdir = join(ROOT, 'dist')) {

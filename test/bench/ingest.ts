@@ -44,8 +44,10 @@ const DRAIN_TIMEOUT_MS = 120_000;
 /** /proc/<pid>/stat counts CPU time in clock ticks: 100 a second on Linux (sysconf(_SC_CLK_TCK)). */
 const CLOCK_TICKS_PER_S = 100;
 
-const PATHS = ['httpSingle', 'httpBatch', 'mqttIngest', 'embedded', 'mosquittoBridge'] as const;
-type Path = (typeof PATHS)[number];
+const ALL_PATHS = ['httpSingle', 'httpBatch', 'mqttIngest', 'embedded', 'mosquittoBridge'] as const;
+type Path = (typeof ALL_PATHS)[number];
+/** LASTGASP_BENCH_PATHS=mqttIngest,mosquittoBridge measures only those (a comparison on a shared machine). */
+const PATHS: readonly Path[] = process.env.LASTGASP_BENCH_PATHS ? ALL_PATHS.filter((path) => process.env.LASTGASP_BENCH_PATHS!.split(',').includes(path)) : ALL_PATHS;
 
 const payload = new Uint8Array(ENTRY_BYTES).fill(0x61);
 
