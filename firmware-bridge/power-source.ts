@@ -1,19 +1,22 @@
 /**
  * `createPowerSource`: the one entry point the agent uses to get a PowerSource from its config.
  */
-import type { BridgeLogger, PowerSource, PowerSourceConfig } from './core/types.ts';
-import { BridgePowerSource } from './bridge/host.ts';
-import { createTransport } from './core/transport/index.ts';
-import { JbdPowerSource } from './jbd/source.ts';
-import { DalyPowerSource } from './daly/source.ts';
-import { MegatecPowerSource } from './megatec/source.ts';
-import { NutPowerSource } from './nut/source.ts';
-import { SysfsPowerSource } from './sysfs/source.ts';
-import { AC_DISCHARGE_THRESHOLD_MA_DEFAULT } from './core/polled.ts';
-import { NUT_PORT_DEFAULT } from './nut/codec.ts';
-import { NoPowerSource } from './core/none.ts';
-import { BridgeError } from './core/errors.ts';
-import type { BridgeClock } from './core/clock.ts';
+import {
+  AC_DISCHARGE_THRESHOLD_MA_DEFAULT,
+  BridgeError,
+  createTransport,
+  NoPowerSource,
+  type BridgeClock,
+  type BridgeLogger,
+  type PowerSource,
+  type PowerSourceConfig,
+} from './core/index.ts';
+import { BridgePowerSource } from './bridge/index.ts';
+import { JbdPowerSource } from './jbd/index.ts';
+import { DalyPowerSource } from './daly/index.ts';
+import { MegatecPowerSource } from './megatec/index.ts';
+import { NUT_PORT_DEFAULT, NutPowerSource } from './nut/index.ts';
+import { SysfsPowerSource } from './sysfs/index.ts';
 
 /** The bridge's default line speed: 115200 baud carries a full frame in 23 ms. */
 export const BRIDGE_BAUD_DEFAULT = 115200;

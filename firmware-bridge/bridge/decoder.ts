@@ -2,7 +2,7 @@
  * `lastgasp bms decode --protocol bridge`: captured bytes through the same parser the host uses, one
  * result per frame or per run of dropped bytes.
  */
-import { OrderedDrops, type DecodeOutput } from '../core/decode-output.ts';
+import { OrderedDrops, type DecodeOutput } from '../core/index.ts';
 import { BridgeParser } from './parser.ts';
 
 export function decodeBridge(bytes: Uint8Array): DecodeOutput[] {

@@ -3,8 +3,7 @@
  * numbers, reliable sends with retransmission, acknowledgement of received reliable frames, and recognition
  * of retransmitted frames so that a command is never acted on twice (PROTOCOL.md §8).
  */
-import { Counters } from '../core/counters.ts';
-import { systemBridgeClock, type BridgeClock } from '../core/clock.ts';
+import { Counters, systemBridgeClock, type BridgeClock } from '../core/index.ts';
 import {
   BRIDGE_ACK_TIMEOUT_MS,
   BRIDGE_DEDUP_ENTRIES_MAX,

@@ -3,15 +3,19 @@
  * both ways, telemetry turned into PowerStatus, power events acknowledged and passed on, and the hold, cut
  * and cancel commands (PROTOCOL.md §6-§8).
  */
-import type {
-  BridgeLogger,
-  CommandResult,
-  LinkState,
-  PowerSource,
-  PowerSourceCapabilities,
-  PowerSourceListener,
-  PowerStatus,
-} from '../core/types.ts';
+import {
+  EventEdges,
+  systemBridgeClock,
+  type BridgeClock,
+  type BridgeLogger,
+  type CommandResult,
+  type LinkState,
+  type PowerSource,
+  type PowerSourceCapabilities,
+  type PowerSourceListener,
+  type PowerStatus,
+  type Transport,
+} from '../core/index.ts';
 import {
   BRIDGE_HEARTBEAT_MISSES_MAX,
   BRIDGE_HEARTBEAT_MS,
@@ -21,10 +25,7 @@ import {
   Feature,
 } from './constants.ts';
 import type { BridgeFrame, CapabilitiesMessage, TelemetryMessage } from './messages.ts';
-import type { Transport } from '../core/transport/types.ts';
 import { BridgeEndpoint, type ReliableResult } from './endpoint.ts';
-import { systemBridgeClock, type BridgeClock } from '../core/clock.ts';
-import { EventEdges } from '../core/edges.ts';
 
 export interface BridgeSourceOptions {
   readonly transport: Transport;

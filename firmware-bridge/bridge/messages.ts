@@ -4,7 +4,7 @@
  * C (tinycbor, nanocbor, QCBOR) and unknown keys can be added later without breaking older readers.
  */
 import { Decoder, Encoder } from 'cbor-x';
-import type { PowerEventKind } from '../core/types.ts';
+import type { PowerEventKind } from '../core/index.ts';
 import {
   BRIDGE_BODY_LEN_MAX,
   BRIDGE_VERSION_HANDSHAKE,

@@ -2,8 +2,7 @@
  * The receive path of the bridge protocol: bytes → frames → messages, with every dropped byte counted by
  * reason. Pure apart from the callback; the session above it does the I/O.
  */
-import { Counters } from '../core/counters.ts';
-import { DelimitedAccumulator } from '../core/delimited.ts';
+import { Counters, DelimitedAccumulator } from '../core/index.ts';
 import { BRIDGE_DELIMITER, BRIDGE_ENCODED_LEN_MAX } from './constants.ts';
 import { decodeFrameToScratch, scratchBody } from './frame.ts';
 import { decodeMessageBody, type BridgeFrame, type MessageDecodeResult } from './messages.ts';

@@ -3,13 +3,11 @@
  * telemetry pushed every period, power events pushed at once and retransmitted until acknowledged,
  * heartbeats, a watchdog on the host's heartbeats, and the host's HOLD, CUT and CANCEL.
  */
-import type { PowerEventKind } from '../core/types.ts';
+import type { PowerEventKind } from '../core/index.ts';
 import { BridgeEndpoint } from './endpoint.ts';
 import { BRIDGE_FRAME_LEN_MAX, BRIDGE_HEARTBEAT_MISSES_MAX, BRIDGE_HEARTBEAT_MS, BRIDGE_VERSION_MAX, BRIDGE_VERSION_MIN, Feature } from './constants.ts';
 import type { BridgeFrame, HelloMessage } from './messages.ts';
-import type { SimDevice, SimLine } from '../sim/device.ts';
-import type { SimLink } from '../sim/link.ts';
-import type { SimProtocol } from '../sim/protocol.ts';
+import type { SimDevice, SimLine, SimLink, SimProtocol } from '../sim/index.ts';
 
 export interface BridgeSimOptions {
   readonly telemetryMs: number;

@@ -6,15 +6,25 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { explainParseError } from '../../agent/util/index.ts';
 import { EXIT_OK, EXIT_USAGE, type Io } from './io.ts';
-import { Battery } from '../sim/battery.ts';
+import {
+  Battery,
+  CONTROL_HELP,
+  garbageBytes,
+  parseControl,
+  PtySimLink,
+  SimDevice,
+  TcpSimLink,
+  TtySimLink,
+  type ControlCommand,
+  type SimLine,
+  type SimLink,
+  type SimLinkHandlers,
+  type SimProtocol,
+} from '../sim/index.ts';
 import { BridgeSimProtocol } from '../bridge/sim-device.ts';
 import { DalySimProtocol } from '../daly/sim-device.ts';
 import { JbdSimProtocol } from '../jbd/sim-device.ts';
 import { Q1SimProtocol } from '../megatec/sim-device.ts';
-import { CONTROL_HELP, garbageBytes, parseControl, type ControlCommand } from '../sim/control.ts';
-import { SimDevice, type SimLine } from '../sim/device.ts';
-import { PtySimLink, TcpSimLink, TtySimLink, type SimLink, type SimLinkHandlers } from '../sim/link.ts';
-import type { SimProtocol } from '../sim/protocol.ts';
 import { defaultScenario, loadScenario, parseInlineStep, ScenarioError, type Scenario } from './scenario.ts';
 
 export const SIM_PROTOCOLS = ['bridge', 'jbd', 'daly', 'q1'] as const;

@@ -9,7 +9,7 @@ import { decodeJbd } from '../jbd/decoder.ts';
 import { decodeDaly } from '../daly/decoder.ts';
 import { decodeMegatec } from '../megatec/decoder.ts';
 
-export type { DecodeOutput } from '../core/decode-output.ts';
+export type { DecodeOutput } from '../core/index.ts';
 
 export const DECODERS = {
   bridge: decodeBridge,

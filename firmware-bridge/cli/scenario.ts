@@ -10,10 +10,16 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
-import { BATTERY_DEFAULTS, type BatteryOptions, type Chemistry } from '../sim/battery.ts';
+import {
+  BATTERY_DEFAULTS,
+  parseControl,
+  THRESHOLD_DEFAULTS,
+  type BatteryOptions,
+  type Chemistry,
+  type ControlCommand,
+  type Thresholds,
+} from '../sim/index.ts';
 import { BRIDGE_SIM_DEFAULTS, type BridgeSimOptions } from '../bridge/sim-device.ts';
-import { parseControl, type ControlCommand } from '../sim/control.ts';
-import { THRESHOLD_DEFAULTS, type Thresholds } from '../sim/device.ts';
 
 export interface ScenarioStep {
   readonly atMs: number;

@@ -22,5 +22,6 @@ export { Counters, droppedBytes } from './counters.ts';
 export { DelimitedAccumulator, type DelimitedOptions } from './delimited.ts';
 export { EventEdges } from './edges.ts';
 export { NoPowerSource } from './none.ts';
+export { OrderedDrops, type DecodeOutput } from './decode-output.ts';
 export { PolledPowerSource, POLL_FAILURES_MAX, AC_DISCHARGE_THRESHOLD_MA_DEFAULT, acFromCurrent, type PollResult, type PolledOptions, type StreamParser } from './polled.ts';
 export * from './transport/index.ts';

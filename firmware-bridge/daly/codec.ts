@@ -3,7 +3,7 @@
  * §2.2: dbus-serialbattery `daly.py`, batmon-ha `daly.py`, esphome/esphome#12445 captures). Every frame is
  * 13 bytes: A5 addr cmd 08 data[8] checksum, where checksum = sum of the first 12 bytes mod 256.
  */
-import type { Counters } from '../core/counters.ts';
+import type { Counters } from '../core/index.ts';
 
 export const DALY_START = 0xa5;
 export const DALY_FRAME_LEN = 13;

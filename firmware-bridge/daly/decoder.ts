@@ -2,7 +2,7 @@
  * `lastgasp bms decode --protocol daly`: captured bytes through the driver's accumulator, each answer
  * decoded by its command byte.
  */
-import { OrderedDrops, type DecodeOutput } from '../core/decode-output.ts';
+import { OrderedDrops, type DecodeOutput } from '../core/index.ts';
 import {
   DalyAccumulator,
   DalyCommand,

@@ -1,8 +1,6 @@
 /** The simulator answering as a Daly BMS: 0x90-0x98 requests, 13-byte answers from address 0x01. */
 import { DalyAccumulator, DalyCommand, dalyChecksum, DALY_BMS_ADDRESS, DALY_DATA_LEN, DALY_FRAME_LEN, DALY_HOST_ADDRESS, DALY_START, type DalyFrame } from './codec.ts';
-import type { SimDevice, SimLine } from '../sim/device.ts';
-import type { SimLink } from '../sim/link.ts';
-import { PolledSimProtocol } from '../sim/protocol.ts';
+import { PolledSimProtocol, type SimDevice, type SimLine, type SimLink } from '../sim/index.ts';
 
 const DALY_CURRENT_OFFSET = 30000;
 const DALY_TEMPERATURE_OFFSET_C = 40;

@@ -4,9 +4,16 @@
  * more poll: one bad or missing frame changes nothing, two in a row drop that part of the status (and two
  * missing SOC answers fail the poll).
  */
-import type { PowerSourceCapabilities } from '../core/types.ts';
-import type { Counters } from '../core/counters.ts';
-import type { Transport } from '../core/transport/types.ts';
+import {
+  acFromCurrent,
+  PolledPowerSource,
+  type Counters,
+  type PolledOptions,
+  type PollResult,
+  type PowerSourceCapabilities,
+  type StreamParser,
+  type Transport,
+} from '../core/index.ts';
 import {
   DalyAccumulator,
   DalyCommand,
@@ -19,7 +26,6 @@ import {
   decodeDalyTemperatures,
   type DalyFrame,
 } from './codec.ts';
-import { acFromCurrent, PolledPowerSource, type PolledOptions, type PollResult, type StreamParser } from '../core/polled.ts';
 
 export interface DalySourceOptions extends PolledOptions {
   readonly invertCurrent?: boolean;

@@ -3,7 +3,7 @@
  * (`research/power-anchors.md` §2.1, read from dbus-serialbattery `lltjbd.py` and batmon-ha `jbd.py`).
  * Pure codec: requests, a resyncing bounded accumulator, and decoders for registers 0x03, 0x04, 0x05.
  */
-import type { Counters } from '../core/counters.ts';
+import type { Counters } from '../core/index.ts';
 
 /** Start and end markers of every JBD frame. */
 export const JBD_START = 0xdd;

@@ -2,7 +2,7 @@
  * `lastgasp bms decode --protocol jbd`: captured bytes through the driver's accumulator, each frame named
  * (request, basic info, cells, hardware) and decoded as the driver would read it.
  */
-import { OrderedDrops, type DecodeOutput } from '../core/decode-output.ts';
+import { OrderedDrops, type DecodeOutput } from '../core/index.ts';
 import { decodeJbdBasic, decodeJbdCells, decodeJbdHardware, JbdAccumulator, JBD_OP_READ, JBD_REG_BASIC, JBD_REG_CELLS, JBD_REG_HARDWARE, JBD_STATUS_OK, type JbdFrame } from './codec.ts';
 
 export function decodeJbd(bytes: Uint8Array): DecodeOutput[] {

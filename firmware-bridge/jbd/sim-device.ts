@@ -1,8 +1,6 @@
 /** The simulator answering as a JBD smart BMS: registers 0x03 (basic info), 0x04 (cells) and 0x05 (model). */
 import { JbdAccumulator, jbdChecksum, JBD_END, JBD_OP_READ, JBD_REG_BASIC, JBD_REG_CELLS, JBD_REG_HARDWARE, JBD_START, JBD_STATUS_OK, type JbdFrame } from './codec.ts';
-import type { SimDevice, SimLine } from '../sim/device.ts';
-import type { SimLink } from '../sim/link.ts';
-import { PolledSimProtocol } from '../sim/protocol.ts';
+import { PolledSimProtocol, type SimDevice, type SimLine, type SimLink } from '../sim/index.ts';
 
 /** NTC reading for 0 °C in 0.1 K, as the BMS encodes temperatures. */
 const JBD_NTC_ZERO_DECI_K = 2731;

@@ -2,9 +2,16 @@
  * A JBD smart BMS as a PowerSource: polls basic info (0x03) and cell voltages (0x04), reads the model (0x05)
  * once per connection. A BMS cannot see mains, so mains is inferred from the pack current.
  */
-import type { PowerSourceCapabilities } from '../core/types.ts';
-import type { Counters } from '../core/counters.ts';
-import type { Transport } from '../core/transport/types.ts';
+import {
+  acFromCurrent,
+  PolledPowerSource,
+  type Counters,
+  type PolledOptions,
+  type PollResult,
+  type PowerSourceCapabilities,
+  type StreamParser,
+  type Transport,
+} from '../core/index.ts';
 import {
   decodeJbdBasic,
   decodeJbdCells,
@@ -17,7 +24,6 @@ import {
   JBD_STATUS_OK,
   type JbdFrame,
 } from './codec.ts';
-import { acFromCurrent, PolledPowerSource, type PolledOptions, type PollResult, type StreamParser } from '../core/polled.ts';
 
 export interface JbdSourceOptions extends PolledOptions {
   readonly invertCurrent?: boolean;

@@ -2,8 +2,7 @@
  * `lastgasp bms decode --protocol q1`: captured bytes split at the Megatec terminator, each line read as
  * a Q1, F or I answer or a command.
  */
-import { DelimitedAccumulator } from '../core/delimited.ts';
-import { OrderedDrops, type DecodeOutput } from '../core/decode-output.ts';
+import { DelimitedAccumulator, OrderedDrops, type DecodeOutput } from '../core/index.ts';
 import { decodeF, decodeI, decodeQ1, MEGATEC_LINE_LEN_MAX, parseMegatecShutdown, Q1_TERMINATOR } from './codec.ts';
 
 const latin1 = new TextDecoder('latin1');

@@ -2,11 +2,9 @@
  * The simulator answering as a Megatec UPS: `Q1`, `F`, `I`, shutdown `S<n>` / `S<n>R<m>`, cancel `C`, and
  * the beeper and test commands. Like real units it echoes a command it does not know.
  */
-import { DelimitedAccumulator } from '../core/delimited.ts';
+import { DelimitedAccumulator } from '../core/index.ts';
 import { encodeQ1, MEGATEC_LINE_LEN_MAX, parseMegatecShutdown, Q1_TERMINATOR } from './codec.ts';
-import type { SimDevice, SimLine } from '../sim/device.ts';
-import type { SimLink } from '../sim/link.ts';
-import { PolledSimProtocol } from '../sim/protocol.ts';
+import { PolledSimProtocol, type SimDevice, type SimLine, type SimLink } from '../sim/index.ts';
 
 /** Mains as the simulated UPS sees it: 230 V 50 Hz, 0 V when lost. */
 const MAINS_V = 230;

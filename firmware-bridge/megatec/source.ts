@@ -3,10 +3,17 @@
  * cancel to `S<n>` and `C`. Megatec commands have no answer, so each is checked on the next `Q1`: the
  * "shutdown active" bit must follow.
  */
-import type { CommandResult, PowerSourceCapabilities } from '../core/types.ts';
-import type { Counters } from '../core/counters.ts';
-import { DelimitedAccumulator } from '../core/delimited.ts';
-import type { Transport } from '../core/transport/types.ts';
+import {
+  DelimitedAccumulator,
+  PolledPowerSource,
+  type CommandResult,
+  type Counters,
+  type PolledOptions,
+  type PollResult,
+  type PowerSourceCapabilities,
+  type StreamParser,
+  type Transport,
+} from '../core/index.ts';
 import {
   decodeF,
   decodeI,
@@ -20,7 +27,6 @@ import {
   Q1_TERMINATOR,
   type Q1Status,
 } from './codec.ts';
-import { PolledPowerSource, type PolledOptions, type PollResult, type StreamParser } from '../core/polled.ts';
 
 export interface MegatecSourceOptions extends PolledOptions {
   /** Battery voltage (as the UPS reports it) at empty and at full, to estimate the charge as NUT does; optional. */

@@ -5,12 +5,18 @@
  * switches the UPS load off. FSD cannot be cleared without restarting upsd, so cancel is unsupported.
  */
 import { readFile } from 'node:fs/promises';
-import type { CommandResult, PowerSourceCapabilities } from '../core/types.ts';
-import type { Counters } from '../core/counters.ts';
-import { DelimitedAccumulator } from '../core/delimited.ts';
-import type { Transport } from '../core/transport/types.ts';
+import {
+  DelimitedAccumulator,
+  PolledPowerSource,
+  type CommandResult,
+  type Counters,
+  type PolledOptions,
+  type PollResult,
+  type PowerSourceCapabilities,
+  type StreamParser,
+  type Transport,
+} from '../core/index.ts';
 import { NUT_LINE_LEN_MAX, NUT_NEWLINE, nutPowerView, parseNutLine, quoteNut, type NutLine } from './codec.ts';
-import { PolledPowerSource, type PolledOptions, type PollResult, type StreamParser } from '../core/polled.ts';
 
 export interface NutSourceOptions extends PolledOptions {
   readonly ups: string;

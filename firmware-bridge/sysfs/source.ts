@@ -4,10 +4,18 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { CommandResult, LinkState, PowerSource, PowerSourceCapabilities, PowerSourceListener } from '../core/types.ts';
-import { Counters } from '../core/counters.ts';
-import { EventEdges } from '../core/edges.ts';
-import { systemBridgeClock, type BridgeClock, type BridgeTimer } from '../core/clock.ts';
+import {
+  Counters,
+  EventEdges,
+  systemBridgeClock,
+  type BridgeClock,
+  type BridgeTimer,
+  type CommandResult,
+  type LinkState,
+  type PowerSource,
+  type PowerSourceCapabilities,
+  type PowerSourceListener,
+} from '../core/index.ts';
 import { SYSFS_FILES, SYSFS_POWER_SUPPLY_DIR, sysfsView, type SupplyFiles } from './codec.ts';
 
 export interface SysfsSourceOptions {
