@@ -11,7 +11,6 @@ export { encodeFrame, decodeFrame, type RawFrame, type FrameDecodeResult, type F
 export {
   encodeMessage,
   encodeBody,
-  decodeMessage,
   headerVersionFor,
   MESSAGE_TYPE_BY_NAME,
   RELIABLE_TYPES,
@@ -31,6 +30,7 @@ export {
   type AckMessage,
   type NakMessage,
 } from './messages.ts';
+export { decodeMessage } from './message-decode.ts';
 export { BridgeParser, BRIDGE_STALL_MS, type BridgeParserHandlers } from './parser.ts';
 export { BridgeEndpoint, type ReliableResult, type EndpointOptions } from './endpoint.ts';
 export { BridgePowerSource, type BridgeSourceOptions } from './host.ts';

@@ -5,7 +5,8 @@
 import { Counters, DelimitedAccumulator } from '../core/index.ts';
 import { BRIDGE_DELIMITER, BRIDGE_ENCODED_LEN_MAX } from './constants.ts';
 import { decodeFrameToScratch, scratchBody } from './frame.ts';
-import { decodeMessageBody, type BridgeFrame, type MessageDecodeResult } from './messages.ts';
+import type { BridgeFrame, MessageDecodeResult } from './messages.ts';
+import { decodeMessageBody } from './message-decode.ts';
 
 /**
  * A partial frame with no new byte for this long is a device that stopped mid-frame. At 9600 baud a byte

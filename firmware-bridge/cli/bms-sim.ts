@@ -143,7 +143,7 @@ async function parseSimArgs(argv: string[]): Promise<SimArgs | 'help'> {
   } catch (error) {
     throw new UsageError(explainParseError(error, ['help', 'protocol', 'tcp', 'serial', 'pty', 'scenario', 'step', 'chemistry', ...numberOptions]));
   }
-  const values = parsed.values as Record<string, string | string[] | boolean | undefined>;
+  const values = parsed.values as OptionValues;
   if (values.help) return 'help';
   const protocol = (values.protocol as string | undefined) ?? 'bridge';
   if (!(SIM_PROTOCOLS as readonly string[]).includes(protocol)) throw new UsageError(`--protocol ${protocol}: expected one of ${SIM_PROTOCOLS.join(', ')}`);
@@ -152,13 +152,30 @@ async function parseSimArgs(argv: string[]): Promise<SimArgs | 'help'> {
   const where = parsePlace(places[0]!, values[places[0]!] as string);
   const scenario = defaultScenario();
   if (typeof values.scenario === 'string') await loadScenario(values.scenario, scenario);
-  const number = (name: string, min: number, max: number): number | undefined => {
+  const number = numberOption(values);
+  applyModelOptions(values, number, scenario);
+  for (const text of (values.step as string[] | undefined) ?? []) scenario.steps.push(parseInlineStep(text));
+  scenario.steps.sort((a, b) => a.atMs - b.atMs);
+  const typed = protocol as SimProtocolName;
+  return { protocol: typed, where, baudRate: number('baud', 50, 4_000_000) ?? SIM_BAUD[typed], scenario, seed: number('seed', 0, 0xffffffff) ?? 1 };
+}
+
+type OptionValues = Record<string, string | string[] | boolean | undefined>;
+type NumberOption = (name: string, min: number, max: number) => number | undefined;
+
+/** Reads `--name N` as a number within min..max, or undefined when absent; anything else is a usage error. */
+function numberOption(values: OptionValues): NumberOption {
+  return (name, min, max) => {
     const raw = values[name];
     if (raw === undefined) return undefined;
     const value = Number(raw);
     if (!Number.isFinite(value) || value < min || value > max) throw new UsageError(`--${name} ${String(raw)}: expected a number in ${min}..${max}`);
     return value;
   };
+}
+
+/** The battery, threshold and bridge-timing options, each overriding the scenario file's value. */
+function applyModelOptions(values: OptionValues, number: NumberOption, scenario: Scenario): void {
   const set = <T extends object>(target: T, key: keyof T, value: number | undefined) => {
     if (value !== undefined) (target as Record<keyof T, unknown>)[key] = value;
   };
@@ -185,10 +202,6 @@ async function parseSimArgs(argv: string[]): Promise<SimArgs | 'help'> {
   set(bridge, 'heartbeatMs', number('heartbeat-ms', 10, 3_600_000));
   set(bridge, 'holdMsMax', number('hold-max-ms', 0, 0xffffffff));
   scenario.bridge = bridge;
-  for (const text of (values.step as string[] | undefined) ?? []) scenario.steps.push(parseInlineStep(text));
-  scenario.steps.sort((a, b) => a.atMs - b.atMs);
-  const typed = protocol as SimProtocolName;
-  return { protocol: typed, where, baudRate: number('baud', 50, 4_000_000) ?? SIM_BAUD[typed], scenario, seed: number('seed', 0, 0xffffffff) ?? 1 };
 }
 
 function parsePlace(kind: 'tcp' | 'serial' | 'pty', value: string): SimArgs['where'] {
@@ -229,37 +242,7 @@ async function runSimulator(args: SimArgs, io: Io): Promise<number> {
   let finish: (code: number) => void = () => undefined;
   const finished = new Promise<number>((resolve) => (finish = resolve));
   const garbageState = { seed: args.seed };
-  const run = (command: ControlCommand): void => {
-    switch (command.kind) {
-      case 'ac':
-        return device.setAc(command.present);
-      case 'brownout':
-        return device.triggerBrownout();
-      case 'soc':
-        return device.setSoc(command.percent);
-      case 'load':
-        return device.setLoad(command.loadMa);
-      case 'garbage':
-        link.write(garbageBytes(command.bytes, garbageState));
-        return emit({ event: 'garbage', bytes: command.bytes });
-      case 'corrupt':
-        link.corruptFrames += command.frames;
-        return;
-      case 'drop-link':
-        link.drop(command.ms);
-        return emit({ event: 'link-dropped', ms: command.ms });
-      case 'slow':
-        link.slowMs = command.ms;
-        return;
-      case 'status':
-      {
-        const status = device.status();
-        return emit({ event: 'status', ...status, cutPendingMs: status.cutPendingMs ?? null, counters: protocol?.counters() });
-      }
-      case 'quit':
-        return finish(EXIT_OK);
-    }
-  };
+  const run = (command: ControlCommand): void => applyControl(command, { device, link, protocol, emit, garbageState, quit: () => finish(EXIT_OK) });
 
   const startedMs = performance.now();
   const stepTimers = args.scenario.steps.map((step) =>
@@ -291,6 +274,48 @@ async function runSimulator(args: SimArgs, io: Io): Promise<number> {
   await link.close();
   emit({ event: 'stopped' });
   return code;
+}
+
+interface ControlParts {
+  readonly device: SimDevice;
+  readonly link: SimLink;
+  readonly protocol: SimProtocol;
+  readonly emit: (line: SimLine) => void;
+  readonly garbageState: { seed: number };
+  readonly quit: () => void;
+}
+
+/** One control command, from stdin or a scenario step, applied to the running simulator. */
+function applyControl(command: ControlCommand, parts: ControlParts): void {
+  switch (command.kind) {
+    case 'ac':
+      return parts.device.setAc(command.present);
+    case 'brownout':
+      return parts.device.triggerBrownout();
+    case 'soc':
+      return parts.device.setSoc(command.percent);
+    case 'load':
+      return parts.device.setLoad(command.loadMa);
+    case 'garbage':
+      parts.link.write(garbageBytes(command.bytes, parts.garbageState));
+      return parts.emit({ event: 'garbage', bytes: command.bytes });
+    case 'corrupt':
+      parts.link.corruptFrames += command.frames;
+      return;
+    case 'drop-link':
+      parts.link.drop(command.ms);
+      return parts.emit({ event: 'link-dropped', ms: command.ms });
+    case 'slow':
+      parts.link.slowMs = command.ms;
+      return;
+    case 'status':
+    {
+      const status = parts.device.status();
+      return parts.emit({ event: 'status', ...status, cutPendingMs: status.cutPendingMs ?? null, counters: parts.protocol.counters() });
+    }
+    case 'quit':
+      return parts.quit();
+  }
 }
 
 function createSimProtocol(args: SimArgs, device: SimDevice, link: SimLink, emit: (line: SimLine) => void): SimProtocol {
