@@ -4,8 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPowerSource } from '../../agent/power/index.ts';
-import { BridgeError, createPowerSource as createBridgePowerSource, type PowerSourceConfig } from '../../firmware-bridge/index.ts';
+import { BridgeError, createPowerSource as createBridgePowerSource, type PowerSourceConfig, type PowerStatus } from '../../firmware-bridge/index.ts';
 import { LastgaspError } from '../../agent/util/index.ts';
+import { FakeClock } from '../support/fake-clock.ts';
 
 const UNKNOWN = { kind: 'zigbee' } as unknown as PowerSourceConfig;
 
@@ -28,8 +29,12 @@ test('the agent gets the same error as a LastgaspError CONFIG_INVALID, the bridg
   });
 });
 
-test('a kind the bridge knows passes through the agent unchanged', async () => {
-  const source = createPowerSource({ kind: 'none' });
+test('a kind the bridge knows passes through the agent unchanged, on the agent\'s own clock', async () => {
+  const clock = new FakeClock();
+  const source = createPowerSource({ kind: 'none' }, { clock });
   assert.equal(source.name, 'none');
   assert.deepEqual(source.capabilities, { cutPower: false, holdPower: false, pushEvents: false });
+  const statuses: PowerStatus[] = [];
+  await source.start({ status: (status) => statuses.push(status), event: () => undefined, link: () => undefined });
+  assert.deepEqual(statuses, [{ source: 'none', acPresent: undefined, alarms: [], atMs: clock.nowMs() }]);
 });
