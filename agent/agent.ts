@@ -10,7 +10,7 @@
  */
 import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createPowerSource } from '../firmware-bridge/index.ts';
+import { createPowerSource } from './power/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
 import { HttpApi, KvState, MetricsListener, agentHistograms, encodeOp, type AppBackend, type Histogram, type BatchResult, type Op, type Readiness } from './app/index.ts';
 import { AppRunner } from './app/app-runner.ts';

@@ -1,18 +1,22 @@
 /**
  * `createPowerSource`: the one entry point the agent uses to get a PowerSource from its config.
  */
-import type { BridgeLogger, PowerSource, PowerSourceConfig } from './types.ts';
-import { BridgePowerSource } from './bridge/host.ts';
-import { createTransport } from './transport/index.ts';
-import { JbdPowerSource } from './drivers/jbd-source.ts';
-import { DalyPowerSource } from './drivers/daly-source.ts';
-import { MegatecPowerSource } from './drivers/megatec-source.ts';
-import { NutPowerSource } from './drivers/nut-source.ts';
-import { SysfsPowerSource } from './drivers/sysfs-source.ts';
-import { AC_DISCHARGE_THRESHOLD_MA_DEFAULT } from './drivers/polled.ts';
-import { NUT_PORT_DEFAULT } from './drivers/nut.ts';
-import { NoPowerSource } from './source/none.ts';
-import { LastgaspError } from '../agent/util/index.ts';
+import {
+  AC_DISCHARGE_THRESHOLD_MA_DEFAULT,
+  BridgeError,
+  createTransport,
+  NoPowerSource,
+  type BridgeClock,
+  type BridgeLogger,
+  type PowerSource,
+  type PowerSourceConfig,
+} from './core/index.ts';
+import { BridgePowerSource } from './bridge/index.ts';
+import { JbdPowerSource } from './jbd/index.ts';
+import { DalyPowerSource } from './daly/index.ts';
+import { MegatecPowerSource } from './megatec/index.ts';
+import { NUT_PORT_DEFAULT, NutPowerSource } from './nut/index.ts';
+import { SysfsPowerSource } from './sysfs/index.ts';
 
 /** The bridge's default line speed: 115200 baud carries a full frame in 23 ms. */
 export const BRIDGE_BAUD_DEFAULT = 115200;
@@ -32,57 +36,64 @@ const ANSWER_TIMEOUT_MS = { jbd: 500, daly: 300, q1: 1000, nut: 2000 } as const;
 
 export interface PowerSourceDeps {
   readonly logger?: BridgeLogger;
+  /** One clock for every timer and timestamp of the source and its transport; the system clock by default. */
+  readonly clock?: BridgeClock;
 }
 
 export function createPowerSource(config: PowerSourceConfig, deps: PowerSourceDeps = {}): PowerSource {
-  const logger = deps.logger;
+  const { logger, clock } = deps;
   switch (config.kind) {
     case 'none':
-      return new NoPowerSource();
+      return new NoPowerSource(clock);
     case 'bridge':
       return new BridgePowerSource({
-        transport: createTransport(config.transport, { defaultBaudRate: BRIDGE_BAUD_DEFAULT }),
+        transport: createTransport(config.transport, { defaultBaudRate: BRIDGE_BAUD_DEFAULT, clock }),
         logger,
+        clock,
         agent: 'lastgasp',
         invertCurrent: config.invertCurrent,
       });
     case 'jbd':
-      return new JbdPowerSource(createTransport(config.transport, { defaultBaudRate: JBD_BAUD_DEFAULT }), {
+      return new JbdPowerSource(createTransport(config.transport, { defaultBaudRate: JBD_BAUD_DEFAULT, clock }), {
         pollMs: config.pollMs ?? POLL_MS_DEFAULT,
         answerTimeoutMs: ANSWER_TIMEOUT_MS.jbd,
         logger,
+        clock,
         invertCurrent: config.invertCurrent,
         acDischargeThresholdMa: config.acDischargeThresholdMa ?? AC_DISCHARGE_THRESHOLD_MA_DEFAULT,
       });
     case 'daly':
-      return new DalyPowerSource(createTransport(config.transport, { defaultBaudRate: DALY_BAUD_DEFAULT }), {
+      return new DalyPowerSource(createTransport(config.transport, { defaultBaudRate: DALY_BAUD_DEFAULT, clock }), {
         pollMs: config.pollMs ?? POLL_MS_DEFAULT,
         answerTimeoutMs: ANSWER_TIMEOUT_MS.daly,
         logger,
+        clock,
         invertCurrent: config.invertCurrent,
         address: config.address,
         acDischargeThresholdMa: config.acDischargeThresholdMa ?? AC_DISCHARGE_THRESHOLD_MA_DEFAULT,
       });
     case 'q1':
-      return new MegatecPowerSource(createTransport(config.transport, { defaultBaudRate: Q1_BAUD_DEFAULT }), {
+      return new MegatecPowerSource(createTransport(config.transport, { defaultBaudRate: Q1_BAUD_DEFAULT, clock }), {
         pollMs: config.pollMs ?? POLL_MS_DEFAULT,
         answerTimeoutMs: ANSWER_TIMEOUT_MS.q1,
         logger,
+        clock,
         batteryVoltsLow: config.batteryVoltsLow,
         batteryVoltsHigh: config.batteryVoltsHigh,
       });
     case 'nut':
-      return new NutPowerSource(createTransport({ type: 'tcp', host: config.host, port: config.port ?? NUT_PORT_DEFAULT }, { defaultBaudRate: 0 }), {
+      return new NutPowerSource(createTransport({ type: 'tcp', host: config.host, port: config.port ?? NUT_PORT_DEFAULT }, { defaultBaudRate: 0, clock }), {
         pollMs: config.pollMs ?? POLL_MS_DEFAULT,
         answerTimeoutMs: ANSWER_TIMEOUT_MS.nut,
         logger,
+        clock,
         ups: config.ups,
         username: config.username,
         passwordFile: config.passwordFile,
       });
     case 'sysfs':
-      return new SysfsPowerSource({ path: config.path, pollMs: config.pollMs ?? SYSFS_POLL_MS_DEFAULT });
+      return new SysfsPowerSource({ path: config.path, pollMs: config.pollMs ?? SYSFS_POLL_MS_DEFAULT, clock });
     default:
-      throw new LastgaspError('CONFIG_INVALID', `power.source.kind: "${(config as { kind: string }).kind}" is not one of none, bridge, jbd, daly, q1, nut, sysfs`);
+      throw new BridgeError('CONFIG_INVALID', `power.source.kind: "${(config as { kind: string }).kind}" is not one of none, bridge, jbd, daly, q1, nut, sysfs`);
   }
 }

@@ -46,9 +46,9 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
       case 'config':
         return await configCommand(rest, io);
       case 'bms-sim':
-        return await (await import('../../firmware-bridge/index.ts')).bmsSimMain([...rest], io);
+        return await (await import('../../firmware-bridge/cli/index.ts')).bmsSimMain([...rest], io);
       case 'bms':
-        return await (await import('../../firmware-bridge/index.ts')).bmsMain([...rest], io);
+        return await (await import('../../firmware-bridge/cli/index.ts')).bmsMain([...rest], io);
       case 'log':
         return await (await import('../log/index.ts')).logCommand([...rest], io, async (file) => (await (await import('../config/index.ts')).loadConfig(file)).dataDir);
       case 'keys':

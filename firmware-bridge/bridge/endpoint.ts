@@ -3,7 +3,7 @@
  * numbers, reliable sends with retransmission, acknowledgement of received reliable frames, and recognition
  * of retransmitted frames so that a command is never acted on twice (PROTOCOL.md §8).
  */
-import { Counters } from '../stream/counters.ts';
+import { Counters, systemBridgeClock, type BridgeClock } from '../core/index.ts';
 import {
   BRIDGE_ACK_TIMEOUT_MS,
   BRIDGE_DEDUP_ENTRIES_MAX,
@@ -13,23 +13,9 @@ import {
   BRIDGE_VERSION_MIN,
   MessageType,
   type NakReasonName,
-} from '../protocol/constants.ts';
-import { encodeMessage, MESSAGE_TYPE_BY_NAME, RELIABLE_TYPES, type BridgeFrame, type BridgeMessage, type MessageDecodeResult } from '../protocol/messages.ts';
-import { BridgeParser } from '../protocol/parser.ts';
-
-/** Timers and time, passed in so that the endpoint can be driven by a test clock (same shape as agent/util's Clock). */
-export interface BridgeClock {
-  monotonicMs(): number;
-  setTimeout(callback: () => void, delayMs: number): { cancel(): void };
-}
-
-export const systemBridgeClock: BridgeClock = {
-  monotonicMs: () => performance.now(),
-  setTimeout(callback, delayMs) {
-    const timer = setTimeout(callback, delayMs);
-    return { cancel: () => clearTimeout(timer) };
-  },
-};
+} from './constants.ts';
+import { encodeMessage, MESSAGE_TYPE_BY_NAME, RELIABLE_TYPES, type BridgeFrame, type BridgeMessage, type MessageDecodeResult } from './messages.ts';
+import { BridgeParser } from './parser.ts';
 
 export type ReliableResult =
   | { ok: true; reply: BridgeMessage }

@@ -3,15 +3,19 @@
  * both ways, telemetry turned into PowerStatus, power events acknowledged and passed on, and the hold, cut
  * and cancel commands (PROTOCOL.md §6-§8).
  */
-import type {
-  BridgeLogger,
-  CommandResult,
-  LinkState,
-  PowerSource,
-  PowerSourceCapabilities,
-  PowerSourceListener,
-  PowerStatus,
-} from '../types.ts';
+import {
+  EventEdges,
+  systemBridgeClock,
+  type BridgeClock,
+  type BridgeLogger,
+  type CommandResult,
+  type LinkState,
+  type PowerSource,
+  type PowerSourceCapabilities,
+  type PowerSourceListener,
+  type PowerStatus,
+  type Transport,
+} from '../core/index.ts';
 import {
   BRIDGE_HEARTBEAT_MISSES_MAX,
   BRIDGE_HEARTBEAT_MS,
@@ -19,11 +23,9 @@ import {
   BRIDGE_VERSION_MIN,
   BRIDGE_DELIMITER,
   Feature,
-} from '../protocol/constants.ts';
-import type { BridgeFrame, CapabilitiesMessage, TelemetryMessage } from '../protocol/messages.ts';
-import type { Transport } from '../transport/types.ts';
-import { BridgeEndpoint, systemBridgeClock, type BridgeClock, type ReliableResult } from './endpoint.ts';
-import { EventEdges } from '../source/edges.ts';
+} from './constants.ts';
+import type { BridgeFrame, CapabilitiesMessage, TelemetryMessage } from './messages.ts';
+import { BridgeEndpoint, type ReliableResult } from './endpoint.ts';
 
 export interface BridgeSourceOptions {
   readonly transport: Transport;
@@ -186,7 +188,7 @@ export class BridgePowerSource implements PowerSource {
         // Acknowledge before acting: the controller stops retransmitting at once, and the listener's work
         // (a flush) must not delay the ACK into a retransmission.
         this.endpoint.ack(frame);
-        this.edges.pushed(message.kind, Date.now(), message.detail);
+        this.edges.pushed(message.kind, this.clock.nowMs(), message.detail);
         return;
       case 'heartbeat':
         return;
@@ -219,7 +221,7 @@ export class BridgePowerSource implements PowerSource {
       temperaturesC: message.temperaturesDeciC?.map((deci) => deci / 10),
       lowBattery: message.lowBattery,
       alarms: message.alarms ?? [],
-      atMs: Date.now(),
+      atMs: this.clock.nowMs(),
     };
   }
 

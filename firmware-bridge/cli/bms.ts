@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { explainParseError } from '../../agent/util/index.ts';
-import type { PowerSourceConfig, PowerStatus, TransportConfig } from '../types.ts';
+import type { PowerSourceConfig, PowerStatus, TransportConfig } from '../core/index.ts';
 import { createPowerSource } from '../power-source.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Io } from './io.ts';
 import { DECODERS, PROBE_ORDER, type DecoderName } from './decoders.ts';

@@ -3,7 +3,7 @@
  * and brownout thresholds, the power output and the host's hold/cut/cancel commands. Every notable change is
  * reported as one JSON line through `emit`, which the demo and the end-to-end tests read.
  */
-import type { PowerEventKind } from '../types.ts';
+import type { PowerEventKind } from '../core/index.ts';
 import type { Battery } from './battery.ts';
 
 export interface Thresholds {

@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createTransport, wrapSocket, type Connection, type Transport } from '../transport/index.ts';
+import { createTransport, wrapSocket, type Connection, type Transport } from '../core/index.ts';
 
 export interface SimLinkHandlers {
   data(chunk: Uint8Array): void;

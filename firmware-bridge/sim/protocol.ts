@@ -1,4 +1,4 @@
-import { Counters } from '../stream/counters.ts';
+import { Counters } from '../core/index.ts';
 
 /** What each protocol the simulator can speak (bridge, JBD, Daly, Q1) implements. */
 export interface SimProtocol {

@@ -10,7 +10,8 @@ import { PowerSupervisor, flushNeedMs, step, initialState, throttleBytes, timeLe
 import { DrainMeter, DRAIN_SAMPLE_MS_MAX } from '../../agent/replication/index.ts';
 import { createFlashLog } from '../../agent/log/index.ts';
 import { isLastgaspError, type Logger, type LogFields, type LogMessage } from '../../agent/util/index.ts';
-import { Battery, BATTERY_DEFAULTS, NoPowerSource, type PowerSourceListener, type PowerStatus } from '../../firmware-bridge/index.ts';
+import { NoPowerSource, type PowerSourceListener, type PowerStatus } from '../../firmware-bridge/index.ts';
+import { Battery, BATTERY_DEFAULTS } from '../../firmware-bridge/sim/index.ts';
 import { FakeClock } from '../support/fake-clock.ts';
 import { tempDir } from '../support/ports.ts';
 

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { initialState, step, type Input, type MachineState, type Thresholds } from '../../agent/power/index.ts';
-import type { PowerStatus } from '../../firmware-bridge/types.ts';
+import type { PowerStatus } from '../../firmware-bridge/index.ts';
 
 const thresholds: Thresholds = { socPercentMin: 20, runtimeSMin: 60, onBatterySMax: 0, trustDeviceLowBattery: true, onBatteryDebounceMs: 2000, linkDeadMs: 15_000 };
 

@@ -27,7 +27,6 @@ import {
   createPowerSource,
   DalyAccumulator,
   DalyCommand,
-  dalyResponse,
   decodeDalySoc,
   decodeJbdBasic,
   decodeQ1,
@@ -35,15 +34,16 @@ import {
   encodeMessage,
   encodeQ1,
   JbdAccumulator,
-  jbdResponse,
   parseNutLine,
   type PowerEvent,
 } from '../../firmware-bridge/index.ts';
+import { jbdResponse } from '../../firmware-bridge/jbd/sim-device.ts';
+import { dalyResponse } from '../../firmware-bridge/daly/sim-device.ts';
 import { PowerSupervisor, type SupervisorHost } from '../../agent/power/index.ts';
 import { silentLogger, systemClock } from '../../agent/util/index.ts';
 
 const ROOT = join(fileURLToPath(import.meta.url), '..', '..', '..');
-const SIM_ENTRY = join(ROOT, 'firmware-bridge', 'sim', 'run.ts');
+const SIM_ENTRY = join(ROOT, 'firmware-bridge', 'cli', 'run-bms-sim.ts');
 /** Bytes decoded per codec and run: large enough that a run takes tens of milliseconds at 100+ MB/s. */
 const STREAM_BYTES = Number(process.env.LASTGASP_BENCH_STREAM_BYTES ?? 16 * 1024 * 1024);
 const CHUNK_BYTES = 4096;

@@ -2,7 +2,7 @@
 // pace: coulomb counting, a resting-voltage curve, sag under load, and a runtime estimate in wall-clock time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Battery, BATTERY_DEFAULTS, parseControl, restingCellMv } from '../../firmware-bridge/index.ts';
+import { Battery, BATTERY_DEFAULTS, parseControl, restingCellMv } from '../../firmware-bridge/sim/index.ts';
 
 test('on battery the charge falls by load × time / capacity, faster with --speed', () => {
   const battery = new Battery({ ...BATTERY_DEFAULTS, capacityMah: 1000, socPercent: 50, loadMa: 500, speed: 60 });

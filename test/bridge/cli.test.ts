@@ -5,7 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { bmsMain, bmsSimMain, type Io } from '../../firmware-bridge/index.ts';
+import { bmsMain, bmsSimMain, type Io } from '../../firmware-bridge/cli/index.ts';
 import { killAll } from '../support/processes.ts';
 import { freePort, tempDir } from '../support/ports.ts';
 import { startSim } from './helpers.ts';

@@ -8,7 +8,7 @@ import type { LinkState, PowerEvent, PowerSourceListener, PowerStatus } from '..
 import { startProcess, type Managed } from '../support/processes.ts';
 import { waitFor } from '../support/ports.ts';
 
-const SIM_ENTRY = join(fileURLToPath(import.meta.url), '..', '..', '..', 'firmware-bridge', 'sim', 'run.ts');
+const SIM_ENTRY = join(fileURLToPath(import.meta.url), '..', '..', '..', 'firmware-bridge', 'cli', 'run-bms-sim.ts');
 
 export interface SimLine {
   readonly event: string;

@@ -12,9 +12,7 @@ import {
   Counters,
   DalyAccumulator,
   DalyCommand,
-  dalyResponse,
   DALY_FRAME_LEN,
-  DECODERS,
   decodeDalyCells,
   decodeDalyFailures,
   decodeDalyMos,
@@ -34,7 +32,6 @@ import {
   encodeMessage,
   encodeQ1,
   JbdAccumulator,
-  jbdResponse,
   JBD_FRAME_LEN_MAX,
   MEGATEC_LINE_LEN_MAX,
   NUT_LINE_LEN_MAX,
@@ -42,6 +39,9 @@ import {
   sysfsView,
   type BridgeMessage,
 } from '../../firmware-bridge/index.ts';
+import { DECODERS } from '../../firmware-bridge/cli/index.ts';
+import { jbdResponse } from '../../firmware-bridge/jbd/sim-device.ts';
+import { dalyResponse } from '../../firmware-bridge/daly/sim-device.ts';
 import * as captures from '../fixtures/bms-captures.ts';
 
 /** Iterations per decoder: enough to hit every branch many times, few enough to run in a second or two. */
