@@ -675,7 +675,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       this.deps.logger.warn('no power source configured (power.source.kind: none): a power cut will not be seen coming');
       return;
     }
-    const source = createPowerSource(power.source, { logger: this.deps.logger.child(`bridge:${power.source.kind}`) });
+    const source = createPowerSource(power.source, { logger: this.deps.logger.child(`bridge:${power.source.kind}`), clock: this.clock });
     this.supervisor = new PowerSupervisor({
       source,
       host: this,
