@@ -33,7 +33,7 @@ import {
 } from './format.ts';
 import { ChunkReader } from './scan.ts';
 import { copyAside, segmentPath, zeroRange } from './segments.ts';
-import type { Storage, StorageFile } from './storage.ts';
+import type { Storage, StorageFile } from './storage/index.ts';
 
 export const DEMOTION_INTENT_FILE = 'demotion.intent';
 /** Suffix of a tail copy not yet committed by an intent. */

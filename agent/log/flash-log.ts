@@ -44,7 +44,7 @@ import { READ_CHUNK_BYTES, readEntries, type ReadContext } from './reader.ts';
 import { recoverLog, type RecoveredState } from './recovery.ts';
 import { ChunkReader, scanRecords } from './scan.ts';
 import { createSpare, newSegment, randomSalt, recycleSegment, segmentPath, type Segment, type Spare } from './segments.ts';
-import { createNodeStorage, type Storage, type StorageFile } from './storage.ts';
+import { createNodeStorage, type Storage, type StorageFile } from './storage/index.ts';
 import type {
   AppendResult,
   FlashLog,

@@ -21,7 +21,16 @@ export {
   type FlashLogExtras,
   type ResolvedOptions,
 } from './options.ts';
-export { createNodeStorage, type OpenMode, type Storage, type StorageFile } from './storage.ts';
 export { LOG_FORMAT_VERSION } from './format.ts';
-export { SimStorage, type AppliedOp, type PendingOp, type SimFaults, type SyncHook } from './sim-storage.ts';
+export {
+  createNodeStorage,
+  SimStorage,
+  type AppliedOp,
+  type OpenMode,
+  type PendingOp,
+  type SimFaults,
+  type Storage,
+  type StorageFile,
+  type SyncHook,
+} from './storage/index.ts';
 export { inspectLog, verifyLog, readQuarantineFile, logCommand, type CommandIo, type InspectReport, type SegmentReport, type VerifyReport } from './tools.ts';

@@ -32,7 +32,7 @@ import {
 import { ChunkReader, findNextValid, lastNonZeroEnd, scanRecords } from './scan.ts';
 import { quarantineFileName, resumeDemotion } from './demotion.ts';
 import { SeqIndex, copyAside, segmentPath, writeSpareHeader, zeroRange, type Segment, type Spare } from './segments.ts';
-import type { Storage, StorageFile } from './storage.ts';
+import type { Storage, StorageFile } from './storage/index.ts';
 
 export interface RecoverContext {
   readonly storage: Storage;

@@ -13,7 +13,7 @@ import {
   RECORD_TYPE_CHECKPOINT,
   type RecordResult,
 } from './format.ts';
-import type { StorageFile } from './storage.ts';
+import type { StorageFile } from './storage/index.ts';
 
 /** Bytes read per I/O when scanning: large enough that a read costs far less than checking its records. */
 export const SCAN_CHUNK_BYTES = 1024 * 1024;

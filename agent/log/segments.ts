@@ -11,7 +11,7 @@ import {
   segmentFileName,
 } from './format.ts';
 import { ChunkReader } from './scan.ts';
-import type { Storage, StorageFile } from './storage.ts';
+import type { Storage, StorageFile } from './storage/index.ts';
 
 /** One sample of the sparse index every this many bytes: a read scans at most this far to find a seq. */
 export const INDEX_SPACING_BYTES = 64 * 1024;

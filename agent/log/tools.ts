@@ -29,7 +29,7 @@ import {
   type SegmentHeader,
 } from './format.ts';
 import { ChunkReader, findNextValid, scanRecords } from './scan.ts';
-import { createNodeStorage, type Storage, type StorageFile } from './storage.ts';
+import { createNodeStorage, type Storage, type StorageFile } from './storage/index.ts';
 import type { LogEntry } from './types.ts';
 import { DEMOTION_INTENT_FILE } from './demotion.ts';
 import { readDirLock } from './lock.ts';
