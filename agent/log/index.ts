@@ -33,4 +33,4 @@ export {
   type StorageFile,
   type SyncHook,
 } from './storage/index.ts';
-export { inspectLog, verifyLog, readQuarantineFile, logCommand, type CommandIo, type InspectReport, type SegmentReport, type VerifyReport } from './tools.ts';
+export { inspectLog, verifyLog, readQuarantineFile, logCommand, type CommandIo, type InspectReport, type SegmentReport, type VerifyReport } from './tools/index.ts';
