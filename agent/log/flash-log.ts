@@ -31,6 +31,7 @@ import {
   sealRecord,
 } from './format.ts';
 import { applyDemotion, demotionFiles, finishDemotion, prepareDemotion, writeDemotionIntent, type DemotionPlan } from './demotion.ts';
+import { WatermarkBook, type CheckpointSnapshot, type CheckpointWaiter } from './watermarks.ts';
 import { acquireDirLock, type DirLock } from './lock.ts';
 import {
   ioError,
@@ -72,14 +73,6 @@ const SPARES_MAX = 1;
 
 type Lifecycle = 'new' | 'opening' | 'open' | 'closing' | 'closed';
 
-interface CheckpointSnapshot {
-  kind: number;
-  epoch: number;
-  replicated: number;
-  replicaAcked: number;
-  retentionFloor: number;
-}
-
 /** The engine behind `FlashLog`, with what tests, tools and the supervisor may also use. */
 export interface FlashLogEngine extends FlashLog {
   readonly options: Readonly<ResolvedOptions>;
@@ -103,6 +96,9 @@ class SegmentedFlashLog implements FlashLogEngine {
   private readonly saltSource: () => number;
 
   private lifecycle: Lifecycle = 'new';
+  /** Committed end, epoch, watermarks and the checkpoints that make them durable. */
+  private readonly marks: WatermarkBook;
+  private nextSeq = 1;
   /** A demotion is under way: appends are refused until it ends. */
   private demoting = false;
   /** A fence stands (see `fence`): appends are refused with this code and message until `unfence`. */
@@ -116,19 +112,6 @@ class SegmentedFlashLog implements FlashLogEngine {
   private nextSegmentId = 1;
   /** Files of segments that retention released, waiting to be recycled into spares. */
   private quarantineFiles: string[] = [];
-
-  private committed = 0;
-  private nextSeq = 1;
-  private currentEpoch = 1;
-  private replicated = 0;
-  private replicaAcked = 0;
-  private retentionFloor: number;
-  /** What the last synced checkpoint says: retention relies only on these. */
-  private durable: CheckpointSnapshot = { kind: 0, epoch: 1, replicated: 0, replicaAcked: 0, retentionFloor: RETENTION_FLOOR_NONE };
-  private watermarksDirty = false;
-  private forcedCheckpoint = 0;
-  private checkpointWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
-  private watermarkTimer: TimerHandle | undefined;
 
   /** The most record bytes one `appendMany` may stage: what one write into a fresh segment holds. */
   private readonly batchBytesMax: number;
@@ -154,8 +137,6 @@ class SegmentedFlashLog implements FlashLogEngine {
   private syncMode: SyncMode = 'batched';
   /** The throttle's limits: the options' at first, then as setUnreplicatedLimits sizes them. */
   private unreplicatedLimits: { soft: number; hard: number; field: string };
-  private readonly commitListeners = new Set<(committed: number) => void>();
-  private readonly replicatedListeners = new Set<(marks: Watermarks) => void>();
 
   private fault: LastgaspError | undefined;
   private faultRetryMs = FAULT_RETRY_MS_MIN;
@@ -176,13 +157,23 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.clock = options.clock ?? systemClock;
     this.saltSource = options.randomSalt ?? randomSalt;
     this.onBatchSynced = options.onBatchSynced;
-    this.retentionFloor = options.retentionFloor ?? RETENTION_FLOOR_NONE;
+    this.marks = new WatermarkBook(
+      {
+        clock: this.clock,
+        logger: this.logger,
+        watermarkLingerMs: this.options.watermarkLingerMs,
+        isOpen: () => this.lifecycle === 'open',
+        faulted: () => this.fault !== undefined,
+        scheduleFlush: () => this.scheduleFlush(),
+      },
+      options.retentionFloor ?? RETENTION_FLOOR_NONE,
+    );
     this.batchBytesMax = Math.min(BATCH_BYTES_MAX, this.options.segmentBytes - SEGMENT_HEADER_BYTES - CHECKPOINT_RECORD_BYTES) - BATCH_PREFIX_BYTES;
     this.readContext = {
       storage: this.storage,
       payloadBytesMax: this.options.entryBytesMax,
       segments: () => this.segments,
-      committed: () => this.committed,
+      committed: () => this.marks.committed,
       firstSeq: () => this.firstSeq,
       onCorrupt: () => {
         this.counters.readCorruptions++;
@@ -221,10 +212,10 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.adopt(recovered);
     if (recovered.segments.length === 0) {
       // A new log: its first segment starts with a head checkpoint, written and synced before open resolves.
-      this.forcedCheckpoint = CHECKPOINT_HEAD;
+      this.marks.forcedCheckpoint = CHECKPOINT_HEAD;
     }
     this.lifecycle = 'open';
-    if (this.forcedCheckpoint !== 0) {
+    if (this.marks.forcedCheckpoint !== 0) {
       try {
         await this.forceCheckpoint(CHECKPOINT_HEAD);
       } catch (error) {
@@ -236,8 +227,8 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.scheduleRetention();
     const report: RecoveryReport = {
       firstSeq: this.firstSeq,
-      committed: this.committed,
-      epoch: this.currentEpoch,
+      committed: this.marks.committed,
+      epoch: this.marks.epoch,
       tornBytes: recovered.tornBytes,
       quarantinedRecords: recovered.quarantinedRecords,
       quarantineFile: recovered.quarantineFile,
@@ -289,8 +280,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   private cancelTimers(): void {
     this.lingerTimer?.cancel();
     this.lingerTimer = undefined;
-    this.watermarkTimer?.cancel();
-    this.watermarkTimer = undefined;
+    this.marks.cancelTimer();
     this.faultTimer?.cancel();
     this.faultTimer = undefined;
   }
@@ -313,21 +303,8 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.spares = recovered.spares;
     this.nextSegmentId = Math.max(this.nextSegmentId, recovered.nextSegmentId);
     this.quarantineFiles = recovered.quarantineFiles;
-    this.committed = recovered.committed;
+    this.marks.adopt(recovered);
     this.nextSeq = recovered.committed + 1;
-    this.currentEpoch = Math.max(this.currentEpoch, recovered.epoch);
-    // Watermarks never go backwards: after a fault recovery the in-memory values may be ahead of the disk.
-    this.replicated = Math.min(Math.max(this.replicated, recovered.replicated), this.committed);
-    this.replicaAcked = Math.min(Math.max(this.replicaAcked, recovered.replicaAcked), this.committed);
-    if (this.retentionFloor === RETENTION_FLOOR_NONE) this.retentionFloor = recovered.retentionFloor;
-    this.durable = {
-      kind: 0,
-      epoch: recovered.epoch,
-      replicated: recovered.replicated,
-      replicaAcked: recovered.replicaAcked,
-      retentionFloor: recovered.retentionFloor,
-    };
-    this.watermarksDirty = this.replicated !== recovered.replicated || this.replicaAcked !== recovered.replicaAcked;
     this.counters.tornBytes += recovered.tornBytes;
     this.counters.quarantinedRecords += recovered.quarantinedRecords;
   }
@@ -335,11 +312,11 @@ class SegmentedFlashLog implements FlashLogEngine {
   // ---- appends -----------------------------------------------------------------------------------------
 
   get firstSeq(): number {
-    return this.segments.length > 0 ? this.segments[0]!.baseSeq : this.committed + 1;
+    return this.segments.length > 0 ? this.segments[0]!.baseSeq : this.marks.committed + 1;
   }
 
   get epoch(): number {
-    return this.currentEpoch;
+    return this.marks.epoch;
   }
 
   private refuse(): LastgaspError | undefined {
@@ -434,7 +411,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     }
     if (gate !== undefined) return gate.then(() => this.appendManyAdmitted(payloads, bytes, true));
     if (this.nextSeq + payloads.length - 1 > RECORD_U48_MAX) return Promise.reject(new LastgaspError('LOG_SEQ', `log ${this.options.dir}: seq space exhausted`));
-    const epoch = this.currentEpoch;
+    const epoch = this.marks.epoch;
     const nowMs = this.clock.nowMs();
     const seed = this.activeSeed();
     for (const payload of payloads) this.staging.put(payload, this.nextSeq++, epoch, nowMs, seed);
@@ -470,7 +447,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   private stageEntry(payload: Uint8Array): Promise<AppendResult> {
     if (this.nextSeq > RECORD_U48_MAX) throw new LastgaspError('LOG_SEQ', `log ${this.options.dir}: seq space exhausted`);
     const seq = this.nextSeq++;
-    const epoch = this.currentEpoch;
+    const epoch = this.marks.epoch;
     this.staging.put(payload, seq, epoch, this.clock.nowMs(), this.activeSeed());
     this.counters.appends++;
     this.waitSeq = seq;
@@ -489,10 +466,10 @@ class SegmentedFlashLog implements FlashLogEngine {
       const entry = entries[i]!;
       if (entry.seq !== this.nextSeq + i) {
         return Promise.reject(
-          new LastgaspError('LOG_SEQ', `replicated entry ${i} has seq ${entry.seq}, expected ${this.nextSeq + i} (the log's committed end is ${this.committed})`, {
+          new LastgaspError('LOG_SEQ', `replicated entry ${i} has seq ${entry.seq}, expected ${this.nextSeq + i} (the log's committed end is ${this.marks.committed})`, {
             expected: this.nextSeq + i,
             got: entry.seq,
-            committed: this.committed,
+            committed: this.marks.committed,
           }),
         );
       }
@@ -517,14 +494,14 @@ class SegmentedFlashLog implements FlashLogEngine {
     if (gate !== undefined) return gate.then(() => this.appendReplicated(entries));
     const staging = this.staging;
     const seed = this.activeSeed();
-    let epochMax = this.currentEpoch;
+    let epochMax = this.marks.epoch;
     for (const entry of entries) {
       staging.put(entry.payload, entry.seq, entry.epoch, entry.timestampMs, seed);
       if (entry.epoch > epochMax) epochMax = entry.epoch;
     }
     this.nextSeq += entries.length;
     // A replica's epoch follows what it stores, so that a takeover's beginEpoch must go above the primary's.
-    this.currentEpoch = epochMax;
+    this.marks.epoch = epochMax;
     this.counters.appendsReplicated += entries.length;
     this.waitSeq = entries[entries.length - 1]!.seq;
     this.waitEpoch = -1;
@@ -542,8 +519,8 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   /** Bytes of synced records above the replicated watermark (an estimate within one index step). */
   private unreplicatedCommittedBytes(): number {
-    const from = this.replicated + 1;
-    if (from > this.committed || this.segments.length === 0) return 0;
+    const from = this.marks.replicated + 1;
+    if (from > this.marks.committed || this.segments.length === 0) return 0;
     let total = 0;
     for (let i = this.segments.length - 1; i >= 0; i--) {
       const segment = this.segments[i]!;
@@ -651,7 +628,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       this.syncMode === 'batched' &&
       this.fenceState === undefined &&
       this.options.lingerMs > 0 &&
-      this.forcedCheckpoint === 0 &&
+      this.marks.forcedCheckpoint === 0 &&
       this.staging.stagedBytes < this.options.lingerBytes &&
       this.staging.resolves.length < this.lastBatchWaiters
     );
@@ -680,7 +657,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   };
 
   private hasWork(): boolean {
-    return this.staging.records > 0 || this.forcedCheckpoint !== 0;
+    return this.staging.records > 0 || this.marks.forcedCheckpoint !== 0;
   }
 
   private async runWriter(): Promise<void> {
@@ -716,12 +693,8 @@ class SegmentedFlashLog implements FlashLogEngine {
     });
   }
 
-  private snapshot(kind: number): CheckpointSnapshot {
-    return { kind, epoch: this.currentEpoch, replicated: this.replicated, replicaAcked: this.replicaAcked, retentionFloor: this.retentionFloor };
-  }
-
   private encodeCheckpoint(batch: Batch, at: number, cp: CheckpointSnapshot, prev: Segment | undefined): void {
-    encodeRecordHeader(batch.view, at, RECORD_TYPE_CHECKPOINT, CHECKPOINT_RECORD_BYTES - RECORD_HEADER_BYTES, this.committed, cp.epoch, this.clock.nowMs());
+    encodeRecordHeader(batch.view, at, RECORD_TYPE_CHECKPOINT, CHECKPOINT_RECORD_BYTES - RECORD_HEADER_BYTES, this.marks.committed, cp.epoch, this.clock.nowMs());
     encodeCheckpointPayload(
       {
         kind: cp.kind,
@@ -745,16 +718,8 @@ class SegmentedFlashLog implements FlashLogEngine {
    */
   private async commitBatch(batch: Batch): Promise<void> {
     let checkpoint: CheckpointSnapshot | undefined;
-    let checkpointWaiters: SegmentedFlashLog['checkpointWaiters'] = [];
-    if (this.watermarksDirty || this.forcedCheckpoint !== 0) {
-      checkpoint = this.snapshot(this.forcedCheckpoint !== 0 ? this.forcedCheckpoint : CHECKPOINT_WATERMARKS);
-      this.watermarksDirty = false;
-      this.forcedCheckpoint = 0;
-      checkpointWaiters = this.checkpointWaiters;
-      this.checkpointWaiters = [];
-      // The watermark timer stays armed: when it fires it finds nothing dirty and does nothing. Cancelling and
-      // re-arming it on every batch (replication marks after every commit) was a timer churn per batch.
-    }
+    let checkpointWaiters: CheckpointWaiter[] = [];
+    if (this.marks.wantsCheckpoint()) ({ checkpoint, waiters: checkpointWaiters } = this.marks.takeCheckpoint());
     let start = BATCH_PREFIX_BYTES;
     let waiter = 0;
     let first = true;
@@ -777,18 +742,18 @@ class SegmentedFlashLog implements FlashLogEngine {
         const segment = active!;
         const withPrefix = roll || wantsCheckpoint;
         const from = withPrefix ? start - CHECKPOINT_RECORD_BYTES : start;
-        let headState: CheckpointSnapshot = this.durable;
+        let headState: CheckpointSnapshot = this.marks.durable;
         if (withPrefix) {
           // A head takes the state as it is now (a chunk of a long batch may roll after marks moved on), so
           // that retention can release the previous segment right after this write.
-          const cp = roll ? this.snapshot(CHECKPOINT_HEAD) : checkpoint!;
+          const cp = roll ? this.marks.snapshot(CHECKPOINT_HEAD) : checkpoint!;
           headState = cp;
           this.encodeCheckpoint(batch, from, cp, roll ? this.segments[this.segments.length - 2] : undefined);
           sealRecord(batch.bytes, batch.view, from, segment.seed);
         }
         const position = segment.bytesUsed;
         batch.reseal(start, end, segment.seed);
-        const lastSeq = end > start ? this.indexChunk(batch, segment, start, end, position - from) : this.committed;
+        const lastSeq = end > start ? this.indexChunk(batch, segment, start, end, position - from) : this.marks.committed;
         const length = end - from;
         const file = this.activeFile!;
         try {
@@ -811,22 +776,22 @@ class SegmentedFlashLog implements FlashLogEngine {
         segment.bytesUsed = position + length;
         if (withPrefix) {
           this.counters.checkpoints++;
-          this.durable = headState;
+          this.marks.checkpointSynced(headState);
           for (const w of checkpointWaiters) w.resolve();
           checkpointWaiters = [];
         }
-        const advanced = lastSeq > this.committed;
+        const advanced = lastSeq > this.marks.committed;
         if (advanced) {
-          this.onBatchSynced?.(lastSeq - this.committed);
+          this.onBatchSynced?.(lastSeq - this.marks.committed);
           segment.lastSeq = lastSeq;
-          this.committed = lastSeq;
+          this.marks.committed = lastSeq;
         }
         while (waiter < batch.resolves.length && batch.waiterEnd[waiter]! <= end) {
           const epoch = batch.waiterEpoch[waiter]!;
           batch.resolves[waiter]!(epoch >= 0 ? { seq: batch.waiterSeq[waiter]!, epoch } : undefined);
           waiter++;
         }
-        if (advanced) this.notifyCommit();
+        if (advanced) this.marks.notifyCommit();
         if (roll) this.afterRoll();
         else if (withPrefix) this.scheduleRetention();
         start = end;
@@ -858,7 +823,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       }
       at += size;
     }
-    return this.committed;
+    return this.marks.committed;
   }
 
   /**
@@ -887,18 +852,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   private dropStaged(error: unknown): void {
     this.staging.rejectFrom(0, error);
     this.staging.reset();
-    this.nextSeq = this.committed + 1;
-  }
-
-  private notifyCommit(): void {
-    const committed = this.committed;
-    for (const listener of this.commitListeners) {
-      try {
-        listener(committed);
-      } catch (error) {
-        this.logger.error('onCommit listener threw', { error });
-      }
-    }
+    this.nextSeq = this.marks.committed + 1;
   }
 
   // ---- segments: roll, spares, retention ---------------------------------------------------------------
@@ -915,7 +869,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     }
     const previous = this.activeFile;
     this.activeFile = file;
-    this.segments.push(newSegment(spare, this.committed + 1));
+    this.segments.push(newSegment(spare, this.marks.committed + 1));
     this.counters.rolls++;
     if (previous) await previous.close().catch(() => undefined);
   }
@@ -991,7 +945,7 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   /** Whole segments only, and only when every entry in them is durably replicated and below the floor. */
   private deletable(segment: Segment): boolean {
-    return segment.lastSeq <= this.durable.replicated && segment.lastSeq < this.retentionFloor;
+    return this.marks.releasable(segment.lastSeq);
   }
 
   private async runRetention(): Promise<void> {
@@ -1039,13 +993,12 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.counters.faults++;
     this.logger.error(`${typed.message}; appends stopped, reopening the log to recover from what is on disk (no retry of the sync)`, {
       code: typed.code,
-      committed: this.committed,
+      committed: this.marks.committed,
     });
     batch.rejectFrom(waiter, typed);
     const stopped = new LastgaspError('LOG_FAULT', `log ${this.options.dir} stopped after an I/O fault: ${typed.message}`, { cause: typed.code });
     this.dropStaged(stopped);
-    for (const w of this.checkpointWaiters.splice(0)) w.reject(stopped);
-    this.forcedCheckpoint = 0;
+    this.marks.failCheckpoints(stopped);
     for (const wake of this.idleWaiters.splice(0)) wake();
     // A segment whose head was never synced is not part of the durable log: point at its predecessor.
     const durableSegment = active.bytesUsed > SEGMENT_HEADER_BYTES ? active : this.segments[this.segments.length - 2];
@@ -1063,11 +1016,11 @@ class SegmentedFlashLog implements FlashLogEngine {
     try {
       const recovered = await recoverLog(this.recoverContext(hint));
       this.adopt(recovered);
-      if (recovered.segments.length === 0) this.forcedCheckpoint = CHECKPOINT_HEAD;
+      if (recovered.segments.length === 0) this.marks.forcedCheckpoint = CHECKPOINT_HEAD;
       this.fault = undefined;
       this.faultRetryMs = FAULT_RETRY_MS_MIN;
       this.counters.faultRecoveries++;
-      this.logger.info(`recovered after the fault: seq ${this.firstSeq}..${this.committed}; appends resumed`);
+      this.logger.info(`recovered after the fault: seq ${this.firstSeq}..${this.marks.committed}; appends resumed`);
       this.recovering = undefined;
       this.ensureSpare();
       if (this.hasWork()) this.scheduleFlush();
@@ -1126,60 +1079,24 @@ class SegmentedFlashLog implements FlashLogEngine {
   // ---- watermarks, epoch, modes --------------------------------------------------------------------------
 
   watermarks(): Watermarks {
-    return { committed: this.committed, replicated: this.replicated, replicaAcked: this.replicaAcked };
+    return this.marks.watermarks();
   }
 
   durableWatermarks(): Watermarks {
-    return { committed: this.committed, replicated: this.durable.replicated, replicaAcked: this.durable.replicaAcked };
+    return this.marks.durableWatermarks();
   }
 
   markReplicated(seq: number): void {
-    const value = Math.min(seq, this.committed);
-    if (!(value > this.replicated)) return;
-    this.replicated = value;
-    this.watermarksChanged();
-    this.notifyReplicated();
-    // Writers held at the unreplicated limit may go on now.
-    this.wakeSpaceWaiters();
+    // Writers held at the unreplicated limit may go on once it moved.
+    if (this.marks.markReplicated(seq)) this.wakeSpaceWaiters();
   }
 
   markReplicaAcked(seq: number): void {
-    const value = Math.min(seq, this.committed);
-    if (!(value > this.replicaAcked)) return;
-    this.replicaAcked = value;
-    this.watermarksChanged();
-    this.notifyReplicated();
+    this.marks.markReplicaAcked(seq);
   }
 
   onReplicated(listener: (marks: Watermarks) => void): () => void {
-    this.replicatedListeners.add(listener);
-    return () => {
-      this.replicatedListeners.delete(listener);
-    };
-  }
-
-  private notifyReplicated(): void {
-    if (this.replicatedListeners.size === 0) return;
-    const marks = this.watermarks();
-    for (const listener of this.replicatedListeners) {
-      try {
-        listener(marks);
-      } catch (error) {
-        this.logger.error('onReplicated listener threw', { error });
-      }
-    }
-  }
-
-  /** Ride the next batch; if none comes within the linger, write a checkpoint on its own. */
-  private watermarksChanged(): void {
-    this.watermarksDirty = true;
-    if (this.watermarkTimer || this.lifecycle !== 'open') return;
-    this.watermarkTimer = this.clock.setTimeout(() => {
-      this.watermarkTimer = undefined;
-      if (!this.watermarksDirty || this.lifecycle !== 'open' || this.fault) return;
-      if (this.forcedCheckpoint === 0) this.forcedCheckpoint = CHECKPOINT_WATERMARKS;
-      this.scheduleFlush();
-    }, this.options.watermarkLingerMs);
+    return this.marks.onReplicated(listener);
   }
 
   syncWatermarks(): Promise<void> {
@@ -1191,23 +1108,19 @@ class SegmentedFlashLog implements FlashLogEngine {
   private forceCheckpoint(kind: number): Promise<void> {
     const refused = this.fault ? this.refuse() : undefined;
     if (refused) return Promise.reject(refused);
-    return new Promise<void>((resolve, reject) => {
-      if (this.forcedCheckpoint === 0 || kind === CHECKPOINT_CLOSE || kind === CHECKPOINT_HEAD) this.forcedCheckpoint = kind;
-      this.checkpointWaiters.push({ resolve, reject });
-      this.scheduleFlush();
-    });
+    return this.marks.forceCheckpoint(kind);
   }
 
   async beginEpoch(epoch: number): Promise<void> {
     const refused = this.refuse();
     if (refused) throw refused;
-    if (!Number.isInteger(epoch) || epoch <= this.currentEpoch || epoch > 0xffff_ffff) {
-      throw new LastgaspError('LOG_SEQ', `epoch ${epoch} must be an integer above the current epoch ${this.currentEpoch}`, {
+    if (!Number.isInteger(epoch) || epoch <= this.marks.epoch || epoch > 0xffff_ffff) {
+      throw new LastgaspError('LOG_SEQ', `epoch ${epoch} must be an integer above the current epoch ${this.marks.epoch}`, {
         epoch,
-        current: this.currentEpoch,
+        current: this.marks.epoch,
       });
     }
-    this.currentEpoch = epoch;
+    this.marks.epoch = epoch;
     await this.forceCheckpoint(CHECKPOINT_EPOCH);
   }
 
@@ -1228,18 +1141,11 @@ class SegmentedFlashLog implements FlashLogEngine {
   }
 
   setRetentionFloor(seq: number): void {
-    if (!(seq >= 0)) return;
-    if (seq === this.retentionFloor) return;
-    this.retentionFloor = seq;
-    this.watermarksChanged();
-    this.scheduleRetention();
+    if (this.marks.setRetentionFloor(seq)) this.scheduleRetention();
   }
 
   onCommit(listener: (committed: number) => void): () => void {
-    this.commitListeners.add(listener);
-    return () => {
-      this.commitListeners.delete(listener);
-    };
+    return this.marks.onCommit(listener);
   }
 
   // ---- fence ---------------------------------------------------------------------------------------------
@@ -1255,14 +1161,14 @@ class SegmentedFlashLog implements FlashLogEngine {
     // Whatever is staged goes now (a lingering batch stops lingering: shouldLinger is false behind a fence),
     // and the batch being written is carried through its fdatasync. A fault settles them all (failed).
     while ((this.writerRunning || this.staging.records > 0) && !this.fault && this.lifecycle === 'open') await this.whenIdle();
-    this.logger.info(`fenced at seq ${this.committed} (${code}): appends refused`, { committed: this.committed, code });
-    return this.committed;
+    this.logger.info(`fenced at seq ${this.marks.committed} (${code}): appends refused`, { committed: this.marks.committed, code });
+    return this.marks.committed;
   }
 
   unfence(): void {
     if (this.fenceState === undefined) return;
     this.fenceState = undefined;
-    this.logger.info(`fence lifted at seq ${this.committed}: appends admitted again`);
+    this.logger.info(`fence lifted at seq ${this.marks.committed}: appends admitted again`);
   }
 
   // ---- demotion ------------------------------------------------------------------------------------------
@@ -1281,7 +1187,7 @@ class SegmentedFlashLog implements FlashLogEngine {
         this.paused++;
       }
       if (this.fault) throw this.refuse()!;
-      if (seq >= this.committed) return { records: 0, file: undefined };
+      if (seq >= this.marks.committed) return { records: 0, file: undefined };
       if (seq < this.firstSeq - 1) {
         throw new LastgaspError('LOG_SEQ', `cannot keep the log up to seq ${seq}: retention already removed seqs below ${this.firstSeq}`, {
           seq,
@@ -1306,7 +1212,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     while (keep > 0 && this.segments[keep]!.baseSeq > seq + 1) keep--;
     const target = this.segments[keep]!;
     const later = this.segments.slice(keep + 1);
-    const records = this.committed - seq;
+    const records = this.marks.committed - seq;
     if (later.length > 0 && this.activeFile) {
       // The active segment is among those moved aside: its handle goes, the cut segment's comes.
       await this.activeFile.close().catch(() => undefined);
@@ -1322,10 +1228,10 @@ class SegmentedFlashLog implements FlashLogEngine {
         endOffset: target.bytesUsed,
         laterSegmentIds: later.map((segment) => segment.id),
         stampMs: this.clock.nowMs(),
-        epoch: this.currentEpoch,
-        replicated: Math.min(this.replicated, seq),
-        replicaAcked: Math.min(this.replicaAcked, seq),
-        retentionFloor: this.retentionFloor,
+        epoch: this.marks.epoch,
+        replicated: Math.min(this.marks.replicated, seq),
+        replicaAcked: Math.min(this.marks.replicaAcked, seq),
+        retentionFloor: this.marks.retentionFloor,
         logFirstSeq: this.firstSeq,
       };
       await prepareDemotion(this.storage, dir, file, plan, this.options.entryBytesMax);
@@ -1343,11 +1249,11 @@ class SegmentedFlashLog implements FlashLogEngine {
     target.lastSeq = seq;
     target.index.truncate(cut);
     this.counters.checkpoints++;
-    this.committed = seq;
+    this.marks.committed = seq;
     this.nextSeq = seq + 1;
-    this.replicated = plan.replicated;
-    this.replicaAcked = plan.replicaAcked;
-    this.durable = { kind: CHECKPOINT_QUARANTINE, epoch: plan.epoch, replicated: plan.replicated, replicaAcked: plan.replicaAcked, retentionFloor: plan.retentionFloor };
+    this.marks.replicated = plan.replicated;
+    this.marks.replicaAcked = plan.replicaAcked;
+    this.marks.durable = { kind: CHECKPOINT_QUARANTINE, epoch: plan.epoch, replicated: plan.replicated, replicaAcked: plan.replicaAcked, retentionFloor: plan.retentionFloor };
     // The intent goes before any new record can be written at the cut: replaying it later would zero them.
     try {
       await finishDemotion(this.storage, dir);
@@ -1392,7 +1298,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       dir: this.options.dir,
       firstSeq: this.firstSeq,
       watermarks: this.watermarks(),
-      epoch: this.currentEpoch,
+      epoch: this.marks.epoch,
       syncMode: this.syncMode,
       segments,
       bytesOnDisk: this.bytesOnDisk(),
