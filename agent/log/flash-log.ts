@@ -31,6 +31,7 @@ import {
   sealRecord,
 } from './format.ts';
 import { applyDemotion, demotionFiles, finishDemotion, prepareDemotion, writeDemotionIntent, type DemotionPlan } from './demotion.ts';
+import { Admission } from './admission.ts';
 import { WatermarkBook, type CheckpointSnapshot, type CheckpointWaiter } from './watermarks.ts';
 import { acquireDirLock, type DirLock } from './lock.ts';
 import {
@@ -135,15 +136,14 @@ class SegmentedFlashLog implements FlashLogEngine {
   private idleWaiters: Array<() => void> = [];
   private paused = 0;
   private syncMode: SyncMode = 'batched';
-  /** The throttle's limits: the options' at first, then as setUnreplicatedLimits sizes them. */
-  private unreplicatedLimits: { soft: number; hard: number; field: string };
+  /** Quota, unreplicated limits and the full policy. */
+  private readonly admission: Admission;
 
   private fault: LastgaspError | undefined;
   private faultRetryMs = FAULT_RETRY_MS_MIN;
   private faultTimer: TimerHandle | undefined;
   private recovering: Promise<void> | undefined;
   private maintenance: Promise<void> = Promise.resolve();
-  private spaceWaiters: Array<() => void> = [];
   private readonly counters: Counters = newCounters();
   private readonly readContext: ReadContext;
   private idleChunkReader: ChunkReader | undefined;
@@ -151,12 +151,19 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   constructor(options: CreateFlashLogOptions) {
     this.options = resolveOptions(options);
-    this.unreplicatedLimits = { soft: this.options.unreplicatedSoftBytes, hard: this.options.unreplicatedHardBytes, field: 'log.unreplicatedHardBytes' };
     this.storage = options.storage ?? createNodeStorage();
     this.logger = (options.logger ?? silentLogger).child('agent:log');
     this.clock = options.clock ?? systemClock;
     this.saltSource = options.randomSalt ?? randomSalt;
     this.onBatchSynced = options.onBatchSynced;
+    this.admission = new Admission({
+      options: this.options,
+      clock: this.clock,
+      counters: this.counters,
+      unreplicatedBytes: () => this.unreplicatedBytes(),
+      spaceLeft: () => this.spaceLeft(),
+      scheduleRetention: () => this.scheduleRetention(),
+    });
     this.marks = new WatermarkBook(
       {
         clock: this.clock,
@@ -262,7 +269,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     const closed = new LastgaspError('LOG_CLOSED', `log ${this.options.dir} is closed`);
     this.staging.rejectFrom(0, closed);
     this.staging.reset();
-    for (const wake of this.spaceWaiters.splice(0)) wake();
+    this.admission.wakeSpaceWaiters();
     const file = this.activeFile;
     this.activeFile = undefined;
     this.lifecycle = 'closed';
@@ -355,7 +362,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     }
     let gate: Promise<void> | undefined;
     try {
-      gate = this.admit(recordBytes(payload.length), false);
+      gate = this.admission.admit(recordBytes(payload.length), false);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -405,7 +412,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     }
     let gate: Promise<void> | undefined;
     try {
-      gate = this.admit(bytes, throttled);
+      gate = this.admission.admit(bytes, throttled);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -430,7 +437,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     if (refused) return Promise.reject(refused);
     let gate: Promise<void> | undefined;
     try {
-      gate = this.admit(recordBytes(payload.length), true);
+      gate = this.admission.admit(recordBytes(payload.length), true);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -487,7 +494,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     }
     let gate: Promise<void> | undefined;
     try {
-      gate = this.admit(bytes, true);
+      gate = this.admission.admit(bytes, true);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -560,57 +567,6 @@ class SegmentedFlashLog implements FlashLogEngine {
     for (const spare of this.spares) total += spare.segmentBytes;
     if (this.spareJob) total += this.options.segmentBytes;
     return total;
-  }
-
-  /** undefined: go ahead now; a promise: wait (throttle or space) and ask again; throws LOG_FULL to refuse. */
-  private admit(bytes: number, throttled: boolean): Promise<void> | undefined {
-    const { hard, soft, field } = this.unreplicatedLimits;
-    const needsUnreplicated = hard > 0 || soft > 0;
-    const unreplicated = needsUnreplicated ? this.unreplicatedBytes() : 0;
-    if (hard > 0 && unreplicated + bytes > hard) {
-      return this.full(`${unreplicated} bytes are not replicated yet, at the hard limit of ${hard} (${field})`);
-    }
-    if (bytes + BATCH_PREFIX_BYTES > this.spaceLeft()) {
-      this.scheduleRetention();
-      return this.full(`the log's quota of ${this.options.quotaBytes} bytes is full of entries that are not yet replicated or are held by the retention floor`);
-    }
-    if (!throttled && soft > 0 && unreplicated > soft) {
-      this.counters.throttledAppends++;
-      const span = hard > soft ? hard - soft : soft;
-      const delayMs = Math.max(1, Math.ceil((this.options.throttleDelayMsMax * (unreplicated - soft)) / span));
-      return new Promise((resolve) => this.clock.setTimeout(resolve, Math.min(delayMs, this.options.throttleDelayMsMax)));
-    }
-    return undefined;
-  }
-
-  private full(why: string): Promise<void> {
-    this.counters.fullRejections++;
-    const error = new LastgaspError('LOG_FULL', `log ${this.options.dir} is full: ${why}; appends resume as replication catches up`, {
-      dir: this.options.dir,
-    });
-    if (this.options.fullPolicy === 'reject') throw error;
-    return new Promise<void>((resolve, reject) => {
-      let done = false;
-      const timer = this.clock.setTimeout(() => {
-        if (done) return;
-        done = true;
-        const at = this.spaceWaiters.indexOf(wake);
-        if (at >= 0) this.spaceWaiters.splice(at, 1);
-        reject(error);
-      }, this.options.fullWaitMs);
-      const wake = () => {
-        if (done) return;
-        done = true;
-        timer.cancel();
-        resolve();
-      };
-      this.spaceWaiters.push(wake);
-    });
-  }
-
-  private wakeSpaceWaiters(): void {
-    if (this.spaceWaiters.length === 0) return;
-    for (const wake of this.spaceWaiters.splice(0)) wake();
   }
 
   // ---- the writer loop ---------------------------------------------------------------------------------
@@ -930,7 +886,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     );
     this.spareJob = job.finally(() => {
       this.spareJob = undefined;
-      this.wakeSpaceWaiters();
+      this.admission.wakeSpaceWaiters();
     });
   }
 
@@ -974,7 +930,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     if (changed) {
       await this.storage.syncDir(this.options.dir);
       this.ensureSpare();
-      this.wakeSpaceWaiters();
+      this.admission.wakeSpaceWaiters();
     }
   }
 
@@ -1088,7 +1044,7 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   markReplicated(seq: number): void {
     // Writers held at the unreplicated limit may go on once it moved.
-    if (this.marks.markReplicated(seq)) this.wakeSpaceWaiters();
+    if (this.marks.markReplicated(seq)) this.admission.wakeSpaceWaiters();
   }
 
   markReplicaAcked(seq: number): void {
@@ -1136,8 +1092,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   }
 
   setUnreplicatedLimits(softBytes: number, hardBytes: number, field: string): void {
-    if (!(softBytes >= 0 && hardBytes >= 0)) throw new Error(`unreplicated limits must be >= 0 (soft ${softBytes}, hard ${hardBytes})`);
-    this.unreplicatedLimits = { soft: hardBytes > 0 ? Math.min(softBytes, hardBytes) : softBytes, hard: hardBytes, field };
+    this.admission.setUnreplicatedLimits(softBytes, hardBytes, field);
   }
 
   setRetentionFloor(seq: number): void {
@@ -1157,7 +1112,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.counters.fences++;
     // Writers held for space wake now and meet the fence, instead of waiting out fullWaitMs; writers at the
     // throttle meet it when their delay ends. Neither was admitted, so neither is waited for.
-    this.wakeSpaceWaiters();
+    this.admission.wakeSpaceWaiters();
     // Whatever is staged goes now (a lingering batch stops lingering: shouldLinger is false behind a fence),
     // and the batch being written is carried through its fdatasync. A fault settles them all (failed).
     while ((this.writerRunning || this.staging.records > 0) && !this.fault && this.lifecycle === 'open') await this.whenIdle();
