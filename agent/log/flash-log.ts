@@ -31,6 +31,7 @@ import {
   sealRecord,
 } from './format.ts';
 import { applyDemotion, demotionFiles, finishDemotion, prepareDemotion, writeDemotionIntent, type DemotionPlan } from './demotion.ts';
+import { SegmentPool } from './segment-pool.ts';
 import { Admission } from './admission.ts';
 import { WatermarkBook, type CheckpointSnapshot, type CheckpointWaiter } from './watermarks.ts';
 import { acquireDirLock, type DirLock } from './lock.ts';
@@ -45,7 +46,7 @@ import {
 import { READ_CHUNK_BYTES, readEntries, type ReadContext } from './reader.ts';
 import { recoverLog, type RecoveredState } from './recovery.ts';
 import { ChunkReader, scanRecords } from './scan.ts';
-import { createSpare, newSegment, randomSalt, recycleSegment, segmentPath, type Segment, type Spare } from './segments.ts';
+import { randomSalt, type Segment } from './segments.ts';
 import { createNodeStorage, type Storage, type StorageFile } from './storage/index.ts';
 import type {
   AppendResult,
@@ -69,8 +70,6 @@ const FAULT_RETRY_MS_MAX = 30_000;
  * hop is small next to the copy.
  */
 export const LOG_WRITE_INLINE_BYTES_MAX = 256 * 1024;
-/** One spare segment is kept ready so that a roll never waits for a zero-fill. */
-const SPARES_MAX = 1;
 
 type Lifecycle = 'new' | 'opening' | 'open' | 'closing' | 'closed';
 
@@ -105,14 +104,8 @@ class SegmentedFlashLog implements FlashLogEngine {
   /** A fence stands (see `fence`): appends are refused with this code and message until `unfence`. */
   private fenceState: { code: ErrorCode; message: string } | undefined;
   private lock: DirLock | undefined;
-  private segments: Segment[] = [];
-  private activeFile: StorageFile | undefined;
-  private spares: Spare[] = [];
-  private spareJob: Promise<void> | undefined;
-  private spareError: LastgaspError | undefined;
-  private nextSegmentId = 1;
-  /** Files of segments that retention released, waiting to be recycled into spares. */
-  private quarantineFiles: string[] = [];
+  /** The segments, the active file, spares and retention. */
+  private readonly pool: SegmentPool;
 
   /** The most record bytes one `appendMany` may stage: what one write into a fresh segment holds. */
   private readonly batchBytesMax: number;
@@ -143,7 +136,6 @@ class SegmentedFlashLog implements FlashLogEngine {
   private faultRetryMs = FAULT_RETRY_MS_MIN;
   private faultTimer: TimerHandle | undefined;
   private recovering: Promise<void> | undefined;
-  private maintenance: Promise<void> = Promise.resolve();
   private readonly counters: Counters = newCounters();
   private readonly readContext: ReadContext;
   private idleChunkReader: ChunkReader | undefined;
@@ -156,13 +148,26 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.clock = options.clock ?? systemClock;
     this.saltSource = options.randomSalt ?? randomSalt;
     this.onBatchSynced = options.onBatchSynced;
+    this.pool = new SegmentPool({
+      options: this.options,
+      storage: this.storage,
+      clock: this.clock,
+      logger: this.logger,
+      counters: this.counters,
+      saltSource: this.saltSource,
+      isClosed: () => this.lifecycle === 'closed',
+      faulted: () => this.fault !== undefined,
+      syncMode: () => this.syncMode,
+      releasable: (lastSeq) => this.marks.releasable(lastSeq),
+      spaceFreed: () => this.admission.wakeSpaceWaiters(),
+    });
     this.admission = new Admission({
       options: this.options,
       clock: this.clock,
       counters: this.counters,
       unreplicatedBytes: () => this.unreplicatedBytes(),
       spaceLeft: () => this.spaceLeft(),
-      scheduleRetention: () => this.scheduleRetention(),
+      scheduleRetention: () => this.pool.scheduleRetention(),
     });
     this.marks = new WatermarkBook(
       {
@@ -179,7 +184,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.readContext = {
       storage: this.storage,
       payloadBytesMax: this.options.entryBytesMax,
-      segments: () => this.segments,
+      segments: () => this.pool.segments,
       committed: () => this.marks.committed,
       firstSeq: () => this.firstSeq,
       onCorrupt: () => {
@@ -230,8 +235,8 @@ class SegmentedFlashLog implements FlashLogEngine {
         throw error;
       }
     }
-    this.ensureSpare();
-    this.scheduleRetention();
+    this.pool.ensureSpare();
+    this.pool.scheduleRetention();
     const report: RecoveryReport = {
       firstSeq: this.firstSeq,
       committed: this.marks.committed,
@@ -263,17 +268,15 @@ class SegmentedFlashLog implements FlashLogEngine {
     } else if (this.recovering) await this.recovering;
     if (!this.fault) await this.forceCheckpoint(CHECKPOINT_CLOSE).catch(() => undefined);
     await this.whenIdle();
-    await this.maintenance;
-    if (this.spareJob) await this.spareJob;
+    await this.pool.quiesce();
     this.cancelTimers();
     const closed = new LastgaspError('LOG_CLOSED', `log ${this.options.dir} is closed`);
     this.staging.rejectFrom(0, closed);
     this.staging.reset();
     this.admission.wakeSpaceWaiters();
-    const file = this.activeFile;
-    this.activeFile = undefined;
+    const closing = this.pool.closeActive();
     this.lifecycle = 'closed';
-    if (file) await file.close().catch(() => undefined);
+    await closing;
     await this.releaseLock();
   }
 
@@ -305,11 +308,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   }
 
   private adopt(recovered: RecoveredState): void {
-    this.segments = recovered.segments;
-    this.activeFile = recovered.activeFile;
-    this.spares = recovered.spares;
-    this.nextSegmentId = Math.max(this.nextSegmentId, recovered.nextSegmentId);
-    this.quarantineFiles = recovered.quarantineFiles;
+    this.pool.adopt(recovered);
     this.marks.adopt(recovered);
     this.nextSeq = recovered.committed + 1;
     this.counters.tornBytes += recovered.tornBytes;
@@ -319,7 +318,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   // ---- appends -----------------------------------------------------------------------------------------
 
   get firstSeq(): number {
-    return this.segments.length > 0 ? this.segments[0]!.baseSeq : this.marks.committed + 1;
+    return this.pool.firstSeq(this.marks.committed);
   }
 
   get epoch(): number {
@@ -420,7 +419,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     if (this.nextSeq + payloads.length - 1 > RECORD_U48_MAX) return Promise.reject(new LastgaspError('LOG_SEQ', `log ${this.options.dir}: seq space exhausted`));
     const epoch = this.marks.epoch;
     const nowMs = this.clock.nowMs();
-    const seed = this.activeSeed();
+    const seed = this.pool.activeSeed();
     for (const payload of payloads) this.staging.put(payload, this.nextSeq++, epoch, nowMs, seed);
     this.counters.appends += payloads.length;
     this.counters.batchAppends++;
@@ -445,17 +444,11 @@ class SegmentedFlashLog implements FlashLogEngine {
     return this.stageEntry(payload);
   }
 
-  /** The CRC seed records are sealed with as they are staged: the active segment's (resealed after a roll). */
-  private activeSeed(): number {
-    const active = this.segments[this.segments.length - 1];
-    return active ? active.seed : 0;
-  }
-
   private stageEntry(payload: Uint8Array): Promise<AppendResult> {
     if (this.nextSeq > RECORD_U48_MAX) throw new LastgaspError('LOG_SEQ', `log ${this.options.dir}: seq space exhausted`);
     const seq = this.nextSeq++;
     const epoch = this.marks.epoch;
-    this.staging.put(payload, seq, epoch, this.clock.nowMs(), this.activeSeed());
+    this.staging.put(payload, seq, epoch, this.clock.nowMs(), this.pool.activeSeed());
     this.counters.appends++;
     this.waitSeq = seq;
     this.waitEpoch = epoch;
@@ -500,7 +493,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     }
     if (gate !== undefined) return gate.then(() => this.appendReplicated(entries));
     const staging = this.staging;
-    const seed = this.activeSeed();
+    const seed = this.pool.activeSeed();
     let epochMax = this.marks.epoch;
     for (const entry of entries) {
       staging.put(entry.payload, entry.seq, entry.epoch, entry.timestampMs, seed);
@@ -521,52 +514,11 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   private unreplicatedBytes(): number {
     const pending = this.staging.stagedBytes + (this.writerRunning ? this.writing.stagedBytes : 0);
-    return this.unreplicatedCommittedBytes() + pending;
+    return this.pool.bytesFrom(this.marks.replicated + 1, this.marks.committed) + pending;
   }
 
-  /** Bytes of synced records above the replicated watermark (an estimate within one index step). */
-  private unreplicatedCommittedBytes(): number {
-    const from = this.marks.replicated + 1;
-    if (from > this.marks.committed || this.segments.length === 0) return 0;
-    let total = 0;
-    for (let i = this.segments.length - 1; i >= 0; i--) {
-      const segment = this.segments[i]!;
-      if (segment.baseSeq > from) {
-        total += segment.bytesUsed - SEGMENT_HEADER_BYTES;
-        continue;
-      }
-      total += segment.bytesUsed - this.positionOf(segment, from);
-      break;
-    }
-    return total;
-  }
-
-  private positionOf(segment: Segment, seq: number): number {
-    if (segment.indexed) return segment.index.lookup(seq, SEGMENT_HEADER_BYTES);
-    const span = Math.max(1, segment.lastSeq - segment.baseSeq + 1);
-    const fraction = Math.min(1, Math.max(0, (seq - segment.baseSeq) / span));
-    return SEGMENT_HEADER_BYTES + Math.floor(fraction * (segment.bytesUsed - SEGMENT_HEADER_BYTES));
-  }
-
-  /** Bytes that can still be appended without a new file beyond the quota. */
   private spaceLeft(): number {
-    if (this.options.quotaBytes === Number.POSITIVE_INFINITY) return Number.POSITIVE_INFINITY;
-    const active = this.segments[this.segments.length - 1];
-    const pending = this.staging.used + (this.writerRunning ? this.writing.used : 0);
-    let left = active ? active.segmentBytes - active.bytesUsed - pending : 0;
-    const allocated = this.bytesOnDisk();
-    const capacity = this.options.segmentBytes - SEGMENT_HEADER_BYTES - 2 * CHECKPOINT_RECORD_BYTES;
-    left += this.spares.length * capacity;
-    left += Math.floor((this.options.quotaBytes - allocated) / this.options.segmentBytes) * capacity;
-    return left;
-  }
-
-  private bytesOnDisk(): number {
-    let total = 0;
-    for (const segment of this.segments) total += segment.segmentBytes;
-    for (const spare of this.spares) total += spare.segmentBytes;
-    if (this.spareJob) total += this.options.segmentBytes;
-    return total;
+    return this.pool.spaceLeft(this.staging.used + (this.writerRunning ? this.writing.used : 0));
   }
 
   // ---- the writer loop ---------------------------------------------------------------------------------
@@ -682,7 +634,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     try {
       while (first || start < batch.used) {
         const wantsCheckpoint = first && checkpoint !== undefined;
-        let active = this.segments[this.segments.length - 1];
+        let active = this.pool.segments[this.pool.segments.length - 1];
         let roll = active === undefined;
         let end = roll ? start : this.chunkEnd(batch, start, active!, wantsCheckpoint);
         if (!roll && end === start) {
@@ -691,8 +643,8 @@ class SegmentedFlashLog implements FlashLogEngine {
           roll = !checkpointOnly || active!.segmentBytes - active!.bytesUsed < CHECKPOINT_RECORD_BYTES;
         }
         if (roll) {
-          await this.roll();
-          active = this.segments[this.segments.length - 1]!;
+          await this.pool.roll(this.marks.committed + 1);
+          active = this.pool.segments[this.pool.segments.length - 1]!;
           end = this.chunkEnd(batch, start, active, true, true);
         }
         const segment = active!;
@@ -704,14 +656,14 @@ class SegmentedFlashLog implements FlashLogEngine {
           // that retention can release the previous segment right after this write.
           const cp = roll ? this.marks.snapshot(CHECKPOINT_HEAD) : checkpoint!;
           headState = cp;
-          this.encodeCheckpoint(batch, from, cp, roll ? this.segments[this.segments.length - 2] : undefined);
+          this.encodeCheckpoint(batch, from, cp, roll ? this.pool.segments[this.pool.segments.length - 2] : undefined);
           sealRecord(batch.bytes, batch.view, from, segment.seed);
         }
         const position = segment.bytesUsed;
         batch.reseal(start, end, segment.seed);
         const lastSeq = end > start ? this.indexChunk(batch, segment, start, end, position - from) : this.marks.committed;
         const length = end - from;
-        const file = this.activeFile!;
+        const file = this.pool.activeFile!;
         try {
           // One positional write of the whole chunk. A batch of ordinary size is copied into the page cache
           // right here, saving a thread-pool round trip; a large one goes through the pool so that the event
@@ -748,8 +700,8 @@ class SegmentedFlashLog implements FlashLogEngine {
           waiter++;
         }
         if (advanced) this.marks.notifyCommit();
-        if (roll) this.afterRoll();
-        else if (withPrefix) this.scheduleRetention();
+        if (roll) this.pool.afterRoll();
+        else if (withPrefix) this.pool.scheduleRetention();
         start = end;
         first = false;
       }
@@ -811,129 +763,6 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.nextSeq = this.marks.committed + 1;
   }
 
-  // ---- segments: roll, spares, retention ---------------------------------------------------------------
-
-  /** Make a spare the active segment (its head record goes out with the next write). */
-  private async roll(): Promise<void> {
-    const spare = await this.takeSpare();
-    let file: StorageFile;
-    try {
-      file = await this.storage.open(spare.path, 'readwrite');
-    } catch (error) {
-      this.spares.unshift(spare);
-      throw ioError(error, `opening segment ${spare.path}`);
-    }
-    const previous = this.activeFile;
-    this.activeFile = file;
-    this.segments.push(newSegment(spare, this.marks.committed + 1));
-    this.counters.rolls++;
-    if (previous) await previous.close().catch(() => undefined);
-  }
-
-  /**
-   * After the first write into a new segment: its head made the watermarks durable, so retention can now
-   * release the oldest segment, and that file becomes the next spare without a zero-fill. Only if retention
-   * frees nothing is a spare preallocated from scratch.
-   */
-  private afterRoll(): void {
-    this.maintenance = this.maintenance
-      .then(() => this.runRetention())
-      .then(() => this.ensureSpare())
-      .catch((error: unknown) => this.logger.error('retention after a roll failed', { error }));
-  }
-
-  private async takeSpare(): Promise<Spare> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const spare = this.spares.shift();
-      if (spare) return spare;
-      this.ensureSpare(true);
-      if (this.spareJob) await this.spareJob;
-    }
-    const spare = this.spares.shift();
-    if (spare) return spare;
-    if (this.spareError) throw this.spareError;
-    this.counters.fullRejections++;
-    throw new LastgaspError('LOG_FULL', `log ${this.options.dir} is full: no room under the quota of ${this.options.quotaBytes} bytes for a new segment`);
-  }
-
-  /**
-   * Prepare a spare segment in the background if none is ready and the quota allows. Not while the log
-   * syncs every batch at once (on battery, the brownout flush): the zero-fill of a whole segment competes
-   * with the flush for the flash and the CPU (it overlapped every profiled drain, issue 12). A roll that
-   * finds no spare then (`onDemand`) still prepares one, and the fill resumes when the sync mode is back.
-   */
-  private ensureSpare(onDemand = false): void {
-    if (this.spareJob || this.spares.length >= SPARES_MAX || this.lifecycle === 'closed') return;
-    if (!onDemand && this.syncMode === 'immediate') return;
-    if (this.bytesOnDisk() + this.options.segmentBytes > this.options.quotaBytes) return;
-    const spare: Spare = {
-      id: this.nextSegmentId++,
-      path: segmentPath(this.options.dir, this.nextSegmentId - 1),
-      salt: this.saltSource(),
-      segmentBytes: this.options.segmentBytes,
-    };
-    const job = createSpare(this.storage, this.options.dir, spare, this.clock.nowMs()).then(
-      () => {
-        this.spares.push(spare);
-        this.spareError = undefined;
-        this.counters.sparesCreated++;
-      },
-      async (error: unknown) => {
-        this.spareError = ioError(error, `preallocating segment ${spare.path}`);
-        this.logger.error(this.spareError.message, { segment: spare.id });
-        await this.storage.unlink(`${spare.path}.tmp`).catch(() => undefined);
-      },
-    );
-    this.spareJob = job.finally(() => {
-      this.spareJob = undefined;
-      this.admission.wakeSpaceWaiters();
-    });
-  }
-
-  private scheduleRetention(): void {
-    if (this.segments.length < 2) return;
-    const head = this.segments[0]!;
-    if (!this.deletable(head)) return;
-    this.maintenance = this.maintenance.then(() => this.runRetention()).catch((error: unknown) => {
-      this.logger.error('retention failed', { error });
-    });
-  }
-
-  /** Whole segments only, and only when every entry in them is durably replicated and below the floor. */
-  private deletable(segment: Segment): boolean {
-    return this.marks.releasable(segment.lastSeq);
-  }
-
-  private async runRetention(): Promise<void> {
-    let changed = false;
-    while (this.segments.length > 1 && this.lifecycle !== 'closed' && !this.fault && this.deletable(this.segments[0]!)) {
-      const segment = this.segments.shift()!;
-      changed = true;
-      const recycle = this.spares.length < SPARES_MAX && !this.spareJob && segment.segmentBytes === this.options.segmentBytes;
-      if (recycle) {
-        const spare: Spare = { id: this.nextSegmentId++, path: segmentPath(this.options.dir, this.nextSegmentId - 1), salt: this.saltSource(), segmentBytes: segment.segmentBytes };
-        try {
-          await recycleSegment(this.storage, this.options.dir, segment.path, spare, this.clock.nowMs());
-          this.spares.push(spare);
-          this.counters.segmentsRecycled++;
-        } catch (error) {
-          this.logger.error(`recycling ${segment.path} failed`, { error });
-          await this.storage.unlink(segment.path).catch(() => undefined);
-          await this.storage.unlink(spare.path).catch(() => undefined);
-          this.counters.segmentsDeleted++;
-        }
-      } else {
-        await this.storage.unlink(segment.path);
-        this.counters.segmentsDeleted++;
-      }
-    }
-    if (changed) {
-      await this.storage.syncDir(this.options.dir);
-      this.ensureSpare();
-      this.admission.wakeSpaceWaiters();
-    }
-  }
-
   // ---- faults --------------------------------------------------------------------------------------------
 
   /**
@@ -944,7 +773,7 @@ class SegmentedFlashLog implements FlashLogEngine {
    */
   private enterFault(error: unknown, what: string, batch: Batch, waiter: number): LastgaspError {
     const typed = ioError(error, what);
-    const active = this.segments[this.segments.length - 1]!;
+    const active = this.pool.segments[this.pool.segments.length - 1]!;
     this.fault = typed;
     this.counters.faults++;
     this.logger.error(`${typed.message}; appends stopped, reopening the log to recover from what is on disk (no retry of the sync)`, {
@@ -957,18 +786,15 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.marks.failCheckpoints(stopped);
     for (const wake of this.idleWaiters.splice(0)) wake();
     // A segment whose head was never synced is not part of the durable log: point at its predecessor.
-    const durableSegment = active.bytesUsed > SEGMENT_HEADER_BYTES ? active : this.segments[this.segments.length - 2];
+    const durableSegment = active.bytesUsed > SEGMENT_HEADER_BYTES ? active : this.pool.segments[this.pool.segments.length - 2];
     const hint = durableSegment ? { segmentId: durableSegment.id, offset: durableSegment.bytesUsed } : { segmentId: 0, offset: 0 };
     this.recovering = this.recoverAfterFault(hint);
     return typed;
   }
 
   private async recoverAfterFault(hint: { segmentId: number; offset: number }): Promise<void> {
-    const file = this.activeFile;
-    this.activeFile = undefined;
-    if (file) await file.close().catch(() => undefined);
-    await this.maintenance;
-    if (this.spareJob) await this.spareJob;
+    await this.pool.closeActive();
+    await this.pool.quiesce();
     try {
       const recovered = await recoverLog(this.recoverContext(hint));
       this.adopt(recovered);
@@ -978,7 +804,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       this.counters.faultRecoveries++;
       this.logger.info(`recovered after the fault: seq ${this.firstSeq}..${this.marks.committed}; appends resumed`);
       this.recovering = undefined;
-      this.ensureSpare();
+      this.pool.ensureSpare();
       if (this.hasWork()) this.scheduleFlush();
     } catch (error) {
       const typed = error instanceof LastgaspError ? error : ioError(error, `recovering ${this.options.dir}`);
@@ -999,14 +825,8 @@ class SegmentedFlashLog implements FlashLogEngine {
     }
   }
 
-  async whenSettled(): Promise<void> {
-    for (;;) {
-      const maintenance = this.maintenance;
-      const spare = this.spareJob;
-      await maintenance;
-      if (spare) await spare;
-      if (maintenance === this.maintenance && this.spareJob === undefined) return;
-    }
+  whenSettled(): Promise<void> {
+    return this.pool.whenSettled();
   }
 
   async whenRecovered(): Promise<void> {
@@ -1082,7 +902,7 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   setSyncMode(mode: SyncMode): void {
     this.syncMode = mode;
-    if (mode === 'batched' && this.lifecycle === 'open') this.ensureSpare();
+    if (mode === 'batched' && this.lifecycle === 'open') this.pool.ensureSpare();
     if (mode === 'immediate' && this.lingerTimer) {
       this.lingerTimer.cancel();
       this.lingerTimer = undefined;
@@ -1096,7 +916,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   }
 
   setRetentionFloor(seq: number): void {
-    if (this.marks.setRetentionFloor(seq)) this.scheduleRetention();
+    if (this.marks.setRetentionFloor(seq)) this.pool.scheduleRetention();
   }
 
   onCommit(listener: (committed: number) => void): () => void {
@@ -1163,19 +983,19 @@ class SegmentedFlashLog implements FlashLogEngine {
    */
   private async cutAfter(seq: number): Promise<{ records: number; file: string | undefined }> {
     const dir = this.options.dir;
-    let keep = this.segments.length - 1;
-    while (keep > 0 && this.segments[keep]!.baseSeq > seq + 1) keep--;
-    const target = this.segments[keep]!;
-    const later = this.segments.slice(keep + 1);
+    let keep = this.pool.segments.length - 1;
+    while (keep > 0 && this.pool.segments[keep]!.baseSeq > seq + 1) keep--;
+    const target = this.pool.segments[keep]!;
+    const later = this.pool.segments.slice(keep + 1);
     const records = this.marks.committed - seq;
-    if (later.length > 0 && this.activeFile) {
+    if (later.length > 0 && this.pool.activeFile) {
       // The active segment is among those moved aside: its handle goes, the cut segment's comes.
-      await this.activeFile.close().catch(() => undefined);
-      this.activeFile = undefined;
+      await this.pool.activeFile.close().catch(() => undefined);
+      this.pool.activeFile = undefined;
     }
     let plan: DemotionPlan;
     try {
-      const file = this.activeFile ?? (this.activeFile = await this.storage.open(target.path, 'readwrite'));
+      const file = this.pool.activeFile ?? (this.pool.activeFile = await this.storage.open(target.path, 'readwrite'));
       plan = {
         keepSeq: seq,
         segmentId: target.id,
@@ -1197,7 +1017,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       throw this.enterFault(error, `demotion after seq ${seq} in ${dir}`, this.writing, this.writing.resolves.length);
     }
     const cut = plan.cutOffset;
-    this.segments = this.segments.slice(0, keep + 1);
+    this.pool.segments = this.pool.segments.slice(0, keep + 1);
     this.dropStaged(new LastgaspError('LOG_SEQ', `log ${dir} was cut back to seq ${seq} by a demotion; appends staged meanwhile were not written`, { seq }));
     // The segment now ends with the plan's checkpoint at the cut.
     target.bytesUsed = cut + CHECKPOINT_RECORD_BYTES;
@@ -1216,7 +1036,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       throw this.enterFault(error, `finishing the demotion after seq ${seq} in ${dir}`, this.writing, this.writing.resolves.length);
     }
     const files = demotionFiles(plan);
-    this.quarantineFiles.push(...files);
+    this.pool.quarantineFiles.push(...files);
     this.counters.quarantinedRecords += records;
     this.logger.warn(`demotion: ${records} entries after seq ${seq} set aside in ${files.join(', ')}`, { seq, records });
     return { records, file: files[files.length - 1] };
@@ -1241,7 +1061,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   // ---- status --------------------------------------------------------------------------------------------
 
   status(): LogStatus {
-    const segments = this.segments.map((segment) => ({
+    const segments = this.pool.segments.map((segment) => ({
       id: segment.id,
       file: segment.path,
       firstSeq: segment.baseSeq,
@@ -1256,10 +1076,10 @@ class SegmentedFlashLog implements FlashLogEngine {
       epoch: this.marks.epoch,
       syncMode: this.syncMode,
       segments,
-      bytesOnDisk: this.bytesOnDisk(),
+      bytesOnDisk: this.pool.bytesOnDisk(),
       unreplicatedBytes: this.unreplicatedBytes(),
-      quarantine: [...this.quarantineFiles],
-      counters: { ...this.counters, spares: this.spares.length },
+      quarantine: [...this.pool.quarantineFiles],
+      counters: { ...this.counters, spares: this.pool.spareCount() },
       fault: this.fault ? this.fault.message : undefined,
       fenced: this.fenceState?.code,
     };
