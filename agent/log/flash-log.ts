@@ -8,7 +8,6 @@
  * the split into parts that each own their state is issue 13's redesign, left for a session with no other
  * change in flight in this file.
  */
-import { setImmediate } from 'node:timers';
 import { LastgaspError, silentLogger, systemClock, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.ts';
 import { BATCH_PREFIX_BYTES, Batch } from './batch.ts';
 import {
@@ -19,21 +18,19 @@ import {
   CHECKPOINT_QUARANTINE,
   CHECKPOINT_RECORD_BYTES,
   CHECKPOINT_WATERMARKS,
-  RECORD_HEADER_BYTES,
-  RECORD_TYPE_CHECKPOINT,
   RECORD_TYPE_ENTRY,
   RECORD_U48_MAX,
   RETENTION_FLOOR_NONE,
   SEGMENT_HEADER_BYTES,
-  encodeCheckpointPayload,
-  encodeRecordHeader,
   recordBytes,
-  sealRecord,
 } from './format.ts';
 import { applyDemotion, demotionFiles, finishDemotion, prepareDemotion, writeDemotionIntent, type DemotionPlan } from './demotion.ts';
+import { GroupCommit } from './group-commit.ts';
+
+export { LOG_WRITE_INLINE_BYTES_MAX } from './group-commit.ts';
 import { SegmentPool } from './segment-pool.ts';
 import { Admission } from './admission.ts';
-import { WatermarkBook, type CheckpointSnapshot, type CheckpointWaiter } from './watermarks.ts';
+import { WatermarkBook } from './watermarks.ts';
 import { acquireDirLock, type DirLock } from './lock.ts';
 import {
   ioError,
@@ -62,14 +59,6 @@ import type {
 /** After a fault, recovery is retried with this backoff (doubling) until it succeeds. */
 const FAULT_RETRY_MS_MIN = 1000;
 const FAULT_RETRY_MS_MAX = 30_000;
-/**
- * Chunks up to this size are written with a synchronous positional write on the event loop; larger ones go
- * through the thread pool. Copying 72 KiB (a batch of 256 entries of 256 B) into the page cache measured
- * 10-20 us here, while the pool round trip it replaces measured 60-140 us on this shared two-core VM; at
- * 256 KiB (the default lingerBytes) the copy is still well under a typical fdatasync, and above it the
- * hop is small next to the copy.
- */
-export const LOG_WRITE_INLINE_BYTES_MAX = 256 * 1024;
 
 type Lifecycle = 'new' | 'opening' | 'open' | 'closing' | 'closed';
 
@@ -98,7 +87,6 @@ class SegmentedFlashLog implements FlashLogEngine {
   private lifecycle: Lifecycle = 'new';
   /** Committed end, epoch, watermarks and the checkpoints that make them durable. */
   private readonly marks: WatermarkBook;
-  private nextSeq = 1;
   /** A demotion is under way: appends are refused until it ends. */
   private demoting = false;
   /** A fence stands (see `fence`): appends are refused with this code and message until `unfence`. */
@@ -109,25 +97,8 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   /** The most record bytes one `appendMany` may stage: what one write into a fresh segment holds. */
   private readonly batchBytesMax: number;
-  private staging = new Batch();
-  private writing = new Batch();
-  /**
-   * One executor shared by every append's promise, reading what it registers from these two fields (set
-   * right before `new Promise`, which runs the executor synchronously): a closure per append would be one
-   * more allocation on the hottest path.
-   */
-  /** Appenders (append or appendReplicated calls) in the last batch written: the linger's evidence of concurrency. */
-  private lastBatchWaiters = 0;
-  private waitSeq = 0;
-  private waitEpoch = 0;
-  private readonly enqueueWaiter = (resolve: (value: never) => void, reject: (error: unknown) => void): void => {
-    this.staging.wait(resolve as (value: unknown) => void, reject, this.waitSeq, this.waitEpoch);
-  };
-  private writerRunning = false;
-  private flushScheduled = false;
-  private lingerTimer: TimerHandle | undefined;
-  private idleWaiters: Array<() => void> = [];
-  private paused = 0;
+  /** Staging, the linger and the writer loop. */
+  private readonly commit: GroupCommit;
   private syncMode: SyncMode = 'batched';
   /** Quota, unreplicated limits and the full policy. */
   private readonly admission: Admission;
@@ -139,7 +110,6 @@ class SegmentedFlashLog implements FlashLogEngine {
   private readonly counters: Counters = newCounters();
   private readonly readContext: ReadContext;
   private idleChunkReader: ChunkReader | undefined;
-  private readonly onBatchSynced: ((entries: number) => void) | undefined;
 
   constructor(options: CreateFlashLogOptions) {
     this.options = resolveOptions(options);
@@ -147,7 +117,6 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.logger = (options.logger ?? silentLogger).child('agent:log');
     this.clock = options.clock ?? systemClock;
     this.saltSource = options.randomSalt ?? randomSalt;
-    this.onBatchSynced = options.onBatchSynced;
     this.pool = new SegmentPool({
       options: this.options,
       storage: this.storage,
@@ -176,10 +145,22 @@ class SegmentedFlashLog implements FlashLogEngine {
         watermarkLingerMs: this.options.watermarkLingerMs,
         isOpen: () => this.lifecycle === 'open',
         faulted: () => this.fault !== undefined,
-        scheduleFlush: () => this.scheduleFlush(),
+        scheduleFlush: () => this.commit.scheduleFlush(),
       },
       options.retentionFloor ?? RETENTION_FLOOR_NONE,
     );
+    this.commit = new GroupCommit({
+      options: this.options,
+      clock: this.clock,
+      counters: this.counters,
+      marks: this.marks,
+      pool: this.pool,
+      onBatchSynced: options.onBatchSynced,
+      syncMode: () => this.syncMode,
+      fenced: () => this.fenceState !== undefined,
+      faulted: () => this.fault !== undefined,
+      enterFault: (error, what, batch, waiter) => this.enterFault(error, what, batch, waiter),
+    });
     this.batchBytesMax = Math.min(BATCH_BYTES_MAX, this.options.segmentBytes - SEGMENT_HEADER_BYTES - CHECKPOINT_RECORD_BYTES) - BATCH_PREFIX_BYTES;
     this.readContext = {
       storage: this.storage,
@@ -267,12 +248,11 @@ class SegmentedFlashLog implements FlashLogEngine {
       this.faultTimer = undefined;
     } else if (this.recovering) await this.recovering;
     if (!this.fault) await this.forceCheckpoint(CHECKPOINT_CLOSE).catch(() => undefined);
-    await this.whenIdle();
+    await this.commit.whenIdle();
     await this.pool.quiesce();
     this.cancelTimers();
     const closed = new LastgaspError('LOG_CLOSED', `log ${this.options.dir} is closed`);
-    this.staging.rejectFrom(0, closed);
-    this.staging.reset();
+    this.commit.rejectStaged(closed);
     this.admission.wakeSpaceWaiters();
     const closing = this.pool.closeActive();
     this.lifecycle = 'closed';
@@ -288,8 +268,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   }
 
   private cancelTimers(): void {
-    this.lingerTimer?.cancel();
-    this.lingerTimer = undefined;
+    this.commit.cancelLinger();
     this.marks.cancelTimer();
     this.faultTimer?.cancel();
     this.faultTimer = undefined;
@@ -310,7 +289,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   private adopt(recovered: RecoveredState): void {
     this.pool.adopt(recovered);
     this.marks.adopt(recovered);
-    this.nextSeq = recovered.committed + 1;
+    this.commit.nextSeq = recovered.committed + 1;
     this.counters.tornBytes += recovered.tornBytes;
     this.counters.quarantinedRecords += recovered.quarantinedRecords;
   }
@@ -366,7 +345,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       return Promise.reject(error);
     }
     if (gate !== undefined) return gate.then(() => this.appendAdmitted(payload));
-    return this.stageEntry(payload);
+    return this.commit.stageEntry(payload, this.marks.epoch, this.pool.activeSeed());
   }
 
   /**
@@ -416,18 +395,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       return Promise.reject(error);
     }
     if (gate !== undefined) return gate.then(() => this.appendManyAdmitted(payloads, bytes, true));
-    if (this.nextSeq + payloads.length - 1 > RECORD_U48_MAX) return Promise.reject(new LastgaspError('LOG_SEQ', `log ${this.options.dir}: seq space exhausted`));
-    const epoch = this.marks.epoch;
-    const nowMs = this.clock.nowMs();
-    const seed = this.pool.activeSeed();
-    for (const payload of payloads) this.staging.put(payload, this.nextSeq++, epoch, nowMs, seed);
-    this.counters.appends += payloads.length;
-    this.counters.batchAppends++;
-    this.waitSeq = this.nextSeq - 1;
-    this.waitEpoch = epoch;
-    const promise = new Promise<AppendResult>(this.enqueueWaiter);
-    this.scheduleFlush();
-    return promise;
+    return this.commit.stageMany(payloads, this.marks.epoch, this.pool.activeSeed());
   }
 
   /** After a throttle delay or a wait for space: check again, but do not throttle twice. */
@@ -441,33 +409,23 @@ class SegmentedFlashLog implements FlashLogEngine {
       return Promise.reject(error);
     }
     if (gate !== undefined) return gate.then(() => this.appendAdmitted(payload));
-    return this.stageEntry(payload);
-  }
-
-  private stageEntry(payload: Uint8Array): Promise<AppendResult> {
-    if (this.nextSeq > RECORD_U48_MAX) throw new LastgaspError('LOG_SEQ', `log ${this.options.dir}: seq space exhausted`);
-    const seq = this.nextSeq++;
-    const epoch = this.marks.epoch;
-    this.staging.put(payload, seq, epoch, this.clock.nowMs(), this.pool.activeSeed());
-    this.counters.appends++;
-    this.waitSeq = seq;
-    this.waitEpoch = epoch;
-    const promise = new Promise<AppendResult>(this.enqueueWaiter);
-    this.scheduleFlush();
-    return promise;
+    return this.commit.stageEntry(payload, this.marks.epoch, this.pool.activeSeed());
   }
 
   appendReplicated(entries: readonly LogEntry[]): Promise<void> {
     const refused = this.refuseAppend();
     if (refused) return Promise.reject(refused);
     if (entries.length === 0) return Promise.resolve();
+    const nextSeq = this.commit.nextSeq;
+    let epochMax = this.marks.epoch;
     let bytes = 0;
     for (let i = 0; i < entries.length; i++) {
       const entry = entries[i]!;
-      if (entry.seq !== this.nextSeq + i) {
+      if (entry.epoch > epochMax) epochMax = entry.epoch;
+      if (entry.seq !== nextSeq + i) {
         return Promise.reject(
-          new LastgaspError('LOG_SEQ', `replicated entry ${i} has seq ${entry.seq}, expected ${this.nextSeq + i} (the log's committed end is ${this.marks.committed})`, {
-            expected: this.nextSeq + i,
+          new LastgaspError('LOG_SEQ', `replicated entry ${i} has seq ${entry.seq}, expected ${nextSeq + i} (the log's committed end is ${this.marks.committed})`, {
+            expected: nextSeq + i,
             got: entry.seq,
             committed: this.marks.committed,
           }),
@@ -492,275 +450,20 @@ class SegmentedFlashLog implements FlashLogEngine {
       return Promise.reject(error);
     }
     if (gate !== undefined) return gate.then(() => this.appendReplicated(entries));
-    const staging = this.staging;
-    const seed = this.pool.activeSeed();
-    let epochMax = this.marks.epoch;
-    for (const entry of entries) {
-      staging.put(entry.payload, entry.seq, entry.epoch, entry.timestampMs, seed);
-      if (entry.epoch > epochMax) epochMax = entry.epoch;
-    }
-    this.nextSeq += entries.length;
+    const promise = this.commit.stageReplicated(entries, this.pool.activeSeed());
     // A replica's epoch follows what it stores, so that a takeover's beginEpoch must go above the primary's.
     this.marks.epoch = epochMax;
-    this.counters.appendsReplicated += entries.length;
-    this.waitSeq = entries[entries.length - 1]!.seq;
-    this.waitEpoch = -1;
-    const promise = new Promise<void>(this.enqueueWaiter);
-    this.scheduleFlush();
     return promise;
   }
 
   // ---- admission: quota, hard and soft unreplicated limits ----------------------------------------------
 
   private unreplicatedBytes(): number {
-    const pending = this.staging.stagedBytes + (this.writerRunning ? this.writing.stagedBytes : 0);
-    return this.pool.bytesFrom(this.marks.replicated + 1, this.marks.committed) + pending;
+    return this.pool.bytesFrom(this.marks.replicated + 1, this.marks.committed) + this.commit.pendingRecordBytes();
   }
 
   private spaceLeft(): number {
-    return this.pool.spaceLeft(this.staging.used + (this.writerRunning ? this.writing.used : 0));
-  }
-
-  // ---- the writer loop ---------------------------------------------------------------------------------
-
-  /**
-   * Whether the staged batch should wait (up to lingerMs) for more appends before its write and sync. Only
-   * when more are likely: the previous batch had more appenders than this one holds so far, so others are
-   * on their way. A lone sequential writer (batches of one) therefore never waits out the linger and sees
-   * about one fdatasync of latency; concurrent writers fill their batch and it goes as soon as it is as
-   * large as the last one. Never on battery ('immediate'), never past lingerBytes, never for a checkpoint
-   * someone waits on, never behind a fence (no append can join the batch any more).
-   */
-  private shouldLinger(): boolean {
-    return (
-      this.syncMode === 'batched' &&
-      this.fenceState === undefined &&
-      this.options.lingerMs > 0 &&
-      this.marks.forcedCheckpoint === 0 &&
-      this.staging.stagedBytes < this.options.lingerBytes &&
-      this.staging.resolves.length < this.lastBatchWaiters
-    );
-  }
-
-  private scheduleFlush(): void {
-    if (this.writerRunning || this.paused > 0) return;
-    const lingering = this.shouldLinger();
-    if (this.flushScheduled) {
-      if (!lingering && this.lingerTimer) {
-        this.lingerTimer.cancel();
-        this.lingerTimer = undefined;
-        setImmediate(this.runWriterBound);
-      }
-      return;
-    }
-    this.flushScheduled = true;
-    if (lingering) {
-      this.counters.lingers++;
-      this.lingerTimer = this.clock.setTimeout(this.runWriterBound, this.options.lingerMs);
-    } else setImmediate(this.runWriterBound);
-  }
-
-  private readonly runWriterBound = (): void => {
-    void this.runWriter();
-  };
-
-  private hasWork(): boolean {
-    return this.staging.records > 0 || this.marks.forcedCheckpoint !== 0;
-  }
-
-  private async runWriter(): Promise<void> {
-    this.lingerTimer?.cancel();
-    this.lingerTimer = undefined;
-    this.flushScheduled = false;
-    if (this.writerRunning || this.paused > 0) return;
-    this.writerRunning = true;
-    try {
-      while (this.hasWork() && !this.fault && this.paused === 0) {
-        const batch = this.staging;
-        this.staging = this.writing;
-        this.writing = batch;
-        this.lastBatchWaiters = batch.resolves.length;
-        await this.commitBatch(batch);
-        batch.reset();
-        if (this.shouldLinger()) break;
-      }
-    } finally {
-      this.writerRunning = false;
-    }
-    if (this.hasWork() && !this.fault && this.paused === 0) this.scheduleFlush();
-    else if (!this.hasWork()) for (const wake of this.idleWaiters.splice(0)) wake();
-  }
-
-  /** Resolve once nothing is staged or being written. */
-  private whenIdle(): Promise<void> {
-    if (!this.writerRunning && !this.hasWork()) return Promise.resolve();
-    if (this.fault) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.idleWaiters.push(resolve);
-      this.scheduleFlush();
-    });
-  }
-
-  private encodeCheckpoint(batch: Batch, at: number, cp: CheckpointSnapshot, prev: Segment | undefined): void {
-    encodeRecordHeader(batch.view, at, RECORD_TYPE_CHECKPOINT, CHECKPOINT_RECORD_BYTES - RECORD_HEADER_BYTES, this.marks.committed, cp.epoch, this.clock.nowMs());
-    encodeCheckpointPayload(
-      {
-        kind: cp.kind,
-        epoch: cp.epoch,
-        replicated: cp.replicated,
-        replicaAcked: cp.replicaAcked,
-        retentionFloor: cp.retentionFloor,
-        logFirstSeq: this.firstSeq,
-        prevSegmentId: prev ? prev.id : 0,
-        prevBytesUsed: prev ? prev.bytesUsed : 0,
-      },
-      batch.view,
-      at + RECORD_HEADER_BYTES,
-    );
-  }
-
-  /**
-   * Write and sync one batch, in chunks of at most BATCH_BYTES_MAX (the unsynced window recovery zeroes),
-   * each one positional write plus one fdatasync. A chunk that does not fit in the active segment goes to a
-   * new segment whose head checkpoint is written in the same write.
-   */
-  private async commitBatch(batch: Batch): Promise<void> {
-    let checkpoint: CheckpointSnapshot | undefined;
-    let checkpointWaiters: CheckpointWaiter[] = [];
-    if (this.marks.wantsCheckpoint()) ({ checkpoint, waiters: checkpointWaiters } = this.marks.takeCheckpoint());
-    let start = BATCH_PREFIX_BYTES;
-    let waiter = 0;
-    let first = true;
-    try {
-      while (first || start < batch.used) {
-        const wantsCheckpoint = first && checkpoint !== undefined;
-        let active = this.pool.segments[this.pool.segments.length - 1];
-        let roll = active === undefined;
-        let end = roll ? start : this.chunkEnd(batch, start, active!, wantsCheckpoint);
-        if (!roll && end === start) {
-          // Nothing fits: roll, unless this is a checkpoint alone and the slot kept for it is still free.
-          const checkpointOnly = wantsCheckpoint && batch.used === start;
-          roll = !checkpointOnly || active!.segmentBytes - active!.bytesUsed < CHECKPOINT_RECORD_BYTES;
-        }
-        if (roll) {
-          await this.pool.roll(this.marks.committed + 1);
-          active = this.pool.segments[this.pool.segments.length - 1]!;
-          end = this.chunkEnd(batch, start, active, true, true);
-        }
-        const segment = active!;
-        const withPrefix = roll || wantsCheckpoint;
-        const from = withPrefix ? start - CHECKPOINT_RECORD_BYTES : start;
-        let headState: CheckpointSnapshot = this.marks.durable;
-        if (withPrefix) {
-          // A head takes the state as it is now (a chunk of a long batch may roll after marks moved on), so
-          // that retention can release the previous segment right after this write.
-          const cp = roll ? this.marks.snapshot(CHECKPOINT_HEAD) : checkpoint!;
-          headState = cp;
-          this.encodeCheckpoint(batch, from, cp, roll ? this.pool.segments[this.pool.segments.length - 2] : undefined);
-          sealRecord(batch.bytes, batch.view, from, segment.seed);
-        }
-        const position = segment.bytesUsed;
-        batch.reseal(start, end, segment.seed);
-        const lastSeq = end > start ? this.indexChunk(batch, segment, start, end, position - from) : this.marks.committed;
-        const length = end - from;
-        const file = this.pool.activeFile!;
-        try {
-          // One positional write of the whole chunk. A batch of ordinary size is copied into the page cache
-          // right here, saving a thread-pool round trip; a large one goes through the pool so that the event
-          // loop is never held for long (see LOG_WRITE_INLINE_BYTES_MAX).
-          if (length <= LOG_WRITE_INLINE_BYTES_MAX) file.writeSync(batch.bytes, from, length, position);
-          else await file.write(batch.bytes, from, length, position);
-        } catch (error) {
-          throw this.enterFault(error, `writing ${length} bytes to ${segment.path} at offset ${position}`, batch, waiter);
-        }
-        try {
-          await file.datasync();
-        } catch (error) {
-          throw this.enterFault(error, `fdatasync of ${segment.path}`, batch, waiter);
-        }
-        this.counters.batches++;
-        this.counters.syncs++;
-        this.counters.bytesWritten += length;
-        segment.bytesUsed = position + length;
-        if (withPrefix) {
-          this.counters.checkpoints++;
-          this.marks.checkpointSynced(headState);
-          for (const w of checkpointWaiters) w.resolve();
-          checkpointWaiters = [];
-        }
-        const advanced = lastSeq > this.marks.committed;
-        if (advanced) {
-          this.onBatchSynced?.(lastSeq - this.marks.committed);
-          segment.lastSeq = lastSeq;
-          this.marks.committed = lastSeq;
-        }
-        while (waiter < batch.resolves.length && batch.waiterEnd[waiter]! <= end) {
-          const epoch = batch.waiterEpoch[waiter]!;
-          batch.resolves[waiter]!(epoch >= 0 ? { seq: batch.waiterSeq[waiter]!, epoch } : undefined);
-          waiter++;
-        }
-        if (advanced) this.marks.notifyCommit();
-        if (roll) this.pool.afterRoll();
-        else if (withPrefix) this.pool.scheduleRetention();
-        start = end;
-        first = false;
-      }
-    } catch (error) {
-      for (const w of checkpointWaiters) w.reject(error);
-      if (!(error instanceof LastgaspError) || !this.fault) {
-        // Not a fault (no space for a new segment): give up this batch and everything staged after it.
-        batch.rejectFrom(waiter, error);
-        this.dropStaged(error);
-      }
-    }
-  }
-
-  /**
-   * Add the chunk's records to the segment's sparse index and return the seq of its last record. Only the
-   * records at which a sample can fall are decoded: the index keeps one per INDEX_SPACING_BYTES.
-   */
-  private indexChunk(batch: Batch, segment: Segment, start: number, end: number, toFile: number): number {
-    const view = batch.view;
-    let at = start;
-    while (at < end) {
-      const size = recordBytes(view.getUint32(at + 4, true) & 0xff_ffff);
-      if (segment.index.wants(at + toFile) || at + size >= end) {
-        const seq = view.getUint32(at + 8, true) + view.getUint16(at + 12, true) * 0x1_0000_0000;
-        segment.index.add(seq, at + toFile);
-        if (at + size >= end) return seq;
-      }
-      at += size;
-    }
-    return this.marks.committed;
-  }
-
-  /**
-   * End (staging offset) of the records from `start` that fit in one chunk in `segment`. A chunk that cannot
-   * take everything ends where a waiter's records end, so that the records of one call (an `appendMany`, a
-   * replicated batch) go out in one write: a crash of the process then leaves all of them on disk or none.
-   * When no waiter's records fit (a roll comes next), it returns `start`; in a fresh segment (`split`) a
-   * call larger than one write is split rather than never written.
-   */
-  private chunkEnd(batch: Batch, start: number, segment: Segment, withPrefix: boolean, split = false): number {
-    const prefix = withPrefix ? CHECKPOINT_RECORD_BYTES : 0;
-    // Keep room for a final checkpoint (a clean close, a quarantine) in every segment.
-    const room = Math.min(BATCH_BYTES_MAX, segment.segmentBytes - segment.bytesUsed - CHECKPOINT_RECORD_BYTES) - prefix;
-    let end = start;
-    while (end < batch.used) {
-      const size = recordBytes(batch.view.getUint32(end + 4, true) & 0xff_ffff);
-      if (end + size - start > room) break;
-      end += size;
-    }
-    if (end === batch.used) return end;
-    const boundary = lastWaiterEndAtOrBefore(batch.waiterEnd, end);
-    if (boundary > start) return boundary;
-    return split ? end : start;
-  }
-
-  private dropStaged(error: unknown): void {
-    this.staging.rejectFrom(0, error);
-    this.staging.reset();
-    this.nextSeq = this.marks.committed + 1;
+    return this.pool.spaceLeft(this.commit.pendingBufferBytes());
   }
 
   // ---- faults --------------------------------------------------------------------------------------------
@@ -782,14 +485,20 @@ class SegmentedFlashLog implements FlashLogEngine {
     });
     batch.rejectFrom(waiter, typed);
     const stopped = new LastgaspError('LOG_FAULT', `log ${this.options.dir} stopped after an I/O fault: ${typed.message}`, { cause: typed.code });
-    this.dropStaged(stopped);
+    this.commit.dropStaged(stopped);
     this.marks.failCheckpoints(stopped);
-    for (const wake of this.idleWaiters.splice(0)) wake();
+    this.commit.wakeIdle();
     // A segment whose head was never synced is not part of the durable log: point at its predecessor.
     const durableSegment = active.bytesUsed > SEGMENT_HEADER_BYTES ? active : this.pool.segments[this.pool.segments.length - 2];
     const hint = durableSegment ? { segmentId: durableSegment.id, offset: durableSegment.bytesUsed } : { segmentId: 0, offset: 0 };
     this.recovering = this.recoverAfterFault(hint);
     return typed;
+  }
+
+  /** A fault outside a batch's write (the cut): whatever is being written fails with it. */
+  private faultInFlight(error: unknown, what: string): LastgaspError {
+    const { batch, waiter } = this.commit.inFlight();
+    return this.enterFault(error, what, batch, waiter);
   }
 
   private async recoverAfterFault(hint: { segmentId: number; offset: number }): Promise<void> {
@@ -805,7 +514,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       this.logger.info(`recovered after the fault: seq ${this.firstSeq}..${this.marks.committed}; appends resumed`);
       this.recovering = undefined;
       this.pool.ensureSpare();
-      if (this.hasWork()) this.scheduleFlush();
+      if (this.commit.hasWork()) this.commit.scheduleFlush();
     } catch (error) {
       const typed = error instanceof LastgaspError ? error : ioError(error, `recovering ${this.options.dir}`);
       this.fault = typed;
@@ -903,12 +612,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   setSyncMode(mode: SyncMode): void {
     this.syncMode = mode;
     if (mode === 'batched' && this.lifecycle === 'open') this.pool.ensureSpare();
-    if (mode === 'immediate' && this.lingerTimer) {
-      this.lingerTimer.cancel();
-      this.lingerTimer = undefined;
-      this.flushScheduled = false;
-      this.scheduleFlush();
-    }
+    if (mode === 'immediate') this.commit.stopLingering();
   }
 
   setUnreplicatedLimits(softBytes: number, hardBytes: number, field: string): void {
@@ -935,7 +639,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.admission.wakeSpaceWaiters();
     // Whatever is staged goes now (a lingering batch stops lingering: shouldLinger is false behind a fence),
     // and the batch being written is carried through its fdatasync. A fault settles them all (failed).
-    while ((this.writerRunning || this.staging.records > 0) && !this.fault && this.lifecycle === 'open') await this.whenIdle();
+    while (this.commit.busy() && !this.fault && this.lifecycle === 'open') await this.commit.whenIdle();
     this.logger.info(`fenced at seq ${this.marks.committed} (${code}): appends refused`, { committed: this.marks.committed, code });
     return this.marks.committed;
   }
@@ -954,12 +658,12 @@ class SegmentedFlashLog implements FlashLogEngine {
     // New appends are refused from here on: the ones already staged are written first, and under a steady
     // stream of appends the wait for an idle writer would otherwise never end.
     this.demoting = true;
-    this.paused++;
+    this.commit.pause();
     try {
-      while (this.writerRunning || this.staging.records > 0) {
-        this.paused--;
-        await this.whenIdle();
-        this.paused++;
+      while (this.commit.busy()) {
+        this.commit.resume();
+        await this.commit.whenIdle();
+        this.commit.pause();
       }
       if (this.fault) throw this.refuse()!;
       if (seq >= this.marks.committed) return { records: 0, file: undefined };
@@ -972,8 +676,8 @@ class SegmentedFlashLog implements FlashLogEngine {
       return await this.cutAfter(seq);
     } finally {
       this.demoting = false;
-      this.paused--;
-      if (this.hasWork()) this.scheduleFlush();
+      this.commit.resume();
+      if (this.commit.hasWork()) this.commit.scheduleFlush();
     }
   }
 
@@ -1014,18 +718,18 @@ class SegmentedFlashLog implements FlashLogEngine {
       await applyDemotion(this.storage, dir, plan, this.logger, file);
     } catch (error) {
       // The directory is between two of the steps: reopen and let recovery finish (or drop) the demotion.
-      throw this.enterFault(error, `demotion after seq ${seq} in ${dir}`, this.writing, this.writing.resolves.length);
+      throw this.faultInFlight(error, `demotion after seq ${seq} in ${dir}`);
     }
     const cut = plan.cutOffset;
     this.pool.segments = this.pool.segments.slice(0, keep + 1);
-    this.dropStaged(new LastgaspError('LOG_SEQ', `log ${dir} was cut back to seq ${seq} by a demotion; appends staged meanwhile were not written`, { seq }));
+    this.commit.dropStaged(new LastgaspError('LOG_SEQ', `log ${dir} was cut back to seq ${seq} by a demotion; appends staged meanwhile were not written`, { seq }));
     // The segment now ends with the plan's checkpoint at the cut.
     target.bytesUsed = cut + CHECKPOINT_RECORD_BYTES;
     target.lastSeq = seq;
     target.index.truncate(cut);
     this.counters.checkpoints++;
     this.marks.committed = seq;
-    this.nextSeq = seq + 1;
+    this.commit.nextSeq = seq + 1;
     this.marks.replicated = plan.replicated;
     this.marks.replicaAcked = plan.replicaAcked;
     this.marks.durable = { kind: CHECKPOINT_QUARANTINE, epoch: plan.epoch, replicated: plan.replicated, replicaAcked: plan.replicaAcked, retentionFloor: plan.retentionFloor };
@@ -1033,7 +737,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     try {
       await finishDemotion(this.storage, dir);
     } catch (error) {
-      throw this.enterFault(error, `finishing the demotion after seq ${seq} in ${dir}`, this.writing, this.writing.resolves.length);
+      throw this.faultInFlight(error, `finishing the demotion after seq ${seq} in ${dir}`);
     }
     const files = demotionFiles(plan);
     this.pool.quarantineFiles.push(...files);
@@ -1084,16 +788,4 @@ class SegmentedFlashLog implements FlashLogEngine {
       fenced: this.fenceState?.code,
     };
   }
-}
-
-/** The largest of the ascending `ends` that is at most `at` (0 when none is). */
-function lastWaiterEndAtOrBefore(ends: readonly number[], at: number): number {
-  let low = 0;
-  let high = ends.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if (ends[mid]! <= at) low = mid + 1;
-    else high = mid;
-  }
-  return low === 0 ? 0 : ends[low - 1]!;
 }

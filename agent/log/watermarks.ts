@@ -91,6 +91,11 @@ export class WatermarkBook {
     return { checkpoint, waiters };
   }
 
+  /** Entries up to `seq` are synced. */
+  commitTo(seq: number): void {
+    this.committed = seq;
+  }
+
   /** A checkpoint was written and synced: it is what a crash now would recover. */
   checkpointSynced(state: CheckpointSnapshot): void {
     this.durable = state;
