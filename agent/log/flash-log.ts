@@ -15,16 +15,14 @@ import {
   CHECKPOINT_CLOSE,
   CHECKPOINT_EPOCH,
   CHECKPOINT_HEAD,
-  CHECKPOINT_QUARANTINE,
   CHECKPOINT_RECORD_BYTES,
   CHECKPOINT_WATERMARKS,
-  RECORD_TYPE_ENTRY,
   RECORD_U48_MAX,
   RETENTION_FLOOR_NONE,
   SEGMENT_HEADER_BYTES,
   recordBytes,
 } from './format.ts';
-import { applyDemotion, demotionFiles, finishDemotion, prepareDemotion, writeDemotionIntent, type DemotionPlan } from './demotion.ts';
+import { Cut } from './cut.ts';
 import { GroupCommit } from './group-commit.ts';
 
 export { LOG_WRITE_INLINE_BYTES_MAX } from './group-commit.ts';
@@ -42,9 +40,9 @@ import {
 } from './options.ts';
 import { READ_CHUNK_BYTES, readEntries, type ReadContext } from './reader.ts';
 import { recoverLog, type RecoveredState } from './recovery.ts';
-import { ChunkReader, scanRecords } from './scan.ts';
-import { randomSalt, type Segment } from './segments.ts';
-import { createNodeStorage, type Storage, type StorageFile } from './storage/index.ts';
+import { ChunkReader } from './scan.ts';
+import { randomSalt } from './segments.ts';
+import { createNodeStorage, type Storage } from './storage/index.ts';
 import type {
   AppendResult,
   FlashLog,
@@ -87,8 +85,8 @@ class SegmentedFlashLog implements FlashLogEngine {
   private lifecycle: Lifecycle = 'new';
   /** Committed end, epoch, watermarks and the checkpoints that make them durable. */
   private readonly marks: WatermarkBook;
-  /** A demotion is under way: appends are refused until it ends. */
-  private demoting = false;
+  /** The cut back to a seq (demotion); its flag refuses appends while it runs. */
+  private readonly cut: Cut;
   /** A fence stands (see `fence`): appends are refused with this code and message until `unfence`. */
   private fenceState: { code: ErrorCode; message: string } | undefined;
   private lock: DirLock | undefined;
@@ -160,6 +158,19 @@ class SegmentedFlashLog implements FlashLogEngine {
       fenced: () => this.fenceState !== undefined,
       faulted: () => this.fault !== undefined,
       enterFault: (error, what, batch, waiter) => this.enterFault(error, what, batch, waiter),
+    });
+    this.cut = new Cut({
+      options: this.options,
+      storage: this.storage,
+      clock: this.clock,
+      logger: this.logger,
+      counters: this.counters,
+      commit: this.commit,
+      pool: this.pool,
+      marks: this.marks,
+      refuse: () => this.refuse(),
+      faulted: () => this.fault !== undefined,
+      faultInFlight: (error, what) => this.faultInFlight(error, what),
     });
     this.batchBytesMax = Math.min(BATCH_BYTES_MAX, this.options.segmentBytes - SEGMENT_HEADER_BYTES - CHECKPOINT_RECORD_BYTES) - BATCH_PREFIX_BYTES;
     this.readContext = {
@@ -313,7 +324,7 @@ class SegmentedFlashLog implements FlashLogEngine {
         cause: this.fault.code,
       });
     }
-    if (this.demoting) {
+    if (this.cut.demoting) {
       return new LastgaspError('LOG_SEQ', `log ${this.options.dir} is being cut back by a demotion; append again once it is done`, { dir: this.options.dir });
     }
     return undefined;
@@ -652,114 +663,8 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   // ---- demotion ------------------------------------------------------------------------------------------
 
-  async quarantineAfter(seq: number): Promise<{ records: number; file: string | undefined }> {
-    const refused = this.refuse();
-    if (refused) throw refused;
-    // New appends are refused from here on: the ones already staged are written first, and under a steady
-    // stream of appends the wait for an idle writer would otherwise never end.
-    this.demoting = true;
-    this.commit.pause();
-    try {
-      while (this.commit.busy()) {
-        this.commit.resume();
-        await this.commit.whenIdle();
-        this.commit.pause();
-      }
-      if (this.fault) throw this.refuse()!;
-      if (seq >= this.marks.committed) return { records: 0, file: undefined };
-      if (seq < this.firstSeq - 1) {
-        throw new LastgaspError('LOG_SEQ', `cannot keep the log up to seq ${seq}: retention already removed seqs below ${this.firstSeq}`, {
-          seq,
-          firstSeq: this.firstSeq,
-        });
-      }
-      return await this.cutAfter(seq);
-    } finally {
-      this.demoting = false;
-      this.commit.resume();
-      if (this.commit.hasWork()) this.commit.scheduleFlush();
-    }
-  }
-
-  /**
-   * Set aside everything after `seq` through the crash-consistent steps of demotion.ts: copy, commit an
-   * intent, apply, update the state, delete the intent; only then may appends go on (they are paused).
-   */
-  private async cutAfter(seq: number): Promise<{ records: number; file: string | undefined }> {
-    const dir = this.options.dir;
-    let keep = this.pool.segments.length - 1;
-    while (keep > 0 && this.pool.segments[keep]!.baseSeq > seq + 1) keep--;
-    const target = this.pool.segments[keep]!;
-    const later = this.pool.segments.slice(keep + 1);
-    const records = this.marks.committed - seq;
-    if (later.length > 0 && this.pool.activeFile) {
-      // The active segment is among those moved aside: its handle goes, the cut segment's comes.
-      await this.pool.activeFile.close().catch(() => undefined);
-      this.pool.activeFile = undefined;
-    }
-    let plan: DemotionPlan;
-    try {
-      const file = this.pool.activeFile ?? (this.pool.activeFile = await this.storage.open(target.path, 'readwrite'));
-      plan = {
-        keepSeq: seq,
-        segmentId: target.id,
-        cutOffset: await this.cutOffset(file, target, seq),
-        endOffset: target.bytesUsed,
-        laterSegmentIds: later.map((segment) => segment.id),
-        stampMs: this.clock.nowMs(),
-        epoch: this.marks.epoch,
-        replicated: Math.min(this.marks.replicated, seq),
-        replicaAcked: Math.min(this.marks.replicaAcked, seq),
-        retentionFloor: this.marks.retentionFloor,
-        logFirstSeq: this.firstSeq,
-      };
-      await prepareDemotion(this.storage, dir, file, plan, this.options.entryBytesMax);
-      await writeDemotionIntent(this.storage, dir, plan);
-      await applyDemotion(this.storage, dir, plan, this.logger, file);
-    } catch (error) {
-      // The directory is between two of the steps: reopen and let recovery finish (or drop) the demotion.
-      throw this.faultInFlight(error, `demotion after seq ${seq} in ${dir}`);
-    }
-    const cut = plan.cutOffset;
-    this.pool.segments = this.pool.segments.slice(0, keep + 1);
-    this.commit.dropStaged(new LastgaspError('LOG_SEQ', `log ${dir} was cut back to seq ${seq} by a demotion; appends staged meanwhile were not written`, { seq }));
-    // The segment now ends with the plan's checkpoint at the cut.
-    target.bytesUsed = cut + CHECKPOINT_RECORD_BYTES;
-    target.lastSeq = seq;
-    target.index.truncate(cut);
-    this.counters.checkpoints++;
-    this.marks.committed = seq;
-    this.commit.nextSeq = seq + 1;
-    this.marks.replicated = plan.replicated;
-    this.marks.replicaAcked = plan.replicaAcked;
-    this.marks.durable = { kind: CHECKPOINT_QUARANTINE, epoch: plan.epoch, replicated: plan.replicated, replicaAcked: plan.replicaAcked, retentionFloor: plan.retentionFloor };
-    // The intent goes before any new record can be written at the cut: replaying it later would zero them.
-    try {
-      await finishDemotion(this.storage, dir);
-    } catch (error) {
-      throw this.faultInFlight(error, `finishing the demotion after seq ${seq} in ${dir}`);
-    }
-    const files = demotionFiles(plan);
-    this.pool.quarantineFiles.push(...files);
-    this.counters.quarantinedRecords += records;
-    this.logger.warn(`demotion: ${records} entries after seq ${seq} set aside in ${files.join(', ')}`, { seq, records });
-    return { records, file: files[files.length - 1] };
-  }
-
-  /** Offset of the first entry after `seq` in `segment` (its end if there is none). */
-  private async cutOffset(file: StorageFile, segment: Segment, seq: number): Promise<number> {
-    const reader = new ChunkReader(this.options.entryBytesMax);
-    let cut = -1;
-    // Only an index gives a record boundary to start from; a sealed segment not read yet is scanned whole.
-    const from = segment.indexed ? segment.index.lookup(seq, SEGMENT_HEADER_BYTES) : SEGMENT_HEADER_BYTES;
-    await scanRecords(file, reader, segment.seed, from, segment.bytesUsed, this.options.entryBytesMax, (record, _b, _v, _at, offset) => {
-      if (record.type === RECORD_TYPE_ENTRY && record.seq > seq) {
-        cut = offset;
-        return false;
-      }
-      return true;
-    });
-    return cut < 0 ? segment.bytesUsed : cut;
+  quarantineAfter(seq: number): Promise<{ records: number; file: string | undefined }> {
+    return this.cut.quarantineAfter(seq);
   }
 
   // ---- status --------------------------------------------------------------------------------------------

@@ -216,6 +216,16 @@ export class SegmentPool {
     if (file) await file.close().catch(() => undefined);
   }
 
+  /** The active segment's handle, opened on `path` if there is none (after a cut moved the active one aside). */
+  async reopenActive(path: string): Promise<StorageFile> {
+    return this.activeFile ?? (this.activeFile = await this.host.storage.open(path, 'readwrite'));
+  }
+
+  /** A cut kept the segments up to index `keep`; the later ones are in quarantine now. */
+  cutBack(keep: number): void {
+    this.segments = this.segments.slice(0, keep + 1);
+  }
+
   /** Bytes of synced records from `from` on (an estimate within one index step), 0 when `from` is past `committed`. */
   bytesFrom(from: number, committed: number): number {
     if (from > committed || this.segments.length === 0) return 0;

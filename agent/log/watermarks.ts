@@ -6,7 +6,8 @@
  * checkpoints.
  */
 import type { Clock, Logger, TimerHandle } from '../util/index.ts';
-import { CHECKPOINT_CLOSE, CHECKPOINT_HEAD, CHECKPOINT_WATERMARKS, RETENTION_FLOOR_NONE } from './format.ts';
+import type { DemotionPlan } from './demotion.ts';
+import { CHECKPOINT_CLOSE, CHECKPOINT_HEAD, CHECKPOINT_QUARANTINE, CHECKPOINT_WATERMARKS, RETENTION_FLOOR_NONE } from './format.ts';
 import type { RecoveredState } from './recovery.ts';
 import type { Watermarks } from './types.ts';
 
@@ -94,6 +95,14 @@ export class WatermarkBook {
   /** Entries up to `seq` are synced. */
   commitTo(seq: number): void {
     this.committed = seq;
+  }
+
+  /** A demotion cut the log back to `seq`; the plan's checkpoint at the cut is synced. */
+  cutTo(seq: number, plan: DemotionPlan): void {
+    this.committed = seq;
+    this.replicated = plan.replicated;
+    this.replicaAcked = plan.replicaAcked;
+    this.durable = { kind: CHECKPOINT_QUARANTINE, epoch: plan.epoch, replicated: plan.replicated, replicaAcked: plan.replicaAcked, retentionFloor: plan.retentionFloor };
   }
 
   /** A checkpoint was written and synced: it is what a crash now would recover. */
