@@ -8,7 +8,7 @@
  * the split into parts that each own their state is issue 13's redesign, left for a session with no other
  * change in flight in this file.
  */
-import { LastgaspError, silentLogger, systemClock, type Clock, type ErrorCode, type Logger, type TimerHandle } from '../util/index.ts';
+import { LastgaspError, silentLogger, systemClock, type Clock, type ErrorCode, type Logger } from '../util/index.ts';
 import { BATCH_PREFIX_BYTES, Batch } from './batch.ts';
 import {
   BATCH_BYTES_MAX,
@@ -17,12 +17,13 @@ import {
   CHECKPOINT_HEAD,
   CHECKPOINT_RECORD_BYTES,
   CHECKPOINT_WATERMARKS,
-  RECORD_U48_MAX,
   RETENTION_FLOOR_NONE,
   SEGMENT_HEADER_BYTES,
   recordBytes,
 } from './format.ts';
+import { checkBatch, checkEntry, checkReplicated } from './appends.ts';
 import { Cut } from './cut.ts';
+import { FaultRecovery, type DurablePoint } from './faults.ts';
 import { GroupCommit } from './group-commit.ts';
 
 export { LOG_WRITE_INLINE_BYTES_MAX } from './group-commit.ts';
@@ -53,10 +54,6 @@ import type {
   SyncMode,
   Watermarks,
 } from './types.ts';
-
-/** After a fault, recovery is retried with this backoff (doubling) until it succeeds. */
-const FAULT_RETRY_MS_MIN = 1000;
-const FAULT_RETRY_MS_MAX = 30_000;
 
 type Lifecycle = 'new' | 'opening' | 'open' | 'closing' | 'closed';
 
@@ -101,10 +98,8 @@ class SegmentedFlashLog implements FlashLogEngine {
   /** Quota, unreplicated limits and the full policy. */
   private readonly admission: Admission;
 
-  private fault: LastgaspError | undefined;
-  private faultRetryMs = FAULT_RETRY_MS_MIN;
-  private faultTimer: TimerHandle | undefined;
-  private recovering: Promise<void> | undefined;
+  /** The fault appends stopped on, and the recovery after it. */
+  private readonly faults: FaultRecovery;
   private readonly counters: Counters = newCounters();
   private readonly readContext: ReadContext;
   private idleChunkReader: ChunkReader | undefined;
@@ -123,7 +118,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       counters: this.counters,
       saltSource: this.saltSource,
       isClosed: () => this.lifecycle === 'closed',
-      faulted: () => this.fault !== undefined,
+      faulted: () => this.faults.fault !== undefined,
       syncMode: () => this.syncMode,
       releasable: (lastSeq) => this.marks.releasable(lastSeq),
       spaceFreed: () => this.admission.wakeSpaceWaiters(),
@@ -142,7 +137,7 @@ class SegmentedFlashLog implements FlashLogEngine {
         logger: this.logger,
         watermarkLingerMs: this.options.watermarkLingerMs,
         isOpen: () => this.lifecycle === 'open',
-        faulted: () => this.fault !== undefined,
+        faulted: () => this.faults.fault !== undefined,
         scheduleFlush: () => this.commit.scheduleFlush(),
       },
       options.retentionFloor ?? RETENTION_FLOOR_NONE,
@@ -156,8 +151,24 @@ class SegmentedFlashLog implements FlashLogEngine {
       onBatchSynced: options.onBatchSynced,
       syncMode: () => this.syncMode,
       fenced: () => this.fenceState !== undefined,
-      faulted: () => this.fault !== undefined,
+      faulted: () => this.faults.fault !== undefined,
       enterFault: (error, what, batch, waiter) => this.enterFault(error, what, batch, waiter),
+    });
+    this.faults = new FaultRecovery({
+      options: this.options,
+      clock: this.clock,
+      logger: this.logger,
+      counters: this.counters,
+      committed: () => this.marks.committed,
+      isClosing: () => this.lifecycle === 'closing' || this.lifecycle === 'closed',
+      stopAll: (stopped) => {
+        this.commit.dropStaged(stopped);
+        this.marks.failCheckpoints(stopped);
+        this.commit.wakeIdle();
+      },
+      durablePoint: () => this.durablePoint(),
+      reopen: (hint) => this.reopenAfterFault(hint),
+      resumed: () => this.resumeAfterFault(),
     });
     this.cut = new Cut({
       options: this.options,
@@ -169,7 +180,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       pool: this.pool,
       marks: this.marks,
       refuse: () => this.refuse(),
-      faulted: () => this.fault !== undefined,
+      faulted: () => this.faults.fault !== undefined,
       faultInFlight: (error, what) => this.faultInFlight(error, what),
     });
     this.batchBytesMax = Math.min(BATCH_BYTES_MAX, this.options.segmentBytes - SEGMENT_HEADER_BYTES - CHECKPOINT_RECORD_BYTES) - BATCH_PREFIX_BYTES;
@@ -253,12 +264,8 @@ class SegmentedFlashLog implements FlashLogEngine {
       return;
     }
     this.lifecycle = 'closing';
-    if (this.faultTimer) {
-      // Recovery is waiting to retry after a failure: give up on it rather than wait out the backoff.
-      this.faultTimer.cancel();
-      this.faultTimer = undefined;
-    } else if (this.recovering) await this.recovering;
-    if (!this.fault) await this.forceCheckpoint(CHECKPOINT_CLOSE).catch(() => undefined);
+    await this.faults.settleForClose();
+    if (!this.faults.fault) await this.forceCheckpoint(CHECKPOINT_CLOSE).catch(() => undefined);
     await this.commit.whenIdle();
     await this.pool.quiesce();
     this.cancelTimers();
@@ -281,8 +288,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   private cancelTimers(): void {
     this.commit.cancelLinger();
     this.marks.cancelTimer();
-    this.faultTimer?.cancel();
-    this.faultTimer = undefined;
+    this.faults.cancelTimer();
   }
 
   private recoverContext(durableHint: { segmentId: number; offset: number } | undefined) {
@@ -319,9 +325,9 @@ class SegmentedFlashLog implements FlashLogEngine {
     if (this.lifecycle !== 'open') {
       return new LastgaspError('LOG_CLOSED', `log ${this.options.dir} is ${this.lifecycle === 'new' ? 'not open yet (call open())' : 'closed'}`);
     }
-    if (this.fault) {
-      return new LastgaspError('LOG_FAULT', `log ${this.options.dir} stopped after an I/O fault and is recovering: ${this.fault.message}`, {
-        cause: this.fault.code,
+    if (this.faults.fault) {
+      return new LastgaspError('LOG_FAULT', `log ${this.options.dir} stopped after an I/O fault and is recovering: ${this.faults.fault.message}`, {
+        cause: this.faults.fault.code,
       });
     }
     if (this.cut.demoting) {
@@ -341,14 +347,8 @@ class SegmentedFlashLog implements FlashLogEngine {
   append(payload: Uint8Array): Promise<AppendResult> {
     const refused = this.refuseAppend();
     if (refused) return Promise.reject(refused);
-    if (payload.length > this.options.entryBytesMax) {
-      return Promise.reject(
-        new LastgaspError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes exceeds the log's entryBytesMax of ${this.options.entryBytesMax}; split it or raise log.entryBytesMax`, {
-          bytes: payload.length,
-          max: this.options.entryBytesMax,
-        }),
-      );
-    }
+    const tooLarge = checkEntry(payload.length, this.options.entryBytesMax);
+    if (tooLarge) return Promise.reject(tooLarge);
     let gate: Promise<void> | undefined;
     try {
       gate = this.admission.admit(recordBytes(payload.length), false);
@@ -368,29 +368,8 @@ class SegmentedFlashLog implements FlashLogEngine {
   appendMany(payloads: readonly Uint8Array[]): Promise<AppendResult> {
     const refused = this.refuseAppend();
     if (refused) return Promise.reject(refused);
-    let bytes = 0;
-    for (let i = 0; i < payloads.length; i++) {
-      const length = payloads[i]!.length;
-      if (length > this.options.entryBytesMax) {
-        return Promise.reject(
-          new LastgaspError('ENTRY_TOO_LARGE', `entry ${i} of the batch has ${length} bytes, over the log's entryBytesMax of ${this.options.entryBytesMax}; split it or raise log.entryBytesMax`, {
-            index: i,
-            bytes: length,
-            max: this.options.entryBytesMax,
-          }),
-        );
-      }
-      bytes += recordBytes(length);
-    }
-    if (payloads.length === 0) return Promise.reject(new LastgaspError('BAD_REQUEST', 'a batch append needs at least one entry'));
-    if (bytes > this.batchBytesMax) {
-      return Promise.reject(
-        new LastgaspError('ENTRY_TOO_LARGE', `a batch of ${bytes} bytes of records is over the ${this.batchBytesMax} one write of the log can hold; send it as several batches`, {
-          bytes,
-          max: this.batchBytesMax,
-        }),
-      );
-    }
+    const bytes = checkBatch(payloads, this.options.entryBytesMax, this.batchBytesMax);
+    if (bytes instanceof LastgaspError) return Promise.reject(bytes);
     return this.appendManyAdmitted(payloads, bytes, false);
   }
 
@@ -427,33 +406,8 @@ class SegmentedFlashLog implements FlashLogEngine {
     const refused = this.refuseAppend();
     if (refused) return Promise.reject(refused);
     if (entries.length === 0) return Promise.resolve();
-    const nextSeq = this.commit.nextSeq;
-    let epochMax = this.marks.epoch;
-    let bytes = 0;
-    for (let i = 0; i < entries.length; i++) {
-      const entry = entries[i]!;
-      if (entry.epoch > epochMax) epochMax = entry.epoch;
-      if (entry.seq !== nextSeq + i) {
-        return Promise.reject(
-          new LastgaspError('LOG_SEQ', `replicated entry ${i} has seq ${entry.seq}, expected ${nextSeq + i} (the log's committed end is ${this.marks.committed})`, {
-            expected: nextSeq + i,
-            got: entry.seq,
-            committed: this.marks.committed,
-          }),
-        );
-      }
-      if (entry.payload.length > this.options.entryBytesMax) {
-        return Promise.reject(
-          new LastgaspError('ENTRY_TOO_LARGE', `replicated entry seq ${entry.seq} has ${entry.payload.length} bytes, above entryBytesMax ${this.options.entryBytesMax}`, {
-            seq: entry.seq,
-          }),
-        );
-      }
-      if (!(entry.epoch >= 0 && entry.epoch <= 0xffff_ffff) || !(entry.timestampMs >= 0 && entry.timestampMs <= RECORD_U48_MAX)) {
-        return Promise.reject(new LastgaspError('LOG_SEQ', `replicated entry seq ${entry.seq} has an epoch or timestamp out of range`, { seq: entry.seq }));
-      }
-      bytes += recordBytes(entry.payload.length);
-    }
+    const bytes = checkReplicated(entries, this.commit.nextSeq, this.marks.committed, this.options.entryBytesMax);
+    if (bytes instanceof LastgaspError) return Promise.reject(bytes);
     let gate: Promise<void> | undefined;
     try {
       gate = this.admission.admit(bytes, true);
@@ -461,6 +415,8 @@ class SegmentedFlashLog implements FlashLogEngine {
       return Promise.reject(error);
     }
     if (gate !== undefined) return gate.then(() => this.appendReplicated(entries));
+    let epochMax = this.marks.epoch;
+    for (const entry of entries) if (entry.epoch > epochMax) epochMax = entry.epoch;
     const promise = this.commit.stageReplicated(entries, this.pool.activeSeed());
     // A replica's epoch follows what it stores, so that a takeover's beginEpoch must go above the primary's.
     this.marks.epoch = epochMax;
@@ -479,78 +435,44 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   // ---- faults --------------------------------------------------------------------------------------------
 
-  /**
-   * A failed write or fdatasync stops appends at once: the kernel may already have dropped the dirty pages
-   * and a retried fsync could then "succeed" over lost data (fsyncgate; PostgreSQL panics here). Every
-   * waiter of this batch and everything staged fails, and the log reopens its files and recovers from what
-   * is on disk, treating everything past the last synced offset as torn.
-   */
   private enterFault(error: unknown, what: string, batch: Batch, waiter: number): LastgaspError {
-    const typed = ioError(error, what);
-    const active = this.pool.segments[this.pool.segments.length - 1]!;
-    this.fault = typed;
-    this.counters.faults++;
-    this.logger.error(`${typed.message}; appends stopped, reopening the log to recover from what is on disk (no retry of the sync)`, {
-      code: typed.code,
-      committed: this.marks.committed,
-    });
-    batch.rejectFrom(waiter, typed);
-    const stopped = new LastgaspError('LOG_FAULT', `log ${this.options.dir} stopped after an I/O fault: ${typed.message}`, { cause: typed.code });
-    this.commit.dropStaged(stopped);
-    this.marks.failCheckpoints(stopped);
-    this.commit.wakeIdle();
-    // A segment whose head was never synced is not part of the durable log: point at its predecessor.
-    const durableSegment = active.bytesUsed > SEGMENT_HEADER_BYTES ? active : this.pool.segments[this.pool.segments.length - 2];
-    const hint = durableSegment ? { segmentId: durableSegment.id, offset: durableSegment.bytesUsed } : { segmentId: 0, offset: 0 };
-    this.recovering = this.recoverAfterFault(hint);
-    return typed;
+    return this.faults.enter(error, what, batch, waiter);
   }
 
   /** A fault outside a batch's write (the cut): whatever is being written fails with it. */
   private faultInFlight(error: unknown, what: string): LastgaspError {
     const { batch, waiter } = this.commit.inFlight();
-    return this.enterFault(error, what, batch, waiter);
+    return this.faults.enter(error, what, batch, waiter);
   }
 
-  private async recoverAfterFault(hint: { segmentId: number; offset: number }): Promise<void> {
+  /** A segment whose head was never synced is not part of the durable log: point at its predecessor. */
+  private durablePoint(): DurablePoint {
+    const segments = this.pool.segments;
+    const active = segments[segments.length - 1]!;
+    const durableSegment = active.bytesUsed > SEGMENT_HEADER_BYTES ? active : segments[segments.length - 2];
+    return durableSegment ? { segmentId: durableSegment.id, offset: durableSegment.bytesUsed } : { segmentId: 0, offset: 0 };
+  }
+
+  private async reopenAfterFault(hint: DurablePoint): Promise<void> {
     await this.pool.closeActive();
     await this.pool.quiesce();
-    try {
-      const recovered = await recoverLog(this.recoverContext(hint));
-      this.adopt(recovered);
-      if (recovered.segments.length === 0) this.marks.forcedCheckpoint = CHECKPOINT_HEAD;
-      this.fault = undefined;
-      this.faultRetryMs = FAULT_RETRY_MS_MIN;
-      this.counters.faultRecoveries++;
-      this.logger.info(`recovered after the fault: seq ${this.firstSeq}..${this.marks.committed}; appends resumed`);
-      this.recovering = undefined;
-      this.pool.ensureSpare();
-      if (this.commit.hasWork()) this.commit.scheduleFlush();
-    } catch (error) {
-      const typed = error instanceof LastgaspError ? error : ioError(error, `recovering ${this.options.dir}`);
-      this.fault = typed;
-      this.logger.error(`recovery after the fault failed: ${typed.message}; retrying in ${this.faultRetryMs} ms`);
-      const delay = this.faultRetryMs;
-      this.faultRetryMs = Math.min(FAULT_RETRY_MS_MAX, this.faultRetryMs * 2);
-      this.recovering = new Promise<void>((resolve) => {
-        if (this.lifecycle === 'closing' || this.lifecycle === 'closed') {
-          resolve();
-          return;
-        }
-        this.faultTimer = this.clock.setTimeout(() => {
-          this.faultTimer = undefined;
-          resolve(this.recoverAfterFault(hint));
-        }, delay);
-      });
-    }
+    const recovered = await recoverLog(this.recoverContext(hint));
+    this.adopt(recovered);
+    if (recovered.segments.length === 0) this.marks.forcedCheckpoint = CHECKPOINT_HEAD;
+  }
+
+  private resumeAfterFault(): void {
+    this.logger.info(`recovered after the fault: seq ${this.firstSeq}..${this.marks.committed}; appends resumed`);
+    this.pool.ensureSpare();
+    if (this.commit.hasWork()) this.commit.scheduleFlush();
   }
 
   whenSettled(): Promise<void> {
     return this.pool.whenSettled();
   }
 
-  async whenRecovered(): Promise<void> {
-    while (this.recovering) await this.recovering;
+  whenRecovered(): Promise<void> {
+    return this.faults.whenRecovered();
   }
 
   // ---- reading -------------------------------------------------------------------------------------------
@@ -602,7 +524,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   }
 
   private forceCheckpoint(kind: number): Promise<void> {
-    const refused = this.fault ? this.refuse() : undefined;
+    const refused = this.faults.fault ? this.refuse() : undefined;
     if (refused) return Promise.reject(refused);
     return this.marks.forceCheckpoint(kind);
   }
@@ -650,7 +572,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.admission.wakeSpaceWaiters();
     // Whatever is staged goes now (a lingering batch stops lingering: shouldLinger is false behind a fence),
     // and the batch being written is carried through its fdatasync. A fault settles them all (failed).
-    while (this.commit.busy() && !this.fault && this.lifecycle === 'open') await this.commit.whenIdle();
+    while (this.commit.busy() && !this.faults.fault && this.lifecycle === 'open') await this.commit.whenIdle();
     this.logger.info(`fenced at seq ${this.marks.committed} (${code}): appends refused`, { committed: this.marks.committed, code });
     return this.marks.committed;
   }
@@ -689,7 +611,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       unreplicatedBytes: this.unreplicatedBytes(),
       quarantine: [...this.pool.quarantineFiles],
       counters: { ...this.counters, spares: this.pool.spareCount() },
-      fault: this.fault ? this.fault.message : undefined,
+      fault: this.faults.fault ? this.faults.fault.message : undefined,
       fenced: this.fenceState?.code,
     };
   }
