@@ -4,9 +4,12 @@
  * records that ride the same batches, retention by whole segments, and recovery from the last checkpoint.
  * The contract is in types.ts; the byte layout in FORMAT.md.
  *
- * Still one class of about 1,400 lines (group commit, segments, retention, watermarks, admission, fence, cut):
- * the split into parts that each own their state is issue 13's redesign, left for a session with no other
- * change in flight in this file.
+ * This file is the facade: the lifecycle (open, close), the public methods, and the wiring of the parts that
+ * each own their state and are imported only from here: group-commit.ts (staging, linger, writer loop),
+ * segment-pool.ts (segments, spares, retention), watermarks.ts (marks, checkpoints and their waiters),
+ * admission.ts (quota, throttle, full policy), cut.ts (demotion's cut), faults.ts (stop and recover). A part
+ * reaches another only through the callbacks its constructor method here gives it. (About 600 lines: the
+ * FlashLog contract's thirty methods are each a few lines that hand over to a part, plus that wiring.)
  */
 import { LastgaspError, silentLogger, systemClock, type Clock, type ErrorCode, type Logger } from '../util/index.ts';
 import { BATCH_PREFIX_BYTES, Batch } from './batch.ts';
@@ -110,7 +113,19 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.logger = (options.logger ?? silentLogger).child('agent:log');
     this.clock = options.clock ?? systemClock;
     this.saltSource = options.randomSalt ?? randomSalt;
-    this.pool = new SegmentPool({
+    // The parts reach each other only through the callbacks given here, so each is built by its own method.
+    this.pool = this.newPool();
+    this.admission = this.newAdmission();
+    this.marks = this.newMarks(options.retentionFloor ?? RETENTION_FLOOR_NONE);
+    this.commit = this.newCommit(options.onBatchSynced);
+    this.faults = this.newFaults();
+    this.cut = this.newCut();
+    this.batchBytesMax = Math.min(BATCH_BYTES_MAX, this.options.segmentBytes - SEGMENT_HEADER_BYTES - CHECKPOINT_RECORD_BYTES) - BATCH_PREFIX_BYTES;
+    this.readContext = this.newReadContext();
+  }
+
+  private newPool(): SegmentPool {
+    return new SegmentPool({
       options: this.options,
       storage: this.storage,
       clock: this.clock,
@@ -123,7 +138,10 @@ class SegmentedFlashLog implements FlashLogEngine {
       releasable: (lastSeq) => this.marks.releasable(lastSeq),
       spaceFreed: () => this.admission.wakeSpaceWaiters(),
     });
-    this.admission = new Admission({
+  }
+
+  private newAdmission(): Admission {
+    return new Admission({
       options: this.options,
       clock: this.clock,
       counters: this.counters,
@@ -131,7 +149,10 @@ class SegmentedFlashLog implements FlashLogEngine {
       spaceLeft: () => this.spaceLeft(),
       scheduleRetention: () => this.pool.scheduleRetention(),
     });
-    this.marks = new WatermarkBook(
+  }
+
+  private newMarks(retentionFloor: number): WatermarkBook {
+    return new WatermarkBook(
       {
         clock: this.clock,
         logger: this.logger,
@@ -140,21 +161,27 @@ class SegmentedFlashLog implements FlashLogEngine {
         faulted: () => this.faults.fault !== undefined,
         scheduleFlush: () => this.commit.scheduleFlush(),
       },
-      options.retentionFloor ?? RETENTION_FLOOR_NONE,
+      retentionFloor,
     );
-    this.commit = new GroupCommit({
+  }
+
+  private newCommit(onBatchSynced: ((entries: number) => void) | undefined): GroupCommit {
+    return new GroupCommit({
       options: this.options,
       clock: this.clock,
       counters: this.counters,
       marks: this.marks,
       pool: this.pool,
-      onBatchSynced: options.onBatchSynced,
+      onBatchSynced,
       syncMode: () => this.syncMode,
       fenced: () => this.fenceState !== undefined,
       faulted: () => this.faults.fault !== undefined,
       enterFault: (error, what, batch, waiter) => this.enterFault(error, what, batch, waiter),
     });
-    this.faults = new FaultRecovery({
+  }
+
+  private newFaults(): FaultRecovery {
+    return new FaultRecovery({
       options: this.options,
       clock: this.clock,
       logger: this.logger,
@@ -170,7 +197,10 @@ class SegmentedFlashLog implements FlashLogEngine {
       reopen: (hint) => this.reopenAfterFault(hint),
       resumed: () => this.resumeAfterFault(),
     });
-    this.cut = new Cut({
+  }
+
+  private newCut(): Cut {
+    return new Cut({
       options: this.options,
       storage: this.storage,
       clock: this.clock,
@@ -183,8 +213,10 @@ class SegmentedFlashLog implements FlashLogEngine {
       faulted: () => this.faults.fault !== undefined,
       faultInFlight: (error, what) => this.faultInFlight(error, what),
     });
-    this.batchBytesMax = Math.min(BATCH_BYTES_MAX, this.options.segmentBytes - SEGMENT_HEADER_BYTES - CHECKPOINT_RECORD_BYTES) - BATCH_PREFIX_BYTES;
-    this.readContext = {
+  }
+
+  private newReadContext(): ReadContext {
+    return {
       storage: this.storage,
       payloadBytesMax: this.options.entryBytesMax,
       segments: () => this.pool.segments,

@@ -10,7 +10,8 @@
 import { setImmediate } from 'node:timers';
 import { LastgaspError, type Clock, type TimerHandle } from '../util/index.ts';
 import { BATCH_PREFIX_BYTES, Batch } from './batch.ts';
-import { BATCH_BYTES_MAX, CHECKPOINT_HEAD, CHECKPOINT_RECORD_BYTES, RECORD_HEADER_BYTES, RECORD_TYPE_CHECKPOINT, RECORD_U48_MAX, encodeCheckpointPayload, encodeRecordHeader, recordBytes, sealRecord } from './format.ts';
+import { CHECKPOINT_HEAD, CHECKPOINT_RECORD_BYTES, RECORD_U48_MAX, sealRecord } from './format.ts';
+import { chunkEnd, encodeCheckpoint, indexChunk } from './commit-chunk.ts';
 import { assertCheckpointRecord, assertStagedRecords, assertWriteRange } from './invariants.ts';
 import type { Counters, ResolvedOptions } from './options.ts';
 import type { Segment } from './segments.ts';
@@ -316,7 +317,7 @@ export class GroupCommit {
     const wantsCheckpoint = checkpoint !== undefined;
     let active = pool.segments[pool.segments.length - 1];
     let roll = active === undefined;
-    let end = roll ? start : this.chunkEnd(batch, start, active!, wantsCheckpoint);
+    let end = roll ? start : chunkEnd(batch, start, active!, wantsCheckpoint);
     if (!roll && end === start) {
       // Nothing fits: roll, unless this is a checkpoint alone and the slot kept for it is still free.
       const checkpointOnly = wantsCheckpoint && batch.used === start;
@@ -325,7 +326,7 @@ export class GroupCommit {
     if (roll) {
       await pool.roll(marks.committed + 1);
       active = pool.segments[pool.segments.length - 1]!;
-      end = this.chunkEnd(batch, start, active, true, true);
+      end = chunkEnd(batch, start, active, true, true);
     }
     const withPrefix = roll || wantsCheckpoint;
     // A head takes the state as it is now (a chunk of a long batch may roll after marks moved on), so that
@@ -340,7 +341,7 @@ export class GroupCommit {
     const committed = this.host.marks.committed;
     if (chunk.withPrefix) {
       const prev = chunk.roll ? this.host.pool.segments[this.host.pool.segments.length - 2] : undefined;
-      this.encodeCheckpoint(batch, from, chunk.headState, prev);
+      encodeCheckpoint(batch, from, chunk.headState, committed, this.host.pool.firstSeq(committed), this.host.clock.nowMs(), prev);
       sealRecord(batch.bytes, batch.view, from, segment.seed);
       assertCheckpointRecord(batch.view, from, committed);
     }
@@ -348,7 +349,7 @@ export class GroupCommit {
     const length = end - from;
     assertWriteRange(position, length, segment.segmentBytes, true, `group commit: ${segment.path}`);
     assertStagedRecords(batch.view, start, end, committed + 1);
-    const lastSeq = end > start ? this.indexChunk(batch, segment, start, end, position - from) : committed;
+    const lastSeq = end > start ? indexChunk(batch, segment, start, end, position - from, committed) : committed;
     const file = this.host.pool.activeFile!;
     try {
       // One positional write of the whole chunk. A batch of ordinary size is copied into the page cache
@@ -397,77 +398,4 @@ export class GroupCommit {
     else if (chunk.withPrefix) pool.scheduleRetention();
     return waiter;
   }
-
-  private encodeCheckpoint(batch: Batch, at: number, cp: CheckpointSnapshot, prev: Segment | undefined): void {
-    const committed = this.host.marks.committed;
-    encodeRecordHeader(batch.view, at, RECORD_TYPE_CHECKPOINT, CHECKPOINT_RECORD_BYTES - RECORD_HEADER_BYTES, committed, cp.epoch, this.host.clock.nowMs());
-    encodeCheckpointPayload(
-      {
-        kind: cp.kind,
-        epoch: cp.epoch,
-        replicated: cp.replicated,
-        replicaAcked: cp.replicaAcked,
-        retentionFloor: cp.retentionFloor,
-        logFirstSeq: this.host.pool.firstSeq(committed),
-        prevSegmentId: prev ? prev.id : 0,
-        prevBytesUsed: prev ? prev.bytesUsed : 0,
-      },
-      batch.view,
-      at + RECORD_HEADER_BYTES,
-    );
-  }
-
-  /**
-   * Add the chunk's records to the segment's sparse index and return the seq of its last record. Only the
-   * records at which a sample can fall are decoded: the index keeps one per INDEX_SPACING_BYTES.
-   */
-  private indexChunk(batch: Batch, segment: Segment, start: number, end: number, toFile: number): number {
-    const view = batch.view;
-    let at = start;
-    while (at < end) {
-      const size = recordBytes(view.getUint32(at + 4, true) & 0xff_ffff);
-      if (segment.index.wants(at + toFile) || at + size >= end) {
-        const seq = view.getUint32(at + 8, true) + view.getUint16(at + 12, true) * 0x1_0000_0000;
-        segment.index.add(seq, at + toFile);
-        if (at + size >= end) return seq;
-      }
-      at += size;
-    }
-    return this.host.marks.committed;
-  }
-
-  /**
-   * End (staging offset) of the records from `start` that fit in one chunk in `segment`. A chunk that cannot
-   * take everything ends where a waiter's records end, so that the records of one call (an `appendMany`, a
-   * replicated batch) go out in one write: a crash of the process then leaves all of them on disk or none.
-   * When no waiter's records fit (a roll comes next), it returns `start`; in a fresh segment (`split`) a
-   * call larger than one write is split rather than never written.
-   */
-  private chunkEnd(batch: Batch, start: number, segment: Segment, withPrefix: boolean, split = false): number {
-    const prefix = withPrefix ? CHECKPOINT_RECORD_BYTES : 0;
-    // Keep room for a final checkpoint (a clean close, a quarantine) in every segment.
-    const room = Math.min(BATCH_BYTES_MAX, segment.segmentBytes - segment.bytesUsed - CHECKPOINT_RECORD_BYTES) - prefix;
-    let end = start;
-    while (end < batch.used) {
-      const size = recordBytes(batch.view.getUint32(end + 4, true) & 0xff_ffff);
-      if (end + size - start > room) break;
-      end += size;
-    }
-    if (end === batch.used) return end;
-    const boundary = lastWaiterEndAtOrBefore(batch.waiterEnd, end);
-    if (boundary > start) return boundary;
-    return split ? end : start;
-  }
-}
-
-/** The largest of the ascending `ends` that is at most `at` (0 when none is). */
-function lastWaiterEndAtOrBefore(ends: readonly number[], at: number): number {
-  let low = 0;
-  let high = ends.length;
-  while (low < high) {
-    const mid = (low + high) >>> 1;
-    if (ends[mid]! <= at) low = mid + 1;
-    else high = mid;
-  }
-  return low === 0 ? 0 : ends[low - 1]!;
 }

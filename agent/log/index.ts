@@ -1,4 +1,7 @@
-/** The flash log's public surface: the engine, its storage seam, and the operator tools. */
+/**
+ * The flash log's public surface: the engine (flash-log.ts, the facade over its parts), its storage seam
+ * (storage/), and the operator tools (tools/). Nothing outside agent/log/ imports anything but this file.
+ */
 export type {
   AppendResult,
   FlashLog,
