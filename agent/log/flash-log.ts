@@ -455,7 +455,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     return promise;
   }
 
-  // ---- admission: quota, hard and soft unreplicated limits ----------------------------------------------
+  // ---- what admission measures: bytes not yet replicated, room left under the quota ----------------------
 
   private unreplicatedBytes(): number {
     return this.pool.bytesFrom(this.marks.replicated + 1, this.marks.committed) + this.commit.pendingRecordBytes();

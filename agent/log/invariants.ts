@@ -17,6 +17,11 @@ export function assertWriteRange(position: number, length: number, fileBytes: nu
   if (aligned && position % RECORD_ALIGN_BYTES !== 0) assert.fail(`${what}: a write at ${position} is not at a ${RECORD_ALIGN_BYTES}-byte record boundary`);
 }
 
+/** Any other invariant of the log's own bookkeeping around a read or a write. */
+export function invariant(condition: boolean, what: string): void {
+  if (!condition) assert.fail(what);
+}
+
 /** A read returned no more bytes than it asked for. */
 export function assertReadWithin(got: number, asked: number, what: string): void {
   if (!(got >= 0 && got <= asked)) assert.fail(`${what} (${got} of ${asked})`);
