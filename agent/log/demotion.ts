@@ -31,9 +31,10 @@ import {
   saltSeed,
   sealRecord,
 } from './format.ts';
+import { assertCheckpointRecord, assertReadWithin, assertWriteRange } from './invariants.ts';
 import { ChunkReader } from './scan.ts';
 import { copyAside, segmentPath, zeroRange } from './segments.ts';
-import type { Storage, StorageFile } from './storage.ts';
+import type { Storage, StorageFile } from './storage/index.ts';
 
 export const DEMOTION_INTENT_FILE = 'demotion.intent';
 /** Suffix of a tail copy not yet committed by an intent. */
@@ -107,6 +108,7 @@ function cutCheckpoint(plan: DemotionPlan, seed: number): Uint8Array {
     RECORD_HEADER_BYTES,
   );
   sealRecord(bytes, view, 0, seed);
+  assertCheckpointRecord(view, 0, plan.keepSeq);
   return bytes;
 }
 
@@ -164,10 +166,11 @@ export async function applyDemotion(storage: Storage, dir: string, plan: Demotio
     const file = segmentFile ?? (await storage.open(segmentPath(dir, plan.segmentId), 'readwrite'));
     try {
       const header = new Uint8Array(SEGMENT_HEADER_BYTES);
-      await file.read(header, 0, SEGMENT_HEADER_BYTES, 0);
+      assertReadWithin(await file.read(header, 0, SEGMENT_HEADER_BYTES, 0), SEGMENT_HEADER_BYTES, `demotion: reading the header of segment ${plan.segmentId}`);
       const decoded = decodeSegmentHeader(header);
       if (!decoded.ok) throw new Error(`segment ${plan.segmentId} of a demotion has a bad header: ${decoded.reason}`);
       const checkpoint = cutCheckpoint(plan, saltSeed(decoded.header.salt));
+      assertWriteRange(plan.cutOffset, checkpoint.length, decoded.header.segmentBytes, true, `demotion: the cut checkpoint in segment ${plan.segmentId}`);
       await zeroRange(file, plan.cutOffset + checkpoint.length, plan.endOffset);
       await file.write(checkpoint, 0, checkpoint.length, plan.cutOffset);
       await file.datasync();
@@ -195,6 +198,8 @@ export async function resumeDemotion(storage: Storage, dir: string, names: reado
     try {
       const bytes = new Uint8Array(INTENT_BYTES_MAX);
       const n = await file.read(bytes, 0, bytes.length, 0);
+      assertReadWithin(n, bytes.length, `demotion: reading ${DEMOTION_INTENT_FILE}`);
+      // decodePlan checks the plan's CRC before anything of it is used.
       plan = decodePlan(bytes.subarray(0, n));
     } finally {
       await file.close();

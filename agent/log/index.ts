@@ -1,4 +1,7 @@
-/** The flash log's public surface: the engine, its storage seam, and the operator tools. */
+/**
+ * The flash log's public surface: the engine (flash-log.ts, the facade over its parts), its storage seam
+ * (storage/), and the operator tools (tools/). Nothing outside agent/log/ imports anything but this file.
+ */
 export type {
   AppendResult,
   FlashLog,
@@ -21,7 +24,16 @@ export {
   type FlashLogExtras,
   type ResolvedOptions,
 } from './options.ts';
-export { createNodeStorage, type OpenMode, type Storage, type StorageFile } from './storage.ts';
 export { LOG_FORMAT_VERSION } from './format.ts';
-export { SimStorage, type AppliedOp, type PendingOp, type SimFaults, type SyncHook } from './sim-storage.ts';
-export { inspectLog, verifyLog, readQuarantineFile, logCommand, type CommandIo, type InspectReport, type SegmentReport, type VerifyReport } from './tools.ts';
+export {
+  createNodeStorage,
+  SimStorage,
+  type AppliedOp,
+  type OpenMode,
+  type PendingOp,
+  type SimFaults,
+  type Storage,
+  type StorageFile,
+  type SyncHook,
+} from './storage/index.ts';
+export { inspectLog, verifyLog, readQuarantineFile, logCommand, type CommandIo, type InspectReport, type SegmentReport, type VerifyReport } from './tools/index.ts';

@@ -27,7 +27,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { LastgaspError, systemErrorCode } from '../util/index.ts';
-import type { Storage } from './storage.ts';
+import type { Storage } from './storage/index.ts';
 
 const LOCK_NAME = /^lock\.(\d+)$/;
 const CLAIM_NAME = /^lock-claim-(\d+)-[0-9a-f]+\.tmp$/;

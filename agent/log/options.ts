@@ -5,7 +5,7 @@
 import { LastgaspError, systemErrorCode } from '../util/index.ts';
 import { BATCH_PREFIX_BYTES } from './batch.ts';
 import { BATCH_BYTES_MAX, CHECKPOINT_RECORD_BYTES, RECORD_HEADER_BYTES, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES } from './format.ts';
-import type { Storage } from './storage.ts';
+import type { Storage } from './storage/index.ts';
 import type { LogOptions } from './types.ts';
 
 /** 16 MiB: small enough that retention frees space in useful steps on an 8 GB eMMC, large enough that a roll is rare. */

@@ -7,7 +7,7 @@ import { LastgaspError } from '../util/index.ts';
 import { RECORD_ALIGN_BYTES, RECORD_HEADER_BYTES, RECORD_TYPE_ENTRY, SEGMENT_HEADER_BYTES } from './format.ts';
 import { ChunkReader, scanRecords } from './scan.ts';
 import { INDEX_SPACING_BYTES, type Segment } from './segments.ts';
-import type { Storage, StorageFile } from './storage.ts';
+import type { Storage, StorageFile } from './storage/index.ts';
 import type { LogEntry, ReadLimits } from './types.ts';
 
 /** Chunk size for reads: a replication batch is typically well under this. */

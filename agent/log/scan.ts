@@ -13,7 +13,8 @@ import {
   RECORD_TYPE_CHECKPOINT,
   type RecordResult,
 } from './format.ts';
-import type { StorageFile } from './storage.ts';
+import { assertReadWithin, assertRecordRead } from './invariants.ts';
+import type { StorageFile } from './storage/index.ts';
 
 /** Bytes read per I/O when scanning: large enough that a read costs far less than checking its records. */
 export const SCAN_CHUNK_BYTES = 1024 * 1024;
@@ -61,6 +62,7 @@ export class ChunkReader {
       if (n <= 0) break;
       got += n;
     }
+    assertReadWithin(got, Math.max(0, want), 'scan: a read returned more bytes than asked for');
     this.base = from;
     this.length = got;
   }
@@ -109,6 +111,7 @@ export async function scanRecords(
     }
     const record = decodeRecord(reader.bytes, reader.view, at, reader.length, seed, payloadBytesMax);
     if (!record.ok) return { end: offset, reason: record.reason };
+    assertRecordRead(offset, record.size, limit);
     if (!visit(record, reader.bytes, reader.view, at, offset)) return { end: offset, reason: 'visitor' };
     offset += record.size;
   }

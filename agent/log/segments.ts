@@ -10,8 +10,9 @@ import {
   saltSeed,
   segmentFileName,
 } from './format.ts';
+import { assertReadWithin, assertWriteRange, invariant } from './invariants.ts';
 import { ChunkReader } from './scan.ts';
-import type { Storage, StorageFile } from './storage.ts';
+import type { Storage, StorageFile } from './storage/index.ts';
 
 /** One sample of the sparse index every this many bytes: a read scans at most this far to find a seq. */
 export const INDEX_SPACING_BYTES = 64 * 1024;
@@ -125,6 +126,7 @@ export async function writeSpareHeader(file: StorageFile, spare: Spare, nowMs: n
     { version: LOG_FORMAT_VERSION, segmentId: spare.id, salt: spare.salt, segmentBytes: spare.segmentBytes, createdMs: nowMs },
     block,
   );
+  assertWriteRange(0, block.length, spare.segmentBytes, true, `segments: the header of spare ${spare.path}`);
   await file.write(block, 0, block.length, 0);
   await file.datasync();
 }
@@ -139,6 +141,7 @@ export async function createSpare(storage: Storage, dir: string, spare: Spare, n
   const file = await storage.open(tmp, 'create');
   try {
     for (let offset = 0; offset < spare.segmentBytes; offset += ZERO_FILL_CHUNK_BYTES) {
+      assertWriteRange(offset, Math.min(ZERO_FILL_CHUNK_BYTES, spare.segmentBytes - offset), spare.segmentBytes, true, `segments: the zero-fill of ${tmp}`);
       await file.write(ZEROS, 0, Math.min(ZERO_FILL_CHUNK_BYTES, spare.segmentBytes - offset), offset);
     }
     await writeSpareHeader(file, spare, nowMs);
@@ -173,6 +176,7 @@ export function randomSalt(): number {
 const ZERO_CHUNK = new Uint8Array(256 * 1024);
 
 export async function zeroRange(file: StorageFile, from: number, to: number): Promise<void> {
+  invariant(Number.isInteger(from) && from >= SEGMENT_HEADER_BYTES, `segments: zeroing from ${from} would touch a segment header`);
   for (let offset = from; offset < to; offset += ZERO_CHUNK.length) {
     await file.write(ZERO_CHUNK, 0, Math.min(ZERO_CHUNK.length, to - offset), offset);
   }
@@ -186,12 +190,15 @@ export async function copyAside(storage: Storage, source: StorageFile, path: str
   const out = await storage.open(path, 'create');
   try {
     const header = new Uint8Array(SEGMENT_HEADER_BYTES);
-    await source.read(header, 0, SEGMENT_HEADER_BYTES, 0);
+    const got = await source.read(header, 0, SEGMENT_HEADER_BYTES, 0);
+    assertReadWithin(got, SEGMENT_HEADER_BYTES, `segments: reading the header to copy into ${path}`);
     await out.write(header, 0, SEGMENT_HEADER_BYTES, 0);
     let position = SEGMENT_HEADER_BYTES;
     for (let offset = from; offset < to; ) {
       await reader.fill(source, offset, to);
       if (reader.length === 0) break;
+      // The copy keeps every record at the same distance from the header as from the cut in the segment.
+      invariant(position - SEGMENT_HEADER_BYTES === offset - from && offset + reader.length <= to, `segments: the copy into ${path} lost its step at ${offset}`);
       await out.write(reader.bytes, 0, reader.length, position);
       position += reader.length;
       offset += reader.length;

@@ -11,7 +11,7 @@
  * All operations complete in a microtask, so a seeded workload replays identically.
  */
 import { dirname } from 'node:path';
-import { mkdirDurable } from '../util/index.ts';
+import { mkdirDurable } from '../../util/index.ts';
 import type { OpenMode, Storage, StorageFile } from './storage.ts';
 
 function fsError(code: string, message: string): Error {

@@ -8,7 +8,7 @@
  * with the data directory, the KV snapshot and the leader record: files are created 0600, directories 0700,
  * and `mkdirp` fsyncs the parents of what it creates. It runs unchanged on Deno 2's node:fs.
  */
-import { mkdirDurable, nodeFs, type DurableFile, type DurableFs, type OpenMode } from '../util/index.ts';
+import { mkdirDurable, nodeFs, type DurableFile, type DurableFs, type OpenMode } from '../../util/index.ts';
 
 export type { OpenMode };
 export type StorageFile = DurableFile;
