@@ -40,6 +40,7 @@ import {
   type CreateFlashLogOptions,
   type ResolvedOptions,
 } from './options.ts';
+import { SegmentHandles, TailCache } from './read-cache.ts';
 import { READ_CHUNK_BYTES, readEntries, type ReadContext } from './reader.ts';
 import { recoverLog, type RecoveredState } from './recovery.ts';
 import { ChunkReader, scanRecords } from './scan.ts';
@@ -165,6 +166,9 @@ class SegmentedFlashLog implements FlashLogEngine {
   private spaceWaiters: Array<() => void> = [];
   private readonly counters: Counters = newCounters();
   private readonly readContext: ReadContext;
+  /** What the replication read takes from memory and the files it keeps open (read-cache.ts). */
+  private readonly tailCache = new TailCache();
+  private readonly readHandles: SegmentHandles;
   private idleChunkReader: ChunkReader | undefined;
   private readonly onBatchSynced: ((entries: number) => void) | undefined;
 
@@ -178,8 +182,11 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.onBatchSynced = options.onBatchSynced;
     this.retentionFloor = options.retentionFloor ?? RETENTION_FLOOR_NONE;
     this.batchBytesMax = Math.min(BATCH_BYTES_MAX, this.options.segmentBytes - SEGMENT_HEADER_BYTES - CHECKPOINT_RECORD_BYTES) - BATCH_PREFIX_BYTES;
+    this.readHandles = new SegmentHandles(this.storage);
     this.readContext = {
       storage: this.storage,
+      tail: this.tailCache,
+      handles: this.readHandles,
       payloadBytesMax: this.options.entryBytesMax,
       segments: () => this.segments,
       committed: () => this.committed,
@@ -275,6 +282,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     const file = this.activeFile;
     this.activeFile = undefined;
     this.lifecycle = 'closed';
+    this.readHandles.releaseAll();
     if (file) await file.close().catch(() => undefined);
     await this.releaseLock();
   }
@@ -308,6 +316,9 @@ class SegmentedFlashLog implements FlashLogEngine {
   }
 
   private adopt(recovered: RecoveredState): void {
+    // Recovery may have moved segments aside or cut a torn tail: nothing read before may be served again.
+    this.tailCache.clear();
+    this.readHandles.releaseAll();
     this.segments = recovered.segments;
     this.activeFile = recovered.activeFile;
     this.spares = recovered.spares;
@@ -818,6 +829,7 @@ class SegmentedFlashLog implements FlashLogEngine {
         const advanced = lastSeq > this.committed;
         if (advanced) {
           this.onBatchSynced?.(lastSeq - this.committed);
+          this.tailCache.remember(batch.bytes, start, end, this.committed + 1, lastSeq, this.replicated);
           segment.lastSeq = lastSeq;
           this.committed = lastSeq;
         }
@@ -998,6 +1010,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     let changed = false;
     while (this.segments.length > 1 && this.lifecycle !== 'closed' && !this.fault && this.deletable(this.segments[0]!)) {
       const segment = this.segments.shift()!;
+      this.readHandles.release(segment);
       changed = true;
       const recycle = this.spares.length < SPARES_MAX && !this.spareJob && segment.segmentBytes === this.options.segmentBytes;
       if (recycle) {
@@ -1337,6 +1350,9 @@ class SegmentedFlashLog implements FlashLogEngine {
     }
     const cut = plan.cutOffset;
     this.segments = this.segments.slice(0, keep + 1);
+    // Seqs after the cut will be written again with other contents, and later segments were moved aside.
+    this.tailCache.clear();
+    this.readHandles.releaseAll();
     this.dropStaged(new LastgaspError('LOG_SEQ', `log ${dir} was cut back to seq ${seq} by a demotion; appends staged meanwhile were not written`, { seq }));
     // The segment now ends with the plan's checkpoint at the cut.
     target.bytesUsed = cut + CHECKPOINT_RECORD_BYTES;
