@@ -150,14 +150,14 @@ export class SegmentHandles {
 
   /** The segment's file, open for reading, and the call that gives it back once the read is over. */
   async take(segment: Segment): Promise<{ file: StorageFile; done: () => void }> {
-    let handle = this.handles.find((candidate) => candidate.segment === segment);
-    if (!handle) {
-      handle = { segment, file: this.storage.open(segment.path, 'read'), users: 0, released: false };
-      this.handles.push(handle);
+    let taken = this.handles.find((candidate) => candidate.segment === segment);
+    if (taken) taken.users++;
+    else {
+      // Counted as used before the bound is enforced, so that it is never the one released.
+      taken = { segment, file: this.storage.open(segment.path, 'read'), users: 1, released: false };
+      this.handles.push(taken);
       this.trim();
     }
-    const taken = handle;
-    taken.users++;
     let file: StorageFile;
     try {
       file = await taken.file;

@@ -61,7 +61,12 @@ test('what the last commits wrote is read from memory; once it is out of memory 
     for (let seq = 2; seq <= 10; seq++) await log.append(payloadOf(seq));
     // A bit flipped on the disk under seq 5: the entry this process just wrote and holds is not read back.
     flipOnDisk(log, payloadOf(5));
+    const read = await log.read(2, ALL);
+    assertEntries(read, 2, 9);
+    // A reader that lends no buffer gets payloads of its own: changing one changes nothing held for others.
+    read[1]!.payload.fill(0);
     assertEntries(await log.read(2, ALL), 2, 9);
+    assertEntries(await log.read(2, { ...ALL, payloadBuffer: new Uint8Array(64) }), 2, 9);
     // Replicated entries leave the memory copy with the next commit; then the read goes to the file and
     // its CRC check finds the flip.
     log.markReplicated(7);
