@@ -172,6 +172,8 @@ export class SegmentHandles {
       given = true;
       taken.users--;
       if (taken.released) this.closeIfUnused(taken);
+      // Reads at once may have opened more than the bound: the extra ones go as they finish.
+      else this.trim();
     };
     return { file, done };
   }

@@ -110,15 +110,16 @@ test('after a cut, the seqs written again are read with their new contents, neve
  * The real storage, counting the segment files open for reading, and able to hold the first read of one
  * path at a gate (the interleaving a real disk gives only by chance).
  */
-function countingStorage(gatePath?: string) {
+function countingStorage(...gatePaths: string[]) {
   const real = createNodeStorage();
   const openForRead = new Map<string, number>();
   let opensForRead = 0;
+  let hits = 0;
   let gateHit!: () => void;
   const hit = new Promise<void>((resolve) => (gateHit = resolve));
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
-  let gated = gatePath === undefined;
+  const gated = new Set<string>();
   const storage: Storage = {
     ...real,
     mkdirp: (path) => real.mkdirp(path),
@@ -132,15 +133,15 @@ function countingStorage(gatePath?: string) {
       if (mode !== 'read') return file;
       opensForRead++;
       openForRead.set(path, (openForRead.get(path) ?? 0) + 1);
-      const holds = !gated && path === gatePath;
-      if (holds) gated = true;
+      const holds = !gated.has(path) && gatePaths.includes(path);
+      if (holds) gated.add(path);
       let first = true;
       return {
         path: file.path,
         read: async (buffer, offset, length, position) => {
           if (holds && first) {
             first = false;
-            gateHit();
+            if (++hits === gatePaths.length) gateHit();
             await gate;
           }
           return file.read(buffer, offset, length, position);
@@ -208,4 +209,28 @@ test('reads keep their segment file open; retention releasing a segment mid-read
     await dir.remove();
   }
   assert.deepEqual(counting.stillOpen(), [], 'closing the log closes the files kept for reads');
+});
+
+test('reads of three segments at once each get a working file, and only two stay open', async () => {
+  const dir = await tempDir('read-cache-three');
+  const counting = countingStorage(join(dir.path, 'seg-0000000001.log'), join(dir.path, 'seg-0000000002.log'));
+  const log = createFlashLog({ dir: dir.path, segmentBytes: SEGMENT, storage: counting.storage });
+  await log.open();
+  try {
+    for (let seq = 1; seq <= 200; seq++) await log.append(payloadOf(seq));
+    const [first, second, third] = log.status().segments;
+    const one = { entriesMax: 3, bytesMax: Number.MAX_SAFE_INTEGER };
+    // Two reads held inside the first two segments: both handles are busy when the third segment is opened.
+    const held = [log.read(first!.firstSeq, one), log.read(second!.firstSeq, one)];
+    await counting.hit;
+    assertEntries(await log.read(third!.firstSeq, one), third!.firstSeq, 3);
+    counting.release();
+    assertEntries(await held[0]!, first!.firstSeq, 3);
+    assertEntries(await held[1]!, second!.firstSeq, 3);
+    assert.ok(counting.stillOpen().length <= 2, `${counting.stillOpen().length} files open for reading`);
+  } finally {
+    counting.release();
+    await log.close();
+    await dir.remove();
+  }
 });
