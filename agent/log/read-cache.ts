@@ -49,7 +49,9 @@ export interface CachedRecord {
 }
 
 export class TailCache {
+  /** The chunks held are `chunks[head..]`, oldest first: dropping one is a step of `head`, not a copy. */
   private chunks: TailChunk[] = [];
+  private head = 0;
   private bytes = 0;
   /**
    * Off until the log is first read: a log that nobody reads (a standby's, until it takes over) keeps no
@@ -70,23 +72,41 @@ export class TailCache {
    */
   remember(records: Uint8Array, start: number, end: number, firstSeq: number, lastSeq: number, replicated: number): void {
     if (!this.armed || lastSeq < firstSeq) return;
-    const newest = this.chunks[this.chunks.length - 1];
+    const newest = this.head < this.chunks.length ? this.chunks[this.chunks.length - 1] : undefined;
     // The chunks stay one run of seqs, so that a lookup may walk from one to the next.
     if (newest && newest.lastSeq + 1 !== firstSeq) this.clear();
     const bytes = records.slice(start, end);
     this.chunks.push({ firstSeq, lastSeq, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) });
     this.bytes += bytes.length;
-    let drop = 0;
-    while (drop < this.chunks.length && (this.chunks[drop]!.lastSeq <= replicated || this.bytes > this.bytesMax)) {
-      this.bytes -= this.chunks[drop]!.bytes.length;
-      drop++;
+    const chunks = this.chunks;
+    while (this.head < chunks.length && (chunks[this.head]!.lastSeq <= replicated || this.bytes > this.bytesMax)) {
+      this.bytes -= chunks[this.head]!.bytes.length;
+      this.head++;
     }
-    if (drop > 0) this.chunks = this.chunks.slice(drop);
+    // Compact once the dropped part is most of the array (one-entry commits make thousands of chunks).
+    if (this.head > 64 && this.head * 2 > chunks.length) {
+      this.chunks = chunks.slice(this.head);
+      this.head = 0;
+    }
   }
 
   /** The first seq held, or undefined when empty. */
   firstSeq(): number | undefined {
-    return this.chunks[0]?.firstSeq;
+    return this.chunks[this.head]?.firstSeq;
+  }
+
+  /** Index of the chunk holding `seq`, or -1: the chunks are one run of seqs, in order. */
+  private find(seq: number): number {
+    let lo = this.head;
+    let hi = this.chunks.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const chunk = this.chunks[mid]!;
+      if (seq < chunk.firstSeq) hi = mid - 1;
+      else if (seq > chunk.lastSeq) lo = mid + 1;
+      else return mid;
+    }
+    return -1;
   }
 
   /**
@@ -94,7 +114,7 @@ export class TailCache {
    * Returns false, visiting nothing, when `seq` is not cached.
    */
   visitFrom(seq: number, visit: (record: CachedRecord) => boolean): boolean {
-    let index = this.chunks.findIndex((chunk) => chunk.firstSeq <= seq && seq <= chunk.lastSeq);
+    let index = this.find(seq);
     if (index < 0) return false;
     for (; index < this.chunks.length; index++) {
       const chunk = this.chunks[index]!;
@@ -122,6 +142,7 @@ export class TailCache {
 
   clear(): void {
     this.chunks = [];
+    this.head = 0;
     this.bytes = 0;
   }
 
