@@ -158,7 +158,11 @@ async function openSegment(ctx: ReadContext, segment: Segment, seq: number): Pro
 
 /** Entries from the segment files, from `state.seq` up to `last` or a limit; every record CRC-checked. */
 async function readSegments(ctx: ReadContext, state: ReadState, last: number, chunkReader: () => ChunkReader): Promise<void> {
-  const segments = ctx.segments();
+  // A copy: retention shifts released segments off the log's own array while this read waits on a file,
+  // and walking the live array by index then skipped a segment and reported the next one as damaged (a
+  // false LOG_CORRUPT, found by a reader that marks what it read as replicated while the writer rolls).
+  // A segment released meanwhile is still walked here; reading it ends in LOG_SEQ below.
+  const segments = ctx.segments().slice();
   for (let i = findSegment(segments, state.seq); i >= 0 && i < segments.length && state.seq <= last; i++) {
     const segment = segments[i]!;
     const { file, done } = await openSegment(ctx, segment, state.seq);

@@ -234,3 +234,34 @@ test('reads of three segments at once each get a working file, and only two stay
     await dir.remove();
   }
 });
+
+test('a read across two segments stays right while retention releases older segments under it', async () => {
+  const dir = await tempDir('read-cache-shift');
+  const counting = countingStorage(join(dir.path, 'seg-0000000003.log'));
+  const log = createFlashLog({ dir: dir.path, segmentBytes: SEGMENT, storage: counting.storage });
+  await log.open();
+  try {
+    for (let seq = 1; seq <= 250; seq++) await log.append(payloadOf(seq));
+    const segments = log.status().segments;
+    assert.ok(segments.length >= 5, `${segments.length} segments`);
+    assert.equal(segments[2]!.file, join(dir.path, 'seg-0000000003.log'));
+    const third = segments[2]!;
+    const span = segments[3]!.lastSeq - third.firstSeq + 1;
+    // Held inside the third segment, a read that goes on into the fourth.
+    const reading = log.read(third.firstSeq, { entriesMax: span, bytesMax: Number.MAX_SAFE_INTEGER });
+    await counting.hit;
+    // Meanwhile the first two segments are replicated and released: the log's list of segments shifts.
+    log.markReplicated(segments[1]!.lastSeq);
+    await log.syncWatermarks();
+    await log.append(payloadOf(251));
+    await log.whenSettled();
+    assert.equal(log.status().segments[0]!.file, third.file, 'retention released the first two segments');
+    counting.release();
+    assertEntries(await reading, third.firstSeq, span);
+    assert.equal(log.status().counters.readCorruptions, 0);
+  } finally {
+    counting.release();
+    await log.close();
+    await dir.remove();
+  }
+});
