@@ -54,8 +54,8 @@ export class TailCache {
   private head = 0;
   private bytes = 0;
   /**
-   * Off until the log is first read: a log that nobody reads (a standby's, until it takes over) keeps no
-   * copy of what it writes.
+   * Off until the log is first read batch by batch (a read that lends a buffer, the publisher's): a log
+   * nobody replicates from (a standby's, until it takes over) keeps no copy of what it writes.
    */
   private armed = false;
 

@@ -11,6 +11,8 @@ import { tempDir } from '../support/ports.ts';
 
 const SEGMENT = 16 * 1024;
 const ALL = { entriesMax: 100_000, bytesMax: Number.MAX_SAFE_INTEGER };
+/** A read as the publisher makes it: lending a buffer, which from then on has the log keep its last commits. */
+const LENT = { ...ALL, payloadBuffer: new Uint8Array(64) };
 
 /** Entry `seq` of generation `generation`: its own bytes, so that a mix-up shows. */
 function payloadOf(seq: number, generation = 0, bytes = 300): Uint8Array {
@@ -57,7 +59,7 @@ async function withLog(name: string, run: (log: FlashLog) => Promise<void>, stor
 test('what the last commits wrote is read from memory; once it is out of memory the disk copy is CRC-checked', async () => {
   await withLog('read-cache-flip', async (log) => {
     await log.append(payloadOf(1));
-    assertEntries(await log.read(1, ALL), 1, 1);
+    assertEntries(await log.read(1, LENT), 1, 1);
     for (let seq = 2; seq <= 10; seq++) await log.append(payloadOf(seq));
     // A bit flipped on the disk under seq 5: the entry this process just wrote and holds is not read back.
     flipOnDisk(log, payloadOf(5));
@@ -66,7 +68,7 @@ test('what the last commits wrote is read from memory; once it is out of memory 
     // A reader that lends no buffer gets payloads of its own: changing one changes nothing held for others.
     read[1]!.payload.fill(0);
     assertEntries(await log.read(2, ALL), 2, 9);
-    assertEntries(await log.read(2, { ...ALL, payloadBuffer: new Uint8Array(64) }), 2, 9);
+    assertEntries(await log.read(2, LENT), 2, 9);
     // Replicated entries leave the memory copy with the next commit; then the read goes to the file and
     // its CRC check finds the flip.
     log.markReplicated(7);
@@ -76,11 +78,21 @@ test('what the last commits wrote is read from memory; once it is out of memory 
   });
 });
 
+test('reads that lend no buffer (a standby, the API) have the log keep no copy: every entry comes from the disk', async () => {
+  await withLog('read-cache-unarmed', async (log) => {
+    await log.append(payloadOf(1));
+    assertEntries(await log.read(1, ALL), 1, 1);
+    for (let seq = 2; seq <= 10; seq++) await log.append(payloadOf(seq));
+    flipOnDisk(log, payloadOf(5));
+    await assert.rejects(log.read(2, ALL), (error) => isLastgaspError(error, 'LOG_CORRUPT'));
+  });
+});
+
 test('the memory copy is bounded: a reader far behind reads the older entries from the disk', async () => {
   const entryBytes = 12_000;
   await withLog('read-cache-bound', async (log) => {
     await log.append(payloadOf(1, 0, entryBytes));
-    await log.read(1, ALL);
+    await log.read(1, LENT);
     // About 4.6 MB unreplicated, more than the memory copy holds (4 MiB).
     for (let seq = 2; seq <= 380; seq++) await log.append(payloadOf(seq, 0, entryBytes));
     flipOnDisk(log, payloadOf(3, 0, entryBytes));
@@ -93,7 +105,7 @@ test('the memory copy is bounded: a reader far behind reads the older entries fr
 test('after a cut, the seqs written again are read with their new contents, never the old ones', async () => {
   await withLog('read-cache-cut', async (log) => {
     await log.append(payloadOf(1));
-    await log.read(1, ALL);
+    await log.read(1, LENT);
     for (let seq = 2; seq <= 40; seq++) await log.append(payloadOf(seq));
     assertEntries(await log.read(1, ALL), 1, 40);
     const cut = await log.quarantineAfter(25);
