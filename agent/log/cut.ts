@@ -29,6 +29,8 @@ export interface CutHost {
   /** Why the log refuses work now (closed, faulted), or undefined. */
   refuse(): LastgaspError | undefined;
   faulted(): boolean;
+  /** Seqs after the cut will be written again with other contents: the read side forgets what it kept. */
+  forgetReads(): void;
   /** A failure between two steps on disk: reopen and let recovery finish (or drop) the demotion. */
   faultInFlight(error: unknown, what: string): LastgaspError;
 }
@@ -124,6 +126,7 @@ export class Cut {
     const { host } = this;
     const cut = plan.cutOffset;
     host.pool.cutBack(keep);
+    host.forgetReads();
     host.commit.dropStaged(new LastgaspError('LOG_SEQ', `log ${host.options.dir} was cut back to seq ${seq} by a demotion; appends staged meanwhile were not written`, { seq }));
     // The segment now ends with the plan's checkpoint at the cut.
     target.bytesUsed = cut + CHECKPOINT_RECORD_BYTES;

@@ -42,6 +42,7 @@ import {
   type CreateFlashLogOptions,
   type ResolvedOptions,
 } from './options.ts';
+import { SegmentHandles, TailCache } from './read-cache.ts';
 import { READ_CHUNK_BYTES, readEntries, type ReadContext } from './reader.ts';
 import { recoverLog, type RecoveredState } from './recovery.ts';
 import { ChunkReader } from './scan.ts';
@@ -105,6 +106,9 @@ class SegmentedFlashLog implements FlashLogEngine {
   private readonly faults: FaultRecovery;
   private readonly counters: Counters = newCounters();
   private readonly readContext: ReadContext;
+  /** What the replication read takes from memory and the files it keeps open (read-cache.ts). */
+  private readonly tailCache = new TailCache();
+  private readonly readHandles: SegmentHandles;
   private idleChunkReader: ChunkReader | undefined;
 
   constructor(options: CreateFlashLogOptions) {
@@ -113,6 +117,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.logger = (options.logger ?? silentLogger).child('agent:log');
     this.clock = options.clock ?? systemClock;
     this.saltSource = options.randomSalt ?? randomSalt;
+    this.readHandles = new SegmentHandles(this.storage);
     // The parts reach each other only through the callbacks given here, so each is built by its own method.
     this.pool = this.newPool();
     this.admission = this.newAdmission();
@@ -137,6 +142,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       syncMode: () => this.syncMode,
       releasable: (lastSeq) => this.marks.releasable(lastSeq),
       spaceFreed: () => this.admission.wakeSpaceWaiters(),
+      segmentReleased: (segment) => this.readHandles.release(segment),
     });
   }
 
@@ -173,6 +179,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       marks: this.marks,
       pool: this.pool,
       onBatchSynced,
+      tailCache: this.tailCache,
       syncMode: () => this.syncMode,
       fenced: () => this.fenceState !== undefined,
       faulted: () => this.faults.fault !== undefined,
@@ -212,12 +219,21 @@ class SegmentedFlashLog implements FlashLogEngine {
       refuse: () => this.refuse(),
       faulted: () => this.faults.fault !== undefined,
       faultInFlight: (error, what) => this.faultInFlight(error, what),
+      forgetReads: () => this.forgetReads(),
     });
+  }
+
+  /** Recovery or a cut changed what is on disk: nothing read before may be served again. */
+  private forgetReads(): void {
+    this.tailCache.clear();
+    this.readHandles.releaseAll();
   }
 
   private newReadContext(): ReadContext {
     return {
       storage: this.storage,
+      tail: this.tailCache,
+      handles: this.readHandles,
       payloadBytesMax: this.options.entryBytesMax,
       segments: () => this.pool.segments,
       committed: () => this.marks.committed,
@@ -306,6 +322,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.admission.wakeSpaceWaiters();
     const closing = this.pool.closeActive();
     this.lifecycle = 'closed';
+    this.readHandles.releaseAll();
     await closing;
     await this.releaseLock();
   }
@@ -336,6 +353,8 @@ class SegmentedFlashLog implements FlashLogEngine {
   }
 
   private adopt(recovered: RecoveredState): void {
+    // Recovery may have moved segments aside or cut a torn tail.
+    this.forgetReads();
     this.pool.adopt(recovered);
     this.marks.adopt(recovered);
     this.commit.nextSeq = recovered.committed + 1;

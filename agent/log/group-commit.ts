@@ -14,6 +14,7 @@ import { CHECKPOINT_HEAD, CHECKPOINT_RECORD_BYTES, RECORD_U48_MAX, sealRecord } 
 import { chunkEnd, encodeCheckpoint, indexChunk } from './commit-chunk.ts';
 import { assertCheckpointRecord, assertStagedRecords, assertWriteRange } from './invariants.ts';
 import type { Counters, ResolvedOptions } from './options.ts';
+import type { TailCache } from './read-cache.ts';
 import type { Segment } from './segments.ts';
 import type { StorageFile } from './storage/index.ts';
 import type { AppendResult, LogEntry, SyncMode } from './types.ts';
@@ -29,7 +30,7 @@ import type { CheckpointSnapshot, CheckpointWaiter, WatermarkBook } from './wate
 export const LOG_WRITE_INLINE_BYTES_MAX = 256 * 1024;
 
 /** What the group commit reads and moves of the watermarks. */
-export type CommitMarks = Pick<WatermarkBook, 'committed' | 'durable' | 'forcedCheckpoint' | 'wantsCheckpoint' | 'takeCheckpoint' | 'snapshot' | 'checkpointSynced' | 'commitTo' | 'notifyCommit'>;
+export type CommitMarks = Pick<WatermarkBook, 'committed' | 'durable' | 'forcedCheckpoint' | 'wantsCheckpoint' | 'takeCheckpoint' | 'snapshot' | 'checkpointSynced' | 'commitTo' | 'notifyCommit' | 'replicated'>;
 
 /** What the group commit needs of the segment pool: the active segment and its file, a roll, retention. */
 export interface CommitPool {
@@ -48,6 +49,8 @@ export interface GroupCommitHost {
   readonly marks: CommitMarks;
   readonly pool: CommitPool;
   readonly onBatchSynced: ((entries: number) => void) | undefined;
+  /** Keeps what each commit wrote for the replication read (read-cache.ts). */
+  readonly tailCache: Pick<TailCache, 'remember'>;
   syncMode(): SyncMode;
   fenced(): boolean;
   faulted(): boolean;
@@ -385,6 +388,7 @@ export class GroupCommit {
     const advanced = lastSeq > marks.committed;
     if (advanced) {
       this.host.onBatchSynced?.(lastSeq - marks.committed);
+      this.host.tailCache.remember(batch.bytes, chunk.start, end, marks.committed + 1, lastSeq, marks.replicated);
       segment.lastSeq = lastSeq;
       marks.commitTo(lastSeq);
     }

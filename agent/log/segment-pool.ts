@@ -30,6 +30,8 @@ export interface SegmentPoolHost {
   releasable(lastSeq: number): boolean;
   /** Space was freed (or a spare job ended): writers held for space ask again. */
   spaceFreed(): void;
+  /** A segment left the log: the read side closes any file it keeps open on it. */
+  segmentReleased(segment: Segment): void;
 }
 
 export class SegmentPool {
@@ -166,6 +168,7 @@ export class SegmentPool {
     let changed = false;
     while (this.segments.length > 1 && !host.isClosed() && !host.faulted() && host.releasable(this.segments[0]!.lastSeq)) {
       const segment = this.segments.shift()!;
+      host.segmentReleased(segment);
       changed = true;
       const recycle = this.spares.length < SPARES_MAX && !this.spareJob && segment.segmentBytes === options.segmentBytes;
       if (recycle) {
