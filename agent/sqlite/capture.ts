@@ -13,7 +13,8 @@
  *    reset by the application's next write, a reset the capture expects (salt-1 one higher).
  * 4. Every other change of the WAL's header (a reset it did not expect, the WAL gone) means frames it never
  *    saw may be lost: it starts a new generation, a consistent snapshot of the whole database (read inside
- *    its read transaction through sqlite_dbpage), chunked through the log. Each start is a new generation too.
+ *    its read transaction through sqlite_dbpage), chunked through the log. A start goes on in the generation
+ *    it left when the WAL still holds what it captured (capture-state.ts); otherwise it is a new one too.
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
@@ -21,8 +22,10 @@ import { basename, dirname } from 'node:path';
 import { LastgaspError, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
 import { openSqlite, isBusy, type SqliteConnection } from './connection.ts';
 import { WalCheckpointer } from './checkpointer.ts';
+import { captureStatePath, fileIdentity, loadCaptureState, resumable, saveCaptureState, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
 import { pagesPerEntry, splitTransaction } from './entry.ts';
+import { PlainSnapshotReader } from './snapshot-pages.ts';
 import { decodeWalHeader, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalCursor, type WalFrame, type WalHeader } from './wal-format.ts';
 
 /** Bytes of WAL read per step: bounds the memory a burst of writes costs (a few hundred 4 KiB frames). */
@@ -45,6 +48,8 @@ export interface CaptureOptions {
   append(payloads: readonly Uint8Array[]): Promise<number>;
   logger: Logger;
   clock: Clock;
+  /** Keep the position across restarts and go on in the same generation when it still holds (capture-state.ts). */
+  resume?: CaptureResumeOptions | undefined;
 }
 
 interface Position {
@@ -91,6 +96,13 @@ export class SqliteCapture {
     this.timer?.cancel();
     this.watcher?.close();
     await this.chain;
+    // The read transaction ends here, not at close: libsql closes a connection only once the statements it
+    // prepared are collected, and until then a transaction left open would go on pinning the WAL.
+    try {
+      this.reader?.exec('COMMIT');
+    } catch {
+      // None was open.
+    }
     this.reader?.close();
     this.checkpointer?.close();
     this.reader = this.checkpointer = undefined;
@@ -144,9 +156,9 @@ export class SqliteCapture {
   /** Open the connections once the database exists and passes the checks, and start the first generation. */
   private async attach(): Promise<boolean> {
     const { options } = this;
-    // Checked before any connection opens the file: closing a descriptor of a file drops every POSIX lock
-    // the process holds on it (fcntl(2)), SQLite's included, and an application's last close would then
-    // checkpoint and delete the WAL under the agent.
+    // The check reads the file through the process's kept descriptor (db-file.ts): closing one of its own
+    // would drop every POSIX lock the process holds on it, SQLite's included, and an application's last
+    // close would then checkpoint and delete the WAL under the agent.
     const probe = await openSqlite(':memory:', false);
     const version = String(probe.get('SELECT sqlite_version() AS v')?.v ?? '0');
     probe.close();
@@ -155,8 +167,37 @@ export class SqliteCapture {
     this.reader = await openSqlite(options.path, true);
     this.checkpointer = new WalCheckpointer(options.path);
     await this.checkpointer.open();
-    await this.newGeneration('the capture started');
+    this.identity = await fileIdentity(options.path);
+    if (!options.resume) {
+      await this.newGeneration('the capture started');
+      return true;
+    }
+    // The read transaction first: from here on the WAL cannot be reset before the first copy.
+    this.retakeReadTransaction();
+    const state = await loadCaptureState(captureStatePath(options.resume.dataDir, options.name));
+    const resume = await resumable(state, options.path, options.name, options.resume.log);
+    if (!resume.ok) {
+      await this.newGeneration(resume.reason);
+      return true;
+    }
+    this.generation = state!.generation;
+    this.position = { header: resume.header, cursor: resume.cursor };
+    this.expectReset = state!.expectReset;
+    this.counters.lastCommitSeq = state!.seq;
+    this.generationReason = 'resumed after a restart';
+    options.logger.info(`sqlite ${options.name}: capture resumed in generation ${this.generation} at WAL frame ${resume.cursor.frameIndex} (log seq ${state!.seq}); no snapshot needed`, { event: 'sqlite-capture-resumed', db: options.name, generation: this.generation, seq: state!.seq });
     return true;
+  }
+
+  private identity: { dev: number; ino: number } | undefined;
+
+  /** After each append: what a restart needs to go on in this generation (capture-state.ts). */
+  private async persist(): Promise<void> {
+    const { resume } = this.options;
+    const position = this.position;
+    if (!resume || !position?.header || !this.identity || this.counters.lastCommitSeq === 0) return;
+    const { salt1, salt2 } = position.header;
+    await saveCaptureState(captureStatePath(resume.dataDir, this.options.name), { generation: this.generation, seq: this.counters.lastCommitSeq, ...this.identity, salt1, salt2, frameIndex: position.cursor.frameIndex, checksum: [position.cursor.checksum[0], position.cursor.checksum[1]], expectReset: this.expectReset });
   }
 
   /** Read the WAL from the position to its last valid commit and append what is new; start over when it must. */
@@ -172,6 +213,7 @@ export class SqliteCapture {
         this.position = { header, cursor: scan.end };
         this.expectReset = false;
         this.retakeReadTransaction();
+        await this.persist();
       }
       if (bytes.length < bytesMax) return;
       // A transaction larger than one read: read more at once until its commit frame is in.
@@ -256,17 +298,24 @@ export class SqliteCapture {
     const pageCount = Number(reader.get('PRAGMA page_count')?.page_count);
     const perEntry = pagesPerEntry(options.entryBytesMax, pageBytes);
     const payloads: Uint8Array[] = [];
+    // SQLite's own page reader where the build has it (libsql); the file and the WAL read directly where not.
+    const plain = this.hasDbpage(reader) ? undefined : await PlainSnapshotReader.open(options.path, pageBytes, position?.cursor);
     for (let first = 1; first <= pageCount; first += perEntry) {
-      const rows = reader.all('SELECT pgno, data FROM sqlite_dbpage WHERE pgno BETWEEN ? AND ? ORDER BY pgno', [first, Math.min(pageCount, first + perEntry - 1)]);
-      const pages = rows.map((row) => ({ pgno: Number(row.pgno), page: new Uint8Array(row.data as Uint8Array) }));
+      const last = Math.min(pageCount, first + perEntry - 1);
+      const pages = plain ? await plain.pages(first, last) : reader.all('SELECT pgno, data FROM sqlite_dbpage WHERE pgno BETWEEN ? AND ? ORDER BY pgno', [first, last]).map((row) => ({ pgno: Number(row.pgno), page: new Uint8Array(row.data as Uint8Array) }));
       payloads.push(...splitTransaction({ db: options.name, generation: this.generation, pageBytes }, pages, first + perEntry > pageCount ? pageCount : 0, first === 1, perEntry));
     }
     await this.appendAll(payloads);
     this.position = position;
     this.expectReset = false;
+    await this.persist();
     this.counters.generations++;
     this.generationReason = reason;
     options.logger.info(`sqlite ${options.name}: new generation ${this.generation} (${reason}): snapshot of ${pageCount} pages`, { event: 'sqlite-generation', db: options.name, generation: this.generation, pages: pageCount, seq: this.counters.lastCommitSeq, reason });
+  }
+
+  private hasDbpage(reader: SqliteConnection): boolean {
+    return Number(reader.get("SELECT count(*) AS n FROM pragma_module_list WHERE name = 'sqlite_dbpage'")?.n) === 1;
   }
 
   /**
@@ -282,7 +331,10 @@ export class SqliteCapture {
     await this.copy();
     this.retakeReadTransaction();
     this.counters.checkpoints++;
-    if (result.full && this.position?.header) this.expectReset = true;
+    if (result.full && this.position?.header) {
+      this.expectReset = true;
+      await this.persist();
+    }
   }
 
   /** Run `work` holding the write barrier (waiting for a writer that holds the lock now). */

@@ -11,9 +11,9 @@
  * pages it cached are stale. SQLite's own pager cannot write these pages: `sqlite_dbpage` in the libsql
  * build (3.45) updates pages in place but can neither grow nor shrink the file.
  *
- * Two traps shape the order of the steps. Closing any file handle on the database drops every POSIX lock
- * this process holds on it, SQLite's included: the plain handle is opened before the lock is taken and
- * closed only after it is released. And a -wal file next to the database puts every reader into WAL mode
+ * Two traps shape the steps. Closing any file handle on the database drops every POSIX lock this process
+ * holds on it, SQLite's included: the plain writes go through the process's one kept descriptor of the file
+ * (db-file.ts). And a -wal file next to the database puts every reader into WAL mode
  * whatever the header says: the replica never leaves one (snapshots remove it before the rename), and the
  * switch back to WAL before the application starts is done by SQLite (`PRAGMA journal_mode=WAL`).
  */
@@ -21,6 +21,7 @@ import { open as openFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { LastgaspError } from '../util/index.ts';
 import { isBusy, openSqlite } from './connection.ts';
+import { databaseFile, type DatabaseFile } from './db-file.ts';
 import type { WalFrame } from './wal-format.ts';
 
 type FileHandle = Awaited<ReturnType<typeof openFile>>;
@@ -38,25 +39,25 @@ const HEADER_BYTES = 100;
 export async function applyPagesLocked(path: string, pageBytes: number, frames: readonly WalFrame[]): Promise<void> {
   const last = frames.findLast((frame) => frame.commitPages !== 0);
   if (!last) return;
-  const file = await openFile(path, 'r+');
-  try {
-    await underExclusiveLock(path, async () => {
-      const counter = (await readHeader(file)).getUint32(24);
-      for (const { pgno, page } of frames) await file.write(page, 0, page.length, (pgno - 1) * pageBytes);
-      await file.truncate(last.commitPages * pageBytes);
-      await markHeader(file, counter + 1, last.commitPages);
-      await file.datasync();
-    });
-  } finally {
-    // Only now: the lock is released, so closing this handle cannot drop it.
-    await file.close();
-  }
+  // The process's one descriptor of the file, opened before the lock is taken and never closed (db-file.ts).
+  const file = await databaseFile(path);
+  if (!file) throw new LastgaspError('SQLITE_UNSUITABLE', `${path}: the replica's database file is gone; it is made again from the primary's next snapshot`, { path });
+  await underExclusiveLock(path, async () => {
+    const counter = readHeader(file).getUint32(24);
+    for (const { pgno, page } of frames) file.write(page, (pgno - 1) * pageBytes);
+    file.truncate(last.commitPages * pageBytes);
+    markHeader(file, counter + 1, last.commitPages);
+    file.datasync();
+  });
 }
 
 /** A new file no reader has open yet (a snapshot before its rename): marked as the replica keeps it. */
-export async function markNewFile(file: FileHandle, commitPages: number): Promise<void> {
-  const counter = (await readHeader(file)).getUint32(24);
-  await markHeader(file, counter + 1, commitPages);
+export async function markNewFile(handle: FileHandle, commitPages: number): Promise<void> {
+  const header = new Uint8Array(HEADER_BYTES);
+  await handle.read(header, 0, HEADER_BYTES, 0);
+  const view = new DataView(header.buffer);
+  patchHeader(view, view.getUint32(24) + 1, commitPages);
+  await handle.write(header, 0, HEADER_BYTES, 0);
 }
 
 /** Before the application starts on the file: back to WAL mode, by SQLite. */
@@ -64,7 +65,7 @@ export async function switchToWal(path: string): Promise<void> {
   const connection = await openSqlite(path, false);
   try {
     connection.exec(`PRAGMA busy_timeout=${LOCK_SLICE_MS}`);
-    await retryBusy(path, () => connection.get('PRAGMA journal_mode=WAL'));
+    await retryBusy(path, () => connection.exec('PRAGMA journal_mode=WAL'));
   } finally {
     connection.close();
   }
@@ -74,8 +75,10 @@ async function underExclusiveLock(path: string, body: () => Promise<void>): Prom
   const connection = await openSqlite(path, false);
   try {
     connection.exec(`PRAGMA busy_timeout=${LOCK_SLICE_MS}`);
-    // A file still in WAL mode (made before replicas kept rollback mode) is checkpointed and switched by SQLite.
-    if (String(connection.get('PRAGMA journal_mode')?.journal_mode).toLowerCase() === 'wal') await retryBusy(path, () => connection.get('PRAGMA journal_mode=DELETE'));
+    // A file still in WAL mode (made before replicas kept rollback mode) is checkpointed and switched by
+    // SQLite; on a file in rollback mode this does nothing. Only exec here: a connection that never prepared
+    // a statement really closes at close() (db-file.ts).
+    await retryBusy(path, () => connection.exec('PRAGMA journal_mode=DELETE'));
     await retryBusy(path, () => connection.exec('BEGIN EXCLUSIVE'));
     try {
       await body();
@@ -102,22 +105,26 @@ async function retryBusy(path: string, step: () => unknown): Promise<void> {
   }
 }
 
-async function readHeader(file: FileHandle): Promise<DataView> {
+function readHeader(file: DatabaseFile): DataView {
   const header = new Uint8Array(HEADER_BYTES);
-  await file.read(header, 0, HEADER_BYTES, 0);
+  file.read(header, 0);
   return new DataView(header.buffer);
+}
+
+function markHeader(file: DatabaseFile, counter: number, commitPages: number): void {
+  const view = readHeader(file);
+  patchHeader(view, counter, commitPages);
+  file.write(new Uint8Array(view.buffer), 0);
 }
 
 /**
  * The header as SQLite in rollback mode expects it after a commit (sqlite.org fileformat2 §1.3): read and
  * write format 1, a new change counter, and the database size with version-valid-for equal to the counter.
  */
-async function markHeader(file: FileHandle, counter: number, commitPages: number): Promise<void> {
-  const view = await readHeader(file);
+function patchHeader(view: DataView, counter: number, commitPages: number): void {
   view.setUint8(18, 1);
   view.setUint8(19, 1);
   view.setUint32(24, counter >>> 0);
   view.setUint32(28, commitPages);
   view.setUint32(92, counter >>> 0);
-  await file.write(new Uint8Array(view.buffer), 0, HEADER_BYTES, 0);
 }
