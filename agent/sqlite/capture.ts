@@ -96,6 +96,10 @@ export class SqliteCapture {
     this.timer?.cancel();
     this.watcher?.close();
     await this.chain;
+    this.detach();
+  }
+
+  private detach(): void {
     // The read transaction ends here, not at close: libsql closes a connection only once the statements it
     // prepared are collected, and until then a transaction left open would go on pinning the WAL.
     try {
@@ -147,7 +151,15 @@ export class SqliteCapture {
   }
 
   private async step(): Promise<void> {
-    if (!this.reader && !(await this.attach())) return;
+    if (!this.reader) {
+      try {
+        if (!(await this.attach())) return;
+      } catch (error) {
+        // Half attached (the application held its lock while creating the file, say): start over next step.
+        this.detach();
+        throw error;
+      }
+    }
     await this.copy();
     if (this.position && this.position.cursor.frameIndex >= this.options.checkpointFrames) await this.checkpoint();
     this.lastError = undefined;
