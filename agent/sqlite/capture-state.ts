@@ -29,6 +29,8 @@ export interface CaptureState {
   generation: string;
   /** The log seq of the last entry appended for this database. */
   seq: number;
+  /** The log seq of the generation's snapshot (its first entry). */
+  snapshotSeq: number;
   /** The database file's identity. */
   dev: number;
   ino: number;
@@ -53,7 +55,7 @@ export async function saveCaptureState(path: string, state: CaptureState): Promi
 export async function loadCaptureState(path: string): Promise<CaptureState | undefined> {
   try {
     const state = JSON.parse(await readFile(path, 'utf8')) as CaptureState;
-    return typeof state.generation === 'string' && Number.isInteger(state.seq) && Array.isArray(state.checksum) ? state : undefined;
+    return typeof state.generation === 'string' && Number.isInteger(state.seq) && Number.isInteger(state.snapshotSeq) && Array.isArray(state.checksum) ? state : undefined;
   } catch {
     return undefined;
   }

@@ -162,6 +162,10 @@ export class SqliteCapture {
     }
     await this.copy();
     if (this.position && this.position.cursor.frameIndex >= this.options.checkpointFrames) await this.checkpoint();
+    // A standby that fell behind the log's retention waits for a snapshot after the gap (replica.ts): one
+    // comes whenever retention has removed this generation's, so the log always holds one to start from.
+    const firstSeq = this.options.resume?.log.firstSeq ?? 0;
+    if (this.snapshotSeq > 0 && firstSeq > this.snapshotSeq) await this.newGeneration(`retention removed the generation's snapshot (seq ${this.snapshotSeq}, the log now starts at ${firstSeq}): a standby behind it needs a new one`);
     this.lastError = undefined;
   }
 
@@ -196,12 +200,15 @@ export class SqliteCapture {
     this.position = { header: resume.header, cursor: resume.cursor };
     this.expectReset = state!.expectReset;
     this.counters.lastCommitSeq = state!.seq;
+    this.snapshotSeq = state!.snapshotSeq;
     this.generationReason = 'resumed after a restart';
     options.logger.info(`sqlite ${options.name}: capture resumed in generation ${this.generation} at WAL frame ${resume.cursor.frameIndex} (log seq ${state!.seq}); no snapshot needed`, { event: 'sqlite-capture-resumed', db: options.name, generation: this.generation, seq: state!.seq });
     return true;
   }
 
   private identity: { dev: number; ino: number } | undefined;
+  /** The log seq of this generation's snapshot: once retention removes it, a standby starting over has none. */
+  private snapshotSeq = 0;
 
   /** After each append: what a restart needs to go on in this generation (capture-state.ts). */
   private async persist(): Promise<void> {
@@ -209,7 +216,7 @@ export class SqliteCapture {
     const position = this.position;
     if (!resume || !position?.header || !this.identity || this.counters.lastCommitSeq === 0) return;
     const { salt1, salt2 } = position.header;
-    await saveCaptureState(captureStatePath(resume.dataDir, this.options.name), { generation: this.generation, seq: this.counters.lastCommitSeq, ...this.identity, salt1, salt2, frameIndex: position.cursor.frameIndex, checksum: [position.cursor.checksum[0], position.cursor.checksum[1]], expectReset: this.expectReset });
+    await saveCaptureState(captureStatePath(resume.dataDir, this.options.name), { generation: this.generation, seq: this.counters.lastCommitSeq, ...this.identity, snapshotSeq: this.snapshotSeq, salt1, salt2, frameIndex: position.cursor.frameIndex, checksum: [position.cursor.checksum[0], position.cursor.checksum[1]], expectReset: this.expectReset });
   }
 
   /** Read the WAL from the position to its last valid commit and append what is new; start over when it must. */
@@ -318,6 +325,7 @@ export class SqliteCapture {
       payloads.push(...splitTransaction({ db: options.name, generation: this.generation, pageBytes }, pages, first + perEntry > pageCount ? pageCount : 0, first === 1, perEntry));
     }
     await this.appendAll(payloads);
+    this.snapshotSeq = this.counters.lastCommitSeq - payloads.length + 1;
     this.position = position;
     this.expectReset = false;
     await this.persist();
