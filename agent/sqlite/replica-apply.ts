@@ -28,6 +28,7 @@ type FileHandle = Awaited<ReturnType<typeof openFile>>;
 
 /** SQLite's busy handler runs this long per attempt (it blocks the event loop); between attempts it yields. */
 const LOCK_SLICE_MS = 50;
+const LOCK_PAUSE_MS = 10;
 /** A reader holding its transaction longer than this makes the apply fail (logged, retried at the next commit). */
 const LOCK_WAIT_MS = 10_000;
 const HEADER_BYTES = 100;
@@ -100,7 +101,8 @@ async function retryBusy(path: string, step: () => unknown): Promise<void> {
     } catch (error) {
       if (!isBusy(error)) throw error;
       if (Date.now() > deadline) throw new LastgaspError('SQLITE_UNSUITABLE', `${path}: a reader held the database for more than ${LOCK_WAIT_MS} ms; the replica applies its transactions when the reader's transaction ends (keep read transactions on a standby's database short)`, { path, reason: 'busy' });
-      await sleep(1);
+      // Between attempts the event loop runs (replication, heartbeats); the reader's PENDING wait resumes after.
+      await sleep(LOCK_PAUSE_MS);
     }
   }
 }

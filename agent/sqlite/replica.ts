@@ -115,7 +115,11 @@ export class SqliteReplica {
     await this.pause();
     // A file this replica made is in rollback mode (replica-apply.ts); the application and the capture
     // expect WAL mode. A file the application wrote here (captured) is already in WAL mode and keeps its WAL.
-    if (!this.state.captured && this.state.generation !== undefined) await switchToWal(this.options.path);
+    if (!this.state.captured && this.state.generation !== undefined) {
+      // A reader holding the file for long keeps SQLite from switching it: the application then starts on it
+      // in rollback mode and switches it itself (its PRAGMA journal_mode=WAL), and the capture attaches after.
+      await switchToWal(this.options.path).catch((error: unknown) => this.options.logger.warn(`sqlite ${this.options.name}: cannot switch ${this.options.path} back to WAL mode before the application starts (${(error as Error).message}); the application's PRAGMA journal_mode=WAL does it`, { event: 'sqlite-wal-switch', db: this.options.name }));
+    }
     await this.saveState({ ...this.state, captured: true });
   }
 
