@@ -30,6 +30,8 @@ import { CAPTURE_READ_BYTES_MAX, findWalEnd, readFrom, type Position } from './w
 
 /** Entries appended in one group commit, by their total size (the log writes at most 4 MiB at once). */
 const CAPTURE_BATCH_BYTES_MAX = 1024 * 1024;
+/** A generation's snapshot is taken again for retention only after this many times its size in transactions. */
+const RESNAPSHOT_FACTOR = 4;
 /** Lags kept for the p50/p99 in status. */
 const LAG_SAMPLES = 512;
 
@@ -157,8 +159,12 @@ export class SqliteCapture {
     if (this.position && this.position.cursor.frameIndex >= this.options.checkpointFrames) await this.checkpoint();
     // A standby that fell behind the log's retention waits for a snapshot after the gap (replica.ts): one
     // comes whenever retention has removed this generation's, so the log always holds one to start from.
+    // Not sooner than RESNAPSHOT_FACTOR times the snapshot's bytes in transactions: retention drops segments
+    // as soon as they are replicated, and a snapshot larger than a segment would otherwise set off the next.
     const firstSeq = this.options.resume?.log.firstSeq ?? 0;
-    if (this.snapshotSeq > 0 && firstSeq > this.snapshotSeq) await this.newGeneration(`retention removed the generation's snapshot (seq ${this.snapshotSeq}, the log now starts at ${firstSeq}): a standby behind it needs a new one`);
+    if (this.snapshotSeq > 0 && firstSeq > this.snapshotSeq && this.bytesSinceSnapshot >= RESNAPSHOT_FACTOR * this.snapshotBytes) {
+      await this.newGeneration(`retention removed the generation's snapshot (seq ${this.snapshotSeq}, the log now starts at ${firstSeq}): a standby behind it needs a new one`);
+    }
     this.lastError = undefined;
   }
 
@@ -202,6 +208,9 @@ export class SqliteCapture {
   private identity: { dev: number; ino: number } | undefined;
   /** The log seq of this generation's snapshot: once retention removes it, a standby starting over has none. */
   private snapshotSeq = 0;
+  private snapshotBytes = 0;
+  /** Bytes of transactions appended since the snapshot (this run's only: a restart counts from 0 again). */
+  private bytesSinceSnapshot = 0;
 
   /** After each append: what a restart needs to go on in this generation (capture-state.ts). */
   private async persist(): Promise<void> {
@@ -276,6 +285,7 @@ export class SqliteCapture {
       commits++;
     }
     await this.appendAll(payloads);
+    for (const payload of payloads) this.bytesSinceSnapshot += payload.length;
     this.counters.framesCaptured += frames.length;
     this.counters.commitsCaptured += commits;
     this.recordLag(this.options.clock.nowMs() - mtimeMs);
@@ -319,6 +329,8 @@ export class SqliteCapture {
     }
     await this.appendAll(payloads);
     this.snapshotSeq = this.counters.lastCommitSeq - payloads.length + 1;
+    this.snapshotBytes = payloads.reduce((sum, payload) => sum + payload.length, 0);
+    this.bytesSinceSnapshot = 0;
     this.position = position;
     this.expectReset = false;
     await this.persist();
