@@ -13,22 +13,25 @@
  *    reset by the application's next write, a reset the capture expects (salt-1 one higher).
  * 4. Every other change of the WAL's header (a reset it did not expect, the WAL gone) means frames it never
  *    saw may be lost: it starts a new generation, a consistent snapshot of the whole database (read inside
- *    its read transaction through sqlite_dbpage), chunked through the log. Each start is a new generation too.
+ *    its read transaction through sqlite_dbpage), chunked through the log. A start goes on in the generation
+ *    it left when the WAL still holds what it captured (capture-state.ts); otherwise it is a new one too.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { open as openFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { LastgaspError, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
 import { openSqlite, isBusy, type SqliteConnection } from './connection.ts';
 import { WalCheckpointer } from './checkpointer.ts';
+import { captureStatePath, fileIdentity, loadCaptureState, resumable, saveCaptureState, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
 import { pagesPerEntry, splitTransaction } from './entry.ts';
-import { decodeWalHeader, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalCursor, type WalFrame, type WalHeader } from './wal-format.ts';
+import { PlainSnapshotReader } from './snapshot-pages.ts';
+import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
+import { CAPTURE_READ_BYTES_MAX, findWalEnd, readFrom, type Position } from './wal-file.ts';
 
-/** Bytes of WAL read per step: bounds the memory a burst of writes costs (a few hundred 4 KiB frames). */
-const CAPTURE_READ_BYTES_MAX = 4 * 1024 * 1024;
 /** Entries appended in one group commit, by their total size (the log writes at most 4 MiB at once). */
 const CAPTURE_BATCH_BYTES_MAX = 1024 * 1024;
+/** A generation's snapshot is taken again for retention only after this many times its size in transactions. */
+const RESNAPSHOT_FACTOR = 4;
 /** Lags kept for the p50/p99 in status. */
 const LAG_SAMPLES = 512;
 
@@ -45,13 +48,10 @@ export interface CaptureOptions {
   append(payloads: readonly Uint8Array[]): Promise<number>;
   logger: Logger;
   clock: Clock;
+  /** Keep the position across restarts and go on in the same generation when it still holds (capture-state.ts). */
+  resume?: CaptureResumeOptions | undefined;
 }
 
-interface Position {
-  /** Undefined while the generation started from a database without a WAL: any first header continues it. */
-  header: WalHeader | undefined;
-  cursor: WalCursor;
-}
 
 export class SqliteCapture {
   private reader: SqliteConnection | undefined;
@@ -91,6 +91,17 @@ export class SqliteCapture {
     this.timer?.cancel();
     this.watcher?.close();
     await this.chain;
+    this.detach();
+  }
+
+  private detach(): void {
+    // The read transaction ends here, not at close: libsql closes a connection only once the statements it
+    // prepared are collected, and until then a transaction left open would go on pinning the WAL.
+    try {
+      this.reader?.exec('COMMIT');
+    } catch {
+      // None was open.
+    }
     this.reader?.close();
     this.checkpointer?.close();
     this.reader = this.checkpointer = undefined;
@@ -135,18 +146,34 @@ export class SqliteCapture {
   }
 
   private async step(): Promise<void> {
-    if (!this.reader && !(await this.attach())) return;
+    if (!this.reader) {
+      try {
+        if (!(await this.attach())) return;
+      } catch (error) {
+        // Half attached (the application held its lock while creating the file, say): start over next step.
+        this.detach();
+        throw error;
+      }
+    }
     await this.copy();
     if (this.position && this.position.cursor.frameIndex >= this.options.checkpointFrames) await this.checkpoint();
+    // A standby that fell behind the log's retention waits for a snapshot after the gap (replica.ts): one
+    // comes whenever retention has removed this generation's, so the log always holds one to start from.
+    // Not sooner than RESNAPSHOT_FACTOR times the snapshot's bytes in transactions: retention drops segments
+    // as soon as they are replicated, and a snapshot larger than a segment would otherwise set off the next.
+    const firstSeq = this.options.resume?.log.firstSeq ?? 0;
+    if (this.snapshotSeq > 0 && firstSeq > this.snapshotSeq && this.bytesSinceSnapshot >= RESNAPSHOT_FACTOR * this.snapshotBytes) {
+      await this.newGeneration(`retention removed the generation's snapshot (seq ${this.snapshotSeq}, the log now starts at ${firstSeq}): a standby behind it needs a new one`);
+    }
     this.lastError = undefined;
   }
 
   /** Open the connections once the database exists and passes the checks, and start the first generation. */
   private async attach(): Promise<boolean> {
     const { options } = this;
-    // Checked before any connection opens the file: closing a descriptor of a file drops every POSIX lock
-    // the process holds on it (fcntl(2)), SQLite's included, and an application's last close would then
-    // checkpoint and delete the WAL under the agent.
+    // The check reads the file through the process's kept descriptor (db-file.ts): closing one of its own
+    // would drop every POSIX lock the process holds on it, SQLite's included, and an application's last
+    // close would then checkpoint and delete the WAL under the agent.
     const probe = await openSqlite(':memory:', false);
     const version = String(probe.get('SELECT sqlite_version() AS v')?.v ?? '0');
     probe.close();
@@ -155,8 +182,43 @@ export class SqliteCapture {
     this.reader = await openSqlite(options.path, true);
     this.checkpointer = new WalCheckpointer(options.path);
     await this.checkpointer.open();
-    await this.newGeneration('the capture started');
+    this.identity = await fileIdentity(options.path);
+    if (!options.resume) {
+      await this.newGeneration('the capture started');
+      return true;
+    }
+    // The read transaction first: from here on the WAL cannot be reset before the first copy.
+    this.retakeReadTransaction();
+    const state = await loadCaptureState(captureStatePath(options.resume.dataDir, options.name));
+    const resume = await resumable(state, options.path, options.name, options.resume.log);
+    if (!resume.ok) {
+      await this.newGeneration(resume.reason);
+      return true;
+    }
+    this.generation = state!.generation;
+    this.position = { header: resume.header, cursor: resume.cursor };
+    this.expectReset = state!.expectReset;
+    this.counters.lastCommitSeq = state!.seq;
+    this.snapshotSeq = state!.snapshotSeq;
+    this.generationReason = 'resumed after a restart';
+    options.logger.info(`sqlite ${options.name}: capture resumed in generation ${this.generation} at WAL frame ${resume.cursor.frameIndex} (log seq ${state!.seq}); no snapshot needed`, { event: 'sqlite-capture-resumed', db: options.name, generation: this.generation, seq: state!.seq });
     return true;
+  }
+
+  private identity: { dev: number; ino: number } | undefined;
+  /** The log seq of this generation's snapshot: once retention removes it, a standby starting over has none. */
+  private snapshotSeq = 0;
+  private snapshotBytes = 0;
+  /** Bytes of transactions appended since the snapshot (this run's only: a restart counts from 0 again). */
+  private bytesSinceSnapshot = 0;
+
+  /** After each append: what a restart needs to go on in this generation (capture-state.ts). */
+  private async persist(): Promise<void> {
+    const { resume } = this.options;
+    const position = this.position;
+    if (!resume || !position?.header || !this.identity || this.counters.lastCommitSeq === 0) return;
+    const { salt1, salt2 } = position.header;
+    await saveCaptureState(captureStatePath(resume.dataDir, this.options.name), { generation: this.generation, seq: this.counters.lastCommitSeq, ...this.identity, snapshotSeq: this.snapshotSeq, salt1, salt2, frameIndex: position.cursor.frameIndex, checksum: [position.cursor.checksum[0], position.cursor.checksum[1]], expectReset: this.expectReset });
   }
 
   /** Read the WAL from the position to its last valid commit and append what is new; start over when it must. */
@@ -172,6 +234,7 @@ export class SqliteCapture {
         this.position = { header, cursor: scan.end };
         this.expectReset = false;
         this.retakeReadTransaction();
+        await this.persist();
       }
       if (bytes.length < bytesMax) return;
       // A transaction larger than one read: read more at once until its commit frame is in.
@@ -222,6 +285,7 @@ export class SqliteCapture {
       commits++;
     }
     await this.appendAll(payloads);
+    for (const payload of payloads) this.bytesSinceSnapshot += payload.length;
     this.counters.framesCaptured += frames.length;
     this.counters.commitsCaptured += commits;
     this.recordLag(this.options.clock.nowMs() - mtimeMs);
@@ -256,17 +320,27 @@ export class SqliteCapture {
     const pageCount = Number(reader.get('PRAGMA page_count')?.page_count);
     const perEntry = pagesPerEntry(options.entryBytesMax, pageBytes);
     const payloads: Uint8Array[] = [];
+    // SQLite's own page reader where the build has it (libsql); the file and the WAL read directly where not.
+    const plain = this.hasDbpage(reader) ? undefined : await PlainSnapshotReader.open(options.path, pageBytes, position?.cursor);
     for (let first = 1; first <= pageCount; first += perEntry) {
-      const rows = reader.all('SELECT pgno, data FROM sqlite_dbpage WHERE pgno BETWEEN ? AND ? ORDER BY pgno', [first, Math.min(pageCount, first + perEntry - 1)]);
-      const pages = rows.map((row) => ({ pgno: Number(row.pgno), page: new Uint8Array(row.data as Uint8Array) }));
+      const last = Math.min(pageCount, first + perEntry - 1);
+      const pages = plain ? await plain.pages(first, last) : reader.all('SELECT pgno, data FROM sqlite_dbpage WHERE pgno BETWEEN ? AND ? ORDER BY pgno', [first, last]).map((row) => ({ pgno: Number(row.pgno), page: new Uint8Array(row.data as Uint8Array) }));
       payloads.push(...splitTransaction({ db: options.name, generation: this.generation, pageBytes }, pages, first + perEntry > pageCount ? pageCount : 0, first === 1, perEntry));
     }
     await this.appendAll(payloads);
+    this.snapshotSeq = this.counters.lastCommitSeq - payloads.length + 1;
+    this.snapshotBytes = payloads.reduce((sum, payload) => sum + payload.length, 0);
+    this.bytesSinceSnapshot = 0;
     this.position = position;
     this.expectReset = false;
+    await this.persist();
     this.counters.generations++;
     this.generationReason = reason;
     options.logger.info(`sqlite ${options.name}: new generation ${this.generation} (${reason}): snapshot of ${pageCount} pages`, { event: 'sqlite-generation', db: options.name, generation: this.generation, pages: pageCount, seq: this.counters.lastCommitSeq, reason });
+  }
+
+  private hasDbpage(reader: SqliteConnection): boolean {
+    return Number(reader.get("SELECT count(*) AS n FROM pragma_module_list WHERE name = 'sqlite_dbpage'")?.n) === 1;
   }
 
   /**
@@ -282,7 +356,10 @@ export class SqliteCapture {
     await this.copy();
     this.retakeReadTransaction();
     this.counters.checkpoints++;
-    if (result.full && this.position?.header) this.expectReset = true;
+    if (result.full && this.position?.header) {
+      this.expectReset = true;
+      await this.persist();
+    }
   }
 
   /** Run `work` holding the write barrier (waiting for a writer that holds the lock now). */
@@ -322,48 +399,5 @@ export class SqliteCapture {
   private recordLag(lagMs: number): void {
     this.lags.push(Math.max(0, lagMs));
     if (this.lags.length > LAG_SAMPLES) this.lags.shift();
-  }
-}
-
-/** The WAL's header and its frames from the position's cursor (at most `bytesMax`, whole frames only). */
-async function readFrom(path: string, position: Position | undefined, bytesMax: number): Promise<{ head: Uint8Array; frames: Uint8Array; size: number; mtimeMs: number } | undefined> {
-  let handle;
-  try {
-    handle = await openFile(path, 'r');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-  try {
-    const info = await handle.stat();
-    const head = new Uint8Array(Math.min(WAL_HEADER_BYTES, info.size));
-    await handle.read(head, 0, head.length, 0);
-    const pageBytes = head.length === WAL_HEADER_BYTES ? new DataView(head.buffer).getUint32(8) : 0;
-    const from = position?.header && pageBytes ? walFrameOffset(pageBytes, position.cursor.frameIndex) : WAL_HEADER_BYTES;
-    const frameBytes = pageBytes + 24;
-    let length = Math.max(0, Math.min(info.size - from, bytesMax));
-    if (pageBytes) length -= length % frameBytes;
-    const frames = new Uint8Array(length);
-    if (length > 0) await handle.read(frames, 0, length, from);
-    return { head, frames, size: info.size, mtimeMs: info.mtimeMs };
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Where the WAL's last valid commit ends, read in bounded steps (the WAL is stable under the barrier). */
-async function findWalEnd(path: string): Promise<Position> {
-  let position: Position = { header: undefined, cursor: { frameIndex: 0, checksum: [0, 0] } };
-  let bytesMax = CAPTURE_READ_BYTES_MAX;
-  for (;;) {
-    const file = await readFrom(path, position, bytesMax);
-    const decoded = file && file.head.length === WAL_HEADER_BYTES ? decodeWalHeader(file.head) : undefined;
-    if (!decoded?.ok) return position;
-    const header = decoded.header;
-    if (position.header === undefined) position = { header, cursor: { frameIndex: 0, checksum: header.checksum } };
-    const scan = scanWalFrames(file!.frames, header, position.cursor);
-    position = { header, cursor: scan.end };
-    if (file!.frames.length < bytesMax) return position;
-    bytesMax = scan.commits > 0 ? CAPTURE_READ_BYTES_MAX : bytesMax * 2;
   }
 }

@@ -62,7 +62,7 @@ export class WalCheckpointer {
 
   /**
    * Close both. A read-write connection that closes last checkpoints and deletes the WAL: harmless here,
-   * since the capture's next start begins with a new snapshot.
+   * since the capture's next start then finds no WAL and begins with a new snapshot (capture-state.ts).
    */
   close(): void {
     if (this.held) this.releaseBarrier();

@@ -3,7 +3,8 @@
  * when it refuses. A database that does not exist yet passes: the application creates it on its first
  * start, and the capture checks it when it appears.
  */
-import { open as openFile, statfs } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
+import { databaseFile } from './db-file.ts';
 import { dirname } from 'node:path';
 import { LastgaspError } from '../util/index.ts';
 import { decodeDbHeader, SQLITE_DB_HEADER_BYTES } from './wal-format.ts';
@@ -78,20 +79,11 @@ async function fileSystemOf(path: string, field: string): Promise<string> {
 }
 
 async function readHeader(path: string): Promise<Uint8Array | undefined> {
-  let handle;
-  try {
-    handle = await openFile(path, 'r');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-  try {
-    const bytes = new Uint8Array(SQLITE_DB_HEADER_BYTES);
-    const { bytesRead } = await handle.read(bytes, 0, bytes.length, 0);
-    return bytes.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
+  // Never a descriptor of its own: closing it would drop the locks SQLite holds on the file (db-file.ts).
+  const handle = await databaseFile(path);
+  if (!handle) return undefined;
+  const bytes = new Uint8Array(SQLITE_DB_HEADER_BYTES);
+  return bytes.subarray(0, handle.read(bytes, 0));
 }
 
 /** "3.45.1" before [3, 51, 3]. */

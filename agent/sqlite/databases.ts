@@ -57,6 +57,7 @@ export class SqliteDatabases {
           append: async (payloads) => (await options.log.appendMany(payloads)).seq,
           logger,
           clock: options.clock,
+          resume: { dataDir: options.dataDir, log: options.log },
         }),
         replica: new SqliteReplica({ path: config.path, name, dataDir: options.dataDir, log: options.log, logger, clock: options.clock }),
       };

@@ -8,8 +8,10 @@
  * last) and fdatasynced, and only then are their page images written into the file, which is cut to the last
  * commit's size, as a checkpoint would. A crash before the journal's commit frame is on flash leaves the file
  * untouched; a crash after it is repaired at the next start by writing the journal's pages again (whole page
- * images: twice is the same as once). SQLite is not involved: the file is never opened through a second
- * SQLite in this process, whose cached shared-memory index would not see frames written behind its back.
+ * images: twice is the same as once). Readable at any time: the pages are written under SQLite's own
+ * EXCLUSIVE lock, with the file in rollback mode, so a reader sees it between applies only
+ * (replica-apply.ts); SQLite here only takes that lock and never reads pages, which the plain writes change
+ * behind its back.
  * A snapshot (a new generation) is written into `<db>.lastgasp-new`, fsynced, and renamed over the file.
  *
  * The position (the last entry whose transaction is in the file, and its generation) is kept in
@@ -24,6 +26,7 @@ import { dirname, join } from 'node:path';
 import type { FlashLog } from '../log/index.ts';
 import { nodeFs, writeFileAtomic, type Clock, type Logger } from '../util/index.ts';
 import { decodeSqliteEntry, SQLITE_FLAG_SNAPSHOT, type SqliteEntry } from './entry.ts';
+import { applyPagesLocked, markNewFile, switchToWal } from './replica-apply.ts';
 import { decodeWalHeader, encodeWal, scanWalFrames, WAL_HEADER_BYTES, type WalFrame } from './wal-format.ts';
 
 /** Entries read from the log per step (bounds a catch-up's memory with the log's own 4 MiB read limit). */
@@ -110,12 +113,12 @@ export class SqliteReplica {
       if (this.scanned === before || this.options.log.watermarks().committed < seq) break;
     }
     await this.pause();
-    // A file this replica made has had every WAL of its own checkpointed: what still lies next to it is
-    // stale and must not meet the application. A file the application wrote here (captured) keeps its WAL:
-    // that holds its committed transactions.
+    // A file this replica made is in rollback mode (replica-apply.ts); the application and the capture
+    // expect WAL mode. A file the application wrote here (captured) is already in WAL mode and keeps its WAL.
     if (!this.state.captured && this.state.generation !== undefined) {
-      await rm(this.options.path + '-wal', { force: true });
-      await rm(this.options.path + '-shm', { force: true });
+      // A reader holding the file for long keeps SQLite from switching it: the application then starts on it
+      // in rollback mode and switches it itself (its PRAGMA journal_mode=WAL), and the capture attaches after.
+      await switchToWal(this.options.path).catch((error: unknown) => this.options.logger.warn(`sqlite ${this.options.name}: cannot switch ${this.options.path} back to WAL mode before the application starts (${(error as Error).message}); the application's PRAGMA journal_mode=WAL does it`, { event: 'sqlite-wal-switch', db: this.options.name }));
     }
     await this.saveState({ ...this.state, captured: true });
   }
@@ -199,13 +202,14 @@ export class SqliteReplica {
     await this.snapshotFile?.close();
     this.open = undefined;
     this.snapshotGeneration = entry.generation;
-    this.snapshotFile = await openFile(this.options.path + '.lastgasp-new', 'w', 0o600);
+    this.snapshotFile = await openFile(this.options.path + '.lastgasp-new', 'w+', 0o600);
   }
 
   private async finishSnapshot(entry: SqliteEntry, seq: number): Promise<void> {
     const file = this.snapshotFile!;
     this.snapshotFile = undefined;
     await file.truncate(entry.commitPages * entry.pageBytes);
+    await markNewFile(file, entry.commitPages);
     await file.datasync();
     await file.close();
     // The old file's WAL (always checkpointed, but perhaps left by a crash) must not meet the new file.
@@ -231,7 +235,7 @@ export class SqliteReplica {
     const commits = frames.filter((frame) => frame.commitPages !== 0).length;
     this.ready = [];
     await this.writeJournal(encodeWal(this.pageBytes, { salt1: randomInt(2 ** 31), salt2: randomInt(2 ** 31) }, frames));
-    await applyPages(this.options.path, this.pageBytes, frames);
+    await applyPagesLocked(this.options.path, this.pageBytes, frames);
     await this.saveState({ ...this.state, seq: this.readySeq });
     await this.writeJournal(new Uint8Array(0));
     this.counters.commitsApplied += commits;
@@ -266,7 +270,7 @@ export class SqliteReplica {
     if (decoded.ok) {
       const scan = scanWalFrames(bytes.subarray(WAL_HEADER_BYTES), decoded.header, { frameIndex: 0, checksum: decoded.header.checksum });
       if (scan.commits > 0) {
-        await applyPages(this.options.path, decoded.header.pageBytes, scan.frames);
+        await applyPagesLocked(this.options.path, decoded.header.pageBytes, scan.frames);
         this.options.logger.warn(`sqlite ${this.options.name}: an apply was interrupted; ${scan.commits} transactions applied again from ${this.journalPath}`, { event: 'sqlite-redo', db: this.options.name });
       }
     }
@@ -295,18 +299,5 @@ export class SqliteReplica {
     this.state = state;
     this.counters.appliedSeq = state.seq;
     await writeFileAtomic(this.stateFile, new TextEncoder().encode(JSON.stringify(state)));
-  }
-}
-
-/** Page images at (pgno - 1) × pageBytes in order, the file cut to the last commit's size, fdatasynced. */
-async function applyPages(path: string, pageBytes: number, frames: readonly WalFrame[]): Promise<void> {
-  const file = await openFile(path, 'r+');
-  try {
-    for (const { pgno, page } of frames) await file.write(page, 0, page.length, (pgno - 1) * pageBytes);
-    const last = frames.findLast((frame) => frame.commitPages !== 0);
-    if (last) await file.truncate(last.commitPages * pageBytes);
-    await file.datasync();
-  } finally {
-    await file.close();
   }
 }

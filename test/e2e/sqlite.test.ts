@@ -10,7 +10,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,6 +50,32 @@ function range(first: number, last: number): number[] {
   return Array.from({ length: Math.max(0, last - first + 1) }, (_, index) => first + index);
 }
 
+/** A WAL past this means the checkpointing broke (an early version filled /tmp): the test fails and stops it. */
+const WAL_BYTES_MAX = 256 * 1024 * 1024;
+
+/** Watches the databases' WALs; past the bound it kills every application the journal names and remembers it. */
+function walGuard(dbs: readonly string[], journalFile: string) {
+  let exceeded: string | undefined;
+  const timer = setInterval(() => {
+    for (const db of dbs) {
+      const bytes = existsSync(db + '-wal') ? statSync(db + '-wal').size : 0;
+      if (bytes <= WAL_BYTES_MAX) continue;
+      exceeded ??= `${db}-wal grew to ${bytes} bytes`;
+      for (const line of journal(journalFile).filter((entry) => entry.event === 'start')) {
+        try {
+          process.kill(line.pid, 'SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      }
+    }
+  }, 500);
+  return {
+    check: () => assert.equal(exceeded, undefined, 'the WAL stays bounded'),
+    stop: () => clearInterval(timer),
+  };
+}
+
 /** Each node's application and database: its own file, the same name in the log. */
 async function nodeApp(dir: string, node: string, journalFile: string) {
   const dbDir = join(dir, `${node}-db`);
@@ -70,6 +96,7 @@ test('brownout: the application stops on gw-a, and starts on gw-b with the same 
     extraA: { ...appA.config, power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: 30_000, handoffAckTimeoutMs: 5000, cutDelayMs: 200 } },
     extraB: appB.config,
   });
+  const guard = walGuard([appA.db, appB.db], journalFile);
   try {
     await a.waitForEvent('power-link', (line) => line.state === 'up');
     await waitFor('gw-a\'s application to commit 150 transactions', () => (committed(journal(journalFile), 'gw-a').length >= 150 ? true : undefined), 60_000);
@@ -102,7 +129,9 @@ test('brownout: the application stops on gw-a, and starts on gw-b with the same 
     const statusB = ((await b.client.status()).sqlite as Array<Record<string, unknown>>)[0]!;
     assert.equal(statusB.role, 'capture');
     assert.ok((statusB.commitsCaptured as number) > 0, 'gw-b captures its application\'s transactions in turn');
+    guard.check();
   } finally {
+    guard.stop();
     await a.stop('SIGKILL');
     await b.stop();
     await sim.stop();
@@ -121,6 +150,7 @@ test('SIGKILL of the primary agent and its application: gw-b starts on a prefix 
   const fast = { replication: { heartbeatMs: 250 }, takeover: { silenceMs: 3000 } };
   const { a, b } = await startPair(dir.path, 'sqlkill', broker.url, { extra: fast, extraA: appA.config, extraB: appB.config });
   let again: Awaited<ReturnType<typeof startAgent>> | undefined;
+  const guard = walGuard([appA.db, appB.db], journalFile);
   try {
     await waitFor('gw-a\'s application to commit 100 transactions', () => (committed(journal(journalFile), 'gw-a').length >= 100 ? true : undefined), 60_000);
     await waitFor('gw-b to apply some of them', async () => ((((await b.client.status()).sqlite as Array<Record<string, unknown>>)[0]!.commitsApplied as number) > 0 ? true : undefined), 30_000);
@@ -157,7 +187,9 @@ test('SIGKILL of the primary agent and its application: gw-b starts on a prefix 
     assert.deepEqual(followed.txids, range(1, followed.txids.length));
     assert.deepEqual(followed.writers.slice(0, took), start.txids!.map(() => 'gw-a'), 'gw-a\'s transactions up to the takeover');
     assert.ok(followed.writers.slice(took).every((writer) => writer === 'gw-b'), 'and gw-b\'s after it: none of those that never left');
+    guard.check();
   } finally {
+    guard.stop();
     await again?.stop();
     await a.stop('SIGKILL');
     await b.stop();
