@@ -35,7 +35,11 @@ export class ApiClient {
   private token: string | undefined;
 
   constructor(private readonly options: ApiClientOptions) {
-    const agentOptions = { keepAlive: true, maxSockets: options.socketsMax ?? 64 };
+    // With a socket timeout set, Node's agent closes an idle kept-alive socket a second before the server's
+    // announced Keep-Alive timeout (the agent's idleTimeoutMs); without one it keeps the socket until the
+    // server closes it, and a request sent as the server closes fails with ECONNRESET ("socket hang up"),
+    // which a writer that paused for api.idleTimeoutMs met under load.
+    const agentOptions = { keepAlive: true, maxSockets: options.socketsMax ?? 64, timeout: options.timeoutMs ?? 30_000 };
     this.agent = options.ca ? new HttpsAgent({ ...agentOptions, ca: options.ca }) : new Agent(agentOptions);
     this.target = apiTarget(options.address);
     this.token = options.token;

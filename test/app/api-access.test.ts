@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { apiConnectionsCap, checkAccess, descriptorLimit, API_FD_RESERVE, type AccessPolicy } from '../../agent/app/index.ts';
+import { AccessGate, apiConnectionsCap, checkAccess, descriptorLimit, API_FD_RESERVE, type AccessPolicy } from '../../agent/app/index.ts';
 import { loadOrCreateToken, readPrivateFile, validateConfig } from '../../agent/config/index.ts';
 import { isLastgaspError } from '../../agent/util/index.ts';
 import { tempDir } from '../support/ports.ts';
@@ -50,6 +50,50 @@ test('on TCP every request but the liveness probe needs the exact bearer token',
   assert.equal(decide(tcp, 'GET', '/v1/kv/a', { ...host, authorization: `bearer ${TOKEN}` }), 'ok');
   // On the Unix socket its permissions are the credential.
   assert.equal(decide(socket, 'GET', '/v1/status', { host: 'localhost' }), 'ok');
+});
+
+test('the server\'s gate decides every request as checkAccess does, on fresh and on reused connections', () => {
+  const requests: Array<[string, string, Record<string, string>]> = [
+    ['GET', '/v1/health', { host: '127.0.0.1' }],
+    ['GET', '/v1/status', { host: '127.0.0.1' }],
+    ['GET', '/v1/status', { host: '127.0.0.1', ...auth }],
+    ['GET', '/v1/status', { host: 'rebind.evil.example', ...auth }],
+    ['POST', '/v1/entries', { host: '127.0.0.1', ...auth, 'content-type': 'text/plain' }],
+    ['POST', '/v1/entries', { host: '127.0.0.1', ...auth, 'content-type': 'application/octet-stream' }],
+    ['POST', '/v1/entries', { host: '127.0.0.1', ...auth, 'content-type': 'application/octet-stream', origin: 'http://evil.example' }],
+    ['POST', '/v1/entries', { host: '127.0.0.1', authorization: `Bearer ${TOKEN}x`, 'content-type': 'application/octet-stream' }],
+    ['POST', '/v1/entries', { host: '127.0.0.1', authorization: `bearer ${TOKEN}`, 'content-type': 'application/octet-stream' }],
+  ];
+  for (const policy of [tcp, socket]) {
+    const gate = new AccessGate(policy);
+    const connection = {};
+    // Every request twice on one connection (the second after the connection may have shown the token), and
+    // once on a connection of its own.
+    for (const [method, path, headers] of [...requests, ...requests]) {
+      const gated = gate.check(method, path, headers, connection);
+      const alone = gate.check(method, path, headers, {});
+      const expected = checkAccess(policy, method, path, headers);
+      assert.deepEqual(gated, expected, `${method} ${path} ${JSON.stringify(headers)}`);
+      assert.deepEqual(alone, expected, `${method} ${path} ${JSON.stringify(headers)} on a new connection`);
+    }
+  }
+});
+
+test('a connection that showed the token passes with it again, and still fails with any other', () => {
+  const gate = new AccessGate(tcp);
+  const client = {};
+  const other = {};
+  const write = (authorization: string | undefined, connection: object) =>
+    gate.check('POST', '/v1/entries', { host: '127.0.0.1', 'content-type': 'application/octet-stream', ...(authorization === undefined ? {} : { authorization }) }, connection);
+  assert.equal(write(`Bearer ${TOKEN}`, client).ok, true);
+  assert.equal(write(`Bearer ${TOKEN}`, client).ok, true);
+  for (const wrong of [undefined, '', 'Bearer', `Bearer ${TOKEN.slice(0, -1)}`, `Bearer ${TOKEN} x`, `Basic ${TOKEN}`]) {
+    assert.equal(write(wrong, client).ok, false, `${wrong} after the token, same connection`);
+    assert.equal(write(wrong, other).ok, false, `${wrong} on another connection`);
+  }
+  // A failure does not undo what the connection showed, and showing it on one connection admits no other.
+  assert.equal(write(`Bearer ${TOKEN}`, client).ok, true);
+  assert.equal(write(`Bearer ${TOKEN.toUpperCase()}`, other).ok, false);
 });
 
 test('writes need a content type that a browser cannot send without a preflight', () => {

@@ -7,8 +7,10 @@
  * become group commits. A run lasts RUN_MS, then the clock stops when the sibling (or the remote broker's
  * subscriber) holds everything acknowledged: entries/s end to end.
  *
- *   - httpSingle: POST /v1/entries, one entry per request, kept-alive connections;
- *   - httpBatch: POST /v1/batch, BATCH_ENTRIES entries per request (a CBOR sequence);
+ *   - httpSingle: POST /v1/entries, one entry per request, kept-alive connections (one per writer), on the
+ *     API's default transport: a Unix socket (api.listen's default; over TCP loopback a request costs both
+ *     sides about a fifth more CPU, the kernel's TCP path and the bearer token);
+ *   - httpBatch: POST /v1/batch, BATCH_ENTRIES entries per request (a CBOR sequence), on the same socket;
  *   - mqttIngest: MQTT.js publishing QoS 1 to the agent's local MQTT listener (PUBACK after the fsync);
  *   - embedded: `Agent.append` in this process (the sibling is still a separate process);
  *   - mosquittoBridge: the same MQTT.js publishers to a local mosquitto with persistence, bridged at QoS 1 to a
@@ -118,9 +120,11 @@ async function setUp(dir: string): Promise<Setup> {
   const broker = await startMosquitto(dir);
   const mqttPort = await freePort();
   const base = { replication: { brokers: [{ url: broker.url }] }, logging: { level: 'warn', json: true } };
-  const configA = await writeAgentConfig(dir, 'gw-a', { ...base, group: 'bench', role: 'primary', siblings: ['gw-b'], mqttIngest: { listen: `127.0.0.1:${mqttPort}`, journal: ['bench/#'] } });
+  // gw-a's HTTP API where an application on the gateway reaches it by default: its Unix socket.
+  const apiA = `unix:${join(dir, 'gw-a-api.sock')}`;
+  const configA = await writeAgentConfig(dir, 'gw-a', { ...base, api: { listen: apiA }, group: 'bench', role: 'primary', siblings: ['gw-b'], mqttIngest: { listen: `127.0.0.1:${mqttPort}`, journal: ['bench/#'] } });
   const configB = await writeAgentConfig(dir, 'gw-b', { ...base, group: 'bench', role: 'standby', siblings: ['gw-a'] });
-  const a = await startAgent('gw-a', configA.file, configA.api, { waitReady: false });
+  const a = await startAgent('gw-a', configA.file, apiA, { waitReady: false });
   const b = await startAgent('gw-b', configB.file, configB.api, { waitReady: false });
   await waitFor('gw-a to serve', async () => ((await a.client.ready().catch(() => ({ ready: false }))).ready ? true : undefined), 60_000);
   const password = readFileSync(join(dir, 'gw-a', 'api.token'), 'utf8').trim();
