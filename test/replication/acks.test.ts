@@ -50,8 +50,9 @@ test('the primary drops acks from a non-sibling, from a newer epoch and beyond i
     const rewinds = publisher().rewinds;
     // The entries were published moments ago: past the grace for a request that crosses its batch first.
     skewMs += 1500;
-    await send(ack({ want: 10 }));
+    // Read before the request goes out: the resend can be over before the request's own PUBACK comes back.
     const published = publisher().entriesPublished;
+    await send(ack({ want: 10 }));
     await waitFor('the first want to be answered', () => (publisher().rewinds === rewinds + 1 ? true : undefined));
     await waitFor('seqs 10..50 to be sent again', () => (publisher().entriesPublished >= published + 41 ? true : undefined));
     // 1.5 s later (past the 1 s grace for a request crossing its resend, inside the 2 s back-off): refused.
