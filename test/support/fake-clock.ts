@@ -27,13 +27,7 @@ export class FakeClock implements Clock {
 
   advance(ms: number): void {
     const end = this.now + ms;
-    for (;;) {
-      const due = this.timers.filter((timer) => timer.dueMs <= end).sort((x, y) => x.dueMs - y.dueMs || x.id - y.id)[0];
-      if (!due) break;
-      this.timers = this.timers.filter((timer) => timer !== due);
-      this.now = Math.max(this.now, due.dueMs);
-      due.callback();
-    }
+    for (let due = this.takeDue(end); due; due = this.takeDue(end)) due();
     this.now = end;
   }
 
@@ -43,15 +37,20 @@ export class FakeClock implements Clock {
    */
   async advanceSettling(ms: number): Promise<void> {
     const end = this.now + ms;
-    for (;;) {
-      const due = this.timers.filter((timer) => timer.dueMs <= end).sort((x, y) => x.dueMs - y.dueMs || x.id - y.id)[0];
-      if (!due) break;
-      this.timers = this.timers.filter((timer) => timer !== due);
-      this.now = Math.max(this.now, due.dueMs);
-      due.callback();
+    for (let due = this.takeDue(end); due; due = this.takeDue(end)) {
+      due();
       await new Promise((resolve) => setImmediate(resolve));
     }
     this.now = end;
+  }
+
+  /** The next timer due by `end`, removed, with the clock set to its due time. */
+  private takeDue(end: number): (() => void) | undefined {
+    const due = this.timers.filter((timer) => timer.dueMs <= end).sort((x, y) => x.dueMs - y.dueMs || x.id - y.id)[0];
+    if (!due) return undefined;
+    this.timers = this.timers.filter((timer) => timer !== due);
+    this.now = Math.max(this.now, due.dueMs);
+    return due.callback;
   }
 
   jump(ms: number): void {
