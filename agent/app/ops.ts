@@ -85,6 +85,19 @@ export function decodeOp(payload: Uint8Array): OpDecodeResult {
   return { ok: false, reason: `bad-op-${code}` };
 }
 
+/**
+ * The op code as a payload's first two bytes spell it: every op is written as a CBOR array of fewer than 24
+ * elements (head 0x81..0x97; SQLite pages have 8) whose first element is the code as a one-byte unsigned
+ * integer (0x00..0x17); -1 for any other start. Lets a reader that wants only some ops pass the others over without decoding
+ * them (the key-value state, which sees every entry the gateway writes).
+ */
+export function peekOpCode(payload: Uint8Array): number {
+  if (payload.length < 2) return -1;
+  const head = payload[0]!;
+  const code = payload[1]!;
+  return head >= 0x81 && head <= 0x97 && code <= 0x17 ? code : -1;
+}
+
 /** A seq kept as a key's value (decimal text, readable through GET /v1/kv/{key}). */
 export function seqValue(seq: number): Uint8Array {
   return new TextEncoder().encode(String(seq));
