@@ -54,7 +54,7 @@ export type OpDecodeResult = { ok: true; op: Op } | { ok: false; reason: string 
 export function encodeOp(op: Op): Uint8Array {
   switch (op.op) {
     case OP_ENTRY:
-      return encodeCbor([OP_ENTRY, op.data]);
+      return encodeEntry(op.data);
     case OP_PUT:
       return encodeCbor([OP_PUT, op.key, op.value]);
     case OP_DELETE:
@@ -62,6 +62,28 @@ export function encodeOp(op: Op): Uint8Array {
     case OP_MQTT:
       return op.props && Object.keys(op.props).length > 0 ? encodeCbor([OP_MQTT, op.topic, op.data, op.props]) : encodeCbor([OP_MQTT, op.topic, op.data]);
   }
+}
+
+/**
+ * [1, data] written out by hand, byte for byte what the CBOR encoder writes (array of 2, the code, a byte
+ * string with the shortest length head): the op of every single-entry write, where going through the
+ * general encoder (and copying its output out of its reused buffer) cost more than the write's own framing.
+ */
+function encodeEntry(data: Uint8Array): Uint8Array {
+  const length = data.length;
+  const head = length < 24 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : 5;
+  const out = new Uint8Array(2 + head + length);
+  const view = new DataView(out.buffer);
+  out[0] = 0x82;
+  out[1] = OP_ENTRY;
+  // Major type 2 (0x40): the length itself below 24, else 0x58/0x59/0x5a and a 1/2/4-byte big-endian length.
+  if (head === 1) out[2] = 0x40 + length;
+  else out[2] = head === 2 ? 0x58 : head === 3 ? 0x59 : 0x5a;
+  if (head === 2) out[3] = length;
+  if (head === 3) view.setUint16(3, length);
+  if (head === 5) view.setUint32(3, length);
+  out.set(data, 2 + head);
+  return out;
 }
 
 export function decodeOp(payload: Uint8Array): OpDecodeResult {

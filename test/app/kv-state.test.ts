@@ -4,7 +4,7 @@
 // the ops it passes over by their first bytes (entries, MQTT messages, SQLite pages).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KvState, decodeOp, encodeOp, peekOpCode, OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT, OP_SQLITE, type Op } from '../../agent/app/index.ts';
+import { KvState, encodeOp, OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT } from '../../agent/app/index.ts';
 import { encodeSqliteEntry } from '../../agent/sqlite/entry.ts';
 import { createFlashLog, type FlashLog } from '../../agent/log/index.ts';
 import { silentLogger } from '../../agent/util/index.ts';
@@ -52,29 +52,6 @@ test('a catch-up that cannot read the log is counted and retried; the state then
 });
 
 const bytes = (text: string) => new TextEncoder().encode(text);
-
-test('peekOpCode reads the op code every op is written with, and nothing from other payloads', () => {
-  const ops: Op[] = [
-    { op: OP_ENTRY, data: new Uint8Array(0) },
-    { op: OP_ENTRY, data: new Uint8Array(70_000) },
-    { op: OP_PUT, key: 'k', value: bytes('v') },
-    { op: OP_DELETE, key: 'k' },
-    { op: OP_MQTT, topic: 't/1', data: bytes('m') },
-    { op: OP_MQTT, topic: 't/1', data: bytes('m'), props: { retain: true, userProperties: { a: 'b' } } },
-  ];
-  for (const op of ops) {
-    const payload = encodeOp(op);
-    const decoded = decodeOp(payload);
-    assert.ok(decoded.ok);
-    assert.equal(peekOpCode(payload), decoded.op.op);
-  }
-  const sqlite = encodeSqliteEntry({ db: 'app', generation: 'g1', flags: 1, pageBytes: 4, commitPages: 1, pages: [{ pgno: 1, page: bytes('page') }] });
-  assert.equal(peekOpCode(sqlite), OP_SQLITE);
-  // Not an op's start: empty, a map, a text string, an array whose first element is not a small integer.
-  for (const other of [new Uint8Array(0), new Uint8Array([0x82]), new Uint8Array([0xa1, 0x01, 0x02]), bytes('x1'), new Uint8Array([0x82, 0x61, 0x31, 0x01])]) {
-    assert.equal(peekOpCode(other), -1);
-  }
-});
 
 test('the state applies the key-value ops among entries it passes over, and its applied seq covers them all', async () => {
   const dir = await tempDir('kv-mixed');
