@@ -73,15 +73,11 @@ function encodeEntry(data: Uint8Array): Uint8Array {
   const length = data.length;
   const head = length < 24 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : 5;
   const out = new Uint8Array(2 + head + length);
-  const view = new DataView(out.buffer);
   out[0] = 0x82;
   out[1] = OP_ENTRY;
   // Major type 2 (0x40): the length itself below 24, else 0x58/0x59/0x5a and a 1/2/4-byte big-endian length.
-  if (head === 1) out[2] = 0x40 + length;
-  else out[2] = head === 2 ? 0x58 : head === 3 ? 0x59 : 0x5a;
-  if (head === 2) out[3] = length;
-  if (head === 3) view.setUint16(3, length);
-  if (head === 5) view.setUint32(3, length);
+  out[2] = head === 1 ? 0x40 + length : head === 2 ? 0x58 : head === 3 ? 0x59 : 0x5a;
+  for (let index = head - 1, rest = length; index >= 1; index--, rest = Math.floor(rest / 256)) out[2 + index] = rest & 0xff;
   out.set(data, 2 + head);
   return out;
 }
