@@ -106,8 +106,8 @@ export function decodeOp(payload: Uint8Array): OpDecodeResult {
 /**
  * The op code as a payload's first two bytes spell it: every op is written as a CBOR array of fewer than 24
  * elements (head 0x81..0x97; SQLite pages have 8) whose first element is the code as a one-byte unsigned
- * integer (0x00..0x17); -1 for any other start. Lets a reader that wants only some ops pass the others over without decoding
- * them (the key-value state, which sees every entry the gateway writes).
+ * integer (0x00..0x17); -1 for any other start. Lets a reader that wants only some ops pass the others
+ * over without decoding them (the key-value state, which sees every entry the gateway writes).
  */
 export function peekOpCode(payload: Uint8Array): number {
   if (payload.length < 2) return -1;
