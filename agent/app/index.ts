@@ -5,7 +5,7 @@ export { splitCborSeq, parseJsonLines, type BatchBody } from './batch-body.ts';
 export { checkAccess, AccessGate, LIVENESS_PATH, type AccessPolicy, type AccessDecision } from './api-access.ts';
 export { apiConnectionsCap, descriptorLimit, API_FD_RESERVE } from './api-listener.ts';
 export { KvState, type KvStateOptions } from './kv-state.ts';
-export { encodeOp, decodeOp, validKey, OP_ENTRY, OP_PUT, OP_DELETE, OP_MQTT, OP_SQLITE, KV_KEY_BYTES_MAX, type Op, type OpDecodeResult, type MqttProps } from './ops.ts';
+export { encodeOp, decodeOp, peekOpCode, validKey, OP_ENTRY, OP_PUT, OP_DELETE, OP_MQTT, OP_SQLITE, KV_KEY_BYTES_MAX, type Op, type OpDecodeResult, type MqttProps } from './ops.ts';
 export { ApiClient, type ApiClientOptions } from './client.ts';
 export { Histogram, MetricsListener, agentHistograms, renderMetrics, METRICS_CONTENT_TYPE, type AgentHistograms } from './metrics.ts';
 export { MqttIngest, type MqttIngestOptions } from './mqtt-ingest.ts';

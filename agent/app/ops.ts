@@ -54,7 +54,7 @@ export type OpDecodeResult = { ok: true; op: Op } | { ok: false; reason: string 
 export function encodeOp(op: Op): Uint8Array {
   switch (op.op) {
     case OP_ENTRY:
-      return encodeCbor([OP_ENTRY, op.data]);
+      return encodeEntry(op.data);
     case OP_PUT:
       return encodeCbor([OP_PUT, op.key, op.value]);
     case OP_DELETE:
@@ -62,6 +62,24 @@ export function encodeOp(op: Op): Uint8Array {
     case OP_MQTT:
       return op.props && Object.keys(op.props).length > 0 ? encodeCbor([OP_MQTT, op.topic, op.data, op.props]) : encodeCbor([OP_MQTT, op.topic, op.data]);
   }
+}
+
+/**
+ * [1, data] written out by hand, byte for byte what the CBOR encoder writes (array of 2, the code, a byte
+ * string with the shortest length head): the op of every single-entry write, where going through the
+ * general encoder (and copying its output out of its reused buffer) cost more than the write's own framing.
+ */
+function encodeEntry(data: Uint8Array): Uint8Array {
+  const length = data.length;
+  const head = length < 24 ? 1 : length < 0x100 ? 2 : length < 0x10000 ? 3 : 5;
+  const out = new Uint8Array(2 + head + length);
+  out[0] = 0x82;
+  out[1] = OP_ENTRY;
+  // Major type 2 (0x40): the length itself below 24, else 0x58/0x59/0x5a and a 1/2/4-byte big-endian length.
+  out[2] = head === 1 ? 0x40 + length : head === 2 ? 0x58 : head === 3 ? 0x59 : 0x5a;
+  for (let index = head - 1, rest = length; index >= 1; index--, rest = Math.floor(rest / 256)) out[2 + index] = rest & 0xff;
+  out.set(data, 2 + head);
+  return out;
 }
 
 export function decodeOp(payload: Uint8Array): OpDecodeResult {
@@ -83,6 +101,19 @@ export function decodeOp(payload: Uint8Array): OpDecodeResult {
   }
   if (code === OP_SQLITE) return { ok: false, reason: 'sqlite-pages' };
   return { ok: false, reason: `bad-op-${code}` };
+}
+
+/**
+ * The op code as a payload's first two bytes spell it: every op is written as a CBOR array of fewer than 24
+ * elements (head 0x81..0x97; SQLite pages have 8) whose first element is the code as a one-byte unsigned
+ * integer (0x00..0x17); -1 for any other start. Lets a reader that wants only some ops pass the others
+ * over without decoding them (the key-value state, which sees every entry the gateway writes).
+ */
+export function peekOpCode(payload: Uint8Array): number {
+  if (payload.length < 2) return -1;
+  const head = payload[0]!;
+  const code = payload[1]!;
+  return head >= 0x81 && head <= 0x97 && code <= 0x17 ? code : -1;
 }
 
 /** A seq kept as a key's value (decimal text, readable through GET /v1/kv/{key}). */

@@ -1,9 +1,11 @@
 // The key-value state over a log whose reads fail for a while (a dying card): the catch-up that could not read
 // is counted and tried again, never an unhandled rejection (which would end the agent), and once the log reads
-// again the state catches up with nothing skipped.
+// again the state catches up with nothing skipped. And the state over a log that mixes key-value ops with
+// the ops it passes over by their first bytes (entries, MQTT messages, SQLite pages).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { KvState, encodeOp, OP_PUT } from '../../agent/app/index.ts';
+import { KvState, encodeOp, OP_DELETE, OP_ENTRY, OP_MQTT, OP_PUT } from '../../agent/app/index.ts';
+import { encodeSqliteEntry } from '../../agent/sqlite/entry.ts';
 import { createFlashLog, type FlashLog } from '../../agent/log/index.ts';
 import { silentLogger } from '../../agent/util/index.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
@@ -45,6 +47,41 @@ test('a catch-up that cannot read the log is counted and retried; the state then
     failing.on = false;
     await state.stop();
     await engine.close();
+    await dir.remove();
+  }
+});
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+
+test('the state applies the key-value ops among entries it passes over, and its applied seq covers them all', async () => {
+  const dir = await tempDir('kv-mixed');
+  const log = createFlashLog({ dir: dir.path, segmentBytes: 1024 * 1024 });
+  await log.open();
+  const state = new KvState({ dataDir: dir.path, log, logger: silentLogger, snapshotEveryEntries: 0 });
+  try {
+    await state.start();
+    const payloads = [
+      encodeOp({ op: OP_PUT, key: 'a', value: bytes('1') }),
+      encodeOp({ op: OP_ENTRY, data: bytes('not a put') }),
+      encodeOp({ op: OP_MQTT, topic: 'a', data: bytes('not a put either') }),
+      encodeSqliteEntry({ db: 'app', generation: 'g1', flags: 1, pageBytes: 4, commitPages: 1, pages: [{ pgno: 1, page: bytes('page') }] }),
+      encodeOp({ op: OP_PUT, key: 'b', value: bytes('2') }),
+      bytes('another writer'),
+      encodeOp({ op: OP_DELETE, key: 'a' }),
+      encodeOp({ op: OP_PUT, key: 'c', value: bytes('3') }),
+    ];
+    let last = 0;
+    for (const payload of payloads) last = (await log.append(payload)).seq;
+    await state.waitApplied(last);
+    assert.equal(state.applied, last);
+    assert.deepEqual(state.keys(), ['b', 'c']);
+    assert.equal(new TextDecoder().decode(state.get('b')), '2');
+    assert.equal(new TextDecoder().decode(state.get('c')), '3');
+    // Only the payload that is no op at all is counted; the ops passed over are their own readers' business.
+    assert.equal(state.counters.kvUndecodableEntries, 1);
+  } finally {
+    await state.stop();
+    await log.close();
     await dir.remove();
   }
 });
