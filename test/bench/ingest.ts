@@ -35,7 +35,8 @@ import { killAll, startProcess, type Managed } from '../support/processes.ts';
 import { canConnect, freePort, tempDir, waitFor } from '../support/ports.ts';
 
 const ENTRY_BYTES = 256;
-const WRITER_COUNTS = [1, 16, 64];
+/** LASTGASP_BENCH_WRITERS=16 measures one writer count (a third of the time). */
+const WRITER_COUNTS = process.env.LASTGASP_BENCH_WRITERS ? process.env.LASTGASP_BENCH_WRITERS.split(',').map(Number) : [1, 16, 64];
 const ROUNDS = Number(process.env.LASTGASP_BENCH_ROUNDS ?? 3);
 const RUN_MS = Number(process.env.LASTGASP_BENCH_RUN_MS ?? 2000);
 /** Entries per HTTP batch request. */
