@@ -356,7 +356,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   }
 
   setReplicationPaused(paused: boolean): void {
-    this.replication.publisher.setPaused(paused);
+    this.replication.setOperatorPaused(paused);
   }
 
   status(): Record<string, unknown> {
@@ -449,12 +449,12 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   // ---- SupervisorHost ---------------------------------------------------------------------------------
 
   tailEnergy(): TailEnergy {
-    return { unreplicatedBytes: this.log.status().unreplicatedBytes, drainBytesPerS: this.replicationValue?.publisher.drainBytesPerS() };
+    return { unreplicatedBytes: this.log.status().unreplicatedBytes, drainBytesPerS: this.replicationValue?.drainBytesPerS() };
   }
 
   shrinkTail(onBattery: boolean): void {
     this.log.setSyncMode(onBattery ? 'immediate' : 'batched');
-    this.replicationValue?.publisher.setFlushing(onBattery);
+    this.replicationValue?.setOnBattery(onBattery);
   }
 
   /**
@@ -469,9 +469,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     const started = this.clock.monotonicMs();
     this.handingOff = true;
     this.log.setSyncMode('immediate');
-    replication.setControlPaused(true);
-    replication.publisher.setFlushing(true);
-    replication.setFlushBudget(budgetMs);
+    replication.beginFlush(budgetMs);
     const atStart = this.log.watermarks();
     // Writes are refused from here on: the application is stopped while the tail flushes, and the handoff
     // waits for it to be gone (publishHandoff), so that it never runs on both nodes.
@@ -529,7 +527,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     const deadlineMs = this.clock.monotonicMs() + budgetMs;
     let timer: TimerHandle;
     const check = () => {
-      const leftMs = deadlineMs - this.clock.monotonicMs() - (this.replication.publisher.handoffLeadMs() ?? 0) - FLUSH_HANDOFF_MARGIN_MS;
+      const leftMs = deadlineMs - this.clock.monotonicMs() - (this.replication.handoffLeadMs() ?? 0) - FLUSH_HANDOFF_MARGIN_MS;
       if (leftMs > 0) {
         timer = this.clock.setTimeout(check, Math.min(leftMs, FLUSH_LEAD_CHECK_MS));
         return;
@@ -543,7 +541,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     try {
       // The publisher's own deadline lies past the budget, so that only the budget's timer says "budget" and
       // a false without either means that replication stopped under the flush.
-      const ok = await this.replication.publisher.waitReplicated(seq, budgetMs + FLUSH_DEADLINE_SLACK_MS, expire.signal);
+      const ok = await this.replication.waitReplicated(seq, budgetMs + FLUSH_DEADLINE_SLACK_MS, expire.signal);
       if (ok) return 'flushed';
       if (budgetOver) return 'budget';
       return signal.aborted ? 'aborted' : 'replication-stopped';
@@ -574,7 +572,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     };
     // On flash before it leaves: restarted, this node finds its own handoff and comes back as a standby.
     await roles.latchHandoff(record);
-    await this.replication.publishLeader(record);
+    await this.replication.publishHandoff(record);
     this.hooks.fire('handoff', { to, complete: outcome.complete, lastSeq: outcome.lastSeq, committed: outcome.committed, epoch: record.epoch });
     const fields = { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to, ...(record.sqlite ? { sqlite: record.sqlite } : {}) };
     if (outcome.complete) this.deps.logger.info('handoff record published', fields);
@@ -583,7 +581,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   /** The best-caught-up sibling (highest acknowledged seq), ties to the order of `siblings` in the config. */
   private successor(): string | undefined {
-    const positions = (this.replication.publisher.stats().siblings ?? {}) as Record<string, number>;
+    const positions = this.replication.siblingPositions();
     let best: string | undefined;
     for (const sibling of this.config.siblings) if (best === undefined || (positions[sibling] ?? 0) > (positions[best] ?? 0)) best = sibling;
     return best;
@@ -600,9 +598,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     if (this.roles?.role === 'primary') this.app?.start(() => this.appEnvironment());
     if (this.roles?.role === 'primary') this.forwarder?.start();
     this.log.unfence();
-    this.replicationValue?.setControlPaused(false);
-    this.replicationValue?.publisher.setFlushing(false);
-    this.replicationValue?.setFlushBudget(undefined);
+    this.replicationValue?.endFlush();
     this.deps.logger.info('mains back before the handoff: accepting writes again');
   }
 
@@ -693,7 +689,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private resizeThrottle(): void {
     const { unreplicatedSoftS, unreplicatedHardS, unreplicatedSoftBytes, unreplicatedHardBytes } = this.config.log;
     if (unreplicatedSoftS === 0 && unreplicatedHardS === 0) return;
-    const rate = this.replicationValue?.publisher.drainBytesPerS();
+    const rate = this.replicationValue?.drainBytesPerS();
     const hard = throttleBytes(unreplicatedHardS, rate, unreplicatedHardBytes);
     const field = rate === undefined || unreplicatedHardS === 0 ? 'log.unreplicatedHardBytes' : `log.unreplicatedHardS: ${unreplicatedHardS} s at the measured ${Math.round(rate)} B/s`;
     this.log.setUnreplicatedLimits(throttleBytes(unreplicatedSoftS, rate, unreplicatedSoftBytes), hard, field);
