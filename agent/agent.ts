@@ -3,10 +3,10 @@
  * (primary or standby) and the power supervisor, wired together. `lastgasp run` builds one from the config
  * file; the tests and the demo run it as a separate process.
  *
- * It is longer than a module should be (about 750 lines): it still holds the content of the brownout's steps,
- * the API's write rules, the host interfaces of three subsystems, and the wiring of the forwarder, hooks,
- * metrics and SQLite capture. Moving those into their rooms (power/brownout, app/) is the redesign of issue
- * 13, left for a session with no other change in these files.
+ * The brownout's steps live in power/brownout.ts; this file wires them to the log, replication, the role and
+ * the application. It is still longer than a module should be (about 600 lines): it holds the API's write
+ * rules, the host interfaces of the API and the roles, and the wiring of the forwarder, hooks, metrics and
+ * SQLite capture; moving the write rules into app/ is the rest of issue 13.
  */
 import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,32 +21,17 @@ import { MqttIngest } from './app/mqtt-ingest.ts';
 import { FORWARD_POSITION_KEY, createForwarder, type Forwarder } from './app/forwarder.ts';
 import { apiTokenFile, loadOrCreateToken, readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
-import { PowerSupervisor, throttleBytes, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
+import { Brownout, PowerSupervisor, throttleBytes, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
 import { SqliteDatabases } from './sqlite/index.ts';
-import { LastgaspError, isLastgaspError, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
-
-/** The most the brownout flush waits for the forwarder's last position before it fences the log. */
-const FORWARD_FINAL_MARK_WAIT_MS = 1000;
-/** The publisher's deadline in the brownout flush lies this far past the budget (see waitFlushed). */
-const FLUSH_DEADLINE_SLACK_MS = 1000;
-/**
- * The flush ends this much earlier than the measured lead of the handoff record asks (publisher
- * handoffLeadMs): the watermarks' and the latched handoff's fsyncs come first, tens of ms on a busy flash.
- */
-const FLUSH_HANDOFF_MARGIN_MS = 100;
-/** How often the flush looks again at that lead: it moves with the bytes in flight (at most ~300 ms of them). */
-const FLUSH_LEAD_CHECK_MS = 25;
+import { LastgaspError, boundedWait, isLastgaspError, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
 
 /** CBOR framing an op adds around its key and value (array header, op code, string and byte-string heads). */
 const OP_FRAMING_BYTES_MAX = 16;
 
 /** A clean stop waits this long for the brokers to take its `offline` state record (a hung broker gets the Will). */
 const STOP_STATE_WAIT_MS = 2000;
-
-/** After the handoff, the last power record gets this long to be acknowledged before the connections drop. */
-const POWER_OFF_RECORD_WAIT_MS = 500;
 
 /** How often a throttle given in seconds (log.unreplicated*S) is re-sized from the measured drain rate. */
 const THROTTLE_RESIZE_MS = 1000;
@@ -69,15 +54,7 @@ export interface AgentDeps {
   storage?: Storage;
 }
 
-/**
- * How long the "handed-off" state record may wait for a broker before the links are dropped: with no broker
- * answering (the handoff went by the direct path) it would wait for ever, and the Will says "offline" anyway.
- */
-const POWER_OFF_STATE_WAIT_MS = 1000;
-/** Exit code after a handoff whose power cut never came: "restart me" (EX_TEMPFAIL, sysexits.h). */
-export const EXIT_RESTART_AS_STANDBY = 75;
-
-export class Agent implements AppBackend, SupervisorHost, RoleHost {
+export class Agent implements AppBackend, RoleHost {
   readonly log: FlashLog;
   readonly state: KvState;
   private readonly api: HttpApi;
@@ -85,12 +62,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private roles: RoleManager | undefined;
   private supervisor: PowerSupervisor | undefined;
   private readonly clock: Clock;
-  private handingOff = false;
+  /** The brownout's steps and whether this node is handing off or powered off (made once replication exists). */
+  private brownout: Brownout | undefined;
   /** Set by an append that failed for want of disk space, cleared by the next that succeeds. */
   private noSpace = false;
-  private poweredOff = false;
-  /** The application's stop begun by the brownout flush, awaited by the handoff. */
-  private appStopping: Promise<void> | undefined;
   private apiAddress: string | undefined;
   private readonly startedAtMs: number;
   private throttleTimer: TimerHandle | undefined;
@@ -101,8 +76,6 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private forwarder: Forwarder | undefined;
   /** The application's SQLite databases (config `app.sqlite`): captured while primary, kept while standby. */
   private readonly sqlite: SqliteDatabases | undefined;
-  /** The log seq of each database's last commit, captured as the brownout flush began (named in the handoff). */
-  private sqliteCommits: Record<string, number> | undefined;
   /** Writes that asked to be acknowledged once replicated wait here. */
   private readonly copies: CopyWait;
   /** Append latency, batch size and flush time for GET /metrics; the loopback scrape port (metrics.listen). */
@@ -246,6 +219,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       logger.info('mqtt listening', { event: 'mqtt-ingest', address: await this.ingest.start(token) });
     }
     this.forwarder = await createForwarder(config, { log: this.log, state: this.state, append: (op) => this.appendForwardMark(op), logger: logger.child('agent:app:forward'), clock: this.clock });
+    this.brownout = this.makeBrownout(this.replicationValue, this.roles);
     await this.replicationValue.start();
     await this.roles.start();
     await this.startSupervisor();
@@ -265,7 +239,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.metricsListener?.stop();
     // After the roles stopped (no heartbeat follows it): the retained state says `offline` at once, with this
     // node's last position; the Will is for a death, and carries the position of its connect.
-    if (this.replicationValue?.connected && !this.poweredOff) await this.boundedWait(this.replicationValue.publishStateNow(this.stateMessage('offline')), STOP_STATE_WAIT_MS);
+    if (this.replicationValue?.connected && !this.brownout?.poweredOff) await boundedWait(this.clock, this.replicationValue.publishStateNow(this.stateMessage('offline')), STOP_STATE_WAIT_MS);
     await this.replicationValue?.stop();
     this.copies.stop();
     await this.state.stop();
@@ -304,7 +278,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private async write(copy: CopyOptions | undefined, store: () => Promise<AppendResult>): Promise<AppendResult> {
     const startedMs = this.clock.monotonicMs();
     this.refuseWrite(false);
-    if (this.handingOff) {
+    if (this.brownout?.handingOff) {
       throw new LastgaspError('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`, { siblings: this.config.siblings });
     }
     try {
@@ -332,7 +306,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     const fault = this.log.status().fault;
     if (fault) return notReady('LOG_FAULT', fault);
     if (role !== 'primary') return notReady('STANDBY', `this node (${this.config.node}) is a standby; write to the primary${this.roles?.leaderRecord ? ` (${this.roles.leaderRecord.node})` : ''}`);
-    if (this.handingOff || this.poweredOff) return notReady('HANDING_OFF', `power is failing and this node hands off to ${this.config.siblings.join(' or ')}`);
+    if (this.brownout?.handingOff || this.brownout?.poweredOff) return notReady('HANDING_OFF', `power is failing and this node hands off to ${this.config.siblings.join(' or ')}`);
     const refusal = this.roles?.refusal();
     if (refusal) return notReady(refusal.code, refusal.message);
     if (this.noSpace && !(await this.roomForSegment())) return notReady('LOG_NO_SPACE', `the file system of ${this.config.dataDir} has no room for a new log segment (${this.config.log.segmentBytes} bytes); free space there`);
@@ -340,7 +314,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   }
 
   serving(): boolean {
-    return this.roles !== undefined && this.roles.refusal() === undefined && !this.handingOff && !this.poweredOff;
+    return this.roles !== undefined && this.roles.refusal() === undefined && !this.brownout?.handingOff && !this.brownout?.poweredOff;
   }
 
   /** Throws the typed refusal when this node may not acknowledge a write (afterAppend: the entry is on flash). */
@@ -367,7 +341,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       serving: this.serving(),
       epoch: this.log.epoch,
       ...this.roles?.status(),
-      handingOff: this.handingOff,
+      handingOff: this.brownout?.handingOff ?? false,
       watermarks: this.log.watermarks(),
       log: this.log.status(),
       state: this.state.counters,
@@ -391,7 +365,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       await this.state.waitApplied(this.log.watermarks().committed);
       // The databases as of the last replicated commit, and captured from here, before the application starts.
       await this.sqlite?.becomePrimary(this.log.watermarks().committed);
-      this.handingOff = false;
+      this.brownout?.primaryAgain();
     } else {
       await this.sqlite?.becomeStandby();
     }
@@ -419,7 +393,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
    * off, up to the fence, so that the last position lands in the tail the sibling receives.
    */
   private appendForwardMark(op: Op): Promise<AppendResult> {
-    if (!this.handingOff) return this.append(op);
+    if (!this.brownout?.handingOff) return this.append(op);
     this.refuseWrite(false);
     return this.log.append(encodeOp(op));
   }
@@ -446,188 +420,17 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.replicationValue.publishStateNow({ ...this.stateMessage(this.supervisor ? STATE_NAMES[this.supervisor.state] : 'online'), atMs });
   }
 
-  // ---- SupervisorHost ---------------------------------------------------------------------------------
+  // ---- the supervisor's host: the brownout's steps, and these ------------------------------------------
 
-  tailEnergy(): TailEnergy {
+  private tailEnergy(): TailEnergy {
     return { unreplicatedBytes: this.log.status().unreplicatedBytes, drainBytesPerS: this.replicationValue?.drainBytesPerS() };
   }
 
-  shrinkTail(onBattery: boolean): void {
-    this.log.setSyncMode(onBattery ? 'immediate' : 'batched');
-    this.replicationValue?.setOnBattery(onBattery);
-  }
-
-  /**
-   * The brownout flush. It first fences the log: new writes are refused (HANDING_OFF), and the batches
-   * already inside the group commit are carried through their fdatasync and acknowledged, so the fence's seq
-   * is the last write this node will ever have acknowledged. Then it replicates up to that seq, not up to the
-   * `committed` of the moment the flush began: writes acknowledged just after that moment are the sibling's
-   * to hold too. `end` says how it ended; only "flushed" is complete.
-   */
-  async flushTail(budgetMs: number, signal: AbortSignal): Promise<FlushOutcome> {
-    const replication = this.replication;
-    const started = this.clock.monotonicMs();
-    this.handingOff = true;
-    this.log.setSyncMode('immediate');
-    replication.beginFlush(budgetMs);
-    const atStart = this.log.watermarks();
-    // Writes are refused from here on: the application is stopped while the tail flushes, and the handoff
-    // waits for it to be gone (publishHandoff), so that it never runs on both nodes.
-    this.appStopping = this.app?.stop('power is failing: handing off');
-    // The forwarder's last position goes in before the fence (below), so the sibling forwards from the
-    // message after the last one upstream acknowledged (a mark costs one group commit of the flush).
-    const forwarderStopped = this.forwarder?.stop('power is failing: handing off', { finalMark: true });
-    // The application's last SQLite transactions are in its WAL, not yet in the log: once it has stopped
-    // (it commits nothing more), they are captured, so that the fence's seq covers its last commit.
-    let sqliteCommits: Record<string, number> | undefined;
-    if (this.sqlite) {
-      await this.appStopping;
-      sqliteCommits = await this.sqlite.captureFinal().catch((error: unknown) => {
-        this.deps.logger.error('could not capture the last SQLite transactions before the flush', { error });
-        return undefined;
-      });
-      this.sqliteCommits = sqliteCommits;
-    }
-    if (forwarderStopped) await this.boundedWait(forwarderStopped, FORWARD_FINAL_MARK_WAIT_MS);
-    const fenceSeq = await this.log.fence('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`);
-    const replicated = this.log.watermarks().replicated;
-    this.deps.logger.info('flushing the unreplicated tail', {
-      event: 'flush-start',
-      tail: fenceSeq - replicated,
-      committed: fenceSeq,
-      committedAtBrownout: atStart.committed,
-      replicated,
-      budgetMs,
-      ...(sqliteCommits ? { sqliteCommits } : {}),
-    });
-    const end: FlushEnd = this.roles?.role === 'primary' ? await this.waitFlushed(fenceSeq, budgetMs - (this.clock.monotonicMs() - started), signal) : 'not-primary';
-    // The handoff names what the sibling holds whether or not this checkpoint lands: a failed sync on a
-    // dying node must not keep the handoff from going out.
-    await this.log.syncWatermarks().catch((error: unknown) => this.deps.logger.warn('could not make the watermarks durable before the handoff', { error }));
-    const after = this.log.watermarks();
-    this.metrics.flushSeconds.observe((this.clock.monotonicMs() - started) / 1000);
-    this.hooks.fire('flushDone', { complete: end === 'flushed', end, lastSeq: Math.min(after.replicated, fenceSeq), committed: fenceSeq, flushMs: Math.round(this.clock.monotonicMs() - started) });
-    return {
-      tailAtStart: fenceSeq - atStart.replicated,
-      lastSeq: Math.min(after.replicated, fenceSeq),
-      committed: fenceSeq,
-      complete: end === 'flushed',
-      end,
-      flushMs: Math.round(this.clock.monotonicMs() - started),
-    };
-  }
-
-  /** Wait until `seq` is replicated, and say why not when it is not: the budget, an abort, or replication stopped. */
-  private async waitFlushed(seq: number, budgetMs: number, signal: AbortSignal): Promise<FlushEnd> {
-    if (budgetMs <= 0) return this.log.watermarks().replicated >= seq ? 'flushed' : 'budget';
-    const expire = new AbortController();
-    let budgetOver = false;
-    // The budget is the time until the handoff record must be on the brokers: the flush stops waiting as
-    // long before it as the record needs to get out behind what is in flight, measured on this link.
-    const deadlineMs = this.clock.monotonicMs() + budgetMs;
-    let timer: TimerHandle;
-    const check = () => {
-      const leftMs = deadlineMs - this.clock.monotonicMs() - (this.replication.handoffLeadMs() ?? 0) - FLUSH_HANDOFF_MARGIN_MS;
-      if (leftMs > 0) {
-        timer = this.clock.setTimeout(check, Math.min(leftMs, FLUSH_LEAD_CHECK_MS));
-        return;
-      }
-      budgetOver = true;
-      expire.abort();
-    };
-    timer = this.clock.setTimeout(check, 0);
-    const onAbort = () => expire.abort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      // The publisher's own deadline lies past the budget, so that only the budget's timer says "budget" and
-      // a false without either means that replication stopped under the flush.
-      const ok = await this.replication.waitReplicated(seq, budgetMs + FLUSH_DEADLINE_SLACK_MS, expire.signal);
-      if (ok) return 'flushed';
-      if (budgetOver) return 'budget';
-      return signal.aborted ? 'aborted' : 'replication-stopped';
-    } finally {
-      timer.cancel();
-      signal.removeEventListener('abort', onAbort);
-    }
-  }
-
-  async publishHandoff(outcome: FlushOutcome, reason: string): Promise<void> {
-    const roles = this.roles;
-    if (roles?.role !== 'primary') return;
-    await (this.appStopping ?? this.app?.stop(`handing off: ${reason}`));
-    const atMs = this.clock.nowMs();
-    const to = this.successor();
-    const record = {
-      group: this.config.group,
-      kind: 'handoff' as const,
-      epoch: this.log.epoch,
-      node: this.config.node,
-      to,
-      lastSeq: outcome.lastSeq,
-      committed: outcome.committed,
-      complete: outcome.complete,
-      ...(this.sqliteCommits ? { sqlite: this.sqliteCommits } : {}),
-      reason,
-      atMs,
-    };
-    // On flash before it leaves: restarted, this node finds its own handoff and comes back as a standby.
-    await roles.latchHandoff(record);
-    await this.replication.publishHandoff(record);
-    this.hooks.fire('handoff', { to, complete: outcome.complete, lastSeq: outcome.lastSeq, committed: outcome.committed, epoch: record.epoch });
-    const fields = { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to, ...(record.sqlite ? { sqlite: record.sqlite } : {}) };
-    if (outcome.complete) this.deps.logger.info('handoff record published', fields);
-    else this.deps.logger.warn(`incomplete handoff published: seqs ${outcome.lastSeq + 1}..${outcome.committed} were acknowledged here and had not reached ${to ?? 'the sibling'}; they will be set aside here (lastgasp quarantine)`, { ...fields, missing: outcome.committed - outcome.lastSeq });
-  }
-
-  /** The best-caught-up sibling (highest acknowledged seq), ties to the order of `siblings` in the config. */
-  private successor(): string | undefined {
-    const positions = this.replication.siblingPositions();
-    let best: string | undefined;
-    for (const sibling of this.config.siblings) if (best === undefined || (positions[sibling] ?? 0) > (positions[best] ?? 0)) best = sibling;
-    return best;
-  }
-
-  waitForSuccessor(timeoutMs: number): Promise<boolean> {
-    if (this.roles?.role !== 'primary') return Promise.resolve(false);
-    return this.roles.waitForSuccessor(timeoutMs);
-  }
-
-  resume(): void {
-    this.handingOff = false;
-    this.appStopping = undefined;
-    if (this.roles?.role === 'primary') this.app?.start(() => this.appEnvironment());
-    if (this.roles?.role === 'primary') this.forwarder?.start();
-    this.log.unfence();
-    this.replicationValue?.endFlush();
-    this.deps.logger.info('mains back before the handoff: accepting writes again');
-  }
-
-  async powerOff(): Promise<void> {
-    this.poweredOff = true;
-    this.roles?.latch('powering off');
-    await this.app?.stop('powering off');
-    await this.forwarder?.stop('powering off');
-    // Bounded: with no broker answering (the direct path carried the handoff) this must not hang the cut.
-    if (this.replicationValue) await this.boundedWait(this.replicationValue.publishStateNow(this.stateMessage('handed-off')), POWER_OFF_STATE_WAIT_MS);
-    // The retained power record's last word: a dashboard must not go on showing the state before the cut.
-    const last = this.supervisor?.status().lastStatus as PowerStatus | undefined;
-    if (this.replicationValue) await this.boundedWait(this.replicationValue.publishPowerNow({ node: this.config.node, ...last, state: 'POWER_OFF', atMs: this.clock.nowMs() }), POWER_OFF_RECORD_WAIT_MS);
-    await this.replicationValue?.abort();
-    this.deps.logger.info('waiting for the power to go', { event: 'power-off' });
-    // The handoff is latched: this node must not serve again in this life. If the power never goes (mains
-    // came back, or the source cannot cut), a restart makes it rejoin as a standby through the usual path.
-    const afterMs = this.config.power.restartAfterPowerOffMs;
-    this.clock.setTimeout(() => {
-      this.deps.logger.warn(`still running ${afterMs} ms after handing off: the power was not cut; exiting so that the service manager restarts this node as a standby`, { event: 'power-off-timeout' });
-      this.deps.exit?.(EXIT_RESTART_AS_STANDBY);
-    }, afterMs);
-  }
-
-  publishPower(status: PowerStatus, state: PowerStateName): void {
+  private publishPower(status: PowerStatus, state: PowerStateName): void {
     this.replicationValue?.publishPower({ node: this.config.node, state, ...status });
   }
 
-  stateChanged(state: PowerStateName, reason: string): void {
+  private stateChanged(state: PowerStateName, reason: string): void {
     const from = this.lastPowerState;
     this.lastPowerState = state;
     if (state === 'ON_BATTERY') this.hooks.fire('powerLost', { from, reason });
@@ -651,11 +454,34 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   // ---- internals --------------------------------------------------------------------------------------
 
-  /** Wait for `work` at most `ms` (its failure ignored): a hung broker must not hold up a stop. */
-  private async boundedWait(work: Promise<unknown>, ms: number): Promise<void> {
-    let timer: TimerHandle | undefined;
-    await Promise.race([work.catch(() => undefined), new Promise<void>((resolve) => (timer = this.clock.setTimeout(resolve, ms)))]);
-    timer?.cancel();
+  /** The brownout's steps (power/brownout.ts), given the parts they act on. */
+  private makeBrownout(replication: Replication, roles: RoleManager): Brownout {
+    const { app, forwarder, sqlite } = this;
+    return new Brownout({
+      log: this.log,
+      replication,
+      roles,
+      application: {
+        app,
+        forwarder,
+        sqlite,
+        restart: () => {
+          this.app?.start(() => this.appEnvironment());
+          this.forwarder?.start();
+        },
+      },
+      group: this.config.group,
+      node: this.config.node,
+      siblings: this.config.siblings,
+      restartAfterPowerOffMs: this.config.power.restartAfterPowerOffMs,
+      publishHandedOff: () => replication.publishStateNow(this.stateMessage('handed-off')),
+      lastPowerStatus: () => this.supervisor?.status().lastStatus as PowerStatus | undefined,
+      hooks: this.hooks,
+      flushSeconds: this.metrics.flushSeconds,
+      ...(this.deps.exit ? { exit: this.deps.exit } : {}),
+      logger: this.deps.logger,
+      clock: this.clock,
+    });
   }
 
   /** The quarantine hook, when recovery or a demotion set entries aside since the last look. */
@@ -672,9 +498,21 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       return;
     }
     const source = createPowerSource(power.source, { logger: this.deps.logger.child(`bridge:${power.source.kind}`), clock: this.clock });
+    const brownout = this.brownout!;
+    const host: SupervisorHost = {
+      shrinkTail: (onBattery) => brownout.shrinkTail(onBattery),
+      flushTail: (budgetMs, signal) => brownout.flushTail(budgetMs, signal),
+      publishHandoff: (outcome, reason) => brownout.publishHandoff(outcome, reason),
+      waitForSuccessor: (timeoutMs) => brownout.waitForSuccessor(timeoutMs),
+      resume: () => brownout.resume(),
+      powerOff: () => brownout.powerOff(),
+      publishPower: (status, state) => this.publishPower(status, state),
+      stateChanged: (state, reason) => this.stateChanged(state, reason),
+      tailEnergy: () => this.tailEnergy(),
+    };
     this.supervisor = new PowerSupervisor({
       source,
-      host: this,
+      host,
       thresholds: powerThresholds(power),
       flushBudgetMs: power.flushBudgetMs,
       handoffAckTimeoutMs: power.handoffAckTimeoutMs,
