@@ -3,12 +3,11 @@
  * (primary or standby) and the power supervisor, wired together. `lastgasp run` builds one from the config
  * file; the tests and the demo run it as a separate process.
  *
- * The brownout's steps live in power/brownout.ts; this file wires them to the log, replication, the role and
- * the application. It is still longer than a module should be (about 600 lines): it holds the API's write
- * rules, the host interfaces of the API and the roles, and the wiring of the forwarder, hooks, metrics and
- * SQLite capture; moving the write rules into app/ is the rest of issue 13.
+ * The brownout's steps live in power/brownout.ts and the write rules in app/write-rules.ts; this file wires
+ * them to the log, replication, the role and the application. It is still longer than a module should be
+ * (about 540 lines): it holds the host interfaces of the API and the roles, the config-to-options mapping,
+ * and the wiring of the forwarder, hooks, metrics and SQLite capture.
  */
-import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPowerSource } from './power/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
@@ -17,6 +16,7 @@ import { AppRunner } from './app/app-runner.ts';
 import { UnitRunner, unitEnvFile, type AppControl } from './app/unit-runner.ts';
 import { Hooks } from './app/hooks.ts';
 import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
+import { WriteRules } from './app/write-rules.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
 import { FORWARD_POSITION_KEY, createForwarder, type Forwarder } from './app/forwarder.ts';
 import { apiTokenFile, loadOrCreateToken, readSecrets, type AgentConfig } from './config/index.ts';
@@ -25,7 +25,7 @@ import { Brownout, PowerSupervisor, throttleBytes, type PowerStateName, type Sup
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
 import { SqliteDatabases } from './sqlite/index.ts';
-import { LastgaspError, boundedWait, isLastgaspError, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
+import { boundedWait, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
 
 /** CBOR framing an op adds around its key and value (array header, op code, string and byte-string heads). */
 const OP_FRAMING_BYTES_MAX = 16;
@@ -64,8 +64,8 @@ export class Agent implements AppBackend, RoleHost {
   private readonly clock: Clock;
   /** The brownout's steps and whether this node is handing off or powered off (made once replication exists). */
   private brownout: Brownout | undefined;
-  /** Set by an append that failed for want of disk space, cleared by the next that succeeds. */
-  private noSpace = false;
+  /** The rules every write follows (app/write-rules.ts): who may write, what fits, when it is acknowledged. */
+  private readonly writes: WriteRules;
   private apiAddress: string | undefined;
   private readonly startedAtMs: number;
   private throttleTimer: TimerHandle | undefined;
@@ -113,6 +113,7 @@ export class Agent implements AppBackend, RoleHost {
     // The token and the TLS key are secrets: start() gets them from config/secrets.ts, not from here.
     const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ackAfter, ackAfterTimeoutMs, ...listener } = config.api;
     this.copies = new CopyWait(this.log, this.clock, { ackAfter, timeoutMs: ackAfterTimeoutMs });
+    this.writes = new WriteRules({ log: this.log, copies: this.copies, node: config.node, siblings: config.siblings, entryBytesMax: config.log.entryBytesMax, dataDir: config.dataDir, segmentBytes: config.log.segmentBytes, roles: () => this.roles, handingOff: () => this.brownout?.handingOff ?? false, appendSeconds: this.metrics.appendSeconds, clock: this.clock });
     this.app = config.app.command
       ? new AppRunner({
           command: config.app.command,
@@ -218,7 +219,7 @@ export class Agent implements AppBackend, RoleHost {
       const token = secrets.api.token ?? (config.mqttIngest.listen!.startsWith('unix:') ? undefined : await loadOrCreateToken(apiTokenFile(config)));
       logger.info('mqtt listening', { event: 'mqtt-ingest', address: await this.ingest.start(token) });
     }
-    this.forwarder = await createForwarder(config, { log: this.log, state: this.state, append: (op) => this.appendForwardMark(op), logger: logger.child('agent:app:forward'), clock: this.clock });
+    this.forwarder = await createForwarder(config, { log: this.log, state: this.state, append: (op) => this.writes.appendForwardMark(op), logger: logger.child('agent:app:forward'), clock: this.clock });
     this.brownout = this.makeBrownout(this.replicationValue, this.roles);
     await this.replicationValue.start();
     await this.roles.start();
@@ -249,13 +250,7 @@ export class Agent implements AppBackend, RoleHost {
   // ---- AppBackend -------------------------------------------------------------------------------------
 
   append(op: Op, copy?: CopyOptions): Promise<AppendResult> {
-    return this.write(copy, () => {
-      const payload = encodeOp(op);
-      if (payload.length > this.config.log.entryBytesMax) {
-        throw new LastgaspError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes is over log.entryBytesMax (${this.config.log.entryBytesMax})`, { bytes: payload.length });
-      }
-      return this.log.append(payload);
-    });
+    return this.writes.append(op, copy);
   }
 
   /**
@@ -263,37 +258,11 @@ export class Agent implements AppBackend, RoleHost {
    * embedded counterpart of POST /v1/batch; entry i has seq `firstSeq + i`.
    */
   appendMany(ops: readonly Op[], copy?: CopyOptions): Promise<BatchResult> {
-    return this.appendEncoded(ops.map(encodeOp), copy);
+    return this.writes.appendEncoded(ops.map(encodeOp), copy);
   }
 
-  async appendEncoded(payloads: readonly Uint8Array[], copy?: CopyOptions): Promise<BatchResult> {
-    const last = await this.write(copy, () => this.log.appendMany(payloads));
-    return { firstSeq: last.seq - payloads.length + 1, lastSeq: last.seq, epoch: last.epoch };
-  }
-
-  /**
-   * The rules every write follows, whether one entry or a batch: may this node write, may it acknowledge,
-   * and, when the write asked for it (or the config says so), has its copy been made (copy-wait.ts).
-   */
-  private async write(copy: CopyOptions | undefined, store: () => Promise<AppendResult>): Promise<AppendResult> {
-    const startedMs = this.clock.monotonicMs();
-    this.refuseWrite(false);
-    if (this.brownout?.handingOff) {
-      throw new LastgaspError('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`, { siblings: this.config.siblings });
-    }
-    try {
-      const result = await store();
-      this.noSpace = false;
-      // Stored, but acknowledged only if this node still may: a demotion that began meanwhile sets the entry
-      // aside, and a lease that ran out meanwhile means a standby may already lead.
-      this.refuseWrite(true);
-      await this.copies.wait(result.seq, copy);
-      this.metrics.appendSeconds.observe((this.clock.monotonicMs() - startedMs) / 1000);
-      return result;
-    } catch (error) {
-      if (isLastgaspError(error, 'LOG_NO_SPACE')) this.noSpace = true;
-      throw error;
-    }
+  appendEncoded(payloads: readonly Uint8Array[], copy?: CopyOptions): Promise<BatchResult> {
+    return this.writes.appendEncoded(payloads, copy);
   }
 
   /**
@@ -309,20 +278,12 @@ export class Agent implements AppBackend, RoleHost {
     if (this.brownout?.handingOff || this.brownout?.poweredOff) return notReady('HANDING_OFF', `power is failing and this node hands off to ${this.config.siblings.join(' or ')}`);
     const refusal = this.roles?.refusal();
     if (refusal) return notReady(refusal.code, refusal.message);
-    if (this.noSpace && !(await this.roomForSegment())) return notReady('LOG_NO_SPACE', `the file system of ${this.config.dataDir} has no room for a new log segment (${this.config.log.segmentBytes} bytes); free space there`);
+    if (await this.writes.outOfSpace()) return notReady('LOG_NO_SPACE', `the file system of ${this.config.dataDir} has no room for a new log segment (${this.config.log.segmentBytes} bytes); free space there`);
     return { ready: true };
   }
 
   serving(): boolean {
     return this.roles !== undefined && this.roles.refusal() === undefined && !this.brownout?.handingOff && !this.brownout?.poweredOff;
-  }
-
-  /** Throws the typed refusal when this node may not acknowledge a write (afterAppend: the entry is on flash). */
-  private refuseWrite(afterAppend: boolean): void {
-    const refusal = this.roles ? this.roles.refusal() : { code: 'NOT_PRIMARY' as const, message: `this node (${this.config.node}) is starting` };
-    if (!refusal || (afterAppend && refusal.code === 'HANDING_OFF')) return;
-    const message = afterAppend ? `${refusal.message} (the entry was stored here but is not acknowledged: it may be set aside)` : refusal.message;
-    throw new LastgaspError(refusal.code, message, { leader: refusal.leader, epoch: this.roles?.leaderRecord?.epoch });
   }
 
   histograms(): readonly Histogram[] {
@@ -386,16 +347,6 @@ export class Agent implements AppBackend, RoleHost {
 
   async beforeStandDown(reason: string): Promise<void> {
     await Promise.all([this.app?.stop(`standing down: ${reason}`), this.forwarder?.stop(`standing down: ${reason}`, { finalMark: true })]);
-  }
-
-  /**
-   * The forwarder's position (forwarder.ts): an ordinary write, except that it is still taken while handing
-   * off, up to the fence, so that the last position lands in the tail the sibling receives.
-   */
-  private appendForwardMark(op: Op): Promise<AppendResult> {
-    if (!this.brownout?.handingOff) return this.append(op);
-    this.refuseWrite(false);
-    return this.log.append(encodeOp(op));
   }
 
   /** What the application is told at each start: who and where it is, and how far the state it reads goes. */
@@ -532,14 +483,6 @@ export class Agent implements AppBackend, RoleHost {
     const field = rate === undefined || unreplicatedHardS === 0 ? 'log.unreplicatedHardBytes' : `log.unreplicatedHardS: ${unreplicatedHardS} s at the measured ${Math.round(rate)} B/s`;
     this.log.setUnreplicatedLimits(throttleBytes(unreplicatedSoftS, rate, unreplicatedSoftBytes), hard, field);
     this.throttleTimer = this.clock.setTimeout(() => this.resizeThrottle(), THROTTLE_RESIZE_MS);
-  }
-
-  /** After an append failed with LOG_NO_SPACE: whether the volume has room for a segment again. */
-  private async roomForSegment(): Promise<boolean> {
-    const stats = await statfs(this.config.dataDir).catch(() => undefined);
-    const room = stats !== undefined && stats.bavail * stats.bsize >= this.config.log.segmentBytes;
-    if (room) this.noSpace = false;
-    return room;
   }
 
   private async publishState(state: NodeStateName): Promise<void> {
