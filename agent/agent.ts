@@ -62,7 +62,7 @@ export class Agent implements AppBackend, RoleHost {
   private roles: RoleManager | undefined;
   private supervisor: PowerSupervisor | undefined;
   private readonly clock: Clock;
-  /** The brownout's steps and whether this node is handing off or powered off (made once replication exists). */
+  /** The brownout's steps, and whether this node is handing off or powered off (made once replication exists). */
   private brownout: Brownout | undefined;
   /** The rules every write follows (app/write-rules.ts): who may write, what fits, when it is acknowledged. */
   private readonly writes: WriteRules;
@@ -275,7 +275,7 @@ export class Agent implements AppBackend, RoleHost {
     const fault = this.log.status().fault;
     if (fault) return notReady('LOG_FAULT', fault);
     if (role !== 'primary') return notReady('STANDBY', `this node (${this.config.node}) is a standby; write to the primary${this.roles?.leaderRecord ? ` (${this.roles.leaderRecord.node})` : ''}`);
-    if (this.brownout?.handingOff || this.brownout?.poweredOff) return notReady('HANDING_OFF', `power is failing and this node hands off to ${this.config.siblings.join(' or ')}`);
+    if (this.brownout?.handingOff) return notReady('HANDING_OFF', `power is failing and this node hands off to ${this.config.siblings.join(' or ')}`);
     const refusal = this.roles?.refusal();
     if (refusal) return notReady(refusal.code, refusal.message);
     if (await this.writes.outOfSpace()) return notReady('LOG_NO_SPACE', `the file system of ${this.config.dataDir} has no room for a new log segment (${this.config.log.segmentBytes} bytes); free space there`);
@@ -283,7 +283,7 @@ export class Agent implements AppBackend, RoleHost {
   }
 
   serving(): boolean {
-    return this.roles !== undefined && this.roles.refusal() === undefined && !this.brownout?.handingOff && !this.brownout?.poweredOff;
+    return this.roles !== undefined && this.roles.refusal() === undefined && !this.brownout?.handingOff;
   }
 
   histograms(): readonly Histogram[] {
@@ -326,7 +326,6 @@ export class Agent implements AppBackend, RoleHost {
       await this.state.waitApplied(this.log.watermarks().committed);
       // The databases as of the last replicated commit, and captured from here, before the application starts.
       await this.sqlite?.becomePrimary(this.log.watermarks().committed);
-      this.brownout?.primaryAgain();
     } else {
       await this.sqlite?.becomeStandby();
     }
@@ -412,6 +411,7 @@ export class Agent implements AppBackend, RoleHost {
       log: this.log,
       replication,
       roles,
+      powerState: () => this.supervisor?.state ?? 'ONLINE',
       application: {
         app,
         forwarder,

@@ -9,10 +9,11 @@
  *   4. powerOff         the last state and power records, then the links dropped so that the Will goes out.
  *
  * Around them: shrinkTail while on battery, and resume when mains returns before the handoff. It talks to
- * narrow views of the log, replication, the role and the application (below), never to the agent, and it
- * alone knows whether this node is handing off or powered off.
+ * narrow views of the log, replication, the role and the application (below), never to the agent; whether
+ * this node is handing off or powered off it reads from the power machine's state, which alone holds it.
  */
 import { boundedWait, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
+import type { PowerStateName } from './machine.ts';
 import type { FlushEnd, FlushOutcome, SupervisorHost } from './supervisor.ts';
 
 /** The most the brownout flush waits for the forwarder's last position before it fences the log. */
@@ -33,6 +34,12 @@ const FLUSH_LEAD_CHECK_MS = 25;
 const POWER_OFF_STATE_WAIT_MS = 1000;
 /** After the handoff, the last power record gets this long to be acknowledged before the connections drop. */
 const POWER_OFF_RECORD_WAIT_MS = 500;
+/**
+ * The power states from the flush on: writes are refused (HANDING_OFF). The machine enters FLUSHING in the
+ * same turn as the flush begins, and leaves these states only for ONLINE, when mains returns before the
+ * handoff (resume). A standby promoted while in them is refused too: its log stays fenced until then.
+ */
+const HANDING_OFF_STATES: ReadonlySet<PowerStateName> = new Set(['FLUSHING', 'HANDED_OFF', 'POWER_OFF']);
 /** Exit code after a handoff whose power cut never came: "restart me" (EX_TEMPFAIL, sysexits.h). */
 export const EXIT_RESTART_AS_STANDBY = 75;
 
@@ -96,6 +103,8 @@ export interface BrownoutOptions {
   replication: BrownoutReplication;
   roles: BrownoutRoles;
   application: BrownoutApplication;
+  /** The power machine's state (supervisor.ts), ONLINE without a power source. */
+  powerState(): PowerStateName;
   group: string;
   node: string;
   siblings: readonly string[];
@@ -118,8 +127,6 @@ export interface BrownoutOptions {
 export type BrownoutSteps = Pick<SupervisorHost, 'shrinkTail' | 'flushTail' | 'publishHandoff' | 'waitForSuccessor' | 'resume' | 'powerOff'>;
 
 export class Brownout implements BrownoutSteps {
-  private handingOffValue = false;
-  private poweredOffValue = false;
   /** The application's stop begun by the flush, awaited by the handoff. */
   private appStopping: Promise<void> | undefined;
   /** The log seq of each database's last commit, captured as the flush began (named in the handoff). */
@@ -127,19 +134,14 @@ export class Brownout implements BrownoutSteps {
 
   constructor(private readonly options: BrownoutOptions) {}
 
-  /** From the flush on, until mains returns or the node leads again: writes are refused (HANDING_OFF). */
+  /** From the flush on, until mains returns: writes are refused (HANDING_OFF). */
   get handingOff(): boolean {
-    return this.handingOffValue;
+    return HANDING_OFF_STATES.has(this.options.powerState());
   }
 
-  /** The sequence reached its end: this node serves nothing again in this life. */
+  /** The sequence reached its end (the power cut was asked for): this node serves nothing again in this life. */
   get poweredOff(): boolean {
-    return this.poweredOffValue;
-  }
-
-  /** This node (again) becomes primary: whatever handoff it began is over. */
-  primaryAgain(): void {
-    this.handingOffValue = false;
+    return this.options.powerState() === 'POWER_OFF';
   }
 
   /** Mains lost (true) or back (false): sync every batch at once and replicate regardless of the operator's pause. */
@@ -158,7 +160,6 @@ export class Brownout implements BrownoutSteps {
   async flushTail(budgetMs: number, signal: AbortSignal): Promise<FlushOutcome> {
     const { log, replication, clock, logger } = this.options;
     const started = clock.monotonicMs();
-    this.handingOffValue = true;
     log.setSyncMode('immediate');
     replication.beginFlush(budgetMs);
     const atStart = log.watermarks();
@@ -292,7 +293,6 @@ export class Brownout implements BrownoutSteps {
 
   /** Mains came back before the handoff: accept writes again, and replicate as before. */
   resume(): void {
-    this.handingOffValue = false;
     this.appStopping = undefined;
     if (this.options.roles.role === 'primary') this.options.application.restart();
     this.options.log.unfence();
@@ -303,7 +303,6 @@ export class Brownout implements BrownoutSteps {
   /** Step 4, the end: the last records out (bounded), the broker links dropped so that the Will goes out. */
   async powerOff(): Promise<void> {
     const { roles, application, replication, clock, logger } = this.options;
-    this.poweredOffValue = true;
     roles.latch('powering off');
     await application.app?.stop('powering off');
     await application.forwarder?.stop('powering off');
