@@ -3,12 +3,11 @@
  * (primary or standby) and the power supervisor, wired together. `lastgasp run` builds one from the config
  * file; the tests and the demo run it as a separate process.
  *
- * It is longer than a module should be (about 750 lines): it still holds the content of the brownout's steps,
- * the API's write rules, the host interfaces of three subsystems, and the wiring of the forwarder, hooks,
- * metrics and SQLite capture. Moving those into their rooms (power/brownout, app/) is the redesign of issue
- * 13, left for a session with no other change in these files.
+ * The brownout's steps live in power/brownout.ts and the write rules in app/write-rules.ts; this file wires
+ * them to the log, replication, the role and the application. It is still longer than a module should be
+ * (about 540 lines): it holds the host interfaces of the API and the roles, the config-to-options mapping,
+ * and the wiring of the forwarder, hooks, metrics and SQLite capture.
  */
-import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createPowerSource } from './power/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
@@ -17,36 +16,22 @@ import { AppRunner } from './app/app-runner.ts';
 import { UnitRunner, unitEnvFile, type AppControl } from './app/unit-runner.ts';
 import { Hooks } from './app/hooks.ts';
 import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
+import { WriteRules } from './app/write-rules.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
 import { FORWARD_POSITION_KEY, createForwarder, type Forwarder } from './app/forwarder.ts';
 import { apiTokenFile, loadOrCreateToken, readSecrets, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
-import { PowerSupervisor, throttleBytes, type FlushEnd, type FlushOutcome, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
+import { Brownout, PowerSupervisor, throttleBytes, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
 import { RoleManager, type RoleHost } from './takeover/index.ts';
 import { SqliteDatabases } from './sqlite/index.ts';
-import { LastgaspError, isLastgaspError, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
-
-/** The most the brownout flush waits for the forwarder's last position before it fences the log. */
-const FORWARD_FINAL_MARK_WAIT_MS = 1000;
-/** The publisher's deadline in the brownout flush lies this far past the budget (see waitFlushed). */
-const FLUSH_DEADLINE_SLACK_MS = 1000;
-/**
- * The flush ends this much earlier than the measured lead of the handoff record asks (publisher
- * handoffLeadMs): the watermarks' and the latched handoff's fsyncs come first, tens of ms on a busy flash.
- */
-const FLUSH_HANDOFF_MARGIN_MS = 100;
-/** How often the flush looks again at that lead: it moves with the bytes in flight (at most ~300 ms of them). */
-const FLUSH_LEAD_CHECK_MS = 25;
+import { boundedWait, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
 
 /** CBOR framing an op adds around its key and value (array header, op code, string and byte-string heads). */
 const OP_FRAMING_BYTES_MAX = 16;
 
 /** A clean stop waits this long for the brokers to take its `offline` state record (a hung broker gets the Will). */
 const STOP_STATE_WAIT_MS = 2000;
-
-/** After the handoff, the last power record gets this long to be acknowledged before the connections drop. */
-const POWER_OFF_RECORD_WAIT_MS = 500;
 
 /** How often a throttle given in seconds (log.unreplicated*S) is re-sized from the measured drain rate. */
 const THROTTLE_RESIZE_MS = 1000;
@@ -69,15 +54,7 @@ export interface AgentDeps {
   storage?: Storage;
 }
 
-/**
- * How long the "handed-off" state record may wait for a broker before the links are dropped: with no broker
- * answering (the handoff went by the direct path) it would wait for ever, and the Will says "offline" anyway.
- */
-const POWER_OFF_STATE_WAIT_MS = 1000;
-/** Exit code after a handoff whose power cut never came: "restart me" (EX_TEMPFAIL, sysexits.h). */
-export const EXIT_RESTART_AS_STANDBY = 75;
-
-export class Agent implements AppBackend, SupervisorHost, RoleHost {
+export class Agent implements AppBackend, RoleHost {
   readonly log: FlashLog;
   readonly state: KvState;
   private readonly api: HttpApi;
@@ -85,12 +62,10 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private roles: RoleManager | undefined;
   private supervisor: PowerSupervisor | undefined;
   private readonly clock: Clock;
-  private handingOff = false;
-  /** Set by an append that failed for want of disk space, cleared by the next that succeeds. */
-  private noSpace = false;
-  private poweredOff = false;
-  /** The application's stop begun by the brownout flush, awaited by the handoff. */
-  private appStopping: Promise<void> | undefined;
+  /** The brownout's steps, and whether this node is handing off or powered off (made once replication exists). */
+  private brownout: Brownout | undefined;
+  /** The rules every write follows (app/write-rules.ts): who may write, what fits, when it is acknowledged. */
+  private readonly writes: WriteRules;
   private apiAddress: string | undefined;
   private readonly startedAtMs: number;
   private throttleTimer: TimerHandle | undefined;
@@ -101,8 +76,6 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private forwarder: Forwarder | undefined;
   /** The application's SQLite databases (config `app.sqlite`): captured while primary, kept while standby. */
   private readonly sqlite: SqliteDatabases | undefined;
-  /** The log seq of each database's last commit, captured as the brownout flush began (named in the handoff). */
-  private sqliteCommits: Record<string, number> | undefined;
   /** Writes that asked to be acknowledged once replicated wait here. */
   private readonly copies: CopyWait;
   /** Append latency, batch size and flush time for GET /metrics; the loopback scrape port (metrics.listen). */
@@ -140,6 +113,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     // The token and the TLS key are secrets: start() gets them from config/secrets.ts, not from here.
     const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ackAfter, ackAfterTimeoutMs, ...listener } = config.api;
     this.copies = new CopyWait(this.log, this.clock, { ackAfter, timeoutMs: ackAfterTimeoutMs });
+    this.writes = new WriteRules({ log: this.log, copies: this.copies, node: config.node, siblings: config.siblings, entryBytesMax: config.log.entryBytesMax, dataDir: config.dataDir, segmentBytes: config.log.segmentBytes, roles: () => this.roles, handingOff: () => this.brownout?.handingOff ?? false, appendSeconds: this.metrics.appendSeconds, clock: this.clock });
     this.app = config.app.command
       ? new AppRunner({
           command: config.app.command,
@@ -245,7 +219,8 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       const token = secrets.api.token ?? (config.mqttIngest.listen!.startsWith('unix:') ? undefined : await loadOrCreateToken(apiTokenFile(config)));
       logger.info('mqtt listening', { event: 'mqtt-ingest', address: await this.ingest.start(token) });
     }
-    this.forwarder = await createForwarder(config, { log: this.log, state: this.state, append: (op) => this.appendForwardMark(op), logger: logger.child('agent:app:forward'), clock: this.clock });
+    this.forwarder = await createForwarder(config, { log: this.log, state: this.state, append: (op) => this.writes.appendForwardMark(op), logger: logger.child('agent:app:forward'), clock: this.clock });
+    this.brownout = this.makeBrownout(this.replicationValue, this.roles);
     await this.replicationValue.start();
     await this.roles.start();
     await this.startSupervisor();
@@ -265,7 +240,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.metricsListener?.stop();
     // After the roles stopped (no heartbeat follows it): the retained state says `offline` at once, with this
     // node's last position; the Will is for a death, and carries the position of its connect.
-    if (this.replicationValue?.connected && !this.poweredOff) await this.boundedWait(this.replicationValue.publishStateNow(this.stateMessage('offline')), STOP_STATE_WAIT_MS);
+    if (this.replicationValue?.connected && !this.brownout?.poweredOff) await boundedWait(this.clock, this.replicationValue.publishStateNow(this.stateMessage('offline')), STOP_STATE_WAIT_MS);
     await this.replicationValue?.stop();
     this.copies.stop();
     await this.state.stop();
@@ -275,13 +250,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   // ---- AppBackend -------------------------------------------------------------------------------------
 
   append(op: Op, copy?: CopyOptions): Promise<AppendResult> {
-    return this.write(copy, () => {
-      const payload = encodeOp(op);
-      if (payload.length > this.config.log.entryBytesMax) {
-        throw new LastgaspError('ENTRY_TOO_LARGE', `entry of ${payload.length} bytes is over log.entryBytesMax (${this.config.log.entryBytesMax})`, { bytes: payload.length });
-      }
-      return this.log.append(payload);
-    });
+    return this.writes.append(op, copy);
   }
 
   /**
@@ -289,37 +258,11 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
    * embedded counterpart of POST /v1/batch; entry i has seq `firstSeq + i`.
    */
   appendMany(ops: readonly Op[], copy?: CopyOptions): Promise<BatchResult> {
-    return this.appendEncoded(ops.map(encodeOp), copy);
+    return this.writes.appendEncoded(ops.map(encodeOp), copy);
   }
 
-  async appendEncoded(payloads: readonly Uint8Array[], copy?: CopyOptions): Promise<BatchResult> {
-    const last = await this.write(copy, () => this.log.appendMany(payloads));
-    return { firstSeq: last.seq - payloads.length + 1, lastSeq: last.seq, epoch: last.epoch };
-  }
-
-  /**
-   * The rules every write follows, whether one entry or a batch: may this node write, may it acknowledge,
-   * and, when the write asked for it (or the config says so), has its copy been made (copy-wait.ts).
-   */
-  private async write(copy: CopyOptions | undefined, store: () => Promise<AppendResult>): Promise<AppendResult> {
-    const startedMs = this.clock.monotonicMs();
-    this.refuseWrite(false);
-    if (this.handingOff) {
-      throw new LastgaspError('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`, { siblings: this.config.siblings });
-    }
-    try {
-      const result = await store();
-      this.noSpace = false;
-      // Stored, but acknowledged only if this node still may: a demotion that began meanwhile sets the entry
-      // aside, and a lease that ran out meanwhile means a standby may already lead.
-      this.refuseWrite(true);
-      await this.copies.wait(result.seq, copy);
-      this.metrics.appendSeconds.observe((this.clock.monotonicMs() - startedMs) / 1000);
-      return result;
-    } catch (error) {
-      if (isLastgaspError(error, 'LOG_NO_SPACE')) this.noSpace = true;
-      throw error;
-    }
+  appendEncoded(payloads: readonly Uint8Array[], copy?: CopyOptions): Promise<BatchResult> {
+    return this.writes.appendEncoded(payloads, copy);
   }
 
   /**
@@ -332,23 +275,15 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     const fault = this.log.status().fault;
     if (fault) return notReady('LOG_FAULT', fault);
     if (role !== 'primary') return notReady('STANDBY', `this node (${this.config.node}) is a standby; write to the primary${this.roles?.leaderRecord ? ` (${this.roles.leaderRecord.node})` : ''}`);
-    if (this.handingOff || this.poweredOff) return notReady('HANDING_OFF', `power is failing and this node hands off to ${this.config.siblings.join(' or ')}`);
+    if (this.brownout?.handingOff) return notReady('HANDING_OFF', `power is failing and this node hands off to ${this.config.siblings.join(' or ')}`);
     const refusal = this.roles?.refusal();
     if (refusal) return notReady(refusal.code, refusal.message);
-    if (this.noSpace && !(await this.roomForSegment())) return notReady('LOG_NO_SPACE', `the file system of ${this.config.dataDir} has no room for a new log segment (${this.config.log.segmentBytes} bytes); free space there`);
+    if (await this.writes.outOfSpace()) return notReady('LOG_NO_SPACE', `the file system of ${this.config.dataDir} has no room for a new log segment (${this.config.log.segmentBytes} bytes); free space there`);
     return { ready: true };
   }
 
   serving(): boolean {
-    return this.roles !== undefined && this.roles.refusal() === undefined && !this.handingOff && !this.poweredOff;
-  }
-
-  /** Throws the typed refusal when this node may not acknowledge a write (afterAppend: the entry is on flash). */
-  private refuseWrite(afterAppend: boolean): void {
-    const refusal = this.roles ? this.roles.refusal() : { code: 'NOT_PRIMARY' as const, message: `this node (${this.config.node}) is starting` };
-    if (!refusal || (afterAppend && refusal.code === 'HANDING_OFF')) return;
-    const message = afterAppend ? `${refusal.message} (the entry was stored here but is not acknowledged: it may be set aside)` : refusal.message;
-    throw new LastgaspError(refusal.code, message, { leader: refusal.leader, epoch: this.roles?.leaderRecord?.epoch });
+    return this.roles !== undefined && this.roles.refusal() === undefined && !this.brownout?.handingOff;
   }
 
   histograms(): readonly Histogram[] {
@@ -356,7 +291,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   }
 
   setReplicationPaused(paused: boolean): void {
-    this.replication.publisher.setPaused(paused);
+    this.replication.setOperatorPaused(paused);
   }
 
   status(): Record<string, unknown> {
@@ -367,7 +302,7 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       serving: this.serving(),
       epoch: this.log.epoch,
       ...this.roles?.status(),
-      handingOff: this.handingOff,
+      handingOff: this.brownout?.handingOff ?? false,
       watermarks: this.log.watermarks(),
       log: this.log.status(),
       state: this.state.counters,
@@ -391,7 +326,6 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       await this.state.waitApplied(this.log.watermarks().committed);
       // The databases as of the last replicated commit, and captured from here, before the application starts.
       await this.sqlite?.becomePrimary(this.log.watermarks().committed);
-      this.handingOff = false;
     } else {
       await this.sqlite?.becomeStandby();
     }
@@ -412,16 +346,6 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   async beforeStandDown(reason: string): Promise<void> {
     await Promise.all([this.app?.stop(`standing down: ${reason}`), this.forwarder?.stop(`standing down: ${reason}`, { finalMark: true })]);
-  }
-
-  /**
-   * The forwarder's position (forwarder.ts): an ordinary write, except that it is still taken while handing
-   * off, up to the fence, so that the last position lands in the tail the sibling receives.
-   */
-  private appendForwardMark(op: Op): Promise<AppendResult> {
-    if (!this.handingOff) return this.append(op);
-    this.refuseWrite(false);
-    return this.log.append(encodeOp(op));
   }
 
   /** What the application is told at each start: who and where it is, and how far the state it reads goes. */
@@ -446,192 +370,17 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
     await this.replicationValue.publishStateNow({ ...this.stateMessage(this.supervisor ? STATE_NAMES[this.supervisor.state] : 'online'), atMs });
   }
 
-  // ---- SupervisorHost ---------------------------------------------------------------------------------
+  // ---- the supervisor's host: the brownout's steps, and these ------------------------------------------
 
-  tailEnergy(): TailEnergy {
-    return { unreplicatedBytes: this.log.status().unreplicatedBytes, drainBytesPerS: this.replicationValue?.publisher.drainBytesPerS() };
+  private tailEnergy(): TailEnergy {
+    return { unreplicatedBytes: this.log.status().unreplicatedBytes, drainBytesPerS: this.replicationValue?.drainBytesPerS() };
   }
 
-  shrinkTail(onBattery: boolean): void {
-    this.log.setSyncMode(onBattery ? 'immediate' : 'batched');
-    this.replicationValue?.publisher.setFlushing(onBattery);
-  }
-
-  /**
-   * The brownout flush. It first fences the log: new writes are refused (HANDING_OFF), and the batches
-   * already inside the group commit are carried through their fdatasync and acknowledged, so the fence's seq
-   * is the last write this node will ever have acknowledged. Then it replicates up to that seq, not up to the
-   * `committed` of the moment the flush began: writes acknowledged just after that moment are the sibling's
-   * to hold too. `end` says how it ended; only "flushed" is complete.
-   */
-  async flushTail(budgetMs: number, signal: AbortSignal): Promise<FlushOutcome> {
-    const replication = this.replication;
-    const started = this.clock.monotonicMs();
-    this.handingOff = true;
-    this.log.setSyncMode('immediate');
-    replication.setControlPaused(true);
-    replication.publisher.setFlushing(true);
-    replication.setFlushBudget(budgetMs);
-    const atStart = this.log.watermarks();
-    // Writes are refused from here on: the application is stopped while the tail flushes, and the handoff
-    // waits for it to be gone (publishHandoff), so that it never runs on both nodes.
-    this.appStopping = this.app?.stop('power is failing: handing off');
-    // The forwarder's last position goes in before the fence (below), so the sibling forwards from the
-    // message after the last one upstream acknowledged (a mark costs one group commit of the flush).
-    const forwarderStopped = this.forwarder?.stop('power is failing: handing off', { finalMark: true });
-    // The application's last SQLite transactions are in its WAL, not yet in the log: once it has stopped
-    // (it commits nothing more), they are captured, so that the fence's seq covers its last commit.
-    let sqliteCommits: Record<string, number> | undefined;
-    if (this.sqlite) {
-      await this.appStopping;
-      sqliteCommits = await this.sqlite.captureFinal().catch((error: unknown) => {
-        this.deps.logger.error('could not capture the last SQLite transactions before the flush', { error });
-        return undefined;
-      });
-      this.sqliteCommits = sqliteCommits;
-    }
-    if (forwarderStopped) await this.boundedWait(forwarderStopped, FORWARD_FINAL_MARK_WAIT_MS);
-    const fenceSeq = await this.log.fence('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.config.siblings.join(' or ')}`);
-    const replicated = this.log.watermarks().replicated;
-    this.deps.logger.info('flushing the unreplicated tail', {
-      event: 'flush-start',
-      tail: fenceSeq - replicated,
-      committed: fenceSeq,
-      committedAtBrownout: atStart.committed,
-      replicated,
-      budgetMs,
-      ...(sqliteCommits ? { sqliteCommits } : {}),
-    });
-    const end: FlushEnd = this.roles?.role === 'primary' ? await this.waitFlushed(fenceSeq, budgetMs - (this.clock.monotonicMs() - started), signal) : 'not-primary';
-    // The handoff names what the sibling holds whether or not this checkpoint lands: a failed sync on a
-    // dying node must not keep the handoff from going out.
-    await this.log.syncWatermarks().catch((error: unknown) => this.deps.logger.warn('could not make the watermarks durable before the handoff', { error }));
-    const after = this.log.watermarks();
-    this.metrics.flushSeconds.observe((this.clock.monotonicMs() - started) / 1000);
-    this.hooks.fire('flushDone', { complete: end === 'flushed', end, lastSeq: Math.min(after.replicated, fenceSeq), committed: fenceSeq, flushMs: Math.round(this.clock.monotonicMs() - started) });
-    return {
-      tailAtStart: fenceSeq - atStart.replicated,
-      lastSeq: Math.min(after.replicated, fenceSeq),
-      committed: fenceSeq,
-      complete: end === 'flushed',
-      end,
-      flushMs: Math.round(this.clock.monotonicMs() - started),
-    };
-  }
-
-  /** Wait until `seq` is replicated, and say why not when it is not: the budget, an abort, or replication stopped. */
-  private async waitFlushed(seq: number, budgetMs: number, signal: AbortSignal): Promise<FlushEnd> {
-    if (budgetMs <= 0) return this.log.watermarks().replicated >= seq ? 'flushed' : 'budget';
-    const expire = new AbortController();
-    let budgetOver = false;
-    // The budget is the time until the handoff record must be on the brokers: the flush stops waiting as
-    // long before it as the record needs to get out behind what is in flight, measured on this link.
-    const deadlineMs = this.clock.monotonicMs() + budgetMs;
-    let timer: TimerHandle;
-    const check = () => {
-      const leftMs = deadlineMs - this.clock.monotonicMs() - (this.replication.publisher.handoffLeadMs() ?? 0) - FLUSH_HANDOFF_MARGIN_MS;
-      if (leftMs > 0) {
-        timer = this.clock.setTimeout(check, Math.min(leftMs, FLUSH_LEAD_CHECK_MS));
-        return;
-      }
-      budgetOver = true;
-      expire.abort();
-    };
-    timer = this.clock.setTimeout(check, 0);
-    const onAbort = () => expire.abort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    try {
-      // The publisher's own deadline lies past the budget, so that only the budget's timer says "budget" and
-      // a false without either means that replication stopped under the flush.
-      const ok = await this.replication.publisher.waitReplicated(seq, budgetMs + FLUSH_DEADLINE_SLACK_MS, expire.signal);
-      if (ok) return 'flushed';
-      if (budgetOver) return 'budget';
-      return signal.aborted ? 'aborted' : 'replication-stopped';
-    } finally {
-      timer.cancel();
-      signal.removeEventListener('abort', onAbort);
-    }
-  }
-
-  async publishHandoff(outcome: FlushOutcome, reason: string): Promise<void> {
-    const roles = this.roles;
-    if (roles?.role !== 'primary') return;
-    await (this.appStopping ?? this.app?.stop(`handing off: ${reason}`));
-    const atMs = this.clock.nowMs();
-    const to = this.successor();
-    const record = {
-      group: this.config.group,
-      kind: 'handoff' as const,
-      epoch: this.log.epoch,
-      node: this.config.node,
-      to,
-      lastSeq: outcome.lastSeq,
-      committed: outcome.committed,
-      complete: outcome.complete,
-      ...(this.sqliteCommits ? { sqlite: this.sqliteCommits } : {}),
-      reason,
-      atMs,
-    };
-    // On flash before it leaves: restarted, this node finds its own handoff and comes back as a standby.
-    await roles.latchHandoff(record);
-    await this.replication.publishLeader(record);
-    this.hooks.fire('handoff', { to, complete: outcome.complete, lastSeq: outcome.lastSeq, committed: outcome.committed, epoch: record.epoch });
-    const fields = { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to, ...(record.sqlite ? { sqlite: record.sqlite } : {}) };
-    if (outcome.complete) this.deps.logger.info('handoff record published', fields);
-    else this.deps.logger.warn(`incomplete handoff published: seqs ${outcome.lastSeq + 1}..${outcome.committed} were acknowledged here and had not reached ${to ?? 'the sibling'}; they will be set aside here (lastgasp quarantine)`, { ...fields, missing: outcome.committed - outcome.lastSeq });
-  }
-
-  /** The best-caught-up sibling (highest acknowledged seq), ties to the order of `siblings` in the config. */
-  private successor(): string | undefined {
-    const positions = (this.replication.publisher.stats().siblings ?? {}) as Record<string, number>;
-    let best: string | undefined;
-    for (const sibling of this.config.siblings) if (best === undefined || (positions[sibling] ?? 0) > (positions[best] ?? 0)) best = sibling;
-    return best;
-  }
-
-  waitForSuccessor(timeoutMs: number): Promise<boolean> {
-    if (this.roles?.role !== 'primary') return Promise.resolve(false);
-    return this.roles.waitForSuccessor(timeoutMs);
-  }
-
-  resume(): void {
-    this.handingOff = false;
-    this.appStopping = undefined;
-    if (this.roles?.role === 'primary') this.app?.start(() => this.appEnvironment());
-    if (this.roles?.role === 'primary') this.forwarder?.start();
-    this.log.unfence();
-    this.replicationValue?.setControlPaused(false);
-    this.replicationValue?.publisher.setFlushing(false);
-    this.replicationValue?.setFlushBudget(undefined);
-    this.deps.logger.info('mains back before the handoff: accepting writes again');
-  }
-
-  async powerOff(): Promise<void> {
-    this.poweredOff = true;
-    this.roles?.latch('powering off');
-    await this.app?.stop('powering off');
-    await this.forwarder?.stop('powering off');
-    // Bounded: with no broker answering (the direct path carried the handoff) this must not hang the cut.
-    if (this.replicationValue) await this.boundedWait(this.replicationValue.publishStateNow(this.stateMessage('handed-off')), POWER_OFF_STATE_WAIT_MS);
-    // The retained power record's last word: a dashboard must not go on showing the state before the cut.
-    const last = this.supervisor?.status().lastStatus as PowerStatus | undefined;
-    if (this.replicationValue) await this.boundedWait(this.replicationValue.publishPowerNow({ node: this.config.node, ...last, state: 'POWER_OFF', atMs: this.clock.nowMs() }), POWER_OFF_RECORD_WAIT_MS);
-    await this.replicationValue?.abort();
-    this.deps.logger.info('waiting for the power to go', { event: 'power-off' });
-    // The handoff is latched: this node must not serve again in this life. If the power never goes (mains
-    // came back, or the source cannot cut), a restart makes it rejoin as a standby through the usual path.
-    const afterMs = this.config.power.restartAfterPowerOffMs;
-    this.clock.setTimeout(() => {
-      this.deps.logger.warn(`still running ${afterMs} ms after handing off: the power was not cut; exiting so that the service manager restarts this node as a standby`, { event: 'power-off-timeout' });
-      this.deps.exit?.(EXIT_RESTART_AS_STANDBY);
-    }, afterMs);
-  }
-
-  publishPower(status: PowerStatus, state: PowerStateName): void {
+  private publishPower(status: PowerStatus, state: PowerStateName): void {
     this.replicationValue?.publishPower({ node: this.config.node, state, ...status });
   }
 
-  stateChanged(state: PowerStateName, reason: string): void {
+  private stateChanged(state: PowerStateName, reason: string): void {
     const from = this.lastPowerState;
     this.lastPowerState = state;
     if (state === 'ON_BATTERY') this.hooks.fire('powerLost', { from, reason });
@@ -655,11 +404,35 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
 
   // ---- internals --------------------------------------------------------------------------------------
 
-  /** Wait for `work` at most `ms` (its failure ignored): a hung broker must not hold up a stop. */
-  private async boundedWait(work: Promise<unknown>, ms: number): Promise<void> {
-    let timer: TimerHandle | undefined;
-    await Promise.race([work.catch(() => undefined), new Promise<void>((resolve) => (timer = this.clock.setTimeout(resolve, ms)))]);
-    timer?.cancel();
+  /** The brownout's steps (power/brownout.ts), given the parts they act on. */
+  private makeBrownout(replication: Replication, roles: RoleManager): Brownout {
+    const { app, forwarder, sqlite } = this;
+    return new Brownout({
+      log: this.log,
+      replication,
+      roles,
+      powerState: () => this.supervisor?.state ?? 'ONLINE',
+      application: {
+        app,
+        forwarder,
+        sqlite,
+        restart: () => {
+          this.app?.start(() => this.appEnvironment());
+          this.forwarder?.start();
+        },
+      },
+      group: this.config.group,
+      node: this.config.node,
+      siblings: this.config.siblings,
+      restartAfterPowerOffMs: this.config.power.restartAfterPowerOffMs,
+      publishHandedOff: () => replication.publishStateNow(this.stateMessage('handed-off')),
+      lastPowerStatus: () => this.supervisor?.status().lastStatus as PowerStatus | undefined,
+      hooks: this.hooks,
+      flushSeconds: this.metrics.flushSeconds,
+      ...(this.deps.exit ? { exit: this.deps.exit } : {}),
+      logger: this.deps.logger,
+      clock: this.clock,
+    });
   }
 
   /** The quarantine hook, when recovery or a demotion set entries aside since the last look. */
@@ -676,9 +449,21 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
       return;
     }
     const source = createPowerSource(power.source, { logger: this.deps.logger.child(`bridge:${power.source.kind}`), clock: this.clock });
+    const brownout = this.brownout!;
+    const host: SupervisorHost = {
+      shrinkTail: (onBattery) => brownout.shrinkTail(onBattery),
+      flushTail: (budgetMs, signal) => brownout.flushTail(budgetMs, signal),
+      publishHandoff: (outcome, reason) => brownout.publishHandoff(outcome, reason),
+      waitForSuccessor: (timeoutMs) => brownout.waitForSuccessor(timeoutMs),
+      resume: () => brownout.resume(),
+      powerOff: () => brownout.powerOff(),
+      publishPower: (status, state) => this.publishPower(status, state),
+      stateChanged: (state, reason) => this.stateChanged(state, reason),
+      tailEnergy: () => this.tailEnergy(),
+    };
     this.supervisor = new PowerSupervisor({
       source,
-      host: this,
+      host,
       thresholds: powerThresholds(power),
       flushBudgetMs: power.flushBudgetMs,
       handoffAckTimeoutMs: power.handoffAckTimeoutMs,
@@ -693,19 +478,11 @@ export class Agent implements AppBackend, SupervisorHost, RoleHost {
   private resizeThrottle(): void {
     const { unreplicatedSoftS, unreplicatedHardS, unreplicatedSoftBytes, unreplicatedHardBytes } = this.config.log;
     if (unreplicatedSoftS === 0 && unreplicatedHardS === 0) return;
-    const rate = this.replicationValue?.publisher.drainBytesPerS();
+    const rate = this.replicationValue?.drainBytesPerS();
     const hard = throttleBytes(unreplicatedHardS, rate, unreplicatedHardBytes);
     const field = rate === undefined || unreplicatedHardS === 0 ? 'log.unreplicatedHardBytes' : `log.unreplicatedHardS: ${unreplicatedHardS} s at the measured ${Math.round(rate)} B/s`;
     this.log.setUnreplicatedLimits(throttleBytes(unreplicatedSoftS, rate, unreplicatedSoftBytes), hard, field);
     this.throttleTimer = this.clock.setTimeout(() => this.resizeThrottle(), THROTTLE_RESIZE_MS);
-  }
-
-  /** After an append failed with LOG_NO_SPACE: whether the volume has room for a segment again. */
-  private async roomForSegment(): Promise<boolean> {
-    const stats = await statfs(this.config.dataDir).catch(() => undefined);
-    const room = stats !== undefined && stats.bavail * stats.bsize >= this.config.log.segmentBytes;
-    if (room) this.noSpace = false;
-    return room;
   }
 
   private async publishState(state: NodeStateName): Promise<void> {

@@ -1,7 +1,8 @@
 /**
- * Drives the power state machine from a PowerSource and carries out its actions through the agent (the
- * host): shrinking the tail on battery, and on brownout the one sequence the battery is spent on:
+ * Drives the power state machine from a PowerSource and carries out its actions through the host:
+ * shrinking the tail on battery, and on brownout the one sequence the battery is spent on:
  * flush the unreplicated tail → publish the handoff record → wait for the successor → let the BMS cut.
+ * The order is kept here, between the machine's inputs; what each step does is in brownout.ts.
  */
 import { EventEmitter } from 'node:events';
 import type { LinkState, PowerEvent, PowerSource, PowerStatus } from '../../firmware-bridge/index.ts';

@@ -4,7 +4,7 @@
  * messages are verified and dispatched here; anything malformed, unsigned, forged or addressed wrongly is
  * counted by reason and dropped. With `direct`, the direct path to the siblings (direct/) is a second way
  * for batches, acks and the handoff record, and what it delivers takes the same checks.
- * (About 440 lines: the dispatch of control records is the part to move out with issue 13.)
+ * (About 490 lines: the dispatch of control records is the part to move out with issue 13.)
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -419,6 +419,57 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     if (now - (this.rejectLoggedAtMs.get(reason) ?? -Infinity) < REJECT_LOG_INTERVAL_MS) return;
     this.rejectLoggedAtMs.set(reason, now);
     this.options.logger.warn('dropped a message', { reason, topic, sender: this.topics.nodeOf(topic)?.node, count: this.rejected[reason] });
+  }
+
+  // ---- what the brownout (power/brownout.ts) and the agent ask of the publisher, so none reaches into it ----
+
+  /** The brownout flush begins with `budgetMs`: only batches and the handoff go out, each batch at once. */
+  beginFlush(budgetMs: number): void {
+    this.setControlPaused(true);
+    this.publisher.setFlushing(true);
+    this.setFlushBudget(budgetMs);
+  }
+
+  /** Mains came back before the handoff: control records, batching and the links' own deadlines resume. */
+  endFlush(): void {
+    this.setControlPaused(false);
+    this.publisher.setFlushing(false);
+    this.setFlushBudget(undefined);
+  }
+
+  /** On battery (true) batches go out whatever the operator's pause, in the largest batches; back on mains as before. */
+  setOnBattery(onBattery: boolean): void {
+    this.publisher.setFlushing(onBattery);
+  }
+
+  /** The operator's pause (a metered uplink): batches wait until resumed; being on battery overrides it. */
+  setOperatorPaused(paused: boolean): void {
+    this.publisher.setPaused(paused);
+  }
+
+  /** True once `seq` is replicated at the configured durability, false at the timeout, the abort or a stop. */
+  waitReplicated(seq: number, timeoutMs: number, signal: AbortSignal): Promise<boolean> {
+    return this.publisher.waitReplicated(seq, timeoutMs, signal);
+  }
+
+  /** How long before its deadline the handoff record must leave to get out behind what is in flight. */
+  handoffLeadMs(): number | undefined {
+    return this.publisher.handoffLeadMs();
+  }
+
+  /** The drain rate measured on the link (undefined until there is a measure). */
+  drainBytesPerS(): number | undefined {
+    return this.publisher.drainBytesPerS();
+  }
+
+  /** The highest seq each sibling acknowledged, by node. */
+  siblingPositions(): Readonly<Record<string, number>> {
+    return (this.publisher.stats().siblings ?? {}) as Record<string, number>;
+  }
+
+  /** The handoff record, to the brokers and the direct path alike. */
+  publishHandoff(record: LeaderMessage & { kind: 'handoff' }): Promise<void> {
+    return this.publishLeader(record);
   }
 }
 

@@ -26,3 +26,10 @@ export const systemClock: Clock = {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Wait for `work` at most `ms` (its failure ignored): a hung broker must not hold up a stop or a power cut. */
+export async function boundedWait(clock: Clock, work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: TimerHandle | undefined;
+  await Promise.race([work.catch(() => undefined), new Promise<void>((resolve) => (timer = clock.setTimeout(resolve, ms)))]);
+  timer?.cancel();
+}
