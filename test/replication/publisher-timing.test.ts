@@ -1,0 +1,225 @@
+// The publisher's timings, each pinned at an exact instant of a clock the test moves: a resend request
+// (`want`) crossing a batch sent less than the grace ago, the back-off between two answers to the same
+// request, the pause after a refused batch, the window, the pooled batch buffers dropped once replication
+// has been caught up for a second, the deadline of waitReplicated and the age of a stalled watermark.
+// The log is a real one in a temp dir; the broker link is an in-process fake behind the publisher's
+// PublishLink, because the test must place each PUBACK and each refusal at an exact instant of the
+// publisher's clock (the real links are in test/replication/acks.test.ts, faults.test.ts and the e2e tests).
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { createFlashLog, type FlashLog } from '../../agent/log/index.ts';
+import { Publisher, WireCodec, topics, type LinkUp, type PublisherOptions, type PublishLink } from '../../agent/replication/index.ts';
+import { LastgaspError, silentLogger } from '../../agent/util/index.ts';
+import { FakeClock, settle } from '../support/fake-clock.ts';
+import { tempDir } from '../support/ports.ts';
+
+interface Sent {
+  first: number;
+  last: number;
+  atMs: number;
+  puback: () => void;
+  refuse: (error: Error) => void;
+}
+
+/** A broker link whose PUBACKs and refusals the test gives by hand. */
+class FakeLink implements PublishLink {
+  connected = true;
+  info: LinkUp | undefined = undefined;
+  readonly sent: Sent[] = [];
+  private waiters: Array<{ count: number; resolve: () => void }> = [];
+
+  constructor(
+    private readonly codec: WireCodec,
+    private readonly clock: FakeClock,
+  ) {}
+
+  payloadBytesMax(): number | undefined {
+    return undefined;
+  }
+
+  publish(_topic: string, payload: Uint8Array): Promise<void> {
+    // Decoded now: a pooled buffer is reused once the publish is settled.
+    const decoded = this.codec.decode(payload);
+    assert.ok(decoded.ok && decoded.kind === 'batch', 'the publisher sends batches on its log topic');
+    const entries = decoded.message.entries;
+    return new Promise((resolve, reject) => {
+      this.sent.push({ first: entries[0]!.seq, last: entries[entries.length - 1]!.seq, atMs: this.clock.monotonicMs(), puback: resolve, refuse: reject });
+      const ready = this.waiters.filter((candidate) => this.sent.length >= candidate.count);
+      this.waiters = this.waiters.filter((candidate) => !ready.includes(candidate));
+      for (const waiter of ready) waiter.resolve();
+    });
+  }
+
+  /**
+   * Resolves once `count` batches were published in all. The publisher reads the log before it publishes
+   * (real I/O), so this waits on the event loop; a batch that never comes fails the test after 5 s of real
+   * time rather than hanging it.
+   */
+  published(count: number): Promise<Sent> {
+    if (this.sent.length >= count) return Promise.resolve(this.sent[count - 1]!);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`batch ${count} was never published (${this.sent.length} were)`)), 5000);
+      this.waiters.push({ count, resolve: () => (clearTimeout(timer), resolve(this.sent[count - 1]!)) });
+    });
+  }
+
+  /** PUBACK the batch and let the publisher's reaction run. */
+  async ack(sent: Sent): Promise<void> {
+    sent.puback();
+    await settle();
+  }
+}
+
+async function setUp(t: TestContext, options: Partial<PublisherOptions> = {}) {
+  const dir = await tempDir('publisher-timing');
+  const log = createFlashLog({ dir: dir.path, segmentBytes: 4 * 1024 * 1024 });
+  await log.open();
+  const clock = new FakeClock();
+  const codec = new WireCodec();
+  const link = new FakeLink(codec, clock);
+  const publisher = new Publisher({
+    log,
+    links: [link],
+    codec,
+    topics: topics('lastgasp', 'g'),
+    group: 'g',
+    node: 'gw-a',
+    durability: 'broker',
+    quorum: 1,
+    siblings: ['gw-b'],
+    replicaAcks: 1,
+    batchEntriesMax: 64,
+    batchBytesMax: 1024 * 1024,
+    windowMax: 8,
+    compress: false,
+    logger: silentLogger,
+    clock,
+    ...options,
+  });
+  t.after(async () => {
+    publisher.stop();
+    await log.close();
+    await dir.remove();
+  });
+  return { log, clock, link, publisher };
+}
+
+async function appendEntries(log: FlashLog, count: number, bytes = 16): Promise<void> {
+  await log.appendMany(Array.from({ length: count }, () => new Uint8Array(bytes)));
+}
+
+/** gw-b's ack: it holds `seq` and asks for everything from `want`. */
+function want(log: FlashLog, seq: number, from: number) {
+  return { group: 'g', node: 'gw-b', epoch: log.epoch, seq, want: from, atMs: 0 };
+}
+
+test('a want for a batch sent less than 1 s ago crossed it: not answered at 999 ms, answered at 1000 ms', async (t) => {
+  const { log, clock, link, publisher } = await setUp(t);
+  await appendEntries(log, 10);
+  publisher.start();
+  await link.ack(await link.published(1));
+  assert.deepEqual([link.sent[0]!.first, link.sent[0]!.last], [1, 10]);
+
+  clock.advance(999);
+  publisher.onAck(want(log, 4, 5));
+  assert.equal(publisher.stats().wantsInFlight, 1, 'the batch holding seq 5 left 999 ms ago: the request crossed it');
+  assert.equal(publisher.stats().rewinds, 0);
+  assert.equal(publisher.stats().nextSeq, 11);
+
+  clock.advance(1);
+  publisher.onAck(want(log, 4, 5));
+  assert.equal(publisher.stats().rewinds, 1, 'at 1000 ms the request is answered');
+  const resend = await link.published(2);
+  assert.deepEqual([resend.first, resend.last, resend.atMs], [5, 10, link.sent[0]!.atMs + 1000]);
+});
+
+test('the same want is answered again only after a back-off of 2 s that doubles per answer up to 32 s', async (t) => {
+  const { log, clock, link, publisher } = await setUp(t);
+  await appendEntries(log, 10);
+  publisher.start();
+  await link.ack(await link.published(1));
+  clock.advance(1000);
+
+  // Each answer republishes 3..10; the back-off after the n-th answer is 2 s × 2^(n-1), at most 32 s.
+  const backoffsMs = [2000, 4000, 8000, 16_000, 32_000, 32_000];
+  publisher.onAck(want(log, 2, 3));
+  assert.equal(publisher.stats().rewinds, 1, 'the first request is answered at once');
+  for (const [index, backoffMs] of backoffsMs.entries()) {
+    await link.ack(await link.published(index + 2));
+    clock.advance(backoffMs - 1);
+    publisher.onAck(want(log, 2, 3));
+    assert.equal(publisher.stats().wantsRefused, index + 1, `refused 1 ms before the back-off of ${backoffMs} ms ends`);
+    assert.equal(publisher.stats().rewinds, index + 1);
+    clock.advance(1);
+    publisher.onAck(want(log, 2, 3));
+    assert.equal(publisher.stats().rewinds, index + 2, `answered when the back-off of ${backoffMs} ms ends`);
+  }
+  const last = await link.published(backoffsMs.length + 2);
+  assert.deepEqual([last.first, last.last], [3, 10]);
+});
+
+test('a sibling that made progress is answered without waiting out the back-off', async (t) => {
+  const { log, clock, link, publisher } = await setUp(t);
+  await appendEntries(log, 10);
+  publisher.start();
+  await link.ack(await link.published(1));
+  clock.advance(1000);
+  publisher.onAck(want(log, 2, 3));
+  await link.ack(await link.published(2));
+  clock.advance(1000);
+  publisher.onAck(want(log, 2, 3));
+  assert.equal(publisher.stats().wantsRefused, 1, 'no progress, 1 s into the 2 s back-off: refused');
+  publisher.onAck(want(log, 6, 7));
+  assert.equal(publisher.stats().rewinds, 2, 'a request from a new position is answered at once');
+  const resend = await link.published(3);
+  assert.deepEqual([resend.first, resend.last], [7, 10]);
+});
+
+test('a refused batch is sent again 2 s later, not before, even when new commits kick the publisher', async (t) => {
+  const { log, clock, link, publisher } = await setUp(t);
+  await appendEntries(log, 3);
+  publisher.start();
+  const refusedAt = clock.monotonicMs();
+  (await link.published(1)).refuse(new LastgaspError('BROKER_REFUSED', 'quota exceeded (test)'));
+  await settle();
+  assert.equal(publisher.stats().refused, 1);
+
+  clock.advance(1999);
+  await appendEntries(log, 1);
+  await settle();
+  assert.equal(link.sent.length, 1, 'a commit 1 ms before the pause ends publishes nothing');
+  clock.advance(1);
+  const again = await link.published(2);
+  assert.deepEqual([again.first, again.last, again.atMs], [1, 4, refusedAt + 2000]);
+});
+
+test('a batch lost with its connection is sent again at once', async (t) => {
+  const { log, clock, link, publisher } = await setUp(t);
+  await appendEntries(log, 3);
+  publisher.start();
+  const lostAt = clock.monotonicMs();
+  (await link.published(1)).refuse(new LastgaspError('BROKER_UNAVAILABLE', 'connection lost (test)'));
+  const again = await link.published(2);
+  assert.deepEqual([again.first, again.last, again.atMs], [1, 3, lostAt]);
+  assert.equal(publisher.stats().resent, 1);
+});
+
+test('the window holds windowMax batches, or fewer when the broker announces a smaller Receive Maximum', async (t) => {
+  const { log, link, publisher } = await setUp(t, { batchEntriesMax: 1, windowMax: 3 });
+  await appendEntries(log, 6);
+  publisher.start();
+  await link.published(3);
+  await settle();
+  assert.equal(link.sent.length, 3, 'three batches of one entry in flight, no fourth');
+  assert.equal(publisher.stats().inflightBatches, 3);
+  await link.ack(link.sent[0]!);
+  assert.equal((await link.published(4)).first, 4, 'a PUBACK frees one slot');
+
+  link.info = { protocolVersion: 5, sessionPresent: false, receiveMaximum: 2, maximumPacketSize: undefined, server: 'fake' };
+  await link.ack(link.sent[1]!);
+  await settle();
+  assert.equal(publisher.stats().windowMax, 2);
+  assert.equal(link.sent.length, 4, 'two still in flight: the broker takes no more');
+  await link.ack(link.sent[2]!);
+  assert.equal((await link.published(5)).first, 5);
+});
