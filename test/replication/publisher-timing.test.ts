@@ -223,3 +223,86 @@ test('the window holds windowMax batches, or fewer when the broker announces a s
   await link.ack(link.sent[2]!);
   assert.equal((await link.published(5)).first, 5);
 });
+
+/** Four entries of 20 KiB: one batch of about 80 KiB, above the 64 KiB from which encode buffers are pooled. */
+const appendLargeBatch = (log: FlashLog) => appendEntries(log, 4, 20 * 1024);
+
+test('pooled batch buffers are kept 999 ms after catching up and dropped at 1000 ms', async (t) => {
+  const { log, clock, link, publisher } = await setUp(t, { batchEntriesMax: 4 });
+  await appendLargeBatch(log);
+  publisher.start();
+  await link.ack(await link.published(1));
+  clock.advance(999);
+  await appendLargeBatch(log);
+  await link.published(2);
+  assert.equal(publisher.stats().batchBuffersReused, 1, 'caught up for 999 ms: the buffer was still pooled');
+  await link.ack(link.sent[1]!);
+  clock.advance(1);
+  await appendLargeBatch(log);
+  await link.published(3);
+  assert.equal(publisher.stats().batchBuffersReused, 1, '1000 ms after the first catch-up the pool was dropped');
+});
+
+test('buffers stay pooled while busy when the idle timer fires; the next catch-up starts a new second', async (t) => {
+  const { log, clock, link, publisher } = await setUp(t, { batchEntriesMax: 4 });
+  // Two large batches at once: two buffers in the pool after their PUBACKs.
+  await appendEntries(log, 8, 20 * 1024);
+  publisher.start();
+  await link.published(2);
+  await link.ack(link.sent[0]!);
+  await link.ack(link.sent[1]!);
+  clock.advance(500);
+  await appendLargeBatch(log);
+  await link.published(3);
+  assert.equal(publisher.stats().batchBuffersReused, 1, 'one pooled buffer taken, one left in the pool');
+  clock.advance(500);
+  await link.ack(link.sent[2]!);
+  clock.advance(999);
+  await appendEntries(log, 8, 20 * 1024);
+  await link.published(5);
+  assert.equal(publisher.stats().batchBuffersReused, 3, 'busy when the timer fired: both buffers kept, and 999 ms after this catch-up still pooled');
+  await link.ack(link.sent[3]!);
+  await link.ack(link.sent[4]!);
+  clock.advance(1);
+  await appendLargeBatch(log);
+  await link.published(6);
+  assert.equal(publisher.stats().batchBuffersReused, 3, '1000 ms after the second catch-up the pool was dropped');
+});
+
+test('waitReplicated resolves true on the ack before its deadline and false exactly at it', async (t) => {
+  const { log, clock, link, publisher } = await setUp(t);
+  await appendEntries(log, 1);
+  publisher.start();
+  const first = await link.published(1);
+  const outcomes: boolean[] = [];
+  void publisher.waitReplicated(1, 3000).then((ok) => outcomes.push(ok));
+  clock.advance(2999);
+  await settle();
+  assert.deepEqual([...outcomes], [], 'still waiting 1 ms before the deadline');
+  await link.ack(first);
+  assert.deepEqual(outcomes, [true], 'the PUBACK (durability broker) replicates seq 1');
+
+  await appendEntries(log, 1);
+  await link.published(2);
+  void publisher.waitReplicated(2, 3000).then((ok) => outcomes.push(ok));
+  clock.advance(2999);
+  await settle();
+  assert.deepEqual(outcomes, [true]);
+  clock.advance(1);
+  await settle();
+  assert.deepEqual(outcomes, [true, false], 'no ack: false at 3000 ms');
+});
+
+test('watermarkStalledMs counts the time a tail waits unreplicated, and is 0 once nothing waits', async (t) => {
+  const { log, clock, link, publisher } = await setUp(t);
+  publisher.start();
+  await appendEntries(log, 1);
+  const first = await link.published(1);
+  clock.advance(4321);
+  assert.equal(publisher.watermarkStalledMs(), 4321);
+  assert.equal(publisher.stats().watermarkStalledMs, 4321);
+  await link.ack(first);
+  assert.equal(publisher.watermarkStalledMs(), 0, 'the PUBACK moved the watermark over the whole tail');
+  clock.advance(10_000);
+  assert.equal(publisher.watermarkStalledMs(), 0, 'no tail, no stall, however long it stays idle');
+});
