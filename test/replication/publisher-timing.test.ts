@@ -1,7 +1,8 @@
 // The publisher's timings, each pinned at an exact instant of a clock the test moves: a resend request
 // (`want`) crossing a batch sent less than the grace ago, the back-off between two answers to the same
 // request, the pause after a refused batch, the window, the pooled batch buffers dropped once replication
-// has been caught up for a second, the deadline of waitReplicated and the age of a stalled watermark.
+// has been caught up for a second, the deadline of waitReplicated, the age of a stalled watermark, and the
+// brownout flush's batches and bytes in flight sized in milliseconds at the rate the clock measured.
 // The log is a real one in a temp dir; the broker link is an in-process fake behind the publisher's
 // PublishLink, because the test must place each PUBACK and each refusal at an exact instant of the
 // publisher's clock (the real links are in test/replication/acks.test.ts, faults.test.ts and the e2e tests).
@@ -16,6 +17,7 @@ import { tempDir } from '../support/ports.ts';
 interface Sent {
   first: number;
   last: number;
+  bytes: number;
   atMs: number;
   puback: () => void;
   refuse: (error: Error) => void;
@@ -26,7 +28,7 @@ class FakeLink implements PublishLink {
   connected = true;
   info: LinkUp | undefined = undefined;
   readonly sent: Sent[] = [];
-  private waiters: Array<{ count: number; resolve: () => void }> = [];
+  private waiters: Array<{ ready: () => boolean; resolve: () => void }> = [];
 
   constructor(
     private readonly codec: WireCodec,
@@ -43,8 +45,8 @@ class FakeLink implements PublishLink {
     assert.ok(decoded.ok && decoded.kind === 'batch', 'the publisher sends batches on its log topic');
     const entries = decoded.message.entries;
     return new Promise((resolve, reject) => {
-      this.sent.push({ first: entries[0]!.seq, last: entries[entries.length - 1]!.seq, atMs: this.clock.monotonicMs(), puback: resolve, refuse: reject });
-      const ready = this.waiters.filter((candidate) => this.sent.length >= candidate.count);
+      this.sent.push({ first: entries[0]!.seq, last: entries[entries.length - 1]!.seq, bytes: payload.length, atMs: this.clock.monotonicMs(), puback: resolve, refuse: reject });
+      const ready = this.waiters.filter((candidate) => candidate.ready());
       this.waiters = this.waiters.filter((candidate) => !ready.includes(candidate));
       for (const waiter of ready) waiter.resolve();
     });
@@ -55,11 +57,17 @@ class FakeLink implements PublishLink {
    * (real I/O), so this waits on the event loop; a batch that never comes fails the test after 5 s of real
    * time rather than hanging it.
    */
-  published(count: number): Promise<Sent> {
-    if (this.sent.length >= count) return Promise.resolve(this.sent[count - 1]!);
+  async published(count: number): Promise<Sent> {
+    await this.until(`batch ${count} published`, () => this.sent.length >= count);
+    return this.sent[count - 1]!;
+  }
+
+  /** Resolves once a publish makes `ready` true (at once if it is); fails after 5 s of real time. */
+  until(what: string, ready: () => boolean): Promise<void> {
+    if (ready()) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`batch ${count} was never published (${this.sent.length} were)`)), 5000);
-      this.waiters.push({ count, resolve: () => (clearTimeout(timer), resolve(this.sent[count - 1]!)) });
+      const timer = setTimeout(() => reject(new Error(`never happened: ${what} (${this.sent.length} batches were published)`)), 5000);
+      this.waiters.push({ ready, resolve: () => (clearTimeout(timer), resolve()) });
     });
   }
 
@@ -305,4 +313,41 @@ test('watermarkStalledMs counts the time a tail waits unreplicated, and is 0 onc
   assert.equal(publisher.watermarkStalledMs(), 0, 'the PUBACK moved the watermark over the whole tail');
   clock.advance(10_000);
   assert.equal(publisher.watermarkStalledMs(), 0, 'no tail, no stall, however long it stays idle');
+});
+
+test('in the flush, batches carry 50 ms and the window 300 ms at the rate the clock measured; handoffLeadMs drains them', async (t) => {
+  const { log, clock, link, publisher } = await setUp(t);
+  // Measure the link: one batch alone, PUBACKed 100 ms later (the rate); one more, 20 ms later (the round trip).
+  await appendEntries(log, 40, 1000);
+  publisher.start();
+  const alone = await link.published(1);
+  clock.advance(100);
+  await link.ack(alone);
+  const firstRate = (alone.bytes * 1000) / 100;
+  assert.equal(publisher.drainBytesPerS(), firstRate);
+  await appendEntries(log, 1, 1000);
+  const small = await link.published(2);
+  clock.advance(20);
+  await link.ack(small);
+  const rate = ((alone.bytes + small.bytes) * 1000) / 120;
+  assert.equal(publisher.drainBytesPerS(), rate);
+  const roundTripMs = 20 - (small.bytes * 1000) / firstRate;
+  assert.equal(publisher.stats().roundTripMs, Math.round(roundTripMs));
+
+  publisher.setFlushing(true);
+  const batchBytes = Math.round((rate * 50) / 1000);
+  const inflightBytesMax = Math.max(2 * batchBytes, (rate * 300) / 1000);
+  const flushBatches = () => link.sent.slice(2);
+  const inflight = () => flushBatches().reduce((bytes, sent) => bytes + sent.bytes, 0);
+  await appendEntries(log, 200, 1000);
+  await link.until('the window full at 300 ms of the rate', () => inflight() + batchBytes > inflightBytesMax);
+  await settle();
+  assert.ok(flushBatches().length >= 3, `${flushBatches().length} batches in flight`);
+  // Sized to 50 ms at the rate (less the room kept for a full batch's per-entry overhead), not to batchBytesMax.
+  for (const sent of flushBatches()) assert.ok(sent.bytes <= batchBytes && sent.bytes > batchBytes / 2, `a batch of ${sent.bytes} bytes for 50 ms (${batchBytes} bytes)`);
+  assert.ok(inflight() <= inflightBytesMax, `${inflight()} bytes in flight, at most ${inflightBytesMax}`);
+  assert.equal(publisher.handoffLeadMs(), (inflight() * 1000) / rate + roundTripMs / 2);
+  const count = link.sent.length;
+  await link.ack(flushBatches()[0]!);
+  await link.published(count + 1);
 });
