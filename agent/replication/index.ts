@@ -1,6 +1,6 @@
 export { Replication, type ReplicationOptions, type ReplicationEvents } from './replication.ts';
 export { BrokerLink, brokerRefusal, publishPacketBytes, type BrokerLinkOptions, type LinkUp } from './broker-link.ts';
-export { Publisher } from './publisher.ts';
+export { Publisher, type PublisherOptions, type PublishLink } from './publisher.ts';
 export { Receiver } from './receiver.ts';
 export {
   WireCodec,

@@ -75,7 +75,7 @@ const BATCH_BUFFERS_IDLE_MS = 1000;
 
 export interface PublisherOptions {
   log: FlashLog;
-  links: readonly BrokerLink[];
+  links: readonly PublishLink[];
   codec: WireCodec;
   topics: Topics;
   group: string;
@@ -96,6 +96,12 @@ export interface PublisherOptions {
   logger: Logger;
   clock: Clock;
 }
+
+/**
+ * What the publisher uses of a broker link (BrokerLink): named here so the publisher's timing tests can
+ * place each PUBACK at an exact instant of their clock.
+ */
+export type PublishLink = Pick<BrokerLink, 'connected' | 'info' | 'payloadBytesMax' | 'publish'>;
 
 /** A second way out for batches, beside the brokers. */
 export interface DirectSink {
@@ -515,7 +521,7 @@ export class Publisher {
   }
 
   /** The largest batch every link takes: the configured limit, or less where a broker announced less. */
-  private payloadBytesMax(links: readonly BrokerLink[], topic: string): number {
+  private payloadBytesMax(links: readonly PublishLink[], topic: string): number {
     let bytes = this.options.batchBytesMax;
     for (const link of links) bytes = Math.min(bytes, link.payloadBytesMax(topic) ?? Infinity);
     return bytes;
