@@ -197,6 +197,8 @@ export class Publisher {
   private tooLargeSeq = 0;
   /** When the replicated watermark last moved (monotonic ms): with a tail, its age says replication stalled. */
   private replicatedMovedAtMs = 0;
+  /** Nothing waited at the last watermark move: the next commit starts the stall count (not the idle time before it). */
+  private stallCountsFromNextCommit = false;
   private readonly recent: Array<{ first: number; last: number; atMs: number }> = [];
   private unsubscribe: (() => void) | undefined;
   private readonly replicatedWaiters: Array<{ seq: number; resolve: (ok: boolean) => void }> = [];
@@ -243,8 +245,15 @@ export class Publisher {
     const from = Math.max(fromSeq ?? replicated + 1, log.firstSeq);
     this.nextSeq = from;
     this.replicatedMovedAtMs = this.options.clock.monotonicMs();
+    this.stallCountsFromNextCommit = this.tail() === 0;
     this.brokerAcked = Math.max(replicated, from - 1);
-    this.unsubscribe = log.onCommit(() => this.kick());
+    this.unsubscribe = log.onCommit(() => {
+      if (this.stallCountsFromNextCommit) {
+        this.stallCountsFromNextCommit = false;
+        this.replicatedMovedAtMs = this.options.clock.monotonicMs();
+      }
+      this.kick();
+    });
     this.kick();
   }
 
@@ -425,6 +434,7 @@ export class Publisher {
     if (seq <= log.watermarks().replicated) return;
     log.markReplicated(seq);
     this.replicatedMovedAtMs = this.options.clock.monotonicMs();
+    this.stallCountsFromNextCommit = this.tail() === 0;
     const replicated = log.watermarks().replicated;
     for (let index = this.replicatedWaiters.length - 1; index >= 0; index--) {
       const waiter = this.replicatedWaiters[index]!;

@@ -313,6 +313,11 @@ test('watermarkStalledMs counts the time a tail waits unreplicated, and is 0 onc
   assert.equal(publisher.watermarkStalledMs(), 0, 'the PUBACK moved the watermark over the whole tail');
   clock.advance(10_000);
   assert.equal(publisher.watermarkStalledMs(), 0, 'no tail, no stall, however long it stays idle');
+  // A tail after the idle time counts from its commit, not from the last move of the watermark.
+  await appendEntries(log, 1);
+  await link.published(2);
+  clock.advance(25);
+  assert.equal(publisher.watermarkStalledMs(), 25);
 });
 
 test('in the flush, batches carry 50 ms and the window 300 ms at the rate the clock measured; handoffLeadMs drains them', async (t) => {
