@@ -236,14 +236,14 @@ export class SqliteCapture {
         this.retakeReadTransaction();
         await this.persist();
       }
-      if (bytes.length < bytesMax) return;
+      if (!wal.more) return;
       // A transaction larger than one read: read more at once until its commit frame is in.
       bytesMax = scan.commits > 0 ? CAPTURE_READ_BYTES_MAX : bytesMax * 2;
     }
   }
 
   /** The header and the bytes after the cursor, or a new generation when the WAL is not the one followed. */
-  private async readWal(position: Position, bytesMax: number): Promise<{ header: WalHeader; bytes: Uint8Array; mtimeMs: number } | 'none' | 'new-generation'> {
+  private async readWal(position: Position, bytesMax: number): Promise<{ header: WalHeader; bytes: Uint8Array; mtimeMs: number; more: boolean } | 'none' | 'new-generation'> {
     const file = await readFrom(this.options.path + '-wal', position, bytesMax);
     this.counters.walBytes = file?.size ?? 0;
     const decoded = file && file.head.length === WAL_HEADER_BYTES ? decodeWalHeader(file.head) : undefined;
@@ -257,7 +257,7 @@ export class SqliteCapture {
     const followed = position.header;
     if (followed === undefined || (followed.salt1 === header.salt1 && followed.salt2 === header.salt2)) {
       if (followed === undefined) this.position = { header, cursor: { frameIndex: 0, checksum: header.checksum } };
-      return { header, bytes: file!.frames, mtimeMs: file!.mtimeMs };
+      return { header, bytes: file!.frames, mtimeMs: file!.mtimeMs, more: file!.more };
     }
     if (this.expectReset && header.salt1 === (followed.salt1 + 1) >>> 0) {
       // The reset that followed the agent's own full checkpoint: every frame of the old WAL was copied.
