@@ -155,8 +155,9 @@ export class SqliteCapture {
         throw error;
       }
     }
+    const before = this.position?.cursor.frameIndex;
     await this.copy();
-    if (this.position && this.position.cursor.frameIndex >= this.options.checkpointFrames) await this.checkpoint();
+    if (this.checkpointDue(this.position?.cursor.frameIndex === before)) await this.checkpoint();
     // A standby that fell behind the log's retention waits for a snapshot after the gap (replica.ts): one
     // comes whenever retention has removed this generation's, so the log always holds one to start from.
     // Not sooner than RESNAPSHOT_FACTOR times the snapshot's bytes in transactions: retention drops segments
@@ -206,6 +207,24 @@ export class SqliteCapture {
   }
 
   private identity: { dev: number; ino: number } | undefined;
+  /** Where the last checkpoint left the position. */
+  private lastCheckpoint: { salt1: number | undefined; frameIndex: number } | undefined;
+
+  /**
+   * A checkpoint blocks the event loop while it copies pages and syncs the database file. While the
+   * application writes, one every checkpointFrames/4 new frames (a writer that never pauses never lets the
+   * WAL start over, and a checkpoint at every step cost the capture's lag tens of ms each time); once it
+   * pauses (the step copied nothing), one more so that its next write can start the WAL over; never again at
+   * the same position (an idle application's WAL would be checkpointed at every poll).
+   */
+  private checkpointDue(idle: boolean): boolean {
+    const position = this.position;
+    if (!position || position.cursor.frameIndex < this.options.checkpointFrames) return false;
+    const last = this.lastCheckpoint;
+    if (!last || last.salt1 !== position.header?.salt1) return true;
+    const since = position.cursor.frameIndex - last.frameIndex;
+    return since >= Math.max(1, Math.floor(this.options.checkpointFrames / 4)) || (idle && since > 0);
+  }
   /** The log seq of this generation's snapshot: once retention removes it, a standby starting over has none. */
   private snapshotSeq = 0;
   private snapshotBytes = 0;
@@ -356,6 +375,7 @@ export class SqliteCapture {
     await this.copy();
     this.retakeReadTransaction();
     this.counters.checkpoints++;
+    this.lastCheckpoint = { salt1: this.position?.header?.salt1, frameIndex: this.position?.cursor.frameIndex ?? 0 };
     if (result.full && this.position?.header) {
       this.expectReset = true;
       await this.persist();
