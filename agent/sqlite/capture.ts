@@ -23,8 +23,9 @@ import { openSqlite, isBusy, type SqliteConnection } from './connection.ts';
 import { WalCheckpointer } from './checkpointer.ts';
 import { captureStatePath, fileIdentity, loadCaptureState, resumable, saveCaptureState, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
-import { pagesPerEntry, splitTransaction } from './entry.ts';
+import { pagesPerEntry, splitTransaction, transactionEntries } from './entry.ts';
 import { PlainSnapshotReader } from './snapshot-pages.ts';
+import { LagSamples } from './status-lines.ts';
 import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
 import { CAPTURE_READ_BYTES_MAX, findWalEnd, readFrom, type Position } from './wal-file.ts';
 
@@ -68,7 +69,7 @@ export class SqliteCapture {
   private stopped = true;
   private lastError: string | undefined;
   private generationReason = '';
-  private readonly lags: number[] = [];
+  private readonly lags = new LagSamples(LAG_SAMPLES);
   readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, lastCommitSeq: 0, walBytes: 0 };
 
   constructor(private readonly options: CaptureOptions) {}
@@ -117,9 +118,8 @@ export class SqliteCapture {
   }
 
   status(): Record<string, unknown> {
-    const sorted = [...this.lags].sort((a, b) => a - b);
-    const at = (q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : undefined);
-    return { name: this.options.name, path: this.options.path, role: 'capture', generation: this.generation, generationReason: this.generationReason, ...this.counters, lagMsP50: at(0.5), lagMsP99: at(0.99), error: this.lastError };
+    const [lagMsP50, lagMsP99] = this.lags.quantiles([0.5, 0.99]);
+    return { name: this.options.name, path: this.options.path, role: 'capture', generation: this.generation, generationReason: this.generationReason, ...this.counters, lagMsP50, lagMsP99, error: this.lastError };
   }
 
   private schedule(): void {
@@ -291,23 +291,12 @@ export class SqliteCapture {
 
   private async appendTransactions(header: WalHeader, frames: readonly WalFrame[], mtimeMs: number): Promise<void> {
     const perEntry = pagesPerEntry(this.options.entryBytesMax, header.pageBytes);
-    const payloads: Uint8Array[] = [];
-    let pages = new Map<number, Uint8Array>();
-    let commits = 0;
-    for (const frame of frames) {
-      // A page written twice in one transaction (a spilled cache) counts once, with its last image.
-      pages.set(frame.pgno, frame.page);
-      if (frame.commitPages === 0) continue;
-      const list = [...pages].map(([pgno, page]) => ({ pgno, page }));
-      payloads.push(...splitTransaction({ db: this.options.name, generation: this.generation, pageBytes: header.pageBytes }, list, frame.commitPages, false, perEntry));
-      pages = new Map();
-      commits++;
-    }
+    const { payloads, commits } = transactionEntries({ db: this.options.name, generation: this.generation, pageBytes: header.pageBytes }, frames, perEntry);
     await this.appendAll(payloads);
     for (const payload of payloads) this.bytesSinceSnapshot += payload.length;
     this.counters.framesCaptured += frames.length;
     this.counters.commitsCaptured += commits;
-    this.recordLag(this.options.clock.nowMs() - mtimeMs);
+    this.lags.record(this.options.clock.nowMs() - mtimeMs);
   }
 
   private async appendAll(payloads: readonly Uint8Array[]): Promise<void> {
@@ -414,10 +403,5 @@ export class SqliteCapture {
       }
       throw error;
     }
-  }
-
-  private recordLag(lagMs: number): void {
-    this.lags.push(Math.max(0, lagMs));
-    if (this.lags.length > LAG_SAMPLES) this.lags.shift();
   }
 }
