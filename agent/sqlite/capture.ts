@@ -23,8 +23,9 @@ import { openSqlite, isBusy, type SqliteConnection } from './connection.ts';
 import { WalCheckpointer } from './checkpointer.ts';
 import { captureStatePath, fileIdentity, loadCaptureState, resumable, saveCaptureState, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
-import { pagesPerEntry, splitTransaction } from './entry.ts';
+import { pagesPerEntry, splitTransaction, transactionEntries } from './entry.ts';
 import { PlainSnapshotReader } from './snapshot-pages.ts';
+import { LagSamples } from './status-lines.ts';
 import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
 import { CAPTURE_READ_BYTES_MAX, findWalEnd, readFrom, type Position } from './wal-file.ts';
 
@@ -68,7 +69,7 @@ export class SqliteCapture {
   private stopped = true;
   private lastError: string | undefined;
   private generationReason = '';
-  private readonly lags: number[] = [];
+  private readonly lags = new LagSamples(LAG_SAMPLES);
   readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, lastCommitSeq: 0, walBytes: 0 };
 
   constructor(private readonly options: CaptureOptions) {}
@@ -117,9 +118,8 @@ export class SqliteCapture {
   }
 
   status(): Record<string, unknown> {
-    const sorted = [...this.lags].sort((a, b) => a - b);
-    const at = (q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : undefined);
-    return { name: this.options.name, path: this.options.path, role: 'capture', generation: this.generation, generationReason: this.generationReason, ...this.counters, lagMsP50: at(0.5), lagMsP99: at(0.99), error: this.lastError };
+    const [lagMsP50, lagMsP99] = this.lags.quantiles([0.5, 0.99]);
+    return { name: this.options.name, path: this.options.path, role: 'capture', generation: this.generation, generationReason: this.generationReason, ...this.counters, lagMsP50, lagMsP99, error: this.lastError };
   }
 
   private schedule(): void {
@@ -155,8 +155,9 @@ export class SqliteCapture {
         throw error;
       }
     }
+    const before = this.position?.cursor.frameIndex;
     await this.copy();
-    if (this.position && this.position.cursor.frameIndex >= this.options.checkpointFrames) await this.checkpoint();
+    if (this.checkpointDue(this.position?.cursor.frameIndex === before)) await this.checkpoint();
     // A standby that fell behind the log's retention waits for a snapshot after the gap (replica.ts): one
     // comes whenever retention has removed this generation's, so the log always holds one to start from.
     // Not sooner than RESNAPSHOT_FACTOR times the snapshot's bytes in transactions: retention drops segments
@@ -206,6 +207,24 @@ export class SqliteCapture {
   }
 
   private identity: { dev: number; ino: number } | undefined;
+  /** Where the last checkpoint left the position. */
+  private lastCheckpoint: { salt1: number | undefined; frameIndex: number } | undefined;
+
+  /**
+   * A checkpoint blocks the event loop while it copies pages and syncs the database file. While the
+   * application writes, one every checkpointFrames/4 new frames (a writer that never pauses never lets the
+   * WAL start over, and a checkpoint at every step cost the capture's lag tens of ms each time); once it
+   * pauses (the step copied nothing), one more so that its next write can start the WAL over; never again at
+   * the same position (an idle application's WAL would be checkpointed at every poll).
+   */
+  private checkpointDue(idle: boolean): boolean {
+    const position = this.position;
+    if (!position || position.cursor.frameIndex < this.options.checkpointFrames) return false;
+    const last = this.lastCheckpoint;
+    if (!last || last.salt1 !== position.header?.salt1) return true;
+    const since = position.cursor.frameIndex - last.frameIndex;
+    return since >= Math.max(1, Math.floor(this.options.checkpointFrames / 4)) || (idle && since > 0);
+  }
   /** The log seq of this generation's snapshot: once retention removes it, a standby starting over has none. */
   private snapshotSeq = 0;
   private snapshotBytes = 0;
@@ -236,14 +255,14 @@ export class SqliteCapture {
         this.retakeReadTransaction();
         await this.persist();
       }
-      if (bytes.length < bytesMax) return;
+      if (!wal.more) return;
       // A transaction larger than one read: read more at once until its commit frame is in.
       bytesMax = scan.commits > 0 ? CAPTURE_READ_BYTES_MAX : bytesMax * 2;
     }
   }
 
   /** The header and the bytes after the cursor, or a new generation when the WAL is not the one followed. */
-  private async readWal(position: Position, bytesMax: number): Promise<{ header: WalHeader; bytes: Uint8Array; mtimeMs: number } | 'none' | 'new-generation'> {
+  private async readWal(position: Position, bytesMax: number): Promise<{ header: WalHeader; bytes: Uint8Array; mtimeMs: number; more: boolean } | 'none' | 'new-generation'> {
     const file = await readFrom(this.options.path + '-wal', position, bytesMax);
     this.counters.walBytes = file?.size ?? 0;
     const decoded = file && file.head.length === WAL_HEADER_BYTES ? decodeWalHeader(file.head) : undefined;
@@ -257,7 +276,7 @@ export class SqliteCapture {
     const followed = position.header;
     if (followed === undefined || (followed.salt1 === header.salt1 && followed.salt2 === header.salt2)) {
       if (followed === undefined) this.position = { header, cursor: { frameIndex: 0, checksum: header.checksum } };
-      return { header, bytes: file!.frames, mtimeMs: file!.mtimeMs };
+      return { header, bytes: file!.frames, mtimeMs: file!.mtimeMs, more: file!.more };
     }
     if (this.expectReset && header.salt1 === (followed.salt1 + 1) >>> 0) {
       // The reset that followed the agent's own full checkpoint: every frame of the old WAL was copied.
@@ -272,23 +291,12 @@ export class SqliteCapture {
 
   private async appendTransactions(header: WalHeader, frames: readonly WalFrame[], mtimeMs: number): Promise<void> {
     const perEntry = pagesPerEntry(this.options.entryBytesMax, header.pageBytes);
-    const payloads: Uint8Array[] = [];
-    let pages = new Map<number, Uint8Array>();
-    let commits = 0;
-    for (const frame of frames) {
-      // A page written twice in one transaction (a spilled cache) counts once, with its last image.
-      pages.set(frame.pgno, frame.page);
-      if (frame.commitPages === 0) continue;
-      const list = [...pages].map(([pgno, page]) => ({ pgno, page }));
-      payloads.push(...splitTransaction({ db: this.options.name, generation: this.generation, pageBytes: header.pageBytes }, list, frame.commitPages, false, perEntry));
-      pages = new Map();
-      commits++;
-    }
+    const { payloads, commits } = transactionEntries({ db: this.options.name, generation: this.generation, pageBytes: header.pageBytes }, frames, perEntry);
     await this.appendAll(payloads);
     for (const payload of payloads) this.bytesSinceSnapshot += payload.length;
     this.counters.framesCaptured += frames.length;
     this.counters.commitsCaptured += commits;
-    this.recordLag(this.options.clock.nowMs() - mtimeMs);
+    this.lags.record(this.options.clock.nowMs() - mtimeMs);
   }
 
   private async appendAll(payloads: readonly Uint8Array[]): Promise<void> {
@@ -356,6 +364,7 @@ export class SqliteCapture {
     await this.copy();
     this.retakeReadTransaction();
     this.counters.checkpoints++;
+    this.lastCheckpoint = { salt1: this.position?.header?.salt1, frameIndex: this.position?.cursor.frameIndex ?? 0 };
     if (result.full && this.position?.header) {
       this.expectReset = true;
       await this.persist();
@@ -394,10 +403,5 @@ export class SqliteCapture {
       }
       throw error;
     }
-  }
-
-  private recordLag(lagMs: number): void {
-    this.lags.push(Math.max(0, lagMs));
-    if (this.lags.length > LAG_SAMPLES) this.lags.shift();
   }
 }

@@ -18,6 +18,7 @@
  */
 import { OP_SQLITE } from '../app/index.ts';
 import { decodeCbor, encodeCbor } from '../util/index.ts';
+import type { WalFrame } from './wal-format.ts';
 
 export { OP_SQLITE };
 export const SQLITE_FLAG_SNAPSHOT = 1;
@@ -77,4 +78,20 @@ export function splitTransaction(base: Omit<SqliteEntry, 'pages' | 'commitPages'
     out.push(encodeSqliteEntry({ ...base, flags: snapshot && start === 0 ? SQLITE_FLAG_SNAPSHOT : 0, commitPages: last ? commitPages : 0, pages: pages.slice(start, start + perEntry) }));
   }
   return out;
+}
+
+/** The WAL frames of whole transactions (a scan's, ending on a commit frame) as entries, in order. */
+export function transactionEntries(base: Omit<SqliteEntry, 'pages' | 'commitPages' | 'flags'>, frames: readonly WalFrame[], perEntry: number): { payloads: Uint8Array[]; commits: number } {
+  const payloads: Uint8Array[] = [];
+  let pages = new Map<number, Uint8Array>();
+  let commits = 0;
+  for (const frame of frames) {
+    // A page written twice in one transaction (a spilled cache) counts once, with its last image.
+    pages.set(frame.pgno, frame.page);
+    if (frame.commitPages === 0) continue;
+    payloads.push(...splitTransaction(base, [...pages].map(([pgno, page]) => ({ pgno, page })), frame.commitPages, false, perEntry));
+    pages = new Map();
+    commits++;
+  }
+  return { payloads, commits };
 }

@@ -11,3 +11,20 @@ export function sqliteStatusLines(status: Record<string, unknown>): string[] {
     return `  sqlite ${db.name}: replica, ${db.commitsApplied} commits and ${db.snapshotsApplied} snapshots applied, to seq ${db.appliedSeq}${aside}`;
   });
 }
+
+/** The capture's last lags (ms), for the p50/p99 in status. */
+export class LagSamples {
+  private readonly samples: number[] = [];
+
+  constructor(private readonly kept: number) {}
+
+  record(lagMs: number): void {
+    this.samples.push(Math.max(0, lagMs));
+    if (this.samples.length > this.kept) this.samples.shift();
+  }
+
+  quantiles(qs: readonly number[]): Array<number | undefined> {
+    const sorted = [...this.samples].sort((a, b) => a - b);
+    return qs.map((q) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : undefined));
+  }
+}

@@ -15,8 +15,12 @@ export interface Position {
   cursor: WalCursor;
 }
 
-/** The WAL's header and its frames from the position's cursor (at most `bytesMax`, whole frames only). */
-export async function readFrom(path: string, position: Position | undefined, bytesMax: number): Promise<{ head: Uint8Array; frames: Uint8Array; size: number; mtimeMs: number } | undefined> {
+/**
+ * The WAL's header and its frames from the position's cursor (at most `bytesMax`, whole frames only). `more`:
+ * at least one whole frame lies past what was read (the read was cut by `bytesMax`, which is rarely a whole
+ * number of frames, so comparing the length read with it cannot tell).
+ */
+export async function readFrom(path: string, position: Position | undefined, bytesMax: number): Promise<{ head: Uint8Array; frames: Uint8Array; size: number; mtimeMs: number; more: boolean } | undefined> {
   let handle;
   try {
     handle = await openFile(path, 'r');
@@ -35,7 +39,7 @@ export async function readFrom(path: string, position: Position | undefined, byt
     if (pageBytes) length -= length % frameBytes;
     const frames = new Uint8Array(length);
     if (length > 0) await handle.read(frames, 0, length, from);
-    return { head, frames, size: info.size, mtimeMs: info.mtimeMs };
+    return { head, frames, size: info.size, mtimeMs: info.mtimeMs, more: pageBytes > 0 && info.size - from - length >= frameBytes };
   } finally {
     await handle.close();
   }
@@ -53,7 +57,7 @@ export async function findWalEnd(path: string): Promise<Position> {
     if (position.header === undefined) position = { header, cursor: { frameIndex: 0, checksum: header.checksum } };
     const scan = scanWalFrames(file!.frames, header, position.cursor);
     position = { header, cursor: scan.end };
-    if (file!.frames.length < bytesMax) return position;
+    if (!file!.more) return position;
     bytesMax = scan.commits > 0 ? CAPTURE_READ_BYTES_MAX : bytesMax * 2;
   }
 }

@@ -30,7 +30,17 @@ const APP = fileURLToPath(new URL('../fixtures/sqlite-app.py', import.meta.url))
 const TX_COUNT = Number(process.env.LASTGASP_BENCH_TX ?? 2000);
 const ROUNDS = Number(process.env.LASTGASP_BENCH_ROUNDS ?? 3);
 
-type Line = { node: string; pid: number; event: string; atMs: number };
+type Line = { node: string; pid: number; event: string; atMs: number; txid?: number };
+
+/** The last transaction in a copy of the application's database, read as any reader would (none yet: -1). */
+async function replicaTxid(path: string): Promise<number> {
+  try {
+    const { stdout } = await run(PYTHON, ['-c', "import sqlite3, sys; print(sqlite3.connect('file:%s?mode=ro' % sys.argv[1], uri=True).execute('select coalesce(max(txid), 0) from tx_log').fetchone()[0])", path]);
+    return Number(stdout.trim());
+  } catch {
+    return -1;
+  }
+}
 
 function lines(file: string): Line[] {
   try {
@@ -69,15 +79,11 @@ async function withAgent(): Promise<{ txPerS: number; lagP50Ms: number; lagP99Ms
   const { a, b } = await startPair(dir.path, 'benchsql', broker.url, { extraA: app('gw-a'), extraB: app('gw-b') });
   try {
     const rate = await waitFor('the application to finish', () => txPerS(journal), 300_000);
-    // The capture's first generation (its snapshot) holds what was committed before it attached: the end is
-    // when its last commit stops moving.
-    let previous = -1;
-    const sqlite = await waitFor('the capture to reach the end', async () => {
-      const db = ((await a.client.status()).sqlite as Array<Record<string, number>>)[0]!;
-      const settled = db.lastCommitSeq === previous && db.lagMsP50 !== undefined;
-      previous = db.lastCommitSeq!;
-      return settled ? db : undefined;
-    }, 60_000, 300);
+    // The end is the application's last transaction in the standby's copy (a capture that stopped short
+    // would otherwise look settled: its last commit stops moving too).
+    const lastTxid = lines(journal).find((line) => line.event === 'done')!.txid!;
+    await waitFor('the standby to have the last transaction', async () => (await replicaTxid(join(dir.path, 'gw-b-db', 'app.db'))) === lastTxid || undefined, 120_000, 300);
+    const sqlite = ((await a.client.status()).sqlite as Array<Record<string, number>>)[0]!;
     const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${a.process.child.pid}/status`, 'utf8'))?.[1]);
     return { txPerS: rate, lagP50Ms: sqlite.lagMsP50!, lagP99Ms: sqlite.lagMsP99!, rssMB: rssKb / 1024 };
   } finally {

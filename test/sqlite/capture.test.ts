@@ -106,6 +106,32 @@ test('transactions, schema changes and VACUUM: the replica equals the applicatio
   }
 });
 
+test('a transaction larger than one read of the WAL (4 MiB) is captured whole, and the transactions after it too', async () => {
+  const dir = await tempDir('sqlite-large-tx');
+  const r = await rig(dir.path);
+  try {
+    await app(dir.path, r.db, { APP_TX: '3' });
+    r.capture.start();
+    await r.capture.captureNow();
+    // About 1600 frames of 4 KiB in one commit: more than a read takes (a whole number of frames under
+    // 4 MiB), so the capture must read on to find its commit frame.
+    const bulk = "import sqlite3, sys\ndb = sqlite3.connect(sys.argv[1], isolation_level=None)\ndb.execute('pragma wal_autocheckpoint=0')\ndb.execute('begin immediate')\nfor i in range(1500): db.execute('insert into items(k, v) values (?, ?)', ('bulk%d' % i, bytes([i % 251]) * 4000))\ndb.execute('commit')\n";
+    await run(PYTHON, ['-c', bulk, r.db]);
+    await app(dir.path, r.db, { APP_TX: '10', APP_SEED: '6' });
+    await r.settle();
+    const source = await dump(r.db);
+    assert.equal(source.txids.length, 13);
+    assert.deepEqual(await dump(r.replicaDb), source, 'the replica is the application database');
+    assert.ok((r.capture.status().framesCaptured as number) > 1500, `frames captured: ${r.capture.status().framesCaptured}`);
+    assert.equal(r.capture.status().generations, 1);
+  } finally {
+    await r.capture.stop();
+    await r.replica.pause();
+    await r.log.close();
+    await dir.remove();
+  }
+});
+
 test('the agent checkpoints and the WAL stays bounded; checkpoints the application runs itself never corrupt the replica', async () => {
   const dir = await tempDir('sqlite-checkpoint');
   const r = await rig(dir.path, { checkpointFrames: 50 });
