@@ -9,30 +9,22 @@
 //   gw-a's commits; gw-a comes back as a standby, sets its own file aside, and follows gw-b's database.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { startMosquitto } from '../support/mosquitto.ts';
 import { createPtyPair } from '../support/pty.ts';
 import { startBmsSim } from '../support/bms-sim.ts';
 import { startAgent, startPair } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
+import { PYTHON, APP, dump } from '../sqlite/support/python.ts';
 
 after(killAll);
 
 /** Debian's Python and the SQLite it links (3.40.1): the unmodified application. */
-const PYTHON = '/usr/bin/python3';
-const run = promisify(execFile);
-const APP = fileURLToPath(new URL('../fixtures/sqlite-app.py', import.meta.url));
-const DUMP = fileURLToPath(new URL('../fixtures/sqlite-dump.py', import.meta.url));
 
 type Line = { node: string; pid: number; event: string; txid?: number; integrity?: string; dumpSha?: string; txids?: number[] };
-type Dump = { integrity: string; dumpSha: string; txids: number[]; writers: string[] };
-
 function journal(file: string): Line[] {
   if (!existsSync(file)) return [];
   return readFileSync(file, 'utf8').split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as Line);
@@ -40,10 +32,6 @@ function journal(file: string): Line[] {
 
 function committed(lines: readonly Line[], node: string): number[] {
   return lines.filter((line) => line.node === node && line.event === 'commit').map((line) => line.txid!);
-}
-
-async function dump(path: string): Promise<Dump> {
-  return JSON.parse((await run(PYTHON, [DUMP, path])).stdout) as Dump;
 }
 
 function range(first: number, last: number): number[] {

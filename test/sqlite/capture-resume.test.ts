@@ -4,24 +4,15 @@
 // while the capture is stopped and started again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { createFlashLog } from '../../agent/log/index.ts';
 import { SqliteCapture, SqliteReplica } from '../../agent/sqlite/index.ts';
 import { silentLogger, systemClock } from '../../agent/util/index.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
+import { PYTHON, run, APP, dump } from './support/python.ts';
 
-const PYTHON = '/usr/bin/python3';
-const run = promisify(execFile);
-const APP = fileURLToPath(new URL('../fixtures/sqlite-app.py', import.meta.url));
-const DUMP = fileURLToPath(new URL('../fixtures/sqlite-dump.py', import.meta.url));
-
-async function dump(path: string): Promise<{ integrity: string; dumpSha: string; txids: number[] }> {
-  return JSON.parse((await run(PYTHON, [DUMP, path])).stdout) as { integrity: string; dumpSha: string; txids: number[] };
-}
 
 test('a restart with the application writing resumes without a snapshot; a stale position, or a WAL reset while the agent was down, start a new generation', async () => {
   const dir = await tempDir('sqlite-resume');

@@ -6,28 +6,17 @@
 // that uses libsql.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { appendFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { createFlashLog, type FlashLog } from '../../agent/log/index.ts';
 import { SqliteCapture, SqliteReplica } from '../../agent/sqlite/index.ts';
 import { silentLogger, systemClock } from '../../agent/util/index.ts';
 import { tempDir } from '../support/ports.ts';
+import { PYTHON, run, APP, dump } from './support/python.ts';
 
 /** Debian's Python and the SQLite it links (3.40.1): the unmodified application. */
-const PYTHON = '/usr/bin/python3';
-const run = promisify(execFile);
-const APP = fileURLToPath(new URL('../fixtures/sqlite-app.py', import.meta.url));
-const DUMP = fileURLToPath(new URL('../fixtures/sqlite-dump.py', import.meta.url));
 const NODE_APP = fileURLToPath(new URL('../fixtures/sqlite-node-app.mjs', import.meta.url));
-
-type Dump = { integrity: string; dumpSha: string; txids: number[]; writers: string[] };
-
-async function dump(path: string): Promise<Dump> {
-  return JSON.parse((await run(PYTHON, [DUMP, path])).stdout) as Dump;
-}
 
 async function app(dir: string, db: string, env: Record<string, string>): Promise<void> {
   await run(PYTHON, [APP], { env: { ...process.env, DB: db, APP_JOURNAL: join(dir, 'journal.ndjson'), ...env } });

@@ -5,21 +5,16 @@
 // the application's database.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { startProcess, killAll } from '../support/processes.ts';
 import { tempDir } from '../support/ports.ts';
+import { PYTHON, run, APP, DUMP } from './support/python.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const DENO = `${ROOT}node_modules/.bin/deno`;
 const SCRIPT = fileURLToPath(new URL('./support/deno-sqlite.ts', import.meta.url));
-const APP = fileURLToPath(new URL('../fixtures/sqlite-app.py', import.meta.url));
-const DUMP = fileURLToPath(new URL('../fixtures/sqlite-dump.py', import.meta.url));
-const PYTHON = '/usr/bin/python3';
-const run = promisify(execFile);
 
 test('under Deno 2 (node:sqlite) the capture copies an application database into the log and the replica applies it', async () => {
   const dir = await tempDir('sqlite-deno');

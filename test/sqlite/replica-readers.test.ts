@@ -6,21 +6,17 @@
 // real ones in this process; the application is Debian's Python in a child process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { createFlashLog } from '../../agent/log/index.ts';
 import { SqliteCapture, SqliteReplica } from '../../agent/sqlite/index.ts';
 import { silentLogger, systemClock } from '../../agent/util/index.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
+import { PYTHON, run, APP, DUMP } from './support/python.ts';
 
-const PYTHON = '/usr/bin/python3';
-const run = promisify(execFile);
-const APP = fileURLToPath(new URL('../fixtures/sqlite-app.py', import.meta.url));
 const READER = fileURLToPath(new URL('../fixtures/sqlite-reader.py', import.meta.url));
-const DUMP = fileURLToPath(new URL('../fixtures/sqlite-dump.py', import.meta.url));
 
 type Line = { event: string; txid?: number; dumpSha?: string; integrity?: string; contiguous?: boolean; fresh?: boolean; error?: string };
 

@@ -5,24 +5,14 @@
 // sqlite3 is the application.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { createFlashLog } from '../../agent/log/index.ts';
 import { SqliteCapture, SqliteReplica } from '../../agent/sqlite/index.ts';
 import { silentLogger, systemClock } from '../../agent/util/index.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
+import { PYTHON, run, APP, dump } from './support/python.ts';
 
-const PYTHON = '/usr/bin/python3';
-const run = promisify(execFile);
-const APP = fileURLToPath(new URL('../fixtures/sqlite-app.py', import.meta.url));
-const DUMP = fileURLToPath(new URL('../fixtures/sqlite-dump.py', import.meta.url));
-
-async function dump(path: string): Promise<{ integrity: string; dumpSha: string; txids: number[] }> {
-  return JSON.parse((await run(PYTHON, [DUMP, path])).stdout) as { integrity: string; dumpSha: string; txids: number[] };
-}
 
 test('retention removes the generation\'s snapshot: the capture takes a new one, and a replica behind the gap follows it', async () => {
   const dir = await tempDir('sqlite-retention');
