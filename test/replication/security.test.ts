@@ -50,6 +50,9 @@ test('over mqtts:// with client certificates: replication works under the ACL, a
     await a.append(10, 'after');
     await waitCommitted(b, 310);
     await assertSameLog(a, b, 310);
+    // The broker makes the certificate's CN the client id: a second session of a node (its availability)
+    // would have taken over the replication session, and each taken it back a second later, for ever.
+    for (const node of [a, b]) assert.deepEqual([node.links()[0]!.connects, node.links()[0]!.disconnects], [1, 0], `${node.name} kept one replication session`);
   } finally {
     await intruder.stop();
     await a.stop();
@@ -80,9 +83,11 @@ test('agents read their MQTT password from a file and from the environment; the 
     await waitFor('the sibling to hold every entry', async () => ((await b.client.status()).watermarks.committed >= committed ? true : undefined), 30_000);
     const [ours, theirs] = await Promise.all([a.client.entries(1, 1000), b.client.entries(1, 1000)]);
     assert.deepEqual(theirs.entries, ours.entries);
-    const links = (await a.client.status()).replication.links as Array<{ pubackFailures: number; protocolVersion: number }>;
+    const links = (await a.client.status()).replication.links as Array<{ pubackFailures: number; protocolVersion: number; connects: number; disconnects: number }>;
     assert.equal(links[0]!.pubackFailures, 0);
     assert.equal(links[0]!.protocolVersion, 5);
+    // The broker makes the username the client id: one session per node, never taken over by its own availability.
+    assert.deepEqual([links[0]!.connects, links[0]!.disconnects], [1, 0], 'gw-a kept one replication session');
     assert.ok(!/file-secret-a|env-secret-b/.test(a.process.output() + b.process.output()), 'no password in the logs');
   } finally {
     delete process.env[passwordEnv];
