@@ -7,6 +7,13 @@
  * the takeover logic trusts. So availability has its own small session per broker: it subscribes to
  * nothing and publishes only this topic. It is unsigned by design: it is for dashboards, and nothing in
  * the group acts on it.
+ *
+ * Except for an agent that authenticates (a username or a client certificate): the brokers it is meant for
+ * (broker-config auth.conf and tls.conf) make the client id the username, so a second session of the same
+ * user takes over the replication session, and the two take it from each other for ever (the main link lost
+ * its connection every second and a batch delivered to this session was dropped). Such an agent says
+ * `online` and `offline` on the replication's own sessions (`shared`); the broker then says nothing when it
+ * dies (the signed `offline` state record still does, for the group).
  */
 import type { Logger } from '../util/index.ts';
 import { BrokerLink } from './broker-link.ts';
@@ -27,13 +34,17 @@ export interface AvailabilityOptions {
   password?: string;
   tls?: { ca?: string; cert?: string; key?: string };
   logger: Logger;
+  /** The replication's links, to speak on instead of sessions of its own (see above); started and stopped by it. */
+  shared?: readonly BrokerLink[];
 }
 
 export class Availability {
-  private readonly links: BrokerLink[];
+  private readonly links: readonly BrokerLink[];
+  private readonly own: boolean;
 
   constructor(private readonly options: AvailabilityOptions) {
-    this.links = options.brokers.map(
+    this.own = options.shared === undefined;
+    this.links = options.shared ?? options.brokers.map(
       (urls, index) =>
         new BrokerLink({
           urls,
@@ -52,7 +63,7 @@ export class Availability {
   }
 
   start(): void {
-    for (const link of this.links) link.start();
+    if (this.own) for (const link of this.links) link.start();
   }
 
   /** A clean stop: `offline` on every broker that is reachable, then a DISCONNECT (the Will is not sent). */
@@ -62,12 +73,12 @@ export class Availability {
     const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, AVAILABILITY_STOP_WAIT_MS)));
     await Promise.race([Promise.all(this.links.map((link) => (link.connected ? this.say(link, OFFLINE) : Promise.resolve()))), late]);
     clearTimeout(timer);
-    await Promise.all(this.links.map((link) => link.stop()));
+    if (this.own) await Promise.all(this.links.map((link) => link.stop()));
   }
 
   /** Power is going: drop the sessions so that the brokers publish the Will. */
   async abort(): Promise<void> {
-    await Promise.all(this.links.map((link) => link.abort()));
+    if (this.own) await Promise.all(this.links.map((link) => link.abort()));
   }
 
   private async say(link: BrokerLink, payload: Uint8Array): Promise<void> {

@@ -127,6 +127,8 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       password: options.password,
       tls: options.tls,
       logger: logger.child('agent:replication:availability'),
+      // An authenticated agent has one session per broker (the client id is its username there): see availability.ts.
+      shared: options.username !== undefined || options.tls?.cert !== undefined ? this.links : undefined,
     });
     this.quorum = options.mode === 'cluster' ? 1 : (options.quorum ?? Math.floor(options.brokers.length / 2) + 1);
     if (this.quorum > this.links.length) {

@@ -7,6 +7,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
+import mqtt from 'mqtt';
 import { BrokerLink } from '../../agent/replication/index.ts';
 import { createTestPki } from '../support/certs.ts';
 import { authVars, startMosquitto, tlsVars, writePasswordFile } from '../support/mosquitto.ts';
@@ -50,6 +51,9 @@ test('over mqtts:// with client certificates: replication works under the ACL, a
     await a.append(10, 'after');
     await waitCommitted(b, 310);
     await assertSameLog(a, b, 310);
+    // The broker makes the certificate's CN the client id: a second session of a node (its availability)
+    // would have taken over the replication session, and each taken it back a second later, for ever.
+    for (const node of [a, b]) assert.deepEqual([node.links()[0]!.connects, node.links()[0]!.disconnects], [1, 0], `${node.name} kept one replication session`);
   } finally {
     await intruder.stop();
     await a.stop();
@@ -61,7 +65,7 @@ test('over mqtts:// with client certificates: replication works under the ACL, a
 
 test('agents read their MQTT password from a file and from the environment; the broker\'s password file and ACL let them replicate', async () => {
   const dir = await tempDir('sec-auth');
-  const passwords = await writePasswordFile(join(dir.path, 'passwords'), { 'gw-a': 'file-secret-a', 'gw-b': 'env-secret-b' });
+  const passwords = await writePasswordFile(join(dir.path, 'passwords'), { 'gw-a': 'file-secret-a', 'gw-b': 'env-secret-b', historian: 'secret-h' });
   const broker = await startMosquitto(dir.path, { config: 'auth.conf', vars: authVars(passwords) });
   const passwordFile = join(dir.path, 'gw-a.password');
   await writeFile(passwordFile, 'file-secret-a\n', { mode: 0o600 });
@@ -80,9 +84,21 @@ test('agents read their MQTT password from a file and from the environment; the 
     await waitFor('the sibling to hold every entry', async () => ((await b.client.status()).watermarks.committed >= committed ? true : undefined), 30_000);
     const [ours, theirs] = await Promise.all([a.client.entries(1, 1000), b.client.entries(1, 1000)]);
     assert.deepEqual(theirs.entries, ours.entries);
-    const links = (await a.client.status()).replication.links as Array<{ pubackFailures: number; protocolVersion: number }>;
+    const links = (await a.client.status()).replication.links as Array<{ pubackFailures: number; protocolVersion: number; connects: number; disconnects: number }>;
     assert.equal(links[0]!.pubackFailures, 0);
     assert.equal(links[0]!.protocolVersion, 5);
+    // The broker makes the username the client id: one session per node, never taken over by its own availability.
+    assert.deepEqual([links[0]!.connects, links[0]!.disconnects], [1, 0], 'gw-a kept one replication session');
+    // And its availability, said on that session, is there for a dashboard (the ACL's read-only historian).
+    const historian = await mqtt.connectAsync(broker.url, { clientId: 'historian', username: 'historian', password: 'secret-h', protocolVersion: 5 });
+    try {
+      let retained: string | undefined;
+      historian.on('message', (_topic, payload) => (retained = payload.toString()));
+      await historian.subscribeAsync(`lastgasp/v1/${GROUP}/gw-a/availability`, { qos: 1 });
+      assert.equal(await waitFor('gw-a\'s retained availability', () => retained, 10_000), 'online');
+    } finally {
+      await historian.endAsync(true);
+    }
     assert.ok(!/file-secret-a|env-secret-b/.test(a.process.output() + b.process.output()), 'no password in the logs');
   } finally {
     delete process.env[passwordEnv];

@@ -33,6 +33,8 @@ export interface NodeOptions {
   batchEntriesMax?: number;
   batchBytesMax?: number;
   windowMax?: number;
+  /** 'off': batches go out as they are, whatever the measured link rate would make the codec choose. */
+  compression?: 'auto' | 'off';
   keepaliveS?: number;
   username?: string;
   password?: string;
@@ -109,6 +111,7 @@ export async function startNode(options: NodeOptions): Promise<TestNode> {
     batchEntriesMax: options.batchEntriesMax ?? 2048,
     batchBytesMax: options.batchBytesMax ?? 512 * 1024,
     windowMax: options.windowMax ?? 8,
+    compression: options.compression,
     keepaliveS: options.keepaliveS ?? 2,
     username: options.username,
     password: options.password,
