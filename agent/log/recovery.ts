@@ -15,7 +15,6 @@ import {
   BATCH_BYTES_MAX,
   CHECKPOINT_CLOSE,
   CHECKPOINT_RECORD_BYTES,
-  RECORD_TYPE_ENTRY,
   RETENTION_FLOOR_NONE,
   SEGMENT_HEADER_BYTES,
   isQuarantineFileName,
@@ -26,7 +25,7 @@ import {
 import { quarantineFileName, resumeDemotion } from './demotion.ts';
 import { assertWriteRange } from './invariants.ts';
 import { probeSegment, walkChain, type ChainEnd, type SegmentProbe } from './probe.ts';
-import { ChunkReader, findNextValid, lastNonZeroEnd, scanRecords } from './scan.ts';
+import { ChunkReader, lastNonZeroEnd, surveyBreak, type BreakSurvey } from './scan.ts';
 import { SeqIndex, copyAside, segmentPath, writeSpareHeader, zeroRange, type Segment, type Spare } from './segments.ts';
 import type { Storage, StorageFile } from './storage/index.ts';
 
@@ -246,9 +245,9 @@ class RecoveryWalk {
     const cleanClose = chain.lastKind === CHECKPOINT_CLOSE && !hint;
     let tornBytes = 0;
     if (!cleanClose && end < active.segmentBytes) {
-      const next = hint ? undefined : await findNextValid(probe.file, reader, active.seed, end, active.segmentBytes, ctx.payloadBytesMax, chain.lastSeq);
+      const after = hint ? undefined : await surveyBreak(probe.file, reader, active.seed, end, active.segmentBytes, ctx.payloadBytesMax, chain.lastSeq, BATCH_BYTES_MAX);
       let zeroTo: number;
-      if (next !== undefined) zeroTo = await this.setAsideAfter(active, probe.file, reader, end, next, chain);
+      if (after && after.runs.length > 0) zeroTo = await this.setAsideAfter(active, probe.file, reader, end, after, chain);
       else {
         zeroTo = await lastNonZeroEnd(probe.file, reader, end, Math.min(active.segmentBytes, end + BATCH_BYTES_MAX));
         tornBytes = zeroTo - end;
@@ -263,31 +262,32 @@ class RecoveryWalk {
     return { lastSeq: chain.lastSeq, epoch: chain.epoch, state: chain.state, tornBytes, cleanClose };
   }
 
-  /** Corruption in the middle: follow the chain that resumes at `next` and copy `[end, its end)` aside. Returns where zeroing stops. */
-  private async setAsideAfter(active: Segment, file: StorageFile, reader: ChunkReader, end: number, next: number, chain: ChainEnd): Promise<number> {
+  /**
+   * Valid records after the break: copy `[end, the last run's end)` aside, so that nothing that may have been
+   * acknowledged is lost, and report it: as a write torn by the power cut (warning: its entries were almost
+   * certainly never acknowledged, since the acknowledgement waits for the fdatasync that never returned) or
+   * as corruption in the middle (error). Returns where zeroing stops.
+   */
+  private async setAsideAfter(active: Segment, file: StorageFile, reader: ChunkReader, end: number, after: BreakSurvey, chain: ChainEnd): Promise<number> {
     const { ctx } = this;
-    let count = 0;
-    let runSeq = -1;
-    const run = await scanRecords(file, reader, active.seed, next, active.segmentBytes, ctx.payloadBytesMax, (record) => {
-      if (record.type === RECORD_TYPE_ENTRY) {
-        if (runSeq >= 0 && record.seq !== runSeq + 1) return false;
-        runSeq = record.seq;
-        count++;
-      }
-      return true;
-    });
+    const last = after.runs.at(-1)!;
+    const count = after.runs.reduce((sum, run) => sum + run.entries, 0);
     const name = quarantineFileName(active.id, end, ctx.clock.nowMs());
-    await copyAside(ctx.storage, file, `${ctx.dir}/${name}`, end, run.end, reader);
+    await copyAside(ctx.storage, file, `${ctx.dir}/${name}`, end, last.end, reader);
     this.quarantineFiles.push(name);
     this.quarantineFile = name;
     this.quarantinedRecords += count;
     this.dirChanged = true;
-    ctx.logger.error(`corrupt record in ${active.path} at offset ${end} (after seq ${chain.lastSeq}): ${count} later entries set aside in ${name}`, {
-      segment: active.id,
-      offset: end,
-      reason: chain.reason,
-    });
-    return Math.min(active.segmentBytes, run.end + BATCH_BYTES_MAX);
+    const details = { segment: active.id, offset: end, reason: chain.reason, runs: after.runs.length, tornWrite: after.tornWrite };
+    if (after.tornWrite) {
+      ctx.logger.warn(
+        `torn write in ${active.path} at offset ${end} (after seq ${chain.lastSeq}): sectors of the last write never reached the disk while later ones did; its ${count} later entries (most likely never acknowledged) set aside in ${name}`,
+        details,
+      );
+    } else {
+      ctx.logger.error(`corrupt record in ${active.path} at offset ${end} (after seq ${chain.lastSeq}): ${count} later entries set aside in ${name}`, details);
+    }
+    return Math.min(active.segmentBytes, last.end + BATCH_BYTES_MAX);
   }
 
   private state(segments: Segment[], activeFile: StorageFile | undefined, nextSegmentId: number, tail: ActiveTail): RecoveredState {

@@ -169,3 +169,87 @@ export async function lastNonZeroEnd(file: StorageFile, reader: ChunkReader, fro
   }
   return end;
 }
+
+/** One stretch of valid records found after a break. */
+export interface ValidRun {
+  readonly start: number;
+  readonly end: number;
+  /** Entries in the run (checkpoints are not counted). */
+  readonly entries: number;
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+}
+
+/** What lies after the point where a segment's chain broke. */
+export interface BreakSurvey {
+  /** The valid stretches after the break, in file order (empty: a plain torn tail, nothing valid beyond). */
+  readonly runs: ValidRun[];
+  /**
+   * The damage looks like the last write torn by a power cut rather than damage to synced data: every valid
+   * record after the break lies within one write (BATCH_BYTES_MAX) of it, and the gap before the first of them
+   * holds a whole sector's worth of zeros (never written: segments are zero before records go in, and a
+   * disk persists a pending write sector by sector, in any order). A bit flipped in synced data leaves no such
+   * gap. Either way recovery sets the runs aside; this only decides how loudly it is reported.
+   */
+  readonly tornWrite: boolean;
+}
+
+/** A disk's unit of persistence: the pieces of a pending write that reach the disk, or not, independently. */
+export const SECTOR_BYTES = 512;
+
+/**
+ * Find every valid stretch after a break at `from` (each continuing the log past `lastSeq`), and judge
+ * whether the break is a write torn by a power cut. `windowBytes`: how far one write reaches.
+ */
+export async function surveyBreak(
+  file: StorageFile,
+  reader: ChunkReader,
+  seed: number,
+  from: number,
+  limit: number,
+  payloadBytesMax: number,
+  lastSeq: number,
+  windowBytes: number,
+): Promise<BreakSurvey> {
+  const runs: ValidRun[] = [];
+  let offset = from;
+  let seq = lastSeq;
+  for (;;) {
+    const next = await findNextValid(file, reader, seed, offset, limit, payloadBytesMax, seq);
+    if (next === undefined) break;
+    let entries = 0;
+    let firstSeq = 0;
+    let runSeq = -1;
+    const run = await scanRecords(file, reader, seed, next, limit, payloadBytesMax, (record) => {
+      if (record.type === RECORD_TYPE_ENTRY) {
+        if (runSeq >= 0 && record.seq !== runSeq + 1) return false;
+        if (runSeq < 0) firstSeq = record.seq;
+        runSeq = record.seq;
+        entries++;
+      }
+      return true;
+    });
+    runs.push({ start: next, end: run.end, entries, firstSeq, lastSeq: Math.max(runSeq, seq) });
+    seq = Math.max(runSeq, seq);
+    // A run stopped by a record out of order looks on from that record itself (the search starts one step on).
+    offset = run.reason === 'visitor' ? run.end - RECORD_ALIGN_BYTES : run.end;
+  }
+  const first = runs[0];
+  const tornWrite = first !== undefined && runs.at(-1)!.end - from <= windowBytes && (await zeroRunWithin(file, reader, from, first.start, SECTOR_BYTES));
+  return { runs, tornWrite };
+}
+
+/** Whether `[from, to)` holds `runBytes` consecutive zero bytes. */
+async function zeroRunWithin(file: StorageFile, reader: ChunkReader, from: number, to: number, runBytes: number): Promise<boolean> {
+  let zeros = 0;
+  for (let offset = from; offset < to; ) {
+    await reader.fill(file, offset, to);
+    if (reader.length === 0) return false;
+    for (let i = 0; i < reader.length; i++) {
+      zeros = reader.bytes[i] === 0 ? zeros + 1 : 0;
+      if (zeros >= runBytes) return true;
+    }
+    offset += reader.length;
+  }
+  return false;
+}

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openSync, writeSync, closeSync, readFileSync } from 'node:fs';
-import { createFlashLog, createNodeStorage, inspectLog, logCommand, verifyLog, SimStorage, type Storage } from '../../agent/log/index.ts';
+import { createFlashLog, createNodeStorage, inspectLog, logCommand, readQuarantineFile, verifyLog, SimStorage, type Storage } from '../../agent/log/index.ts';
 import { isLastgaspError } from '../../agent/util/index.ts';
 import { tempDir } from '../support/ports.ts';
 
@@ -235,6 +235,68 @@ test('mid-log corruption is quarantined at open, reported, and verify points at 
     await again.close();
   }
   assert.equal((await verifyLog(dir.path)).ok, true);
+  await dir.remove();
+});
+
+/** Zero `length` bytes of a file at `offset`: sectors of a write that never reached the disk. */
+function zeroBytes(file: string, offset: number, length: number): void {
+  const fd = openSync(file, 'r+');
+  writeSync(fd, new Uint8Array(length), 0, length, offset);
+  closeSync(fd);
+}
+
+test('a last write torn sector by sector (later records whole after never-written sectors) is a torn tail: verify passes with a note, recovery sets the later records aside readable', async () => {
+  const dir = await tempDir('torn-write');
+  const log = createFlashLog({ dir: dir.path, segmentBytes: 256 * 1024 });
+  await log.open();
+  // 700-byte payloads of distinct non-zero fills: a record is 24 + 700 -> 728 bytes, the first at 64 + 80.
+  for (let i = 0; i < 100; i++) await log.append(payload(700, 1 + (i % 200)));
+  const segment = log.status().segments.at(-1)!;
+  await log.close();
+  // The power cut took two sectors of the write that held entries 91..100: the end of entry 91 and the start of 92.
+  zeroBytes(segment.file, 144 + 90 * 728 + 300, 1024);
+  const report = await verifyLog(dir.path);
+  assert.equal(report.ok, true, JSON.stringify(report.firstBad));
+  assert.equal(report.entries, 90);
+  assert.ok(report.notes.some((note) => /torn last write/.test(note) && /8 entries/.test(note)), report.notes.join('\n'));
+  const again = createFlashLog({ dir: dir.path, segmentBytes: 256 * 1024 });
+  const opened = await again.open();
+  try {
+    assert.equal(opened.committed, 90, 'the log ends before the torn write');
+    assert.equal(opened.quarantinedRecords, 8, 'entries 93..100 were whole: set aside, not dropped');
+    const aside = await readQuarantineFile(`${dir.path}/${opened.quarantineFile}`);
+    assert.deepEqual(
+      aside.map((entry) => [entry.seq, entry.payload[0]]),
+      Array.from({ length: 8 }, (_, i) => [93 + i, 1 + ((92 + i) % 200)]),
+      'the quarantine file reads back past the broken record it starts with',
+    );
+    assert.equal((await again.append(payload(1))).seq, 91);
+  } finally {
+    await again.close();
+  }
+  assert.equal((await verifyLog(dir.path)).ok, true);
+  await dir.remove();
+});
+
+test('a hole followed by valid records further than one write can reach is damage, not a torn write', async () => {
+  const dir = await tempDir('far-hole');
+  const log = createFlashLog({ dir: dir.path, segmentBytes: 8 * 1024 * 1024 });
+  await log.open();
+  const batch = Array.from({ length: 500 }, (_, i) => payload(1000, 1 + (i % 200)));
+  for (let i = 0; i < 12; i++) await log.appendMany(batch);
+  const segment = log.status().segments.at(-1)!;
+  await log.close();
+  zeroBytes(segment.file, 144 + 10 * 1024 + 16, 1024);
+  const report = await verifyLog(dir.path);
+  assert.equal(report.ok, false, 'valid records 5 MB past the hole: no single write spans that');
+  assert.match(report.firstBad!.reason, /valid records resume/);
+  const again = createFlashLog({ dir: dir.path, segmentBytes: 8 * 1024 * 1024 });
+  const opened = await again.open();
+  try {
+    assert.ok(opened.committed < 20 && opened.quarantinedRecords > 5000, `committed ${opened.committed}, set aside ${opened.quarantinedRecords}`);
+  } finally {
+    await again.close();
+  }
   await dir.remove();
 });
 

@@ -2,12 +2,13 @@
  * `lastgasp log verify`: read every record of every segment of the chain and check its CRC-32C and seq
  * continuity, read-only; the first bad record is reported by file and byte offset. The active segment's
  * unsynced tail (bytes after its last valid record with nothing valid beyond) is reported as pending, not
- * as damage.
+ * as damage, and so is the last write torn by a power cut (later records within one write of the break, after
+ * sectors that were never written), with a note: the next open sets those records aside.
  */
 import { systemErrorCode } from '../../util/index.ts';
-import { RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES, saltSeed } from '../format.ts';
+import { BATCH_BYTES_MAX, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES, saltSeed } from '../format.ts';
 import { readFully, walkChain } from '../probe.ts';
-import { ChunkReader, findNextValid } from '../scan.ts';
+import { ChunkReader, surveyBreak } from '../scan.ts';
 import { createNodeStorage, type Storage, type StorageFile } from '../storage/index.ts';
 import { activeIndexOf, surveyLog, type SurveyedSegment } from './survey.ts';
 
@@ -36,6 +37,7 @@ interface Tally {
   segmentsChecked: number;
   tailBytesPending: number;
   firstBad: VerifyReport['firstBad'];
+  notes: string[];
 }
 
 export async function verifyLog(dir: string, storage: Storage = createNodeStorage()): Promise<VerifyReport> {
@@ -43,7 +45,7 @@ export async function verifyLog(dir: string, storage: Storage = createNodeStorag
   const { probes } = await surveyLog(storage, dir);
   const activeIndex = activeIndexOf(probes);
   const notes: string[] = [];
-  const tally: Tally = { entries: 0, checkpoints: 0, bytesChecked: 0, segmentsChecked: 0, tailBytesPending: 0, firstBad: undefined };
+  const tally: Tally = { entries: 0, checkpoints: 0, bytesChecked: 0, segmentsChecked: 0, tailBytesPending: 0, firstBad: undefined, notes };
   let firstSeq = 0;
   let expected = -1;
   const reader = new ChunkReader(RECORD_PAYLOAD_BYTES_MAX);
@@ -111,16 +113,25 @@ async function verifySegment(file: StorageFile, reader: ChunkReader, p: Surveyed
   if (next) {
     if (chain.end !== end || seq !== next.head?.seq) tally.firstBad = { file: p.path, offset: chain.end, expectedSeq: seq + 1, reason };
   } else if (chain.end < end) {
-    // The active segment: a break followed by a later valid record is damage; otherwise it is the tail.
-    const later = await findNextValid(file, reader, seed, chain.end, end, RECORD_PAYLOAD_BYTES_MAX, seq);
-    if (later !== undefined) {
-      tally.firstBad = { file: p.path, offset: chain.end, expectedSeq: seq + 1, reason: `${reason}, valid records resume at offset ${later}` };
+    // The active segment: a break followed by later valid records is damage, unless it has the shape of the
+    // last write torn by a power cut (see surveyBreak); otherwise it is the tail.
+    const after = await surveyBreak(file, reader, seed, chain.end, end, RECORD_PAYLOAD_BYTES_MAX, seq, BATCH_BYTES_MAX);
+    const first = after.runs[0];
+    if (first && !after.tornWrite) {
+      tally.firstBad = { file: p.path, offset: chain.end, expectedSeq: seq + 1, reason: `${reason}, valid records resume at offset ${first.start}` };
     } else {
-      const probeTail = new Uint8Array(Math.min(64 * 1024, end - chain.end));
-      const got = await readFully(file, probeTail, chain.end);
+      if (first) {
+        const entries = after.runs.reduce((sum, run) => sum + run.entries, 0);
+        tally.notes.push(
+          `${p.path}: torn last write at byte offset ${chain.end}: ${entries} entries after never-written sectors (offsets ${first.start}..${after.runs.at(-1)!.end}); a write the power cut tore before its fdatasync returned, so never acknowledged; the next open sets them aside`,
+        );
+      }
+      const from = after.runs.at(-1)?.end ?? chain.end;
+      const probeTail = new Uint8Array(Math.min(64 * 1024, end - from));
+      const got = await readFully(file, probeTail, from);
       for (let k = got - 1; k >= 0; k--) {
         if (probeTail[k] !== 0) {
-          tally.tailBytesPending = k + 1;
+          tally.tailBytesPending = from - chain.end + k + 1;
           break;
         }
       }
