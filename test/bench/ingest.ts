@@ -44,6 +44,8 @@ const BATCH_ENTRIES = 64;
 /** QoS 1 publishes each MQTT writer keeps unacknowledged (mosquitto's max_inflight_messages default is 20). */
 const MQTT_WINDOW = Number(process.env.LASTGASP_BENCH_MQTT_WINDOW ?? 32);
 const DRAIN_TIMEOUT_MS = 120_000;
+/** LASTGASP_BENCH_LINGER_MS sets the agents' log.lingerMs (default: the agent's own). */
+const LINGER_MS = process.env.LASTGASP_BENCH_LINGER_MS === undefined ? undefined : Number(process.env.LASTGASP_BENCH_LINGER_MS);
 /** /proc/<pid>/stat counts CPU time in clock ticks: 100 a second on Linux (sysconf(_SC_CLK_TCK)). */
 const CLOCK_TICKS_PER_S = 100;
 
@@ -120,7 +122,7 @@ async function bridgePair(dir: string): Promise<{ local: Managed; remote: Manage
 async function setUp(dir: string): Promise<Setup> {
   const broker = await startMosquitto(dir);
   const mqttPort = await freePort();
-  const base = { replication: { brokers: [{ url: broker.url }] }, logging: { level: 'warn', json: true } };
+  const base = { replication: { brokers: [{ url: broker.url }] }, logging: { level: 'warn', json: true }, ...(LINGER_MS === undefined ? {} : { log: { lingerMs: LINGER_MS } }) };
   // gw-a's HTTP API where an application on the gateway reaches it by default: its Unix socket.
   const apiA = `unix:${join(dir, 'gw-a-api.sock')}`;
   const configA = await writeAgentConfig(dir, 'gw-a', { ...base, api: { listen: apiA }, group: 'bench', role: 'primary', siblings: ['gw-b'], mqttIngest: { listen: `127.0.0.1:${mqttPort}`, journal: ['bench/#'] } });
@@ -240,6 +242,8 @@ async function main(): Promise<void> {
     }
   } finally {
     await setup.embedded.stop();
+    // Stopped, not killed: a profile (NODE_OPTIONS=--cpu-prof) is written at a normal exit only.
+    await Promise.all([setup.a.stop('SIGTERM'), setup.b.stop('SIGTERM')]);
     await killAll();
     await dir.remove();
   }

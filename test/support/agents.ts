@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,25 @@ const ENTRY = join(ROOT, 'agent', 'cli', 'entry.ts');
 const DENO = join(ROOT, 'node_modules', '.bin', 'deno');
 /** The script agents run with on Node: bin.mjs, or a bundle (test/packaging/bundle.test.ts runs e2e files on one). */
 const AGENT_BIN = process.env.LASTGASP_TEST_AGENT_BIN ?? BIN;
+/** Extra node options for every agent process, e.g. LASTGASP_TEST_NODE_ARGS="--cpu-prof --cpu-prof-dir=prof" to profile a benchmark's agents. */
+const NODE_ARGS = (process.env.LASTGASP_TEST_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '');
+
+/**
+ * bin.mjs runs dist/lastgasp.mjs when it exists (the test runner sets LASTGASP_BIN=sources, benchmarks do not, so
+ * that they measure what a gateway runs). A bundle older than a source file would measure old code: refuse.
+ */
+function checkBundleFresh(): void {
+  if (AGENT_BIN !== BIN || process.env.LASTGASP_BIN === 'sources') return;
+  let built: number;
+  try {
+    built = statSync(join(ROOT, 'dist', 'lastgasp.mjs')).mtimeMs;
+  } catch {
+    return;
+  }
+  const stale = readdirSync(join(ROOT, 'agent'), { recursive: true, encoding: 'utf8' }).find((name) => name.endsWith('.ts') && statSync(join(ROOT, 'agent', name)).mtimeMs > built);
+  if (stale) throw new Error(`dist/lastgasp.mjs is older than agent/${stale}: run "npm run build" first (or set LASTGASP_BIN=sources to run the sources)`);
+}
+let bundleChecked = false;
 
 export interface AgentProcess {
   readonly node: string;
@@ -49,14 +68,18 @@ function withSigning(dir: string, node: string, config: Record<string, unknown>)
 
 /** Start `lastgasp run` as a real child process and wait until it says it is ready. */
 export async function startAgent(node: string, configFile: string, api: string, options: { waitReady?: boolean; runtime?: 'node' | 'deno'; nofile?: number; env?: NodeJS.ProcessEnv } = {}): Promise<AgentProcess> {
+  if (!bundleChecked) {
+    checkBundleFresh();
+    bundleChecked = true;
+  }
   const env = options.env ? { env: { ...globalThis.process.env, ...options.env } } : {};
   const process =
     options.runtime === 'deno'
       ? startProcess(`agent:${node}`, DENO, ['run', '-A', ENTRY, 'run', '--config', configFile], { cwd: ROOT })
       : options.nofile !== undefined
         ? // A descriptor limit as a service manager would set it (LimitNOFILE); exec keeps the agent's pid.
-          startProcess(`agent:${node}`, 'sh', ['-c', `ulimit -n ${options.nofile} && exec "$@"`, 'sh', globalThis.process.execPath, AGENT_BIN, 'run', '--config', configFile], env)
-        : startProcess(`agent:${node}`, globalThis.process.execPath, [AGENT_BIN, 'run', '--config', configFile], env);
+          startProcess(`agent:${node}`, 'sh', ['-c', `ulimit -n ${options.nofile} && exec "$@"`, 'sh', globalThis.process.execPath, ...NODE_ARGS, AGENT_BIN, 'run', '--config', configFile], env)
+        : startProcess(`agent:${node}`, globalThis.process.execPath, [...NODE_ARGS, AGENT_BIN, 'run', '--config', configFile], env);
   const client = new ApiClient({ address: api, socketsMax: 64, ...apiCredentials(configFile, api) });
   const events = () => process.jsonLines().filter((line) => line.event !== undefined);
   const agent: AgentProcess = {
