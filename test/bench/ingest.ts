@@ -159,12 +159,18 @@ async function mqttClients(url: string, count: number, password?: string): Promi
   return Promise.all(Array.from({ length: count }, (_, i) => mqtt.connectAsync(url, { clientId: `bench-${i}-${Date.now()}`, username: 'bench', ...(password ? { password } : {}), reconnectPeriod: 0 })));
 }
 
+/** gw-a's log commits and replication batches so far: the entries each carried tell where per-batch costs go. */
+async function batchCounts(agent: AgentProcess): Promise<{ commits: number; batches: number }> {
+  const status = await agent.client.status();
+  return { commits: status.log.counters.batches as number, batches: status.replication.publisher.batches as number };
+}
+
 async function committed(agent: AgentProcess): Promise<number> {
   return (await agent.client.status()).watermarks.committed as number;
 }
 
 /** One measurement: entries/s end to end and CPU µs per entry. */
-async function measure(setup: Setup, path: Path, writers: number): Promise<{ rate: number; cpuUsPerEntry: number }> {
+async function measure(setup: Setup, path: Path, writers: number): Promise<{ rate: number; cpuUsPerEntry: number; perCommit?: number; perBatch?: number }> {
   const pids = path === 'mosquittoBridge' ? [setup.local.child.pid!, setup.remote.child.pid!] : path === 'embedded' ? [setup.embeddedSibling.process.child.pid!] : [setup.a.process.child.pid!, setup.b.process.child.pid!];
   const ops: Op[] = Array.from({ length: BATCH_ENTRIES }, () => ({ op: OP_ENTRY, data: payload }));
   let clients: MqttClient[] = [];
@@ -177,6 +183,7 @@ async function measure(setup: Setup, path: Path, writers: number): Promise<{ rat
     subscriber.on('message', () => void remoteCount++);
     await subscriber.subscribeAsync('bench/#', { qos: 1 });
   }
+  const countsBefore = path === 'mosquittoBridge' || path === 'embedded' ? undefined : await batchCounts(setup.a);
   const cpuBefore = cpuMs(pids) + (path === 'embedded' ? selfCpuMs() : 0);
   const started = performance.now();
   let lastSeq = 0;
@@ -217,7 +224,10 @@ async function measure(setup: Setup, path: Path, writers: number): Promise<{ rat
   const cpu = cpuMs(pids) + (path === 'embedded' ? selfCpuMs() : 0) - cpuBefore;
   for (const client of clients) await client.endAsync();
   await subscriber?.endAsync();
-  return { rate: entries / elapsedS, cpuUsPerEntry: (cpu * 1000) / entries };
+  const rate = entries / elapsedS;
+  if (!countsBefore) return { rate, cpuUsPerEntry: (cpu * 1000) / entries };
+  const countsAfter = await batchCounts(setup.a);
+  return { rate, cpuUsPerEntry: (cpu * 1000) / entries, perCommit: entries / (countsAfter.commits - countsBefore.commits), perBatch: entries / (countsAfter.batches - countsBefore.batches) };
 }
 
 function median(values: number[]): number {
@@ -236,7 +246,8 @@ async function main(): Promise<void> {
           const result = await measure(setup, path, writers);
           const key = `${writers}/${path}`;
           results.set(key, [...(results.get(key) ?? []), result]);
-          process.stderr.write(`round ${round + 1} writers ${writers} ${path}: ${Math.round(result.rate)}/s, ${Math.round(result.cpuUsPerEntry)} µs CPU/entry\n`);
+          const sizes = result.perCommit === undefined ? '' : `, ${result.perCommit.toFixed(1)} entries per log commit, ${result.perBatch!.toFixed(1)} per replication batch`;
+          process.stderr.write(`round ${round + 1} writers ${writers} ${path}: ${Math.round(result.rate)}/s, ${Math.round(result.cpuUsPerEntry)} µs CPU/entry${sizes}\n`);
         }
       }
     }
