@@ -34,6 +34,8 @@ export interface KvStateOptions {
    * forwarding position (forwarder.ts). Absent key: everything is kept.
    */
   holdKey?: string;
+  /** The first seq another reader of this node's log still needs (the standby's SQLite replicas): retention keeps it. */
+  neededFrom?: () => number;
 }
 
 export class KvState {
@@ -182,7 +184,7 @@ export class KvState {
         this.appliedSeq = entry.seq;
       }
       this.appliedSinceSnapshot += batch.length;
-      if (this.options.holdKey !== undefined) this.setFloor();
+      if (this.options.holdKey !== undefined || this.options.neededFrom !== undefined) this.setFloor();
       this.release();
     }
     const every = this.options.snapshotEveryEntries ?? 100_000;
@@ -221,7 +223,7 @@ export class KvState {
   private setFloor(): void {
     const holdKey = this.options.holdKey;
     const held = holdKey === undefined ? Infinity : seqFromValue(this.map.get(holdKey)) + 1;
-    this.options.log.setRetentionFloor(Math.min(this.snapshotSeq + 1, held));
+    this.options.log.setRetentionFloor(Math.min(this.snapshotSeq + 1, held, this.options.neededFrom?.() ?? Infinity));
   }
 
   private async loadSnapshot(): Promise<void> {

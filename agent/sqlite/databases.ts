@@ -118,6 +118,16 @@ export class SqliteDatabases {
     }
   }
 
+  /**
+   * The first seq the standby's replicas still have to read (Infinity on a primary, or with none behind): a
+   * standby's retention keeps it, so that a replica held back by its readers is not overtaken by retention
+   * and left waiting for the primary's next snapshot.
+   */
+  neededFrom(): number {
+    if (this.role !== 'standby') return Infinity;
+    return Math.min(Infinity, ...this.databases.map(({ replica }) => replica.position + 1));
+  }
+
   status(): Array<Record<string, unknown>> {
     return this.databases.map(({ capture, replica }) => (this.role === 'primary' ? capture.status() : replica.status()));
   }

@@ -69,6 +69,11 @@ export class SqliteReplica {
 
   constructor(private readonly options: ReplicaOptions) {}
 
+  /** The last seq read from the log (applied, skipped, or waiting for its commit). */
+  get position(): number {
+    return this.scanned;
+  }
+
   private get stateFile(): string {
     return join(this.options.dataDir, `sqlite-${this.options.name}.json`);
   }

@@ -1,6 +1,7 @@
 // Durability levels, with a real mosquitto and real flash logs: `replica` counts an entry once N siblings
 // hold it on flash (the broker's PUBACK is not enough), `broker` once the broker quorum sent PUBACK; and the
-// log's retention follows the level, deleting whole segments only below the `replicated` watermark.
+// log's retention follows the level, deleting whole segments only below the `replicated` watermark (on a
+// standby, what it has stored).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
@@ -52,6 +53,15 @@ test('replica: broker PUBACKs alone replicate nothing and retention keeps every 
     for (const entry of copy) assert.deepEqual(entry.payload, ENTRY);
     assert.equal(b.receiver().entriesApplied, last + 1);
     assert.equal(b.receiver().appendFailures, 0);
+    // The standby's copy is replicated as soon as stored: once its floor passes (the agent's state snapshot),
+    // its retention frees whole segments too, and nothing of it counts as its own unreplicated tail.
+    assert.equal(b.log.watermarks().replicated, last + 1);
+    assert.equal(b.log.status().unreplicatedBytes, 0);
+    assert.equal(b.log.firstSeq, 1, 'nothing freed below the floor');
+    b.log.setRetentionFloor(last);
+    await fill(a, 20);
+    await waitFor('the standby\'s retention to free segments below its floor', () => (b!.log.firstSeq > 1 ? true : undefined), 30_000);
+    assert.ok(b.log.firstSeq <= last, `the standby keeps what its floor asks (first seq ${b.log.firstSeq})`);
   } finally {
     await a.stop();
     await b?.stop();
