@@ -14,19 +14,23 @@
  *   - mqttIngest: MQTT.js publishing QoS 1 to the agent's local MQTT listener (PUBACK after the fsync);
  *   - embedded: `Agent.append` in this process (the sibling is still a separate process);
  *   - mosquittoBridge: the same MQTT.js publishers to a local mosquitto with persistence, bridged at QoS 1 to a
- *     second mosquitto, counted by a subscriber there: what users would run instead (PUBACK from RAM).
+ *     second mosquitto, counted by a subscriber there: what users would run instead (PUBACK from RAM);
+ *   - httpNoop: the httpSingle client against a Node HTTP server (another process, the same kind of socket)
+ *     that answers 201 at once and stores nothing: the ceiling of one entry per request on this machine, so
+ *     httpSingle / httpNoop is the share left to everything lastgasp does (log, fsync, replication, sibling).
  *
  * CPU per entry: user + system time of both gateways' processes (the two agents, or the two mosquittos;
  * for embedded, this process and the sibling) over the run, divided by the entries. Each measurement runs
- * ROUNDS times, interleaved; the table gives medians. The last line is one JSON object. Not part of
- * `npm test`; run it with `nice` on a quiet machine.
+ * ROUNDS times, interleaved, after a short warm-up of every path (the agents' JIT, mosquitto's first queue);
+ * the table gives medians. The last line is one JSON object. Not part of `npm test`; run it with `nice` on
+ * a quiet machine, after `npm run build` (the agents run the bundle, as on a gateway).
  */
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { Agent } from '../../agent/agent.ts';
-import { OP_ENTRY, type Op } from '../../agent/app/index.ts';
+import { ApiClient, OP_ENTRY, type Op } from '../../agent/app/index.ts';
 import { loadConfig } from '../../agent/config/index.ts';
 import { silentLogger } from '../../agent/util/index.ts';
 import { startAgent, writeAgentConfig, type AgentProcess } from '../support/agents.ts';
@@ -49,7 +53,22 @@ const LINGER_MS = process.env.LASTGASP_BENCH_LINGER_MS === undefined ? undefined
 /** /proc/<pid>/stat counts CPU time in clock ticks: 100 a second on Linux (sysconf(_SC_CLK_TCK)). */
 const CLOCK_TICKS_PER_S = 100;
 
-const ALL_PATHS = ['httpSingle', 'httpBatch', 'mqttIngest', 'embedded', 'mosquittoBridge'] as const;
+const ALL_PATHS = ['httpSingle', 'httpBatch', 'mqttIngest', 'embedded', 'mosquittoBridge', 'httpNoop'] as const;
+/** Each path runs this long once before the measured rounds. */
+const WARMUP_MS = 500;
+/** The httpNoop server: reads each request's body, answers 201 with a seq, keeps nothing. */
+const NOOP_SERVER = `
+const http = require('node:http');
+let seq = 0;
+http.createServer((req, res) => {
+  req.on('data', () => {});
+  req.on('end', () => {
+    const body = JSON.stringify({ seq: ++seq, epoch: 1 });
+    res.writeHead(201, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  });
+}).listen(process.argv[1], () => console.log('listening'));
+`;
 type Path = (typeof ALL_PATHS)[number];
 /** LASTGASP_BENCH_PATHS=mqttIngest,mosquittoBridge measures only those (a comparison on a shared machine). */
 const PATHS: readonly Path[] = process.env.LASTGASP_BENCH_PATHS ? ALL_PATHS.filter((path) => process.env.LASTGASP_BENCH_PATHS!.split(',').includes(path)) : ALL_PATHS;
@@ -83,6 +102,8 @@ interface Setup {
   localUrl: string;
   remoteUrl: string;
   broker: Mosquitto;
+  noop: Managed;
+  noopClient: ApiClient;
 }
 
 async function bridgePair(dir: string): Promise<{ local: Managed; remote: Managed; localUrl: string; remoteUrl: string }> {
@@ -139,12 +160,16 @@ async function setUp(dir: string): Promise<Setup> {
   const embeddedSibling = await startAgent('gw-d', configD.file, configD.api, { waitReady: false });
   await waitFor('the embedded agent to lead', async () => ((await embedded.readiness()).ready ? true : undefined), 60_000);
   const bridge = await bridgePair(dir);
-  return { a, b, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, password, embedded, embeddedSibling, broker, ...bridge };
+  const noopSocket = join(dir, 'noop.sock');
+  const noop = startProcess('http-noop', process.execPath, ['-e', NOOP_SERVER, noopSocket]);
+  await waitFor('the no-op HTTP server', () => (noop.output().includes('listening') ? true : undefined), 10_000);
+  const noopClient = new ApiClient({ address: `unix:${noopSocket}`, socketsMax: 64 });
+  return { a, b, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, password, embedded, embeddedSibling, broker, ...bridge, noop, noopClient };
 }
 
 /** Run `writers` loops until the deadline; each returns how many entries it had acknowledged. */
-async function runWriters(writers: number, write: (writer: number) => Promise<number>): Promise<number> {
-  const deadline = performance.now() + RUN_MS;
+async function runWriters(writers: number, write: (writer: number) => Promise<number>, runMs: number): Promise<number> {
+  const deadline = performance.now() + runMs;
   const counts = await Promise.all(
     Array.from({ length: writers }, async (_, writer) => {
       let acked = 0;
@@ -170,8 +195,15 @@ async function committed(agent: AgentProcess): Promise<number> {
 }
 
 /** One measurement: entries/s end to end and CPU µs per entry. */
-async function measure(setup: Setup, path: Path, writers: number): Promise<{ rate: number; cpuUsPerEntry: number; perCommit?: number; perBatch?: number }> {
-  const pids = path === 'mosquittoBridge' ? [setup.local.child.pid!, setup.remote.child.pid!] : path === 'embedded' ? [setup.embeddedSibling.process.child.pid!] : [setup.a.process.child.pid!, setup.b.process.child.pid!];
+async function measure(setup: Setup, path: Path, writers: number, runMs = RUN_MS): Promise<{ rate: number; cpuUsPerEntry: number; perCommit?: number; perBatch?: number }> {
+  const pids =
+    path === 'mosquittoBridge'
+      ? [setup.local.child.pid!, setup.remote.child.pid!]
+      : path === 'embedded'
+        ? [setup.embeddedSibling.process.child.pid!]
+        : path === 'httpNoop'
+          ? [setup.noop.child.pid!]
+          : [setup.a.process.child.pid!, setup.b.process.child.pid!];
   const ops: Op[] = Array.from({ length: BATCH_ENTRIES }, () => ({ op: OP_ENTRY, data: payload }));
   let clients: MqttClient[] = [];
   let remoteCount = 0;
@@ -183,7 +215,7 @@ async function measure(setup: Setup, path: Path, writers: number): Promise<{ rat
     subscriber.on('message', () => void remoteCount++);
     await subscriber.subscribeAsync('bench/#', { qos: 1 });
   }
-  const countsBefore = path === 'mosquittoBridge' || path === 'embedded' ? undefined : await batchCounts(setup.a);
+  const countsBefore = path === 'mosquittoBridge' || path === 'embedded' || path === 'httpNoop' ? undefined : await batchCounts(setup.a);
   const cpuBefore = cpuMs(pids) + (path === 'embedded' ? selfCpuMs() : 0);
   const started = performance.now();
   let lastSeq = 0;
@@ -201,6 +233,9 @@ async function measure(setup: Setup, path: Path, writers: number): Promise<{ rat
       case 'httpSingle':
         lastSeq = Math.max(lastSeq, (await setup.a.client.append(payload)).seq);
         return 1;
+      case 'httpNoop':
+        await setup.noopClient.append(payload);
+        return 1;
       case 'httpBatch':
         lastSeq = Math.max(lastSeq, (await setup.a.client.batch(ops)).lastSeq);
         return BATCH_ENTRIES;
@@ -211,14 +246,24 @@ async function measure(setup: Setup, path: Path, writers: number): Promise<{ rat
         return publish(writer);
     }
   };
-  const entries = await runWriters(writers, write);
+  const entries = await runWriters(writers, write, runMs);
   // Everything counted was sent; the run ends once every one of them was acknowledged.
   await Promise.all(windows.flatMap((window) => [...window]));
   if (path === 'mosquittoBridge') await waitFor('the remote subscriber to get everything', () => (remoteCount >= entries ? true : undefined), DRAIN_TIMEOUT_MS, 2);
-  else if (path === 'embedded') await waitFor('gw-d to hold everything', async () => ((await committed(setup.embeddedSibling)) >= lastSeq ? true : undefined), DRAIN_TIMEOUT_MS, 2);
+  else if (path === 'httpNoop') {
+    // Nothing to wait for: the server keeps nothing.
+  } else if (path === 'embedded') await waitFor('gw-d to hold everything', async () => ((await committed(setup.embeddedSibling)) >= lastSeq ? true : undefined), DRAIN_TIMEOUT_MS, 2);
   else {
     const target = path === 'mqttIngest' ? await committed(setup.a) : lastSeq;
-    await waitFor('gw-b to hold everything', async () => ((await committed(setup.b)) >= target ? true : undefined), DRAIN_TIMEOUT_MS, 2);
+    await waitFor('gw-b to hold everything', async () => ((await committed(setup.b)) >= target ? true : undefined), DRAIN_TIMEOUT_MS, 2).catch(async (error: unknown) => {
+      // What each side knows: the first thing to read when the sibling does not catch up.
+      for (const agent of [setup.a, setup.b]) {
+        const status: Record<string, unknown> = await agent.client.status().catch((reason: unknown) => ({ unavailable: String(reason) }));
+        process.stderr.write(`${agent.node} at the timeout (target seq ${target}): ${JSON.stringify({ watermarks: status.watermarks, log: status.log, replication: status.replication })}\n`);
+        process.stderr.write(`${agent.node} output:\n${agent.process.output().slice(-4000)}\n`);
+      }
+      throw error;
+    });
   }
   const elapsedS = (performance.now() - started) / 1000;
   const cpu = cpuMs(pids) + (path === 'embedded' ? selfCpuMs() : 0) - cpuBefore;
@@ -240,6 +285,7 @@ async function main(): Promise<void> {
   const setup = await setUp(dir.path);
   const results = new Map<string, Array<{ rate: number; cpuUsPerEntry: number }>>();
   try {
+    for (const path of PATHS) await measure(setup, path, Math.max(...WRITER_COUNTS), WARMUP_MS);
     for (let round = 0; round < ROUNDS; round++) {
       for (const writers of WRITER_COUNTS) {
         for (const path of PATHS) {
@@ -253,6 +299,7 @@ async function main(): Promise<void> {
     }
   } finally {
     await setup.embedded.stop();
+    setup.noopClient.close();
     // Stopped, not killed: a profile (NODE_OPTIONS=--cpu-prof) is written at a normal exit only.
     await Promise.all([setup.a.stop('SIGTERM'), setup.b.stop('SIGTERM')]);
     await killAll();
@@ -273,6 +320,13 @@ async function main(): Promise<void> {
     console.log(`| ${writers} | ${PATHS.map((path) => `${(row[path] as number).toLocaleString('en-US')}/s (${cpu[path]} µs)`).join(' | ')} |`);
   }
   console.log(`(entries/s end to end, median of ${ROUNDS} interleaved rounds; in brackets: CPU µs of both gateways per entry)`);
+  const ratio = (row: Record<string, unknown>, path: Path, to: Path) => (typeof row[path] === 'number' && typeof row[to] === 'number' ? ((row[path] as number) / (row[to] as number)).toFixed(2) : '-');
+  for (const writers of WRITER_COUNTS) {
+    const row = summary[String(writers)]!;
+    console.log(
+      `${writers} writers: to the bridge: mqttIngest ${ratio(row, 'mqttIngest', 'mosquittoBridge')}, httpBatch ${ratio(row, 'httpBatch', 'mosquittoBridge')}, httpSingle ${ratio(row, 'httpSingle', 'mosquittoBridge')}; httpSingle to httpNoop ${ratio(row, 'httpSingle', 'httpNoop')}`,
+    );
+  }
   console.log(JSON.stringify({ writers: summary }));
 }
 
