@@ -24,12 +24,6 @@ export const INDEX_SPACING_BYTES = 64 * 1024;
  * the cached folios at 4 KiB, which is what the device-bytes budget assumes.
  */
 const ZERO_FILL_CHUNK_BYTES = 4096;
-/**
- * Page writes per slice of the zero-fill. Each is a synchronous write into the page cache: an asynchronous one
- * costs its trip through the thread pool, and 16,384 of them for a 64 MiB segment took ~560 ms of CPU against
- * ~40 ms synchronously (measured on the CI machine); 64 of them hold the event loop ~0.2 ms.
- */
-const ZERO_FILL_SLICE_WRITES = 64;
 const ZEROS = new Uint8Array(ZERO_FILL_CHUNK_BYTES);
 
 /** Sparse seq → file offset samples of one segment, in increasing order. */
@@ -147,11 +141,8 @@ export async function createSpare(storage: Storage, dir: string, spare: Spare, n
   const file = await storage.open(tmp, 'create');
   try {
     for (let offset = 0; offset < spare.segmentBytes; offset += ZERO_FILL_CHUNK_BYTES) {
-      const length = Math.min(ZERO_FILL_CHUNK_BYTES, spare.segmentBytes - offset);
-      assertWriteRange(offset, length, spare.segmentBytes, true, `segments: the zero-fill of ${tmp}`);
-      file.writeSync(ZEROS, 0, length, offset);
-      // A slice of page-cache writes (a fraction of a millisecond), then the event loop: appends go between.
-      if ((offset / ZERO_FILL_CHUNK_BYTES) % ZERO_FILL_SLICE_WRITES === ZERO_FILL_SLICE_WRITES - 1) await new Promise((resolve) => setImmediate(resolve));
+      assertWriteRange(offset, Math.min(ZERO_FILL_CHUNK_BYTES, spare.segmentBytes - offset), spare.segmentBytes, true, `segments: the zero-fill of ${tmp}`);
+      await file.write(ZEROS, 0, Math.min(ZERO_FILL_CHUNK_BYTES, spare.segmentBytes - offset), offset);
     }
     await writeSpareHeader(file, spare, nowMs);
   } finally {
