@@ -187,6 +187,12 @@ export class Receiver {
       this.options.logger.error('rejected a batch whose epochs go backwards', { from: batch.node, first, last });
       return;
     }
+    // What a standby holds is a copy: the primary keeps its own until the configured level has the entries. So
+    // it counts as "replicated" here once stored, which lets retention release it once the state no longer needs
+    // it (the retention floor) and keeps it out of this node's unreplicated tail. Without this a standby kept
+    // everything until log.quotaBytes was full, then refused every batch. Marked as the next batch goes in, so
+    // that the watermark rides that batch's write instead of costing a checkpoint write and sync of its own.
+    if (committed > log.watermarks().replicated) log.markReplicated(committed);
     try {
       await log.appendReplicated(fresh);
     } catch (error) {
@@ -195,11 +201,6 @@ export class Receiver {
       return;
     }
     this.lastEntryEpoch = fresh[fresh.length - 1]!.epoch;
-    // What a standby holds is a copy: the primary keeps its own until the configured level has the entries. So
-    // it is "replicated" here as soon as it is stored, which lets retention release it once the state no longer
-    // needs it (the retention floor), and keeps it out of this node's unreplicated tail. Without this a standby
-    // kept everything until log.quotaBytes was full, then refused every batch.
-    log.markReplicated(last);
     this.counters.batchesApplied++;
     this.counters.entriesApplied += fresh.length;
     this.lastProgressMs = this.options.clock.monotonicMs();
