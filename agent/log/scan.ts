@@ -120,7 +120,8 @@ export async function scanRecords(
 /**
  * After the chain broke at `from`, look for any later record that validates under this segment's salt and
  * continues the log (an entry above `lastSeq`, or a checkpoint at or above it). Finding one means the break
- * was corruption in the middle, not a torn tail. Checks every aligned offset up to `limit`.
+ * was not a plain torn tail: corruption in the middle, or a write torn sector by sector (surveyBreak tells
+ * them apart). Checks every aligned offset up to `limit`.
  */
 export async function findNextValid(
   file: StorageFile,
