@@ -271,7 +271,7 @@ class RecoveryWalk {
   private async setAsideAfter(active: Segment, file: StorageFile, reader: ChunkReader, end: number, after: BreakSurvey, chain: ChainEnd): Promise<number> {
     const { ctx } = this;
     const last = after.runs.at(-1)!;
-    const count = after.runs.reduce((sum, run) => sum + run.entries, 0);
+    const count = after.entries;
     const name = quarantineFileName(active.id, end, ctx.clock.nowMs());
     await copyAside(ctx.storage, file, `${ctx.dir}/${name}`, end, last.end, reader);
     this.quarantineFiles.push(name);

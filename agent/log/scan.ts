@@ -177,14 +177,14 @@ export interface ValidRun {
   readonly end: number;
   /** Entries in the run (checkpoints are not counted). */
   readonly entries: number;
-  readonly firstSeq: number;
-  readonly lastSeq: number;
 }
 
 /** What lies after the point where a segment's chain broke. */
 export interface BreakSurvey {
   /** The valid stretches after the break, in file order (empty: a plain torn tail, nothing valid beyond). */
   readonly runs: ValidRun[];
+  /** Entries in all the runs. */
+  readonly entries: number;
   /**
    * The damage looks like the last write torn by a power cut rather than damage to synced data: every valid
    * record after the break lies within one write (BATCH_BYTES_MAX) of it, and the gap before the first of them
@@ -219,25 +219,23 @@ export async function surveyBreak(
     const next = await findNextValid(file, reader, seed, offset, limit, payloadBytesMax, seq);
     if (next === undefined) break;
     let entries = 0;
-    let firstSeq = 0;
     let runSeq = -1;
     const run = await scanRecords(file, reader, seed, next, limit, payloadBytesMax, (record) => {
       if (record.type === RECORD_TYPE_ENTRY) {
         if (runSeq >= 0 && record.seq !== runSeq + 1) return false;
-        if (runSeq < 0) firstSeq = record.seq;
         runSeq = record.seq;
         entries++;
       }
       return true;
     });
-    runs.push({ start: next, end: run.end, entries, firstSeq, lastSeq: Math.max(runSeq, seq) });
+    runs.push({ start: next, end: run.end, entries });
     seq = Math.max(runSeq, seq);
     // A run stopped by a record out of order looks on from that record itself (the search starts one step on).
     offset = run.reason === 'visitor' ? run.end - RECORD_ALIGN_BYTES : run.end;
   }
   const first = runs[0];
   const tornWrite = first !== undefined && runs.at(-1)!.end - from <= windowBytes && (await zeroRunWithin(file, reader, from, first.start, SECTOR_BYTES));
-  return { runs, tornWrite };
+  return { runs, entries: runs.reduce((sum, run) => sum + run.entries, 0), tornWrite };
 }
 
 /** Whether `[from, to)` holds `runBytes` consecutive zero bytes. */

@@ -121,9 +121,8 @@ async function verifySegment(file: StorageFile, reader: ChunkReader, p: Surveyed
       tally.firstBad = { file: p.path, offset: chain.end, expectedSeq: seq + 1, reason: `${reason}, valid records resume at offset ${first.start}` };
     } else {
       if (first) {
-        const entries = after.runs.reduce((sum, run) => sum + run.entries, 0);
         tally.notes.push(
-          `${p.path}: torn last write at byte offset ${chain.end}: ${entries} entries after never-written sectors (offsets ${first.start}..${after.runs.at(-1)!.end}); a write the power cut tore before its fdatasync returned, so never acknowledged; the next open sets them aside`,
+          `${p.path}: torn last write at byte offset ${chain.end}: ${after.entries} entries after never-written sectors (offsets ${first.start}..${after.runs.at(-1)!.end}); a write the power cut tore before its fdatasync returned, so never acknowledged; the next open sets them aside`,
         );
       }
       const from = after.runs.at(-1)?.end ?? chain.end;
