@@ -20,6 +20,7 @@
  * About 600 lines: ordering, windows, quorum and replica acks, resends, and now link-sized batches and the drain
  * meter's feed; splitting the resend and sizing rules out is part of issue 13's redesign.
  */
+import { setImmediate } from 'node:timers';
 import type { FlashLog, LogEntry } from '../log/index.ts';
 import { LastgaspError, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
 import type { BrokerLink } from './broker-link.ts';
@@ -189,6 +190,7 @@ export class Publisher {
   private readonly replicaPositions = new Map<string, number>();
   private running = false;
   private again = false;
+  private kickQueued = false;
   private stopped = true;
   private paused = false;
   private flushing = false;
@@ -252,7 +254,7 @@ export class Publisher {
         this.stallCountsFromNextCommit = false;
         this.replicatedMovedAtMs = this.options.clock.monotonicMs();
       }
-      this.kick();
+      this.kickAfterAcks();
     });
     this.kick();
   }
@@ -443,6 +445,20 @@ export class Publisher {
         waiter.resolve(true);
       }
     }
+  }
+
+  /**
+   * A commit wakes the pump from a fresh turn of the event loop, not from inside the log's settle: the
+   * commit's acknowledgements (PUBACKs, HTTP responses) are written by the promise reactions that settle
+   * queued, and a pump run synchronously here (read, encode, sign, send a batch) would hold them back.
+   */
+  private kickAfterAcks(): void {
+    if (this.kickQueued) return;
+    this.kickQueued = true;
+    setImmediate(() => {
+      this.kickQueued = false;
+      this.kick();
+    });
   }
 
   private kick(): void {
