@@ -30,6 +30,12 @@ export interface KvStateOptions {
   /** Write a snapshot after this many applied entries (0 = only at close). */
   snapshotEveryEntries?: number;
   /**
+   * Also write one after this many bytes of applied entries (0 = by count only), but never before as many
+   * bytes as the last snapshot took: a log of large entries (SQLite pages, big MQTT payloads) reaches its
+   * quota long before the entry count, and its retention can free nothing past the last snapshot.
+   */
+  snapshotEveryBytes?: number;
+  /**
    * A key whose value is a seq (decimal text) that retention must keep entries after: the upstream
    * forwarding position (forwarder.ts). Absent key: everything is kept.
    */
@@ -43,6 +49,8 @@ export class KvState {
   private appliedSeq = 0;
   private snapshotSeq = 0;
   private appliedSinceSnapshot = 0;
+  private appliedBytesSinceSnapshot = 0;
+  private lastSnapshotBytes = 0;
   private readonly waiters: Array<{ seq: number; resolve: () => void }> = [];
   private applying: Promise<void> | undefined;
   private again = false;
@@ -182,13 +190,20 @@ export class KvState {
         }
         this.apply(entry.payload);
         this.appliedSeq = entry.seq;
+        this.appliedBytesSinceSnapshot += entry.payload.length;
       }
       this.appliedSinceSnapshot += batch.length;
       if (this.options.holdKey !== undefined || this.options.neededFrom !== undefined) this.setFloor();
       this.release();
     }
+    if (this.snapshotDue() && !this.snapshotting) await this.writeSnapshot();
+  }
+
+  private snapshotDue(): boolean {
     const every = this.options.snapshotEveryEntries ?? 100_000;
-    if (every > 0 && this.appliedSinceSnapshot >= every && !this.snapshotting) await this.writeSnapshot();
+    if (every > 0 && this.appliedSinceSnapshot >= every) return true;
+    const everyBytes = this.options.snapshotEveryBytes ?? 0;
+    return everyBytes > 0 && this.appliedBytesSinceSnapshot >= Math.max(everyBytes, this.lastSnapshotBytes);
   }
 
   private apply(payload: Uint8Array): void {
@@ -256,6 +271,8 @@ export class KvState {
       await writeFileAtomic(join(this.options.dataDir, SNAPSHOT_FILE), bytes);
       this.snapshotSeq = seq;
       this.appliedSinceSnapshot = 0;
+      this.appliedBytesSinceSnapshot = 0;
+      this.lastSnapshotBytes = bytes.length;
       this.setFloor();
       this.options.logger.debug(() => `kv snapshot written at seq ${seq} (${bytes.length} bytes)`);
     } finally {

@@ -85,3 +85,35 @@ test('the state applies the key-value ops among entries it passes over, and its 
     await dir.remove();
   }
 });
+
+test('large entries snapshot the state by bytes, never more often than the last snapshot weighs', async () => {
+  const dir = await tempDir('kv-bytes');
+  const log = createFlashLog({ dir: dir.path, segmentBytes: 4 * 1024 * 1024 });
+  await log.open();
+  // By count alone no snapshot would come for 100,000 entries: a log of large entries would keep everything.
+  const state = new KvState({ dataDir: dir.path, log, logger: silentLogger, snapshotEveryEntries: 100_000, snapshotEveryBytes: 64 * 1024 });
+  const snapshotSeq = () => state.counters.kvSnapshotSeq!;
+  try {
+    await state.start();
+    // A 600 KiB value: the first snapshot weighs at least that much.
+    const first = await log.append(encodeOp({ op: OP_PUT, key: 'big', value: new Uint8Array(600 * 1024).fill(7) }));
+    await state.waitApplied(first.seq);
+    // A due snapshot starts as the catch-up that applied its last entry ends, and is written (fsynced) after.
+    await waitFor('the first snapshot, once 64 KiB of entries went by', () => (snapshotSeq() === first.seq ? true : undefined), 10_000);
+    // Entries of 100 KiB: the next snapshot only once as many bytes as the last one took have gone by.
+    let last = first.seq;
+    for (let index = 1; index <= 6; index++) {
+      last = (await log.append(encodeOp({ op: OP_ENTRY, data: new Uint8Array(100 * 1024).fill(index) }))).seq;
+      await state.waitApplied(last);
+      if (index < 6) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.equal(snapshotSeq(), first.seq, `no snapshot after ${index} × 100 KiB (the last one weighs 600 KiB)`);
+      }
+    }
+    await waitFor('a snapshot once 600 KiB of entries went by', () => (snapshotSeq() === last ? true : undefined), 10_000);
+  } finally {
+    await state.stop();
+    await log.close();
+    await dir.remove();
+  }
+});
