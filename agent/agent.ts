@@ -109,7 +109,7 @@ export class Agent implements AppBackend, RoleHost {
       onBatchSynced: (entries) => this.metrics.batchEntries.observe(entries),
       ...(deps.storage ? { storage: deps.storage } : {}),
     });
-    this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), snapshotEveryEntries: config.log.snapshotEveryEntries, snapshotEveryBytes: Math.floor(config.log.quotaBytes / 4), ...(config.mqttIngest.forward ? { holdKey: FORWARD_POSITION_KEY } : {}), ...(config.app.sqlite.length ? { neededFrom: () => this.sqlite?.neededFrom() ?? Infinity } : {}) });
+    this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), snapshotEveryEntries: config.log.snapshotEveryEntries, snapshotEveryBytes: config.log.snapshotEveryEntries > 0 ? Math.floor(config.log.quotaBytes / 4) : 0, ...(config.mqttIngest.forward ? { holdKey: FORWARD_POSITION_KEY } : {}), ...(config.app.sqlite.length ? { neededFrom: () => this.sqlite?.neededFrom() ?? Infinity } : {}) });
     // The token and the TLS key are secrets: start() gets them from config/secrets.ts, not from here.
     const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ackAfter, ackAfterTimeoutMs, ...listener } = config.api;
     this.copies = new CopyWait(this.log, this.clock, { ackAfter, timeoutMs: ackAfterTimeoutMs });
