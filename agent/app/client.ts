@@ -112,6 +112,13 @@ export class ApiClient {
     return this.json(await this.call('GET', '/v1/status'), 200);
   }
 
+  /** GET /metrics: the status and histograms in Prometheus text format. */
+  async metrics(): Promise<string> {
+    const reply = await this.call('GET', '/metrics');
+    if (reply.status !== 200) throw replyError(reply);
+    return reply.body.toString('utf8');
+  }
+
   /** Liveness: the agent's process and event loop answer. */
   async health(): Promise<boolean> {
     try {
