@@ -10,9 +10,10 @@
  * whatever the API's clients do. A connection over a cap is closed the moment it is accepted, and counted.
  * Node cannot read a Unix socket peer's uid (SO_PEERCRED), so there the total cap alone applies.
  *
- * Without TLS, connections are accepted on a plain net server and go through the fast path first
+ * Without TLS, on Node, connections are accepted on a plain net server and go through the fast path first
  * (http/fast-path.ts), which serves single writes in a strict simple form itself and gives every other
- * connection to Node's HTTP server, which then never listens itself. Over TLS, Node's HTTPS server does all.
+ * connection to Node's HTTP server, which then never listens itself. Over TLS, and on Deno, Node's server
+ * does all.
  */
 import { readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rename, rm, unlink } from 'node:fs/promises';
@@ -38,6 +39,12 @@ const NOFILE_FALLBACK = 1024;
  * on a writer (a full log with fullPolicy "wait" holds an append up to 60 s), so only a stuck peer hits it.
  */
 const SOCKET_SILENT_MS_MAX = 120_000;
+/**
+ * Deno 2's node:http takes a socket given with emit('connection') but ends it after the first answer,
+ * Keep-Alive announced or not (Deno 2.9.6): every request handed over would cost its connection, and a
+ * client that reuses it meets ECONNRESET. On Deno, Node's server (Deno's) serves every request.
+ */
+const RUNS_ON_DENO = 'Deno' in globalThis;
 /** How often Node checks headers and request timeouts (its default, 30 s, lets a slowloris hold sockets long). */
 const TIMEOUT_CHECK_MS_MAX = 1000;
 
@@ -110,7 +117,7 @@ export class ApiListener {
       this.firstRequestTimers.delete(request.socket);
     });
     this.server = server;
-    const listening = options.tls || !fast ? server : this.frontServer(server, fast, serverOptions.connectionsCheckingInterval);
+    const listening = options.tls || !fast || RUNS_ON_DENO ? server : this.frontServer(server, fast, serverOptions.connectionsCheckingInterval);
     if (options.tls) {
       // The raw TCP connection, before any TLS handshake: refusing here costs no handshake. The handshake has
       // its own deadline (handshakeTimeout); the first request's starts after it.
