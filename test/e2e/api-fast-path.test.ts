@@ -154,6 +154,24 @@ test('requests the fast path does not take get node:http\'s answers, in order, o
   });
 });
 
+test('a simple request trickled in small pieces, and a bare LF in a head, are read as llhttp reads them', async () => {
+  await withAgent(async (agent, token) => {
+    const raw = await Raw.open(agent.api);
+    raw.socket.setNoDelay(true);
+    const request = simple('POST', '/v1/entries', token, 'trickled body');
+    for (let at = 0; at < request.length; at += 7) {
+      raw.send(request.slice(at, at + 7));
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const answer = await raw.next();
+    assert.equal(answer.head.status, 201);
+    assert.equal(await entryData(agent, json(answer).seq), 'trickled body');
+    // Line ends of a bare LF never end a head in the simple form: handed over at once, not left to time out.
+    raw.send('POST /v1/entries HTTP/1.1\nHost: 127.0.0.1\n');
+    assert.equal(await raw.rest(), 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  });
+});
+
 test('malformed input after simple requests gets llhttp\'s 400 and the connection closed; the agent serves on', async () => {
   await withAgent(async (agent, token) => {
     const malformed = {

@@ -59,12 +59,75 @@ export interface FastPathOptions {
 /** Node 20 keeps an idle kept-alive connection this long past its keepAliveTimeout (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER). */
 const IDLE_GRACE_MS = 1000;
 const EMPTY = new Uint8Array(0);
+const CR = 0x0d;
+const LF = 0x0a;
+/** Bytes enough to tell the method: "POST /" (a shorter input that matches so far stays undecided). */
+const METHOD_PREFIX_BYTES = 6;
 /** What Node's server writes when a request runs out of time. */
 const REQUEST_TIMEOUT_ANSWER = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n';
 
+/**
+ * The bytes read and not yet served, kept as the reads brought them and joined only once a whole head or
+ * body is there: a peer that trickles a request byte by byte costs a copy of it once, not once per byte.
+ * The head's end (CR LF CR LF) is looked for in each read as it comes, carried across reads.
+ */
+class ReadBuffer {
+  private chunks: Uint8Array[] = [];
+  length = 0;
+  /** How much of CR LF CR LF the bytes scanned so far end with (0..4). */
+  private matched = 0;
+  /** Where the first head's end is (just past its empty line), -1 until it came. */
+  headEnd = -1;
+  /** A bare CR or LF came before the head's end. */
+  oddLineEnd = false;
+
+  push(chunk: Uint8Array): void {
+    const start = this.length;
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+    if (this.headEnd >= 0) return;
+    let matched = this.matched;
+    for (let index = 0; index < chunk.length; index++) {
+      const byte = chunk[index];
+      const afterCr = matched === 1 || matched === 3;
+      // A CR without its LF, or an LF without its CR: not the simple form, whether the head ever ends or not.
+      if (afterCr !== (byte === LF)) this.oddLineEnd = true;
+      matched = byte === CR ? (matched === 2 ? 3 : 1) : byte === LF && afterCr ? matched + 1 : 0;
+      if (matched === 4) {
+        this.headEnd = start + index + 1;
+        break;
+      }
+    }
+    this.matched = matched;
+  }
+
+  /** Everything buffered as one array (and kept so). */
+  joined(): Uint8Array {
+    if (this.chunks.length === 0) return EMPTY;
+    if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.length)];
+    return this.chunks[0]!;
+  }
+
+  /** Drop the first `bytes` (a request served); what follows is looked at anew for the next head. */
+  consume(bytes: number): void {
+    const rest = this.joined().subarray(bytes);
+    this.clear();
+    if (rest.length > 0) this.push(rest);
+  }
+
+  clear(): void {
+    this.chunks = [];
+    this.length = 0;
+    this.matched = 0;
+    this.headEnd = -1;
+    this.oddLineEnd = false;
+  }
+}
+
 class FastConnection {
-  buffered: Uint8Array = EMPTY;
-  scannedTo = 0;
+  readonly buffer = new ReadBuffer();
+  /** The request's first bytes were seen to start as POST or PUT do; the head is parsed again only once whole. */
+  methodChecked = false;
   /** The head of the request whose body is being read. */
   head: SimpleHead | undefined;
   /** A request is with the routes; what comes meanwhile waits. */
@@ -123,16 +186,12 @@ export class FastPath {
 
   data(connection: FastConnection, chunk: Uint8Array): void {
     if (connection.closing) return;
-    if (connection.buffered.length === 0) {
-      connection.buffered = chunk;
-      connection.requestStartedMs = Date.now();
-    } else {
-      connection.buffered = Buffer.concat([connection.buffered, chunk]);
-    }
+    if (connection.buffer.length === 0) connection.requestStartedMs = Date.now();
+    connection.buffer.push(chunk);
     // Pipelined requests wait while one is served; a peer that sends more than one request's worth meanwhile
     // is not read until it is answered.
     if (connection.busy) {
-      if (connection.buffered.length > this.options.headBytesMax + this.options.bodyBytesMax) connection.socket.pause();
+      if (connection.buffer.length > this.options.headBytesMax + this.options.bodyBytesMax) connection.socket.pause();
       return;
     }
     this.next(connection);
@@ -154,11 +213,17 @@ export class FastPath {
   /** Serve what the buffer holds, one request at a time, until it needs more bytes or gives the connection up. */
   private next(connection: FastConnection): void {
     const options = this.options;
-    if (connection.buffered.length === 0) return;
+    const buffer = connection.buffer;
+    if (buffer.length === 0) return;
     if (!connection.head) {
-      const parsed = parseSimpleHead(connection.buffered, connection.scannedTo, options.headBytesMax, options.bodyBytesMax);
+      if (buffer.oddLineEnd) return this.handOver(connection);
+      // Parsed when the head is whole, at the size limit, or while its first bytes may still not be POST or PUT.
+      if (buffer.headEnd < 0 && buffer.length < options.headBytesMax && connection.methodChecked) return;
+      const bytes = buffer.joined();
+      const scanFrom = buffer.headEnd >= 0 ? buffer.headEnd - 4 : bytes.length - 3;
+      const parsed = parseSimpleHead(bytes, scanFrom, options.headBytesMax, options.bodyBytesMax);
       if (parsed.kind === 'incomplete') {
-        connection.scannedTo = parsed.scannedTo;
+        connection.methodChecked = bytes.length >= METHOD_PREFIX_BYTES;
         return;
       }
       if (parsed.kind === 'other' || !options.routes.takes(parsed.head)) return this.handOver(connection);
@@ -166,14 +231,14 @@ export class FastPath {
       const refusal = options.routes.access(parsed.head, connection.socket);
       if (refusal) return this.answer(connection, { ...refusal, close: true });
       connection.head = parsed.head;
-      connection.scannedTo = 0;
     }
     const head = connection.head;
     const end = head.headBytes + head.bodyBytes;
-    if (connection.buffered.length < end) return;
-    const body = connection.buffered.subarray(head.headBytes, end);
-    connection.buffered = connection.buffered.length === end ? EMPTY : connection.buffered.subarray(end);
+    if (buffer.length < end) return;
+    const body = buffer.joined().subarray(head.headBytes, end);
+    buffer.consume(end);
     connection.head = undefined;
+    connection.methodChecked = false;
     connection.busy = true;
     connection.requestStartedMs = 0;
     options.routes.serve(head, body).then(
@@ -196,7 +261,7 @@ export class FastPath {
       socket.end(() => socket.destroy());
       return;
     }
-    connection.requestStartedMs = connection.buffered.length > 0 ? Date.now() : 0;
+    connection.requestStartedMs = connection.buffer.length > 0 ? Date.now() : 0;
     connection.idleSinceMs = Date.now();
     if (socket.isPaused()) socket.resume();
     this.next(connection);
@@ -211,8 +276,8 @@ export class FastPath {
     socket.off('timeout', connection.onTimeout);
     socket.off('close', connection.onClose);
     this.forget(connection);
-    if (connection.buffered.length > 0) socket.unshift(connection.buffered);
-    connection.buffered = EMPTY;
+    if (connection.buffer.length > 0) socket.unshift(connection.buffer.joined());
+    connection.buffer.clear();
     this.options.handOver(socket);
   }
 
@@ -229,7 +294,7 @@ export class FastPath {
           connection.closing = true;
           connection.socket.end(REQUEST_TIMEOUT_ANSWER, () => connection.socket.destroy());
         }
-      } else if (!connection.busy && connection.buffered.length === 0 && now - connection.idleSinceMs > idleTimeoutMs + IDLE_GRACE_MS) {
+      } else if (!connection.busy && connection.buffer.length === 0 && now - connection.idleSinceMs > idleTimeoutMs + IDLE_GRACE_MS) {
         connection.socket.destroy();
       }
     }
