@@ -12,7 +12,8 @@
  *   is closing; an idle connection does not keep the process alive;
  * - a request without an answer for `timeoutMs` (no byte moved) fails, and its connection is closed;
  * - transport errors are the socket's own (ECONNREFUSED, ENOENT, ECONNRESET, ...); a response that breaks
- *   the grammar fails with code HPE_INVALID_RESPONSE, a connection closed before the answer with ECONNRESET.
+ *   the grammar fails with code HPE_INVALID_RESPONSE, a connection closed before the whole answer with
+ *   ECONNRESET ("socket hang up").
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -65,7 +66,6 @@ export class ClientPool {
   private readonly busy = new Set<Connection>();
   private open = 0;
   private sweeper: ReturnType<typeof setInterval> | undefined;
-  private closed = false;
 
   constructor(private readonly options: PoolOptions) {}
 
@@ -73,7 +73,6 @@ export class ClientPool {
   request(bytes: Uint8Array, what: string): Promise<PoolReply> {
     return new Promise((resolve, reject) => {
       const pending: Pending = { bytes, what, resolve, reject };
-      if (this.closed) return reject(Object.assign(new Error(`${what}: the client is closed`), { code: 'ERR_CLIENT_CLOSED' }));
       const connection = this.idle.pop();
       if (connection) return this.send(connection, pending);
       if (this.open < this.options.socketsMax) return this.send(this.connect(), pending);
@@ -81,9 +80,11 @@ export class ClientPool {
     });
   }
 
-  /** Close every connection; requests in flight fail. */
+  /**
+   * Close every connection; requests in flight and waiting fail. As with Node's agent.destroy(), a later
+   * request opens a new connection.
+   */
   close(): void {
-    this.closed = true;
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = undefined;
     for (const connection of [...this.idle, ...this.busy]) connection.socket.destroy();
@@ -127,11 +128,12 @@ export class ClientPool {
   }
 
   private onEnd(connection: Connection): void {
-    if (connection.reader) this.settle(connection, connection.reader.end());
+    // A body that runs to the close ends here; a response cut short is the peer hanging up, as Node reports it.
+    if (connection.reader) this.settle(connection, connection.reader.end(), 'ECONNRESET');
     connection.socket.destroy();
   }
 
-  private settle(connection: Connection, result: ReadResult): void {
+  private settle(connection: Connection, result: ReadResult, errorCode = 'HPE_INVALID_RESPONSE'): void {
     if (result.kind === 'incomplete') return;
     const pending = connection.pending!;
     connection.pending = undefined;
@@ -139,7 +141,8 @@ export class ClientPool {
     this.busy.delete(connection);
     if (result.kind === 'error') {
       connection.socket.destroy();
-      pending.reject(Object.assign(new Error(`${pending.what}: invalid response from the API (${result.reason})`), { code: 'HPE_INVALID_RESPONSE' }));
+      const what = errorCode === 'ECONNRESET' ? 'socket hang up' : 'invalid response from the API';
+      pending.reject(Object.assign(new Error(`${pending.what}: ${what} (${result.reason})`), { code: errorCode }));
       return;
     }
     const { head, body, extraBytes } = result;
