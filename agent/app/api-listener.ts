@@ -68,6 +68,9 @@ export interface ListenerCounters {
   apiConnectionsMax: number;
   apiConnectionsRefused: number;
   apiConnectionsRefusedPerClient: number;
+  /** Requests the fast path served itself, and connections it handed to Node's server (http/fast-path.ts). */
+  apiFastPathRequests: number;
+  apiFastPathHandovers: number;
 }
 
 export class ApiListener {
@@ -92,7 +95,7 @@ export class ApiListener {
   }
 
   get counters(): ListenerCounters {
-    return { apiConnectionsOpen: this.open, apiConnectionsMax: this.connectionsMax, apiConnectionsRefused: this.refused, apiConnectionsRefusedPerClient: this.refusedPerClient };
+    return { apiConnectionsOpen: this.open, apiConnectionsMax: this.connectionsMax, apiConnectionsRefused: this.refused, apiConnectionsRefusedPerClient: this.refusedPerClient, apiFastPathRequests: this.fast?.served ?? 0, apiFastPathHandovers: this.fast?.handedOver ?? 0 };
   }
 
   /**

@@ -107,6 +107,13 @@ interface Setup {
   broker: Mosquitto;
   noop: Managed;
   noopClient: ApiClient;
+  /**
+   * The HTTP writers' own clients, one per path: on the client the harness polls status with (or the batch
+   * path's), some connections would have carried a request the fast path does not serve (a GET, a batch), and
+   * such a connection stays with node:http.
+   */
+  singleClient: ApiClient;
+  batchClient: ApiClient;
 }
 
 async function bridgePair(dir: string): Promise<{ local: Managed; remote: Managed; localUrl: string; remoteUrl: string }> {
@@ -167,7 +174,8 @@ async function setUp(dir: string): Promise<Setup> {
   const noop = startProcess('http-noop', process.execPath, ['-e', NOOP_SERVER, noopSocket]);
   await waitFor('the no-op HTTP server', () => (noop.output().includes('listening') ? true : undefined), 10_000);
   const noopClient = new ApiClient({ address: `unix:${noopSocket}`, socketsMax: 64 });
-  return { a, b, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, password, embedded, embeddedSibling, broker, ...bridge, noop, noopClient };
+  const [singleClient, batchClient] = [new ApiClient({ address: apiA, socketsMax: 64 }), new ApiClient({ address: apiA, socketsMax: 64 })];
+  return { a, b, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, password, embedded, embeddedSibling, broker, ...bridge, noop, noopClient, singleClient, batchClient };
 }
 
 /** Run `writers` loops until the deadline; each returns how many entries it had acknowledged. */
@@ -242,13 +250,13 @@ async function measure(setup: Setup, path: Path, writers: number, runMs = RUN_MS
   const write = async (writer: number): Promise<number> => {
     switch (path) {
       case 'httpSingle':
-        lastSeq = Math.max(lastSeq, (await setup.a.client.append(payload)).seq);
+        lastSeq = Math.max(lastSeq, (await setup.singleClient.append(payload)).seq);
         return 1;
       case 'httpNoop':
         await setup.noopClient.append(payload);
         return 1;
       case 'httpBatch':
-        lastSeq = Math.max(lastSeq, (await setup.a.client.batch(ops)).lastSeq);
+        lastSeq = Math.max(lastSeq, (await setup.batchClient.batch(ops)).lastSeq);
         return BATCH_ENTRIES;
       case 'embedded':
         lastSeq = Math.max(lastSeq, (await setup.embedded.append({ op: OP_ENTRY, data: payload })).seq);
@@ -317,6 +325,8 @@ async function main(): Promise<void> {
   } finally {
     await setup.embedded.stop();
     setup.noopClient.close();
+    setup.singleClient.close();
+    setup.batchClient.close();
     // Stopped, not killed: a profile (NODE_OPTIONS=--cpu-prof) is written at a normal exit only.
     await Promise.all([setup.a.stop('SIGTERM'), setup.b.stop('SIGTERM')]);
     await killAll();

@@ -234,7 +234,9 @@ test('fast path limits: a refused request is not read, a trickled head gets a 40
     assert.equal(await idle.rest(), '');
     assert.ok(Date.now() - openedMs >= 1000, 'not before idleTimeoutMs');
 
-    const counters = (await agent.client.status()).api as { apiRefused: number };
+    const counters = (await agent.client.status()).api as { apiRefused: number; apiFastPathRequests: number; apiFastPathHandovers: number };
     assert.ok(counters.apiRefused >= 2, 'the fast path\'s refusals are counted');
+    assert.ok(counters.apiFastPathRequests >= 2, 'the simple writes were the fast path\'s');
+    assert.ok(counters.apiFastPathHandovers >= 1, 'the status request\'s connection was handed over');
   });
 });

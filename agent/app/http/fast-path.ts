@@ -150,6 +150,10 @@ class FastConnection {
 }
 
 export class FastPath {
+  /** Requests the fast path read and answered itself. */
+  served = 0;
+  /** Connections given to Node's server (each with the request the fast path did not take). */
+  handedOver = 0;
   private readonly connections = new Set<FastConnection>();
   private checker: ReturnType<typeof setInterval> | undefined;
   private dateSecond = -1;
@@ -241,6 +245,7 @@ export class FastPath {
     connection.methodChecked = false;
     connection.busy = true;
     connection.requestStartedMs = 0;
+    this.served++;
     options.routes.serve(head, body).then(
       (answer) => this.answer(connection, head.keepAlive ? answer : { ...answer, close: true }),
       () => connection.socket.destroy(),
@@ -276,6 +281,7 @@ export class FastPath {
     socket.off('timeout', connection.onTimeout);
     socket.off('close', connection.onClose);
     this.forget(connection);
+    this.handedOver++;
     if (connection.buffer.length > 0) socket.unshift(connection.buffer.joined());
     connection.buffer.clear();
     this.options.handOver(socket);
