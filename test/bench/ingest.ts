@@ -22,6 +22,10 @@
  *     The agent's fast path (http/fast-path.ts) costs less per request than this node:http server, so at few
  *     writers httpSingle is bounded by the log's commit cycle, not by this ceiling.
  *
+ * For httpSingle each round also prints how much of a writer's cycle (one request's round trip while writing)
+ * was the append inside gw-a, from its route's call to the acknowledgement (the linger, the write, the
+ * fdatasync; gw-a's lastgasp_append_duration_seconds): the rest is HTTP, both event loops and the scheduler.
+ *
  * CPU per entry: user + system time of both gateways' processes (the two agents, or the two mosquittos;
  * for embedded, this process and the sibling) over the run, divided by the entries. Each measurement runs
  * ROUNDS times, interleaved, after a short warm-up of every path (the agents' JIT, mosquitto's first queue);
