@@ -30,6 +30,9 @@ export interface AccessPolicy {
   readonly allowedOrigins: readonly string[];
 }
 
+/** The headers the rules read (Node's IncomingMessage.headers, or what the fast path read of a request). */
+export type AccessHeaders = Pick<IncomingHttpHeaders, 'host' | 'origin' | 'authorization' | 'content-type'>;
+
 export type AccessDecision = { ok: true } | { ok: false; status: number; code: ErrorCode; message: string };
 
 /** The one route a liveness probe may call without a token: it tells nothing but "alive". */
@@ -39,7 +42,7 @@ const WRITE_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /** Batch bodies (POST /v1/batch) are CBOR sequences or JSON lines: neither is a type a page may send unasked. */
 const WRITE_CONTENT_TYPES = new Set(['application/octet-stream', 'application/json', 'application/cbor-seq', 'application/x-ndjson', 'application/jsonl']);
 
-export function checkAccess(policy: AccessPolicy, method: string, path: string, headers: IncomingHttpHeaders): AccessDecision {
+export function checkAccess(policy: AccessPolicy, method: string, path: string, headers: AccessHeaders): AccessDecision {
   const expected = policy.token === undefined ? undefined : sha256(policy.token);
   return decide(policy, method, path, headers, (header) => bearerMatches(header, expected!));
 }
@@ -59,7 +62,7 @@ export class AccessGate {
     this.expected = policy.token === undefined ? undefined : sha256(policy.token);
   }
 
-  check(method: string, path: string, headers: IncomingHttpHeaders, connection: object): AccessDecision {
+  check(method: string, path: string, headers: AccessHeaders, connection: object): AccessDecision {
     return decide(this.policy, method, path, headers, (header) => {
       if (header !== undefined && this.shown.get(connection) === header) return true;
       if (!bearerMatches(header, this.expected!)) return false;
@@ -69,7 +72,7 @@ export class AccessGate {
   }
 }
 
-function decide(policy: AccessPolicy, method: string, path: string, headers: IncomingHttpHeaders, tokenShown: (authorization: string | undefined) => boolean): AccessDecision {
+function decide(policy: AccessPolicy, method: string, path: string, headers: AccessHeaders, tokenShown: (authorization: string | undefined) => boolean): AccessDecision {
   const host = headers.host;
   if (!host || !hostAllowed(policy, host)) {
     return refuse(403, 'FORBIDDEN', `Host "${host ?? ''}" is not this agent (DNS-rebinding defence); clients must use a loopback name or address, or one listed in api.allowedHosts`);

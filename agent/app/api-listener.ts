@@ -9,14 +9,20 @@
  * descriptor limit (RLIMIT_NOFILE): the broker links, the serial link and the log must get descriptors
  * whatever the API's clients do. A connection over a cap is closed the moment it is accepted, and counted.
  * Node cannot read a Unix socket peer's uid (SO_PEERCRED), so there the total cap alone applies.
+ *
+ * Without TLS, on Node, connections are accepted on a plain net server and go through the fast path first
+ * (http/fast-path.ts), which serves single writes in a strict simple form itself and gives every other
+ * connection to Node's HTTP server, which then never listens itself. Over TLS, and on Deno, Node's server
+ * does all.
  */
 import { readFileSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, readFile, rename, rm, unlink } from 'node:fs/promises';
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, maxHeaderSize, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { Socket } from 'node:net';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { LastgaspError, splitHostPort, type Logger } from '../util/index.ts';
+import { FastPath, type FastRoutes } from './http/index.ts';
 
 /**
  * Descriptors kept back from the API for the rest of the agent: stdio, the log's segment files and its
@@ -33,6 +39,12 @@ const NOFILE_FALLBACK = 1024;
  * on a writer (a full log with fullPolicy "wait" holds an append up to 60 s), so only a stuck peer hits it.
  */
 const SOCKET_SILENT_MS_MAX = 120_000;
+/**
+ * Deno 2's node:http takes a socket given with emit('connection') but ends it after the first answer,
+ * Keep-Alive announced or not (Deno 2.9.6): every request handed over would cost its connection, and a
+ * client that reuses it meets ECONNRESET. On Deno, Node's server (Deno's) serves every request.
+ */
+const RUNS_ON_DENO = 'Deno' in globalThis;
 /** How often Node checks headers and request timeouts (its default, 30 s, lets a slowloris hold sockets long). */
 const TIMEOUT_CHECK_MS_MAX = 1000;
 
@@ -46,6 +58,8 @@ export interface ListenerOptions {
   headersTimeoutMs: number;
   requestTimeoutMs: number;
   idleTimeoutMs: number;
+  /** The largest body a route of the fast path takes. */
+  bodyBytesMax: number;
   logger: Logger;
 }
 
@@ -54,10 +68,16 @@ export interface ListenerCounters {
   apiConnectionsMax: number;
   apiConnectionsRefused: number;
   apiConnectionsRefusedPerClient: number;
+  /** Requests the fast path served itself, and connections it handed to Node's server (http/fast-path.ts). */
+  apiFastPathRequests: number;
+  apiFastPathHandovers: number;
 }
 
 export class ApiListener {
   private server: Server | undefined;
+  /** Without TLS: what listens, in front of `server`, and its fast path. */
+  private front: NetServer | undefined;
+  private fast: FastPath | undefined;
   private socketPath: string | undefined;
   private open = 0;
   private readonly perClient = new Map<string, number>();
@@ -75,11 +95,14 @@ export class ApiListener {
   }
 
   get counters(): ListenerCounters {
-    return { apiConnectionsOpen: this.open, apiConnectionsMax: this.connectionsMax, apiConnectionsRefused: this.refused, apiConnectionsRefusedPerClient: this.refusedPerClient };
+    return { apiConnectionsOpen: this.open, apiConnectionsMax: this.connectionsMax, apiConnectionsRefused: this.refused, apiConnectionsRefusedPerClient: this.refusedPerClient, apiFastPathRequests: this.fast?.served ?? 0, apiFastPathHandovers: this.fast?.handedOver ?? 0 };
   }
 
-  /** Listen and return the address as clients should name it (`host:port` with the real port, or `unix:/path`). */
-  async start(handler: (request: IncomingMessage, response: ServerResponse) => void): Promise<string> {
+  /**
+   * Listen and return the address as clients should name it (`host:port` with the real port, or `unix:/path`).
+   * `fast`: the routes the fast path serves itself (without TLS).
+   */
+  async start(handler: (request: IncomingMessage, response: ServerResponse) => void, fast?: FastRoutes): Promise<string> {
     const options = this.options;
     const serverOptions = {
       headersTimeout: options.headersTimeoutMs,
@@ -91,36 +114,89 @@ export class ApiListener {
       ? createHttpsServer({ ...serverOptions, handshakeTimeout: options.headersTimeoutMs, cert: options.tls.cert, key: options.tls.key }, handler)
       : createHttpServer(serverOptions, handler);
     // A client that stops reading a response must not hold its socket forever.
-    server.setTimeout(Math.max(options.requestTimeoutMs, SOCKET_SILENT_MS_MAX), (socket: Socket) => socket.destroy());
-    // The raw TCP connection, before any TLS handshake: refusing here costs no handshake.
-    server.on('connection', (socket: Socket) => {
-      if (this.admit(socket) && !options.tls) this.awaitFirstRequest(socket);
-    });
-    // Over TLS the handshake has its own deadline (handshakeTimeout); the first request's starts after it.
-    if (options.tls) server.on('secureConnection', (socket: Socket) => this.awaitFirstRequest(socket));
+    server.setTimeout(this.silentMs(), (socket: Socket) => socket.destroy());
     server.on('request', (request: IncomingMessage) => {
       clearTimeout(this.firstRequestTimers.get(request.socket));
       this.firstRequestTimers.delete(request.socket);
     });
     this.server = server;
+    const listening = options.tls || !fast || RUNS_ON_DENO ? server : this.frontServer(server, fast, serverOptions.connectionsCheckingInterval);
+    if (options.tls) {
+      // The raw TCP connection, before any TLS handshake: refusing here costs no handshake. The handshake has
+      // its own deadline (handshakeTimeout); the first request's starts after it.
+      server.on('connection', (socket: Socket) => void this.admit(socket));
+      server.on('secureConnection', (socket: Socket) => this.awaitFirstRequest(socket));
+    } else if (listening === server) {
+      server.on('connection', (socket: Socket) => {
+        if (this.admit(socket)) this.awaitFirstRequest(socket);
+      });
+    }
     if (options.listen.startsWith('unix:')) {
       const path = options.listen.slice('unix:'.length);
-      await this.listenUnix(server, path);
+      await this.listenUnix(listening, path);
       this.socketPath = path;
       return options.listen;
     }
     const { host, port } = splitHostPort(options.listen);
-    await listenOn(server, { port, host });
-    const address = server.address();
+    await listenOn(listening, { port, host });
+    const address = listening.address();
     return typeof address === 'object' && address ? `${options.listen.slice(0, options.listen.lastIndexOf(':'))}:${address.port}` : options.listen;
   }
 
   async stop(): Promise<void> {
     const server = this.server;
     if (!server) return;
+    this.fast?.stop();
     server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (this.front) {
+      const front = this.front;
+      await new Promise<void>((resolve) => front.close(() => resolve()));
+      // Node's server never listened: close() only stops its timeout checks (and reports it was not running).
+      server.close(() => undefined);
+    } else {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
     if (this.socketPath) await unlink(this.socketPath).catch(() => undefined);
+  }
+
+  /**
+   * The plain net server that listens without TLS: it admits each connection and gives it to the fast path,
+   * which hands to Node's `server` every connection it does not serve itself.
+   */
+  private frontServer(server: Server, routes: FastRoutes, checkMs: number): NetServer {
+    const options = this.options;
+    // Half-open as Node's HTTP server is: a client's FIN must not cut off the answer it waits for.
+    const front = createNetServer({ allowHalfOpen: true });
+    const fast = new FastPath({
+      routes,
+      headBytesMax: maxHeaderSize,
+      bodyBytesMax: options.bodyBytesMax,
+      headersTimeoutMs: options.headersTimeoutMs,
+      requestTimeoutMs: options.requestTimeoutMs,
+      idleTimeoutMs: options.idleTimeoutMs,
+      silentMs: this.silentMs(),
+      checkMs,
+      firstRequest: (socket) => {
+        clearTimeout(this.firstRequestTimers.get(socket));
+        this.firstRequestTimers.delete(socket);
+      },
+      handOver: (socket) => server.emit('connection', socket),
+    });
+    front.on('connection', (socket: Socket) => {
+      if (!this.admit(socket)) return;
+      this.awaitFirstRequest(socket);
+      fast.attach(socket);
+    });
+    // Node's server starts its header and request timeout checks (and its list of connections they run
+    // over) when it starts listening; it never listens here, so it is told it does.
+    server.emit('listening');
+    this.front = front;
+    this.fast = fast;
+    return front;
+  }
+
+  private silentMs(): number {
+    return Math.max(this.options.requestTimeoutMs, SOCKET_SILENT_MS_MAX);
   }
 
   /**
@@ -159,7 +235,7 @@ export class ApiListener {
     return true;
   }
 
-  private async listenUnix(server: Server, path: string): Promise<void> {
+  private async listenUnix(server: NetServer, path: string): Promise<void> {
     const mode = parseInt(this.options.socketMode, 8);
     const gid = this.options.socketGroup === undefined ? undefined : await groupId(this.options.socketGroup);
     await mkdir(dirname(path), { recursive: true });
@@ -197,7 +273,7 @@ export function descriptorLimit(): number {
   }
 }
 
-function listenOn(server: Server, target: { path: string } | { port: number; host: string }): Promise<void> {
+function listenOn(server: NetServer, target: { path: string } | { port: number; host: string }): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(target, () => {

@@ -15,9 +15,16 @@
  *   - embedded: `Agent.append` in this process (the sibling is still a separate process);
  *   - mosquittoBridge: the same MQTT.js publishers to a local mosquitto with persistence, bridged at QoS 1 to a
  *     second mosquitto, counted by a subscriber there: what users would run instead (PUBACK from RAM);
- *   - httpNoop: the httpSingle client against a Node HTTP server (another process, the same kind of socket)
- *     that answers 201 at once and stores nothing: the ceiling of one entry per request on this machine, so
+ *   - httpNoop: the same ApiClient as httpSingle against a node:http server (another process, the same kind
+ *     of socket) that answers 201 at once and stores nothing: the ceiling of one entry per request with this
+ *     client and Node's own server, so it moves with the client (its transport, http/client-pool.ts), and
  *     httpSingle / httpNoop is the share left to everything lastgasp does (log, fsync, replication, sibling).
+ *     The agent's fast path (http/fast-path.ts) costs less per request than this node:http server, so at few
+ *     writers httpSingle is bounded by the log's commit cycle, not by this ceiling.
+ *
+ * For httpSingle each round also prints how much of a writer's cycle (one request's round trip while writing)
+ * was the append inside gw-a, from its route's call to the acknowledgement (the linger, the write, the
+ * fdatasync; gw-a's lastgasp_append_duration_seconds): the rest is HTTP, both event loops and the scheduler.
  *
  * CPU per entry: user + system time of both gateways' processes (the two agents, or the two mosquittos;
  * for embedded, this process and the sibling) over the run, divided by the entries. Each measurement runs
@@ -104,6 +111,13 @@ interface Setup {
   broker: Mosquitto;
   noop: Managed;
   noopClient: ApiClient;
+  /**
+   * The HTTP writers' own clients, one per path: on the client the harness polls status with (or the batch
+   * path's), some connections would have carried a request the fast path does not serve (a GET, a batch), and
+   * such a connection stays with node:http.
+   */
+  singleClient: ApiClient;
+  batchClient: ApiClient;
 }
 
 async function bridgePair(dir: string): Promise<{ local: Managed; remote: Managed; localUrl: string; remoteUrl: string }> {
@@ -164,7 +178,8 @@ async function setUp(dir: string): Promise<Setup> {
   const noop = startProcess('http-noop', process.execPath, ['-e', NOOP_SERVER, noopSocket]);
   await waitFor('the no-op HTTP server', () => (noop.output().includes('listening') ? true : undefined), 10_000);
   const noopClient = new ApiClient({ address: `unix:${noopSocket}`, socketsMax: 64 });
-  return { a, b, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, password, embedded, embeddedSibling, broker, ...bridge, noop, noopClient };
+  const [singleClient, batchClient] = [new ApiClient({ address: apiA, socketsMax: 64 }), new ApiClient({ address: apiA, socketsMax: 64 })];
+  return { a, b, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, password, embedded, embeddedSibling, broker, ...bridge, noop, noopClient, singleClient, batchClient };
 }
 
 /** Run `writers` loops until the deadline; each returns how many entries it had acknowledged. */
@@ -190,12 +205,19 @@ async function batchCounts(agent: AgentProcess): Promise<{ commits: number; batc
   return { commits: status.log.counters.batches as number, batches: status.replication.publisher.batches as number };
 }
 
+/** gw-a's appends so far and the seconds they took from the call to the acknowledgement (its histogram's count and sum). */
+async function appendTimes(agent: AgentProcess): Promise<{ count: number; seconds: number }> {
+  const text = await agent.client.metrics();
+  const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { count: value('lastgasp_append_duration_seconds_count'), seconds: value('lastgasp_append_duration_seconds_sum') };
+}
+
 async function committed(agent: AgentProcess): Promise<number> {
   return (await agent.client.status()).watermarks.committed as number;
 }
 
 /** One measurement: entries/s end to end and CPU µs per entry. */
-async function measure(setup: Setup, path: Path, writers: number, runMs = RUN_MS): Promise<{ rate: number; cpuUsPerEntry: number; perCommit?: number; perBatch?: number }> {
+async function measure(setup: Setup, path: Path, writers: number, runMs = RUN_MS): Promise<{ rate: number; cpuUsPerEntry: number; perCommit?: number; perBatch?: number; appendMs?: number; cycleMs?: number }> {
   const pids =
     path === 'mosquittoBridge'
       ? [setup.local.child.pid!, setup.remote.child.pid!]
@@ -216,6 +238,7 @@ async function measure(setup: Setup, path: Path, writers: number, runMs = RUN_MS
     await subscriber.subscribeAsync('bench/#', { qos: 1 });
   }
   const countsBefore = path === 'mosquittoBridge' || path === 'embedded' || path === 'httpNoop' ? undefined : await batchCounts(setup.a);
+  const appendsBefore = path === 'httpSingle' ? await appendTimes(setup.a) : undefined;
   const cpuBefore = cpuMs(pids) + (path === 'embedded' ? selfCpuMs() : 0);
   const started = performance.now();
   let lastSeq = 0;
@@ -231,13 +254,13 @@ async function measure(setup: Setup, path: Path, writers: number, runMs = RUN_MS
   const write = async (writer: number): Promise<number> => {
     switch (path) {
       case 'httpSingle':
-        lastSeq = Math.max(lastSeq, (await setup.a.client.append(payload)).seq);
+        lastSeq = Math.max(lastSeq, (await setup.singleClient.append(payload)).seq);
         return 1;
       case 'httpNoop':
         await setup.noopClient.append(payload);
         return 1;
       case 'httpBatch':
-        lastSeq = Math.max(lastSeq, (await setup.a.client.batch(ops)).lastSeq);
+        lastSeq = Math.max(lastSeq, (await setup.batchClient.batch(ops)).lastSeq);
         return BATCH_ENTRIES;
       case 'embedded':
         lastSeq = Math.max(lastSeq, (await setup.embedded.append({ op: OP_ENTRY, data: payload })).seq);
@@ -247,6 +270,7 @@ async function measure(setup: Setup, path: Path, writers: number, runMs = RUN_MS
     }
   };
   const entries = await runWriters(writers, write, runMs);
+  const writingMs = performance.now() - started;
   // Everything counted was sent; the run ends once every one of them was acknowledged.
   await Promise.all(windows.flatMap((window) => [...window]));
   if (path === 'mosquittoBridge') await waitFor('the remote subscriber to get everything', () => (remoteCount >= entries ? true : undefined), DRAIN_TIMEOUT_MS, 2);
@@ -272,7 +296,11 @@ async function measure(setup: Setup, path: Path, writers: number, runMs = RUN_MS
   const rate = entries / elapsedS;
   if (!countsBefore) return { rate, cpuUsPerEntry: (cpu * 1000) / entries };
   const countsAfter = await batchCounts(setup.a);
-  return { rate, cpuUsPerEntry: (cpu * 1000) / entries, perCommit: entries / (countsAfter.commits - countsBefore.commits), perBatch: entries / (countsAfter.batches - countsBefore.batches) };
+  // One entry per request: of each writer's cycle while writing (a request's round trip), how much was the append inside gw-a
+  // (from the route's append call to its acknowledgement: the linger, the write, the fdatasync).
+  const appendsAfter = appendsBefore ? await appendTimes(setup.a) : undefined;
+  const appendMs = appendsBefore && appendsAfter ? ((appendsAfter.seconds - appendsBefore.seconds) * 1000) / (appendsAfter.count - appendsBefore.count) : undefined;
+  return { rate, cpuUsPerEntry: (cpu * 1000) / entries, perCommit: entries / (countsAfter.commits - countsBefore.commits), perBatch: entries / (countsAfter.batches - countsBefore.batches), ...(appendMs === undefined ? {} : { appendMs, cycleMs: (writers * writingMs) / entries }) };
 }
 
 function median(values: number[]): number {
@@ -293,13 +321,16 @@ async function main(): Promise<void> {
           const key = `${writers}/${path}`;
           results.set(key, [...(results.get(key) ?? []), result]);
           const sizes = result.perCommit === undefined ? '' : `, ${result.perCommit.toFixed(1)} entries per log commit, ${result.perBatch!.toFixed(1)} per replication batch`;
-          process.stderr.write(`round ${round + 1} writers ${writers} ${path}: ${Math.round(result.rate)}/s, ${Math.round(result.cpuUsPerEntry)} µs CPU/entry${sizes}\n`);
+          const cycle = result.appendMs === undefined ? '' : `, append in gw-a ${result.appendMs.toFixed(2)} ms of a ${result.cycleMs!.toFixed(2)} ms writer cycle`;
+          process.stderr.write(`round ${round + 1} writers ${writers} ${path}: ${Math.round(result.rate)}/s, ${Math.round(result.cpuUsPerEntry)} µs CPU/entry${sizes}${cycle}\n`);
         }
       }
     }
   } finally {
     await setup.embedded.stop();
     setup.noopClient.close();
+    setup.singleClient.close();
+    setup.batchClient.close();
     // Stopped, not killed: a profile (NODE_OPTIONS=--cpu-prof) is written at a normal exit only.
     await Promise.all([setup.a.stop('SIGTERM'), setup.b.stop('SIGTERM')]);
     await killAll();
