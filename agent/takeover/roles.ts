@@ -510,12 +510,22 @@ export class RoleManager {
     }
   }
 
-  /** Entries after the new leader's start were written in an epoch it does not share: quarantine them. */
+  /**
+   * Entries after the new leader's start were written in an epoch it does not share: quarantine them. Whether
+   * they were is read from the entry at the leader's first seq, not from the log's epoch: after a partition
+   * heals, the new leader's batches (a resend from this node's committed + 1) can land before its leader
+   * record does, and then the log's epoch is already the leader's while this node's own entries of the older
+   * epoch still sit between `since` and them.
+   */
   private async setAsideSuffix(leader: LeaderMessage): Promise<void> {
     const { log, logger } = this.options;
-    if (leader.kind !== 'leader' || leader.node === this.options.node || leader.since === undefined || leader.epoch <= log.epoch) return;
+    if (leader.kind !== 'leader' || leader.node === this.options.node || leader.since === undefined) return;
     const keep = leader.since - 1;
     if (log.watermarks().committed <= keep) return;
+    // Retention may have released the entry at `since` already: then the log's epoch is all there is to go by.
+    const [first] = leader.since >= log.firstSeq ? await log.read(leader.since, { entriesMax: 1, bytesMax: Number.MAX_SAFE_INTEGER }) : [];
+    const following = first !== undefined && first.seq === leader.since ? first.epoch >= leader.epoch : leader.epoch <= log.epoch;
+    if (following) return;
     const result = await log.quarantineAfter(keep);
     logger.warn('demoted: entries this node wrote that never reached the new leader were set aside', {
       event: 'quarantine',
