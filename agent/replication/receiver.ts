@@ -60,6 +60,8 @@ export interface ReceiverOptions {
 export class Receiver {
   private active = false;
   private leaderEpoch = 0;
+  /** The first seq of the leader's epoch, from its leader record; undefined when not known. */
+  private leaderSince: number | undefined;
   private lastEntryEpoch = 0;
   private lastWant = 0;
   private lastWantAtMs = -Infinity;
@@ -84,6 +86,8 @@ export class Receiver {
     fenced: 0,
     conflicts: 0,
     epochRegressions: 0,
+    /** Batches refused because an epoch would begin elsewhere than its leader record says (or before it came). */
+    epochBoundaries: 0,
     appendFailures: 0,
   };
 
@@ -122,9 +126,15 @@ export class Receiver {
     return this.applying;
   }
 
-  /** The newest leader epoch this node knows; batches from older senders are fenced off. */
-  setLeaderEpoch(epoch: number): void {
-    this.leaderEpoch = Math.max(this.leaderEpoch, epoch);
+  /**
+   * The newest leader epoch this node knows, and (from a leader record) the seq it begins at; batches from
+   * older senders are fenced off, and the leader's entries are stored only where its epoch begins.
+   */
+  setLeaderEpoch(epoch: number, since?: number): void {
+    if (epoch > this.leaderEpoch) {
+      this.leaderEpoch = epoch;
+      this.leaderSince = since;
+    } else if (epoch === this.leaderEpoch && since !== undefined) this.leaderSince = since;
   }
 
   /** The primary's heartbeat: how far it has committed (the receiver's yardstick for a silent gap). */
@@ -182,6 +192,15 @@ export class Receiver {
       return;
     }
     const fresh = entries.slice(committed + 1 - first);
+    const boundary = this.misplacedEpoch(fresh, committed);
+    if (boundary) {
+      // Stored, these would follow entries of an older epoch that the new leader never had (this node's own,
+      // written before it stood down): the roles cut them when the leader record is handled, and the gap
+      // that leaves asks for these again.
+      this.counters.epochBoundaries++;
+      this.options.logger.warn(`held back a batch: ${boundary}`, { from: batch.node, first: fresh[0]!.seq, last });
+      return;
+    }
     if (!this.epochsMonotone(fresh)) {
       this.counters.epochRegressions++;
       this.options.logger.error('rejected a batch whose epochs go backwards', { from: batch.node, first, last });
@@ -207,6 +226,26 @@ export class Receiver {
     this.stallRequests = 0;
     this.wakeCommittedWaiters();
     this.ack();
+  }
+
+  /**
+   * Where the fresh entries step into a newer epoch after history of an older one (in the log or earlier in
+   * the batch), that epoch must be the leader's as its record gave it, and must begin at its `since`: a
+   * batch of an epoch whose record has not come yet, or one that would begin it at another seq, is said why.
+   */
+  private misplacedEpoch(fresh: readonly LogEntry[], committed: number): string | undefined {
+    let previous = this.lastEntryEpoch;
+    for (let index = 0; index < fresh.length; index++) {
+      const entry = fresh[index]!;
+      if (entry.epoch > previous && (committed > 0 || index > 0)) {
+        if (entry.epoch > this.leaderEpoch) return `entries of epoch ${entry.epoch} came before its leader record (this node follows epoch ${this.leaderEpoch})`;
+        if (entry.epoch === this.leaderEpoch && this.leaderSince !== undefined && entry.seq !== this.leaderSince) {
+          return `epoch ${entry.epoch} begins at seq ${this.leaderSince}, and this batch would begin it at ${entry.seq}`;
+        }
+      }
+      previous = Math.max(previous, entry.epoch);
+    }
+    return undefined;
   }
 
   private epochsMonotone(entries: readonly LogEntry[]): boolean {

@@ -210,8 +210,8 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   }
 
   /** The newest leader epoch the role manager accepted: batches from senders below it are fenced off. */
-  followEpoch(epoch: number): void {
-    this.receiver.setLeaderEpoch(epoch);
+  followEpoch(epoch: number, since?: number): void {
+    this.receiver.setLeaderEpoch(epoch, since);
   }
 
   /** Brokers whose echo makes a quorum (1 in cluster mode). */

@@ -212,7 +212,7 @@ export class RoleManager {
     replication.on('leaderNoise', () => this.restoreRecord('the leader topic holds something that is not a valid record'));
     replication.on('evidence', (evidence) => this.regression.note(evidence));
     const stored = await this.store.load();
-    if (stored) replication.followEpoch(stored.epoch);
+    if (stored) replication.followEpoch(stored.epoch, stored.kind === 'leader' ? stored.since : undefined);
     this.heartbeats.start();
     if (!(await this.waitForConnection())) {
       const leader = this.store.current;
@@ -319,7 +319,7 @@ export class RoleManager {
     // A primary that is about to follow someone else stops acknowledging before anything else happens.
     if (message.kind === 'leader' && message.node !== node && this.roleValue === 'primary') this.demoting = true;
     await this.store.save(message);
-    this.options.replication.followEpoch(message.epoch);
+    this.options.replication.followEpoch(message.epoch, message.kind === 'leader' && message.node !== node ? message.since : undefined);
     if (message.kind === 'leader' && message.node !== node) for (const waiter of this.successorWaiters.splice(0)) waiter(true);
     if (this.latchedReason || this.roleValue === 'starting') {
       this.demoting = false;
