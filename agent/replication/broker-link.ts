@@ -27,7 +27,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type IClientPublishOptions, type IConnackPacket, type MqttClient, type Packet } from 'mqtt';
-import { LastgaspError, type Logger } from '../util/index.ts';
+import { LastgaspError, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
 import { LinkHealth } from './link-health.ts';
 import { closeQuietly, NodeRace, type RaceWinner } from './node-race.ts';
 import {
@@ -95,6 +95,8 @@ export interface BrokerLinkOptions {
   /** Awaited before the message is acknowledged to the broker; must not throw. */
   onMessage: (topic: string, payload: Uint8Array, retained: boolean) => Promise<void>;
   logger: Logger;
+  /** Every deadline of the link (watch, stall, flush slices, races, stop grace) and the time of each cause. */
+  clock: Clock;
 }
 
 export interface LinkUp {
@@ -148,7 +150,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   /** The end of the brownout flush's budget (monotonic ms): while it lasts, deadlines come from it. */
   private failoverDeadlineMs: number | undefined;
   private race: NodeRace | undefined;
-  private watch: ReturnType<typeof setInterval> | undefined;
+  private watch: TimerHandle | undefined;
   private attemptStartedAtMs = 0;
   /**
    * When the link lost its connection (monotonic ms); undefined while connected and before the first
@@ -208,7 +210,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   }
 
   stats(): Record<string, unknown> {
-    const now = performance.now();
+    const now = this.options.clock.monotonicMs();
     return {
       ...this.counters,
       /** Most QoS 1 PUBLISHes ever unacknowledged on the wire at once (measured from the packets sent). */
@@ -225,6 +227,8 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       lastAckAgeMs: this.upInfo ? this.health.lastAckAgeMs(now) : -1,
       oldestUnackedMs: this.health.oldestUnackedMs(now),
       racing: this.race?.running === true,
+      /** How long MQTT.js now gives a node to answer a CONNECT (set by the watch in cluster mode). */
+      connectTimeoutMs: this.client?.options.connectTimeout ?? CONNECT_TIMEOUT_MS,
       causes: [...this.causes],
     };
   }
@@ -237,7 +241,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   }
 
   /**
-   * The brownout flush runs until `deadlineMs` (monotonic, performance.now()); undefined when it ended.
+   * The brownout flush runs until `deadlineMs` (the clock's monotonic ms); undefined when it ended.
    * Until then a stall counts after a slice of what remains, and in cluster mode a link that is down or
    * stalled races every other node with attempts bounded by that slice.
    */
@@ -249,8 +253,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   start(): void {
     this.stopped = false;
     this.connect();
-    this.watch = setInterval(() => this.tick(), WATCH_INTERVAL_MS);
-    this.watch.unref?.();
+    this.watchNext();
   }
 
   async stop(): Promise<void> {
@@ -259,11 +262,11 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     this.client = undefined;
     this.failWaiting('link stopped');
     if (!client) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: TimerHandle | undefined;
     const graceful = client.endAsync(false).then(() => true, () => true);
-    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), STOP_GRACE_MS)));
+    const late = new Promise<boolean>((resolve) => (timer = this.options.clock.setTimeout(() => resolve(false), STOP_GRACE_MS)));
     const ended = await Promise.race([graceful, late]);
-    clearTimeout(timer);
+    timer?.cancel();
     if (!ended) await client.endAsync(true).catch(() => undefined);
   }
 
@@ -374,9 +377,9 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   private connect(): void {
     const client = mqtt.connect(this.clientOptions());
     this.client = client;
-    this.attemptStartedAtMs = performance.now();
+    this.attemptStartedAtMs = this.options.clock.monotonicMs();
     client.on('reconnect', () => {
-      if (client === this.client) this.attemptStartedAtMs = performance.now();
+      if (client === this.client) this.attemptStartedAtMs = this.options.clock.monotonicMs();
     });
     this.attach(client);
   }
@@ -445,7 +448,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       if (client !== this.client) return;
       this.health.closed();
       if (this.upInfo) {
-        this.downSinceMs = performance.now();
+        this.downSinceMs = this.options.clock.monotonicMs();
         this.counters.disconnects++;
         this.noteCause(this.upInfo.server, 'connection lost');
         this.options.logger.warn('broker connection lost; reconnecting', { broker: this.upInfo.server });
@@ -455,7 +458,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
         // A CONNECT the broker held and then closed without a CONNACK: a NATS node does that when its
         // JetStream cannot load the session within its 4 s API timeout.
         this.counters.attemptsClosed++;
-        const heldMs = Math.round(performance.now() - this.attemptStartedAtMs);
+        const heldMs = Math.round(this.options.clock.monotonicMs() - this.attemptStartedAtMs);
         this.noteCause(serverOf(client), `connection attempt closed after ${heldMs} ms without a CONNACK`);
         this.options.logger.info('broker closed a connection attempt without answering it', { broker: serverOf(client), heldMs });
       }
@@ -472,7 +475,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     const server = serverOf(client);
     this.receiveMaximum = properties?.receiveMaximum ?? RECEIVE_MAXIMUM_DEFAULT;
     this.maximumPacketSize = properties?.maximumPacketSize;
-    this.health.connected(performance.now());
+    this.health.connected(this.options.clock.monotonicMs());
     this.downSinceMs = undefined;
     this.upInfo = {
       protocolVersion: this.protocolVersion,
@@ -494,14 +497,14 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   }
 
   private noteCause(server: string, cause: string): void {
-    this.causes.push({ atMs: Date.now(), server, cause });
+    this.causes.push({ atMs: this.options.clock.nowMs(), server, cause });
     if (this.causes.length > CAUSES_MAX) this.causes.shift();
   }
 
   /** Stopped or aborted: no more watching, racing or reconnecting. */
   private halt(): void {
     this.stopped = true;
-    if (this.watch) clearInterval(this.watch);
+    this.watch?.cancel();
     this.watch = undefined;
     this.race?.cancel();
   }
@@ -513,10 +516,19 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     return Math.min(FLUSH_SLICE_MAX_MS, Math.max(FLUSH_SLICE_MIN_MS, (deadline - now) * FLUSH_SLICE));
   }
 
+  /** The watch: a tick every WATCH_INTERVAL_MS of the clock until the link halts. */
+  private watchNext(): void {
+    this.watch = this.options.clock.setTimeout(() => {
+      if (this.stopped) return;
+      this.tick();
+      this.watchNext();
+    }, WATCH_INTERVAL_MS);
+  }
+
   private tick(): void {
     const client = this.client;
     if (this.stopped || !client) return;
-    const now = performance.now();
+    const now = this.options.clock.monotonicMs();
     const slice = this.sliceMs(now);
     this.checkStall(client, now, slice ?? STALL_MS);
     const race = this.race;
@@ -566,6 +578,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       subscriptions: this.subscriptions,
       attemptMs,
       retryMs: RACE_RETRY_MS,
+      clock: this.options.clock,
       onAttemptFailed: (url, cause) => {
         this.counters.raceAttemptsFailed++;
         this.noteCause(hostPort(url), cause);
@@ -602,7 +615,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
 
   /** Measure the window on the wire itself, independently of the quota above. */
   private countOnWire(packet: Packet, sent: boolean): void {
-    if (!this.health.onPacket(packet, sent, performance.now())) return;
+    if (!this.health.onPacket(packet, sent, this.options.clock.monotonicMs())) return;
     this.options.logger.info('broker acknowledging again', { broker: this.upInfo?.server ?? this.name });
     // The same connection, so the same session: nothing the broker queued for it was lost, whatever the
     // CONNACK said when it opened (a first connection is always a fresh session). A standby told

@@ -115,6 +115,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
         tls: options.tls,
         onMessage: (topic, payload, retained) => this.onMessage(topic, payload, retained, index),
         logger: logger.child(`agent:replication:broker${index}`),
+        clock: options.clock,
       });
     this.links = options.mode === 'cluster' ? [linkFor(options.brokers, 0)] : options.brokers.map((url, index) => linkFor([url], index));
     this.availability = new Availability({
@@ -127,6 +128,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       password: options.password,
       tls: options.tls,
       logger: logger.child('agent:replication:availability'),
+      clock: options.clock,
       // An authenticated agent has one session per broker (the client id is its username there): see availability.ts.
       shared: options.username !== undefined || options.tls?.cert !== undefined ? this.links : undefined,
     });
