@@ -3,12 +3,11 @@
  * (primary or standby) and the power supervisor, wired together. `lastgasp run` builds one from the config
  * file; the tests and the demo run it as a separate process.
  *
- * The brownout's steps live in power/brownout.ts and the write rules in app/write-rules.ts; this file wires
- * them to the log, replication, the role and the application. It is still longer than a module should be
- * (about 540 lines): it holds the host interfaces of the API and the roles, the config-to-options mapping,
- * and the wiring of the forwarder, hooks, metrics and SQLite capture.
+ * The brownout's steps live in power/brownout.ts, the write rules in app/write-rules.ts and what the config
+ * means to each part in config/options.ts; this file wires them to the log, replication, the role and the
+ * application. It is still longer than a module should be (about 480 lines): it holds the host interfaces of
+ * the API and the roles, and the wiring of the forwarder, hooks, metrics and SQLite capture.
  */
-import { join } from 'node:path';
 import { createPowerSource } from './power/index.ts';
 import type { PowerStatus } from '../firmware-bridge/index.ts';
 import { HttpApi, KvState, MetricsListener, agentHistograms, encodeOp, type AppBackend, type Histogram, type BatchResult, type Op, type Readiness } from './app/index.ts';
@@ -19,7 +18,7 @@ import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { WriteRules } from './app/write-rules.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
 import { FORWARD_POSITION_KEY, createForwarder, type Forwarder } from './app/forwarder.ts';
-import { apiTokenFile, loadOrCreateToken, readSecrets, type AgentConfig } from './config/index.ts';
+import { apiTokenFile, hookOptions, logOptions, loadOrCreateToken, powerThresholds, readSecrets, replicationOptions, roleOptions, supervisorOptions, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { Brownout, PowerSupervisor, throttleBytes, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
@@ -95,15 +94,7 @@ export class Agent implements AppBackend, RoleHost {
     this.startedAtMs = this.clock.nowMs();
     const logger = deps.logger;
     this.log = createFlashLog({
-      dir: join(config.dataDir, 'log'),
-      segmentBytes: config.log.segmentBytes,
-      entryBytesMax: config.log.entryBytesMax,
-      lingerMs: config.log.lingerMs,
-      lingerBytes: config.log.lingerBytes,
-      quotaBytes: config.log.quotaBytes,
-      unreplicatedSoftBytes: config.log.unreplicatedSoftBytes,
-      unreplicatedHardBytes: config.log.unreplicatedHardBytes,
-      fullPolicy: config.log.fullPolicy,
+      ...logOptions(config),
       logger: logger.child('agent:log'),
       clock: this.clock,
       onBatchSynced: (entries) => this.metrics.batchEntries.observe(entries),
@@ -147,8 +138,7 @@ export class Agent implements AppBackend, RoleHost {
       ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, entryBytesMax: config.log.entryBytesMax, appendMany: (payloads, copy) => this.appendEncoded(payloads, copy), logger: logger.child('agent:app:mqtt') })
       : undefined;
     this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
-    const { shell, timeoutMs, ...commands } = config.hooks;
-    this.hooks = new Hooks({ commands, shell, timeoutMs, base: { node: config.node, group: config.group }, powerState: () => this.supervisor?.state ?? 'ONLINE', logger: logger.child('agent:hooks') });
+    this.hooks = new Hooks({ ...hookOptions(config.hooks), base: { node: config.node, group: config.group }, powerState: () => this.supervisor?.state ?? 'ONLINE', logger: logger.child('agent:hooks') });
     this.metricsListener = config.metrics.listen ? new MetricsListener(config.metrics.listen, () => this.api.metricsText(), logger.child('agent:metrics')) : undefined;
   }
 
@@ -171,40 +161,15 @@ export class Agent implements AppBackend, RoleHost {
     await this.state.start();
     await this.sqlite?.load();
     this.replicationValue = new Replication({
+      ...replicationOptions(config),
       log: this.log,
-      group: config.group,
-      node: config.node,
-      siblings: config.siblings,
-      brokers: config.replication.brokers.map((broker) => broker.url),
-      mode: config.replication.mode,
-      quorum: config.replication.quorum,
-      durability: config.replication.durability,
-      replicaAcks: config.replication.replicaAcks,
-      topicPrefix: config.replication.topicPrefix,
-      protocol: config.replication.protocol,
-      batchEntriesMax: config.replication.batchEntriesMax,
-      batchBytesMax: config.replication.batchBytesMax,
-      compression: config.replication.compression,
-      windowMax: config.replication.windowMax,
-      keepaliveS: config.replication.keepaliveS,
-      direct: config.replication.direct,
       ...secrets.replication,
       ...(await this.wireAuth()),
-      counterFile: join(config.dataDir, 'wire-counter.json'),
       logger: logger.child('agent:replication'),
       clock: this.clock,
     });
     this.roles = new RoleManager({
-      node: config.node,
-      group: config.group,
-      siblings: config.siblings,
-      configuredRole: config.role,
-      onHandoff: config.takeover.onHandoff,
-      silenceMs: config.takeover.silenceMs,
-      leaseMs: leaseMsFor(config),
-      heartbeatMs: config.replication.heartbeatMs,
-      brokerWaitMs: config.takeover.brokerWaitMs,
-      leaderFile: join(config.dataDir, 'leader.json'),
+      ...roleOptions(config),
       log: this.log,
       replication: this.replicationValue,
       host: this,
@@ -398,8 +363,7 @@ export class Agent implements AppBackend, RoleHost {
 
   /** SIGHUP: the hooks of a re-read config run from the next event on. */
   setHooks(hooks: AgentConfig['hooks']): void {
-    const { shell, timeoutMs, ...commands } = hooks;
-    this.hooks.reconfigure({ commands, shell, timeoutMs });
+    this.hooks.reconfigure(hookOptions(hooks));
   }
 
   // ---- internals --------------------------------------------------------------------------------------
@@ -464,10 +428,7 @@ export class Agent implements AppBackend, RoleHost {
     this.supervisor = new PowerSupervisor({
       source,
       host,
-      thresholds: powerThresholds(power),
-      flushBudgetMs: power.flushBudgetMs,
-      handoffAckTimeoutMs: power.handoffAckTimeoutMs,
-      cutDelayMs: power.cutDelayMs,
+      ...supervisorOptions(power),
       logger: this.deps.logger.child('agent:power'),
       clock: this.clock,
     });
@@ -512,29 +473,6 @@ export class Agent implements AppBackend, RoleHost {
     }
     return {};
   }
-}
-
-/**
- * takeover.leaseMs, or by default the largest lease the silence allows: silenceMs less a tenth for clock-rate
- * error and two heartbeats for the round trips (LEADERSHIP.md); 0 without silence takeover.
- */
-function leaseMsFor(config: AgentConfig): number {
-  const { silenceMs, leaseMs } = config.takeover;
-  if (silenceMs === 0) return 0;
-  return leaseMs ?? Math.floor(silenceMs * 0.9 - 2 * config.replication.heartbeatMs);
-}
-
-/** The supervisor's thresholds from the config's power section, at start and at each SIGHUP. */
-function powerThresholds(power: AgentConfig['power']) {
-  return {
-    socPercentMin: power.socPercentMin,
-    runtimeSMin: power.runtimeSMin,
-    onBatterySMax: power.onBatterySMax,
-    trustDeviceLowBattery: power.trustDeviceLowBattery,
-    onBatteryDebounceMs: power.onBatteryDebounceMs,
-    linkDeadMs: power.linkDeadMs,
-    ...(power.energyAware ? { energyMarginMs: power.energyMarginMs, batteryMah: power.batteryMah } : {}),
-  };
 }
 
 function notReady(reason: string, message: string): Readiness {

@@ -15,7 +15,7 @@
  * `online` and `offline` on the replication's own sessions (`shared`); the broker then says nothing when it
  * dies (the signed `offline` state record still does, for the group).
  */
-import type { Logger } from '../util/index.ts';
+import { boundedWait, type Clock, type Logger } from '../util/index.ts';
 import { BrokerLink } from './broker-link.ts';
 
 const ONLINE = new TextEncoder().encode('online');
@@ -34,6 +34,8 @@ export interface AvailabilityOptions {
   password?: string;
   tls?: { ca?: string; cert?: string; key?: string };
   logger: Logger;
+  /** The stop's wait for the brokers, and the clock of the sessions of its own. */
+  clock: Clock;
   /** The replication's links, to speak on instead of sessions of its own (see above); started and stopped by it. */
   shared?: readonly BrokerLink[];
 }
@@ -57,6 +59,7 @@ export class Availability {
           tls: options.tls,
           onMessage: async () => undefined,
           logger: options.logger.child(`broker${index}`),
+          clock: options.clock,
         }),
     );
     for (const link of this.links) link.on('up', () => void this.say(link, ONLINE));
@@ -68,11 +71,9 @@ export class Availability {
 
   /** A clean stop: `offline` on every broker that is reachable, then a DISCONNECT (the Will is not sent). */
   async stop(): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
     // A hung broker does not hold up the stop: it publishes the Will when the session ends instead.
-    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, AVAILABILITY_STOP_WAIT_MS)));
-    await Promise.race([Promise.all(this.links.map((link) => (link.connected ? this.say(link, OFFLINE) : Promise.resolve()))), late]);
-    clearTimeout(timer);
+    const offline = Promise.all(this.links.map((link) => (link.connected ? this.say(link, OFFLINE) : Promise.resolve())));
+    await boundedWait(this.options.clock, offline, AVAILABILITY_STOP_WAIT_MS);
     if (this.own) await Promise.all(this.links.map((link) => link.stop()));
   }
 

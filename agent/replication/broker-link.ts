@@ -1,8 +1,5 @@
 /**
  * One MQTT session with one broker (or with one clustered broker through its list of node addresses).
- * (About 660 lines: the race of a cluster's other nodes during a flush and the adoption of the winner still
- * live here; they move to a room of their own with the redesign of issue 13, as the stall tracking did to
- * link-health.ts.)
  *
  * - MQTT 5 is tried first and 3.1.1 used when the broker refuses it (Aedes 1.2 and NATS answer a v5 CONNECT
  *   with CONNACK return code 1, "unacceptable protocol version"); nothing the agent needs depends on v5.
@@ -10,10 +7,8 @@
  *   queueing batches at the broker while it is offline.
  * - Incoming messages go through MQTT.js's `handleMessage`, which holds the PUBACK and the next packet until
  *   the handler finished: the receiver stores an entry on flash before the broker may forget it.
- * - Flow control is enforced here, because MQTT.js 5 does not: it reads the server's Receive Maximum from
- *   CONNACK nowhere and writes every QoS 1 PUBLISH at once (a test counts them on the wire). MQTT 5
- *   §4.9 says the client MUST NOT have more unacknowledged QoS 1 PUBLISHes than that; publishes beyond it
- *   wait here, in order.
+ * - Flow control is enforced by the link, because MQTT.js 5 does not: publishes beyond the broker's Receive
+ *   Maximum wait in order (receive-quota.ts).
  * - A packet larger than the server's Maximum Packet Size (MQTT 5 CONNACK) is refused here with a typed
  *   error: sent anyway, mosquitto would disconnect with 0x95 and MQTT.js would resend the same packet after
  *   every reconnect, for ever.
@@ -21,14 +16,20 @@
  *   every new publish behind them until the last one is acknowledged (client.js `_onConnect`, store
  *   processing); only then does it emit `connect`. So the stored backlog goes before anything new.
  *
- * Longer than the project's usual few hundred lines (about 650) since failover landed: the stall tracking
- * lives in link-health.ts; the race-and-adopt logic is the next part to move into its own module (issue 13).
+ * Its parts that own state of their own live beside it: the stall tracking (link-health.ts), the Receive
+ * Maximum quota (receive-quota.ts), the race of a cluster's other nodes (node-race.ts), the client options
+ * (client-options.ts). What stays here (about 620 lines) is longer than the project's usual few hundred on
+ * purpose: the client's handlers, the watch and the adoption of a race's winner all act on one current
+ * client, which the adoption swaps under them (each handler first checks that its client is still the
+ * link's), and on the session state that goes with it (up, down since, causes, counters). Apart, they would
+ * pass that state back and forth through an interface as wide as the class.
  */
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
-import mqtt, { type IClientOptions, type IClientPublishOptions, type IConnackPacket, type MqttClient, type Packet } from 'mqtt';
-import { LastgaspError, type Logger } from '../util/index.ts';
+import mqtt, { type IClientPublishOptions, type IConnackPacket, type MqttClient, type Packet } from 'mqtt';
+import { LastgaspError, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
+import { CONNECT_TIMEOUT_MS, clientOptions } from './client-options.ts';
 import { LinkHealth } from './link-health.ts';
+import { ReceiveQuota, WAITING_MAX } from './receive-quota.ts';
 import { closeQuietly, NodeRace, type RaceWinner } from './node-race.ts';
 import {
   brokerRefusal,
@@ -38,28 +39,17 @@ import {
   REASON_CODE_FAILURE_MIN,
   REASON_HINTS,
   REASONS,
-  RECEIVE_MAXIMUM_DEFAULT,
   serverOf,
-  serverOptions,
   toBuffer,
 } from './broker-protocol.ts';
 
 export { brokerRefusal, publishPacketBytes } from './broker-protocol.ts';
 
-/** How long a standby's session (and its queued batches) survives at the broker while it is offline. */
-const SESSION_EXPIRY_S = 7 * 24 * 3600;
-const RECONNECT_PERIOD_MS = 1000;
-const CONNECT_TIMEOUT_MS = 5000;
 /**
  * A clean stop waits this long for PUBACKs of what is in flight (MQTT.js `end(false)`), then closes anyway:
  * a hung broker never answers, and a gateway asked to stop must stop (the session keeps the rest).
  */
 const STOP_GRACE_MS = 2000;
-/**
- * Publishes waiting for a slot under the Receive Maximum. The publisher's window and the few control
- * records bound what is asked of a link; this bound only turns a runaway caller into a typed error.
- */
-const WAITING_MAX = 4096;
 /** How often the link checks for a stall and, in cluster mode, whether to race the other nodes. */
 const WATCH_INTERVAL_MS = 100;
 /**
@@ -95,6 +85,8 @@ export interface BrokerLinkOptions {
   /** Awaited before the message is acknowledged to the broker; must not throw. */
   onMessage: (topic: string, payload: Uint8Array, retained: boolean) => Promise<void>;
   logger: Logger;
+  /** Every deadline of the link (watch, stall, flush slices, races, stop grace) and the time of each cause. */
+  clock: Clock;
 }
 
 export interface LinkUp {
@@ -110,11 +102,6 @@ export interface LinkUp {
 export interface BrokerLinkEvents {
   up: [LinkUp];
   down: [string];
-}
-
-interface Waiting {
-  readonly send: () => void;
-  readonly reject: (error: Error) => void;
 }
 
 /** A QoS 1 publish handed to a client, failed by the link when it leaves that client for another node. */
@@ -136,11 +123,8 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   private client: MqttClient | undefined;
   private protocolVersion: 4 | 5;
   private stopped = false;
-  /** QoS 1 publishes handed to MQTT.js whose PUBACK (or failure) has not come back. */
-  private inflight = 0;
-  private readonly waiting: Waiting[] = [];
-  /** The last Receive Maximum the broker announced; it stays the quota while the link is down. */
-  private receiveMaximum = RECEIVE_MAXIMUM_DEFAULT;
+  /** The broker's Receive Maximum, kept to here because MQTT.js does not (receive-quota.ts). */
+  private readonly quota = new ReceiveQuota();
   private maximumPacketSize: number | undefined;
   private readonly pending = new Set<Pending>();
   /** Whether the current connection acknowledges: stalled past its deadline, it counts as down. */
@@ -148,7 +132,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   /** The end of the brownout flush's budget (monotonic ms): while it lasts, deadlines come from it. */
   private failoverDeadlineMs: number | undefined;
   private race: NodeRace | undefined;
-  private watch: ReturnType<typeof setInterval> | undefined;
+  private watch: TimerHandle | undefined;
   private attemptStartedAtMs = 0;
   /**
    * When the link lost its connection (monotonic ms); undefined while connected and before the first
@@ -197,7 +181,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   }
 
   get inflightCount(): number {
-    return this.inflight;
+    return this.quota.inflight;
   }
 
   /** The largest payload a PUBLISH to `topic` may carry on this link, or undefined when unlimited. */
@@ -208,15 +192,15 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   }
 
   stats(): Record<string, unknown> {
-    const now = performance.now();
+    const now = this.options.clock.monotonicMs();
     return {
       ...this.counters,
       /** Most QoS 1 PUBLISHes ever unacknowledged on the wire at once (measured from the packets sent). */
       inflightPeak: this.health.inflightPeak,
       state: this.state(),
-      inflight: this.inflight,
-      waiting: this.waiting.length,
-      receiveMaximum: this.receiveMaximum,
+      inflight: this.quota.inflight,
+      waiting: this.quota.waiting,
+      receiveMaximum: this.quota.receiveMaximum,
       connected: this.connected,
       stalled: this.health.stalled,
       server: this.upInfo?.server ?? '',
@@ -225,6 +209,8 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       lastAckAgeMs: this.upInfo ? this.health.lastAckAgeMs(now) : -1,
       oldestUnackedMs: this.health.oldestUnackedMs(now),
       racing: this.race?.running === true,
+      /** How long MQTT.js now gives a node to answer a CONNECT (set by the watch in cluster mode). */
+      connectTimeoutMs: this.client?.options.connectTimeout ?? CONNECT_TIMEOUT_MS,
       causes: [...this.causes],
     };
   }
@@ -237,7 +223,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   }
 
   /**
-   * The brownout flush runs until `deadlineMs` (monotonic, performance.now()); undefined when it ended.
+   * The brownout flush runs until `deadlineMs` (the clock's monotonic ms); undefined when it ended.
    * Until then a stall counts after a slice of what remains, and in cluster mode a link that is down or
    * stalled races every other node with attempts bounded by that slice.
    */
@@ -249,8 +235,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
   start(): void {
     this.stopped = false;
     this.connect();
-    this.watch = setInterval(() => this.tick(), WATCH_INTERVAL_MS);
-    this.watch.unref?.();
+    this.watchNext();
   }
 
   async stop(): Promise<void> {
@@ -259,11 +244,11 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     this.client = undefined;
     this.failWaiting('link stopped');
     if (!client) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: TimerHandle | undefined;
     const graceful = client.endAsync(false).then(() => true, () => true);
-    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), STOP_GRACE_MS)));
+    const late = new Promise<boolean>((resolve) => (timer = this.options.clock.setTimeout(() => resolve(false), STOP_GRACE_MS)));
     const ended = await Promise.race([graceful, late]);
-    clearTimeout(timer);
+    timer?.cancel();
     if (!ended) await client.endAsync(true).catch(() => undefined);
   }
 
@@ -296,14 +281,12 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       }
     }
     if (options.qos === 0) return this.send(topic, payload, options);
-    if (this.inflight < this.receiveMaximum && this.waiting.length === 0) return this.send(topic, payload, options);
-    if (this.waiting.length >= WAITING_MAX) {
-      return Promise.reject(new LastgaspError('BROKER_UNAVAILABLE', `broker ${this.name}: ${WAITING_MAX} publishes already wait for the broker's Receive Maximum (${this.receiveMaximum})`));
+    if (this.quota.open) return this.send(topic, payload, options);
+    if (this.quota.full) {
+      return Promise.reject(new LastgaspError('BROKER_UNAVAILABLE', `broker ${this.name}: ${WAITING_MAX} publishes already wait for the broker's Receive Maximum (${this.quota.receiveMaximum})`));
     }
     this.counters.waitedForQuota++;
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ send: () => void this.send(topic, payload, options).then(resolve, reject), reject });
-    });
+    return new Promise((resolve, reject) => this.quota.wait(() => void this.send(topic, payload, options).then(resolve, reject), reject));
   }
 
   /** Subscribe now and after every reconnect that lost the session. */
@@ -332,7 +315,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     const client = this.client;
     if (!client) return Promise.reject(new LastgaspError('BROKER_UNAVAILABLE', `broker ${this.name}: link stopped`));
     this.counters.publishes++;
-    if (options.qos === 1) this.inflight++;
+    if (options.qos === 1) this.quota.taken();
     const publishOptions: IClientPublishOptions = { qos: options.qos, retain: options.retain };
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -341,10 +324,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
         if (settled) return;
         settled = true;
         this.pending.delete(pending);
-        if (options.qos === 1) {
-          this.inflight--;
-          this.release();
-        }
+        if (options.qos === 1) this.quota.freed();
         if (!error) return resolve();
         const code = (error as { code?: number }).code;
         if (typeof code === 'number' && code >= REASON_CODE_FAILURE_MIN) {
@@ -362,21 +342,16 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     });
   }
 
-  /** Hand waiting publishes to MQTT.js while the broker's Receive Maximum leaves room. */
-  private release(): void {
-    while (this.waiting.length > 0 && this.inflight < this.receiveMaximum) this.waiting.shift()!.send();
-  }
-
   private failWaiting(why: string): void {
-    for (const waiting of this.waiting.splice(0)) waiting.reject(new LastgaspError('BROKER_UNAVAILABLE', `broker ${this.name}: ${why}`));
+    this.quota.failAll(() => new LastgaspError('BROKER_UNAVAILABLE', `broker ${this.name}: ${why}`));
   }
 
   private connect(): void {
-    const client = mqtt.connect(this.clientOptions());
+    const client = mqtt.connect(clientOptions(this.options, this.protocolVersion));
     this.client = client;
-    this.attemptStartedAtMs = performance.now();
+    this.attemptStartedAtMs = this.options.clock.monotonicMs();
     client.on('reconnect', () => {
-      if (client === this.client) this.attemptStartedAtMs = performance.now();
+      if (client === this.client) this.attemptStartedAtMs = this.options.clock.monotonicMs();
     });
     this.attach(client);
   }
@@ -411,57 +386,68 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       if (client === this.client) this.onConnected(client, connack, false);
     });
     client.on('disconnect', (packet) => {
-      if (client !== this.client) return;
-      const code = packet.reasonCode ?? 0;
-      if (code < REASON_CODE_FAILURE_MIN) return;
-      this.counters.serverDisconnects++;
-      const hint = REASON_HINTS[code];
-      this.noteCause(this.upInfo?.server ?? this.name, `disconnected by the broker: ${REASONS[code] ?? 'unknown reason'}`);
-      this.options.logger.error(`broker ${this.name} disconnected this gateway: ${REASONS[code] ?? 'unknown reason'} (0x${code.toString(16)})${hint ? `; ${hint}` : ''}`, { reasonCode: code });
+      if (client === this.client) this.onServerDisconnect(packet.reasonCode ?? 0);
     });
     client.on('error', (error) => {
-      if (client !== this.client) return;
-      const code = (error as { code?: number }).code;
-      if (code === CONNACK_UNACCEPTABLE_PROTOCOL && this.protocolVersion === 5 && this.options.protocol === 'auto') {
-        this.options.logger.info('broker refused MQTT 5; using MQTT 3.1.1', { broker: this.name });
-        this.protocolVersion = 4;
-        void client.endAsync(true).then(() => {
-          if (!this.stopped && client === this.client) this.connect();
-        });
-        return;
-      }
-      if (/^Invalid \w+ reason code$/.test(error.message)) {
-        // mqtt-packet refuses reason codes MQTT 5 does not allow in that packet; mosquitto 2.0 sends 0x95 in
-        // a PUBACK when `message_size_limit` is exceeded. The packet id is lost with the packet, so the
-        // publish stays unacknowledged: say so loudly rather than stall in silence.
-        this.counters.protocolErrors++;
-        this.options.logger.error(`broker ${this.name} sent a packet MQTT.js cannot parse (${error.message}); a publish will stay unacknowledged. With mosquitto, replace message_size_limit by max_packet_size`);
-        return;
-      }
-      this.noteCause(serverOf(client), error.message);
-      this.options.logger.warn('broker error', { broker: this.name, error: error.message, code });
+      if (client === this.client) this.onClientError(client, error);
     });
     client.on('close', () => {
-      if (client !== this.client) return;
-      this.health.closed();
-      if (this.upInfo) {
-        this.downSinceMs = performance.now();
-        this.counters.disconnects++;
-        this.noteCause(this.upInfo.server, 'connection lost');
-        this.options.logger.warn('broker connection lost; reconnecting', { broker: this.upInfo.server });
-        this.upInfo = undefined;
-        this.emit('down', 'closed');
-      } else if (!this.stopped) {
-        // A CONNECT the broker held and then closed without a CONNACK: a NATS node does that when its
-        // JetStream cannot load the session within its 4 s API timeout.
-        this.counters.attemptsClosed++;
-        const heldMs = Math.round(performance.now() - this.attemptStartedAtMs);
-        this.noteCause(serverOf(client), `connection attempt closed after ${heldMs} ms without a CONNACK`);
-        this.options.logger.info('broker closed a connection attempt without answering it', { broker: serverOf(client), heldMs });
-      }
-      // A client adopted from a race does not reconnect by itself: the link's own client takes over again.
-      if (!this.stopped && client.options.reconnectPeriod === 0) this.connect();
+      if (client === this.client) this.onClosed(client);
     });
+  }
+
+  /** A DISCONNECT from the broker (MQTT 5): a failure reason is counted, remembered and said loudly. */
+  private onServerDisconnect(code: number): void {
+    if (code < REASON_CODE_FAILURE_MIN) return;
+    this.counters.serverDisconnects++;
+    const hint = REASON_HINTS[code];
+    this.noteCause(this.upInfo?.server ?? this.name, `disconnected by the broker: ${REASONS[code] ?? 'unknown reason'}`);
+    this.options.logger.error(`broker ${this.name} disconnected this gateway: ${REASONS[code] ?? 'unknown reason'} (0x${code.toString(16)})${hint ? `; ${hint}` : ''}`, { reasonCode: code });
+  }
+
+  /** An error of the current client: MQTT 5 refused (fall back to 3.1.1), an unparsable packet, or a cause. */
+  private onClientError(client: MqttClient, error: Error): void {
+    const code = (error as { code?: number }).code;
+    if (code === CONNACK_UNACCEPTABLE_PROTOCOL && this.protocolVersion === 5 && this.options.protocol === 'auto') {
+      this.options.logger.info('broker refused MQTT 5; using MQTT 3.1.1', { broker: this.name });
+      this.protocolVersion = 4;
+      void client.endAsync(true).then(() => {
+        if (!this.stopped && client === this.client) this.connect();
+      });
+      return;
+    }
+    if (/^Invalid \w+ reason code$/.test(error.message)) {
+      // mqtt-packet refuses reason codes MQTT 5 does not allow in that packet; mosquitto 2.0 sends 0x95 in
+      // a PUBACK when `message_size_limit` is exceeded. The packet id is lost with the packet, so the
+      // publish stays unacknowledged: say so loudly rather than stall in silence.
+      this.counters.protocolErrors++;
+      this.options.logger.error(`broker ${this.name} sent a packet MQTT.js cannot parse (${error.message}); a publish will stay unacknowledged. With mosquitto, replace message_size_limit by max_packet_size`);
+      return;
+    }
+    this.noteCause(serverOf(client), error.message);
+    this.options.logger.warn('broker error', { broker: this.name, error: error.message, code });
+  }
+
+  /** The current client's connection closed: a lost connection, or an attempt the broker never answered. */
+  private onClosed(client: MqttClient): void {
+    this.health.closed();
+    if (this.upInfo) {
+      this.downSinceMs = this.options.clock.monotonicMs();
+      this.counters.disconnects++;
+      this.noteCause(this.upInfo.server, 'connection lost');
+      this.options.logger.warn('broker connection lost; reconnecting', { broker: this.upInfo.server });
+      this.upInfo = undefined;
+      this.emit('down', 'closed');
+    } else if (!this.stopped) {
+      // A CONNECT the broker held and then closed without a CONNACK: a NATS node does that when its
+      // JetStream cannot load the session within its 4 s API timeout.
+      this.counters.attemptsClosed++;
+      const heldMs = Math.round(this.options.clock.monotonicMs() - this.attemptStartedAtMs);
+      this.noteCause(serverOf(client), `connection attempt closed after ${heldMs} ms without a CONNACK`);
+      this.options.logger.info('broker closed a connection attempt without answering it', { broker: serverOf(client), heldMs });
+    }
+    // A client adopted from a race does not reconnect by itself: the link's own client takes over again.
+    if (!this.stopped && client.options.reconnectPeriod === 0) this.connect();
   }
 
   /** CONNACK on the link's client, or a race's winner adopted: the link is up. */
@@ -470,14 +456,14 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     this.race?.cancel();
     const properties = connack.properties as { receiveMaximum?: number; maximumPacketSize?: number } | undefined;
     const server = serverOf(client);
-    this.receiveMaximum = properties?.receiveMaximum ?? RECEIVE_MAXIMUM_DEFAULT;
+    this.quota.announced(properties?.receiveMaximum);
     this.maximumPacketSize = properties?.maximumPacketSize;
-    this.health.connected(performance.now());
+    this.health.connected(this.options.clock.monotonicMs());
     this.downSinceMs = undefined;
     this.upInfo = {
       protocolVersion: this.protocolVersion,
       sessionPresent: connack.sessionPresent,
-      receiveMaximum: this.receiveMaximum,
+      receiveMaximum: this.quota.receiveMaximum,
       maximumPacketSize: this.maximumPacketSize,
       server,
     };
@@ -485,23 +471,23 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
       broker: server,
       mqtt: this.protocolVersion === 5 ? '5' : '3.1.1',
       sessionPresent: connack.sessionPresent,
-      receiveMaximum: this.receiveMaximum,
+      receiveMaximum: this.quota.receiveMaximum,
       maximumPacketSize: this.maximumPacketSize,
     });
-    this.release();
+    this.quota.release();
     if (!subscribed) void this.resubscribe(client);
     this.emit('up', this.upInfo);
   }
 
   private noteCause(server: string, cause: string): void {
-    this.causes.push({ atMs: Date.now(), server, cause });
+    this.causes.push({ atMs: this.options.clock.nowMs(), server, cause });
     if (this.causes.length > CAUSES_MAX) this.causes.shift();
   }
 
   /** Stopped or aborted: no more watching, racing or reconnecting. */
   private halt(): void {
     this.stopped = true;
-    if (this.watch) clearInterval(this.watch);
+    this.watch?.cancel();
     this.watch = undefined;
     this.race?.cancel();
   }
@@ -513,10 +499,19 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     return Math.min(FLUSH_SLICE_MAX_MS, Math.max(FLUSH_SLICE_MIN_MS, (deadline - now) * FLUSH_SLICE));
   }
 
+  /** The watch: a tick every WATCH_INTERVAL_MS of the clock until the link halts. */
+  private watchNext(): void {
+    this.watch = this.options.clock.setTimeout(() => {
+      if (this.stopped) return;
+      this.tick();
+      this.watchNext();
+    }, WATCH_INTERVAL_MS);
+  }
+
   private tick(): void {
     const client = this.client;
     if (this.stopped || !client) return;
-    const now = performance.now();
+    const now = this.options.clock.monotonicMs();
     const slice = this.sliceMs(now);
     this.checkStall(client, now, slice ?? STALL_MS);
     const race = this.race;
@@ -562,10 +557,11 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     this.options.logger.info('trying every other broker node at once', { from: current ?? '', nodes: urls, attemptMs: Math.round(attemptMs), cause: client.connected ? 'stalled' : 'down' });
     const race = new NodeRace({
       urls,
-      clientOptions: (url, attempt) => this.clientOptions(url, attempt, attemptMs),
+      clientOptions: (url, attempt) => clientOptions(this.options, this.protocolVersion, { url, attempt, attemptMs }),
       subscriptions: this.subscriptions,
       attemptMs,
       retryMs: RACE_RETRY_MS,
+      clock: this.options.clock,
       onAttemptFailed: (url, cause) => {
         this.counters.raceAttemptsFailed++;
         this.noteCause(hostPort(url), cause);
@@ -602,7 +598,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
 
   /** Measure the window on the wire itself, independently of the quota above. */
   private countOnWire(packet: Packet, sent: boolean): void {
-    if (!this.health.onPacket(packet, sent, performance.now())) return;
+    if (!this.health.onPacket(packet, sent, this.options.clock.monotonicMs())) return;
     this.options.logger.info('broker acknowledging again', { broker: this.upInfo?.server ?? this.name });
     // The same connection, so the same session: nothing the broker queued for it was lost, whatever the
     // CONNACK said when it opened (a first connection is always a fresh session). A standby told
@@ -621,48 +617,5 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
     for (const [qos, filters] of byQos) {
       await client.subscribeAsync(filters, { qos }).catch((error: Error) => this.options.logger.warn('subscribe failed', { filters, error: error.message }));
     }
-  }
-
-  /**
-   * The link's own client: persistent session, every node in turn. With `only`, one attempt of a race at
-   * that node: a clean session under a client id of its own, no reconnecting, `attemptMs` to connect.
-   */
-  private clientOptions(only?: string, attempt?: number, attemptMs?: number): IClientOptions {
-    const servers = (only === undefined ? this.options.urls : [only]).map(serverOptions);
-    const first = servers[0]!;
-    const tls = this.options.tls;
-    const options: IClientOptions = {
-      host: first.host,
-      port: first.port,
-      protocol: first.protocol,
-      servers: servers.length > 1 ? servers : undefined,
-      clientId: this.options.clientId,
-      clean: false,
-      protocolVersion: this.protocolVersion,
-      keepalive: this.options.keepaliveS,
-      reconnectPeriod: RECONNECT_PERIOD_MS,
-      connectTimeout: CONNECT_TIMEOUT_MS,
-      queueQoSZero: false,
-      resubscribe: false,
-      // mqtt-packet otherwise builds, at the first packet, a Buffer for each of the 65,536 packet ids: 6 MB of
-      // heap that stays for the life of the process, a tenth of what the agent may take on a gateway (issue 11).
-      writeCache: false,
-      username: this.options.username,
-      password: this.options.password,
-      ca: tls?.ca ? readFileSync(tls.ca) : undefined,
-      cert: tls?.cert ? readFileSync(tls.cert) : undefined,
-      key: tls?.key ? readFileSync(tls.key) : undefined,
-      rejectUnauthorized: true,
-    };
-    if (only !== undefined) {
-      Object.assign(options, { clientId: `${this.options.clientId}-r${attempt}`, clean: true, reconnectPeriod: 0, connectTimeout: attemptMs });
-    } else if (this.protocolVersion === 5) {
-      options.properties = { sessionExpiryInterval: SESSION_EXPIRY_S };
-    }
-    if (this.options.will) {
-      const { topic, payload, retain } = this.options.will;
-      options.will = { topic, payload: toBuffer(typeof payload === 'function' ? payload() : payload), qos: 1, retain };
-    }
-    return options;
   }
 }

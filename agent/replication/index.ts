@@ -1,5 +1,13 @@
+/**
+ * Replication's public surface. The hub (replication.ts) owns the broker links and dispatches what the
+ * inbound gate (inbound-gate.ts) admits to the publisher (primary), the receiver (standby) or the roles'
+ * events; a broker link (broker-link.ts) keeps its stall tracking, Receive Maximum quota, node race and
+ * client options in files of their own; availability.ts says online/offline for dashboards; direct/ is the
+ * second path to the siblings. Every timing in them runs on the injected clock.
+ */
 export { Replication, type ReplicationOptions, type ReplicationEvents } from './replication.ts';
 export { BrokerLink, brokerRefusal, publishPacketBytes, type BrokerLinkOptions, type LinkUp } from './broker-link.ts';
+export { Availability, type AvailabilityOptions } from './availability.ts';
 export { Publisher, type PublisherOptions, type PublishLink } from './publisher.ts';
 export { Receiver } from './receiver.ts';
 export {

@@ -12,6 +12,7 @@
  * consumer, so a node that answers it can also store a QoS 1 publish.
  */
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import type { Clock, TimerHandle } from '../util/index.ts';
 
 export interface RaceOptions {
   urls: readonly string[];
@@ -26,6 +27,8 @@ export interface RaceOptions {
   onAttemptFailed: (url: string, cause: string) => void;
   /** Every attempt's client, at creation: the link gives it its message handler. */
   onClient: (client: MqttClient) => void;
+  /** The link's clock: attempt deadlines and retry pauses. */
+  clock: Clock;
 }
 
 export interface RaceWinner {
@@ -39,7 +42,7 @@ let attemptCounter = 0;
 export class NodeRace {
   private finished = false;
   private readonly live = new Set<MqttClient>();
-  private readonly timers = new Set<ReturnType<typeof setTimeout>>();
+  private readonly timers = new Set<TimerHandle>();
   private resolve: ((winner: RaceWinner | undefined) => void) | undefined;
   readonly result: Promise<RaceWinner | undefined>;
 
@@ -63,25 +66,26 @@ export class NodeRace {
     this.live.add(client);
     this.options.onClient(client);
     let over = false;
-    const startedMs = performance.now();
+    const clock = this.options.clock;
+    const startedMs = clock.monotonicMs();
     const fail = (cause: string) => {
       if (over) return;
       over = true;
-      clearTimeout(deadline);
+      deadline.cancel();
       this.timers.delete(deadline);
       this.live.delete(client);
       closeQuietly(client);
       if (this.finished) return;
       this.options.onAttemptFailed(url, cause);
       // A refused connection fails at once: one attempt per node per slice, not a busy loop.
-      const waitMs = Math.max(this.options.retryMs, this.options.attemptMs - (performance.now() - startedMs));
-      const retry = setTimeout(() => {
+      const waitMs = Math.max(this.options.retryMs, this.options.attemptMs - (clock.monotonicMs() - startedMs));
+      const retry = clock.setTimeout(() => {
         this.timers.delete(retry);
         this.attempt(url);
       }, waitMs);
       this.timers.add(retry);
     };
-    const deadline = setTimeout(() => fail(`no CONNACK and SUBACK within ${this.options.attemptMs} ms`), this.options.attemptMs);
+    const deadline = clock.setTimeout(() => fail(`no CONNACK and SUBACK within ${this.options.attemptMs} ms`), this.options.attemptMs);
     this.timers.add(deadline);
     client.on('error', (error) => fail(error.message));
     client.on('close', () => fail(client.connected ? 'connection closed' : 'closed by the broker before it acknowledged'));
@@ -90,7 +94,7 @@ export class NodeRace {
         () => {
           if (over) return;
           over = true;
-          clearTimeout(deadline);
+          deadline.cancel();
           this.timers.delete(deadline);
           this.live.delete(client);
           if (this.finished) return closeQuietly(client);
@@ -110,7 +114,7 @@ export class NodeRace {
   private finish(winner: RaceWinner | undefined): void {
     if (this.finished) return;
     this.finished = true;
-    for (const timer of this.timers) clearTimeout(timer);
+    for (const timer of this.timers) timer.cancel();
     this.timers.clear();
     for (const client of this.live) closeQuietly(client);
     this.live.clear();

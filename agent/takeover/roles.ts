@@ -13,14 +13,17 @@
  *
  * The file is longer than the project's usual few hundred lines on purpose: every decision about the role is a
  * step of one sequence (start, follow, claim, lead, stand down) that reads top to bottom in one room, as the
- * brownout does; the parts that own state of their own live beside it (leader-store, heartbeats, silence-watch,
- * regression, epochs).
+ * brownout does; the parts that own state or a rule of their own live beside it (leader-store, heartbeats,
+ * lease, silence-watch, regression, epochs). Promotion, demotion and the lease's loss each call into the others
+ * (a lost lease demotes, a demotion may end in a new claim), so apart they would read as three halves of one
+ * sequence.
  */
 import type { FlashLog } from '../log/index.ts';
 import type { LeaderMessage, Replication, StateMessage } from '../replication/index.ts';
 import type { Clock, Logger } from '../util/index.ts';
 import { epochOwner, groupMembers, nextOwnedEpoch } from './epochs.ts';
 import { Heartbeats } from './heartbeats.ts';
+import { Lease } from './lease.ts';
 import { LeaderStore } from './leader-store.ts';
 import { RegressionGuard } from './regression.ts';
 import { SilenceWatch } from './silence-watch.ts';
@@ -114,6 +117,8 @@ export class RoleManager {
   private readonly members: readonly string[];
   private readonly store: LeaderStore;
   private readonly heartbeats: Heartbeats;
+  /** Held while this primary's heartbeats come back (lease.ts); consulted only with silence takeover. */
+  private readonly lease: Lease;
   private readonly silence: SilenceWatch | undefined;
   private readonly dropped: Record<string, number> = {};
   private readonly regression: RegressionGuard;
@@ -130,6 +135,7 @@ export class RoleManager {
       send: (atMs) => options.host.publishHeartbeat(atMs),
       logger: options.logger,
     });
+    this.lease = new Lease({ leaseMs: options.leaseMs, heartbeatMs: options.heartbeatMs, heartbeats: this.heartbeats, clock: options.clock });
     if (options.silenceMs > 0) {
       this.silence = new SilenceWatch({
         node: options.node,
@@ -175,7 +181,7 @@ export class RoleManager {
       return { code: 'NOT_PRIMARY', message: `this node (${this.options.node}) is ${this.demoting ? 'demoting' : this.roleValue}; write to the primary${name ? ` (${name})` : ''}`, leader: name };
     }
     if (this.latchedReason) return { code: 'HANDING_OFF', message: `this node handed off (${this.latchedReason}); write to ${this.options.siblings.join(' or ')}` };
-    if (this.silence && !this.leaseHeld()) {
+    if (this.silence && !this.lease.held) {
       return { code: 'LEASE_LOST', message: `this primary has not heard its own heartbeats back within takeover.leaseMs (${this.options.leaseMs} ms); writes wait until the brokers answer again` };
     }
     return undefined;
@@ -183,7 +189,7 @@ export class RoleManager {
 
   status(): Record<string, unknown> {
     const lease = this.silence
-      ? { leaseMs: this.options.leaseMs, held: this.roleValue === 'primary' && this.leaseHeld(), remainingMs: Math.max(0, Math.round(this.heartbeats.echoedSentMs + this.options.leaseMs - this.options.clock.monotonicMs())) || 0 }
+      ? { leaseMs: this.options.leaseMs, held: this.roleValue === 'primary' && this.lease.held, remainingMs: Math.round(this.lease.remainingMs) || 0 }
       : undefined;
     return {
       role: this.roleValue,
@@ -400,7 +406,7 @@ export class RoleManager {
       if (log.epoch < epoch) await log.beginEpoch(epoch);
     }
     await this.options.host.prepareRole('primary');
-    if (this.silence && !(await this.acquireLease())) {
+    if (this.silence && !(await this.lease.acquire())) {
       await this.becomeStandby(this.store.current, 'no heartbeat came back from the brokers: no lease');
       return false;
     }
@@ -425,7 +431,7 @@ export class RoleManager {
   private async claimEpoch(record: LeaderMessage): Promise<'won' | 'lost' | 'timeout'> {
     const { replication, clock, logger } = this.options;
     const outcome = new Promise<'won' | 'lost' | 'timeout'>((resolve) => {
-      const timer = clock.setTimeout(() => resolve('timeout'), this.roundTripMs());
+      const timer = clock.setTimeout(() => resolve('timeout'), this.lease.roundTripMs());
       this.pendingClaim = {
         epoch: record.epoch,
         resolve: (won) => {
@@ -440,41 +446,24 @@ export class RoleManager {
     return result;
   }
 
-  /** With leases: wait until a heartbeat sent from now on has come back from a quorum of brokers. */
-  private async acquireLease(): Promise<boolean> {
-    return (await this.heartbeats.waitEcho(this.roundTripMs())) && this.leaseHeld();
-  }
-
-  /** How long a round trip through the brokers may take before it counts as lost. */
-  private roundTripMs(): number {
-    return Math.max(this.options.heartbeatMs * 2, 1000);
-  }
-
   /**
-   * A lease that ran out is not renewed by a late echo: that echo cannot say whether a standby took over
-   * meanwhile. The primary stands by and acquires the lead anew (silence, election, a new epoch's claim).
+   * A lease that ran out is not renewed by a late echo: the primary stands by and acquires the lead anew
+   * (silence, election, a new epoch's claim).
    */
   private watchLease(): void {
-    const check = () => {
-      if (this.roleValue !== 'primary' || this.latchedReason || this.demoting) return;
-      if (this.leaseHeld()) {
-        this.options.clock.setTimeout(check, Math.max(20, this.options.heartbeatMs / 4));
-        return;
-      }
-      this.demoting = true;
-      const record = this.store.current;
-      this.options.logger.warn(`lease lost: no heartbeat came back from the brokers within takeover.leaseMs (${this.options.leaseMs} ms); standing by, and leading again only by a new claim`, { event: 'lease-lost' });
-      void this.options.host
-        .beforeStandDown('lost its lease')
-        .then(() => this.becomeStandby(record, 'lost its lease'))
-        .catch((error: unknown) => this.options.logger.error('standing by after the lease failed', { error }))
-        .finally(() => (this.demoting = false));
-    };
-    check();
-  }
-
-  private leaseHeld(): boolean {
-    return this.options.clock.monotonicMs() < this.heartbeats.echoedSentMs + this.options.leaseMs;
+    this.lease.watch(
+      () => this.roleValue === 'primary' && !this.latchedReason && !this.demoting,
+      () => {
+        this.demoting = true;
+        const record = this.store.current;
+        this.options.logger.warn(`lease lost: no heartbeat came back from the brokers within takeover.leaseMs (${this.options.leaseMs} ms); standing by, and leading again only by a new claim`, { event: 'lease-lost' });
+        void this.options.host
+          .beforeStandDown('lost its lease')
+          .then(() => this.becomeStandby(record, 'lost its lease'))
+          .catch((error: unknown) => this.options.logger.error('standing by after the lease failed', { error }))
+          .finally(() => (this.demoting = false));
+      },
+    );
   }
 
   private async becomeStandby(leader: LeaderMessage | undefined, reason: string): Promise<void> {

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EPOCH_MAX, epochOwner, groupMembers, nextOwnedEpoch } from '../../agent/takeover/epochs.ts';
 import { Heartbeats } from '../../agent/takeover/heartbeats.ts';
+import { Lease } from '../../agent/takeover/lease.ts';
 import { SilenceWatch } from '../../agent/takeover/silence-watch.ts';
 import { silentLogger } from '../../agent/util/index.ts';
 import type { StateMessage } from '../../agent/replication/index.ts';
@@ -62,6 +63,28 @@ test('a lease runs from the send time of the newest heartbeat a quorum echoed; l
   beats.onEcho(123, 1);
   assert.equal(beats.echoedSentMs, sentAt + 100, 'an echo of nothing this life sent (a retained record of an earlier life) counts for nothing');
   beats.stop();
+});
+
+test('a lease is held until leaseMs after the newest echoed heartbeat was sent, and its watch says when it ran out', () => {
+  const clock = new FakeClock();
+  const { beats, sent } = heartbeats(clock, 1);
+  const lease = new Lease({ leaseMs: 1000, heartbeatMs: 100, heartbeats: beats, clock });
+  assert.equal(lease.held, false, 'no echo yet: no lease');
+  assert.equal(lease.roundTripMs(), 1000, 'two heartbeats of 100 ms are under the 1 s floor of a round trip');
+  beats.start();
+  const sentAt = clock.monotonicMs();
+  clock.advance(40);
+  beats.onEcho(sent[0]!, 0);
+  assert.equal(lease.held, true);
+  assert.equal(lease.remainingMs, 960, 'the lease runs from the send, not from the echo');
+  beats.stop();
+  const lostAt: number[] = [];
+  lease.watch(() => true, () => lostAt.push(clock.monotonicMs()));
+  clock.advance(2000);
+  // The watch checks every heartbeatMs / 4 = 25 ms from 40 ms: the first check at or past 1,000 ms is 1,015 ms.
+  assert.deepEqual(lostAt.map((atMs) => atMs - sentAt), [1015]);
+  assert.equal(lease.held, false);
+  assert.equal(lease.remainingMs, 0);
 });
 
 test('hearing one\'s own heartbeats: a gap longer than two and a half intervals restarts the window', () => {

@@ -1,20 +1,23 @@
 // The shape firmware-bridge/ promises (issue 13), checked on the real import graph as esbuild resolves it:
 // `lastgasp run` does not load the simulator or the command lines (they sit behind their own barrels and
-// are imported dynamically by agent/cli), and the bridge imports nothing from the agent outside cli/.
+// are imported dynamically by agent/cli), and no file of the bridge, its command lines included, imports
+// anything from the agent.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Metafile } from 'esbuild';
 
 const ROOT = join(fileURLToPath(import.meta.url), '..', '..', '..');
 
-async function metafile(entry: string): Promise<Metafile> {
+async function metafile(...entries: string[]): Promise<Metafile> {
   const result = await build({
     absWorkingDir: ROOT,
-    entryPoints: [entry],
+    entryPoints: entries,
     bundle: true,
     write: false,
+    outdir: 'out',
     metafile: true,
     platform: 'node',
     format: 'esm',
@@ -46,8 +49,12 @@ test('lastgasp run loads the power sources but none of the simulator or the bms 
   assert.deepEqual(simulatorOrCli, []);
 });
 
-test('firmware-bridge imports nothing from the agent outside its command lines', async () => {
-  const meta = await metafile('firmware-bridge/index.ts');
+test('no file of firmware-bridge imports anything from the agent', async () => {
+  const files = readdirSync(join(ROOT, 'firmware-bridge'), { recursive: true, encoding: 'utf8' })
+    .filter((file) => file.endsWith('.ts'))
+    .map((file) => `firmware-bridge/${file}`);
+  assert.ok(files.includes('firmware-bridge/cli/bms.ts') && files.includes('firmware-bridge/cli/bms-sim.ts'), 'the command lines are among the entries');
+  const meta = await metafile(...files);
   const arrows = Object.entries(meta.inputs)
     .filter(([file]) => file.startsWith('firmware-bridge/'))
     .flatMap(([file, input]) => input.imports.filter((imported) => imported.path.startsWith('agent/')).map((imported) => `${file} -> ${imported.path}`));

@@ -7,7 +7,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
 import { BrokerLink } from '../../agent/replication/index.ts';
-import { isLastgaspError } from '../../agent/util/index.ts';
+import { isLastgaspError, systemClock } from '../../agent/util/index.ts';
 import { startMosquitto, startMosquittoSet } from '../support/mosquitto.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
@@ -25,6 +25,7 @@ function linkTo(urls: string[], lines: LogLine[]): BrokerLink {
     keepaliveS: 30,
     onMessage: async () => undefined,
     logger: captureLogger(lines, 'link'),
+    clock: systemClock,
   });
 }
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import mqtt, { type Packet } from 'mqtt';
 import { BrokerLink, brokerRefusal } from '../../agent/replication/index.ts';
-import { isLastgaspError } from '../../agent/util/index.ts';
+import { isLastgaspError, systemClock } from '../../agent/util/index.ts';
 import { authVars, startMosquitto, writePasswordFile } from '../support/mosquitto.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
@@ -29,6 +29,7 @@ function linkTo(url: string, lines: LogLine[], extra: { username?: string; passw
     password: extra.password,
     onMessage: async () => undefined,
     logger: captureLogger(lines, 'link'),
+    clock: systemClock,
   });
 }
 
@@ -151,6 +152,7 @@ test('a SUBSCRIBE cut short by a dropped connection is not an error: the next co
     keepaliveS: 5,
     onMessage: async (topic) => void received.push(topic),
     logger: captureLogger(lines, 'link'),
+    clock: systemClock,
   });
   const publisher = mqtt.connect(broker.url, { protocolVersion: 5, clientId: 'subscribe-cut-publisher' });
   try {

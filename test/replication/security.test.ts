@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { writeFile } from 'node:fs/promises';
 import mqtt from 'mqtt';
 import { BrokerLink } from '../../agent/replication/index.ts';
+import { systemClock } from '../../agent/util/index.ts';
 import { createTestPki } from '../support/certs.ts';
 import { authVars, startMosquitto, tlsVars, writePasswordFile } from '../support/mosquitto.ts';
 import { startAgent, writeAgentConfig } from '../support/agents.ts';
@@ -35,6 +36,7 @@ test('over mqtts:// with client certificates: replication works under the ACL, a
     tls: { ca: pki.caFile, cert: rogue.client('gw-b').certFile, key: rogue.client('gw-b').keyFile },
     onMessage: async () => undefined,
     logger: captureLogger(lines, 'intruder'),
+    clock: systemClock,
   });
   try {
     assert.match(broker.url, /^mqtts:/);
