@@ -8,9 +8,10 @@
  * 2. The `-wal` file is read with plain reads (fs.watch, and a short poll as a fallback), verified frame by
  *    frame (salts, checksum chain: wal-format.ts), and every transaction up to the last valid commit frame
  *    becomes log entries (entry.ts), fsynced and replicated like every other entry.
- * 3. The agent checkpoints (checkpointer.ts, PASSIVE) once the WAL holds checkpointFrames copied frames; its
- *    read transaction keeps the checkpoint to frames it can still copy. After a full checkpoint the WAL is
- *    reset by the application's next write, a reset the capture expects (salt-1 one higher).
+ * 3. The agent is the database's checkpointer (checkpointer.ts): once the WAL holds checkpointFrames copied
+ *    frames it takes the write barrier, copies to the WAL's end, and checkpoints (PASSIVE) with nothing of its
+ *    own pinned, so the checkpoint is complete however busy the application; the WAL is then reset by the
+ *    application's next write, a reset the capture expects (salt-1 one higher). That keeps the WAL bounded.
  * 4. Every other change of the WAL's header (a reset it did not expect, the WAL gone) means frames it never
  *    saw may be lost: it starts a new generation, a consistent snapshot of the whole database (read inside
  *    its read transaction through sqlite_dbpage), chunked through the log. A start goes on in the generation
@@ -18,13 +19,14 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { LastgaspError, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
-import { openSqlite, isBusy, type SqliteConnection } from './connection.ts';
-import { WalCheckpointer } from './checkpointer.ts';
+import type { Clock, Logger, LastgaspError, TimerHandle } from '../util/index.ts';
+import { openSqlite } from './connection.ts';
+import { WalCheckpointer, type CheckpointResult } from './checkpointer.ts';
 import { captureStatePath, fileIdentity, loadCaptureState, resumable, saveCaptureState, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
-import { pagesPerEntry, splitTransaction, transactionEntries } from './entry.ts';
-import { PlainSnapshotReader } from './snapshot-pages.ts';
+import { pagesPerEntry, transactionEntries } from './entry.ts';
+import { ReadPin } from './read-pin.ts';
+import { snapshotPayloads } from './snapshot-pages.ts';
 import { LagSamples } from './status-lines.ts';
 import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
 import { CAPTURE_READ_BYTES_MAX, findWalEnd, readFrom, type Position } from './wal-file.ts';
@@ -33,6 +35,18 @@ import { CAPTURE_READ_BYTES_MAX, findWalEnd, readFrom, type Position } from './w
 const CAPTURE_BATCH_BYTES_MAX = 1024 * 1024;
 /** A generation's snapshot is taken again for retention only after this many times its size in transactions. */
 const RESNAPSHOT_FACTOR = 4;
+/**
+ * How long a checkpoint tries for the write barrier in a row (blocking the event loop) before the next step:
+ * at first, doubled at each step that did not get it, up to the most. An application committing without a
+ * pause frees the lock for microseconds between its transactions (checkpointer.ts).
+ */
+const BARRIER_SPIN_MS = 5;
+const BARRIER_SPIN_MAX_MS = 40;
+/**
+ * Once the WAL holds this many times checkpointFrames copied frames and more are still to copy, the capture
+ * copies the rest under the barrier (checkpoint): the WAL's bound, for an application faster than the log.
+ */
+const WAL_FRAMES_FACTOR = 4;
 /** Lags kept for the p50/p99 in status. */
 const LAG_SAMPLES = 512;
 
@@ -55,7 +69,7 @@ export interface CaptureOptions {
 
 
 export class SqliteCapture {
-  private reader: SqliteConnection | undefined;
+  private reader: ReadPin | undefined;
   private checkpointer: WalCheckpointer | undefined;
   private position: Position | undefined;
   private generation = '';
@@ -70,7 +84,7 @@ export class SqliteCapture {
   private lastError: string | undefined;
   private generationReason = '';
   private readonly lags = new LagSamples(LAG_SAMPLES);
-  readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, lastCommitSeq: 0, walBytes: 0 };
+  readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, fullCheckpoints: 0, barrierTakes: 0, barrierBusy: 0, barrierMsMax: 0, lastCommitSeq: 0, walBytes: 0 };
 
   constructor(private readonly options: CaptureOptions) {}
 
@@ -96,13 +110,6 @@ export class SqliteCapture {
   }
 
   private detach(): void {
-    // The read transaction ends here, not at close: libsql closes a connection only once the statements it
-    // prepared are collected, and until then a transaction left open would go on pinning the WAL.
-    try {
-      this.reader?.exec('COMMIT');
-    } catch {
-      // None was open.
-    }
     this.reader?.close();
     this.checkpointer?.close();
     this.reader = this.checkpointer = undefined;
@@ -180,7 +187,7 @@ export class SqliteCapture {
     probe.close();
     const check = await checkDatabase(options.path, `${options.field}.path`, version);
     if (!check.exists) return false;
-    this.reader = await openSqlite(options.path, true);
+    this.reader = new ReadPin(await openSqlite(options.path, true), options.path, options.field);
     this.checkpointer = new WalCheckpointer(options.path);
     await this.checkpointer.open();
     this.identity = await fileIdentity(options.path);
@@ -189,7 +196,7 @@ export class SqliteCapture {
       return true;
     }
     // The read transaction first: from here on the WAL cannot be reset before the first copy.
-    this.retakeReadTransaction();
+    this.reader.retake();
     const state = await loadCaptureState(captureStatePath(options.resume.dataDir, options.name));
     const resume = await resumable(state, options.path, options.name, options.resume.log);
     if (!resume.ok) {
@@ -207,15 +214,18 @@ export class SqliteCapture {
   }
 
   private identity: { dev: number; ino: number } | undefined;
+  /** Steps in a row that found the barrier taken; the unbarriered checkpoint runs at the first only. */
+  private barrierTries = 0;
   /** Where the last checkpoint left the position. */
   private lastCheckpoint: { salt1: number | undefined; frameIndex: number } | undefined;
 
   /**
-   * A checkpoint blocks the event loop while it copies pages and syncs the database file. While the
-   * application writes, one every checkpointFrames/4 new frames (a writer that never pauses never lets the
-   * WAL start over, and a checkpoint at every step cost the capture's lag tens of ms each time); once it
-   * pauses (the step copied nothing), one more so that its next write can start the WAL over; never again at
-   * the same position (an idle application's WAL would be checkpointed at every poll).
+   * A checkpoint blocks the event loop while it copies pages and syncs the database file, and holds the
+   * application's writers for its tail. Once the WAL holds checkpointFrames copied frames; complete, it lets
+   * the application's next write start the WAL over, and the count starts again. One that was not complete
+   * (an application's reader held an older snapshot) is tried again checkpointFrames/4 frames later, or
+   * once the application pauses (the step copied nothing); never twice at the same position (an idle
+   * application's WAL would be checkpointed at every poll).
    */
   private checkpointDue(idle: boolean): boolean {
     const position = this.position;
@@ -252,10 +262,13 @@ export class SqliteCapture {
         await this.appendTransactions(header, scan.frames, wal.mtimeMs);
         this.position = { header, cursor: scan.end };
         this.expectReset = false;
-        this.retakeReadTransaction();
+        this.reader!.retake();
         await this.persist();
       }
       if (!wal.more) return;
+      // Behind an application that writes faster than the log takes it: catch up under the barrier (its
+      // writers wait meanwhile), so that the WAL stays bounded (WAL_FRAMES_FACTOR).
+      if (scan.commits > 0 && this.position!.cursor.frameIndex >= WAL_FRAMES_FACTOR * this.options.checkpointFrames && !this.checkpointer!.held && (await this.checkpoint(true))) return;
       // A transaction larger than one read: read more at once until its commit frame is in.
       bytesMax = scan.commits > 0 ? CAPTURE_READ_BYTES_MAX : bytesMax * 2;
     }
@@ -320,21 +333,10 @@ export class SqliteCapture {
     this.generation = `${options.node}-${options.clock.nowMs().toString(36)}-${++this.generationCount}`;
     const position = await this.underBarrier(async () => {
       const position = await findWalEnd(options.path + '-wal');
-      this.retakeReadTransaction();
+      this.reader!.retake();
       return position;
     });
-    const reader = this.reader!;
-    const pageBytes = Number(reader.get('PRAGMA page_size')?.page_size);
-    const pageCount = Number(reader.get('PRAGMA page_count')?.page_count);
-    const perEntry = pagesPerEntry(options.entryBytesMax, pageBytes);
-    const payloads: Uint8Array[] = [];
-    // SQLite's own page reader where the build has it (libsql); the file and the WAL read directly where not.
-    const plain = this.hasDbpage(reader) ? undefined : await PlainSnapshotReader.open(options.path, pageBytes, position?.cursor);
-    for (let first = 1; first <= pageCount; first += perEntry) {
-      const last = Math.min(pageCount, first + perEntry - 1);
-      const pages = plain ? await plain.pages(first, last) : reader.all('SELECT pgno, data FROM sqlite_dbpage WHERE pgno BETWEEN ? AND ? ORDER BY pgno', [first, last]).map((row) => ({ pgno: Number(row.pgno), page: new Uint8Array(row.data as Uint8Array) }));
-      payloads.push(...splitTransaction({ db: options.name, generation: this.generation, pageBytes }, pages, first + perEntry > pageCount ? pageCount : 0, first === 1, perEntry));
-    }
+    const { payloads, pageCount } = await snapshotPayloads(this.reader!.connection, options.path, position?.cursor, { db: options.name, generation: this.generation, entryBytesMax: options.entryBytesMax });
     await this.appendAll(payloads);
     this.snapshotSeq = this.counters.lastCommitSeq - payloads.length + 1;
     this.snapshotBytes = payloads.reduce((sum, payload) => sum + payload.length, 0);
@@ -347,33 +349,54 @@ export class SqliteCapture {
     options.logger.info(`sqlite ${options.name}: new generation ${this.generation} (${reason}): snapshot of ${pageCount} pages`, { event: 'sqlite-generation', db: options.name, generation: this.generation, pages: pageCount, seq: this.counters.lastCommitSeq, reason });
   }
 
-  private hasDbpage(reader: SqliteConnection): boolean {
-    return Number(reader.get("SELECT count(*) AS n FROM pragma_module_list WHERE name = 'sqlite_dbpage'")?.n) === 1;
-  }
-
   /**
-   * Checkpoint without stopping the application's writers. The read transaction, taken at the end of the last
-   * copy, holds the checkpoint to frames the agent has (or, committed just after that copy, still can) copy,
-   * and no writer can reset the WAL while it is held. After the checkpoint the WAL is copied again (frames
-   * committed meanwhile are still pinned), and the read transaction taken anew: on a fully backfilled WAL
-   * that lets the application's next write reset it, the reset the capture then expects. A writer can only
-   * reset a WAL whose every frame is backfilled, and then every frame was copied first.
+   * The write barrier's checkpoint. First a passive checkpoint without it, up to the read transaction's mark
+   * (the bulk of the pages, while the application writes on). Then, under the barrier (nothing commits
+   * meanwhile): copy to the WAL's end, end the read transaction, checkpoint the rest, and take the read
+   * transaction again, on read lock 0 when the checkpoint was complete (read-pin.ts), so the application's
+   * next write resets the WAL. The barrier is only tried, never waited for inside SQLite: a writer holding
+   * the lock means the next step tries again (the writers that come meanwhile wait within their
+   * busy_timeout, for the copy and the checkpoint's tail). The reset is expected only when the checkpoint
+   * saw exactly the frames copied; any other reset starts a new generation.
    */
-  private async checkpoint(): Promise<void> {
-    const result = this.checkpointer!.passive();
-    await this.copy();
-    this.retakeReadTransaction();
+  private async checkpoint(behind = false): Promise<boolean> {
+    const checkpointer = this.checkpointer!;
+    if (this.barrierTries++ === 0) checkpointer.passive();
+    if (!checkpointer.tryBarrier(behind ? BARRIER_SPIN_MAX_MS : Math.min(BARRIER_SPIN_MAX_MS, BARRIER_SPIN_MS * 2 ** (this.barrierTries - 1)))) {
+      this.counters.barrierBusy++;
+      return false;
+    }
+    this.barrierTries = 0;
+    this.counters.barrierTakes++;
+    const takenMs = this.options.clock.nowMs();
+    const generations = this.counters.generations;
+    let result: CheckpointResult | undefined;
+    try {
+      await this.copy();
+      // A new generation started by the copy took its snapshot; its read transaction stays as it is.
+      if (this.counters.generations === generations) {
+        this.reader!.release();
+        result = checkpointer.passive();
+        this.reader!.retake();
+      }
+    } finally {
+      checkpointer.releaseBarrier();
+      this.counters.barrierMsMax = Math.max(this.counters.barrierMsMax, this.options.clock.nowMs() - takenMs);
+    }
     this.counters.checkpoints++;
     this.lastCheckpoint = { salt1: this.position?.header?.salt1, frameIndex: this.position?.cursor.frameIndex ?? 0 };
-    if (result.full && this.position?.header) {
+    if (result?.full && this.position?.header && result.walFrames === this.position.cursor.frameIndex) {
+      this.counters.fullCheckpoints++;
       this.expectReset = true;
       await this.persist();
     }
+    return true;
   }
 
-  /** Run `work` holding the write barrier (waiting for a writer that holds the lock now). */
+  /** Run `work` holding the write barrier (waiting for a writer that holds the lock now; or already held). */
   private async underBarrier<T>(work: () => Promise<T>): Promise<T | undefined> {
     const checkpointer = this.checkpointer!;
+    if (checkpointer.held) return work();
     while (!checkpointer.tryBarrier()) {
       if (this.stopped) return undefined;
       await new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, this.options.pollMs));
@@ -382,26 +405,6 @@ export class SqliteCapture {
       return await work();
     } finally {
       checkpointer.releaseBarrier();
-    }
-  }
-
-  /** End the read transaction and begin one at the WAL's current end (a statement is what starts it). */
-  private retakeReadTransaction(): void {
-    const reader = this.reader!;
-    try {
-      reader.exec('COMMIT');
-    } catch {
-      // No transaction was open (the first time).
-    }
-    reader.exec('BEGIN');
-    try {
-      reader.get('SELECT count(*) AS n FROM sqlite_master');
-    } catch (error) {
-      reader.exec('ROLLBACK');
-      if (isBusy(error)) {
-        throw new LastgaspError('SQLITE_UNSUITABLE', `${this.options.field}.path: ${this.options.path} cannot be read while the application has it open: it uses PRAGMA locking_mode=EXCLUSIVE (remove that), or holds its lock for a long time`, { path: this.options.path });
-      }
-      throw error;
     }
   }
 }

@@ -25,7 +25,7 @@ export interface CheckpointResult {
 export class WalCheckpointer {
   private barrier: SqliteConnection | undefined;
   private checkpointer: SqliteConnection | undefined;
-  private held = false;
+  private holding = false;
 
   constructor(private readonly path: string) {}
 
@@ -34,22 +34,36 @@ export class WalCheckpointer {
     this.checkpointer = await openSqlite(this.path, false);
   }
 
-  /** Take the write lock now, or false when a writer holds it (the agent never waits inside SQLite). */
-  tryBarrier(): boolean {
-    if (this.held) return true;
-    try {
-      this.barrier!.exec('BEGIN IMMEDIATE');
-      this.held = true;
-      return true;
-    } catch (error) {
-      if (isBusy(error)) return false;
-      throw error;
+  /** The barrier is held (by this process: SQLite's WAL write lock). */
+  get held(): boolean {
+    return this.holding;
+  }
+
+  /**
+   * Take the write lock, trying again for at most `spinMs` while a writer holds it; false when none came free
+   * (the agent never waits inside SQLite's busy handler). SQLite's write lock is a try-lock with no queue: an
+   * application committing one transaction after the other frees it for microseconds between them, so a
+   * single try at a random moment almost never gets it, while tries in a row for a few ms land in one of
+   * those gaps.
+   */
+  tryBarrier(spinMs = 0): boolean {
+    if (this.holding) return true;
+    const until = performance.now() + spinMs;
+    for (;;) {
+      try {
+        this.barrier!.exec('BEGIN IMMEDIATE');
+        this.holding = true;
+        return true;
+      } catch (error) {
+        if (!isBusy(error)) throw error;
+        if (performance.now() >= until) return false;
+      }
     }
   }
 
   releaseBarrier(): void {
-    if (!this.held) return;
-    this.held = false;
+    if (!this.holding) return;
+    this.holding = false;
     this.barrier!.exec('ROLLBACK');
   }
 
@@ -65,7 +79,7 @@ export class WalCheckpointer {
    * since the capture's next start then finds no WAL and begins with a new snapshot (capture-state.ts).
    */
   close(): void {
-    if (this.held) this.releaseBarrier();
+    if (this.holding) this.releaseBarrier();
     this.barrier?.close();
     this.checkpointer?.close();
     this.barrier = this.checkpointer = undefined;
