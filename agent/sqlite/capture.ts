@@ -21,14 +21,14 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Clock, Logger, LastgaspError, TimerHandle } from '../util/index.ts';
 import { openSqlite } from './connection.ts';
-import { WalCheckpointer, type CheckpointResult } from './checkpointer.ts';
+import { barrierSpinMs, checkpointDue, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
 import { captureStatePath, fileIdentity, loadCaptureState, resumable, saveCaptureState, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
 import { pagesPerEntry, transactionEntries } from './entry.ts';
 import { ReadPin } from './read-pin.ts';
 import { snapshotPayloads } from './snapshot-pages.ts';
 import { LagSamples } from './status-lines.ts';
-import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
+import { decodeWalHeader, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
 import { CAPTURE_READ_BYTES_MAX, findWalEnd, readFrom, type Position } from './wal-file.ts';
 
 /** Entries appended in one group commit, by their total size (the log writes at most 4 MiB at once). */
@@ -36,17 +36,12 @@ const CAPTURE_BATCH_BYTES_MAX = 1024 * 1024;
 /** A generation's snapshot is taken again for retention only after this many times its size in transactions. */
 const RESNAPSHOT_FACTOR = 4;
 /**
- * How long a checkpoint tries for the write barrier in a row (blocking the event loop) before the next step:
- * at first, doubled at each step that did not get it, up to the most. An application committing without a
- * pause frees the lock for microseconds between its transactions (checkpointer.ts).
- */
-const BARRIER_SPIN_MS = 5;
-const BARRIER_SPIN_MAX_MS = 40;
-/**
  * Once the WAL holds this many times checkpointFrames copied frames and more are still to copy, the capture
  * copies the rest under the barrier (checkpoint): the WAL's bound, for an application faster than the log.
  */
 const WAL_FRAMES_FACTOR = 4;
+/** The most WAL (bytes past the copied frames) read into memory under the barrier when behind. */
+const BARRIER_READ_BYTES_MAX = 32 * 1024 * 1024;
 /** Lags kept for the p50/p99 in status. */
 const LAG_SAMPLES = 512;
 
@@ -164,7 +159,7 @@ export class SqliteCapture {
     }
     const before = this.position?.cursor.frameIndex;
     await this.copy();
-    if (this.checkpointDue(this.position?.cursor.frameIndex === before)) await this.checkpoint();
+    if (checkpointDue(this.position, this.lastCheckpoint, this.options.checkpointFrames, this.position?.cursor.frameIndex === before)) await this.checkpoint();
     // A standby that fell behind the log's retention waits for a snapshot after the gap (replica.ts): one
     // comes whenever retention has removed this generation's, so the log always holds one to start from.
     // Not sooner than RESNAPSHOT_FACTOR times the snapshot's bytes in transactions: retention drops segments
@@ -214,27 +209,16 @@ export class SqliteCapture {
   }
 
   private identity: { dev: number; ino: number } | undefined;
+  /**
+   * While the barrier is held: the transactions read, appended to the log once it is released (the log's
+   * fsyncs are not the application's writers' wait). The WAL may then be reset: they are in memory.
+   */
+  private pending: Array<{ header: WalHeader; frames: readonly WalFrame[]; mtimeMs: number }> | undefined;
   /** Steps in a row that found the barrier taken; the unbarriered checkpoint runs at the first only. */
   private barrierTries = 0;
   /** Where the last checkpoint left the position. */
-  private lastCheckpoint: { salt1: number | undefined; frameIndex: number } | undefined;
+  private lastCheckpoint: LastCheckpoint | undefined;
 
-  /**
-   * A checkpoint blocks the event loop while it copies pages and syncs the database file, and holds the
-   * application's writers for its tail. Once the WAL holds checkpointFrames copied frames; complete, it lets
-   * the application's next write start the WAL over, and the count starts again. One that was not complete
-   * (an application's reader held an older snapshot) is tried again checkpointFrames/4 frames later, or
-   * once the application pauses (the step copied nothing); never twice at the same position (an idle
-   * application's WAL would be checkpointed at every poll).
-   */
-  private checkpointDue(idle: boolean): boolean {
-    const position = this.position;
-    if (!position || position.cursor.frameIndex < this.options.checkpointFrames) return false;
-    const last = this.lastCheckpoint;
-    if (!last || last.salt1 !== position.header?.salt1) return true;
-    const since = position.cursor.frameIndex - last.frameIndex;
-    return since >= Math.max(1, Math.floor(this.options.checkpointFrames / 4)) || (idle && since > 0);
-  }
   /** The log seq of this generation's snapshot: once retention removes it, a standby starting over has none. */
   private snapshotSeq = 0;
   private snapshotBytes = 0;
@@ -259,16 +243,19 @@ export class SqliteCapture {
       const { header, bytes } = wal;
       const scan = scanWalFrames(bytes, header, this.position!.cursor);
       if (scan.commits > 0) {
-        await this.appendTransactions(header, scan.frames, wal.mtimeMs);
+        if (this.pending) this.pending.push({ header, frames: scan.frames, mtimeMs: wal.mtimeMs });
+        else await this.appendTransactions(header, scan.frames, wal.mtimeMs);
         this.position = { header, cursor: scan.end };
         this.expectReset = false;
         this.reader!.retake();
-        await this.persist();
+        if (!this.pending) await this.persist();
       }
       if (!wal.more) return;
-      // Behind an application that writes faster than the log takes it: catch up under the barrier (its
-      // writers wait meanwhile), so that the WAL stays bounded (WAL_FRAMES_FACTOR).
-      if (scan.commits > 0 && this.position!.cursor.frameIndex >= WAL_FRAMES_FACTOR * this.options.checkpointFrames && !this.checkpointer!.held && (await this.checkpoint(true))) return;
+      // Behind an application that writes faster than the log takes it: read the rest under the barrier (its
+      // writers wait meanwhile), so that the WAL stays bounded (WAL_FRAMES_FACTOR); not when the rest could
+      // be more than the memory that costs.
+      const behind = this.position!.cursor.frameIndex >= WAL_FRAMES_FACTOR * this.options.checkpointFrames && this.counters.walBytes - walFrameOffset(header.pageBytes, this.position!.cursor.frameIndex) <= BARRIER_READ_BYTES_MAX;
+      if (scan.commits > 0 && behind && !this.pending && (await this.checkpoint(true))) return;
       // A transaction larger than one read: read more at once until its commit frame is in.
       bytesMax = scan.commits > 0 ? CAPTURE_READ_BYTES_MAX : bytesMax * 2;
     }
@@ -330,8 +317,10 @@ export class SqliteCapture {
    */
   private async newGeneration(reason: string): Promise<void> {
     const { options } = this;
+    // Transactions read under the barrier go into the log before the snapshot that follows them.
+    await this.appendPending();
     this.generation = `${options.node}-${options.clock.nowMs().toString(36)}-${++this.generationCount}`;
-    const position = await this.underBarrier(async () => {
+    const position = await this.checkpointer!.hold(() => this.stopped, this.options.clock, this.options.pollMs, async () => {
       const position = await findWalEnd(options.path + '-wal');
       this.reader!.retake();
       return position;
@@ -362,7 +351,7 @@ export class SqliteCapture {
   private async checkpoint(behind = false): Promise<boolean> {
     const checkpointer = this.checkpointer!;
     if (this.barrierTries++ === 0) checkpointer.passive();
-    if (!checkpointer.tryBarrier(behind ? BARRIER_SPIN_MAX_MS : Math.min(BARRIER_SPIN_MAX_MS, BARRIER_SPIN_MS * 2 ** (this.barrierTries - 1)))) {
+    if (!checkpointer.tryBarrier(barrierSpinMs(this.barrierTries, behind))) {
       this.counters.barrierBusy++;
       return false;
     }
@@ -371,6 +360,7 @@ export class SqliteCapture {
     const takenMs = this.options.clock.nowMs();
     const generations = this.counters.generations;
     let result: CheckpointResult | undefined;
+    this.pending = [];
     try {
       await this.copy();
       // A new generation started by the copy took its snapshot; its read transaction stays as it is.
@@ -383,28 +373,27 @@ export class SqliteCapture {
       checkpointer.releaseBarrier();
       this.counters.barrierMsMax = Math.max(this.counters.barrierMsMax, this.options.clock.nowMs() - takenMs);
     }
+    try {
+      await this.appendPending();
+    } catch (error) {
+      // The position is past transactions the log does not have: attach anew (a resume checks the log).
+      this.detach();
+      throw error;
+    } finally {
+      this.pending = undefined;
+    }
     this.counters.checkpoints++;
     this.lastCheckpoint = { salt1: this.position?.header?.salt1, frameIndex: this.position?.cursor.frameIndex ?? 0 };
     if (result?.full && this.position?.header && result.walFrames === this.position.cursor.frameIndex) {
       this.counters.fullCheckpoints++;
       this.expectReset = true;
-      await this.persist();
     }
+    await this.persist();
     return true;
   }
 
-  /** Run `work` holding the write barrier (waiting for a writer that holds the lock now; or already held). */
-  private async underBarrier<T>(work: () => Promise<T>): Promise<T | undefined> {
-    const checkpointer = this.checkpointer!;
-    if (checkpointer.held) return work();
-    while (!checkpointer.tryBarrier()) {
-      if (this.stopped) return undefined;
-      await new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, this.options.pollMs));
-    }
-    try {
-      return await work();
-    } finally {
-      checkpointer.releaseBarrier();
-    }
+  /** Append the transactions read under the barrier, in order. */
+  private async appendPending(): Promise<void> {
+    for (let next = this.pending?.shift(); next; next = this.pending?.shift()) await this.appendTransactions(next.header, next.frames, next.mtimeMs);
   }
 }
