@@ -21,27 +21,20 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Clock, Logger, LastgaspError, TimerHandle } from '../util/index.ts';
 import { openSqlite } from './connection.ts';
-import { barrierSpinMs, checkpointDue, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
+import { BARRIER_HOLD_MAX_MS, barrierSpinMs, checkpointDue, WAL_FRAMES_FACTOR, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
 import { captureStatePath, fileIdentity, loadCaptureState, resumable, saveCaptureState, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
 import { pagesPerEntry, transactionEntries } from './entry.ts';
 import { ReadPin } from './read-pin.ts';
 import { snapshotPayloads } from './snapshot-pages.ts';
 import { LagSamples } from './status-lines.ts';
-import { decodeWalHeader, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
+import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
 import { CAPTURE_READ_BYTES_MAX, findWalEnd, readFrom, type Position } from './wal-file.ts';
 
 /** Entries appended in one group commit, by their total size (the log writes at most 4 MiB at once). */
 const CAPTURE_BATCH_BYTES_MAX = 1024 * 1024;
 /** A generation's snapshot is taken again for retention only after this many times its size in transactions. */
 const RESNAPSHOT_FACTOR = 4;
-/**
- * Once the WAL holds this many times checkpointFrames copied frames and more are still to copy, the capture
- * copies the rest under the barrier (checkpoint): the WAL's bound, for an application faster than the log.
- */
-const WAL_FRAMES_FACTOR = 4;
-/** The most WAL (bytes past the copied frames) read into memory under the barrier when behind. */
-const BARRIER_READ_BYTES_MAX = 32 * 1024 * 1024;
 /** Lags kept for the p50/p99 in status. */
 const LAG_SAMPLES = 512;
 
@@ -61,7 +54,6 @@ export interface CaptureOptions {
   /** Keep the position across restarts and go on in the same generation when it still holds (capture-state.ts). */
   resume?: CaptureResumeOptions | undefined;
 }
-
 
 export class SqliteCapture {
   private reader: ReadPin | undefined;
@@ -214,6 +206,8 @@ export class SqliteCapture {
    * fsyncs are not the application's writers' wait). The WAL may then be reset: they are in memory.
    */
   private pending: Array<{ header: WalHeader; frames: readonly WalFrame[]; mtimeMs: number }> | undefined;
+  /** While the barrier is held: when the copy stops (BARRIER_HOLD_MAX_MS). */
+  private holdUntilMs: number | undefined;
   /** Steps in a row that found the barrier taken; the unbarriered checkpoint runs at the first only. */
   private barrierTries = 0;
   /** Where the last checkpoint left the position. */
@@ -235,11 +229,12 @@ export class SqliteCapture {
   }
 
   /** Read the WAL from the position to its last valid commit and append what is new; start over when it must. */
-  private async copy(): Promise<void> {
+  /** Whether it reached the WAL's end (false: the barrier's hold ran out first, `holdUntilMs`). */
+  private async copy(): Promise<boolean> {
     let bytesMax = CAPTURE_READ_BYTES_MAX;
     for (;;) {
       const wal = await this.readWal(this.position!, bytesMax);
-      if (wal === 'none' || wal === 'new-generation') return;
+      if (wal === 'none' || wal === 'new-generation') return true;
       const { header, bytes } = wal;
       const scan = scanWalFrames(bytes, header, this.position!.cursor);
       if (scan.commits > 0) {
@@ -250,12 +245,12 @@ export class SqliteCapture {
         this.reader!.retake();
         if (!this.pending) await this.persist();
       }
-      if (!wal.more) return;
-      // Behind an application that writes faster than the log takes it: read the rest under the barrier (its
-      // writers wait meanwhile), so that the WAL stays bounded (WAL_FRAMES_FACTOR); not when the rest could
-      // be more than the memory that costs.
-      const behind = this.position!.cursor.frameIndex >= WAL_FRAMES_FACTOR * this.options.checkpointFrames && this.counters.walBytes - walFrameOffset(header.pageBytes, this.position!.cursor.frameIndex) <= BARRIER_READ_BYTES_MAX;
-      if (scan.commits > 0 && behind && !this.pending && (await this.checkpoint(true))) return;
+      if (!wal.more) return true;
+      if (this.holdUntilMs !== undefined && this.options.clock.nowMs() >= this.holdUntilMs) return false;
+      // Behind an application that writes faster than the log takes it: go on under the barrier (its writers
+      // wait meanwhile), so that the WAL stops growing while the capture catches up (WAL_FRAMES_FACTOR).
+      const behind = this.position!.cursor.frameIndex >= WAL_FRAMES_FACTOR * this.options.checkpointFrames;
+      if (scan.commits > 0 && behind && !this.checkpointer!.held && (await this.checkpoint(true))) return true;
       // A transaction larger than one read: read more at once until its commit frame is in.
       bytesMax = scan.commits > 0 ? CAPTURE_READ_BYTES_MAX : bytesMax * 2;
     }
@@ -360,17 +355,21 @@ export class SqliteCapture {
     const takenMs = this.options.clock.nowMs();
     const generations = this.counters.generations;
     let result: CheckpointResult | undefined;
-    this.pending = [];
+    // Behind, the log's appends are made under the barrier (that is what holds the application back), for a
+    // bounded time; otherwise the few transactions committed since the last copy wait in memory.
+    this.pending = behind ? undefined : [];
+    this.holdUntilMs = takenMs + BARRIER_HOLD_MAX_MS;
     try {
-      await this.copy();
+      const atEnd = await this.copy();
       // A new generation started by the copy took its snapshot; its read transaction stays as it is.
-      if (this.counters.generations === generations) {
+      if (atEnd && this.counters.generations === generations) {
         this.reader!.release();
         result = checkpointer.passive();
         this.reader!.retake();
       }
     } finally {
       checkpointer.releaseBarrier();
+      this.holdUntilMs = undefined;
       this.counters.barrierMsMax = Math.max(this.counters.barrierMsMax, this.options.clock.nowMs() - takenMs);
     }
     try {
@@ -382,8 +381,10 @@ export class SqliteCapture {
     } finally {
       this.pending = undefined;
     }
-    this.counters.checkpoints++;
-    this.lastCheckpoint = { salt1: this.position?.header?.salt1, frameIndex: this.position?.cursor.frameIndex ?? 0 };
+    if (result) {
+      this.counters.checkpoints++;
+      this.lastCheckpoint = { salt1: this.position?.header?.salt1, frameIndex: this.position?.cursor.frameIndex ?? 0 };
+    }
     if (result?.full && this.position?.header && result.walFrames === this.position.cursor.frameIndex) {
       this.counters.fullCheckpoints++;
       this.expectReset = true;

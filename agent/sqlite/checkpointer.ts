@@ -30,6 +30,17 @@ export function barrierSpinMs(tries: number, behind: boolean): number {
   return behind ? BARRIER_SPIN_MAX_MS : Math.min(BARRIER_SPIN_MAX_MS, BARRIER_SPIN_MS * 2 ** Math.max(0, tries - 1));
 }
 
+/**
+ * Once the WAL holds this many times checkpointFrames copied frames and more are still to copy, the capture
+ * copies the rest under the barrier (capture.ts): the WAL's bound, for an application faster than the log.
+ */
+export const WAL_FRAMES_FACTOR = 4;
+/**
+ * The longest the barrier is held for a capture behind the application, appending to the log meanwhile
+ * (then released without a checkpoint, and taken again at a later step): well within the busy_timeout the
+ * README asks of the application (5 s), past which its writes would fail.
+ */
+export const BARRIER_HOLD_MAX_MS = 1000;
 /** Where the capture's last checkpoint left its position. */
 export interface LastCheckpoint {
   salt1: number | undefined;
