@@ -24,15 +24,13 @@ import { openSqlite } from './connection.ts';
 import { BARRIER_HOLD_MAX_MS, barrierSpinMs, checkpointDue, WAL_FRAMES_FACTOR, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
 import { captureStatePath, fileIdentity, loadCaptureState, resumable, saveCaptureState, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
-import { pagesPerEntry, transactionEntries } from './entry.ts';
+import { appendGrouped, pagesPerEntry, transactionEntries } from './entry.ts';
 import { ReadPin } from './read-pin.ts';
 import { snapshotPayloads } from './snapshot-pages.ts';
 import { LagSamples } from './status-lines.ts';
 import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
 import { CAPTURE_READ_BYTES_MAX, findWalEnd, readFrom, type Position } from './wal-file.ts';
 
-/** Entries appended in one group commit, by their total size (the log writes at most 4 MiB at once). */
-const CAPTURE_BATCH_BYTES_MAX = 1024 * 1024;
 /** A generation's snapshot is taken again for retention only after this many times its size in transactions. */
 const RESNAPSHOT_FACTOR = 4;
 /** Lags kept for the p50/p99 in status. */
@@ -295,15 +293,11 @@ export class SqliteCapture {
   }
 
   private async appendAll(payloads: readonly Uint8Array[]): Promise<void> {
-    for (let start = 0; start < payloads.length; ) {
-      let end = start;
-      let bytes = 0;
-      while (end < payloads.length && (end === start || bytes + payloads[end]!.length <= CAPTURE_BATCH_BYTES_MAX)) bytes += payloads[end++]!.length;
-      this.counters.lastCommitSeq = await this.options.append(payloads.slice(start, end));
-      this.counters.entriesAppended += end - start;
+    await appendGrouped(payloads, this.options.append, (seq, entries, bytes) => {
+      this.counters.lastCommitSeq = seq;
+      this.counters.entriesAppended += entries;
       this.counters.bytesAppended += bytes;
-      start = end;
-    }
+    });
   }
 
   /**
@@ -320,6 +314,9 @@ export class SqliteCapture {
       this.reader!.retake();
       return position;
     });
+    // Found under a checkpoint's barrier, which runs no checkpoint after a new generation: the snapshot is
+    // read in the read transaction, and the application's writers need not wait for it.
+    this.checkpointer!.releaseBarrier();
     const { payloads, pageCount } = await snapshotPayloads(this.reader!.connection, options.path, position?.cursor, { db: options.name, generation: this.generation, entryBytesMax: options.entryBytesMax });
     await this.appendAll(payloads);
     this.snapshotSeq = this.counters.lastCommitSeq - payloads.length + 1;
@@ -360,22 +357,22 @@ export class SqliteCapture {
     this.pending = behind ? undefined : [];
     this.holdUntilMs = takenMs + BARRIER_HOLD_MAX_MS;
     try {
-      const atEnd = await this.copy();
-      // A new generation started by the copy took its snapshot; its read transaction stays as it is.
-      if (atEnd && this.counters.generations === generations) {
-        this.reader!.release();
-        result = checkpointer.passive();
-        this.reader!.retake();
+      try {
+        const atEnd = await this.copy();
+        // A new generation started by the copy took its snapshot; its read transaction stays as it is.
+        if (atEnd && this.counters.generations === generations) {
+          this.reader!.release();
+          result = checkpointer.passive();
+          this.reader!.retake();
+        }
+      } finally {
+        checkpointer.releaseBarrier();
+        this.holdUntilMs = undefined;
+        this.counters.barrierMsMax = Math.max(this.counters.barrierMsMax, this.options.clock.nowMs() - takenMs);
       }
-    } finally {
-      checkpointer.releaseBarrier();
-      this.holdUntilMs = undefined;
-      this.counters.barrierMsMax = Math.max(this.counters.barrierMsMax, this.options.clock.nowMs() - takenMs);
-    }
-    try {
       await this.appendPending();
     } catch (error) {
-      // The position is past transactions the log does not have: attach anew (a resume checks the log).
+      // The position may be past transactions read and not appended: attach anew (a resume checks the log).
       this.detach();
       throw error;
     } finally {
