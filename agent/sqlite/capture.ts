@@ -204,8 +204,8 @@ export class SqliteCapture {
    * fsyncs are not the application's writers' wait). The WAL may then be reset: they are in memory.
    */
   private pending: Array<{ header: WalHeader; frames: readonly WalFrame[]; mtimeMs: number }> | undefined;
-  /** While the barrier is held: when the copy stops (BARRIER_HOLD_MAX_MS). */
-  private holdUntilMs: number | undefined;
+  /** A checkpoint's copy under the barrier, which a timer lets go after BARRIER_HOLD_MAX_MS. */
+  private barrierCopy = false;
   /** Steps in a row that found the barrier taken; the unbarriered checkpoint runs at the first only. */
   private barrierTries = 0;
   /** Where the last checkpoint left the position. */
@@ -227,7 +227,7 @@ export class SqliteCapture {
   }
 
   /** Read the WAL from the position to its last valid commit and append what is new; start over when it must. */
-  /** Whether it reached the WAL's end (false: the barrier's hold ran out first, `holdUntilMs`). */
+  /** Whether it reached the WAL's end (false: a checkpoint's barrier was let go first, `barrierCopy`). */
   private async copy(): Promise<boolean> {
     let bytesMax = CAPTURE_READ_BYTES_MAX;
     for (;;) {
@@ -244,7 +244,7 @@ export class SqliteCapture {
         if (!this.pending) await this.persist();
       }
       if (!wal.more) return true;
-      if (this.holdUntilMs !== undefined && this.options.clock.nowMs() >= this.holdUntilMs) return false;
+      if (this.barrierCopy && !this.checkpointer!.held) return false;
       // Behind an application that writes faster than the log takes it: go on under the barrier (its writers
       // wait meanwhile), so that the WAL stops growing while the capture catches up (WAL_FRAMES_FACTOR).
       const behind = this.position!.cursor.frameIndex >= WAL_FRAMES_FACTOR * this.options.checkpointFrames;
@@ -335,10 +335,9 @@ export class SqliteCapture {
    * (the bulk of the pages, while the application writes on). Then, under the barrier (nothing commits
    * meanwhile): copy to the WAL's end, end the read transaction, checkpoint the rest, and take the read
    * transaction again, on read lock 0 when the checkpoint was complete (read-pin.ts), so the application's
-   * next write resets the WAL. The barrier is only tried, never waited for inside SQLite: a writer holding
-   * the lock means the next step tries again (the writers that come meanwhile wait within their
-   * busy_timeout, for the copy and the checkpoint's tail). The reset is expected only when the checkpoint
-   * saw exactly the frames copied; any other reset starts a new generation.
+   * next write resets the WAL. The barrier is only tried, never waited for inside SQLite (a writer holding
+   * it: the next step tries again). The reset is expected only when the checkpoint saw exactly the frames
+   * copied; any other reset starts a new generation. `behind`: only the copy (see BARRIER_HOLD_MAX_MS).
    */
   private async checkpoint(behind = false): Promise<boolean> {
     const checkpointer = this.checkpointer!;
@@ -355,19 +354,23 @@ export class SqliteCapture {
     // Behind, the log's appends are made under the barrier (that is what holds the application back), for a
     // bounded time; otherwise the few transactions committed since the last copy wait in memory.
     this.pending = behind ? undefined : [];
-    this.holdUntilMs = takenMs + BARRIER_HOLD_MAX_MS;
+    // Let go on time, mid-append if need be (the writers give up after their busy_timeout); no checkpoint then.
+    const letGo = this.options.clock.setTimeout(() => checkpointer.releaseBarrier(), BARRIER_HOLD_MAX_MS);
+    this.barrierCopy = true;
     try {
       try {
         const atEnd = await this.copy();
-        // A new generation started by the copy took its snapshot; its read transaction stays as it is.
-        if (atEnd && this.counters.generations === generations) {
+        // Not after a new generation's snapshot, nor behind: the backlog's pages are backfilled at the next
+        // step, first without the barrier (a long backfill here would keep the writers past their timeout).
+        if (atEnd && !behind && checkpointer.held && this.counters.generations === generations) {
           this.reader!.release();
           result = checkpointer.passive();
           this.reader!.retake();
         }
       } finally {
+        letGo.cancel();
+        this.barrierCopy = false;
         checkpointer.releaseBarrier();
-        this.holdUntilMs = undefined;
         this.counters.barrierMsMax = Math.max(this.counters.barrierMsMax, this.options.clock.nowMs() - takenMs);
       }
       await this.appendPending();

@@ -36,11 +36,12 @@ export function barrierSpinMs(tries: number, behind: boolean): number {
  */
 export const WAL_FRAMES_FACTOR = 4;
 /**
- * The longest the barrier is held for a capture behind the application, appending to the log meanwhile
- * (then released without a checkpoint, and taken again at a later step): well within the busy_timeout the
- * README asks of the application (5 s), past which its writes would fail.
+ * The longest a checkpoint holds the barrier (a timer lets it go, in the middle of an append if need be):
+ * a capture behind the application appends to the log under it, which holds the application's writers
+ * back while it catches up, and is released without a checkpoint when the end was not reached; the next
+ * step takes it again. Well within the busy_timeout the README asks of the application (5 s).
  */
-export const BARRIER_HOLD_MAX_MS = 1000;
+export const BARRIER_HOLD_MAX_MS = 2000;
 /** Where the capture's last checkpoint left its position. */
 export interface LastCheckpoint {
   salt1: number | undefined;
