@@ -199,10 +199,7 @@ export class SqliteCapture {
   }
 
   private identity: { dev: number; ino: number } | undefined;
-  /**
-   * While the barrier is held: the transactions read, appended to the log once it is released (the log's
-   * fsyncs are not the application's writers' wait). The WAL may then be reset: they are in memory.
-   */
+  /** Transactions read under the barrier, appended once it is released (then the WAL may be reset). */
   private pending: Array<{ header: WalHeader; frames: readonly WalFrame[]; mtimeMs: number }> | undefined;
   /** A checkpoint's copy under the barrier, which a timer lets go after BARRIER_HOLD_MAX_MS. */
   private barrierCopy = false;
@@ -226,8 +223,10 @@ export class SqliteCapture {
     await saveCaptureState(captureStatePath(resume.dataDir, this.options.name), { generation: this.generation, seq: this.counters.lastCommitSeq, ...this.identity, snapshotSeq: this.snapshotSeq, salt1, salt2, frameIndex: position.cursor.frameIndex, checksum: [position.cursor.checksum[0], position.cursor.checksum[1]], expectReset: this.expectReset });
   }
 
-  /** Read the WAL from the position to its last valid commit and append what is new; start over when it must. */
-  /** Whether it reached the WAL's end (false: a checkpoint's barrier was let go first, `barrierCopy`). */
+  /**
+   * Read the WAL from the position to its last valid commit and append what is new; start over when it must.
+   * Whether it reached the WAL's end (false: a checkpoint's barrier was let go first, `barrierCopy`).
+   */
   private async copy(): Promise<boolean> {
     let bytesMax = CAPTURE_READ_BYTES_MAX;
     for (;;) {
@@ -314,8 +313,7 @@ export class SqliteCapture {
       this.reader!.retake();
       return position;
     });
-    // Found under a checkpoint's barrier, which runs no checkpoint after a new generation: the snapshot is
-    // read in the read transaction, and the application's writers need not wait for it.
+    // Found under a checkpoint's barrier (none follows a new generation): the writers need not wait for the snapshot.
     this.checkpointer!.releaseBarrier();
     const { payloads, pageCount } = await snapshotPayloads(this.reader!.connection, options.path, position?.cursor, { db: options.name, generation: this.generation, entryBytesMax: options.entryBytesMax });
     await this.appendAll(payloads);
