@@ -21,7 +21,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Clock, Logger, LastgaspError, TimerHandle } from '../util/index.ts';
 import { openSqlite } from './connection.ts';
-import { BARRIER_HOLD_MAX_MS, barrierSpinMs, checkpointDue, WAL_FRAMES_FACTOR, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
+import { BARRIER_HOLD_MAX_MS, BARRIER_TAIL_FRAMES_MAX, barrierSpinMs, checkpointDue, WAL_FRAMES_FACTOR, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
 import { captureStatePath, fileIdentity, loadCaptureState, resumable, saveCaptureState, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
 import { appendGrouped, pagesPerEntry, transactionEntries } from './entry.ts';
@@ -207,7 +207,6 @@ export class SqliteCapture {
   private barrierTries = 0;
   /** Where the last checkpoint left the position. */
   private lastCheckpoint: LastCheckpoint | undefined;
-
   /** The log seq of this generation's snapshot: once retention removes it, a standby starting over has none. */
   private snapshotSeq = 0;
   private snapshotBytes = 0;
@@ -335,7 +334,7 @@ export class SqliteCapture {
    * transaction again, on read lock 0 when the checkpoint was complete (read-pin.ts), so the application's
    * next write resets the WAL. The barrier is only tried, never waited for inside SQLite (a writer holding
    * it: the next step tries again). The reset is expected only when the checkpoint saw exactly the frames
-   * copied; any other reset starts a new generation. `behind`: only the copy (see BARRIER_HOLD_MAX_MS).
+   * copied; any other reset starts a new generation. `behind`: the most spin (BARRIER_HOLD_MAX_MS).
    */
   private async checkpoint(behind = false): Promise<boolean> {
     const checkpointer = this.checkpointer!;
@@ -348,19 +347,23 @@ export class SqliteCapture {
     this.counters.barrierTakes++;
     const takenMs = this.options.clock.nowMs();
     const generations = this.counters.generations;
+    const markedAt = this.position?.cursor.frameIndex ?? 0;
     let result: CheckpointResult | undefined;
-    // Behind, the log's appends are made under the barrier (that is what holds the application back), for a
-    // bounded time; otherwise the few transactions committed since the last copy wait in memory.
+    // Behind, the appends are made under the barrier (holding the writers back); otherwise they wait in memory.
     this.pending = behind ? undefined : [];
     // Let go on time, mid-append if need be (the writers give up after their busy_timeout); no checkpoint then.
-    const letGo = this.options.clock.setTimeout(() => checkpointer.releaseBarrier(), BARRIER_HOLD_MAX_MS);
+    const release = () => {
+      if (checkpointer.held) this.counters.barrierMsMax = Math.max(this.counters.barrierMsMax, this.options.clock.nowMs() - takenMs);
+      checkpointer.releaseBarrier();
+    };
+    const letGo = this.options.clock.setTimeout(release, BARRIER_HOLD_MAX_MS);
     this.barrierCopy = true;
     try {
       try {
         const atEnd = await this.copy();
-        // Not after a new generation's snapshot, nor behind: the backlog's pages are backfilled at the next
-        // step, first without the barrier (a long backfill here would keep the writers past their timeout).
-        if (atEnd && !behind && checkpointer.held && this.counters.generations === generations) {
+        // Not after a new generation, nor with a long tail (backfilled first without the barrier, next step).
+        const tail = (this.position?.cursor.frameIndex ?? 0) - markedAt;
+        if (atEnd && tail <= BARRIER_TAIL_FRAMES_MAX && checkpointer.held && this.counters.generations === generations) {
           this.reader!.release();
           result = checkpointer.passive();
           this.reader!.retake();
@@ -368,8 +371,7 @@ export class SqliteCapture {
       } finally {
         letGo.cancel();
         this.barrierCopy = false;
-        checkpointer.releaseBarrier();
-        this.counters.barrierMsMax = Math.max(this.counters.barrierMsMax, this.options.clock.nowMs() - takenMs);
+        release();
       }
       await this.appendPending();
     } catch (error) {

@@ -42,6 +42,13 @@ export const WAL_FRAMES_FACTOR = 4;
  * step takes it again. Well within the busy_timeout the README asks of the application (5 s).
  */
 export const BARRIER_HOLD_MAX_MS = 2000;
+/**
+ * The most frames a checkpoint copies under the barrier and still backfills there (4 MiB of 4 KiB pages): a
+ * longer tail is backfilled at the next step, first without the barrier, since a checkpoint runs
+ * synchronously and a long one would keep the application's writers, timer or not.
+ */
+export const BARRIER_TAIL_FRAMES_MAX = 1024;
+
 /** Where the capture's last checkpoint left its position. */
 export interface LastCheckpoint {
   salt1: number | undefined;
