@@ -8,9 +8,10 @@
  * 2. The `-wal` file is read with plain reads (fs.watch, and a short poll as a fallback), verified frame by
  *    frame (salts, checksum chain: wal-format.ts), and every transaction up to the last valid commit frame
  *    becomes log entries (entry.ts), fsynced and replicated like every other entry.
- * 3. The agent checkpoints (checkpointer.ts, PASSIVE) once the WAL holds checkpointFrames copied frames; its
- *    read transaction keeps the checkpoint to frames it can still copy. After a full checkpoint the WAL is
- *    reset by the application's next write, a reset the capture expects (salt-1 one higher).
+ * 3. The agent is the database's checkpointer (checkpointer.ts): once the WAL holds checkpointFrames copied
+ *    frames it takes the write barrier, copies to the WAL's end, and checkpoints (PASSIVE) with nothing of its
+ *    own pinned, so the checkpoint is complete however busy the application; the WAL is then reset by the
+ *    application's next write, a reset the capture expects (salt-1 one higher). That keeps the WAL bounded.
  * 4. Every other change of the WAL's header (a reset it did not expect, the WAL gone) means frames it never
  *    saw may be lost: it starts a new generation, a consistent snapshot of the whole database (read inside
  *    its read transaction through sqlite_dbpage), chunked through the log. A start goes on in the generation
@@ -18,19 +19,18 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { LastgaspError, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
-import { openSqlite, isBusy, type SqliteConnection } from './connection.ts';
-import { WalCheckpointer } from './checkpointer.ts';
+import type { Clock, Logger, LastgaspError, TimerHandle } from '../util/index.ts';
+import { openSqlite } from './connection.ts';
+import { BARRIER_HOLD_MAX_MS, BARRIER_TAIL_FRAMES_MAX, barrierSpinMs, checkpointDue, WAL_FRAMES_FACTOR, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
 import { captureStatePath, fileIdentity, loadCaptureState, resumable, saveCaptureState, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
-import { pagesPerEntry, splitTransaction, transactionEntries } from './entry.ts';
-import { PlainSnapshotReader } from './snapshot-pages.ts';
+import { appendGrouped, pagesPerEntry, transactionEntries } from './entry.ts';
+import { ReadPin } from './read-pin.ts';
+import { snapshotPayloads } from './snapshot-pages.ts';
 import { LagSamples } from './status-lines.ts';
 import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
 import { CAPTURE_READ_BYTES_MAX, findWalEnd, readFrom, type Position } from './wal-file.ts';
 
-/** Entries appended in one group commit, by their total size (the log writes at most 4 MiB at once). */
-const CAPTURE_BATCH_BYTES_MAX = 1024 * 1024;
 /** A generation's snapshot is taken again for retention only after this many times its size in transactions. */
 const RESNAPSHOT_FACTOR = 4;
 /** Lags kept for the p50/p99 in status. */
@@ -53,9 +53,8 @@ export interface CaptureOptions {
   resume?: CaptureResumeOptions | undefined;
 }
 
-
 export class SqliteCapture {
-  private reader: SqliteConnection | undefined;
+  private reader: ReadPin | undefined;
   private checkpointer: WalCheckpointer | undefined;
   private position: Position | undefined;
   private generation = '';
@@ -70,7 +69,7 @@ export class SqliteCapture {
   private lastError: string | undefined;
   private generationReason = '';
   private readonly lags = new LagSamples(LAG_SAMPLES);
-  readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, lastCommitSeq: 0, walBytes: 0 };
+  readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, fullCheckpoints: 0, barrierTakes: 0, barrierBusy: 0, barrierMsMax: 0, lastCommitSeq: 0, walBytes: 0 };
 
   constructor(private readonly options: CaptureOptions) {}
 
@@ -96,13 +95,6 @@ export class SqliteCapture {
   }
 
   private detach(): void {
-    // The read transaction ends here, not at close: libsql closes a connection only once the statements it
-    // prepared are collected, and until then a transaction left open would go on pinning the WAL.
-    try {
-      this.reader?.exec('COMMIT');
-    } catch {
-      // None was open.
-    }
     this.reader?.close();
     this.checkpointer?.close();
     this.reader = this.checkpointer = undefined;
@@ -157,7 +149,7 @@ export class SqliteCapture {
     }
     const before = this.position?.cursor.frameIndex;
     await this.copy();
-    if (this.checkpointDue(this.position?.cursor.frameIndex === before)) await this.checkpoint();
+    if (checkpointDue(this.position, this.lastCheckpoint, this.options.checkpointFrames, this.position?.cursor.frameIndex === before)) await this.checkpoint();
     // A standby that fell behind the log's retention waits for a snapshot after the gap (replica.ts): one
     // comes whenever retention has removed this generation's, so the log always holds one to start from.
     // Not sooner than RESNAPSHOT_FACTOR times the snapshot's bytes in transactions: retention drops segments
@@ -180,7 +172,7 @@ export class SqliteCapture {
     probe.close();
     const check = await checkDatabase(options.path, `${options.field}.path`, version);
     if (!check.exists) return false;
-    this.reader = await openSqlite(options.path, true);
+    this.reader = new ReadPin(await openSqlite(options.path, true), options.path, options.field);
     this.checkpointer = new WalCheckpointer(options.path);
     await this.checkpointer.open();
     this.identity = await fileIdentity(options.path);
@@ -189,7 +181,7 @@ export class SqliteCapture {
       return true;
     }
     // The read transaction first: from here on the WAL cannot be reset before the first copy.
-    this.retakeReadTransaction();
+    this.reader.retake();
     const state = await loadCaptureState(captureStatePath(options.resume.dataDir, options.name));
     const resume = await resumable(state, options.path, options.name, options.resume.log);
     if (!resume.ok) {
@@ -207,24 +199,14 @@ export class SqliteCapture {
   }
 
   private identity: { dev: number; ino: number } | undefined;
+  /** Transactions read under the barrier, appended once it is released (then the WAL may be reset). */
+  private pending: Array<{ header: WalHeader; frames: readonly WalFrame[]; mtimeMs: number }> | undefined;
+  /** A checkpoint's copy under the barrier, which a timer lets go after BARRIER_HOLD_MAX_MS. */
+  private barrierCopy = false;
+  /** Steps in a row that found the barrier taken; the unbarriered checkpoint runs at the first only. */
+  private barrierTries = 0;
   /** Where the last checkpoint left the position. */
-  private lastCheckpoint: { salt1: number | undefined; frameIndex: number } | undefined;
-
-  /**
-   * A checkpoint blocks the event loop while it copies pages and syncs the database file. While the
-   * application writes, one every checkpointFrames/4 new frames (a writer that never pauses never lets the
-   * WAL start over, and a checkpoint at every step cost the capture's lag tens of ms each time); once it
-   * pauses (the step copied nothing), one more so that its next write can start the WAL over; never again at
-   * the same position (an idle application's WAL would be checkpointed at every poll).
-   */
-  private checkpointDue(idle: boolean): boolean {
-    const position = this.position;
-    if (!position || position.cursor.frameIndex < this.options.checkpointFrames) return false;
-    const last = this.lastCheckpoint;
-    if (!last || last.salt1 !== position.header?.salt1) return true;
-    const since = position.cursor.frameIndex - last.frameIndex;
-    return since >= Math.max(1, Math.floor(this.options.checkpointFrames / 4)) || (idle && since > 0);
-  }
+  private lastCheckpoint: LastCheckpoint | undefined;
   /** The log seq of this generation's snapshot: once retention removes it, a standby starting over has none. */
   private snapshotSeq = 0;
   private snapshotBytes = 0;
@@ -240,22 +222,31 @@ export class SqliteCapture {
     await saveCaptureState(captureStatePath(resume.dataDir, this.options.name), { generation: this.generation, seq: this.counters.lastCommitSeq, ...this.identity, snapshotSeq: this.snapshotSeq, salt1, salt2, frameIndex: position.cursor.frameIndex, checksum: [position.cursor.checksum[0], position.cursor.checksum[1]], expectReset: this.expectReset });
   }
 
-  /** Read the WAL from the position to its last valid commit and append what is new; start over when it must. */
-  private async copy(): Promise<void> {
+  /**
+   * Read the WAL from the position to its last valid commit and append what is new; start over when it must.
+   * Whether it reached the WAL's end (false: a checkpoint's barrier was let go first, `barrierCopy`).
+   */
+  private async copy(): Promise<boolean> {
     let bytesMax = CAPTURE_READ_BYTES_MAX;
     for (;;) {
       const wal = await this.readWal(this.position!, bytesMax);
-      if (wal === 'none' || wal === 'new-generation') return;
+      if (wal === 'none' || wal === 'new-generation') return true;
       const { header, bytes } = wal;
       const scan = scanWalFrames(bytes, header, this.position!.cursor);
       if (scan.commits > 0) {
-        await this.appendTransactions(header, scan.frames, wal.mtimeMs);
+        if (this.pending) this.pending.push({ header, frames: scan.frames, mtimeMs: wal.mtimeMs });
+        else await this.appendTransactions(header, scan.frames, wal.mtimeMs);
         this.position = { header, cursor: scan.end };
         this.expectReset = false;
-        this.retakeReadTransaction();
-        await this.persist();
+        this.reader!.retake();
+        if (!this.pending) await this.persist();
       }
-      if (!wal.more) return;
+      if (!wal.more) return true;
+      if (this.barrierCopy && !this.checkpointer!.held) return false;
+      // Behind an application that writes faster than the log takes it: go on under the barrier (its writers
+      // wait meanwhile), so that the WAL stops growing while the capture catches up (WAL_FRAMES_FACTOR).
+      const behind = this.position!.cursor.frameIndex >= WAL_FRAMES_FACTOR * this.options.checkpointFrames;
+      if (scan.commits > 0 && behind && !this.checkpointer!.held && (await this.checkpoint(true))) return true;
       // A transaction larger than one read: read more at once until its commit frame is in.
       bytesMax = scan.commits > 0 ? CAPTURE_READ_BYTES_MAX : bytesMax * 2;
     }
@@ -300,15 +291,11 @@ export class SqliteCapture {
   }
 
   private async appendAll(payloads: readonly Uint8Array[]): Promise<void> {
-    for (let start = 0; start < payloads.length; ) {
-      let end = start;
-      let bytes = 0;
-      while (end < payloads.length && (end === start || bytes + payloads[end]!.length <= CAPTURE_BATCH_BYTES_MAX)) bytes += payloads[end++]!.length;
-      this.counters.lastCommitSeq = await this.options.append(payloads.slice(start, end));
-      this.counters.entriesAppended += end - start;
+    await appendGrouped(payloads, this.options.append, (seq, entries, bytes) => {
+      this.counters.lastCommitSeq = seq;
+      this.counters.entriesAppended += entries;
       this.counters.bytesAppended += bytes;
-      start = end;
-    }
+    });
   }
 
   /**
@@ -317,24 +304,17 @@ export class SqliteCapture {
    */
   private async newGeneration(reason: string): Promise<void> {
     const { options } = this;
+    // Transactions read under the barrier go into the log before the snapshot that follows them.
+    await this.appendPending();
     this.generation = `${options.node}-${options.clock.nowMs().toString(36)}-${++this.generationCount}`;
-    const position = await this.underBarrier(async () => {
+    const position = await this.checkpointer!.hold(() => this.stopped, this.options.clock, this.options.pollMs, async () => {
       const position = await findWalEnd(options.path + '-wal');
-      this.retakeReadTransaction();
+      this.reader!.retake();
       return position;
     });
-    const reader = this.reader!;
-    const pageBytes = Number(reader.get('PRAGMA page_size')?.page_size);
-    const pageCount = Number(reader.get('PRAGMA page_count')?.page_count);
-    const perEntry = pagesPerEntry(options.entryBytesMax, pageBytes);
-    const payloads: Uint8Array[] = [];
-    // SQLite's own page reader where the build has it (libsql); the file and the WAL read directly where not.
-    const plain = this.hasDbpage(reader) ? undefined : await PlainSnapshotReader.open(options.path, pageBytes, position?.cursor);
-    for (let first = 1; first <= pageCount; first += perEntry) {
-      const last = Math.min(pageCount, first + perEntry - 1);
-      const pages = plain ? await plain.pages(first, last) : reader.all('SELECT pgno, data FROM sqlite_dbpage WHERE pgno BETWEEN ? AND ? ORDER BY pgno', [first, last]).map((row) => ({ pgno: Number(row.pgno), page: new Uint8Array(row.data as Uint8Array) }));
-      payloads.push(...splitTransaction({ db: options.name, generation: this.generation, pageBytes }, pages, first + perEntry > pageCount ? pageCount : 0, first === 1, perEntry));
-    }
+    // Found under a checkpoint's barrier (none follows a new generation): the writers need not wait for the snapshot.
+    this.checkpointer!.releaseBarrier();
+    const { payloads, pageCount } = await snapshotPayloads(this.reader!.connection, options.path, position?.cursor, { db: options.name, generation: this.generation, entryBytesMax: options.entryBytesMax });
     await this.appendAll(payloads);
     this.snapshotSeq = this.counters.lastCommitSeq - payloads.length + 1;
     this.snapshotBytes = payloads.reduce((sum, payload) => sum + payload.length, 0);
@@ -347,61 +327,74 @@ export class SqliteCapture {
     options.logger.info(`sqlite ${options.name}: new generation ${this.generation} (${reason}): snapshot of ${pageCount} pages`, { event: 'sqlite-generation', db: options.name, generation: this.generation, pages: pageCount, seq: this.counters.lastCommitSeq, reason });
   }
 
-  private hasDbpage(reader: SqliteConnection): boolean {
-    return Number(reader.get("SELECT count(*) AS n FROM pragma_module_list WHERE name = 'sqlite_dbpage'")?.n) === 1;
-  }
-
   /**
-   * Checkpoint without stopping the application's writers. The read transaction, taken at the end of the last
-   * copy, holds the checkpoint to frames the agent has (or, committed just after that copy, still can) copy,
-   * and no writer can reset the WAL while it is held. After the checkpoint the WAL is copied again (frames
-   * committed meanwhile are still pinned), and the read transaction taken anew: on a fully backfilled WAL
-   * that lets the application's next write reset it, the reset the capture then expects. A writer can only
-   * reset a WAL whose every frame is backfilled, and then every frame was copied first.
+   * The write barrier's checkpoint. First a passive checkpoint without it, up to the read transaction's mark
+   * (the bulk of the pages, while the application writes on). Then, under the barrier (nothing commits
+   * meanwhile): copy to the WAL's end, end the read transaction, checkpoint the rest, and take the read
+   * transaction again, on read lock 0 when the checkpoint was complete (read-pin.ts), so the application's
+   * next write resets the WAL. The barrier is only tried, never waited for inside SQLite (a writer holding
+   * it: the next step tries again). The reset is expected only when the checkpoint saw exactly the frames
+   * copied; any other reset starts a new generation. `behind`: the most spin (BARRIER_HOLD_MAX_MS).
    */
-  private async checkpoint(): Promise<void> {
-    const result = this.checkpointer!.passive();
-    await this.copy();
-    this.retakeReadTransaction();
-    this.counters.checkpoints++;
-    this.lastCheckpoint = { salt1: this.position?.header?.salt1, frameIndex: this.position?.cursor.frameIndex ?? 0 };
-    if (result.full && this.position?.header) {
-      this.expectReset = true;
-      await this.persist();
-    }
-  }
-
-  /** Run `work` holding the write barrier (waiting for a writer that holds the lock now). */
-  private async underBarrier<T>(work: () => Promise<T>): Promise<T | undefined> {
+  private async checkpoint(behind = false): Promise<boolean> {
     const checkpointer = this.checkpointer!;
-    while (!checkpointer.tryBarrier()) {
-      if (this.stopped) return undefined;
-      await new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, this.options.pollMs));
+    if (this.barrierTries++ === 0) checkpointer.passive();
+    if (!checkpointer.tryBarrier(barrierSpinMs(this.barrierTries, behind))) {
+      this.counters.barrierBusy++;
+      return false;
     }
-    try {
-      return await work();
-    } finally {
+    this.barrierTries = 0;
+    this.counters.barrierTakes++;
+    const takenMs = this.options.clock.nowMs();
+    const generations = this.counters.generations;
+    const markedAt = this.position?.cursor.frameIndex ?? 0;
+    let result: CheckpointResult | undefined;
+    // Behind, the appends are made under the barrier (holding the writers back); otherwise they wait in memory.
+    this.pending = behind ? undefined : [];
+    // Let go on time, mid-append if need be (the writers give up after their busy_timeout); no checkpoint then.
+    const release = () => {
+      if (checkpointer.held) this.counters.barrierMsMax = Math.max(this.counters.barrierMsMax, this.options.clock.nowMs() - takenMs);
       checkpointer.releaseBarrier();
+    };
+    const letGo = this.options.clock.setTimeout(release, BARRIER_HOLD_MAX_MS);
+    this.barrierCopy = true;
+    try {
+      try {
+        const atEnd = await this.copy();
+        // Not after a new generation, nor with a long tail (backfilled first without the barrier, next step).
+        const tail = (this.position?.cursor.frameIndex ?? 0) - markedAt;
+        if (atEnd && tail <= BARRIER_TAIL_FRAMES_MAX && checkpointer.held && this.counters.generations === generations) {
+          this.reader!.release();
+          result = checkpointer.passive();
+          this.reader!.retake();
+        }
+      } finally {
+        letGo.cancel();
+        this.barrierCopy = false;
+        release();
+      }
+      await this.appendPending();
+    } catch (error) {
+      // The position may be past transactions read and not appended: attach anew (a resume checks the log).
+      this.detach();
+      throw error;
+    } finally {
+      this.pending = undefined;
     }
+    if (result) {
+      this.counters.checkpoints++;
+      this.lastCheckpoint = { salt1: this.position?.header?.salt1, frameIndex: this.position?.cursor.frameIndex ?? 0 };
+    }
+    if (result?.full && this.position?.header && result.walFrames === this.position.cursor.frameIndex) {
+      this.counters.fullCheckpoints++;
+      this.expectReset = true;
+    }
+    await this.persist();
+    return true;
   }
 
-  /** End the read transaction and begin one at the WAL's current end (a statement is what starts it). */
-  private retakeReadTransaction(): void {
-    const reader = this.reader!;
-    try {
-      reader.exec('COMMIT');
-    } catch {
-      // No transaction was open (the first time).
-    }
-    reader.exec('BEGIN');
-    try {
-      reader.get('SELECT count(*) AS n FROM sqlite_master');
-    } catch (error) {
-      reader.exec('ROLLBACK');
-      if (isBusy(error)) {
-        throw new LastgaspError('SQLITE_UNSUITABLE', `${this.options.field}.path: ${this.options.path} cannot be read while the application has it open: it uses PRAGMA locking_mode=EXCLUSIVE (remove that), or holds its lock for a long time`, { path: this.options.path });
-      }
-      throw error;
-    }
+  /** Append the transactions read under the barrier, in order. */
+  private async appendPending(): Promise<void> {
+    for (let next = this.pending?.shift(); next; next = this.pending?.shift()) await this.appendTransactions(next.header, next.frames, next.mtimeMs);
   }
 }

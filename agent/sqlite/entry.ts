@@ -95,3 +95,17 @@ export function transactionEntries(base: Omit<SqliteEntry, 'pages' | 'commitPage
   }
   return { payloads, commits };
 }
+
+/** Entries appended in one group commit, by their total size (the log writes at most 4 MiB at once). */
+const APPEND_GROUP_BYTES_MAX = 1024 * 1024;
+
+/** Append `payloads` in order, in group commits of at most APPEND_GROUP_BYTES_MAX (one entry at least). */
+export async function appendGrouped(payloads: readonly Uint8Array[], append: (group: readonly Uint8Array[]) => Promise<number>, appended: (lastSeq: number, entries: number, bytes: number) => void): Promise<void> {
+  for (let start = 0; start < payloads.length; ) {
+    let end = start;
+    let bytes = 0;
+    while (end < payloads.length && (end === start || bytes + payloads[end]!.length <= APPEND_GROUP_BYTES_MAX)) bytes += payloads[end++]!.length;
+    appended(await append(payloads.slice(start, end)), end - start, bytes);
+    start = end;
+  }
+}

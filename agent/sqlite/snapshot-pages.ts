@@ -7,7 +7,9 @@
  * WAL here anyway; the WAL's frames up to the end cannot be overwritten while the transaction holds it.
  */
 import { open as openFile } from 'node:fs/promises';
+import type { SqliteConnection } from './connection.ts';
 import { databaseFile } from './db-file.ts';
+import { pagesPerEntry, splitTransaction } from './entry.ts';
 import { decodeWalHeader, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalCursor } from './wal-format.ts';
 
 export class PlainSnapshotReader {
@@ -54,4 +56,24 @@ export class PlainSnapshotReader {
     }
     return out;
   }
+}
+
+/**
+ * A generation's snapshot as log entries: every page of the database as `reader`'s read transaction (taken
+ * under the write barrier at `end`, the WAL's last commit) sees it.
+ */
+export async function snapshotPayloads(reader: SqliteConnection, path: string, end: WalCursor | undefined, entry: { db: string; generation: string; entryBytesMax: number }): Promise<{ payloads: Uint8Array[]; pageCount: number }> {
+  const pageBytes = Number(reader.get('PRAGMA page_size')?.page_size);
+  const pageCount = Number(reader.get('PRAGMA page_count')?.page_count);
+  const perEntry = pagesPerEntry(entry.entryBytesMax, pageBytes);
+  const payloads: Uint8Array[] = [];
+  // SQLite's own page reader where the build has it (libsql); the file and the WAL read directly where not.
+  const hasDbpage = Number(reader.get("SELECT count(*) AS n FROM pragma_module_list WHERE name = 'sqlite_dbpage'")?.n) === 1;
+  const plain = hasDbpage ? undefined : await PlainSnapshotReader.open(path, pageBytes, end);
+  for (let first = 1; first <= pageCount; first += perEntry) {
+    const last = Math.min(pageCount, first + perEntry - 1);
+    const pages = plain ? await plain.pages(first, last) : reader.all('SELECT pgno, data FROM sqlite_dbpage WHERE pgno BETWEEN ? AND ? ORDER BY pgno', [first, last]).map((row) => ({ pgno: Number(row.pgno), page: new Uint8Array(row.data as Uint8Array) }));
+    payloads.push(...splitTransaction({ db: entry.db, generation: entry.generation, pageBytes }, pages, first + perEntry > pageCount ? pageCount : 0, first === 1, perEntry));
+  }
+  return { payloads, pageCount };
 }

@@ -10,11 +10,12 @@
  * appTxPerS / appTxPerSAlone is the cost (the issue's goal: at least 0.8). lagP50Ms / lagP99Ms are the
  * capture's lag as the primary measures it: from the WAL's last modification to the transaction's entry
  * being fdatasynced in the log (replication to the sibling comes after, as for every entry). rssMB is the
- * primary agent's resident memory with one database. Each mode runs ROUNDS times, interleaved; medians are
- * printed, and the last line is one JSON object. Not part of `npm test`.
+ * primary agent's resident memory with one database. walMaxMB is the largest the primary's `-wal` grew
+ * (sampled every 100 ms): what the agent's checkpoints leave the application's disk to hold. Each mode runs
+ * ROUNDS times, interleaved; medians are printed, and the last line is one JSON object. Not part of `npm test`.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,7 +70,27 @@ async function alone(): Promise<number> {
   }
 }
 
-async function withAgent(): Promise<{ txPerS: number; lagP50Ms: number; lagP99Ms: number; rssMB: number }> {
+/** The largest size a file reached while sampled (a WAL is never shrunk by SQLite, but one may be replaced). */
+function sizeWatch(path: string): { stop(): number } {
+  let max = 0;
+  const sample = () => {
+    try {
+      max = Math.max(max, statSync(path).size);
+    } catch {
+      // Not there yet.
+    }
+  };
+  const timer = setInterval(sample, 100);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      sample();
+      return max;
+    },
+  };
+}
+
+async function withAgent(): Promise<{ txPerS: number; lagP50Ms: number; lagP99Ms: number; rssMB: number; walMaxMB: number }> {
   const dir = await tempDir('bench-sqlite-agent');
   const broker = await startMosquitto(dir.path);
   const journal = join(dir.path, 'journal.ndjson');
@@ -77,6 +98,7 @@ async function withAgent(): Promise<{ txPerS: number; lagP50Ms: number; lagP99Ms
   await mkdir(join(dir.path, 'gw-a-db'));
   await mkdir(join(dir.path, 'gw-b-db'));
   const { a, b } = await startPair(dir.path, 'benchsql', broker.url, { extraA: app('gw-a'), extraB: app('gw-b') });
+  const wal = sizeWatch(join(dir.path, 'gw-a-db', 'app.db-wal'));
   try {
     const rate = await waitFor('the application to finish', () => txPerS(journal), 300_000);
     // The end is the application's last transaction in the standby's copy (a capture that stopped short
@@ -85,8 +107,9 @@ async function withAgent(): Promise<{ txPerS: number; lagP50Ms: number; lagP99Ms
     await waitFor('the standby to have the last transaction', async () => (await replicaTxid(join(dir.path, 'gw-b-db', 'app.db'))) === lastTxid || undefined, 120_000, 300);
     const sqlite = ((await a.client.status()).sqlite as Array<Record<string, number>>)[0]!;
     const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${a.process.child.pid}/status`, 'utf8'))?.[1]);
-    return { txPerS: rate, lagP50Ms: sqlite.lagMsP50!, lagP99Ms: sqlite.lagMsP99!, rssMB: rssKb / 1024 };
+    return { txPerS: rate, lagP50Ms: sqlite.lagMsP50!, lagP99Ms: sqlite.lagMsP99!, rssMB: rssKb / 1024, walMaxMB: wal.stop() / 1024 / 1024 };
   } finally {
+    wal.stop();
     await a.stop();
     await b.stop();
     await broker.stop();
@@ -105,7 +128,7 @@ async function main(): Promise<void> {
   for (let round = 0; round < ROUNDS; round++) {
     alones.push(await alone());
     withs.push(await withAgent());
-    console.log(`round ${round + 1}: alone ${alones.at(-1)!.toFixed(0)} tx/s, with the agent ${withs.at(-1)!.txPerS.toFixed(0)} tx/s, capture lag p50 ${withs.at(-1)!.lagP50Ms.toFixed(1)} ms p99 ${withs.at(-1)!.lagP99Ms.toFixed(1)} ms, agent RSS ${withs.at(-1)!.rssMB.toFixed(0)} MB`);
+    console.log(`round ${round + 1}: alone ${alones.at(-1)!.toFixed(0)} tx/s, with the agent ${withs.at(-1)!.txPerS.toFixed(0)} tx/s, capture lag p50 ${withs.at(-1)!.lagP50Ms.toFixed(1)} ms p99 ${withs.at(-1)!.lagP99Ms.toFixed(1)} ms, agent RSS ${withs.at(-1)!.rssMB.toFixed(0)} MB, WAL at most ${withs.at(-1)!.walMaxMB.toFixed(1)} MB`);
   }
   const result = {
     appTxPerS: Math.round(median(withs.map((w) => w.txPerS))),
@@ -113,6 +136,7 @@ async function main(): Promise<void> {
     lagP50Ms: Number(median(withs.map((w) => w.lagP50Ms)).toFixed(1)),
     lagP99Ms: Number(median(withs.map((w) => w.lagP99Ms)).toFixed(1)),
     rssMB: Math.round(median(withs.map((w) => w.rssMB))),
+    walMaxMB: Number(median(withs.map((w) => w.walMaxMB)).toFixed(1)),
   };
   console.log(`${TX_COUNT} transactions, ${ROUNDS} rounds: ${result.appTxPerS} tx/s with the agent, ${result.appTxPerSAlone} alone (ratio ${(result.appTxPerS / result.appTxPerSAlone).toFixed(2)})`);
   console.log(JSON.stringify(result));

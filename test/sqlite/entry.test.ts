@@ -40,12 +40,12 @@ test('other ops are not SQLite entries; malformed SQLite entries are named', () 
 test('lastgasp status: one line per database, capturing or replica', () => {
   const lines = sqliteStatusLines({
     sqlite: [
-      { name: 'app', role: 'capture', commitsCaptured: 12, framesCaptured: 40, lastCommitSeq: 99, lagMsP50: 3.2, lagMsP99: 17.9, walBytes: 4096, checkpoints: 2, generations: 1 },
+      { name: 'app', role: 'capture', commitsCaptured: 12, framesCaptured: 40, lastCommitSeq: 99, lagMsP50: 3.2, lagMsP99: 17.9, walBytes: 4096, checkpoints: 2, fullCheckpoints: 1, barrierBusy: 3, barrierMsMax: 12, generations: 1 },
       { name: 'hist', role: 'replica', commitsApplied: 5, snapshotsApplied: 1, appliedSeq: 98, lastSetAside: '/data/hist.db.set-aside-1' },
     ],
   });
   assert.deepEqual(lines, [
-    '  sqlite app: capturing, 12 commits (40 frames) to seq 99, lag p50 3 ms, p99 18 ms, WAL 4096 bytes, 2 checkpoints, generation 1',
+    '  sqlite app: capturing, 12 commits (40 frames) to seq 99, lag p50 3 ms, p99 18 ms, WAL 4096 bytes, 2 checkpoints (1 complete; write barrier busy 3 times, held 12 ms at most), generation 1',
     '  sqlite hist: replica, 5 commits and 1 snapshots applied, to seq 98, own file set aside as /data/hist.db.set-aside-1',
   ]);
   assert.deepEqual(sqliteStatusLines({}), []);

@@ -13,7 +13,7 @@ import { silentLogger, systemClock } from '../../../agent/util/index.ts';
 const [db, replicaDb, dir, app] = (globalThis as unknown as { Deno: { args: string[] } }).Deno.args as [string, string, string, string];
 const log = createFlashLog({ dir: join(dir, 'log') });
 await log.open();
-const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-deno', pollMs: 5, checkpointFrames: 40, entryBytesMax: 64 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, logger: silentLogger, clock: systemClock, resume: { dataDir: dir, log } });
+const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-deno', pollMs: 5, checkpointFrames: 10, entryBytesMax: 64 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, logger: silentLogger, clock: systemClock, resume: { dataDir: dir, log } });
 const replica = new SqliteReplica({ path: replicaDb, name: 'app', dataDir: dir, log, logger: silentLogger, clock: systemClock });
 await replica.load();
 capture.start();
