@@ -5,6 +5,10 @@
  * sysexits.h), as the daemons a gateway image carries do.
  */
 import { parseArgs } from 'node:util';
+import { closest, explainParseError } from '../../firmware-bridge/core/usage.ts';
+
+// One wording for the agent's and the bridge's commands: the bridge holds it, since it imports nothing from here.
+export { closest, explainParseError };
 
 /** Exit code of a usage error (EX_USAGE in sysexits.h). */
 export const EXIT_USAGE = 64;
@@ -89,46 +93,4 @@ export function parseCommand(argv: readonly string[], spec: CommandSpec): Parsed
       return text as (typeof choices)[number];
     },
   };
-}
-
-/** node:util's parse errors, said as this CLI says things: what was wrong and what would be right. */
-export function explainParseError(error: unknown, known: readonly string[]): string {
-  const code = (error as { code?: string }).code;
-  const message = (error as Error).message;
-  const quoted = /'([^']+)'/.exec(message)?.[1] ?? '';
-  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-    const option = quoted.split(/[ =]/)[0]!;
-    const close = closest(option.replace(/^-+/, ''), known);
-    return `unknown option ${option}${close ? ` (did you mean --${close}?)` : ` (known: ${known.map((name) => `--${name}`).join(', ')})`}`;
-  }
-  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
-    const option = quoted.split(' ')[0]!;
-    if (message.includes('does not take an argument')) return `${option} is a flag and takes no value`;
-    return `${option} needs a value (write ${option}=VALUE for a value that begins with "-")`;
-  }
-  return message;
-}
-
-/** The known name nearest to `name` by edit distance, if near enough to be a typo (or a prefix of it). */
-export function closest(name: string, known: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Infinity;
-  for (const candidate of known) {
-    const distance = candidate.startsWith(name) && name.length >= 2 ? 1 : editDistance(name, candidate);
-    if (distance < bestDistance) {
-      best = candidate;
-      bestDistance = distance;
-    }
-  }
-  return bestDistance <= Math.max(2, Math.floor(name.length / 3)) ? best : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++) row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    previous = row;
-  }
-  return previous[b.length]!;
 }

@@ -4,7 +4,7 @@
  */
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { explainParseError } from './usage.ts';
+import { explainParseError } from '../core/index.ts';
 import { EXIT_OK, EXIT_USAGE, type Io } from './io.ts';
 import {
   Battery,

@@ -3,7 +3,7 @@
  * `lastgasp bms decode` turns a captured frame (hex) into JSON, for the user with a logic analyser.
  */
 import { parseArgs } from 'node:util';
-import { explainParseError } from './usage.ts';
+import { explainParseError } from '../core/index.ts';
 import type { PowerSourceConfig, PowerStatus, TransportConfig } from '../core/index.ts';
 import { createPowerSource } from '../power-source.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, type Io } from './io.ts';

@@ -24,4 +24,5 @@ export { EventEdges } from './edges.ts';
 export { NoPowerSource } from './none.ts';
 export { OrderedDrops, type DecodeOutput } from './decode-output.ts';
 export { PolledPowerSource, POLL_FAILURES_MAX, AC_DISCHARGE_THRESHOLD_MA_DEFAULT, acFromCurrent, type PollResult, type PolledOptions, type StreamParser } from './polled.ts';
+export { explainParseError, closest } from './usage.ts';
 export * from './transport/index.ts';

@@ -1,7 +1,7 @@
 /**
- * The bridge's commands explain a mistake on their command line as `lastgasp`'s own commands do (the same
- * wording), with code of their own: firmware-bridge imports nothing from the agent (issue 13), so that it
- * can be read, built and reused as a library of its own.
+ * A mistake on a command line, said as the commands of the bridge and of the agent say it (one wording for
+ * both): the bridge's commands use it from here, and the agent's argument parser (agent/util/args.ts) takes
+ * it from the bridge, since firmware-bridge imports nothing from the agent.
  */
 
 /** node:util parseArgs's errors, said as the CLI says things: what was wrong and what would be right. */
@@ -11,7 +11,7 @@ export function explainParseError(error: unknown, known: readonly string[]): str
   const quoted = /'([^']+)'/.exec(message)?.[1] ?? '';
   if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
     const option = quoted.split(/[ =]/)[0]!;
-    const near = nearestOption(option.replace(/^-+/, ''), known);
+    const near = closest(option.replace(/^-+/, ''), known);
     return `unknown option ${option}${near ? ` (did you mean --${near}?)` : ` (known: ${known.map((name) => `--${name}`).join(', ')})`}`;
   }
   if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
@@ -23,10 +23,10 @@ export function explainParseError(error: unknown, known: readonly string[]): str
 }
 
 /**
- * The known option a mistyped one most likely meant: one it begins (two letters at least), or the nearest
+ * The known name a mistyped one most likely meant: one it begins (two letters at least), or the nearest
  * by Levenshtein distance if that is small for its length (2, or a third of it for long names).
  */
-function nearestOption(typed: string, known: readonly string[]): string | undefined {
+export function closest(typed: string, known: readonly string[]): string | undefined {
   const scored = known.map((name) => ({ name, distance: name.startsWith(typed) && typed.length >= 2 ? 1 : levenshtein(typed, name) }));
   const best = scored.reduce<{ name: string; distance: number } | undefined>((kept, next) => (kept === undefined || next.distance < kept.distance ? next : kept), undefined);
   return best !== undefined && best.distance <= Math.max(2, Math.floor(typed.length / 3)) ? best.name : undefined;
