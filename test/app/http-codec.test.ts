@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
 import { ResponseReader, encodeRequest, parseSimpleHead, type HeadParse, type ReadResult } from '../../agent/app/http/index.ts';
+import { mulberry32 } from '../log/support/random.ts';
 
 const HEAD_MAX = 16 * 1024;
 const BODY_MAX = 1024;
@@ -46,18 +47,6 @@ function randomCuts(length: number, random: () => number): number[] {
   return [...new Set(cuts)].sort((x, y) => x - y);
 }
 
-/** A small seeded generator, so that a failing case can be replayed. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('the client\'s request for one entry is taken as it is: method, target, headers, body bounds', () => {
   const result = parse(ENTRY_REQUEST);
   assert.equal(result.kind, 'simple');
@@ -81,7 +70,7 @@ test('a head split anywhere across reads parses as in one piece, scanned once', 
   const bytes = latin1(ENTRY_REQUEST);
   const whole = parse(ENTRY_REQUEST);
   for (let cut = 0; cut < bytes.length; cut++) assert.deepEqual(parseInPieces(bytes, [cut]), whole, `cut at ${cut}`);
-  const random = seeded(7);
+  const random = mulberry32(7);
   for (let round = 0; round < 200; round++) assert.deepEqual(parseInPieces(bytes, randomCuts(bytes.length, random)), whole);
   // Byte by byte: each call looks only at the bytes the previous one had not seen.
   const cuts = Array.from({ length: bytes.length - 1 }, (_, index) => index + 1);
@@ -177,7 +166,7 @@ test('every head the fast path takes in a random-mutation loop is read the same 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
   const seed = Number(process.env.LASTGASP_HTTP_CODEC_SEED ?? Date.now() % 1_000_000);
-  const random = seeded(seed);
+  const random = mulberry32(seed);
   const interesting = [0x00, 0x09, 0x0a, 0x0d, 0x20, 0x7f, 0x80, 0xff, 0x3a, 0x2f, 0x2c, 0x61, 0x30, 0x25, 0x3f];
   const base = latin1('PUT /v1/kv/k-1 HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nX-Any: v\r\nContent-Length: 3\r\n\r\nabc');
   let taken = 0;
@@ -214,7 +203,7 @@ test('every head the fast path takes in a random-mutation loop is read the same 
 });
 
 test('random bytes give a parse result, never a throw', () => {
-  const random = seeded(11);
+  const random = mulberry32(11);
   for (let round = 0; round < 2000; round++) {
     const bytes = Uint8Array.from({ length: Math.floor(random() * 200) }, () => Math.floor(random() * 256));
     if (random() < 0.5) bytes.set(latin1('POST /').subarray(0, Math.min(6, bytes.length)));
@@ -245,7 +234,7 @@ const bodyOf = (result: ReadResult) => (result.kind === 'response' ? String.from
 test('responses: a Content-Length body, a chunked one with extensions and trailers, one to the close, none for 204', () => {
   const agentAnswer = 'HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 20\r\nDate: Tue, 01 Dec 2026 03:00:00 GMT\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\n{"seq":12,"epoch":3}';
   const chunked = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=value\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n';
-  const random = seeded(3);
+  const random = mulberry32(3);
   for (let round = 0; round < 100; round++) {
     const answer = readInPieces(agentAnswer, randomCuts(agentAnswer.length, random));
     assert.equal(answer.kind, 'response');
