@@ -17,7 +17,7 @@
  * pile up and the next batch carries all of them (large). A sibling that sees a gap asks for a resend from
  * its position (`want`); the publisher rewinds there (go-back-N) and the receiver drops what it already has.
  *
- * About 600 lines: ordering, windows, quorum and replica acks, resends, and now link-sized batches and the drain
+ * About 700 lines: ordering, windows, quorum and replica acks, resends, and now link-sized batches and the drain
  * meter's feed; splitting the resend and sizing rules out is part of issue 13's redesign.
  */
 import { setImmediate } from 'node:timers';

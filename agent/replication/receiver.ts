@@ -192,18 +192,18 @@ export class Receiver {
       return;
     }
     const fresh = entries.slice(committed + 1 - first);
-    const boundary = this.misplacedEpoch(fresh, committed);
-    if (boundary) {
+    const epochs = this.checkEpochs(fresh, committed);
+    if (epochs === 'regression') {
+      this.counters.epochRegressions++;
+      this.options.logger.error('rejected a batch whose epochs go backwards', { from: batch.node, first, last });
+      return;
+    }
+    if (epochs) {
       // Stored, these would follow entries of an older epoch that the new leader never had (this node's own,
       // written before it stood down): the roles cut them when the leader record is handled, and the gap
       // that leaves asks for these again.
       this.counters.epochBoundaries++;
-      this.options.logger.warn(`held back a batch: ${boundary}`, { from: batch.node, first: fresh[0]!.seq, last });
-      return;
-    }
-    if (!this.epochsMonotone(fresh)) {
-      this.counters.epochRegressions++;
-      this.options.logger.error('rejected a batch whose epochs go backwards', { from: batch.node, first, last });
+      this.options.logger.warn(`held back a batch: ${epochs}`, { from: batch.node, first: fresh[0]!.seq, last });
       return;
     }
     // What a standby holds is a copy: the primary keeps its own until the configured level has the entries. So
@@ -229,32 +229,25 @@ export class Receiver {
   }
 
   /**
-   * Where the fresh entries step into a newer epoch after history of an older one (in the log or earlier in
-   * the batch), that epoch must be the leader's as its record gave it, and must begin at its `since`: a
-   * batch of an epoch whose record has not come yet, or one that would begin it at another seq, is said why.
+   * The fresh entries' epochs, in one pass: they never go backwards ('regression'), and where they step into
+   * a newer epoch after history of an older one (in the log or earlier in the batch), that epoch must be the
+   * leader's as its record gave it and must begin at its `since`; a batch of an epoch whose record has not
+   * come yet, or one that would begin it at another seq, is said why. Undefined when all is in order.
    */
-  private misplacedEpoch(fresh: readonly LogEntry[], committed: number): string | undefined {
+  private checkEpochs(fresh: readonly LogEntry[], committed: number): 'regression' | string | undefined {
     let previous = this.lastEntryEpoch;
     for (let index = 0; index < fresh.length; index++) {
       const entry = fresh[index]!;
+      if (entry.epoch < previous) return 'regression';
       if (entry.epoch > previous && (committed > 0 || index > 0)) {
         if (entry.epoch > this.leaderEpoch) return `entries of epoch ${entry.epoch} came before its leader record (this node follows epoch ${this.leaderEpoch})`;
         if (entry.epoch === this.leaderEpoch && this.leaderSince !== undefined && entry.seq !== this.leaderSince) {
           return `epoch ${entry.epoch} begins at seq ${this.leaderSince}, and this batch would begin it at ${entry.seq}`;
         }
       }
-      previous = Math.max(previous, entry.epoch);
-    }
-    return undefined;
-  }
-
-  private epochsMonotone(entries: readonly LogEntry[]): boolean {
-    let previous = this.lastEntryEpoch;
-    for (const entry of entries) {
-      if (entry.epoch < previous) return false;
       previous = entry.epoch;
     }
-    return true;
+    return undefined;
   }
 
   /** Resolve once the log holds `seq`, after `timeoutMs`, or when the receiver stops. */
