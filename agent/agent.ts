@@ -18,7 +18,7 @@ import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { WriteRules } from './app/write-rules.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
 import { FORWARD_POSITION_KEY, createForwarder, type Forwarder } from './app/forwarder.ts';
-import { apiTokenFile, hookOptions, logOptions, loadOrCreateToken, powerThresholds, readSecrets, replicationOptions, roleOptions, supervisorOptions, type AgentConfig } from './config/index.ts';
+import { apiTokenFile, hookOptions, kvSnapshotOptions, logOptions, loadOrCreateToken, powerThresholds, readSecrets, replicationOptions, roleOptions, supervisorOptions, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
 import { Brownout, PowerSupervisor, throttleBytes, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
 import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
@@ -100,7 +100,7 @@ export class Agent implements AppBackend, RoleHost {
       onBatchSynced: (entries) => this.metrics.batchEntries.observe(entries),
       ...(deps.storage ? { storage: deps.storage } : {}),
     });
-    this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), snapshotEveryEntries: config.log.snapshotEveryEntries, snapshotEveryBytes: config.log.snapshotEveryEntries > 0 ? Math.floor(config.log.quotaBytes / 4) : 0, ...(config.mqttIngest.forward ? { holdKey: FORWARD_POSITION_KEY } : {}), ...(config.app.sqlite.length ? { neededFrom: () => this.sqlite?.neededFrom() ?? Infinity } : {}) });
+    this.state = new KvState({ dataDir: config.dataDir, log: this.log, logger: logger.child('agent:app:kv'), ...kvSnapshotOptions(config), ...(config.mqttIngest.forward ? { holdKey: FORWARD_POSITION_KEY } : {}), ...(config.app.sqlite.length ? { neededFrom: () => this.sqlite?.neededFrom() ?? Infinity } : {}) });
     // The token and the TLS key are secrets: start() gets them from config/secrets.ts, not from here.
     const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ackAfter, ackAfterTimeoutMs, ...listener } = config.api;
     this.copies = new CopyWait(this.log, this.clock, { ackAfter, timeoutMs: ackAfterTimeoutMs });

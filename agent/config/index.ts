@@ -10,4 +10,4 @@ export { readConfigSources, envKeys, envName, ENV_PREFIX, type ConfigSources } f
 export { describeConfig } from './describe.ts';
 export type { Issue } from './schema-dsl.ts';
 export { readSecrets, readPrivateFile, loadOrCreateToken, apiTokenFile, type Secrets, type ApiSecrets, type ReplicationSecrets } from './secrets.ts';
-export { logOptions, replicationOptions, roleOptions, leaseMsFor, supervisorOptions, powerThresholds, hookOptions } from './options.ts';
+export { logOptions, kvSnapshotOptions, replicationOptions, roleOptions, leaseMsFor, supervisorOptions, powerThresholds, hookOptions } from './options.ts';

@@ -27,6 +27,15 @@ export function logOptions(config: AgentConfig) {
   } satisfies Partial<LogOptions>;
 }
 
+/**
+ * How often the key-value state is snapshotted: every log.snapshotEveryEntries entries, and every quarter of
+ * log.quotaBytes of entries (so a log of large entries is not pinned behind an old snapshot); 0 turns both off.
+ */
+export function kvSnapshotOptions(config: AgentConfig): { snapshotEveryEntries: number; snapshotEveryBytes: number } {
+  const { snapshotEveryEntries, quotaBytes } = config.log;
+  return { snapshotEveryEntries, snapshotEveryBytes: snapshotEveryEntries > 0 ? Math.floor(quotaBytes / 4) : 0 };
+}
+
 /** Replication's options that the config sets (the agent adds the log, the secrets, the keys, logger and clock). */
 export function replicationOptions(config: AgentConfig) {
   const replication = config.replication;

@@ -3,7 +3,7 @@
 // log, replication, the roles, the supervisor and the hooks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { hookOptions, leaseMsFor, logOptions, replicationOptions, roleOptions, supervisorOptions, validateConfig, type AgentConfig } from '../../agent/config/index.ts';
+import { hookOptions, kvSnapshotOptions, leaseMsFor, logOptions, replicationOptions, roleOptions, supervisorOptions, validateConfig, type AgentConfig } from '../../agent/config/index.ts';
 
 const signing = { keyFile: '/etc/lastgasp/gw-a.key', publicKeys: { 'gw-a': '11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=', 'gw-b': '/etc/lastgasp/gw-b.pub' } };
 
@@ -27,6 +27,8 @@ test('a minimal config: the parts get the schema defaults, and the files sit und
   assert.equal(log.dir, '/var/lib/lastgasp/log');
   assert.equal(log.segmentBytes, 64 * 1024 * 1024);
   assert.equal(log.fullPolicy, config.log.fullPolicy);
+  assert.deepEqual(kvSnapshotOptions(config), { snapshotEveryEntries: 100_000, snapshotEveryBytes: 256 * 1024 * 1024 }, 'a snapshot also every quarter of the 1 GiB quota');
+  assert.deepEqual(kvSnapshotOptions(valid({ ...minimal, log: { snapshotEveryEntries: 0 } })), { snapshotEveryEntries: 0, snapshotEveryBytes: 0 }, '0: only at a clean stop');
 
   const replication = replicationOptions(config);
   assert.deepEqual(replication.brokers, ['mqtt://127.0.0.1:1883'], 'the broker URLs, without their other fields');
