@@ -24,7 +24,7 @@ export interface CutHost {
   readonly logger: Logger;
   readonly counters: Counters;
   readonly commit: Pick<GroupCommit, 'pause' | 'resume' | 'busy' | 'whenIdle' | 'hasWork' | 'scheduleFlush' | 'dropStaged' | 'nextSeq'>;
-  readonly pool: Pick<SegmentPool, 'segments' | 'quarantineFiles' | 'closeActive' | 'reopenActive' | 'cutBack' | 'firstSeq'>;
+  readonly pool: Pick<SegmentPool, 'segments' | 'quarantineFiles' | 'closeActive' | 'reopenActive' | 'cutBack' | 'firstSeq' | 'scheduleRetention'>;
   readonly marks: Pick<WatermarkBook, 'committed' | 'epoch' | 'replicated' | 'replicaAcked' | 'retentionFloor' | 'cutTo'>;
   /** Why the log refuses work now (closed, faulted), or undefined. */
   refuse(): LastgaspError | undefined;
@@ -65,6 +65,8 @@ export class Cut {
       return await this.cutAfter(seq);
     } finally {
       this.demoting = false;
+      // Retention waited for the cut (it chose its segments by position); what it may release now, it does.
+      host.pool.scheduleRetention();
       host.commit.resume();
       if (host.commit.hasWork()) host.commit.scheduleFlush();
     }
@@ -107,7 +109,7 @@ export class Cut {
     } catch (error) {
       throw host.faultInFlight(error, `demotion after seq ${seq} in ${dir}`);
     }
-    this.settle(plan, keep, target, seq);
+    this.settle(plan, target, seq);
     // The intent goes before any new record can be written at the cut: replaying it later would zero them.
     try {
       await finishDemotion(storage, dir);
@@ -122,10 +124,10 @@ export class Cut {
   }
 
   /** The cut is on disk: the pool, the group commit and the marks move back to it. */
-  private settle(plan: DemotionPlan, keep: number, target: Segment, seq: number): void {
+  private settle(plan: DemotionPlan, target: Segment, seq: number): void {
     const { host } = this;
     const cut = plan.cutOffset;
-    host.pool.cutBack(keep);
+    host.pool.cutBack(target);
     host.forgetReads();
     host.commit.dropStaged(new LastgaspError('LOG_SEQ', `log ${host.options.dir} was cut back to seq ${seq} by a demotion; appends staged meanwhile were not written`, { seq }));
     // The segment now ends with the plan's checkpoint at the cut.

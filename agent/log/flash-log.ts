@@ -138,6 +138,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       counters: this.counters,
       saltSource: this.saltSource,
       isClosed: () => this.lifecycle === 'closed',
+      cutting: () => this.cut.demoting,
       faulted: () => this.faults.fault !== undefined,
       syncMode: () => this.syncMode,
       releasable: (lastSeq) => this.marks.releasable(lastSeq),

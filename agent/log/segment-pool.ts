@@ -7,6 +7,7 @@
  */
 import { LastgaspError, type Clock, type Logger } from '../util/index.ts';
 import { CHECKPOINT_RECORD_BYTES, SEGMENT_HEADER_BYTES } from './format.ts';
+import { invariant } from './invariants.ts';
 import { ioError, type Counters, type ResolvedOptions } from './options.ts';
 import type { RecoveredState } from './recovery.ts';
 import { createSpare, newSegment, recycleSegment, segmentPath, type Segment, type Spare } from './segments.ts';
@@ -25,6 +26,8 @@ export interface SegmentPoolHost {
   readonly saltSource: () => number;
   isClosed(): boolean;
   faulted(): boolean;
+  /** A cut (quarantineAfter) is under way: it chose its segments by position, so none may leave meanwhile. */
+  cutting(): boolean;
   syncMode(): SyncMode;
   /** Whether the watermarks let retention release a segment whose last entry is `lastSeq`. */
   releasable(lastSeq: number): boolean;
@@ -166,7 +169,7 @@ export class SegmentPool {
     const { host } = this;
     const { storage, options, counters } = host;
     let changed = false;
-    while (this.segments.length > 1 && !host.isClosed() && !host.faulted() && host.releasable(this.segments[0]!.lastSeq)) {
+    while (this.segments.length > 1 && !host.isClosed() && !host.faulted() && !host.cutting() && host.releasable(this.segments[0]!.lastSeq)) {
       const segment = this.segments.shift()!;
       host.segmentReleased(segment);
       changed = true;
@@ -224,8 +227,10 @@ export class SegmentPool {
     return this.activeFile ?? (this.activeFile = await this.host.storage.open(path, 'readwrite'));
   }
 
-  /** A cut kept the segments up to index `keep`; the later ones are in quarantine now. */
-  cutBack(keep: number): void {
+  /** A cut kept the segments up to `target`; the later ones are in quarantine now. */
+  cutBack(target: Segment): void {
+    const keep = this.segments.indexOf(target);
+    invariant(keep >= 0, `cut: segment ${target.path} is no longer in the log`);
     this.segments = this.segments.slice(0, keep + 1);
   }
 

@@ -201,6 +201,44 @@ test('quarantineAfter sets the suffix aside in a file, continues at seq + 1, and
   }
 });
 
+test('retention releasing a segment in the middle of quarantineAfter does not keep the segments the cut moved aside', async () => {
+  // The cut picks the segment to keep, then copies, syncs and applies; retention may drop the oldest
+  // segment meanwhile. The cut must still end the log at the segment it chose: an append after it landing
+  // in a segment moved aside would be lost at the next open.
+  const storage = new SimStorage();
+  const log = createFlashLog({ dir: 'sim/cut-retention', segmentBytes: SEGMENT, storage });
+  await log.open();
+  log.setRetentionFloor(1);
+  for (let i = 1; i <= 150; i++) await log.append(payload(200, i & 0xff));
+  assert.ok(log.status().segments.length >= 3, 'the entries span three segments');
+  log.markReplicated(80);
+  await log.syncWatermarks();
+  const segmentsBefore = log.status().segments.length;
+  let released = false;
+  storage.beforeSync = async () => {
+    if (released) return;
+    released = true;
+    // The first sync of the cut: its segment is chosen. Let retention drop the oldest one now.
+    log.setRetentionFloor(Number.MAX_SAFE_INTEGER);
+    await new Promise((resolve) => setImmediate(resolve));
+  };
+  const result = await log.quarantineAfter(100);
+  storage.beforeSync = undefined;
+  assert.equal(result.records, 50);
+  await log.whenSettled();
+  assert.equal(released, true);
+  // Three segments: retention released the first, the cut moved the third aside; the second alone is left.
+  assert.equal(log.status().segments.length, segmentsBefore - 2, 'only the segment the cut kept remains');
+  assert.equal((await log.append(payload(5))).seq, 101);
+  await log.close();
+  const again = createFlashLog({ dir: 'sim/cut-retention', segmentBytes: SEGMENT, storage });
+  const report = await again.open();
+  assert.equal(report.committed, 101);
+  const entries = await again.read(99, { entriesMax: 10, bytesMax: 1 << 20 });
+  assert.deepEqual(entries.map((e) => e.payload.length), [200, 200, 5]);
+  await again.close();
+});
+
 test('mid-log corruption is quarantined at open, reported, and verify points at the first bad offset', async () => {
   const dir = await tempDir('corrupt');
   const log = createFlashLog({ dir: dir.path, segmentBytes: 256 * 1024 });
