@@ -9,9 +9,9 @@
  *   4. powerOff         the last state and power records, then the links dropped so that the Will goes out.
  *
  * Around them: shrinkTail while on battery, and resume when mains returns before the handoff. The Brownout
- * class carries the steps out over narrow views of the log, replication, the role and the application
- * (below), never the agent; whether this node is handing off or powered off it reads from the power
- * machine's state, which alone holds it.
+ * class below carries the steps out over narrow views of the log, replication, the role and the application
+ * (declared in brownout-parts.ts), never the agent; whether this node is handing off or powered off it reads
+ * from the power machine's state, which alone holds it.
  */
 import type { PowerSource } from '../../firmware-bridge/index.ts';
 import { boundedWait, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
