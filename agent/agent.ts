@@ -3,26 +3,29 @@
  * (primary or standby) and the power supervisor, wired together. `lastgasp run` builds one from the config
  * file; the tests and the demo run it as a separate process.
  *
- * The brownout's steps live in power/brownout.ts, the write rules in app/write-rules.ts and what the config
- * means to each part in config/options.ts; this file wires them to the log, replication, the role and the
- * application. It is still longer than a module should be (about 480 lines): it holds the host interfaces of
- * the API and the roles, and the wiring of the forwarder, hooks, metrics and SQLite capture.
+ * This file is wiring: it makes the parts, connects them, starts and stops them. The brownout lives in
+ * power/brownout.ts, the write rules and readiness in app/write-rules.ts, what runs only on the primary in
+ * app/primary-work.ts, the hosts the roles and the supervisor call back into in hosts.ts, this node's
+ * records on the brokers in node-records.ts, and what the config means to each part in config/options.ts.
+ * Its public methods beyond start/stop are the in-process library's (append, appendMany, readiness,
+ * status) and SIGHUP's, each handed to the part that owns it.
  */
 import { createPowerSource } from './power/index.ts';
-import type { PowerStatus } from '../firmware-bridge/index.ts';
-import { HttpApi, KvState, MetricsListener, agentHistograms, encodeOp, type AppBackend, type Histogram, type BatchResult, type Op, type Readiness } from './app/index.ts';
-import { AppRunner } from './app/app-runner.ts';
-import { UnitRunner, unitEnvFile, type AppControl } from './app/unit-runner.ts';
+import { HttpApi, KvState, MetricsListener, agentHistograms, encodeOp, type AppBackend, type BatchResult, type Op, type Readiness } from './app/index.ts';
+import type { AppControl } from './app/unit-runner.ts';
 import { Hooks } from './app/hooks.ts';
+import { PrimaryWork, appEnvironment, createAppControl } from './app/primary-work.ts';
 import { CopyWait, type CopyOptions } from './app/copy-wait.ts';
 import { WriteRules } from './app/write-rules.ts';
 import { MqttIngest } from './app/mqtt-ingest.ts';
 import { FORWARD_POSITION_KEY, createForwarder, type Forwarder } from './app/forwarder.ts';
 import { apiTokenFile, hookOptions, kvSnapshotOptions, logOptions, loadOrCreateToken, powerThresholds, readSecrets, replicationOptions, roleOptions, supervisorOptions, type AgentConfig } from './config/index.ts';
 import { createFlashLog, type AppendResult, type FlashLog, type Storage } from './log/index.ts';
-import { Brownout, PowerSupervisor, throttleBytes, type PowerStateName, type SupervisorHost, type TailEnergy } from './power/index.ts';
-import { Replication, loadKeyring, type NodeStateName, type WireAuth } from './replication/index.ts';
-import { RoleManager, type RoleHost } from './takeover/index.ts';
+import { Brownout, PowerSupervisor, throttleBytes } from './power/index.ts';
+import { Replication, loadKeyring, type WireAuth } from './replication/index.ts';
+import { RoleManager } from './takeover/index.ts';
+import { HookEvents, roleHost, supervisorHost } from './hosts.ts';
+import { NodeRecords } from './node-records.ts';
 import { SqliteDatabases } from './sqlite/index.ts';
 import { boundedWait, makeDataDir, nodeFs, removeTemporaries, systemClock, type Clock, type Logger, type TimerHandle } from './util/index.ts';
 
@@ -35,15 +38,6 @@ const STOP_STATE_WAIT_MS = 2000;
 /** How often a throttle given in seconds (log.unreplicated*S) is re-sized from the measured drain rate. */
 const THROTTLE_RESIZE_MS = 1000;
 
-const STATE_NAMES: Record<PowerStateName, NodeStateName> = {
-  ONLINE: 'online',
-  ON_BATTERY: 'on-battery',
-  BROWNOUT: 'flushing',
-  FLUSHING: 'flushing',
-  HANDED_OFF: 'handed-off',
-  POWER_OFF: 'handed-off',
-};
-
 export interface AgentDeps {
   logger: Logger;
   clock?: Clock;
@@ -53,7 +47,7 @@ export interface AgentDeps {
   storage?: Storage;
 }
 
-export class Agent implements AppBackend, RoleHost {
+export class Agent {
   readonly log: FlashLog;
   readonly state: KvState;
   private readonly api: HttpApi;
@@ -80,11 +74,13 @@ export class Agent implements AppBackend, RoleHost {
   /** Append latency, batch size and flush time for GET /metrics; the loopback scrape port (metrics.listen). */
   private readonly metrics = agentHistograms();
   private readonly metricsListener: MetricsListener | undefined;
-  /** Event hooks (config `hooks`), and what they compare against: the last role, power state and quarantine count. */
+  /** Event hooks (config `hooks`), and what role, power and quarantine events fire them. */
   private readonly hooks: Hooks;
-  private lastRole: 'primary' | 'standby' | undefined;
-  private lastPowerState: PowerStateName = 'ONLINE';
-  private quarantineFiles = 0;
+  private readonly hookEvents: HookEvents;
+  /** What runs only while primary: the application, the forwarder, the SQLite capture. */
+  private readonly primaryWork: PrimaryWork;
+  /** This node's state and power records on the brokers. */
+  private readonly records: NodeRecords;
 
   constructor(
     private readonly config: AgentConfig,
@@ -105,40 +101,19 @@ export class Agent implements AppBackend, RoleHost {
     const { allowedHosts, allowedOrigins, tls: _tlsFiles, tokenFile: _tokenFile, ackAfter, ackAfterTimeoutMs, ...listener } = config.api;
     this.copies = new CopyWait(this.log, this.clock, { ackAfter, timeoutMs: ackAfterTimeoutMs });
     this.writes = new WriteRules({ log: this.log, copies: this.copies, node: config.node, siblings: config.siblings, entryBytesMax: config.log.entryBytesMax, dataDir: config.dataDir, segmentBytes: config.log.segmentBytes, roles: () => this.roles, handingOff: () => this.brownout?.handingOff ?? false, appendSeconds: this.metrics.appendSeconds, clock: this.clock });
-    this.app = config.app.command
-      ? new AppRunner({
-          command: config.app.command,
-          env: config.app.env,
-          cwd: config.app.cwd ?? config.dataDir,
-          stopTimeoutMs: config.app.stopTimeoutMs,
-          restartDelayMs: config.app.restartDelayMs,
-          restartDelayMsMax: config.app.restartDelayMsMax,
-          stableMs: config.app.stableMs,
-          logger: logger.child('agent:app:run'),
-          clock: this.clock,
-        })
-      : config.app.unit
-        ? new UnitRunner({
-            unit: config.app.unit,
-            user: config.app.user,
-            envFile: unitEnvFile(config.dataDir),
-            stopTimeoutMs: config.app.stopTimeoutMs,
-            restartDelayMs: config.app.restartDelayMs,
-            restartDelayMsMax: config.app.restartDelayMsMax,
-            pollMs: config.app.pollMs,
-            logger: logger.child('agent:app:unit'),
-            clock: this.clock,
-          })
-        : undefined;
+    this.app = createAppControl(config, logger, this.clock);
     this.sqlite = config.app.sqlite.length
       ? new SqliteDatabases({ databases: config.app.sqlite, node: config.node, dataDir: config.dataDir, entryBytesMax: config.log.entryBytesMax, log: this.log, logger, clock: this.clock })
       : undefined;
     const mqtt = config.mqttIngest;
     this.ingest = mqtt.listen
-      ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, entryBytesMax: config.log.entryBytesMax, appendMany: (payloads, copy) => this.appendEncoded(payloads, copy), logger: logger.child('agent:app:mqtt') })
+      ? new MqttIngest({ listen: mqtt.listen, journal: mqtt.journal, socketMode: mqtt.socketMode, ackAfter: mqtt.ackAfter, entryBytesMax: config.log.entryBytesMax, appendMany: (payloads, copy) => this.writes.appendEncoded(payloads, copy), logger: logger.child('agent:app:mqtt') })
       : undefined;
-    this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this, logger: logger.child('agent:app:api') });
+    this.api = new HttpApi({ listener, allowedHosts, allowedOrigins, bodyBytesMax: config.log.entryBytesMax + OP_FRAMING_BYTES_MAX, backend: this.apiBackend(), logger: logger.child('agent:app:api') });
     this.hooks = new Hooks({ ...hookOptions(config.hooks), base: { node: config.node, group: config.group }, powerState: () => this.supervisor?.state ?? 'ONLINE', logger: logger.child('agent:hooks') });
+    this.hookEvents = new HookEvents(this.hooks, () => this.log.status().quarantine);
+    this.primaryWork = new PrimaryWork({ app: this.app, forwarder: () => this.forwarder, sqlite: this.sqlite, state: this.state, committed: () => this.log.watermarks().committed, environment: () => appEnvironment(config, { epoch: this.log.epoch, apiAddress: this.apiAddress, applied: this.state.applied, tokenFile: apiTokenFile(config) }) });
+    this.records = new NodeRecords({ group: config.group, node: config.node, log: this.log, replication: () => this.replicationValue, role: () => this.roles?.role, powerState: () => this.supervisor?.state, clock: this.clock });
     this.metricsListener = config.metrics.listen ? new MetricsListener(config.metrics.listen, () => this.api.metricsText(), logger.child('agent:metrics')) : undefined;
   }
 
@@ -157,7 +132,7 @@ export class Agent implements AppBackend, RoleHost {
     // Under the log's lock now: no other writer of the leader record runs, so its crash leftovers can go.
     await removeTemporaries(nodeFs, config.dataDir, 'leader.json');
     logger.info('log opened', { event: 'log-open', ...recovery });
-    this.fireQuarantine('recovery');
+    this.hookEvents.quarantined('recovery');
     await this.state.start();
     await this.sqlite?.load();
     this.replicationValue = new Replication({
@@ -172,7 +147,7 @@ export class Agent implements AppBackend, RoleHost {
       ...roleOptions(config),
       log: this.log,
       replication: this.replicationValue,
-      host: this,
+      host: roleHost({ work: this.primaryWork, events: this.hookEvents, records: this.records, state: this.state, logger }),
       logger: logger.child('agent:takeover'),
       clock: this.clock,
     });
@@ -205,14 +180,14 @@ export class Agent implements AppBackend, RoleHost {
     await this.metricsListener?.stop();
     // After the roles stopped (no heartbeat follows it): the retained state says `offline` at once, with this
     // node's last position; the Will is for a death, and carries the position of its connect.
-    if (this.replicationValue?.connected && !this.brownout?.poweredOff) await boundedWait(this.clock, this.replicationValue.publishStateNow(this.stateMessage('offline')), STOP_STATE_WAIT_MS);
+    if (this.replicationValue?.connected && !this.brownout?.poweredOff) await boundedWait(this.clock, this.records.publishNow('offline'), STOP_STATE_WAIT_MS);
     await this.replicationValue?.stop();
     this.copies.stop();
     await this.state.stop();
     await this.log.close();
   }
 
-  // ---- AppBackend -------------------------------------------------------------------------------------
+  // ---- the in-process library (the API's backend hands these to the same parts) ------------------------
 
   append(op: Op, copy?: CopyOptions): Promise<AppendResult> {
     return this.writes.append(op, copy);
@@ -226,37 +201,9 @@ export class Agent implements AppBackend, RoleHost {
     return this.writes.appendEncoded(ops.map(encodeOp), copy);
   }
 
-  appendEncoded(payloads: readonly Uint8Array[], copy?: CopyOptions): Promise<BatchResult> {
-    return this.writes.appendEncoded(payloads, copy);
-  }
-
-  /**
-   * Accepting writes, or why not. Each check is one line, in the order an operator should read them; a
-   * faulted log is never ready, whatever the role.
-   */
-  async readiness(): Promise<Readiness> {
-    const role = this.roles?.role ?? 'starting';
-    if (role === 'starting') return notReady('STARTING', 'the agent is opening its log and deciding its role');
-    const fault = this.log.status().fault;
-    if (fault) return notReady('LOG_FAULT', fault);
-    if (role !== 'primary') return notReady('STANDBY', `this node (${this.config.node}) is a standby; write to the primary${this.roles?.leaderRecord ? ` (${this.roles.leaderRecord.node})` : ''}`);
-    if (this.brownout?.handingOff) return notReady('HANDING_OFF', `power is failing and this node hands off to ${this.config.siblings.join(' or ')}`);
-    const refusal = this.roles?.refusal();
-    if (refusal) return notReady(refusal.code, refusal.message);
-    if (await this.writes.outOfSpace()) return notReady('LOG_NO_SPACE', `the file system of ${this.config.dataDir} has no room for a new log segment (${this.config.log.segmentBytes} bytes); free space there`);
-    return { ready: true };
-  }
-
-  serving(): boolean {
-    return this.roles !== undefined && this.roles.refusal() === undefined && !this.brownout?.handingOff;
-  }
-
-  histograms(): readonly Histogram[] {
-    return Object.values(this.metrics);
-  }
-
-  setReplicationPaused(paused: boolean): void {
-    this.replication.setOperatorPaused(paused);
+  /** Accepting writes, or why not (app/write-rules.ts). */
+  readiness(): Promise<Readiness> {
+    return this.writes.readiness();
   }
 
   status(): Record<string, unknown> {
@@ -264,7 +211,7 @@ export class Agent implements AppBackend, RoleHost {
       node: this.config.node,
       group: this.config.group,
       startedAtMs: this.startedAtMs,
-      serving: this.serving(),
+      serving: this.writes.serving(),
       epoch: this.log.epoch,
       ...this.roles?.status(),
       handingOff: this.brownout?.handingOff ?? false,
@@ -283,79 +230,6 @@ export class Agent implements AppBackend, RoleHost {
     };
   }
 
-  // ---- RoleHost ---------------------------------------------------------------------------------------
-
-  async prepareRole(role: 'primary' | 'standby'): Promise<void> {
-    // The state must include every replicated entry before the first write of the new epoch is served.
-    if (role === 'primary') {
-      await this.state.waitApplied(this.log.watermarks().committed);
-      // The databases as of the last replicated commit, and captured from here, before the application starts.
-      await this.sqlite?.becomePrimary(this.log.watermarks().committed);
-    } else {
-      await this.sqlite?.becomeStandby();
-    }
-  }
-
-  roleChanged(role: 'primary' | 'standby', info: { epoch: number; reason: string }): void {
-    this.deps.logger.debug(`role ${role}`, { epoch: info.epoch, reason: info.reason });
-    if (this.lastRole === 'standby' && role === 'primary') this.hooks.fire('takeover', { epoch: info.epoch, reason: info.reason });
-    if (this.lastRole === 'primary' && role === 'standby') this.hooks.fire('demotion', { epoch: info.epoch, reason: info.reason });
-    this.lastRole = role;
-    this.fireQuarantine(info.reason);
-    if (role === 'primary') this.app?.start(() => this.appEnvironment());
-    else void this.app?.stop(`standby: ${info.reason}`);
-    if (role === 'primary') this.forwarder?.start();
-    else void this.forwarder?.stop(`standby: ${info.reason}`);
-    void this.publishState(this.supervisor ? STATE_NAMES[this.supervisor.state] : 'online');
-  }
-
-  async beforeStandDown(reason: string): Promise<void> {
-    await Promise.all([this.app?.stop(`standing down: ${reason}`), this.forwarder?.stop(`standing down: ${reason}`, { finalMark: true })]);
-  }
-
-  /** What the application is told at each start: who and where it is, and how far the state it reads goes. */
-  private appEnvironment(): Record<string, string> {
-    const config = this.config;
-    return {
-      LASTGASP_NODE: config.node,
-      LASTGASP_GROUP: config.group,
-      LASTGASP_EPOCH: String(this.log.epoch),
-      LASTGASP_API: this.apiAddress ?? config.api.listen,
-      ...(config.api.listen.startsWith('unix:') ? {} : { LASTGASP_API_TOKEN_FILE: apiTokenFile(config) }),
-      LASTGASP_APPLIED_SEQ: String(this.state.applied),
-    };
-  }
-
-  async stateRewound(): Promise<void> {
-    await this.state.rebuild();
-  }
-
-  async publishHeartbeat(atMs: number): Promise<void> {
-    if (!this.replicationValue?.connected) return;
-    await this.replicationValue.publishStateNow({ ...this.stateMessage(this.supervisor ? STATE_NAMES[this.supervisor.state] : 'online'), atMs });
-  }
-
-  // ---- the supervisor's host: the brownout's steps, and these ------------------------------------------
-
-  private tailEnergy(): TailEnergy {
-    return { unreplicatedBytes: this.log.status().unreplicatedBytes, drainBytesPerS: this.replicationValue?.drainBytesPerS() };
-  }
-
-  private publishPower(status: PowerStatus, state: PowerStateName): void {
-    this.replicationValue?.publishPower({ node: this.config.node, state, ...status });
-  }
-
-  private stateChanged(state: PowerStateName, reason: string): void {
-    const from = this.lastPowerState;
-    this.lastPowerState = state;
-    if (state === 'ON_BATTERY') this.hooks.fire('powerLost', { from, reason });
-    else if (state === 'ONLINE' && from !== 'ONLINE') this.hooks.fire('powerRestored', { from, reason });
-    else if (state === 'BROWNOUT') this.hooks.fire('brownout', { from, reason });
-    void this.publishState(STATE_NAMES[state]);
-    const last = this.supervisor?.status().lastStatus as PowerStatus | undefined;
-    if (last) this.replicationValue?.publishPower({ node: this.config.node, state, ...last }, true);
-  }
-
   /** SIGHUP: the power thresholds of a re-read config take effect now (cli/reload.ts says which keys may change). */
   setPowerThresholds(power: AgentConfig['power']): void {
     this.supervisor?.setThresholds(powerThresholds(power));
@@ -368,42 +242,40 @@ export class Agent implements AppBackend, RoleHost {
 
   // ---- internals --------------------------------------------------------------------------------------
 
+  /** The API's backend: writes and readiness go to the write rules, the rest to the part that owns it. */
+  private apiBackend(): AppBackend {
+    return {
+      append: (op, copy) => this.writes.append(op, copy),
+      appendEncoded: (payloads, copy) => this.writes.appendEncoded(payloads, copy),
+      state: this.state,
+      log: this.log,
+      status: () => this.status(),
+      readiness: () => this.writes.readiness(),
+      setReplicationPaused: (paused) => this.replication.setOperatorPaused(paused),
+      histograms: () => Object.values(this.metrics),
+    };
+  }
+
   /** The brownout's steps (power/brownout.ts), given the parts they act on. */
   private makeBrownout(replication: Replication, roles: RoleManager): Brownout {
-    const { app, forwarder, sqlite } = this;
     return new Brownout({
       log: this.log,
       replication,
       roles,
       powerState: () => this.supervisor?.state ?? 'ONLINE',
-      application: {
-        app,
-        forwarder,
-        sqlite,
-        restart: () => {
-          this.app?.start(() => this.appEnvironment());
-          this.forwarder?.start();
-        },
-      },
+      application: this.primaryWork,
       group: this.config.group,
       node: this.config.node,
       siblings: this.config.siblings,
       restartAfterPowerOffMs: this.config.power.restartAfterPowerOffMs,
-      publishHandedOff: () => replication.publishStateNow(this.stateMessage('handed-off')),
-      lastPowerStatus: () => this.supervisor?.status().lastStatus as PowerStatus | undefined,
+      publishHandedOff: () => this.records.publishNow('handed-off'),
+      lastPowerStatus: () => this.supervisor?.lastStatus,
       hooks: this.hooks,
       flushSeconds: this.metrics.flushSeconds,
       ...(this.deps.exit ? { exit: this.deps.exit } : {}),
       logger: this.deps.logger,
       clock: this.clock,
     });
-  }
-
-  /** The quarantine hook, when recovery or a demotion set entries aside since the last look. */
-  private fireQuarantine(reason: string): void {
-    const files = this.log.status().quarantine;
-    if (files.length > this.quarantineFiles) this.hooks.fire('quarantine', { files: files.join(' '), reason });
-    this.quarantineFiles = files.length;
   }
 
   private async startSupervisor(): Promise<void> {
@@ -413,25 +285,13 @@ export class Agent implements AppBackend, RoleHost {
       return;
     }
     const source = createPowerSource(power.source, { logger: this.deps.logger.child(`bridge:${power.source.kind}`), clock: this.clock });
-    const brownout = this.brownout!;
-    const host: SupervisorHost = {
-      shrinkTail: (onBattery) => brownout.shrinkTail(onBattery),
-      flushTail: (budgetMs, signal) => brownout.flushTail(budgetMs, signal),
-      publishHandoff: (outcome, reason) => brownout.publishHandoff(outcome, reason),
-      waitForSuccessor: (timeoutMs) => brownout.waitForSuccessor(timeoutMs),
-      resume: () => brownout.resume(),
-      powerOff: () => brownout.powerOff(),
-      publishPower: (status, state) => this.publishPower(status, state),
-      stateChanged: (state, reason) => this.stateChanged(state, reason),
-      tailEnergy: () => this.tailEnergy(),
-    };
-    this.supervisor = new PowerSupervisor({
-      source,
-      host,
-      ...supervisorOptions(power),
-      logger: this.deps.logger.child('agent:power'),
-      clock: this.clock,
+    const host = supervisorHost(this.brownout!, {
+      events: this.hookEvents,
+      records: this.records,
+      lastPowerStatus: () => this.supervisor?.lastStatus,
+      tailEnergy: () => ({ unreplicatedBytes: this.log.status().unreplicatedBytes, drainBytesPerS: this.replicationValue?.drainBytesPerS() }),
     });
+    this.supervisor = new PowerSupervisor({ source, host, ...supervisorOptions(power), logger: this.deps.logger.child('agent:power'), clock: this.clock });
     await this.supervisor.start();
   }
 
@@ -446,24 +306,6 @@ export class Agent implements AppBackend, RoleHost {
     this.throttleTimer = this.clock.setTimeout(() => this.resizeThrottle(), THROTTLE_RESIZE_MS);
   }
 
-  private async publishState(state: NodeStateName): Promise<void> {
-    if (!this.replicationValue?.connected) return;
-    await this.replicationValue.publishState(this.stateMessage(state)).catch(() => undefined);
-  }
-
-  private stateMessage(state: NodeStateName) {
-    const role = this.roles?.role;
-    return {
-      group: this.config.group,
-      node: this.config.node,
-      role: role === 'primary' || role === 'standby' ? role : ('unknown' as const),
-      state,
-      epoch: this.log.epoch,
-      committed: this.log.watermarks().committed,
-      atMs: this.clock.nowMs(),
-    };
-  }
-
   /** Per-node Ed25519 keys (or the group's HMAC key, read with the other secrets); unsigned only when the config says so. */
   private async wireAuth(): Promise<{ auth?: WireAuth }> {
     const replication = this.config.replication;
@@ -473,8 +315,4 @@ export class Agent implements AppBackend, RoleHost {
     }
     return {};
   }
-}
-
-function notReady(reason: string, message: string): Readiness {
-  return { ready: false, reason, message };
 }

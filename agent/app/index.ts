@@ -1,3 +1,9 @@
+/**
+ * The application's side: the local HTTP API and its listener, the key-value state, the client, MQTT ingest,
+ * the metrics. The parts only the agent's wiring uses it imports directly: the write rules and the readiness
+ * they give (write-rules.ts), what runs only on the primary (primary-work.ts: the application, the
+ * forwarder, the SQLite capture), the hooks.
+ */
 export { HttpApi, API_BATCH_BODY_BYTES_MAX, type AppBackend, type BatchResult, type HttpApiOptions, type Readiness } from './http-api.ts';
 export { CopyWait, ACK_AFTER_LEVELS, type AckAfter, type CopyOptions } from './copy-wait.ts';
 export { AppRunner, APP_CRASH_LOOP_EXITS, type AppRunnerOptions } from './app-runner.ts';

@@ -2,14 +2,14 @@
  * The rules every write follows, whether it comes through the HTTP API, the library, MQTT ingest or the
  * forwarder, one entry or a batch: may this node write (NOT_PRIMARY, LEASE_LOST, HANDING_OFF), does the
  * entry fit (ENTRY_TOO_LARGE), may it still acknowledge once the entry is on flash, and, when the write asked
- * for it (or the config says so), has its copy been made (copy-wait.ts). The role and the brownout are asked,
- * not imported: the agent wires them in.
+ * for it (or the config says so), has its copy been made (copy-wait.ts); and the same rules read as the API's
+ * readiness (GET /v1/ready). The role and the brownout are asked, not imported: the agent wires them in.
  */
 import { statfs } from 'node:fs/promises';
 import type { AppendResult } from '../log/index.ts';
 import { LastgaspError, isLastgaspError, type Clock, type ErrorCode } from '../util/index.ts';
 import type { CopyOptions } from './copy-wait.ts';
-import type { BatchResult } from './http-api.ts';
+import type { BatchResult, Readiness } from './http-api.ts';
 import { encodeOp, type Op } from './ops.ts';
 
 /** Why this node may not acknowledge a write now (takeover/roles.ts refusal()). */
@@ -21,12 +21,18 @@ export interface WriteRefusal {
 
 /** What the rules ask of the role (takeover/RoleManager offers it). */
 export interface WriteRoles {
+  readonly role: string;
   refusal(): WriteRefusal | undefined;
-  readonly leaderRecord: { readonly epoch: number } | undefined;
+  readonly leaderRecord: { readonly epoch: number; readonly node: string } | undefined;
 }
 
 export interface WriteRulesOptions {
-  log: { append(payload: Uint8Array): Promise<AppendResult>; appendMany(payloads: readonly Uint8Array[]): Promise<AppendResult> };
+  log: {
+    append(payload: Uint8Array): Promise<AppendResult>;
+    appendMany(payloads: readonly Uint8Array[]): Promise<AppendResult>;
+    /** Why the log took itself out of service, if it did (a faulted log is never ready). */
+    status(): { readonly fault?: string | undefined };
+  };
   /** Waits, when asked, until the entry's copy is made (copy-wait.ts). */
   copies: { wait(seq: number, options: CopyOptions | undefined): Promise<void> | undefined };
   node: string;
@@ -77,8 +83,33 @@ export class WriteRules {
     return this.options.log.append(encodeOp(op));
   }
 
+  /**
+   * Accepting writes, or why not. Each check is one line, in the order an operator should read them; a
+   * faulted log is never ready, whatever the role.
+   */
+  async readiness(): Promise<Readiness> {
+    const { node, siblings, dataDir, segmentBytes } = this.options;
+    const roles = this.options.roles();
+    const role = roles?.role ?? 'starting';
+    if (role === 'starting') return notReady('STARTING', 'the agent is opening its log and deciding its role');
+    const fault = this.options.log.status().fault;
+    if (fault) return notReady('LOG_FAULT', fault);
+    if (role !== 'primary') return notReady('STANDBY', `this node (${node}) is a standby; write to the primary${roles?.leaderRecord ? ` (${roles.leaderRecord.node})` : ''}`);
+    if (this.options.handingOff()) return notReady('HANDING_OFF', `power is failing and this node hands off to ${siblings.join(' or ')}`);
+    const refusal = roles?.refusal();
+    if (refusal) return notReady(refusal.code, refusal.message);
+    if (await this.outOfSpace()) return notReady('LOG_NO_SPACE', `the file system of ${dataDir} has no room for a new log segment (${segmentBytes} bytes); free space there`);
+    return { ready: true };
+  }
+
+  /** This node acknowledges writes now: it knows its role, nothing refuses them, and it is not handing off. */
+  serving(): boolean {
+    const roles = this.options.roles();
+    return roles !== undefined && roles.refusal() === undefined && !this.options.handingOff();
+  }
+
   /** An append failed for want of disk space and the volume still has no room for a new segment. */
-  async outOfSpace(): Promise<boolean> {
+  private async outOfSpace(): Promise<boolean> {
     if (!this.noSpace) return false;
     const { dataDir, segmentBytes } = this.options;
     const stats = await statfs(dataDir).catch(() => undefined);
@@ -117,4 +148,8 @@ export class WriteRules {
     const message = afterAppend ? `${refusal.message} (the entry was stored here but is not acknowledged: it may be set aside)` : refusal.message;
     throw new LastgaspError(refusal.code, message, { leader: refusal.leader, epoch: roles?.leaderRecord?.epoch });
   }
+}
+
+function notReady(reason: string, message: string): Readiness {
+  return { ready: false, reason, message };
 }

@@ -1,8 +1,8 @@
 /**
- * The config: one schema (schema.ts, on the DSL of schema-dsl.ts) with every key's default and meaning,
- * loading from file and environment with its checks (load.ts, sources.ts, security-checks.ts), secrets read
- * from files (secrets.ts), the documentation (describe.ts), and what a config means to each part's options
- * (options.ts).
+ * The config: one schema (schema.ts, its power.source variants in power-source-schema.ts, on the DSL of
+ * schema-dsl.ts) with every key's default and meaning, loading from file and environment with its checks
+ * (load.ts, sources.ts, security-checks.ts), secrets read from files (secrets.ts), the documentation
+ * (describe.ts), and what a config means to each part's options (options.ts).
  */
 export { configSchema, type AgentConfig } from './schema.ts';
 export { loadConfig, checkConfig, validateConfig, formatIssues } from './load.ts';

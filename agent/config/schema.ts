@@ -1,10 +1,12 @@
 /**
  * The agent's configuration: every key, its default and its meaning. `lastgasp config defaults` prints
  * this as documentation; `lastgasp config check FILE` validates against it.
- * (Over 400 lines because it is the one list of every key: split by section it would lose the single place
- * an operator's question "what can I set" is answered.)
+ * It stays the one list of every key, in the order an operator reads them; only the power source's variants
+ * (one per device protocol, each with its transport) are in power-source-schema.ts, named here as
+ * power.source.
  */
-import { array, boolean, bytes, integer, number, object, oneOf, record, string, union, url, type Infer } from './schema-dsl.ts';
+import { array, boolean, bytes, integer, number, object, oneOf, record, string, url, type Infer } from './schema-dsl.ts';
+import { powerSourceSchema } from './power-source-schema.ts';
 
 // Names become MQTT topic levels. No ".": NATS maps MQTT topics to subjects and closes the connection on a
 // "." (MQTT.js would then resend the stored PUBLISH after every reconnect, forever).
@@ -12,90 +14,6 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
 const NAME_TEXT = 'a name of 1-64 letters, digits, "_" or "-" (used in MQTT topics)';
 const hook = (when: string) => array(string({ description: 'Program, then its arguments.', minLength: 1 }), { description: `Command run when ${when}.`, optional: true, minItems: 1 });
 const MQTT_URL = { protocols: ['mqtt:', 'mqtts:', 'tcp:', 'ssl:'], example: 'mqtt://host:port or mqtts://host:port' };
-
-const transport = union(
-  'type',
-  {
-    serial: object(
-      {
-        type: oneOf(['serial'], { description: 'A serial line (USB-serial adapter, UART).' }),
-        path: string({ description: 'Device path, e.g. /dev/ttyUSB0 or /dev/serial/by-id/...' }),
-        baudRate: integer({ description: 'Line speed; the protocol default when left out.', min: 300, max: 4_000_000, optional: true }),
-      },
-      { description: 'Serial transport.' },
-    ),
-    tcp: object(
-      {
-        type: oneOf(['tcp'], { description: 'Raw TCP to a serial device server (ser2net style).' }),
-        host: string({ description: 'Host name or address.' }),
-        port: integer({ description: 'TCP port.', min: 1, max: 65535 }),
-      },
-      { description: 'TCP transport.' },
-    ),
-  },
-  { description: 'How to reach the device.' },
-);
-
-const pollMs = integer({ description: 'How often to poll the device.', min: 100, max: 60_000, unit: 'ms', optional: true });
-const invertCurrent = boolean({ description: 'Flip the sign of the current if the device reports discharge as positive.', optional: true });
-const acDischargeThresholdMa = integer({
-  description: 'A pack cannot see mains: mains counts as lost once the pack discharges more than this.',
-  min: 0,
-  max: 1_000_000,
-  unit: 'mA',
-  optional: true,
-});
-
-const powerSource = union(
-  'kind',
-  {
-    none: object({ kind: oneOf(['none'], { description: 'No power source: the agent never sees a power failure.' }) }, { description: '' }),
-    bridge: object({ kind: oneOf(['bridge'], { description: 'A BMS speaking the lastgasp bridge protocol.' }), transport, invertCurrent }, { description: '' }),
-    jbd: object({ kind: oneOf(['jbd'], { description: 'JBD / Xiaoxiang smart BMS.' }), transport, pollMs, invertCurrent, acDischargeThresholdMa }, { description: '' }),
-    daly: object(
-      {
-        kind: oneOf(['daly'], { description: 'Daly UART BMS.' }),
-        transport,
-        pollMs,
-        invertCurrent,
-        address: integer({ description: 'Request address byte (0x40 = board 1).', min: 0, max: 255, optional: true }),
-        acDischargeThresholdMa,
-      },
-      { description: '' },
-    ),
-    q1: object(
-      {
-        kind: oneOf(['q1'], { description: 'Megatec Q1 UPS.' }),
-        transport,
-        pollMs,
-        batteryVoltsLow: number({ description: 'Battery voltage at 0 % (Q1 reports volts only; both bounds are needed for a charge estimate).', min: 0, max: 1000, unit: 'V', optional: true }),
-        batteryVoltsHigh: number({ description: 'Battery voltage at 100 %.', min: 0, max: 1000, unit: 'V', optional: true }),
-      },
-      { description: '' },
-    ),
-    nut: object(
-      {
-        kind: oneOf(['nut'], { description: 'A NUT server (upsd).' }),
-        host: string({ description: 'upsd host.', default: '127.0.0.1' }),
-        port: integer({ description: 'upsd port.', min: 1, max: 65535, default: 3493 }),
-        ups: string({ description: 'UPS name as configured in ups.conf.' }),
-        username: string({ description: 'upsd user (only needed for commands).', optional: true }),
-        passwordFile: string({ description: 'File holding the upsd password.', optional: true }),
-        pollMs,
-      },
-      { description: '' },
-    ),
-    sysfs: object(
-      {
-        kind: oneOf(['sysfs'], { description: 'Linux power_supply class.' }),
-        path: string({ description: 'A /sys/class/power_supply/<name> directory.', optional: true }),
-        pollMs,
-      },
-      { description: '' },
-    ),
-  },
-  { description: 'Where power status comes from.', default: { kind: 'none' } },
-);
 
 export const configSchema = object(
   {
@@ -255,7 +173,7 @@ export const configSchema = object(
     ),
     power: object(
       {
-        source: powerSource,
+        source: powerSourceSchema,
         socPercentMin: integer({ description: 'Brownout when the state of charge falls to this (0 = off).', default: 20, min: 0, max: 100, unit: '%' }),
         runtimeSMin: integer({ description: 'Brownout when the runtime estimate falls to this (0 = off).', default: 60, min: 0, unit: 's' }),
         onBatterySMax: integer({ description: 'Brownout after this long on battery (0 = off).', default: 0, min: 0, unit: 's' }),

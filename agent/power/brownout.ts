@@ -1,20 +1,22 @@
 /**
- * The brownout: the one sequence the battery is spent on, each step here in the order the supervisor runs
- * them (supervisor.ts flushAndHandoff, which feeds the power machine between them and asks the power
- * source to hold and to cut):
+ * The brownout: the one sequence the battery is spent on, told here top to bottom. runBrownout keeps its
+ * order, feeds the power machine between the steps and asks the power source to hold and to cut; the
+ * supervisor (supervisor.ts) only decides when it starts and how large its budget is. The steps:
  *
  *   1. flushTail        stop what runs only on the primary, fence the log, replicate its tail within the budget;
  *   2. publishHandoff   latch, and publish the record naming the last entry the sibling can rely on;
  *   3. waitForSuccessor until the sibling announces its epoch, or the timeout;
  *   4. powerOff         the last state and power records, then the links dropped so that the Will goes out.
  *
- * Around them: shrinkTail while on battery, and resume when mains returns before the handoff. It talks to
- * narrow views of the log, replication, the role and the application (below), never to the agent; whether
- * this node is handing off or powered off it reads from the power machine's state, which alone holds it.
+ * Around them: shrinkTail while on battery, and resume when mains returns before the handoff. The Brownout
+ * class below carries the steps out over narrow views of the log, replication, the role and the application
+ * (declared in brownout-parts.ts), never the agent; whether this node is handing off or powered off it reads
+ * from the power machine's state, which alone holds it.
  */
+import type { PowerSource } from '../../firmware-bridge/index.ts';
 import { boundedWait, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
-import type { PowerStateName } from './machine.ts';
-import type { FlushEnd, FlushOutcome, SupervisorHost } from './supervisor.ts';
+import type { BrownoutOptions, HandoffRecord } from './brownout-parts.ts';
+import type { Input, PowerStateName } from './machine.ts';
 
 /** The most the brownout flush waits for the forwarder's last position before it fences the log. */
 const FORWARD_FINAL_MARK_WAIT_MS = 1000;
@@ -43,88 +45,115 @@ const HANDING_OFF_STATES: ReadonlySet<PowerStateName> = new Set(['FLUSHING', 'HA
 /** Exit code after a handoff whose power cut never came: "restart me" (EX_TEMPFAIL, sysexits.h). */
 export const EXIT_RESTART_AS_STANDBY = 75;
 
-/** The handoff record (replication's leader record of kind "handoff"). */
-export interface HandoffRecord {
-  readonly group: string;
-  readonly kind: 'handoff';
-  readonly epoch: number;
-  readonly node: string;
-  readonly to?: string;
+/**
+ * How the brownout flush ended: every acknowledged write replicated ("flushed", the only complete end), the
+ * budget ran out, mains came back ("aborted"), replication stopped under it, or this node is not the primary
+ * (it has no tail of its own to hand off).
+ */
+export type FlushEnd = 'flushed' | 'budget' | 'aborted' | 'replication-stopped' | 'not-primary';
+
+export interface FlushOutcome {
+  /** Unreplicated entries when the flush began, counting the writes that were inside the group commit. */
+  readonly tailAtStart: number;
+  /** Highest seq the successor can rely on when the flush ended. */
   readonly lastSeq: number;
+  /** Highest seq this node ever acknowledged: the log was fenced at it before the flush. */
   readonly committed: number;
   readonly complete: boolean;
-  readonly sqlite?: Readonly<Record<string, number>>;
-  readonly reason: string;
-  readonly atMs: number;
+  readonly end: FlushEnd;
+  readonly flushMs: number;
 }
 
-/** What the brownout does to the flash log (log/FlashLog offers it). */
-export interface BrownoutLog {
-  readonly epoch: number;
-  watermarks(): { readonly committed: number; readonly replicated: number };
-  setSyncMode(mode: 'immediate' | 'batched'): void;
-  fence(code: 'HANDING_OFF', message: string): Promise<number>;
-  unfence(): void;
-  syncWatermarks(): Promise<void>;
-}
+/** The flush-done log line for each end, each one true of the flush it reports. */
+const FLUSH_END_LINES: Record<FlushEnd, string> = {
+  flushed: 'tail flushed: the sibling holds every acknowledged write',
+  budget: 'flush budget ran out before the tail was gone',
+  aborted: 'flush aborted before the tail was gone',
+  'replication-stopped': 'replication stopped before the tail was gone',
+  'not-primary': 'not the primary: no tail of its own to flush',
+};
 
-/** What it asks of replication (replication/Replication offers it, so nothing reaches into the publisher). */
-export interface BrownoutReplication {
-  beginFlush(budgetMs: number): void;
-  endFlush(): void;
-  setOnBattery(onBattery: boolean): void;
-  handoffLeadMs(): number | undefined;
-  waitReplicated(seq: number, timeoutMs: number, signal: AbortSignal): Promise<boolean>;
-  siblingPositions(): Readonly<Record<string, number>>;
-  publishHandoff(record: HandoffRecord): Promise<void>;
-  publishPowerNow(status: object): Promise<void>;
-  abort(): Promise<void>;
-}
-
-/** What it asks of the role (takeover/RoleManager offers it). */
-export interface BrownoutRoles {
-  readonly role: string;
-  latchHandoff(record: HandoffRecord): Promise<void>;
-  latch(reason: string): void;
+/** The steps, in the order runBrownout takes them (the Brownout class below carries them out). */
+export interface BrownoutSteps {
+  /** Mains lost (true) or back (false): sync every batch at once and replicate regardless of pauses. */
+  shrinkTail(onBattery: boolean): void;
+  /**
+   * Refuse new appends, let those already admitted finish, pause all but batches, and replicate up to the
+   * last acknowledged write within the budget (or until aborted).
+   */
+  flushTail(budgetMs: number, signal: AbortSignal): Promise<FlushOutcome>;
+  /** Publish the handoff record naming outcome.lastSeq. */
+  publishHandoff(outcome: FlushOutcome, reason: string): Promise<void>;
+  /** Wait until the successor announced itself (true) or the timeout (false). */
   waitForSuccessor(timeoutMs: number): Promise<boolean>;
+  /** Mains came back before the handoff: accept appends again. */
+  resume(): void;
+  /** The end: drop the broker links (so the Will goes out), close the log. */
+  powerOff(): Promise<void>;
 }
 
-/** What runs only on the primary (app/): stopped before the fence, started again if mains returns first. */
-export interface BrownoutApplication {
-  readonly app?: { stop(reason: string): Promise<void> };
-  readonly forwarder?: { stop(reason: string, options?: { finalMark?: boolean }): Promise<void> };
-  readonly sqlite?: { captureFinal(): Promise<Record<string, number>> };
-  /** Mains came back before the handoff and this node is still the primary: start the application and the forwarder. */
-  restart(): void;
-}
+/** The power machine's inputs that mark where the sequence is. */
+export type BrownoutInput = Extract<Input, { type: 'flush-started' | 'handoff-published' | 'power-off-requested' }>;
 
-export interface BrownoutOptions {
-  log: BrownoutLog;
-  replication: BrownoutReplication;
-  roles: BrownoutRoles;
-  application: BrownoutApplication;
-  /** The power machine's state (supervisor.ts), ONLINE without a power source. */
+/** One run of the sequence: what it acts through, and the budget the supervisor sized. */
+export interface BrownoutRun {
+  steps: BrownoutSteps;
+  source: Pick<PowerSource, 'capabilities' | 'holdPower' | 'cutPower'>;
+  /** Step the power machine (the supervisor's), which may say mains is back: see powerState. */
+  feed(input: BrownoutInput): void;
+  /** The machine's state after the flush: anything but FLUSHING means mains came back, and no handoff follows. */
   powerState(): PowerStateName;
-  group: string;
-  node: string;
-  siblings: readonly string[];
-  /** power.restartAfterPowerOffMs: how long after the handoff a node whose power never went exits. */
-  restartAfterPowerOffMs: number;
-  /** Publish this node's "handed-off" state record (the agent composes its state records). */
-  publishHandedOff(): Promise<void>;
-  /** The power source's last status, for the last power record. */
-  lastPowerStatus(): object | undefined;
-  /** The flushDone and handoff hooks (config hooks). */
-  hooks: { fire(event: 'flushDone' | 'handoff', fields: Readonly<Record<string, string | number | boolean | undefined>>): void };
-  /** The flush-time histogram of GET /metrics. */
-  flushSeconds: { observe(seconds: number): void };
-  /** Ends the process (`lastgasp run` exits with this code so that systemd restarts it). */
-  exit?: (code: number) => void;
+  /** The flush's outcome, as soon as it is known (the supervisor's status shows it). */
+  flushed(outcome: FlushOutcome): void;
+  /** Why the brownout began (named in the handoff record). */
+  reason: string;
+  /** Aborted when mains returns before the handoff. */
+  signal: AbortSignal;
+  budgetMs: number;
+  /** How long the power source is asked to hold the power: the budget and everything after it. */
+  holdMs: number;
+  handoffAckTimeoutMs: number;
+  cutDelayMs: number;
   logger: Logger;
   clock: Clock;
 }
 
-export type BrownoutSteps = Pick<SupervisorHost, 'shrinkTail' | 'flushTail' | 'publishHandoff' | 'waitForSuccessor' | 'resume' | 'powerOff'>;
+/**
+ * The sequence: hold the power, flush the tail, publish the handoff, wait for the successor, let the BMS cut,
+ * then power off. Between the steps the power machine hears where it is; when mains returns during the
+ * flush the machine leaves FLUSHING and the sequence ends there (resume is the machine's own action).
+ */
+export async function runBrownout(run: BrownoutRun): Promise<void> {
+  const { steps, source, logger, clock } = run;
+  if (source.capabilities.holdPower) {
+    void source.holdPower(run.holdMs).then((result) => {
+      if (!result.ok) logger.warn('the power source did not accept "hold power"', { reason: result.reason, holdMs: run.holdMs });
+    });
+  }
+  run.feed({ type: 'flush-started', atMs: clock.monotonicMs() });
+  const outcome = await steps.flushTail(run.budgetMs, run.signal);
+  run.flushed(outcome);
+  if (run.signal.aborted || run.powerState() !== 'FLUSHING') {
+    logger.info('mains came back during the flush: no handoff', { event: 'handoff-cancelled', tailAtStart: outcome.tailAtStart, flushMs: outcome.flushMs });
+    return;
+  }
+  logFlushDone(logger, outcome, run.budgetMs);
+  await steps.publishHandoff(outcome, run.reason);
+  run.feed({ type: 'handoff-published', atMs: clock.monotonicMs() });
+  const acked = await steps.waitForSuccessor(run.handoffAckTimeoutMs);
+  logger.info(acked ? 'successor took over' : 'no successor announced itself in time; cutting power anyway', { event: 'handoff-acked', acked });
+  if (source.capabilities.cutPower) {
+    const result = await source.cutPower(run.cutDelayMs);
+    if (!result.ok) logger.error('the power source refused "cut power"; the battery will run down instead', { reason: result.reason });
+  }
+  run.feed({ type: 'power-off-requested', atMs: clock.monotonicMs() });
+  await steps.powerOff();
+}
+
+function logFlushDone(logger: Logger, outcome: FlushOutcome, budgetMs: number): void {
+  const { end, tailAtStart, flushMs, lastSeq, committed, complete } = outcome;
+  (complete ? logger.info : logger.warn)(FLUSH_END_LINES[end], { event: 'flush-done', end, tailAtStart, flushMs, lastSeq, committed, complete, budgetMs });
+}
 
 export class Brownout implements BrownoutSteps {
   /** The application's stop begun by the flush, awaited by the handoff. */

@@ -1,12 +1,12 @@
 /**
- * Drives the power state machine from a PowerSource and carries out its actions through the host:
- * shrinking the tail on battery, and on brownout the one sequence the battery is spent on:
- * flush the unreplicated tail → publish the handoff record → wait for the successor → let the BMS cut.
- * The order is kept here, between the machine's inputs; what each step does is in brownout.ts.
+ * Drives the power state machine from a PowerSource and carries out its actions through the host: it
+ * decides when (thresholds, the energy plan, mains back) and how large the flush budget is. On brownout it
+ * starts the one sequence the battery is spent on, whose order and steps are in brownout.ts.
  */
 import { EventEmitter } from 'node:events';
 import type { LinkState, PowerEvent, PowerSource, PowerStatus } from '../../firmware-bridge/index.ts';
 import type { Clock, Logger, TimerHandle } from '../util/index.ts';
+import { runBrownout, type BrownoutSteps, type FlushOutcome } from './brownout.ts';
 import type { TailEnergy } from './energy.ts';
 import { initialState, step, type Action, type BrownoutCheck, type Input, type MachineState, type PowerStateName, type Thresholds } from './machine.ts';
 
@@ -16,50 +16,8 @@ const TICK_MS = 250;
 const BUDGET_MARGIN_MS = 500;
 const BUDGET_MIN_MS = 100;
 
-/**
- * How the brownout flush ended: every acknowledged write replicated ("flushed", the only complete end), the
- * budget ran out, mains came back ("aborted"), replication stopped under it, or this node is not the primary
- * (it has no tail of its own to hand off).
- */
-export type FlushEnd = 'flushed' | 'budget' | 'aborted' | 'replication-stopped' | 'not-primary';
-
-export interface FlushOutcome {
-  /** Unreplicated entries when the flush began, counting the writes that were inside the group commit. */
-  readonly tailAtStart: number;
-  /** Highest seq the successor can rely on when the flush ended. */
-  readonly lastSeq: number;
-  /** Highest seq this node ever acknowledged: the log was fenced at it before the flush. */
-  readonly committed: number;
-  readonly complete: boolean;
-  readonly end: FlushEnd;
-  readonly flushMs: number;
-}
-
-/** The flush-done log line for each end, each one true of the flush it reports. */
-const FLUSH_END_LINES: Record<FlushEnd, string> = {
-  flushed: 'tail flushed: the sibling holds every acknowledged write',
-  budget: 'flush budget ran out before the tail was gone',
-  aborted: 'flush aborted before the tail was gone',
-  'replication-stopped': 'replication stopped before the tail was gone',
-  'not-primary': 'not the primary: no tail of its own to flush',
-};
-
-export interface SupervisorHost {
-  /** Mains lost (true) or back (false): sync every batch at once and replicate regardless of pauses. */
-  shrinkTail(onBattery: boolean): void;
-  /**
-   * Refuse new appends, let those already admitted finish, pause all but batches, and replicate up to the
-   * last acknowledged write within the budget (or until aborted).
-   */
-  flushTail(budgetMs: number, signal: AbortSignal): Promise<FlushOutcome>;
-  /** Publish the handoff record naming outcome.lastSeq. */
-  publishHandoff(outcome: FlushOutcome, reason: string): Promise<void>;
-  /** Wait until the successor announced itself (true) or the timeout (false). */
-  waitForSuccessor(timeoutMs: number): Promise<boolean>;
-  /** Mains came back before the handoff: accept appends again. */
-  resume(): void;
-  /** The end: drop the broker links (so the Will goes out), close the log. */
-  powerOff(): Promise<void>;
+/** The brownout's steps (brownout.ts), and what the supervisor reports to the agent. */
+export interface SupervisorHost extends BrownoutSteps {
   publishPower(status: PowerStatus, state: PowerStateName): void;
   stateChanged(state: PowerStateName, reason: string): void;
   /**
@@ -175,8 +133,7 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
     if (this.machine.onBatterySinceMs === undefined || (this.machine.name !== 'ONLINE' && this.machine.name !== 'ON_BATTERY')) return;
     const energy = host.tailEnergy();
     if (energy.drainBytesPerS === undefined) return;
-    const afterFlushMs = this.options.handoffAckTimeoutMs + this.options.cutDelayMs + BUDGET_MARGIN_MS;
-    this.feed({ type: 'tail', tail: { bytes: energy.unreplicatedBytes, bytesPerS: energy.drainBytesPerS, afterFlushMs }, atMs: clock.monotonicMs() });
+    this.feed({ type: 'tail', tail: { bytes: energy.unreplicatedBytes, bytesPerS: energy.drainBytesPerS, afterFlushMs: this.afterFlushMs() }, atMs: clock.monotonicMs() });
   }
 
   private onStatus(status: PowerStatus): void {
@@ -248,60 +205,43 @@ export class PowerSupervisor extends EventEmitter<SupervisorEvents> {
         return;
       case 'flush-and-handoff':
         this.options.logger.info(`brownout started by ${action.trigger === 'energy' ? 'the energy plan' : 'a threshold or the power source'}: ${action.reason}`, { event: 'brownout-trigger', trigger: action.trigger, reason: action.reason });
-        this.brownout = new AbortController();
-        void this.flushAndHandoff(action.reason, this.brownout.signal).catch((error: unknown) => this.options.logger.error('brownout sequence failed', { error }));
+        this.startBrownout(action.reason);
         return;
     }
   }
 
+  /** The sequence (brownout.ts), with the budget sized here; mains back before the handoff aborts it. */
+  private startBrownout(reason: string): void {
+    const { host, source, handoffAckTimeoutMs, cutDelayMs, logger, clock } = this.options;
+    this.brownout = new AbortController();
+    const budgetMs = this.flushBudgetMs();
+    void runBrownout({
+      steps: host,
+      source,
+      feed: (input) => this.feed(input),
+      powerState: () => this.machine.name,
+      flushed: (outcome) => (this.lastFlush = outcome),
+      reason,
+      signal: this.brownout.signal,
+      budgetMs,
+      holdMs: budgetMs + this.afterFlushMs(),
+      handoffAckTimeoutMs,
+      cutDelayMs,
+      logger,
+      clock,
+    }).catch((error: unknown) => logger.error('brownout sequence failed', { error }));
+  }
+
   /** The budget for the flush: the configured maximum, cut to what the runtime estimate leaves. */
   private flushBudgetMs(): number {
-    const options = this.options;
     const runtimeS = this.machine.lastStatus?.runtimeS;
-    let budget = options.flushBudgetMs;
-    if (runtimeS !== undefined) {
-      const afterFlushMs = options.handoffAckTimeoutMs + options.cutDelayMs + BUDGET_MARGIN_MS;
-      budget = Math.min(budget, runtimeS * 1000 - afterFlushMs);
-    }
+    let budget = this.options.flushBudgetMs;
+    if (runtimeS !== undefined) budget = Math.min(budget, runtimeS * 1000 - this.afterFlushMs());
     return Math.max(BUDGET_MIN_MS, Math.round(budget));
   }
 
-  private async flushAndHandoff(reason: string, signal: AbortSignal): Promise<void> {
-    const { host, source, logger, clock } = this.options;
-    const budgetMs = this.flushBudgetMs();
-    if (source.capabilities.holdPower) {
-      const holdMs = budgetMs + this.options.handoffAckTimeoutMs + this.options.cutDelayMs + BUDGET_MARGIN_MS;
-      void source.holdPower(holdMs).then((result) => {
-        if (!result.ok) logger.warn('the power source did not accept "hold power"', { reason: result.reason, holdMs });
-      });
-    }
-    this.feed({ type: 'flush-started', atMs: clock.monotonicMs() });
-    const outcome = await host.flushTail(budgetMs, signal);
-    this.lastFlush = outcome;
-    if (signal.aborted || this.machine.name !== 'FLUSHING') {
-      logger.info('mains came back during the flush: no handoff', { event: 'handoff-cancelled', tailAtStart: outcome.tailAtStart, flushMs: outcome.flushMs });
-      return;
-    }
-    const line = FLUSH_END_LINES[outcome.end];
-    (outcome.complete ? logger.info : logger.warn)(line, {
-      event: 'flush-done',
-      end: outcome.end,
-      tailAtStart: outcome.tailAtStart,
-      flushMs: outcome.flushMs,
-      lastSeq: outcome.lastSeq,
-      committed: outcome.committed,
-      complete: outcome.complete,
-      budgetMs,
-    });
-    await host.publishHandoff(outcome, reason);
-    this.feed({ type: 'handoff-published', atMs: clock.monotonicMs() });
-    const acked = await host.waitForSuccessor(this.options.handoffAckTimeoutMs);
-    logger.info(acked ? 'successor took over' : 'no successor announced itself in time; cutting power anyway', { event: 'handoff-acked', acked });
-    if (source.capabilities.cutPower) {
-      const result = await source.cutPower(this.options.cutDelayMs);
-      if (!result.ok) logger.error('the power source refused "cut power"; the battery will run down instead', { reason: result.reason });
-    }
-    this.feed({ type: 'power-off-requested', atMs: clock.monotonicMs() });
-    await host.powerOff();
+  /** The energy everything after the flush needs: the wait for the successor, the cut's delay, a margin. */
+  private afterFlushMs(): number {
+    return this.options.handoffAckTimeoutMs + this.options.cutDelayMs + BUDGET_MARGIN_MS;
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Replication's public surface. The hub (replication.ts) owns the broker links and dispatches what the
  * inbound gate (inbound-gate.ts) admits to the publisher (primary), the receiver (standby) or the roles'
- * events; a broker link (broker-link.ts) keeps its stall tracking, Receive Maximum quota, node race and
+ * events, and publishes this node's control records through control-records.ts (leader, state, Will, acks,
+ * power); a broker link (broker-link.ts) keeps its stall tracking, Receive Maximum quota, node race and
  * client options in files of their own; availability.ts says online/offline for dashboards; direct/ is the
  * second path to the siblings. Every timing in them runs on the injected clock.
  */

@@ -5,12 +5,11 @@
  * counted by reason and dropped. With `direct`, the direct path to the siblings (direct/) is a second way
  * for batches, acks and the handoff record, and what it delivers takes the same checks (inbound-gate.ts).
  *
- * About 470 lines, over the project's usual few hundred: what is left is the hub's own surface (its options
- * and events, the wiring of its parts, the control records it publishes on every link and the direct path,
- * and the narrow interface the brownout and the agent use instead of the publisher), all acting on the same
- * links and role; each part that owns state (gate, links, publisher, receiver, availability) has its file.
+ * What is left here is the hub's own surface: its options and events, the wiring of its parts, the dispatch
+ * of what arrives, and the narrow interface the brownout and the agent use instead of the publisher. Each
+ * part that owns state has its file: the gate, the links, the control records it publishes on every link and
+ * the direct path (control-records.ts), the publisher, the receiver, availability.
  */
-import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { FlashLog } from '../log/index.ts';
 import { LastgaspError, type Clock, type Logger } from '../util/index.ts';
@@ -19,14 +18,13 @@ import { BrokerLink } from './broker-link.ts';
 import { Publisher } from './publisher.ts';
 import { Receiver } from './receiver.ts';
 import { CounterSource } from './freshness.ts';
+import { ControlRecords } from './control-records.ts';
 import { InboundGate } from './inbound-gate.ts';
 import { DirectPath, DIRECT_KIND_ACK, DIRECT_KIND_BATCH, type DirectKind, type DirectPathConfig } from './direct/index.ts';
 import type { WireAuth } from './wire-auth.ts';
 import { BATCH_INFLATED_BYTES_MAX } from './compression.ts';
-import { WireCodec, topics, type AckMessage, type Freshness, type LeaderMessage, type StateMessage, type Topics } from './wire.ts';
+import { WireCodec, topics, type Freshness, type LeaderMessage, type StateMessage, type Topics } from './wire.ts';
 
-/** Power telemetry is for dashboards: at most one message per this interval. */
-const POWER_PUBLISH_INTERVAL_MS = 1000;
 /** A direct-path frame may exceed batchBytesMax by the envelope and the frame header (1 KiB is ample). */
 const DIRECT_FRAME_SLACK_BYTES = 1024;
 
@@ -87,12 +85,11 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   private readonly links: BrokerLink[];
   private readonly quorum: number;
   private role: 'primary' | 'standby' | undefined;
-  private lastPowerAtMs = -Infinity;
-  private controlPaused = false;
   private readonly counters: CounterSource;
+  /** The leader, state, ack, Will and power records this node publishes (control-records.ts). */
+  private readonly control: ControlRecords;
   /** Every message that arrives passes it: decoded, verified, addressed right, fresh (inbound-gate.ts). */
   private readonly gate: InboundGate;
-  private lastWill: Uint8Array | undefined;
   private readonly availability: Availability;
   private readonly direct: DirectPath | undefined;
 
@@ -115,6 +112,8 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       throw new LastgaspError('CONFIG_INVALID', `config: replication.replicaAcks: ${replicaAcks} siblings cannot acknowledge when only ${options.siblings.length} are listed in siblings`);
     }
     this.direct = this.directPath(logger);
+    const { group, node, log, clock } = options;
+    this.control = new ControlRecords({ links: this.links, quorum: this.quorum, codec: this.codec, topics: this.topics, direct: this.direct, counters: this.counters, group, node, log, clock });
     this.publisher = new Publisher({
       log: options.log,
       links: this.links,
@@ -140,7 +139,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       node: options.node,
       sources: this.links.length,
       keepaliveS: options.keepaliveS,
-      sendAck: (ack) => this.publishAck(ack),
+      sendAck: (ack) => this.control.ack(ack),
       receiving: () => this.links.some((link) => link.connected) || (this.direct?.receiving() ?? false),
       logger: logger.child('agent:replication:receiver'),
       clock: options.clock,
@@ -163,7 +162,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       clientId: `lastgasp-${options.group}-${options.node}`,
       protocol: options.protocol,
       keepaliveS: options.keepaliveS,
-      will: { topic: this.topics.state(options.node), payload: () => this.willPayload(), retain: true },
+      will: { topic: this.topics.state(options.node), payload: () => this.control.will(), retain: true },
       username: options.username,
       password: options.password,
       tls: options.tls,
@@ -264,7 +263,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
 
   /** During the brownout flush nothing but batches and the handoff goes out. */
   setControlPaused(paused: boolean): void {
-    this.controlPaused = paused;
+    this.control.setPaused(paused);
   }
 
   stats(): Record<string, unknown> {
@@ -282,70 +281,27 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   }
 
   /** Publish to a quorum of brokers and wait for their PUBACKs. */
-  async publishLeader(message: LeaderMessage): Promise<void> {
-    const payload = this.codec.encodeLeader({ ...message, counter: await this.counters.take() });
-    // Only the handoff goes direct too: a claim must reach every node in the one order the brokers give it.
-    await this.publishControl(this.topics.leader, payload, true, message.kind === 'handoff' ? this.direct?.sendLeader(payload) : undefined);
+  publishLeader(message: LeaderMessage): Promise<void> {
+    return this.control.leader(message);
   }
 
-  async publishState(message: StateMessage): Promise<void> {
-    if (this.controlPaused) return;
-    await this.publishStateNow(message);
+  publishState(message: StateMessage): Promise<void> {
+    return this.control.state(message);
   }
 
   /** The state record outside the control pause: the flush announces itself. */
-  async publishStateNow(message: StateMessage): Promise<void> {
-    await this.publishControl(this.topics.state(this.options.node), this.codec.encodeState({ ...message, counter: await this.counters.take() }), true);
+  publishStateNow(message: StateMessage): Promise<void> {
+    return this.control.stateNow(message);
   }
 
-  /**
-   * Telemetry for dashboards: plain JSON, QoS 0, retained, rate-limited (except `changed`: a new power
-   * state goes out at once), silent during a flush.
-   */
+  /** Telemetry for dashboards, rate-limited except a new power state (`changed`), silent during a flush. */
   publishPower(status: object, changed = false): void {
-    const now = this.options.clock.monotonicMs();
-    if (this.controlPaused || (!changed && now - this.lastPowerAtMs < POWER_PUBLISH_INTERVAL_MS)) return;
-    this.lastPowerAtMs = now;
-    const payload = new TextEncoder().encode(JSON.stringify(status));
-    for (const link of this.links) {
-      if (link.connected) void link.publish(this.topics.power(this.options.node), payload, { qos: 0, retain: true }).catch(() => undefined);
-    }
+    this.control.power(status, changed);
   }
 
   /** The last power record before the power goes (QoS 1, awaited, during the flush's pause too). */
-  async publishPowerNow(status: object): Promise<void> {
-    const payload = new TextEncoder().encode(JSON.stringify(status));
-    await Promise.all(this.links.filter((link) => link.connected).map((link) => link.publish(this.topics.power(this.options.node), payload, { qos: 1, retain: true }).catch(() => undefined)));
-  }
-
-  private async publishAck(ack: AckMessage): Promise<void> {
-    const payload = this.codec.encodeAck({ ...ack, counter: await this.counters.take() });
-    await this.publishControl(this.topics.ack(this.options.node), payload, true, this.direct?.sendAck(payload));
-  }
-
-  /**
-   * The Will, composed at each connect with a fresh counter and the node's position then. When no counter
-   * can be had without waiting (a block just ran out), the previous Will serves: the broker publishes a Will
-   * only once, when the session ends.
-   */
-  private willPayload(): Uint8Array {
-    const counter = this.counters.takeNow();
-    if (counter === undefined && this.lastWill) return this.lastWill;
-    assert.ok(counter !== undefined, 'replication: a link connected before the counter reservation was read (start() opens it first)');
-    const { group, node, log, clock } = this.options;
-    this.lastWill = this.codec.encodeState({ group, node, role: 'unknown', state: 'offline', epoch: log.epoch, committed: log.watermarks().committed, atMs: clock.nowMs(), counter });
-    return this.lastWill;
-  }
-
-  /** `direct`: the same message sent on the direct path too; either way out completes the publish. */
-  private async publishControl(topic: string, payload: Uint8Array, retain: boolean, direct?: Promise<void>): Promise<void> {
-    const links = this.links.filter((link) => link.connected);
-    const sends = (links.length > 0 ? links : this.links).map((link) => link.publish(topic, payload, { qos: 1, retain }));
-    const brokers = quorumOf(sends, Math.min(this.quorum, sends.length));
-    if (!direct) return brokers;
-    await Promise.any([brokers, direct]).catch((error: AggregateError) => {
-      throw error.errors[0];
-    });
+  publishPowerNow(status: object): Promise<void> {
+    return this.control.powerNow(status);
   }
 
   /** The direct path, when configured; it authenticates peers with the node keys, so it needs ed25519 signing. */
@@ -454,23 +410,4 @@ export class Replication extends EventEmitter<ReplicationEvents> {
   publishHandoff(record: LeaderMessage & { kind: 'handoff' }): Promise<void> {
     return this.publishLeader(record);
   }
-}
-
-/** Resolve when `needed` of the promises resolved; reject when that became impossible. */
-function quorumOf(promises: readonly Promise<void>[], needed: number): Promise<void> {
-  if (needed <= 0) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    let ok = 0;
-    let failed = 0;
-    for (const promise of promises) {
-      promise.then(
-        () => {
-          if (++ok === needed) resolve();
-        },
-        (error: unknown) => {
-          if (++failed > promises.length - needed) reject(error);
-        },
-      );
-    }
-  });
 }

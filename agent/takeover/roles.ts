@@ -14,14 +14,15 @@
  * The file is longer than the project's usual few hundred lines on purpose: every decision about the role is a
  * step of one sequence (start, follow, claim, lead, stand down) that reads top to bottom in one room, as the
  * brownout does; the parts that own state or a rule of their own live beside it (leader-store, heartbeats,
- * lease, silence-watch, regression, epochs). Promotion, demotion and the lease's loss each call into the others
- * (a lost lease demotes, a demotion may end in a new claim), so apart they would read as three halves of one
- * sequence.
+ * lease, silence-watch, regression, epochs, and leader-rules: which leader records are followed). Promotion,
+ * demotion and the lease's loss each call into the others (a lost lease demotes, a demotion may end in a new
+ * claim), so apart they would read as three halves of one sequence.
  */
 import type { FlashLog } from '../log/index.ts';
 import type { LeaderMessage, Replication, StateMessage } from '../replication/index.ts';
 import type { Clock, Logger } from '../util/index.ts';
-import { epochOwner, groupMembers, nextOwnedEpoch } from './epochs.ts';
+import { groupMembers, nextOwnedEpoch } from './epochs.ts';
+import { judgeLeaderRecord } from './leader-rules.ts';
 import { Heartbeats } from './heartbeats.ts';
 import { Lease } from './lease.ts';
 import { LeaderStore } from './leader-store.ts';
@@ -311,17 +312,8 @@ export class RoleManager {
       this.pendingClaim.resolve((message.prev ?? 0) >= floor);
       return;
     }
-    if (message.prev !== undefined && message.epoch > floor && message.prev < floor) {
-      return this.drop('superseded-claim', message, `a claim made without knowing epoch ${floor}; the first claim delivered wins`);
-    }
-    if (message.epoch < floor) return this.drop('below-floor', message, `epoch ${message.epoch} is below this node's floor ${floor}`);
-    if (message.epoch === floor && known && message.node !== known.node) return this.drop('conflicting', message, `epoch ${floor} is already ${known.node}'s`);
-    if (message.epoch > floor && epochOwner(this.members, message.epoch) !== message.node) {
-      return this.drop('not-owner', message, `epoch ${message.epoch} belongs to ${epochOwner(this.members, message.epoch) ?? 'nobody'} in this group (${this.members.join(', ')})`);
-    }
-    if (message.node === node && !(known && known.node === node && message.epoch === known.epoch)) {
-      return this.drop('not-ours', message, 'a record in this node\'s name that it did not write in this life');
-    }
+    const verdict = judgeLeaderRecord(message, { node, members: this.members, floor, known });
+    if (!verdict.follow) return this.drop(verdict.reason, message, verdict.why);
     // A primary that is about to follow someone else stops acknowledging before anything else happens.
     if (message.kind === 'leader' && message.node !== node && this.roleValue === 'primary') this.demoting = true;
     await this.store.save(message);

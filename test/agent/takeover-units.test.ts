@@ -1,13 +1,15 @@
 // The takeover parts with a fake clock: epoch ownership, heartbeat echoes and the lease they give, and the
-// standby's silence watch (late ticks after a pause, hearing its own heartbeats, the probe, the election).
+// standby's silence watch (late ticks after a pause, hearing its own heartbeats, the probe, the election),
+// and which leader records a node follows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EPOCH_MAX, epochOwner, groupMembers, nextOwnedEpoch } from '../../agent/takeover/epochs.ts';
 import { Heartbeats } from '../../agent/takeover/heartbeats.ts';
+import { judgeLeaderRecord } from '../../agent/takeover/leader-rules.ts';
 import { Lease } from '../../agent/takeover/lease.ts';
 import { SilenceWatch } from '../../agent/takeover/silence-watch.ts';
 import { silentLogger } from '../../agent/util/index.ts';
-import type { StateMessage } from '../../agent/replication/index.ts';
+import type { LeaderMessage, StateMessage } from '../../agent/replication/index.ts';
 import { FakeClock, settle } from '../support/fake-clock.ts';
 
 test('every epoch has one owner, and each node takes the next of its own above the floor', () => {
@@ -232,4 +234,23 @@ test('the election: the most caught-up standby takes over, ties go to the smalle
   });
   assert.equal(x.decisions.length, 0, 'gw-m has the same seq and the smaller name');
   x.silence.stop();
+});
+
+test('a leader record is followed only if it knows the floor, lies on or above it, belongs to its sender and is not a stranger in this node\'s name', () => {
+  const members = groupMembers('gw-a', ['gw-b', 'gw-c']);
+  const known: LeaderMessage = { group: 'g', kind: 'leader', epoch: 4, node: 'gw-a', since: 10, atMs: 1 };
+  const view = { node: 'gw-a', members, floor: 4, known };
+  const record = (fields: Partial<LeaderMessage>): LeaderMessage => ({ group: 'g', kind: 'leader', epoch: 5, node: 'gw-b', since: 20, atMs: 2, ...fields });
+  const verdict = (fields: Partial<LeaderMessage>) => {
+    const result = judgeLeaderRecord(record(fields), view);
+    return result.follow ? 'follow' : result.reason;
+  };
+  assert.equal(verdict({ prev: 4 }), 'follow', 'gw-b claims its own epoch 5 knowing the floor 4');
+  assert.equal(verdict({ prev: 3 }), 'superseded-claim', 'a claim made without knowing epoch 4');
+  assert.equal(verdict({ epoch: 3, node: 'gw-c' }), 'below-floor');
+  assert.equal(verdict({ epoch: 4 }), 'conflicting', 'epoch 4 is gw-a\'s already');
+  assert.equal(verdict({ epoch: 6 }), 'not-owner', 'epoch 6 is gw-c\'s');
+  assert.equal(verdict({ epoch: 7, node: 'gw-a' }), 'not-ours', 'gw-a never wrote epoch 7 in this life');
+  assert.equal(verdict({ epoch: 4, node: 'gw-a', atMs: 3 }), 'follow', 'its own saved record, seen again');
+  assert.equal(verdict({ kind: 'handoff', epoch: 4, node: 'gw-a', lastSeq: 12 }), 'follow', 'its own handoff in the epoch it leads');
 });

@@ -36,7 +36,7 @@ const ENTRIES_MAX = Number(process.env.LASTGASP_HOLDUP_ENTRIES_MAX ?? 24000);
 /**
  * Kept back from the hold-up budget: the agent's clock starts when the power source's brownout reaches it, a
  * few ms after the benchmark's. The agent itself keeps back what the handoff record needs (the bytes in flight
- * ahead of it and a round trip, measured on the link: agent.ts waitFlushed).
+ * ahead of it and a round trip, measured on the link: agent/power/brownout.ts waitFlushed).
  */
 const BROWNOUT_SKEW_MS = 50;
 /**
