@@ -8,7 +8,8 @@
 export { Replication, type ReplicationOptions, type ReplicationEvents } from './replication.ts';
 export { BrokerLink, brokerRefusal, publishPacketBytes, type BrokerLinkOptions, type LinkUp } from './broker-link.ts';
 export { Availability, type AvailabilityOptions } from './availability.ts';
-export { Publisher, type PublisherOptions, type PublishLink } from './publisher.ts';
+export { Publisher } from './publisher.ts';
+export type { PublisherOptions, PublishLink } from './publisher-options.ts';
 export { Receiver } from './receiver.ts';
 export {
   WireCodec,
