@@ -18,7 +18,7 @@
  */
 import { setImmediate } from 'node:timers';
 import type { FlashLog } from '../log/index.ts';
-import type { Clock } from '../util/index.ts';
+import type { Clock, TimerHandle } from '../util/index.ts';
 import type { BatchPlan, BatchSource, MadeBatch } from './batch-source.ts';
 import type { WireAuth } from './wire-auth.ts';
 
@@ -33,6 +33,12 @@ export const PREPARED_BYTES_MAX = 16 * 1024 * 1024;
 const PREPARED_BATCHES_MAX = 1024;
 /** A batch counts as full at this share of its planned bytes: fitBatch leaves room for headers. */
 const FULL_SHARE = 0.9;
+/**
+ * What is left after the full batches (less than one) is prepared once no entry was committed for this
+ * long: the writers paused or stopped (a brownout fences the log before it flushes), so the batch would not
+ * grow any more. A steady trickle of commits keeps it unprepared: it is one batch of work at most.
+ */
+const PREPARE_QUIET_MS = 100;
 /** A prepared batch may be at most this many times the size the publisher now plans, else it is made anew. */
 const RESIZE_SLACK = 2;
 
@@ -74,6 +80,10 @@ export class PreparedTail {
   private pending: Promise<void> | undefined;
   /** Wire bytes per entry of the batches made lately: whether a full batch waits, without reading. */
   private wireBytesPerEntry: number | undefined;
+  /** The committed seq last seen, and since when (monotonic ms): whether the tail has gone quiet. */
+  private committedSeen = 0;
+  private committedSeenAtMs = 0;
+  private quietTimer: TimerHandle | undefined;
   private readonly bytesMax: number;
   readonly counters = { preparedBatches: 0, preparedSent: 0, preparedDropped: 0, prepareMs: 0, prepareErrors: 0 };
 
@@ -127,6 +137,8 @@ export class PreparedTail {
     this.counters.preparedDropped += this.queue.length;
     for (const batch of this.queue.splice(0)) this.options.release(batch);
     this.bytesHeld = 0;
+    this.quietTimer?.cancel();
+    this.quietTimer = undefined;
   }
 
   /** A batch the publisher made itself: its size per entry teaches when a full batch waits. */
@@ -139,7 +151,7 @@ export class PreparedTail {
     if (!host.mayPrepare() || this.queue.length >= PREPARED_BATCHES_MAX) return;
     const from = this.queue.length > 0 ? this.queue[this.queue.length - 1]!.last + 1 : host.nextSeq();
     const plan = host.plan();
-    if (this.bytesHeld + plan.batchBytes > this.bytesMax || !this.fullBatchWaiting(from, plan.batchBytes)) return;
+    if (this.bytesHeld + plan.batchBytes > this.bytesMax || !this.worthPreparing(from, plan.batchBytes)) return;
     const generation = this.generation;
     const startedMs = this.options.clock.monotonicMs();
     let done!: () => void;
@@ -164,12 +176,28 @@ export class PreparedTail {
     this.schedule();
   }
 
-  /** At least a full batch is committed after `from`: estimated from the last batches, read when unknown. */
-  private fullBatchWaiting(from: number, batchBytes: number): boolean {
-    const waiting = this.options.log.watermarks().committed - from + 1;
+  /**
+   * At least a full batch is committed after `from` (estimated from the last batches, read when unknown),
+   * or less, but nothing was committed for PREPARE_QUIET_MS; until then a timer looks again.
+   */
+  private worthPreparing(from: number, batchBytes: number): boolean {
+    const committed = this.options.log.watermarks().committed;
+    const waiting = committed - from + 1;
     if (waiting <= 0) return false;
     if (waiting >= this.options.batchEntriesMax || this.wireBytesPerEntry === undefined) return true;
-    return waiting * this.wireBytesPerEntry >= batchBytes * FULL_SHARE;
+    if (waiting * this.wireBytesPerEntry >= batchBytes * FULL_SHARE) return true;
+    const nowMs = this.options.clock.monotonicMs();
+    if (committed !== this.committedSeen) {
+      this.committedSeen = committed;
+      this.committedSeenAtMs = nowMs;
+    }
+    const quietMs = nowMs - this.committedSeenAtMs;
+    if (quietMs >= PREPARE_QUIET_MS) return true;
+    this.quietTimer ??= this.options.clock.setTimeout(() => {
+      this.quietTimer = undefined;
+      this.schedule();
+    }, PREPARE_QUIET_MS - quietMs);
+    return false;
   }
 }
 
