@@ -5,7 +5,7 @@
  * payload buffer of the pool, so the two never read at once (the publisher waits for a slice of preparation
  * that is under way before it reads).
  */
-import type { FlashLog } from '../log/index.ts';
+import type { FlashLog, LogEntry } from '../log/index.ts';
 import { LastgaspError } from '../util/index.ts';
 import type { BatchBuffers } from './batch-buffers.ts';
 import { fitBatch, readBytesMax } from './batch-sizing.ts';
@@ -35,6 +35,8 @@ export interface MadeBatch {
   readonly epoch: number;
   /** The signing mode and key it was signed with. */
   readonly auth: WireAuth;
+  /** Its last entry as read (the payload copied): a batch kept for later is sent only while the log still holds it. */
+  readonly lastEntry: LogEntry;
 }
 
 export type MakeResult =
@@ -75,7 +77,19 @@ export class BatchSource {
       if (buffer) buffers.give(buffer);
       return { ok: false, reason: 'too-large', seq, entryBytes: first.payload.length };
     }
-    return { ok: true, batch: { first: seq, last: seq + entries.length - 1, entries: entries.length, payload, buffer, epoch, auth: codec.auth } };
+    const last = entries[entries.length - 1]!;
+    const lastEntry = { ...last, payload: last.payload.slice() };
+    return { ok: true, batch: { first: seq, last: last.seq, entries: entries.length, payload, buffer, epoch, auth: codec.auth, lastEntry } };
+  }
+
+  /**
+   * Whether the log still holds `batch`'s entries as they were read: a demotion's cut followed by new
+   * appends would put other entries at the same seqs, and the last of them would then differ.
+   */
+  async stillHolds(batch: MadeBatch): Promise<boolean> {
+    const [entry] = await this.options.log.read(batch.last, { entriesMax: 1, bytesMax: batch.lastEntry.payload.length });
+    const kept = batch.lastEntry;
+    return entry !== undefined && entry.seq === kept.seq && entry.epoch === kept.epoch && entry.timestampMs === kept.timestampMs && sameBytes(entry.payload, kept.payload);
   }
 }
 
@@ -86,4 +100,10 @@ export function entryTooLargeError(seq: number, entryBytes: number, payloadBytes
     `entry ${seq} (${entryBytes} bytes) does not fit in one MQTT packet of at most ${payloadBytesMax} bytes that the broker takes; replication is stuck at it until the broker's max_packet_size is raised`,
     { seq, entryBytes, payloadBytesMax, reason: 'packet too large', reasonCode: 0x95 },
   );
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
+  return true;
 }

@@ -8,7 +8,7 @@
  * What it owns: the queue of prepared batches, the cursor after them, and the memory budget they may hold.
  * What it never does: send, or decide the order; the publisher takes the head only when it is exactly the
  * batch it would make itself at its next seq, in this epoch, with this key, within the brokers' limit, and
- * for entries still committed. Anything that moves the publisher's next seq other than sending the head
+ * for entries the log still holds as they were read. Anything that moves the publisher's next seq other than sending the head
  * (a sibling's resend request, a failed batch sent again, retention, a restart) clears the queue, and a
  * batch whose preparation was under way when it was cleared is dropped when it finishes.
  *
@@ -31,8 +31,6 @@ import type { WireAuth } from './wire-auth.ts';
 export const PREPARED_BYTES_MAX = 16 * 1024 * 1024;
 /** Most batches held, whatever their size: a bound on the queue for a link that makes 4 KiB batches. */
 const PREPARED_BATCHES_MAX = 1024;
-/** A batch counts as full at this share of its planned bytes: fitBatch leaves room for headers. */
-const FULL_SHARE = 0.9;
 /**
  * What is left after the full batches (less than one) is prepared once no entry was committed for this
  * long: the writers paused or stopped (a brownout fences the log before it flushes), so the batch would not
@@ -117,14 +115,20 @@ export class PreparedTail {
     return true;
   }
 
-  /** The head if it is the publisher's next batch as `check` says; any mismatch clears the queue. */
-  take(check: TakeCheck): MadeBatch | undefined {
+  /**
+   * The head if it is the publisher's next batch as `check` says, and the log still holds its entries as
+   * they were read (a cut and new appends would put others at the same seqs); any mismatch clears the queue.
+   */
+  async take(check: TakeCheck): Promise<MadeBatch | undefined> {
     const head = this.queue[0];
     if (!head) return undefined;
-    if (!fits(head, check)) {
-      this.clear();
+    const generation = this.generation;
+    if (!fits(head, check) || !(await this.options.source.stillHolds(head))) {
+      if (generation === this.generation) this.clear();
       return undefined;
     }
+    // Cleared while the log was read: the publisher looks again.
+    if (generation !== this.generation || this.queue[0] !== head) return undefined;
     this.queue.shift();
     this.bytesHeld -= heldBytes(head);
     this.counters.preparedSent++;
@@ -185,7 +189,8 @@ export class PreparedTail {
     const waiting = committed - from + 1;
     if (waiting <= 0) return false;
     if (waiting >= this.options.batchEntriesMax || this.wireBytesPerEntry === undefined) return true;
-    if (waiting * this.wireBytesPerEntry >= batchBytes * FULL_SHARE) return true;
+    // More than a batch holds: the read then stops at the batch's size, not at what happened to be committed.
+    if (waiting * this.wireBytesPerEntry > batchBytes) return true;
     const nowMs = this.options.clock.monotonicMs();
     if (committed !== this.committedSeen) {
       this.committedSeen = committed;

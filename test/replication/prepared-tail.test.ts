@@ -1,10 +1,12 @@
 // The prepared tail (agent/replication/prepared-tail.ts) under attack, on a real mosquitto with signed nodes:
 // batches made ahead while the publisher is paused must never go out once they stopped being the batches it
 // would make itself. A resend request (go-back-N) after batches were prepared, a new epoch, a demotion that
-// cuts the log and writes other entries at the same seqs, and a brownout flush with commits still arriving
+// cuts the log and writes other entries at the same seqs (with the publisher stopped, or still running),
+// and a brownout flush with commits still arriving
 // after the prepared batches: in each, a watcher on the log topic checks every batch on the wire (a valid
 // signature, no gap, the primary's own entries, the current epoch) and the sibling ends up with exactly the
-// primary's log, each entry applied once.
+// primary's log, each entry applied once. A cut followed by new appends in the same epoch, while the
+// publisher still runs, is caught by the check that the log still holds a prepared batch's last entry.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -189,6 +191,29 @@ test('a demotion that cuts the prepared entries and writes others at their seqs:
     const theirs = await b.entries();
     assert.equal(new TextDecoder().decode(theirs[200]!.payload).split('-')[0], 'kept', 'seq 201 is an entry written after the cut');
     assert.ok(!p.watcher.seen.batches.some((batch) => batch.entries.some((entry) => new TextDecoder().decode(entry.payload).startsWith('cut-'))), 'no entry that was cut went out');
+    await assertWire(p.watcher.seen, a);
+  } finally {
+    await p.close();
+  }
+});
+
+test('a cut while the publisher runs, then new appends at the cut seqs in the same epoch: the sibling gets the new ones', async () => {
+  const p = await pair('prepared-cut');
+  try {
+    const { a, b } = p;
+    await prepareTail(a, 3000, 'cut', 5);
+    // As a demotion does before the publisher stops (takeover/roles.ts demote): fence, cut, unfence; here
+    // appends then come back in the same epoch, more of them than were cut.
+    await a.log.fence('NOT_PRIMARY', 'test: demoting');
+    await a.log.quarantineAfter(200);
+    a.log.unfence();
+    await a.append(3500, 'refill', 16);
+    a.replication.publisher.setPaused(false);
+    await waitReplicated(a, 3700);
+    await waitCommitted(b, 3700);
+    await assertSameLog(a, b, 3700);
+    assert.ok(!p.watcher.seen.batches.some((batch) => batch.entries.some((entry) => new TextDecoder().decode(entry.payload).startsWith('cut-'))), 'no entry that was cut went out');
+    assert.ok(prepared(a).preparedDropped >= 5, `${prepared(a).preparedDropped} prepared batches dropped`);
     await assertWire(p.watcher.seen, a);
   } finally {
     await p.close();
