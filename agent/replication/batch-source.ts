@@ -3,7 +3,8 @@
  * compressed where it pays, and signed) into a buffer of the pool. The publisher makes its batches here at
  * send time, and the prepared tail (prepared-tail.ts) makes them ahead of time; both read through the one
  * payload buffer of the pool, so the two never read at once (the publisher waits for a slice of preparation
- * that is under way before it reads).
+ * that is under way before it reads). A batch made ahead remembers its last entry, so that it is sent only
+ * while the log still holds that entry as it was read.
  */
 import type { FlashLog, LogEntry } from '../log/index.ts';
 import { LastgaspError } from '../util/index.ts';
