@@ -3,10 +3,10 @@
  * compressed where it pays, and signed) into a buffer of the pool. The publisher makes its batches here at
  * send time, and the prepared tail (prepared-tail.ts) makes them ahead of time; both read through the one
  * payload buffer of the pool, so the two never read at once (the publisher waits for a slice of preparation
- * that is under way before it reads). A batch made ahead remembers its last entry, so that it is sent only
- * while the log still holds that entry as it was read.
+ * that is under way before it reads). A batch made ahead remembers how many records the log had set aside
+ * when it was read, so that it is sent only while the log has cut nothing since.
  */
-import type { FlashLog, LogEntry } from '../log/index.ts';
+import type { FlashLog } from '../log/index.ts';
 import { LastgaspError } from '../util/index.ts';
 import type { BatchBuffers } from './batch-buffers.ts';
 import { fitBatch, readBytesMax } from './batch-sizing.ts';
@@ -36,8 +36,8 @@ export interface MadeBatch {
   readonly epoch: number;
   /** The signing mode and key it was signed with. */
   readonly auth: WireAuth;
-  /** Its last entry as read (the payload copied): a batch kept for later is sent only while the log still holds it. */
-  readonly lastEntry: LogEntry;
+  /** Records the log had set aside (LogStatus counters.quarantinedRecords) when the entries were read. */
+  readonly setAside: number;
 }
 
 export type MakeResult =
@@ -67,6 +67,8 @@ export class BatchSource {
     const ratio = plan.link ? codec.expectedRatio(plan.batchBytes, plan.link) : 1;
     const plainBytes = Math.min(plan.payloadBytesMax, Math.round(plan.batchBytes / ratio));
     const bytesMax = readBytesMax(plainBytes, batchEntriesMax);
+    // Before the read: a cut while it runs must count as after it.
+    const setAside = setAsideRecords(log);
     // The entries are encoded at once and dropped, so one buffer serves every read.
     const entries = fitBatch(await log.read(seq, { entriesMax: batchEntriesMax, bytesMax, payloadBuffer: buffers.payloads(bytesMax) }), plainBytes);
     const first = entries[0];
@@ -78,20 +80,17 @@ export class BatchSource {
       if (buffer) buffers.give(buffer);
       return { ok: false, reason: 'too-large', seq, entryBytes: first.payload.length };
     }
-    const last = entries[entries.length - 1]!;
-    const lastEntry = { ...last, payload: last.payload.slice() };
-    return { ok: true, batch: { first: seq, last: last.seq, entries: entries.length, payload, buffer, epoch, auth: codec.auth, lastEntry } };
+    return { ok: true, batch: { first: seq, last: seq + entries.length - 1, entries: entries.length, payload, buffer, epoch, auth: codec.auth, setAside } };
   }
+}
 
-  /**
-   * Whether the log still holds `batch`'s entries as they were read: a demotion's cut followed by new
-   * appends would put other entries at the same seqs, and the last of them would then differ.
-   */
-  async stillHolds(batch: MadeBatch): Promise<boolean> {
-    const [entry] = await this.options.log.read(batch.last, { entriesMax: 1, bytesMax: batch.lastEntry.payload.length });
-    const kept = batch.lastEntry;
-    return entry !== undefined && entry.seq === kept.seq && entry.epoch === kept.epoch && entry.timestampMs === kept.timestampMs && sameBytes(entry.payload, kept.payload);
-  }
+/**
+ * Records the log has set aside so far: a demotion's cut counts every record it removes there, and new
+ * appends in the same epoch may then put other entries at the cut seqs (takeover/roles.ts cuts before the
+ * publisher stops). A batch read before a cut may not be sent after it.
+ */
+export function setAsideRecords(log: FlashLog): number {
+  return log.status().counters.quarantinedRecords ?? 0;
 }
 
 /** The error for an entry that alone does not fit in one packet the brokers take (MQTT 5 reason 0x95). */
@@ -101,10 +100,4 @@ export function entryTooLargeError(seq: number, entryBytes: number, payloadBytes
     `entry ${seq} (${entryBytes} bytes) does not fit in one MQTT packet of at most ${payloadBytesMax} bytes that the broker takes; replication is stuck at it until the broker's max_packet_size is raised`,
     { seq, entryBytes, payloadBytesMax, reason: 'packet too large', reasonCode: 0x95 },
   );
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
-  return true;
 }

@@ -39,12 +39,9 @@ export class BatchSupply {
     });
   }
 
-  /**
-   * The batch at `check.nextSeq`: the prepared one if it passes `check` and the log still holds its entries
-   * (else every prepared batch is dropped), or one made now.
-   */
+  /** The batch at `check.nextSeq`: the prepared one if it passes `check` (else all are dropped), or one made now. */
   async next(check: TakeCheck): Promise<MakeResult> {
-    const ready = await this.prepared.take(check);
+    const ready = this.prepared.take(check);
     if (ready) return { ok: true, batch: ready };
     const made = await this.source.make(check.nextSeq, check.plan);
     if (made.ok) this.prepared.learn(made.batch);

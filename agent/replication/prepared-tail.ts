@@ -8,7 +8,7 @@
  * What it owns: the queue of prepared batches, the cursor after them, and the memory budget they may hold.
  * What it never does: send, or decide the order; the publisher takes the head only when it is exactly the
  * batch it would make itself at its next seq, in this epoch, with this key, within the brokers' limit, and
- * for entries the log still holds as they were read. Anything that moves the publisher's next seq other than sending the head
+ * for entries read since the log last cut its suffix. Anything that moves the publisher's next seq other than sending the head
  * (a sibling's resend request, a failed batch sent again, retention, a restart) clears the queue, and a
  * batch whose preparation was under way when it was cleared is dropped when it finishes.
  *
@@ -46,6 +46,8 @@ export interface TakeCheck {
   readonly epoch: number;
   readonly auth: WireAuth;
   readonly committed: number;
+  /** Records the log has set aside so far (batch-source.ts setAsideRecords). */
+  readonly setAside: number;
   readonly plan: BatchPlan;
 }
 
@@ -116,19 +118,16 @@ export class PreparedTail {
   }
 
   /**
-   * The head if it is the publisher's next batch as `check` says, and the log still holds its entries as
-   * they were read (a cut and new appends would put others at the same seqs); any mismatch clears the queue.
+   * The head if it is the publisher's next batch as `check` says (entries read since the last cut of the
+   * log among them); any mismatch clears the queue.
    */
-  async take(check: TakeCheck): Promise<MadeBatch | undefined> {
+  take(check: TakeCheck): MadeBatch | undefined {
     const head = this.queue[0];
     if (!head) return undefined;
-    const generation = this.generation;
-    if (!fits(head, check) || !(await this.options.source.stillHolds(head))) {
-      if (generation === this.generation) this.clear();
+    if (!fits(head, check)) {
+      this.clear();
       return undefined;
     }
-    // Cleared while the log was read: the publisher looks again.
-    if (generation !== this.generation || this.queue[0] !== head) return undefined;
     this.queue.shift();
     this.bytesHeld -= heldBytes(head);
     this.counters.preparedSent++;
@@ -210,6 +209,7 @@ function fits(batch: MadeBatch, check: TakeCheck): boolean {
   return (
     batch.first === check.nextSeq &&
     batch.last <= check.committed &&
+    batch.setAside === check.setAside &&
     batch.epoch === check.epoch &&
     batch.auth === check.auth &&
     batch.payload.length <= check.plan.payloadBytesMax &&

@@ -18,7 +18,7 @@
 import { setImmediate } from 'node:timers';
 import { LastgaspError } from '../util/index.ts';
 import { flushInflightBytesMax, linkBatchBytes, linksPayloadBytesMax, linksWindowMax } from './batch-sizing.ts';
-import { entryTooLargeError, type BatchPlan, type MadeBatch } from './batch-source.ts';
+import { entryTooLargeError, setAsideRecords, type BatchPlan, type MadeBatch } from './batch-source.ts';
 import { BatchSupply } from './batch-supply.ts';
 import { DrainMeter } from './drain-meter.ts';
 import { PublishWindow, type InflightBatch } from './publish-window.ts';
@@ -272,7 +272,7 @@ export class Publisher {
         return this.supply.prepareAhead();
       }
       if (await this.supply.waitPreparing()) continue;
-      const result = await this.supply.next({ nextSeq: this.nextSeq, epoch: log.epoch, auth: options.codec.auth, committed: log.watermarks().committed, plan });
+      const result = await this.supply.next({ nextSeq: this.nextSeq, epoch: log.epoch, auth: options.codec.auth, committed: log.watermarks().committed, setAside: setAsideRecords(log), plan });
       if (!result.ok) {
         if (result.reason === 'too-large') this.refuseTooLarge(result.seq, result.entryBytes, plan.payloadBytesMax);
         return;

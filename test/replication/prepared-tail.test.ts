@@ -6,7 +6,7 @@
 // after the prepared batches: in each, a watcher on the log topic checks every batch on the wire (a valid
 // signature, no gap, the primary's own entries, the current epoch) and the sibling ends up with exactly the
 // primary's log, each entry applied once. A cut followed by new appends in the same epoch, while the
-// publisher still runs, is caught by the check that the log still holds a prepared batch's last entry.
+// publisher still runs, is caught by the log's count of records set aside.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt, { type MqttClient } from 'mqtt';
