@@ -62,6 +62,17 @@ export function flushInflightBytesMax(batchBytes: number, bytesPerS: number | un
 }
 
 /**
+ * How long before the hold-up budget ends the flush must stop waiting and publish the handoff record, so
+ * that the record is on the brokers, and their acknowledgement back, by then: it waits behind the
+ * `bytesInFlight` not yet acknowledged, drained at `bytesPerS` (those already across stand for its own trip
+ * there), and its acknowledgement comes back half a round trip later. Undefined until the link is measured.
+ */
+export function handoffLeadMs(bytesInFlight: number, bytesPerS: number | undefined, roundTripMs: number | undefined): number | undefined {
+  if (bytesPerS === undefined || roundTripMs === undefined) return undefined;
+  return (bytesInFlight * 1000) / bytesPerS + roundTripMs / 2;
+}
+
+/**
  * Payload bytes to read for a batch of at most `batchBytes` on the wire: leave room for the header and the
  * per-entry CBOR overhead of a full batch, unless that would halve the batch (a small broker limit); then
  * read more and let `fitBatch` trim.

@@ -4,9 +4,9 @@
  * It owns those three and the timer that drops the pooled buffers once replication has been caught up for
  * a while; the publisher decides when a batch is wanted, and sends it.
  */
-import type { Clock, TimerHandle } from '../util/index.ts';
+import type { Clock, Logger, TimerHandle } from '../util/index.ts';
 import { BATCH_BUFFERS_IDLE_MS, BatchBuffers } from './batch-buffers.ts';
-import { BatchSource, type BatchSourceOptions, type MakeResult } from './batch-source.ts';
+import { BatchSource, entryTooLargeError, type BatchSourceOptions, type MakeResult } from './batch-source.ts';
 import { PreparedTail, type PreparedTailHost, type TakeCheck } from './prepared-tail.ts';
 
 export interface BatchSupplyOptions extends Omit<BatchSourceOptions, 'buffers'> {
@@ -16,6 +16,7 @@ export interface BatchSupplyOptions extends Omit<BatchSourceOptions, 'buffers'> 
   /** Memory the prepared tail may hold (prepared-tail.ts PREPARED_BYTES_MAX by default; 0: none). */
   preparedBytesMax?: number;
   clock: Clock;
+  logger: Logger;
   host: PreparedTailHost;
 }
 
@@ -24,6 +25,8 @@ export class BatchSupply {
   private readonly source: BatchSource;
   private readonly prepared: PreparedTail;
   private trimTimer: TimerHandle | undefined;
+  /** The entry last reported as too large for the brokers: reported once, however often it is tried. */
+  private tooLargeSeq = 0;
 
   constructor(private readonly options: BatchSupplyOptions) {
     this.buffers = new BatchBuffers(options.batchBytesMax, options.windowMax);
@@ -39,12 +42,20 @@ export class BatchSupply {
     });
   }
 
-  /** The batch at `check.nextSeq`: the prepared one if it passes `check` (else all are dropped), or one made now. */
+  /**
+   * The batch at `check.nextSeq`: the prepared one if it passes `check` (else all are dropped), or one made
+   * now; an entry too large for the brokers is logged the first time it is tried.
+   */
   async next(check: TakeCheck): Promise<MakeResult> {
     const ready = this.prepared.take(check);
     if (ready) return { ok: true, batch: ready };
     const made = await this.source.make(check.nextSeq, check.plan);
     if (made.ok) this.prepared.learn(made.batch);
+    else if (made.reason === 'too-large' && made.seq !== this.tooLargeSeq) {
+      this.tooLargeSeq = made.seq;
+      const error = entryTooLargeError(made.seq, made.entryBytes, check.plan.payloadBytesMax);
+      this.options.logger.error(error.message, error.detail);
+    }
     return made;
   }
 

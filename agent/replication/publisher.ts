@@ -17,8 +17,8 @@
  */
 import { setImmediate } from 'node:timers';
 import { LastgaspError } from '../util/index.ts';
-import { flushInflightBytesMax, linkBatchBytes, linksPayloadBytesMax, linksWindowMax } from './batch-sizing.ts';
-import { entryTooLargeError, setAsideRecords, type BatchPlan, type MadeBatch } from './batch-source.ts';
+import { flushInflightBytesMax, handoffLeadMs, linkBatchBytes, linksPayloadBytesMax, linksWindowMax } from './batch-sizing.ts';
+import { setAsideRecords, type BatchPlan, type MadeBatch } from './batch-source.ts';
 import { BatchSupply } from './batch-supply.ts';
 import { DrainMeter } from './drain-meter.ts';
 import { PublishWindow, type InflightBatch } from './publish-window.ts';
@@ -42,7 +42,6 @@ export class Publisher {
   private flushing = false;
   private blockedUntilMs = 0;
   private readonly resends: ResendRequests;
-  private tooLargeSeq = 0;
   private unsubscribe: (() => void) | undefined;
   private readonly counters = {
     batches: 0,
@@ -135,17 +134,9 @@ export class Publisher {
     return this.replicated.tail();
   }
 
-  /**
-   * How long before the hold-up budget ends the flush must stop waiting and publish the handoff record, so
-   * that the record is on the brokers, and their acknowledgement back, by then: it waits behind the bytes not
-   * yet acknowledged, drained at the measured rate (those already across stand for its own trip there), and
-   * its acknowledgement comes back half a round trip later. Undefined until the link is measured.
-   */
+  /** How long before the hold-up budget ends the flush must publish the handoff record (batch-sizing.ts handoffLeadMs). */
   handoffLeadMs(): number | undefined {
-    const rate = this.linkBytesPerS();
-    const roundTripMs = this.drain.roundTripMs();
-    if (rate === undefined || roundTripMs === undefined) return undefined;
-    return (this.window.bytes() * 1000) / rate + roundTripMs / 2;
+    return handoffLeadMs(this.window.bytes(), this.linkBytesPerS(), this.drain.roundTripMs());
   }
 
   stats(): Record<string, number | boolean | Record<string, number>> {
@@ -274,7 +265,11 @@ export class Publisher {
       if (await this.supply.waitPreparing()) continue;
       const result = await this.supply.next({ nextSeq: this.nextSeq, epoch: log.epoch, auth: options.codec.auth, committed: log.watermarks().committed, setAside: setAsideRecords(log), plan });
       if (!result.ok) {
-        if (result.reason === 'too-large') this.refuseTooLarge(result.seq, result.entryBytes, plan.payloadBytesMax);
+        // One entry is larger than a broker takes (reported by the supply): nothing after it goes until the limit is raised.
+        if (result.reason === 'too-large') {
+          this.counters.entryTooLarge++;
+          this.retryLater();
+        }
         return;
       }
       if (this.stopped || result.batch.first !== this.nextSeq) {
@@ -356,17 +351,6 @@ export class Publisher {
 
   private windowMax(): number {
     return linksWindowMax(this.options.links, this.options.windowMax);
-  }
-
-  /** One entry is larger than a broker takes: nothing after it can be replicated until the limit is raised. */
-  private refuseTooLarge(seq: number, entryBytes: number, payloadBytesMax: number): void {
-    this.counters.entryTooLarge++;
-    if (this.tooLargeSeq !== seq) {
-      this.tooLargeSeq = seq;
-      const error = entryTooLargeError(seq, entryBytes, payloadBytesMax);
-      this.options.logger.error(error.message, error.detail);
-    }
-    this.retryLater();
   }
 
   /** Every link answered the publish (PUBACK or failure): its buffer may be reused. */
