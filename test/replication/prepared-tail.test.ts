@@ -115,6 +115,31 @@ async function prepareTail(a: TestNode, count: number, tag: string, batches: num
   await waitFor(`${batches} batches prepared (${prepared(a).preparedHeldBatches})`, () => (prepared(a).preparedHeldBatches >= batches ? true : undefined));
 }
 
+test('while replication keeps up nothing is prepared; a paused tail is prepared whole, and sent as prepared', async () => {
+  const p = await pair('prepared-idle');
+  try {
+    const { a, b } = p;
+    // One writer, each append waiting for its commit: the publisher sends every entry as it comes.
+    await a.append(1000, 'steady', 1);
+    await waitReplicated(a, 1200);
+    assert.equal(prepared(a).preparedBatches, 0, 'nothing prepared while the publisher kept up');
+    // 2,600 entries take at least 11 batches of 250: full ones while the writers write, the rest once quiet.
+    await prepareTail(a, 2600, 'tail', 11);
+    const before = p.watcher.seen.batches.length;
+    a.replication.publisher.setPaused(false);
+    await waitReplicated(a, 3800);
+    await waitCommitted(b, 3800);
+    const sizes = p.watcher.seen.batches.slice(before).map((batch) => batch.entries.length);
+    assert.equal(sizes.reduce((sum, size) => sum + size, 0), 2600);
+    assert.ok(sizes.every((size) => size <= BATCH_ENTRIES));
+    assert.equal(prepared(a).preparedSent, sizes.length, 'every batch of the tail went out as it was prepared');
+    await assertSameLog(a, b, 3800);
+    await assertWire(p.watcher.seen, a);
+  } finally {
+    await p.close();
+  }
+});
+
 test('a resend request after batches were prepared drops them, and the resend and the tail reach the sibling once, in order, signed', async () => {
   const p = await pair('prepared-rewind');
   try {
