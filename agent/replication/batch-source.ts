@@ -3,8 +3,7 @@
  * compressed where it pays, and signed) into a buffer of the pool. The publisher makes its batches here at
  * send time, and the prepared tail (prepared-tail.ts) makes them ahead of time; both read through the one
  * payload buffer of the pool, so the two never read at once (the publisher waits for a slice of preparation
- * that is under way before it reads). A batch made ahead remembers how many records the log had set aside
- * when it was read, so that it is sent only while the log has cut nothing since.
+ * that is under way before it reads).
  */
 import type { FlashLog } from '../log/index.ts';
 import { LastgaspError } from '../util/index.ts';
@@ -36,8 +35,6 @@ export interface MadeBatch {
   readonly epoch: number;
   /** The signing mode and key it was signed with. */
   readonly auth: WireAuth;
-  /** Records the log had set aside (LogStatus counters.quarantinedRecords) when the entries were read. */
-  readonly setAside: number;
 }
 
 export type MakeResult =
@@ -67,8 +64,6 @@ export class BatchSource {
     const ratio = plan.link ? codec.expectedRatio(plan.batchBytes, plan.link) : 1;
     const plainBytes = Math.min(plan.payloadBytesMax, Math.round(plan.batchBytes / ratio));
     const bytesMax = readBytesMax(plainBytes, batchEntriesMax);
-    // Before the read: a cut while it runs must count as after it.
-    const setAside = setAsideRecords(log);
     // The entries are encoded at once and dropped, so one buffer serves every read.
     const entries = fitBatch(await log.read(seq, { entriesMax: batchEntriesMax, bytesMax, payloadBuffer: buffers.payloads(bytesMax) }), plainBytes);
     const first = entries[0];
@@ -80,17 +75,8 @@ export class BatchSource {
       if (buffer) buffers.give(buffer);
       return { ok: false, reason: 'too-large', seq, entryBytes: first.payload.length };
     }
-    return { ok: true, batch: { first: seq, last: seq + entries.length - 1, entries: entries.length, payload, buffer, epoch, auth: codec.auth, setAside } };
+    return { ok: true, batch: { first: seq, last: seq + entries.length - 1, entries: entries.length, payload, buffer, epoch, auth: codec.auth } };
   }
-}
-
-/**
- * Records the log has set aside so far: a demotion's cut counts every record it removes there, and new
- * appends in the same epoch may then put other entries at the cut seqs (takeover/roles.ts cuts before the
- * publisher stops). A batch read before a cut may not be sent after it.
- */
-export function setAsideRecords(log: FlashLog): number {
-  return log.status().counters.quarantinedRecords ?? 0;
 }
 
 /** The error for an entry that alone does not fit in one packet the brokers take (MQTT 5 reason 0x95). */

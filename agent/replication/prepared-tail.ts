@@ -28,7 +28,7 @@ import type { WireAuth } from './wire-auth.ts';
  * far more than the flush sends before preparation catches up again. What it costs is that much RSS while
  * a tail waits, nothing while replication keeps up.
  */
-export const PREPARED_BYTES_MAX = 16 * 1024 * 1024;
+const PREPARED_BYTES_MAX = 16 * 1024 * 1024;
 /** Most batches held, whatever their size: a bound on the queue for a link that makes 4 KiB batches. */
 const PREPARED_BATCHES_MAX = 1024;
 /**
@@ -40,14 +40,17 @@ const PREPARE_QUIET_MS = 100;
 /** A prepared batch may be at most this many times the size the publisher now plans, else it is made anew. */
 const RESIZE_SLACK = 2;
 
+/** A batch made ahead, with what the log had set aside before its entries were read. */
+interface PreparedBatch extends MadeBatch {
+  readonly setAside: number;
+}
+
 /** What the publisher must be sure of before it sends the head. */
 export interface TakeCheck {
   readonly nextSeq: number;
   readonly epoch: number;
   readonly auth: WireAuth;
   readonly committed: number;
-  /** Records the log has set aside so far (batch-source.ts setAsideRecords). */
-  readonly setAside: number;
   readonly plan: BatchPlan;
 }
 
@@ -73,7 +76,7 @@ export interface PreparedTailOptions {
 }
 
 export class PreparedTail {
-  private readonly queue: MadeBatch[] = [];
+  private readonly queue: PreparedBatch[] = [];
   private bytesHeld = 0;
   private generation = 0;
   private sliceQueued = false;
@@ -124,7 +127,8 @@ export class PreparedTail {
   take(check: TakeCheck): MadeBatch | undefined {
     const head = this.queue[0];
     if (!head) return undefined;
-    if (!fits(head, check)) {
+    // A demotion's cut (records set aside since the batch was read) may have put other entries at its seqs.
+    if (!fits(head, check) || head.setAside !== setAsideRecords(this.options.log)) {
       this.clear();
       return undefined;
     }
@@ -160,10 +164,12 @@ export class PreparedTail {
     let done!: () => void;
     this.pending = new Promise((resolve) => (done = resolve));
     try {
+      // Before the read: a cut while it runs must count as after it.
+      const setAside = setAsideRecords(this.options.log);
       const made = await this.options.source.make(from, plan);
       if (!made.ok) return;
       if (generation !== this.generation) return void this.options.release(made.batch);
-      this.queue.push(made.batch);
+      this.queue.push({ ...made.batch, setAside });
       this.bytesHeld += heldBytes(made.batch);
       this.learn(made.batch);
       this.counters.preparedBatches++;
@@ -209,7 +215,6 @@ function fits(batch: MadeBatch, check: TakeCheck): boolean {
   return (
     batch.first === check.nextSeq &&
     batch.last <= check.committed &&
-    batch.setAside === check.setAside &&
     batch.epoch === check.epoch &&
     batch.auth === check.auth &&
     batch.payload.length <= check.plan.payloadBytesMax &&
@@ -219,4 +224,13 @@ function fits(batch: MadeBatch, check: TakeCheck): boolean {
 
 function heldBytes(batch: MadeBatch): number {
   return batch.buffer?.length ?? batch.payload.length;
+}
+
+/**
+ * Records the log has set aside so far: a demotion's cut counts every record it removes there, and new
+ * appends in the same epoch may then put other entries at the cut seqs (takeover/roles.ts cuts before the
+ * publisher stops). A batch read before a cut may not be sent after it.
+ */
+function setAsideRecords(log: FlashLog): number {
+  return log.status().counters.quarantinedRecords ?? 0;
 }

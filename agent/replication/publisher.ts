@@ -18,7 +18,7 @@
 import { setImmediate } from 'node:timers';
 import { LastgaspError } from '../util/index.ts';
 import { flushInflightBytesMax, handoffLeadMs, linkBatchBytes, linksPayloadBytesMax, linksWindowMax } from './batch-sizing.ts';
-import { setAsideRecords, type BatchPlan, type MadeBatch } from './batch-source.ts';
+import type { BatchPlan, MadeBatch } from './batch-source.ts';
 import { BatchSupply } from './batch-supply.ts';
 import { DrainMeter } from './drain-meter.ts';
 import { PublishWindow, type InflightBatch } from './publish-window.ts';
@@ -263,7 +263,7 @@ export class Publisher {
         return this.supply.prepareAhead();
       }
       if (await this.supply.waitPreparing()) continue;
-      const result = await this.supply.next({ nextSeq: this.nextSeq, epoch: log.epoch, auth: options.codec.auth, committed: log.watermarks().committed, setAside: setAsideRecords(log), plan });
+      const result = await this.supply.next({ nextSeq: this.nextSeq, epoch: log.epoch, auth: options.codec.auth, committed: log.watermarks().committed, plan });
       if (!result.ok) {
         // One entry is larger than a broker takes (reported by the supply): nothing after it goes until the limit is raised.
         if (result.reason === 'too-large') {
