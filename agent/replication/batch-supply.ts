@@ -103,6 +103,6 @@ export class BatchSupply {
   }
 
   stats(): Record<string, number> {
-    return { batchBuffersReused: this.buffers.reused, ...this.prepared.counters, preparedHeldBatches: this.prepared.batches, preparedHeldBytes: this.prepared.bytes };
+    return { batchBuffersReused: this.buffers.reused, ...this.prepared.counters, preparedHeldBatches: this.prepared.batches, preparedHeldBytes: this.prepared.bytes, preparedThroughSeq: this.prepared.throughSeq };
   }
 }

@@ -103,6 +103,11 @@ export class PreparedTail {
     return this.queue.length;
   }
 
+  /** The last seq prepared (0: none): the tail up to it goes out as soon as the publisher may send. */
+  get throughSeq(): number {
+    return this.queue[this.queue.length - 1]?.last ?? 0;
+  }
+
   /** The publisher could not send: prepare what waits, from the next turn of the event loop on. */
   schedule(): void {
     if (this.sliceQueued || this.pending || this.bytesMax <= 0) return;
