@@ -13,8 +13,9 @@
  * batch whose preparation was under way when it was cleared is dropped when it finishes.
  *
  * Preparation runs one batch per turn of the event loop (setImmediate between batches), never while the
- * publisher reads, and only for full batches: while replication keeps up there is never a full batch
- * waiting, so nothing is prepared.
+ * publisher reads, and only when the publisher could not send: for full batches, and for the rest once the
+ * writers have been quiet for PREPARE_QUIET_MS. While replication keeps up nothing waits, so nothing is
+ * prepared.
  */
 import { setImmediate } from 'node:timers';
 import type { FlashLog } from '../log/index.ts';
@@ -25,8 +26,9 @@ import type { WireAuth } from './wire-auth.ts';
 /**
  * Default memory the prepared batches may hold: 16 MiB, 32 batches of the default 512 KiB, which covers the
  * 50,000-entry tail of bench:replication (27 batches, 13.5 MB) and, on a link that sizes batches smaller,
- * far more than the flush sends before preparation catches up again. What it costs is that much RSS while
- * a tail waits, nothing while replication keeps up.
+ * far more than the flush sends before preparation catches up again. What it costs is up to that much RSS
+ * while a tail waits (bench:replication's drain: about 10 MB more at its peak than without, as the flush
+ * used to allocate most of those buffers anyway), nothing while replication keeps up.
  */
 const PREPARED_BYTES_MAX = 16 * 1024 * 1024;
 /** Most batches held, whatever their size: a bound on the queue for a link that makes 4 KiB batches. */
