@@ -4,12 +4,16 @@
  * events, and publishes this node's control records through control-records.ts (leader, state, Will, acks,
  * power); a broker link (broker-link.ts) keeps its stall tracking, Receive Maximum quota, node race and
  * client options in files of their own; availability.ts says online/offline for dashboards; direct/ is the
- * second path to the siblings. Every timing in them runs on the injected clock.
+ * second path to the siblings. The publisher (publisher.ts) is the sequence of the primary's side; its
+ * parts sit beside it: batch sizing, the batch supply (the pooled buffers, the batches made from the log,
+ * and the tail prepared ahead while it cannot send), the window's bookkeeping, the sibling positions, the
+ * replicated watermark's waiters, and the resend requests. Every timing in them runs on the injected clock.
  */
 export { Replication, type ReplicationOptions, type ReplicationEvents } from './replication.ts';
 export { BrokerLink, brokerRefusal, publishPacketBytes, type BrokerLinkOptions, type LinkUp } from './broker-link.ts';
 export { Availability, type AvailabilityOptions } from './availability.ts';
-export { Publisher, type PublisherOptions, type PublishLink } from './publisher.ts';
+export { Publisher } from './publisher.ts';
+export type { PublisherOptions, PublishLink } from './publisher-options.ts';
 export { Receiver } from './receiver.ts';
 export {
   WireCodec,

@@ -173,6 +173,11 @@ export class WireCodec {
     return this.authenticator.signed;
   }
 
+  /** The signing mode and key in use: a batch prepared ahead is sent only while it is still this one. */
+  get auth(): WireAuth {
+    return this.authenticator.auth;
+  }
+
   get mode(): WireAuth['mode'] {
     return this.authenticator.auth.mode;
   }
