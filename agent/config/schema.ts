@@ -118,6 +118,12 @@ export const configSchema = object(
         }),
         batchBytesMax: bytes({ description: 'Most bytes per batch message (keep it under the broker\'s packet limit).', default: 512 * 1024, min: 4096, max: 64 * 1024 * 1024 }),
         windowMax: integer({ description: 'Most batches in flight (unacknowledged) at once.', default: 8, min: 1, max: 1024 }),
+        prepareAheadBytes: bytes({
+          description: 'Memory for batches of the unreplicated tail read, encoded and signed ahead while the brokers cannot take them, so that a brownout flush only sends bytes; 0: none prepared.',
+          default: 16 * 1024 * 1024,
+          min: 0,
+          max: 1024 * 1024 * 1024,
+        }),
         keepaliveS: integer({ description: 'MQTT keepalive.', default: 10, min: 1, max: 3600, unit: 's' }),
         heartbeatMs: integer({ description: 'How often the primary publishes its state (the sibling\'s silence detector).', default: 2000, min: 100, unit: 'ms' }),
         username: string({ description: 'MQTT user name.', optional: true }),

@@ -46,6 +46,8 @@ export interface ReplicationOptions {
   /** 'off': batches always go out as they are (replication.compression). */
   compression?: 'auto' | 'off';
   windowMax: number;
+  /** Memory for batches prepared ahead for the brownout flush (prepared-tail.ts; 0: none). */
+  prepareAheadBytes?: number;
   keepaliveS: number;
   username?: string;
   password?: string;
@@ -129,6 +131,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       batchBytesMax: options.batchBytesMax,
       compress: options.compression !== 'off',
       windowMax: options.windowMax,
+      preparedBytesMax: options.prepareAheadBytes,
       direct: this.direct,
       logger: logger.child('agent:replication:publisher'),
       clock: options.clock,

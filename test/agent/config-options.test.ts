@@ -35,6 +35,8 @@ test('a minimal config: the parts get the schema defaults, and the files sit und
   assert.equal(replication.durability, 'replica');
   assert.equal(replication.counterFile, '/var/lib/lastgasp/wire-counter.json');
   assert.deepEqual(replication.siblings, ['gw-b']);
+  assert.equal(replication.prepareAheadBytes, 16 * 1024 * 1024, 'the brownout tail is prepared ahead within 16 MiB');
+  assert.equal(replicationOptions(valid({ ...minimal, replication: { ...minimal.replication, prepareAheadBytes: 0 } })).prepareAheadBytes, 0, '0: nothing prepared');
 
   const roles = roleOptions(config);
   assert.equal(roles.configuredRole, 'standby');
