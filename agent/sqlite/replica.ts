@@ -106,8 +106,20 @@ export class SqliteReplica {
     await this.running;
   }
 
-  /** Apply everything up to `seq`, then let the capture own the file: the application starts on it. */
+  /**
+   * Apply everything up to `seq`, then let the capture own the file: the application starts on it. Not on a
+   * file this node's capture owned when the agent stopped (it restarts as primary): that file is the
+   * application's own, and the log holds only what was captured from it, perhaps less (what it committed
+   * while the agent was down, or before the capture copied it). Applying the log there would write the
+   * capture's own snapshot over the file and lose those transactions.
+   */
   async handOverAt(seq: number): Promise<void> {
+    if (this.state.captured) await this.pause();
+    else await this.applyUpTo(seq);
+    await this.saveState({ ...this.state, captured: true });
+  }
+
+  private async applyUpTo(seq: number): Promise<void> {
     this.paused = false;
     while (this.scanned < seq) {
       const before = this.scanned;
@@ -119,13 +131,12 @@ export class SqliteReplica {
     }
     await this.pause();
     // A file this replica made is in rollback mode (replica-apply.ts); the application and the capture
-    // expect WAL mode. A file the application wrote here (captured) is already in WAL mode and keeps its WAL.
-    if (!this.state.captured && this.state.generation !== undefined) {
+    // expect WAL mode.
+    if (this.state.generation !== undefined) {
       // A reader holding the file for long keeps SQLite from switching it: the application then starts on it
       // in rollback mode and switches it itself (its PRAGMA journal_mode=WAL), and the capture attaches after.
       await switchToWal(this.options.path).catch((error: unknown) => this.options.logger.warn(`sqlite ${this.options.name}: cannot switch ${this.options.path} back to WAL mode before the application starts (${(error as Error).message}); the application's PRAGMA journal_mode=WAL does it`, { event: 'sqlite-wal-switch', db: this.options.name }));
     }
-    await this.saveState({ ...this.state, captured: true });
   }
 
   status(): Record<string, unknown> {
