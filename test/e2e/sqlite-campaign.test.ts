@@ -151,8 +151,8 @@ test(`SQLite campaign: ${STEPS} seeded faults (seed ${SEED}) never leave a corru
     return { name, configFile: config.file, api: config.api, db, sim, pty };
   };
   const parts = [await setUp('gw-a'), await setUp('gw-b')];
-  for (const part of parts) nodes.push({ ...part, agent: await startAgent(part.name, part.configFile, part.api) });
-  let [primary, standby] = nodes as [Node, Node];
+  let primary: Node;
+  let standby: Node;
   const summary: string[] = [];
 
   /** The application on the primary commits `count` more transactions in its current life. */
@@ -261,6 +261,8 @@ test(`SQLite campaign: ${STEPS} seeded faults (seed ${SEED}) never leave a corru
   }
   let failed = false;
   try {
+    for (const part of parts) nodes.push({ ...part, agent: await startAgent(part.name, part.configFile, part.api) });
+    [primary, standby] = nodes as [Node, Node];
     await commits(30);
     summary.push(`start: ${await checkStandby('before any fault')}`);
     t.diagnostic(`sqlite campaign seed ${SEED}: ${summary[0]}`);
@@ -289,10 +291,10 @@ test(`SQLite campaign: ${STEPS} seeded faults (seed ${SEED}) never leave a corru
         // Already gone.
       }
     }
-    for (const node of nodes) {
-      await node.agent.stop('SIGKILL');
-      await node.sim.stop();
-      await node.pty.close();
+    for (const node of nodes) await node.agent.stop('SIGKILL');
+    for (const part of parts) {
+      await part.sim.stop();
+      await part.pty.close();
     }
     await broker.stop();
     // A failed run keeps its files (both databases, the journal, the agents' data) for a look.
