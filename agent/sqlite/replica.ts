@@ -3,10 +3,10 @@
  * so that the file is always the primary's database as of a transaction it committed, and the application
  * can start on it the moment this node takes over.
  *
- * Crash-consistent with a redo journal of its own (`<db>.lastgasp-redo`): the transactions to apply are
- * written there first in SQLite's WAL format (wal-format.ts: salts and a checksum chain, the commit frame
- * last) and fdatasynced, and only then are their page images written into the file, which is cut to the last
- * commit's size, as a checkpoint would. A crash before the journal's commit frame is on flash leaves the file
+ * Crash-consistent with redo journals of its own (redo-journal.ts): the transactions to apply are written
+ * there first in SQLite's WAL format (wal-format.ts: salts and a checksum chain, the commit frame last) and
+ * fdatasynced, and only then are their page images written into the file, which is cut to the last commit's
+ * size, as a checkpoint would. A crash before the journal's commit frame is on flash leaves the file
  * untouched; a crash after it is repaired at the next start by writing the journal's pages again (whole page
  * images: twice is the same as once). Readable at any time: the pages are written under SQLite's own
  * EXCLUSIVE lock, with the file in rollback mode, so a reader sees it between applies only
@@ -14,20 +14,22 @@
  * behind its back.
  * A snapshot (a new generation) is written into `<db>.lastgasp-new`, fsynced, and renamed over the file.
  *
- * The position (the last entry whose transaction is in the file, and its generation) is kept in
- * `sqlite-<name>.json` in the data directory, written after each apply. While the node is primary the
+ * The position (the last entry whose transaction is in the file) is the latest journal's seq; the state
+ * file `sqlite-<name>.json` in the data directory keeps the generation, whether the capture owns the file,
+ * and the position as of its last write, durably, at a snapshot, a handover and a set-aside only: an apply
+ * costs two syncs (its journal, the file), not four. While the node is primary the
  * replica is paused (the capture owns the file); when it is a standby again its file holds the application's
  * own writes, some of which may never have left: that file is set aside and the replica waits for the
  * new primary's next snapshot.
  */
-import { randomInt } from 'node:crypto';
 import { open as openFile, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { FlashLog } from '../log/index.ts';
 import { nodeFs, writeFileAtomic, type Clock, type Logger } from '../util/index.ts';
 import { decodeSqliteEntry, SQLITE_FLAG_SNAPSHOT, type SqliteEntry } from './entry.ts';
 import { applyPagesLocked, markNewFile, switchToWal } from './replica-apply.ts';
-import { decodeWalHeader, encodeWal, scanWalFrames, WAL_HEADER_BYTES, type WalFrame } from './wal-format.ts';
+import { RedoJournals } from './redo-journal.ts';
+import type { WalFrame } from './wal-format.ts';
 
 /** Entries read from the log per step (bounds a catch-up's memory with the log's own 4 MiB read limit). */
 const REPLICA_READ_ENTRIES = 1024;
@@ -67,7 +69,11 @@ export class SqliteReplica {
   private unsubscribe: (() => void) | undefined;
   readonly counters = { commitsApplied: 0, snapshotsApplied: 0, entriesSkipped: 0, entriesUndecodable: 0, setAside: 0, appliedSeq: 0, lastSetAside: '' };
 
-  constructor(private readonly options: ReplicaOptions) {}
+  private readonly journals: RedoJournals;
+
+  constructor(private readonly options: ReplicaOptions) {
+    this.journals = new RedoJournals(options.path);
+  }
 
   /** The last seq read from the log (applied, skipped, or waiting for its commit). */
   get position(): number {
@@ -106,8 +112,20 @@ export class SqliteReplica {
     await this.running;
   }
 
-  /** Apply everything up to `seq`, then let the capture own the file: the application starts on it. */
+  /**
+   * Apply everything up to `seq`, then let the capture own the file: the application starts on it. Not on a
+   * file this node's capture owned when the agent stopped (it restarts as primary): that file is the
+   * application's own, and the log holds only what was captured from it, perhaps less (what it committed
+   * while the agent was down, or before the capture copied it). Applying the log there would write the
+   * capture's own snapshot over the file and lose those transactions.
+   */
   async handOverAt(seq: number): Promise<void> {
+    if (this.state.captured) await this.pause();
+    else await this.applyUpTo(seq);
+    await this.saveState({ ...this.state, captured: true });
+  }
+
+  private async applyUpTo(seq: number): Promise<void> {
     this.paused = false;
     while (this.scanned < seq) {
       const before = this.scanned;
@@ -119,13 +137,12 @@ export class SqliteReplica {
     }
     await this.pause();
     // A file this replica made is in rollback mode (replica-apply.ts); the application and the capture
-    // expect WAL mode. A file the application wrote here (captured) is already in WAL mode and keeps its WAL.
-    if (!this.state.captured && this.state.generation !== undefined) {
+    // expect WAL mode.
+    if (this.state.generation !== undefined) {
       // A reader holding the file for long keeps SQLite from switching it: the application then starts on it
       // in rollback mode and switches it itself (its PRAGMA journal_mode=WAL), and the capture attaches after.
       await switchToWal(this.options.path).catch((error: unknown) => this.options.logger.warn(`sqlite ${this.options.name}: cannot switch ${this.options.path} back to WAL mode before the application starts (${(error as Error).message}); the application's PRAGMA journal_mode=WAL does it`, { event: 'sqlite-wal-switch', db: this.options.name }));
     }
-    await this.saveState({ ...this.state, captured: true });
   }
 
   status(): Record<string, unknown> {
@@ -217,6 +234,11 @@ export class SqliteReplica {
     await markNewFile(file, entry.commitPages);
     await file.datasync();
     await file.close();
+    // The position so far into the state file, then the journals emptied (their pages are the old file's):
+    // a crash from here on finds no redo to write into the new file, and no transactions of the old
+    // generation between the state's position and this snapshot.
+    await this.saveState(this.state);
+    await this.journals.clear();
     // The old file's WAL (always checkpointed, but perhaps left by a crash) must not meet the new file.
     await rm(this.options.path + '-wal', { force: true });
     await rm(this.options.path + '-shm', { force: true });
@@ -239,51 +261,33 @@ export class SqliteReplica {
     const frames = this.ready;
     const commits = frames.filter((frame) => frame.commitPages !== 0).length;
     this.ready = [];
-    await this.writeJournal(encodeWal(this.pageBytes, { salt1: randomInt(2 ** 31), salt2: randomInt(2 ** 31) }, frames));
+    await this.journals.write(this.pageBytes, this.readySeq, frames);
     await applyPagesLocked(this.options.path, this.pageBytes, frames);
-    await this.saveState({ ...this.state, seq: this.readySeq });
-    await this.writeJournal(new Uint8Array(0));
+    // Durable in the journal: the state file is not written (see the file's comment).
+    this.state = { ...this.state, seq: this.readySeq };
+    this.counters.appliedSeq = this.readySeq;
     this.counters.commitsApplied += commits;
   }
 
-  private get journalPath(): string {
-    return this.options.path + '.lastgasp-redo';
-  }
-
-  private async writeJournal(bytes: Uint8Array): Promise<void> {
-    const file = await openFile(this.journalPath, 'w', 0o600);
-    try {
-      await file.write(bytes);
-      await file.datasync();
-    } finally {
-      await file.close();
-    }
-    // The journal's name must be durable before the file is touched; it is created once and then reused.
-    if (!this.journalNamed) {
-      await nodeFs.syncDir(dirname(this.journalPath));
-      this.journalNamed = true;
-    }
-  }
-
-  private journalNamed = false;
-
-  /** A journal left by a crash during an apply: its committed frames go into the file again. */
+  /** An apply a crash interrupted goes into the file again; the latest journal's seq is the position. */
   private async redo(): Promise<void> {
-    const bytes = await readFile(this.journalPath).then((buffer) => new Uint8Array(buffer), () => undefined);
-    if (!bytes || bytes.length === 0) return;
-    const decoded = decodeWalHeader(bytes);
-    if (decoded.ok) {
-      const scan = scanWalFrames(bytes.subarray(WAL_HEADER_BYTES), decoded.header, { frameIndex: 0, checksum: decoded.header.checksum });
-      if (scan.commits > 0) {
-        await applyPagesLocked(this.options.path, decoded.header.pageBytes, scan.frames);
-        this.options.logger.warn(`sqlite ${this.options.name}: an apply was interrupted; ${scan.commits} transactions applied again from ${this.journalPath}`, { event: 'sqlite-redo', db: this.options.name });
-      }
+    const latest = await this.journals.latest();
+    if (!latest || (latest.seq !== undefined && latest.seq <= this.state.seq)) return;
+    await applyPagesLocked(this.options.path, latest.pageBytes, latest.frames);
+    if (latest.seq !== undefined) {
+      this.state = { ...this.state, seq: latest.seq };
+      this.scanned = this.counters.appliedSeq = latest.seq;
+    } else {
+      // An older agent's journal (its state file has the position): done with, so never applied again.
+      await this.journals.clear();
     }
-    await this.writeJournal(new Uint8Array(0));
+    this.options.logger.info(`sqlite ${this.options.name}: the last apply (to seq ${latest.seq ?? this.state.seq}) applied again from ${latest.path}`, { event: 'sqlite-redo', db: this.options.name, seq: latest.seq });
   }
 
   private async setAside(): Promise<void> {
     const target = `${this.options.path}.set-aside-${this.options.clock.nowMs()}`;
+    // The journals' pages are this file's: the next file must never get them from a redo.
+    await this.journals.clear();
     let moved = false;
     for (const suffix of ['', '-wal']) {
       moved = (await rename(this.options.path + suffix, target + suffix).then(() => true, () => false)) || moved;

@@ -2,8 +2,17 @@
  * Reading a live application's `-wal` with plain reads for the capture (capture.ts): the header and whole
  * frames from a position on, and where its last valid commit ends. The WAL file carries no SQLite lock, so
  * opening and closing it here costs SQLite nothing (its locks are on the database file and the `-shm`).
+ *
+ * Only frames SQLite counts as committed are read: up to the WAL-index's `mxFrame` (the `-shm` header). A
+ * valid commit frame past it is a transaction whose writer died after writing its commit frame and before
+ * publishing it in the index (SIGKILL between the two): no connection ever saw it, the application was
+ * never told it committed, and the next writer overwrites it. Copying it would give the replica a state the
+ * application never had (the SQLite campaign found one: its transaction 1372 on the standby was the killed
+ * process's, not the one the restarted application committed under that id).
  */
 import { open as openFile } from 'node:fs/promises';
+import { endianness } from 'node:os';
+import { databaseFile } from './db-file.ts';
 import { decodeWalHeader, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalCursor, type WalHeader } from './wal-format.ts';
 
 /** Bytes of WAL read per step: bounds the memory a burst of writes costs (a few hundred 4 KiB frames). */
@@ -33,13 +42,17 @@ export async function readFrom(path: string, position: Position | undefined, byt
     const head = new Uint8Array(Math.min(WAL_HEADER_BYTES, info.size));
     await handle.read(head, 0, head.length, 0);
     const pageBytes = head.length === WAL_HEADER_BYTES ? new DataView(head.buffer).getUint32(8) : 0;
-    const from = position?.header && pageBytes ? walFrameOffset(pageBytes, position.cursor.frameIndex) : WAL_HEADER_BYTES;
+    const fromFrame = position?.header && pageBytes ? position.cursor.frameIndex : 0;
+    const from = pageBytes ? walFrameOffset(pageBytes, fromFrame) : WAL_HEADER_BYTES;
     const frameBytes = pageBytes + 24;
-    let length = Math.max(0, Math.min(info.size - from, bytesMax));
+    // Read after the header: a reset after this changes the salts of any frame read, which the scan refuses.
+    const committed = pageBytes ? await committedFrames(path, head) : 0;
+    const end = Math.min(info.size, walFrameOffset(pageBytes, Math.max(fromFrame, committed)));
+    let length = Math.max(0, Math.min(end - from, bytesMax));
     if (pageBytes) length -= length % frameBytes;
     const frames = new Uint8Array(length);
     if (length > 0) await handle.read(frames, 0, length, from);
-    return { head, frames, size: info.size, mtimeMs: info.mtimeMs, more: pageBytes > 0 && info.size - from - length >= frameBytes };
+    return { head, frames, size: info.size, mtimeMs: info.mtimeMs, more: pageBytes > 0 && end - from - length >= frameBytes };
   } finally {
     await handle.close();
   }
@@ -60,4 +73,33 @@ export async function findWalEnd(path: string): Promise<Position> {
     if (!file!.more) return position;
     bytesMax = scan.commits > 0 ? CAPTURE_READ_BYTES_MAX : bytesMax * 2;
   }
+}
+
+/** The WAL-index header: two copies of 48 bytes, written one after the other; a reader takes them when equal. */
+const WAL_INDEX_HEADER_BYTES = 48;
+const WAL_INDEX_IS_INIT = 12;
+const WAL_INDEX_MX_FRAME = 16;
+const WAL_INDEX_SALTS = 32;
+const WAL_HEADER_SALTS = 16;
+
+/**
+ * How many frames of the WAL whose header is `head` SQLite counts as committed: `mxFrame` from the
+ * `-shm` header (native byte order; its salts are the WAL header's bytes), 0 when the index is missing,
+ * being written (the copies differ), or of another WAL (the salts differ): the next step reads again.
+ */
+async function committedFrames(walPath: string, head: Uint8Array): Promise<number> {
+  // Through the process's kept descriptor (db-file.ts): closing one of its own would drop SQLite's read
+  // locks on the -shm, the capture's pin among them, and the application could then reset the WAL under it.
+  const shm = await databaseFile(walPath.replace(/-wal$/, '-shm'));
+  const index = new Uint8Array(2 * WAL_INDEX_HEADER_BYTES);
+  if (!shm || shm.read(index, 0) < index.length) return 0;
+  const first = index.subarray(0, WAL_INDEX_HEADER_BYTES);
+  const second = index.subarray(WAL_INDEX_HEADER_BYTES);
+  if (first[WAL_INDEX_IS_INIT] !== 1 || !equalBytes(first, second)) return 0;
+  if (!equalBytes(first.subarray(WAL_INDEX_SALTS, WAL_INDEX_SALTS + 8), head.subarray(WAL_HEADER_SALTS, WAL_HEADER_SALTS + 8))) return 0;
+  return new DataView(index.buffer).getUint32(WAL_INDEX_MX_FRAME, endianness() === 'LE');
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, index) => byte === b[index]);
 }

@@ -133,7 +133,7 @@ test('the agent checkpoints and the WAL stays bounded; checkpoints the applicati
     const status = r.capture.status();
     assert.ok((status.checkpoints as number) >= 1, 'the agent checkpointed');
     assert.ok((status.walResetsSeen as number) >= 1, 'and the application reset the WAL after it, as expected');
-    assert.equal(status.generations, 1);
+    assert.equal(status.generations, 1, JSON.stringify(status));
     assert.deepEqual(await dump(r.replicaDb), await dump(r.db));
     // The application checkpoints on its own as well (auto and TRUNCATE): whatever the capture makes of it
     // (copies, or a new generation), the replica is the application's database.
