@@ -131,34 +131,7 @@ async function runDemo(run: DemoRun) {
   const [simHost, simPort] = String(listening.tcp).split(':');
   say(`bms-sim: bridge protocol on tcp ${listening.tcp}`);
 
-  const apiA = `127.0.0.1:${await freePort()}`;
-  const apiB = `127.0.0.1:${await freePort()}`;
-  const group = `demo-${randomBytes(4).toString('hex')}`;
-  say(`group: ${group}`);
-  const app = (ticks?: number) => ({ command: [process.execPath, APP], env: ticks === undefined ? {} : { DEMO_APP_TICKS: String(ticks) }, stopTimeoutMs: 3000 });
-  const common = { group, replication: { brokers: [{ url: brokerUrl }], durability: 'replica' }, logging: { level: 'info', json: true } };
-  // Signed as in production: a key pair per gateway, the public keys in both configs (or the group key given).
-  const signing = await demoSigning(dir, ['gw-a', 'gw-b'], run.keyFile);
-  const configA = {
-    ...common,
-    replication: { ...common.replication, ...signing('gw-a') },
-    app: app(),
-    node: 'gw-a',
-    role: 'primary',
-    siblings: ['gw-b'],
-    dataDir: join(dir, 'gw-a'),
-    api: { listen: apiA },
-    power: {
-      source: { kind: 'bridge', transport: { type: 'tcp', host: simHost, port: Number(simPort) } },
-      flushBudgetMs: 20_000,
-      handoffAckTimeoutMs: 5000,
-      cutDelayMs: 300,
-      onBatteryDebounceMs: 0,
-    },
-  };
-  const configB = { ...common, replication: { ...common.replication, ...signing('gw-b') }, app: app(APP_TICKS_SIBLING), node: 'gw-b', role: 'standby', siblings: ['gw-a'], dataDir: join(dir, 'gw-b'), api: { listen: apiB } };
-  await writeFile(join(dir, 'gw-a.json'), JSON.stringify(configA, null, 2));
-  await writeFile(join(dir, 'gw-b.json'), JSON.stringify(configB, null, 2));
+  const { apiA, apiB } = await writeDemoConfigs(run, brokerUrl, `${simHost}:${simPort}`);
 
   const model = new AckedModel();
   // The application's acknowledged writes are the model's too: the sibling must hold them as well.
@@ -194,28 +167,10 @@ async function runDemo(run: DemoRun) {
   const tail = before.watermarks.committed - before.watermarks.replicated;
   say(`workload: burst of ${run.burst} writes acknowledged at ${rate(run.burst, t0)}/s; unreplicated tail now ${tail} entries`);
 
-  say('bms-sim: cutting mains');
-  sim.send('ac off');
-  sim.send('brownout');
-  const flushStart = await agentA.waitFor('flush start', (line) => line.event === 'flush-start', STEP_TIMEOUT_MS);
-  const flushDone = await agentA.waitFor('flush done', (line) => line.event === 'flush-done', STEP_TIMEOUT_MS);
-  const handoff = await agentA.waitFor('handoff', (line) => line.event === 'handoff', STEP_TIMEOUT_MS);
-  const takeover = await agentB.waitFor('takeover', (line) => line.event === 'takeover', STEP_TIMEOUT_MS);
-  await sim.waitFor('power cut', (line) => line.event === 'power-cut', STEP_TIMEOUT_MS);
-  await agentA.kill('SIGKILL');
-  say('gw-a: power gone (SIGKILL)');
-  const resumed = await agentB.waitFor('the application on gw-b', (line) => line.event === 'demo-app' && line.what === 'write', STEP_TIMEOUT_MS);
-  const appStarts = await Promise.all([agentA, agentB].map((agent) => agent.waitFor('application start', (line) => line.event === 'demo-app' && line.what === 'started', STEP_TIMEOUT_MS)));
+  const { flushStart, flushDone, handoff, takeover, resumed, appStarts } = await brownoutStory(sim, agentA, agentB, say);
   const leftByA = Math.max(...model.values(APP_KEY, (seq) => seq <= (handoff.committed as number)).map(Number));
 
-  model.finish();
-  const statusB = await clientB.status();
-  const check = await verify(clientB, model);
-  const digestB = (await clientB.list()).digest;
-  const stateEqual = digestB === model.digest();
-  say(`check: ${check.present}/${model.bySeq.size} acknowledged writes found on gw-b (${check.lost} lost); state digest ${stateEqual ? 'equal' : 'DIFFERENT'} (${digestB.slice(0, 12)}…)`);
-  const after = await clientB.put('demo/after-takeover', 'written to gw-b');
-  say(`gw-b: serves writes as primary in epoch ${after.epoch} (seq ${after.seq})`);
+  const { statusB, check, stateEqual, after } = await checkSibling(clientB, model, say);
 
   return {
     entriesAcked: model.bySeq.size,
@@ -230,6 +185,70 @@ async function runDemo(run: DemoRun) {
     siblingEpoch: after.epoch,
     app: { startedOn: appStarts.map((line) => line.node as string), leftByPrimary: leftByA, readOnSibling: appStarts[1]!.read as number, writtenOnSibling: resumed.counter as number },
   };
+}
+
+/** The two agents' configs, written to the run's directory: a group of its own, signed, gw-a on the simulator. */
+async function writeDemoConfigs(run: DemoRun, brokerUrl: string, simAddress: string): Promise<{ apiA: string; apiB: string }> {
+  const [simHost, simPort] = simAddress.split(':');
+  const apiA = `127.0.0.1:${await freePort()}`;
+  const apiB = `127.0.0.1:${await freePort()}`;
+  const group = `demo-${randomBytes(4).toString('hex')}`;
+  run.say(`group: ${group}`);
+  const app = (ticks?: number) => ({ command: [process.execPath, APP], env: ticks === undefined ? {} : { DEMO_APP_TICKS: String(ticks) }, stopTimeoutMs: 3000 });
+  const common = { group, replication: { brokers: [{ url: brokerUrl }], durability: 'replica' }, logging: { level: 'info', json: true } };
+  // Signed as in production: a key pair per gateway, the public keys in both configs (or the group key given).
+  const signing = await demoSigning(run.dir, ['gw-a', 'gw-b'], run.keyFile);
+  const configA = {
+    ...common,
+    replication: { ...common.replication, ...signing('gw-a') },
+    app: app(),
+    node: 'gw-a',
+    role: 'primary',
+    siblings: ['gw-b'],
+    dataDir: join(run.dir, 'gw-a'),
+    api: { listen: apiA },
+    power: {
+      source: { kind: 'bridge', transport: { type: 'tcp', host: simHost, port: Number(simPort) } },
+      flushBudgetMs: 20_000,
+      handoffAckTimeoutMs: 5000,
+      cutDelayMs: 300,
+      onBatteryDebounceMs: 0,
+    },
+  };
+  const configB = { ...common, replication: { ...common.replication, ...signing('gw-b') }, app: app(APP_TICKS_SIBLING), node: 'gw-b', role: 'standby', siblings: ['gw-a'], dataDir: join(run.dir, 'gw-b'), api: { listen: apiB } };
+  await writeFile(join(run.dir, 'gw-a.json'), JSON.stringify(configA, null, 2));
+  await writeFile(join(run.dir, 'gw-b.json'), JSON.stringify(configB, null, 2));
+  return { apiA, apiB };
+}
+
+/** Mains cut in the simulator: gw-a flushes, hands off and loses power; gw-b takes over and starts the application. */
+async function brownoutStory(sim: Child, agentA: Child, agentB: Child, say: Timeline) {
+  say('bms-sim: cutting mains');
+  sim.send('ac off');
+  sim.send('brownout');
+  const flushStart = await agentA.waitFor('flush start', (line) => line.event === 'flush-start', STEP_TIMEOUT_MS);
+  const flushDone = await agentA.waitFor('flush done', (line) => line.event === 'flush-done', STEP_TIMEOUT_MS);
+  const handoff = await agentA.waitFor('handoff', (line) => line.event === 'handoff', STEP_TIMEOUT_MS);
+  const takeover = await agentB.waitFor('takeover', (line) => line.event === 'takeover', STEP_TIMEOUT_MS);
+  await sim.waitFor('power cut', (line) => line.event === 'power-cut', STEP_TIMEOUT_MS);
+  await agentA.kill('SIGKILL');
+  say('gw-a: power gone (SIGKILL)');
+  const resumed = await agentB.waitFor('the application on gw-b', (line) => line.event === 'demo-app' && line.what === 'write', STEP_TIMEOUT_MS);
+  const appStarts = await Promise.all([agentA, agentB].map((agent) => agent.waitFor('application start', (line) => line.event === 'demo-app' && line.what === 'started', STEP_TIMEOUT_MS)));
+  return { flushStart, flushDone, handoff, takeover, resumed, appStarts };
+}
+
+/** Every acknowledged write against the new primary, its state digest, and one write it now serves. */
+async function checkSibling(clientB: ApiClient, model: AckedModel, say: Timeline) {
+  model.finish();
+  const statusB = await clientB.status();
+  const check = await verify(clientB, model);
+  const digestB = (await clientB.list()).digest;
+  const stateEqual = digestB === model.digest();
+  say(`check: ${check.present}/${model.bySeq.size} acknowledged writes found on gw-b (${check.lost} lost); state digest ${stateEqual ? 'equal' : 'DIFFERENT'} (${digestB.slice(0, 12)}…)`);
+  const after = await clientB.put('demo/after-takeover', 'written to gw-b');
+  say(`gw-b: serves writes as primary in epoch ${after.epoch} (seq ${after.seq})`);
+  return { statusB, check, stateEqual, after };
 }
 
 /** `count` writes from `writers` concurrent clients: 70 % key-value puts over KEYS keys, 30 % raw entries. */
