@@ -643,6 +643,10 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   // ---- status --------------------------------------------------------------------------------------------
 
+  setAsideRecords(): number {
+    return this.counters.quarantinedRecords;
+  }
+
   status(): LogStatus {
     const segments = this.pool.segments.map((segment) => ({
       id: segment.id,

@@ -209,4 +209,10 @@ export interface FlashLog {
   onCommit(listener: (committed: number) => void): () => void;
 
   status(): LogStatus;
+
+  /**
+   * Records this log has set aside since it opened (a demotion's cut, a fault's recovery): when it moves, entries
+   * read before may no longer be what the log holds at their seqs (a cut, then appends in the same epoch).
+   */
+  setAsideRecords(): number;
 }

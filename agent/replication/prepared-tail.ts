@@ -42,7 +42,11 @@ const PREPARE_QUIET_MS = 100;
 /** A prepared batch may be at most this many times the size the publisher now plans, else it is made anew. */
 const RESIZE_SLACK = 2;
 
-/** A batch made ahead, with what the log had set aside before its entries were read. */
+/**
+ * A batch made ahead, with what the log had set aside before its entries were read: a demotion cuts the log
+ * before the publisher stops (takeover/roles.ts), and appends in the same epoch may then put other entries at
+ * the cut seqs, so a batch read before a cut is never sent after it.
+ */
 interface PreparedBatch extends MadeBatch {
   readonly setAside: number;
 }
@@ -135,7 +139,7 @@ export class PreparedTail {
     const head = this.queue[0];
     if (!head) return undefined;
     // A demotion's cut (records set aside since the batch was read) may have put other entries at its seqs.
-    if (!fits(head, check) || head.setAside !== setAsideRecords(this.options.log)) {
+    if (!fits(head, check) || head.setAside !== this.options.log.setAsideRecords()) {
       this.clear();
       return undefined;
     }
@@ -172,7 +176,7 @@ export class PreparedTail {
     this.pending = new Promise((resolve) => (done = resolve));
     try {
       // Before the read: a cut while it runs must count as after it.
-      const setAside = setAsideRecords(this.options.log);
+      const setAside = this.options.log.setAsideRecords();
       const made = await this.options.source.make(from, plan);
       if (!made.ok) return;
       if (generation !== this.generation) return void this.options.release(made.batch);
@@ -233,11 +237,3 @@ function heldBytes(batch: MadeBatch): number {
   return batch.buffer?.length ?? batch.payload.length;
 }
 
-/**
- * Records the log has set aside so far: a demotion's cut counts every record it removes there, and new
- * appends in the same epoch may then put other entries at the cut seqs (takeover/roles.ts cuts before the
- * publisher stops). A batch read before a cut may not be sent after it.
- */
-function setAsideRecords(log: FlashLog): number {
-  return log.status().counters.quarantinedRecords ?? 0;
-}
