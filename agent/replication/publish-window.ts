@@ -75,8 +75,10 @@ export class PublishWindow {
    */
   failure(batch: InflightBatch): FailureVerdict {
     batch.failures++;
-    if (batch.quorum || batch.failed) return 'already-done';
-    if (batch.sentTo - batch.failures >= this.quorum) return 'minority';
+    if (batch.failed) return 'already-done';
+    // The others made the quorum before this link answered: still a minority's refusal, and counted, so that
+    // a broker that refuses everything shows even when it is always the last to answer.
+    if (batch.quorum || batch.sentTo - batch.failures >= this.quorum) return 'minority';
     batch.failed = true;
     const index = this.batches.indexOf(batch);
     if (index >= 0) this.batches.splice(index, 1);
