@@ -8,7 +8,9 @@
  * What is left here is the hub's own surface: its options and events, the wiring of its parts, the dispatch
  * of what arrives, and the narrow interface the brownout and the agent use instead of the publisher. Each
  * part that owns state has its file: the gate, the links, the control records it publishes on every link and
- * the direct path (control-records.ts), the publisher, the receiver, availability.
+ * the direct path (control-records.ts), the publisher, the receiver, availability. A little over 400 lines:
+ * the dispatch and the brownout's interface are each a few lines per message kind or step, kept together so
+ * that what the hub accepts and what it offers read in one place.
  */
 import { EventEmitter } from 'node:events';
 import type { FlashLog } from '../log/index.ts';
