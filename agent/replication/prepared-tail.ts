@@ -202,16 +202,18 @@ export class PreparedTail {
    */
   private worthPreparing(from: number, batchBytes: number): boolean {
     const committed = this.options.log.watermarks().committed;
+    const nowMs = this.options.clock.monotonicMs();
+    // Noted on every look, not only when a short batch waits: the quiet time runs from when the commit was
+    // first seen, so a look that happens to come late does not restart it.
+    if (committed !== this.committedSeen) {
+      this.committedSeen = committed;
+      this.committedSeenAtMs = nowMs;
+    }
     const waiting = committed - from + 1;
     if (waiting <= 0) return false;
     if (waiting >= this.options.batchEntriesMax || this.wireBytesPerEntry === undefined) return true;
     // More than a batch holds: the read then stops at the batch's size, not at what happened to be committed.
     if (waiting * this.wireBytesPerEntry > batchBytes) return true;
-    const nowMs = this.options.clock.monotonicMs();
-    if (committed !== this.committedSeen) {
-      this.committedSeen = committed;
-      this.committedSeenAtMs = nowMs;
-    }
     const quietMs = nowMs - this.committedSeenAtMs;
     if (quietMs >= PREPARE_QUIET_MS) return true;
     this.quietTimer ??= this.options.clock.setTimeout(() => {
