@@ -1,9 +1,11 @@
 // The spare segment's zero-fill is kept away from a brownout (issue 12): while the log syncs every batch at
 // once (on battery, flushing) no spare is prepared in the background; a roll that needs one still gets it,
-// and the background fill resumes when the sync mode is back to batched. A real log in a temporary directory.
+// and the background fill resumes when the sync mode is back to batched. The fill itself is page-sized
+// synchronous writes in slices, synced every 4 MiB, so that appends go on beside it. A real log in a
+// temporary directory.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createFlashLog } from '../../agent/log/index.ts';
+import { createFlashLog, createNodeStorage, type Storage } from '../../agent/log/index.ts';
 import { tempDir } from '../support/ports.ts';
 
 const SEGMENT = 64 * 1024;
@@ -37,6 +39,62 @@ test('no background spare fill in immediate sync mode; a roll still finds a segm
     log.setSyncMode('batched');
     await log.whenSettled();
     assert.equal(spares(), 1, 'the background fill resumes on mains');
+  } finally {
+    await log.close();
+    await dir.remove();
+  }
+});
+
+/** The real file system, with every operation on a segment being preallocated (`seg-*.log.tmp`) written down. */
+function recordingStorage(ops: Array<{ op: 'write' | 'writeSync' | 'datasync'; length?: number }>): Storage {
+  const real = createNodeStorage();
+  return {
+    ...real,
+    async open(path, mode) {
+      const file = await real.open(path, mode);
+      if (!/seg-\d+\.log\.tmp$/.test(path)) return file;
+      return {
+        path: file.path,
+        read: (...args) => file.read(...args),
+        write: (buffer, offset, length, position) => (ops.push({ op: 'write', length }), file.write(buffer, offset, length, position)),
+        writeSync: (buffer, offset, length, position) => (ops.push({ op: 'writeSync', length }), file.writeSync(buffer, offset, length, position)),
+        datasync: () => (ops.push({ op: 'datasync' }), file.datasync()),
+        sync: () => file.sync(),
+        size: () => file.size(),
+        truncate: (length) => file.truncate(length),
+        close: () => file.close(),
+      };
+    },
+  };
+}
+
+test('a spare is zero-filled in page-sized writes outside the thread pool, synced every 4 MiB, while appends go on', async () => {
+  const dir = await tempDir('spare-fill-pages');
+  const ops: Array<{ op: 'write' | 'writeSync' | 'datasync'; length?: number }> = [];
+  const segmentBytes = 16 * 1024 * 1024;
+  const log = createFlashLog({ dir: dir.path, segmentBytes, storage: recordingStorage(ops) });
+  await log.open();
+  try {
+    // open() made the first segment from a spare of its own; the next spare's fill started in the background,
+    // and appends made meanwhile are acknowledged before it ends.
+    const createdAtOpen = log.status().counters.sparesCreated!;
+    for (let index = 0; index < 5; index++) await log.append(new Uint8Array(100).fill(index));
+    assert.equal(log.status().counters.sparesCreated, createdAtOpen, 'the appends did not wait for the fill');
+    await log.whenSettled();
+    assert.equal(log.status().counters.sparesCreated, createdAtOpen + 1);
+    // Each fill: its zero pages, then the header written and synced; the background one is the last.
+    const headers = ops.flatMap((op, index) => (op.op === 'write' ? [index] : []));
+    assert.equal(headers.length, createdAtOpen + 1);
+    const fill = ops.slice(headers.length > 1 ? headers[headers.length - 2]! + 2 : 0, headers[headers.length - 1]!);
+    const writes = fill.filter((op) => op.op !== 'datasync');
+    assert.ok(writes.every((op) => op.op === 'writeSync' && op.length === 4096), 'every zero-fill write is one synchronous page');
+    assert.equal(writes.length * 4096, segmentBytes, 'the whole segment is written');
+    let sinceSync = 0;
+    for (const op of fill) {
+      sinceSync = op.op === 'datasync' ? 0 : sinceSync + op.length!;
+      assert.ok(sinceSync <= 4 * 1024 * 1024, 'at most 4 MiB of the fill is unsynced at any time');
+    }
+    assert.deepEqual(ops.slice(headers[headers.length - 1]!).map((op) => op.op), ['write', 'datasync'], 'the header, written and synced once');
   } finally {
     await log.close();
     await dir.remove();
