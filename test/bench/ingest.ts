@@ -216,8 +216,26 @@ async function committed(agent: AgentProcess): Promise<number> {
   return (await agent.client.status()).watermarks.committed as number;
 }
 
+/**
+ * Every agent has its next segment ready: a spare's zero-fill (64 MiB, at start and after a roll that found
+ * no recycled segment) is left out of the measurements that follow, as a steady-state gateway would have it.
+ * An agent still starting (no API token yet) counts as not ready. After 20 s the run goes on, and says which
+ * agent had none.
+ */
+async function sparesReady(setup: Setup): Promise<void> {
+  const names = ['gw-a', 'gw-b', 'gw-d', 'gw-c'];
+  let counts: Array<number | string> = [];
+  const ready = await waitFor('every agent to have a spare segment ready', async () => {
+    counts = await Promise.all([setup.a, setup.b, setup.embeddedSibling].map((agent) => agent.client.status().then((status) => Number(status.log.counters.spares ?? 0), (error: Error) => error.message)));
+    counts.push(setup.embedded.log.status().counters.spares ?? 0);
+    return counts.every((count) => typeof count === 'number' && count >= 1) ? true : undefined;
+  }, 20_000).catch(() => false);
+  if (!ready) process.stderr.write(`no spare segment ready after 20 s (${names.map((name, index) => `${name}: ${counts[index]}`).join(', ')}); measuring anyway\n`);
+}
+
 /** One measurement: entries/s end to end and CPU µs per entry. */
 async function measure(setup: Setup, path: Path, writers: number, runMs = RUN_MS): Promise<{ rate: number; cpuUsPerEntry: number; perCommit?: number; perBatch?: number; appendMs?: number; cycleMs?: number }> {
+  if (path !== 'mosquittoBridge' && path !== 'httpNoop') await sparesReady(setup);
   const pids =
     path === 'mosquittoBridge'
       ? [setup.local.child.pid!, setup.remote.child.pid!]
