@@ -140,18 +140,10 @@ export class ApiClient {
   }
 
   private bearer(): string | undefined {
-    if (this.token === undefined && this.options.tokenFile !== undefined) {
-      try {
-        this.token = readFileSync(this.options.tokenFile, 'utf8').trim();
-      } catch (error) {
-        throw new LastgaspError('UNAUTHORIZED', `cannot read the API token from ${this.options.tokenFile} (${(error as Error).message}); run as the agent's user or a member of the group the file is shared with`);
-      }
-    }
-    // The token goes into a header line as it is: a control character in it would end the line.
-    if (this.token !== undefined && !/^[\x21-\x7e]+$/.test(this.token)) {
-      throw new LastgaspError('UNAUTHORIZED', `the API token${this.options.tokenFile === undefined ? '' : ` in ${this.options.tokenFile}`} holds a character that cannot go into an HTTP header (expected visible ASCII only)`);
-    }
-    return this.token;
+    // Kept only once it is usable; until then each call reads the file again (it may be read while the agent
+    // or an operator is still putting it in place).
+    if (this.token === undefined && this.options.tokenFile !== undefined) this.token = usableToken(readToken(this.options.tokenFile), this.options.tokenFile);
+    return this.token === undefined ? undefined : usableToken(this.token, this.options.tokenFile);
   }
 
   private json<T>(reply: Reply, expected: number): T {
@@ -200,4 +192,20 @@ function replyError(reply: Reply): LastgaspError {
   }
   const code = (parsed.error?.code ?? 'BAD_REQUEST') as ErrorCode;
   return new LastgaspError(code, parsed.error?.message ?? `HTTP ${reply.status}`, { status: reply.status, ...parsed.error });
+}
+
+function readToken(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    throw new LastgaspError('UNAUTHORIZED', `cannot read the API token from ${file} (${(error as Error).message}); run as the agent's user or a member of the group the file is shared with`);
+  }
+}
+
+/** The token goes into a header line as it is: a control character in it would end the line. */
+function usableToken(token: string, file: string | undefined): string {
+  const where = file === undefined ? '' : ` in ${file}`;
+  if (token === '') throw new LastgaspError('UNAUTHORIZED', `the API token${where} is empty`);
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new LastgaspError('UNAUTHORIZED', `the API token${where} holds a character that cannot go into an HTTP header (expected visible ASCII only)`);
+  return token;
 }

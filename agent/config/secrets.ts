@@ -5,9 +5,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { open, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { LastgaspError, systemErrorCode } from '../util/index.ts';
+import { link, open, readFile, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { LastgaspError, nodeFs, systemErrorCode } from '../util/index.ts';
 import type { Issue } from './schema-dsl.ts';
 import type { AgentConfig } from './schema.ts';
 
@@ -128,18 +128,30 @@ export function apiTokenFile(config: Pick<AgentConfig, 'api' | 'dataDir'>): stri
 }
 
 /**
- * Read the token, or make one. `wx` with mode 0600 creates the file only if it does not exist, with no more
- * than those rights from the first instant (the umask only removes bits); the fchmod then gives back what a
+ * Read the token, or make one. A new token is written whole and synced under a temporary name, then linked
+ * into place: whoever reads the file meanwhile (a client, the application this agent starts, an operator's
+ * `lastgasp status`) finds no file or the whole token, never an empty one, and link(2) fails if another
+ * process made one first, whose token then wins. `wx` with mode 0600 gives the temporary file no more than
+ * those rights from the first instant (the umask only removes bits); the fchmod then gives back what a
  * strict umask (0277) took from the owner.
  */
 export async function loadOrCreateToken(file: string): Promise<string> {
-  let handle;
-  try {
-    handle = await open(file, 'wx', 0o600);
-  } catch (error) {
-    if (systemErrorCode(error) !== 'EEXIST') throw new LastgaspError('CONFIG_INVALID', `config: api.tokenFile: cannot create ${file} (${(error as Error).message})`);
+  if (!existsSync(file)) await createToken(file);
+  await checkPrivate(file, 'api.tokenFile', TOKEN_FORBIDDEN_BITS);
+  const token = (await readText(file, 'api.tokenFile')).trim();
+  if (token.length < API_TOKEN_CHARS_MIN) {
+    throw new LastgaspError('CONFIG_INVALID', `config: api.tokenFile: ${file} holds a token of ${token.length} characters; use at least ${API_TOKEN_CHARS_MIN} (delete the file and the agent makes one)`);
   }
-  if (handle) {
+  return token;
+}
+
+async function createToken(file: string): Promise<void> {
+  const temporary = `${file}.${process.pid}.tmp`;
+  const cannot = (error: unknown) => new LastgaspError('CONFIG_INVALID', `config: api.tokenFile: cannot create ${file} (${(error as Error).message})`);
+  // Left by an earlier life of a process with this pid that stopped between the two steps.
+  await unlink(temporary).catch(() => undefined);
+  try {
+    const handle = await open(temporary, 'wx', 0o600);
     try {
       await handle.chmod(0o600);
       await handle.writeFile(randomBytes(API_TOKEN_BYTES).toString('base64url') + '\n');
@@ -147,13 +159,15 @@ export async function loadOrCreateToken(file: string): Promise<string> {
     } finally {
       await handle.close();
     }
+    await link(temporary, file).catch((error: unknown) => {
+      if (systemErrorCode(error) !== 'EEXIST') throw error;
+    });
+    await nodeFs.syncDir(dirname(file));
+  } catch (error) {
+    throw cannot(error);
+  } finally {
+    await unlink(temporary).catch(() => undefined);
   }
-  await checkPrivate(file, 'api.tokenFile', TOKEN_FORBIDDEN_BITS);
-  const token = (await readText(file, 'api.tokenFile')).trim();
-  if (token.length < API_TOKEN_CHARS_MIN) {
-    throw new LastgaspError('CONFIG_INVALID', `config: api.tokenFile: ${file} holds a token of ${token.length} characters; use at least ${API_TOKEN_CHARS_MIN} (delete the file and the agent makes one)`);
-  }
-  return token;
 }
 
 /** Read a key or password file after checking that only its owner can read it. */

@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AccessGate, apiConnectionsCap, checkAccess, descriptorLimit, API_FD_RESERVE, type AccessPolicy } from '../../agent/app/index.ts';
 import { loadOrCreateToken, readPrivateFile, validateConfig } from '../../agent/config/index.ts';
@@ -168,6 +169,28 @@ test('the API token is created 0600 whatever the umask, kept across starts, and 
     await assert.rejects(loadOrCreateToken(file), /api\.tokenFile: .* is open to other users \(mode 0644\); a secret must be private: chmod 640 \(or 600\)/);
   } finally {
     process.umask(umask);
+    await dir.remove();
+  }
+});
+
+test('a token being created is never seen empty or partial: readers find no file or the whole token', async () => {
+  const dir = await tempDir('token-create');
+  try {
+    const file = join(dir.path, 'api.token');
+    // A reader that looks at the file between every step of the creation (each await lets it run).
+    const seen = new Set<string>();
+    let creating = true;
+    const look = (): void => {
+      if (!creating) return;
+      if (existsSync(file)) seen.add(readFileSync(file, 'utf8'));
+      setImmediate(look);
+    };
+    look();
+    const token = await loadOrCreateToken(file);
+    creating = false;
+    assert.deepEqual([...seen].filter((content) => content.trim() !== token), [], 'only the whole token was ever read');
+    assert.deepEqual(await readdir(dir.path), ['api.token'], 'no temporary file left behind');
+  } finally {
     await dir.remove();
   }
 });

@@ -4,7 +4,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { createServer as createNetServer, type Socket } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ApiClient } from '../../agent/app/index.ts';
+import type { LastgaspError } from '../../agent/util/index.ts';
 
 /** Long enough that the client's timer (a second before it) fires first even on a loaded machine. */
 const SERVER_IDLE_MS = 3000;
@@ -139,4 +143,35 @@ test('transport failures are typed: a garbled answer, a connection closed before
   const refused = new ApiClient({ address: `127.0.0.1:${port}`, token: 't' });
   await assert.rejects(refused.append(new Uint8Array([1])), (error: NodeJS.ErrnoException) => error.code === 'ECONNREFUSED');
   refused.close();
+});
+
+test('a token file read empty or half written is not kept: the next call reads it again and is let in', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'lastgasp-client-token-'));
+  const file = join(dir, 'api.token');
+  const seen: Array<string | undefined> = [];
+  const server = await serve((request, response) => {
+    seen.push(request.headers.authorization);
+    const body = JSON.stringify({ seq: seen.length, epoch: 1 });
+    response.writeHead(201, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    response.end(body);
+  });
+  const client = new ApiClient({ address: `127.0.0.1:${server.port}`, tokenFile: file });
+  try {
+    await assert.rejects(client.append(new Uint8Array([1])), (error: LastgaspError) => error.code === 'UNAUTHORIZED' && /cannot read the API token/.test(error.message));
+    await writeFile(file, '');
+    await assert.rejects(client.append(new Uint8Array([1])), (error: LastgaspError) => error.code === 'UNAUTHORIZED' && /is empty/.test(error.message));
+    await writeFile(file, 'abc\u0001def\n');
+    await assert.rejects(client.append(new Uint8Array([1])), /cannot go into an HTTP header/);
+    await writeFile(file, 'the-whole-token-at-last\n');
+    assert.deepEqual(await client.append(new Uint8Array([1])), { seq: 1, epoch: 1 });
+    assert.deepEqual(seen, ['Bearer the-whole-token-at-last'], 'nothing was sent before the token was usable');
+    // Once usable it is kept: the file is read once.
+    await writeFile(file, 'changed-afterwards\n');
+    assert.deepEqual(await client.append(new Uint8Array([2])), { seq: 2, epoch: 1 });
+    assert.equal(seen[1], 'Bearer the-whole-token-at-last');
+  } finally {
+    client.close();
+    await server.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });
