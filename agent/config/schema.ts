@@ -73,7 +73,7 @@ export const configSchema = object(
         unreplicatedHardBytes: bytes({ description: 'Unreplicated bytes at which appends fail with LOG_FULL (0 = the quota).', default: 0, min: 0 }),
         fullPolicy: oneOf(['reject', 'wait'], { description: 'When full: fail appends with LOG_FULL, or make them wait.', default: 'reject' }),
         snapshotEveryEntries: integer({
-          description: 'Snapshot the key-value state after this many applied entries; retention keeps every segment the latest snapshot does not cover A snapshot also comes after a quarter of quotaBytes of entries (0 = neither: only at a clean stop).',
+          description: 'Snapshot the key-value state after this many applied entries; retention keeps every segment the latest snapshot does not cover. A snapshot also comes after a quarter of quotaBytes of entries (0 = neither: only at a clean stop).',
           default: 100_000,
           min: 0,
           max: 100_000_000,
