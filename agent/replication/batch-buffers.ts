@@ -1,7 +1,7 @@
 /**
  * The buffers batches are encoded into: large ones reused from acknowledged batches, and the one buffer log
  * reads copy payloads into. Owned by the publisher's batch source (batch-source.ts); the publisher gives a
- * buffer back once every link settled the publish that carried it.
+ * buffer back once every link PUBACKed the publish that carried it.
  */
 
 /**
@@ -19,9 +19,11 @@ export const BATCH_BUFFER_POOLED_BYTES_MIN = 64 * 1024;
 export const BATCH_BUFFERS_IDLE_MS = 1000;
 
 /**
- * Encode buffers for large batches, reused once every link settled (PUBACK or failure) the publish that
- * carried one: by then MQTT.js wrote the packet out (a broker acknowledges only a whole packet) and keeps
- * its own copy for resending. At most `keepMax` (the window) are kept, and none once replication is idle.
+ * Encode buffers for large batches, reused once every link PUBACKed the publish that carried one: by then
+ * MQTT.js wrote the packet out (a broker acknowledges only a whole packet) and dropped it from its store.
+ * A buffer whose publish failed anywhere is not given back: MQTT.js may still hold it for a resend (it
+ * stores publishes without a copy, broker-protocol.ts). At most `keepMax` (the window) are kept, and none
+ * once replication is idle.
  */
 export class BatchBuffers {
   private readonly free: Uint8Array[] = [];

@@ -40,6 +40,7 @@ import {
   REASON_HINTS,
   REASONS,
   serverOf,
+  storePublishesUncopied,
   toBuffer,
 } from './broker-protocol.ts';
 
@@ -348,6 +349,7 @@ export class BrokerLink extends EventEmitter<BrokerLinkEvents> {
 
   private connect(): void {
     const client = mqtt.connect(clientOptions(this.options, this.protocolVersion));
+    storePublishesUncopied(client);
     this.client = client;
     this.attemptStartedAtMs = this.options.clock.monotonicMs();
     client.on('reconnect', () => {

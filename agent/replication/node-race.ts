@@ -13,6 +13,7 @@
  */
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import type { Clock, TimerHandle } from '../util/index.ts';
+import { storePublishesUncopied } from './broker-protocol.ts';
 
 export interface RaceOptions {
   urls: readonly string[];
@@ -63,6 +64,7 @@ export class NodeRace {
   private attempt(url: string): void {
     if (this.finished) return;
     const client = mqtt.connect(this.options.clientOptions(url, ++attemptCounter));
+    storePublishesUncopied(client);
     this.live.add(client);
     this.options.onClient(client);
     let over = false;

@@ -355,9 +355,13 @@ export class Publisher {
     return linksWindowMax(this.options.links, this.options.windowMax);
   }
 
-  /** Every link answered the publish (PUBACK or failure): its buffer may be reused. */
+  /**
+   * Every link answered the publish: its buffer may be reused if they all PUBACKed it. After a failure MQTT.js
+   * may still hold the packet, sharing the buffer, to send it again on reconnect (broker-protocol.ts,
+   * storePublishesUncopied), so that buffer is not reused.
+   */
   private settled(batch: InflightBatch): void {
-    if (!this.stopped && PublishWindow.settled(batch)) this.supply.give(batch.buffer);
+    if (!this.stopped && PublishWindow.settled(batch) && batch.failures === 0) this.supply.give(batch.buffer);
   }
 
   private onPuback(batch: InflightBatch): void {

@@ -19,6 +19,8 @@ interface Sent {
   last: number;
   bytes: number;
   atMs: number;
+  /** The bytes as handed to the link (the publisher's buffer itself, not a copy). */
+  payload: Uint8Array;
   puback: () => void;
   refuse: (error: Error) => void;
 }
@@ -45,7 +47,7 @@ class FakeLink implements PublishLink {
     assert.ok(decoded.ok && decoded.kind === 'batch', 'the publisher sends batches on its log topic');
     const entries = decoded.message.entries;
     return new Promise((resolve, reject) => {
-      this.sent.push({ first: entries[0]!.seq, last: entries[entries.length - 1]!.seq, bytes: payload.length, atMs: this.clock.monotonicMs(), puback: resolve, refuse: reject });
+      this.sent.push({ first: entries[0]!.seq, last: entries[entries.length - 1]!.seq, bytes: payload.length, atMs: this.clock.monotonicMs(), payload, puback: resolve, refuse: reject });
       const ready = this.waiters.filter((candidate) => candidate.ready());
       this.waiters = this.waiters.filter((candidate) => !ready.includes(candidate));
       for (const waiter of ready) waiter.resolve();
@@ -275,6 +277,27 @@ test('buffers stay pooled while busy when the idle timer fires; the next catch-u
   await appendLargeBatch(log);
   await link.published(6);
   assert.equal(publisher.stats().batchBuffersReused, 3, '1000 ms after the second catch-up the pool was dropped');
+});
+
+test('a buffer whose publish failed is not reused: MQTT.js may still hold it to send again', async (t) => {
+  const { log, link, publisher } = await setUp(t, { batchEntriesMax: 4 });
+  await appendLargeBatch(log);
+  publisher.start();
+  await link.ack(await link.published(1));
+  await appendLargeBatch(log);
+  const lost = await link.published(2);
+  assert.equal(publisher.stats().batchBuffersReused, 1, 'the acknowledged batch gave its buffer back');
+  const asSent = lost.payload.slice();
+  lost.refuse(new LastgaspError('BROKER_UNAVAILABLE', 'connection lost (test)'));
+  const again = await link.published(3);
+  assert.deepEqual([again.first, again.last], [5, 8]);
+  assert.equal(publisher.stats().batchBuffersReused, 1, 'the batch sent again was encoded into a fresh buffer');
+  assert.notEqual(again.payload.buffer, lost.payload.buffer);
+  assert.deepEqual(lost.payload, asSent, 'what the failed publish carried is untouched');
+  await link.ack(again);
+  await appendLargeBatch(log);
+  await link.published(4);
+  assert.equal(publisher.stats().batchBuffersReused, 2, 'an acknowledged buffer is reused again');
 });
 
 test('waitReplicated resolves true on the ack before its deadline and false exactly at it', async (t) => {
