@@ -1,6 +1,7 @@
 /**
  * What the broker link needs from MQTT itself: the reason codes a broker may send and what an operator can
- * do about them, the size of a PUBLISH packet, and the addresses of a broker's nodes.
+ * do about them, the size of a PUBLISH packet, the addresses of a broker's nodes, and how MQTT.js stores a
+ * publish for a resend.
  */
 import type { MqttClient, Packet } from 'mqtt';
 import { LastgaspError } from '../util/index.ts';
