@@ -1,12 +1,14 @@
 // A seeded campaign against application-transparent SQLite, with real parts: one mosquitto, two agents each
-// on its own BMS simulator (socat pty), and Debian's Python sqlite3 as the unmodified application
-// (test/fixtures/sqlite-app.py, started by the agent that leads): random transactions with a schema change
-// every 40, an index every 55 and a VACUUM every 70, a passive checkpoint of its own every 17, and the
-// sorted dump's digest journaled after every commit. At random moments, one of:
+// on its own BMS simulator (socat pty), and an unmodified application started by the agent that leads: Debian's
+// Python sqlite3 (test/fixtures/sqlite-app.py, sqlite-campaign.test.ts) or a Node application on libsql
+// (test/fixtures/sqlite-app.mjs, sqlite-campaign-node.test.ts), which behave alike: random transactions with
+// a schema change every 40, an index every 55 and a VACUUM every 70, a passive checkpoint of their own every
+// 17, and the sorted dump's digest journaled after every commit. At random moments, one of:
 //   - kill-agent: SIGKILL of the primary's agent; its application writes on alone, perhaps checkpoints
-//     with TRUNCATE from a second connection (resetting the WAL the agent no longer pins), then is
-//     SIGKILLed or stopped (its last close checkpoints and removes the WAL); perhaps a torn frame at the
-//     WAL's end; the agent restarts and leads again (no silence takeover: only a handoff moves the lead);
+//     with TRUNCATE from a second connection of its own SQLite library (resetting the WAL the agent no longer
+//     pins), then is SIGKILLed or stopped (its last close checkpoints and removes the WAL); perhaps a torn
+//     frame at the WAL's end; the agent restarts and leads again (no silence takeover: only a handoff moves
+//     the lead);
 //   - kill-app: SIGKILL of the application's process group; the agent starts it again;
 //   - brownout: mains lost and a brownout from the primary's BMS, the flush, the handoff, the power cut
 //     (its agent SIGKILLed), and the sibling leads; the old primary comes back as a standby.
@@ -18,29 +20,44 @@
 //   - the standby's database, read while it follows, always passes integrity_check, holds transactions 1..k
 //     and equals the application's database as of commit k (the journaled digest), and reaches the last
 //     transaction the application had committed when the check began.
-// LASTGASP_SQLITE_STEPS (default 6: each fault once in a seeded order, then any) and LASTGASP_SQLITE_SEED
-// (default: random, printed) extend or replay a run: the seed decides the faults, their moments and choices;
-// the application's own transactions and the processes' timing are not replayed.
-import { after, test } from 'node:test';
+// Every digest is the sha256 of Python's sorted iterdump: test/sqlite/support/python.ts reads the copies, and
+// both applications journal that same digest (the Node one builds the dump with the same SQL), so the checks
+// do not depend on which application wrote the digest they compare.
+// The steps (each fault once in a seeded order, then any) and the seed (LASTGASP_SQLITE_SEED; default: random,
+// printed) extend or replay a run: the seed decides the faults, their moments and choices; the application's
+// own transactions and the processes' timing are not replayed.
+import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startMosquitto } from '../support/mosquitto.ts';
-import { createPtyPair, type PtyPair } from '../support/pty.ts';
-import { startBmsSim, type BmsSim } from '../support/bms-sim.ts';
-import { startAgent, writeAgentConfig, type AgentProcess } from '../support/agents.ts';
-import { killAll } from '../support/processes.ts';
-import { tempDir, waitFor } from '../support/ports.ts';
-import { mulberry32, randomInt } from '../log/support/random.ts';
-import { PYTHON, APP, dump, run, type Dump } from '../sqlite/support/python.ts';
-import { writeTornFrame } from '../sqlite/support/torn-frame.ts';
+import { startMosquitto } from '../../support/mosquitto.ts';
+import { createPtyPair, type PtyPair } from '../../support/pty.ts';
+import { startBmsSim, type BmsSim } from '../../support/bms-sim.ts';
+import { startAgent, writeAgentConfig, type AgentProcess } from '../../support/agents.ts';
+import { killAll } from '../../support/processes.ts';
+import { tempDir, waitFor } from '../../support/ports.ts';
+import { mulberry32, randomInt } from '../../log/support/random.ts';
+import { dump, run, type Dump } from '../../sqlite/support/python.ts';
+import { writeTornFrame } from '../../sqlite/support/torn-frame.ts';
 
-after(killAll);
+/** The unmodified application a campaign runs, and how a second connection of its library checkpoints. */
+export interface CampaignApplication {
+  /** Its name in the test's title (`Python sqlite3`, `Node libsql`). */
+  readonly name: string;
+  /** app.command: it reads the APP_* variables of test/fixtures/sqlite-app.py. */
+  readonly command: readonly string[];
+  /** A process that checkpoints `db` with TRUNCATE through the application's SQLite library and prints the result. */
+  readonly truncate: (db: string) => readonly [string, readonly string[]];
+}
 
-/** Steps in CI: each fault at least once; about 25 s of steps on a quiet 2-core VM, under 90 s loaded. */
-const STEPS = Number(process.env.LASTGASP_SQLITE_STEPS ?? 6);
-const SEED = Number(process.env.LASTGASP_SQLITE_SEED ?? Math.floor(Math.random() * 2 ** 31));
+export interface CampaignRun {
+  readonly steps: number;
+  /** The variable that sets `steps`, named in the replay hints. */
+  readonly stepsVariable: string;
+  readonly seed: number;
+}
+
 const FAULTS = ['kill-agent', 'kill-app', 'brownout'] as const;
 type Fault = (typeof FAULTS)[number];
 /** Transactions the application commits after a step before the standby is checked. */
@@ -117,12 +134,18 @@ function checkStart(start: Line, lastBefore: number, where: string): void {
   assert.ok(found >= lastBefore && found <= lastBefore + 1, `${where}: ${found} transactions, ${lastBefore} journaled as committed`);
 }
 
-test(`SQLite campaign: ${STEPS} seeded faults (seed ${SEED}) never leave a corrupt, behind or different copy`, { timeout: 30 * 60_000 }, async (t) => {
-  assert.ok(Number.isInteger(STEPS) && STEPS >= 1, 'LASTGASP_SQLITE_STEPS must be a positive integer');
-  assert.ok(Number.isInteger(SEED) && SEED >= 0, 'LASTGASP_SQLITE_SEED must be a non-negative integer');
-  t.diagnostic(`replay with LASTGASP_SQLITE_SEED=${SEED} LASTGASP_SQLITE_STEPS=${STEPS}`);
-  const random = mulberry32(SEED);
-  const dir = await tempDir('sqlite-campaign');
+/** The campaign as one test of the calling file, with `application` on both nodes. */
+export function sqliteCampaign(application: CampaignApplication, options: CampaignRun): void {
+  after(killAll);
+  test(`SQLite campaign, ${application.name}: ${options.steps} seeded faults (seed ${options.seed}) never leave a corrupt, behind or different copy`, { timeout: 30 * 60_000 }, (t) => campaign(t, application, options));
+}
+
+async function campaign(t: TestContext, application: CampaignApplication, { steps, stepsVariable, seed }: CampaignRun): Promise<void> {
+  assert.ok(Number.isInteger(steps) && steps >= 1, `${stepsVariable} must be a positive integer`);
+  assert.ok(Number.isInteger(seed) && seed >= 0, 'LASTGASP_SQLITE_SEED must be a non-negative integer');
+  t.diagnostic(`replay with LASTGASP_SQLITE_SEED=${seed} ${stepsVariable}=${steps}`);
+  const random = mulberry32(seed);
+  const dir = await tempDir(`sqlite-campaign-${application.name.split(' ')[0]!.toLowerCase()}`);
   const journal = new Journal(join(dir.path, 'journal.ndjson'));
   const broker = await startMosquitto(dir.path);
   const nodes: Node[] = [];
@@ -139,7 +162,7 @@ test(`SQLite campaign: ${STEPS} seeded faults (seed ${SEED}) never leave a corru
       replication: { brokers: [{ url: broker.url }] },
       power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: 30_000, handoffAckTimeoutMs: 5000, cutDelayMs: 200 },
       app: {
-        command: [PYTHON, APP],
+        command: [...application.command],
         env: { DB: db, APP_JOURNAL: journal.file, APP_TX_DELAY_MS: txDelayMs, APP_DUMP_EACH: '1', APP_ROWS_MAX: '150', APP_CHECKPOINT_EVERY: '17', APP_CHECKPOINT_MODE: 'PASSIVE' },
         stopTimeoutMs: 5000,
         restartDelayMs: 200,
@@ -174,7 +197,8 @@ test(`SQLite campaign: ${STEPS} seeded faults (seed ${SEED}) never leave a corru
     // A second connection of the application checkpoints with nothing pinning the WAL: it resets it.
     const truncates: string[] = [];
     for (let count = random() < 0.7 ? 1 + randomInt(random, 2) : 0; count > 0; count--) {
-      const { stdout } = await run(PYTHON, ['-c', 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=10); print(c.execute("pragma wal_checkpoint(TRUNCATE)").fetchone())', primary.db]);
+      const [program, args] = application.truncate(primary.db);
+      const { stdout } = await run(program, [...args]);
       truncates.push(stdout.trim());
       await sleep(randomInt(random, 300));
     }
@@ -265,18 +289,18 @@ test(`SQLite campaign: ${STEPS} seeded faults (seed ${SEED}) never leave a corru
     [primary, standby] = nodes as [Node, Node];
     await commits(30);
     summary.push(`start: ${await checkStandby('before any fault')}`);
-    t.diagnostic(`sqlite campaign seed ${SEED}: ${summary[0]}`);
-    for (let step = 0; step < STEPS; step++) {
+    t.diagnostic(`sqlite campaign (${application.name}) seed ${seed}: ${summary[0]}`);
+    for (let step = 0; step < steps; step++) {
       const fault: Fault = step < order.length ? order[step]! : FAULTS[randomInt(random, FAULTS.length)]!;
       const startedMs = Date.now();
       try {
         const what = fault === 'kill-agent' ? await killAgent() : fault === 'kill-app' ? await killApp() : await brownout();
         const checked = await checkStandby(`step ${step + 1} (${fault})`);
         summary.push(`step ${step + 1}: ${what}; ${checked}; ${Date.now() - startedMs} ms`);
-        t.diagnostic(`sqlite campaign ${summary.at(-1)!}`);
+        t.diagnostic(`sqlite campaign (${application.name}) ${summary.at(-1)!}`);
       } catch (error) {
         failed = true;
-        throw new Error(`seed ${SEED}, step ${step + 1} (${fault}) failed (replay: LASTGASP_SQLITE_SEED=${SEED} LASTGASP_SQLITE_STEPS=${step + 1}): ${(error as Error).message}\n${summary.join('\n')}`, { cause: error });
+        throw new Error(`seed ${seed}, step ${step + 1} (${fault}) failed (replay: LASTGASP_SQLITE_SEED=${seed} ${stepsVariable}=${step + 1}): ${(error as Error).message}\n${summary.join('\n')}`, { cause: error });
       }
     }
     const statuses = await Promise.all(nodes.map(async (node) => ((await node.agent.client.status()).sqlite as unknown[])[0]));
@@ -301,4 +325,4 @@ test(`SQLite campaign: ${STEPS} seeded faults (seed ${SEED}) never leave a corru
     if (failed) t.diagnostic(`kept for a look: ${dir.path}`);
     else await dir.remove();
   }
-});
+}
