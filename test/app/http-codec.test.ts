@@ -109,6 +109,8 @@ test('anything outside the simple form goes to llhttp, decided as early as the b
     'two Hosts': base('Host: localhost\r\n'),
     'a Content-Length that is not digits': base('Content-Length: +1\r\n'),
     'a Content-Length with a comma list': base('Content-Length: 1, 1\r\n'),
+    'a tab after a Content-Length (llhttp refuses it; seen in the mutation loop, seed 325553)': base('Content-Length: 1\t\r\n'),
+    'a space and a tab after a Content-Length': base('Content-Length: 1 \t\r\n'),
     'a body over the limit': base(`Content-Length: ${BODY_MAX + 1}\r\n`),
     'Connection: Upgrade': base('Connection: Upgrade\r\n'),
     'no Host': 'POST /v1/entries HTTP/1.1\r\nContent-Length: 0\r\n\r\n',

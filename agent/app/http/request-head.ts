@@ -158,6 +158,7 @@ function readFields(bytes: Uint8Array, from: number, to: number): { headers: Sim
     if (FOREIGN_HEADERS.has(name)) return `a ${name} header`;
     if (READ_HEADERS.has(name)) {
       if (headers[name] !== undefined || (name === 'connection' && connection !== undefined)) return `two ${name} headers`;
+      if (name === 'content-length' && tabAfterValue(bytes, colon + 1, lineEnd)) return 'a Content-Length with a tab after its value (llhttp answers 400)';
       const value = trimmedValue(bytes, colon + 1, lineEnd);
       if (name === 'connection') connection = value;
       else headers[name] = value;
@@ -172,6 +173,17 @@ function trimmedValue(bytes: Uint8Array, from: number, to: number): string {
   while (from < to && (bytes[from] === SP || bytes[from] === HTAB)) from++;
   while (to > from && (bytes[to - 1] === SP || bytes[to - 1] === HTAB)) to--;
   return ascii(bytes, from, to);
+}
+
+/**
+ * A tab in the whitespace after a value. RFC 9110 allows it, llhttp does not after a Content-Length's digits
+ * (it allows spaces there, and tabs before): such a request is node:http's to refuse.
+ */
+function tabAfterValue(bytes: Uint8Array, from: number, to: number): boolean {
+  while (from < to && (bytes[from] === SP || bytes[from] === HTAB)) from++;
+  while (from < to && bytes[from] !== SP && bytes[from] !== HTAB) from++;
+  for (; from < to; from++) if (bytes[from] === HTAB) return true;
+  return false;
 }
 
 /** Digits only (RFC 9110 §8.6), as llhttp reads them; -1 otherwise. */
