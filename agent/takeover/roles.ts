@@ -110,6 +110,11 @@ export class RoleManager {
   private latchedReason: string | undefined;
   private demoting = false;
   private pendingClaim: { epoch: number; resolve: (won: boolean) => void } | undefined;
+  /**
+   * The epoch of this node's last claim that came back first. It is the newest epoch from that moment, before
+   * the claim is saved: a rival's claim delivered right behind it must be judged against it.
+   */
+  private claimWon = 0;
   private successorWaiters: Array<(ok: boolean) => void> = [];
   private takingOver = false;
   private lastTakeover: TakeoverRecord | undefined;
@@ -165,7 +170,7 @@ export class RoleManager {
 
   /** The durable epoch floor: no leader at or below it other than the one recorded is ever followed. */
   floor(): number {
-    return Math.max(this.logEpochSeen(), this.store.current?.epoch ?? 0);
+    return Math.max(this.logEpochSeen(), this.store.current?.epoch ?? 0, this.claimWon);
   }
 
   /** The log's epoch, once it means something: a fresh log starts at epoch 1 with nothing in it. */
@@ -309,7 +314,9 @@ export class RoleManager {
     const floor = this.floor();
     if (this.pendingClaim && message.node === node && message.epoch === this.pendingClaim.epoch) {
       // This node's own claim came back: it won if nothing newer arrived first.
-      this.pendingClaim.resolve((message.prev ?? 0) >= floor);
+      const won = (message.prev ?? 0) >= floor;
+      if (won) this.claimWon = message.epoch;
+      this.pendingClaim.resolve(won);
       return;
     }
     const verdict = judgeLeaderRecord(message, { node, members: this.members, floor, known });
@@ -360,16 +367,17 @@ export class RoleManager {
   // ---- moving -------------------------------------------------------------------------------------------
 
   /** Lead in a new epoch of this node's own (first start, or a takeover). */
-  private async promote(reason: string): Promise<boolean> {
+  /** Lead in a new epoch of this node's: the leader record it leads by, or undefined if it does not lead. */
+  private async promote(reason: string): Promise<LeaderMessage | undefined> {
     if (this.wentBackwards()) {
       if (this.roleValue === 'starting') await this.becomeStandby(undefined, 'its flash holds less than it told the group; refusing to lead');
-      return false;
+      return undefined;
     }
     const epoch = nextOwnedEpoch(this.members, this.options.node, this.floor());
     if (epoch === undefined) {
       this.options.logger.error(`cannot lead: no epoch above ${this.floor()} is left for this node (32-bit epochs)`, { event: 'epochs-exhausted' });
       if (this.roleValue === 'starting') await this.becomeStandby(this.store.current, 'no epoch left to lead in');
-      return false;
+      return undefined;
     }
     return this.becomePrimary(reason, epoch);
   }
@@ -378,9 +386,10 @@ export class RoleManager {
    * `epoch`: claim this new epoch; undefined: lead again in the recorded one (a restart without leases).
    * Order matters: the receiver stops first (nothing from the old primary lands after the position is taken);
    * with leases the claim must win before anything is written; the record is on flash before the epoch
-   * begins in the log; writes open last.
+   * begins in the log; writes open last. Returns the leader record this node leads by (undefined: it does
+   * not lead), which the store's current record need not be by then: a rival's claim may have come after.
    */
-  private async becomePrimary(reason: string, epoch?: number): Promise<boolean> {
+  private async becomePrimary(reason: string, epoch?: number): Promise<LeaderMessage | undefined> {
     const { log, replication, node, group, clock, logger } = this.options;
     await replication.setRole('primary', { fromSeq: epoch === undefined ? undefined : log.watermarks().committed + 1 });
     let record = this.store.current!;
@@ -390,7 +399,7 @@ export class RoleManager {
         const outcome = await this.claimEpoch(record);
         if (outcome !== 'won') {
           await this.becomeStandby(this.store.current, outcome === 'lost' ? `another node's claim reached the brokers before this node's claim to epoch ${epoch}` : `the claim to epoch ${epoch} did not come back from the brokers`);
-          return false;
+          return undefined;
         }
       }
       await this.store.save(record);
@@ -400,7 +409,7 @@ export class RoleManager {
     await this.options.host.prepareRole('primary');
     if (this.silence && !(await this.lease.acquire())) {
       await this.becomeStandby(this.store.current, 'no heartbeat came back from the brokers: no lease');
-      return false;
+      return undefined;
     }
     // Retained and QoS 1: delivered when a broker is reachable. Not awaited: without leases a node whose
     // uplink is down still serves (store-and-forward), since nobody else can take the lead but by handoff.
@@ -412,7 +421,7 @@ export class RoleManager {
     this.primarySinceMs = clock.nowMs();
     this.options.host.roleChanged('primary', { epoch: log.epoch, reason });
     logger.info(`primary in epoch ${log.epoch}: ${reason}`, { event: 'role', role: 'primary', epoch: log.epoch, since: record.since });
-    return true;
+    return record;
   }
 
   /**
@@ -536,8 +545,11 @@ export class RoleManager {
       await this.waitCommitted(expected, HANDOFF_CATCH_UP_MS);
       if (log.watermarks().committed < expected) logger.error('taking over without every entry the handoff named', { committed: log.watermarks().committed, expected });
       const fromNode = record?.node ?? 'nobody';
-      if (!(await this.promote(cause === 'handoff' ? `handoff from ${fromNode}` : `${fromNode} went silent`))) return;
-      const since = (this.store.current?.since ?? log.watermarks().committed + 1);
+      const led = await this.promote(cause === 'handoff' ? `handoff from ${fromNode}` : `${fromNode} went silent`);
+      if (!led) return;
+      // From the record this node claimed, not the store's current one: a rival's later claim (which lost)
+      // may be there by now, with a `since` of its own.
+      const since = led.since ?? log.watermarks().committed + 1;
       const servingAtMs = this.primarySinceMs ?? clock.nowMs();
       this.lastTakeover = {
         fromNode,
