@@ -168,7 +168,10 @@ export class RoleManager {
     return this.latchedReason !== undefined;
   }
 
-  /** The durable epoch floor: no leader at or below it other than the one recorded is ever followed. */
+  /**
+   * The epoch floor: no leader at or below it other than the one recorded is ever followed. Durable (the
+   * leader record, the log's epoch), and from the moment this node's claim came back first, that claim.
+   */
   floor(): number {
     return Math.max(this.logEpochSeen(), this.store.current?.epoch ?? 0, this.claimWon);
   }
@@ -366,8 +369,10 @@ export class RoleManager {
 
   // ---- moving -------------------------------------------------------------------------------------------
 
-  /** Lead in a new epoch of this node's own (first start, or a takeover). */
-  /** Lead in a new epoch of this node's: the leader record it leads by, or undefined if it does not lead. */
+  /**
+   * Lead in a new epoch of this node's own (first start, or a takeover): the leader record it leads by, or
+   * undefined if it does not lead.
+   */
   private async promote(reason: string): Promise<LeaderMessage | undefined> {
     if (this.wentBackwards()) {
       if (this.roleValue === 'starting') await this.becomeStandby(undefined, 'its flash holds less than it told the group; refusing to lead');
