@@ -36,6 +36,7 @@ export class ApiClient {
   private readonly pool: ClientPool;
   /** The Host header: a loopback name the agent's DNS-rebinding check accepts (api-access.ts). */
   private readonly host: string;
+  /** The bearer token once checked usable (from options.token, or read from options.tokenFile). */
   private token: string | undefined;
 
   constructor(private readonly options: ApiClientOptions) {
@@ -45,7 +46,6 @@ export class ApiClient {
     // ("socket hang up"), which a writer that paused for api.idleTimeoutMs met under load.
     this.pool = new ClientPool({ target, ...(options.ca ? { ca: options.ca } : {}), socketsMax: options.socketsMax ?? 64, timeoutMs: options.timeoutMs ?? 30_000 });
     this.host = 'socketPath' in target ? 'localhost' : `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
-    this.token = options.token;
   }
 
   close(): void {
@@ -140,10 +140,13 @@ export class ApiClient {
   }
 
   private bearer(): string | undefined {
-    // Kept only once it is usable; until then each call reads the file again (it may be read while the agent
-    // or an operator is still putting it in place).
-    if (this.token === undefined && this.options.tokenFile !== undefined) this.token = usableToken(readToken(this.options.tokenFile), this.options.tokenFile);
-    return this.token === undefined ? undefined : usableToken(this.token, this.options.tokenFile);
+    // Checked once and kept; a file is read again on each call until its token is usable (it may be read
+    // while the agent or an operator is still putting it in place).
+    if (this.token !== undefined) return this.token;
+    const { token, tokenFile } = this.options;
+    if (token !== undefined) return (this.token = usableToken(token, undefined));
+    if (tokenFile === undefined) return undefined;
+    return (this.token = usableToken(readToken(tokenFile), tokenFile));
   }
 
   private json<T>(reply: Reply, expected: number): T {

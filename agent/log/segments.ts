@@ -160,6 +160,8 @@ export async function createSpare(storage: Storage, dir: string, spare: Spare, n
         assertWriteRange(offset, length, spare.segmentBytes, true, `segments: the zero-fill of ${tmp}`);
         file.writeSync(ZEROS, 0, length, offset);
       }
+      // The last stretch is synced with the header.
+      if (offset >= spare.segmentBytes) break;
       if (offset % FILL_SYNC_BYTES === 0) await file.datasync();
       else await nextTurn();
     }
