@@ -119,11 +119,13 @@ export class WalCheckpointer {
 
   /**
    * Run `work` holding the barrier: tried at every `pollMs` while a writer holds the lock, until `stopped`
-   * (then undefined); run at once when the barrier is already held (it stays held for its holder).
+   * (then undefined); run at once when the barrier is already held (it stays held for its holder). Each try
+   * spins a little longer (barrierSpinMs): single tries missed the gaps of an application committing
+   * without a pause for over a thousand transactions, and the capture copies nothing until it has it.
    */
   async hold<T>(stopped: () => boolean, clock: Clock, pollMs: number, work: () => Promise<T>): Promise<T | undefined> {
     if (this.holding) return work();
-    while (!this.tryBarrier()) {
+    for (let tries = 1; !this.tryBarrier(barrierSpinMs(tries, false)); tries++) {
       if (stopped()) return undefined;
       await new Promise<void>((resolve) => clock.setTimeout(resolve, pollMs));
     }
