@@ -11,9 +11,11 @@
  * would pass through states the application never had), and the WAL still holds the recorded frames (same
  * salts, and the last one captured has the recorded checksum). Anything else starts a new generation.
  */
-import { open as openFile, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { open as openFile, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FlashLog } from '../log/index.ts';
+import { crc32c } from '../util/index.ts';
 import { decodeSqliteEntry } from './entry.ts';
 import { decodeWalHeader, walFrameOffset, WAL_HEADER_BYTES, type WalCursor, type WalHeader } from './wal-format.ts';
 
@@ -46,15 +48,44 @@ export function captureStatePath(dataDir: string, name: string): string {
   return join(dataDir, `sqlite-capture-${name}.json`);
 }
 
-/** Written after each append; not fsynced (see the file's comment: `resumable` checks it before use). */
-export async function saveCaptureState(path: string, state: CaptureState): Promise<void> {
-  await writeFile(path + '.tmp', JSON.stringify(state), { mode: 0o600 });
-  await rename(path + '.tmp', path);
+/**
+ * The state file, kept open and written in place after each append: one write, instead of an open, a write,
+ * a close and a rename per step. Not fsynced (see the file's comment: `resumable` checks it before use). The
+ * JSON is followed by its CRC-32C on a line of its own, and padded with spaces over whatever longer text was
+ * there: a write that a power cut tore could otherwise mix two positions (a newer seq with an older frame,
+ * which the checks would take for a consistent older state), and it is refused at load instead.
+ */
+export class CaptureStateFile {
+  private fd: number | undefined;
+  private length = 0;
+
+  constructor(readonly path: string) {}
+
+  save(state: CaptureState): void {
+    const body = JSON.stringify(state);
+    const text = `${body}\n${crc32c(encoder.encode(body)).toString(16)}\n`;
+    if (this.fd === undefined) {
+      this.fd = openSync(this.path, 'w', 0o600);
+      this.length = 0;
+    }
+    const bytes = encoder.encode(text.padEnd(this.length, ' '));
+    for (let done = 0; done < bytes.length; ) done += writeSync(this.fd, bytes, done, bytes.length - done, done);
+    this.length = Math.max(this.length, bytes.length);
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
 }
+
+const encoder = new TextEncoder();
 
 export async function loadCaptureState(path: string): Promise<CaptureState | undefined> {
   try {
-    const state = JSON.parse(await readFile(path, 'utf8')) as CaptureState;
+    const [body, crc] = (await readFile(path, 'utf8')).split('\n');
+    if (body === undefined || crc !== crc32c(encoder.encode(body)).toString(16)) return undefined;
+    const state = JSON.parse(body) as CaptureState;
     return typeof state.generation === 'string' && Number.isInteger(state.seq) && Number.isInteger(state.snapshotSeq) && Array.isArray(state.checksum) ? state : undefined;
   } catch {
     return undefined;

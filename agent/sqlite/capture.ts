@@ -22,14 +22,14 @@ import { basename, dirname } from 'node:path';
 import type { Clock, Logger, LastgaspError, TimerHandle } from '../util/index.ts';
 import { openSqlite } from './connection.ts';
 import { BARRIER_HOLD_MAX_MS, BARRIER_TAIL_FRAMES_MAX, barrierSpinMs, checkpointDue, WAL_FRAMES_FACTOR, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
-import { captureStatePath, fileIdentity, loadCaptureState, resumable, saveCaptureState, type CaptureResumeOptions } from './capture-state.ts';
+import { CaptureStateFile, captureStatePath, fileIdentity, loadCaptureState, resumable, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
 import { appendGrouped, pagesPerEntry, transactionEntries } from './entry.ts';
 import { ReadPin } from './read-pin.ts';
 import { snapshotPayloads } from './snapshot-pages.ts';
 import { LagSamples } from './status-lines.ts';
 import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
-import { CAPTURE_READ_BYTES_MAX, findWalEnd, readFrom, type Position } from './wal-file.ts';
+import { CAPTURE_READ_BYTES_MAX, findWalEnd, WalFile, type Position } from './wal-file.ts';
 
 /** A generation's snapshot is taken again for retention only after this many times its size in transactions. */
 const RESNAPSHOT_FACTOR = 4;
@@ -43,6 +43,12 @@ export interface CaptureOptions {
   field: string;
   node: string;
   pollMs: number;
+  /**
+   * The least time between the starts of two steps a file change sets off (0, the default: none): the
+   * transactions committed meanwhile go into the log in one append and out in one batch, one fsync here and
+   * on the standby instead of one each. The capture's lag grows by up to this much.
+   */
+  copyIntervalMs?: number;
   checkpointFrames: number;
   entryBytesMax: number;
   /** Appends entries in one group commit; resolves with the last one's seq. */
@@ -56,6 +62,8 @@ export interface CaptureOptions {
 export class SqliteCapture {
   private reader: ReadPin | undefined;
   private checkpointer: WalCheckpointer | undefined;
+  private wal: WalFile | undefined;
+  private stateFile: CaptureStateFile | undefined;
   private position: Position | undefined;
   private generation = '';
   private generationCount = 0;
@@ -65,6 +73,9 @@ export class SqliteCapture {
   private queued = false;
   private watcher: FSWatcher | undefined;
   private timer: TimerHandle | undefined;
+  /** When the last step began, and the timer of a step put off until copyIntervalMs after it. */
+  private lastStepMs = -Infinity;
+  private spacing: TimerHandle | undefined;
   private stopped = true;
   private lastError: string | undefined;
   private generationReason = '';
@@ -89,6 +100,8 @@ export class SqliteCapture {
   async stop(): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
+    this.spacing?.cancel();
+    this.spacing = undefined;
     this.watcher?.close();
     await this.chain;
     this.detach();
@@ -97,7 +110,11 @@ export class SqliteCapture {
   private detach(): void {
     this.reader?.close();
     this.checkpointer?.close();
+    this.wal?.close();
+    this.stateFile?.close();
     this.reader = this.checkpointer = undefined;
+    this.wal = undefined;
+    this.stateFile = undefined;
     this.position = undefined;
   }
 
@@ -124,9 +141,19 @@ export class SqliteCapture {
 
   private kick(): void {
     if (this.stopped || this.queued) return;
+    // Spaced by copyIntervalMs while the application writes: the changes meanwhile are copied by one step.
+    const wait = this.lastStepMs + (this.options.copyIntervalMs ?? 0) - this.options.clock.nowMs();
+    if (wait > 0) {
+      this.spacing ??= this.options.clock.setTimeout(() => {
+        this.spacing = undefined;
+        this.kick();
+      }, wait);
+      return;
+    }
     this.queued = true;
     this.chain = this.chain.then(() => {
       this.queued = false;
+      this.lastStepMs = this.options.clock.nowMs();
       return this.stopped ? undefined : this.step().catch((error: unknown) => this.failed(error));
     });
   }
@@ -214,12 +241,13 @@ export class SqliteCapture {
   private bytesSinceSnapshot = 0;
 
   /** After each append: what a restart needs to go on in this generation (capture-state.ts). */
-  private async persist(): Promise<void> {
+  private persist(): void {
     const { resume } = this.options;
     const position = this.position;
     if (!resume || !position?.header || !this.identity || this.counters.lastCommitSeq === 0) return;
     const { salt1, salt2 } = position.header;
-    await saveCaptureState(captureStatePath(resume.dataDir, this.options.name), { generation: this.generation, seq: this.counters.lastCommitSeq, ...this.identity, snapshotSeq: this.snapshotSeq, salt1, salt2, frameIndex: position.cursor.frameIndex, checksum: [position.cursor.checksum[0], position.cursor.checksum[1]], expectReset: this.expectReset });
+    this.stateFile ??= new CaptureStateFile(captureStatePath(resume.dataDir, this.options.name));
+    this.stateFile.save({ generation: this.generation, seq: this.counters.lastCommitSeq, ...this.identity, snapshotSeq: this.snapshotSeq, salt1, salt2, frameIndex: position.cursor.frameIndex, checksum: [position.cursor.checksum[0], position.cursor.checksum[1]], expectReset: this.expectReset });
   }
 
   /**
@@ -239,7 +267,7 @@ export class SqliteCapture {
         this.position = { header, cursor: scan.end };
         this.expectReset = false;
         this.reader!.retake();
-        if (!this.pending) await this.persist();
+        if (!this.pending) this.persist();
       }
       if (!wal.more) return true;
       if (this.barrierCopy && !this.checkpointer!.held) return false;
@@ -254,7 +282,8 @@ export class SqliteCapture {
 
   /** The header and the bytes after the cursor, or a new generation when the WAL is not the one followed. */
   private async readWal(position: Position, bytesMax: number): Promise<{ header: WalHeader; bytes: Uint8Array; mtimeMs: number; more: boolean } | 'none' | 'new-generation'> {
-    const file = await readFrom(this.options.path + '-wal', position, bytesMax);
+    this.wal ??= new WalFile(this.options.path + '-wal');
+    const file = await this.wal.read(position, bytesMax);
     this.counters.walBytes = file?.size ?? 0;
     const decoded = file && file.head.length === WAL_HEADER_BYTES ? decodeWalHeader(file.head) : undefined;
     if (!decoded?.ok) {
@@ -321,7 +350,7 @@ export class SqliteCapture {
     this.bytesSinceSnapshot = 0;
     this.position = position;
     this.expectReset = false;
-    await this.persist();
+    this.persist();
     this.counters.generations++;
     this.generationReason = reason;
     options.logger.info(`sqlite ${options.name}: new generation ${this.generation} (${reason}): snapshot of ${pageCount} pages`, { event: 'sqlite-generation', db: options.name, generation: this.generation, pages: pageCount, seq: this.counters.lastCommitSeq, reason });
@@ -389,7 +418,7 @@ export class SqliteCapture {
       this.counters.fullCheckpoints++;
       this.expectReset = true;
     }
-    await this.persist();
+    this.persist();
     return true;
   }
 

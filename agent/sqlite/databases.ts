@@ -15,6 +15,7 @@ export interface SqliteDatabaseConfig {
   path: string;
   name?: string | undefined;
   pollMs: number;
+  copyIntervalMs?: number;
   checkpointFrames: number;
 }
 
@@ -52,6 +53,7 @@ export class SqliteDatabases {
           field: `app.sqlite[${index}]`,
           node: options.node,
           pollMs: config.pollMs,
+          copyIntervalMs: config.copyIntervalMs,
           checkpointFrames: config.checkpointFrames,
           entryBytesMax: options.entryBytesMax,
           append: async (payloads) => (await options.log.appendMany(payloads)).seq,

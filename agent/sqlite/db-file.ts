@@ -13,10 +13,11 @@
  * The descriptor is a plain fd used with the synchronous calls: Deno's promise FileHandle reads through a
  * descriptor of its own and so drops the locks (seen: /proc/locks empty after one read), while its
  * readSync/writeSync/fdatasyncSync/ftruncateSync on the fd keep them. The pages read and written are few
- * per call; the fdatasync blocks the event loop for as long as the flash takes.
+ * per call; the fdatasync blocks the event loop for as long as the flash takes. The path is checked with a
+ * synchronous stat too: the capture reads the `-shm` header through here at every step, and a stat is
+ * cheaper than the thread-pool round trip an asynchronous one takes.
  */
-import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { closeSync, fdatasyncSync, fstatSync, ftruncateSync, openSync, readSync, statSync, writeSync } from 'node:fs';
 
 export interface DatabaseFile {
   read(bytes: Uint8Array, position: number): number;
@@ -41,7 +42,7 @@ export async function databaseFile(path: string): Promise<DatabaseFile | undefin
     const held = await previous?.catch(() => undefined);
     let info;
     try {
-      info = await stat(path);
+      info = statSync(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return held;
       throw error;
@@ -61,7 +62,7 @@ export async function databaseFile(path: string): Promise<DatabaseFile | undefin
   const result = await next;
   if (!result) return undefined;
   // A file that vanished from its path keeps its descriptor until the path names a file again.
-  const now = await stat(path).catch(() => undefined);
+  const now = statSync(path, { throwIfNoEntry: false });
   return now && now.ino === result.ino && now.dev === result.dev ? result.file : undefined;
 }
 

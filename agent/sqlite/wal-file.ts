@@ -10,7 +10,7 @@
  * application never had (the SQLite campaign found one: its transaction 1372 on the standby was the killed
  * process's, not the one the restarted application committed under that id).
  */
-import { open as openFile } from 'node:fs/promises';
+import { closeSync, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { endianness } from 'node:os';
 import { databaseFile } from './db-file.ts';
 import { decodeWalHeader, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalCursor, type WalHeader } from './wal-format.ts';
@@ -24,37 +24,106 @@ export interface Position {
   cursor: WalCursor;
 }
 
+export interface WalRead {
+  head: Uint8Array;
+  frames: Uint8Array;
+  size: number;
+  mtimeMs: number;
+  more: boolean;
+}
+
 /**
- * The WAL's header and its frames from the position's cursor (at most `bytesMax`, whole frames only). `more`:
- * at least one whole frame lies past what was read (the read was cut by `bytesMax`, which is rarely a whole
- * number of frames, so comparing the length read with it cannot tell).
+ * The `-wal` file kept open across the capture's steps (one read of a few new frames per step; an open and a
+ * close around each cost more than the read). Reads are synchronous: the pages were just written by the
+ * application and are in the page cache. Each read checks that the path still names the file held (a WAL
+ * deleted by the last connection to close and created again is another file) and opens it anew when not.
  */
-export async function readFrom(path: string, position: Position | undefined, bytesMax: number): Promise<{ head: Uint8Array; frames: Uint8Array; size: number; mtimeMs: number; more: boolean } | undefined> {
-  let handle;
-  try {
-    handle = await openFile(path, 'r');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-  try {
-    const info = await handle.stat();
+export class WalFile {
+  private fd: number | undefined;
+  private ino = -1;
+  private dev = -1;
+
+  constructor(readonly path: string) {}
+
+  /**
+   * The WAL's header and its frames from the position's cursor (at most `bytesMax`, whole frames only);
+   * undefined when there is no WAL. `more`: at least one whole frame lies past what was read (the read was
+   * cut by `bytesMax`, which is rarely a whole number of frames, so comparing the length read with it cannot
+   * tell).
+   */
+  async read(position: Position | undefined, bytesMax: number): Promise<WalRead | undefined> {
+    const info = this.reopen();
+    if (!info) return undefined;
+    const fd = this.fd!;
     const head = new Uint8Array(Math.min(WAL_HEADER_BYTES, info.size));
-    await handle.read(head, 0, head.length, 0);
+    readFully(fd, head, 0);
     const pageBytes = head.length === WAL_HEADER_BYTES ? new DataView(head.buffer).getUint32(8) : 0;
     const fromFrame = position?.header && pageBytes ? position.cursor.frameIndex : 0;
     const from = pageBytes ? walFrameOffset(pageBytes, fromFrame) : WAL_HEADER_BYTES;
     const frameBytes = pageBytes + 24;
     // Read after the header: a reset after this changes the salts of any frame read, which the scan refuses.
-    const committed = pageBytes ? await committedFrames(path, head) : 0;
+    const committed = pageBytes ? await committedFrames(this.path, head) : 0;
     const end = Math.min(info.size, walFrameOffset(pageBytes, Math.max(fromFrame, committed)));
     let length = Math.max(0, Math.min(end - from, bytesMax));
     if (pageBytes) length -= length % frameBytes;
     const frames = new Uint8Array(length);
-    if (length > 0) await handle.read(frames, 0, length, from);
-    return { head, frames, size: info.size, mtimeMs: info.mtimeMs, more: pageBytes > 0 && end - from - length >= frameBytes };
+    if (length > 0) {
+      // A WAL truncated since the stat (a TRUNCATE checkpoint) reads short: whole frames only, as always.
+      length = readFully(fd, frames, from);
+      if (pageBytes) length -= length % frameBytes;
+    }
+    return { head, frames: frames.subarray(0, length), size: info.size, mtimeMs: info.mtimeMs, more: pageBytes > 0 && end - from - length >= frameBytes };
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  /** The file at the path now, opened if it is not the one held; undefined (and nothing held) when none. */
+  private reopen(): Stats | undefined {
+    let info: Stats;
+    try {
+      info = statSync(this.path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      this.close();
+      return undefined;
+    }
+    if (this.fd !== undefined && info.ino === this.ino && info.dev === this.dev) return info;
+    this.close();
+    try {
+      this.fd = openSync(this.path, 'r');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw error;
+    }
+    // The file opened, which may already be a newer one than the one stat saw.
+    const opened = fstatSync(this.fd);
+    this.ino = opened.ino;
+    this.dev = opened.dev;
+    return opened;
+  }
+}
+
+/** Read until `bytes` is full or the file ends; the length read. */
+function readFully(fd: number, bytes: Uint8Array, position: number): number {
+  let done = 0;
+  while (done < bytes.length) {
+    const count = readSync(fd, bytes, done, bytes.length - done, position + done);
+    if (count === 0) break;
+    done += count;
+  }
+  return done;
+}
+
+/** One read of the WAL at `path` (a file opened and closed for it): WalFile.read. */
+export async function readFrom(path: string, position: Position | undefined, bytesMax: number): Promise<WalRead | undefined> {
+  const file = new WalFile(path);
+  try {
+    return await file.read(position, bytesMax);
   } finally {
-    await handle.close();
+    file.close();
   }
 }
 
