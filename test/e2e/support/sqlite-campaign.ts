@@ -116,8 +116,12 @@ class Journal {
   }
 }
 
-/** A dump of the standby's copy, read like any reader would: it waits out an apply (a locked database). */
+/**
+ * A dump of the standby's copy, read like any reader would: it waits out an apply (a locked database), and a
+ * copy that does not exist yet (the standby has not applied the first snapshot).
+ */
 async function readCopy(db: string): Promise<Dump | undefined> {
+  if (!existsSync(db)) return undefined;
   try {
     return await dump(db);
   } catch (error) {
