@@ -48,7 +48,7 @@ const PER_MESSAGE_COUNT = Number(process.env.LASTGASP_BENCH_PER_MESSAGE ?? 20_00
 /** Entries of each batched or end-to-end run. */
 const E2E_ENTRIES = Number(process.env.LASTGASP_BENCH_ENTRIES ?? 100_000);
 /** The brownout tail of issue 5. */
-const DRAIN_ENTRIES = 50_000;
+const DRAIN_ENTRIES = Number(process.env.LASTGASP_BENCH_DRAIN_ENTRIES ?? 50_000);
 /** The one-per-message baseline's window: the Receive Maximum single.conf announces (max_inflight_messages). */
 const PER_MESSAGE_WINDOW = 100;
 /** lastgasp's default publish window (agent/config/schema.ts, replication.windowMax); the batched runs use it too. */
