@@ -290,6 +290,7 @@ export const configSchema = object(
               name: string({ description: 'Its name in the log, status and metrics (default: the file name without its extension).', optional: true, pattern: NAME, patternText: NAME_TEXT }),
               pollMs: integer({ description: 'How often the WAL is read when no file-change event came (events usually come first).', default: 10, min: 1, max: 1000, unit: 'ms' }),
               copyIntervalMs: integer({ description: 'While the application writes, the WAL is copied at most once per this interval: the transactions committed meanwhile go into the log with one fsync and to the standby in one batch, instead of one each. The capture lags by up to this much more. 0: copy at every change.', default: 10, min: 0, max: 1000, unit: 'ms' }),
+              applyIntervalMs: integer({ description: 'On a standby, what new commits bring is applied to the copy at most once per this interval (each apply costs two fsyncs): the copy lags by up to this much; a takeover applies everything first. 0: apply after every commit.', default: 100, min: 0, max: 10_000, unit: 'ms' }),
               checkpointFrames: integer({ description: 'The agent checkpoints (PASSIVE) once this many copied frames are in the WAL: it bounds the WAL.', default: 1000, min: 1, max: 1_000_000 }),
             },
             { description: 'A SQLite database that follows leadership with the application.' },

@@ -16,6 +16,7 @@ export interface SqliteDatabaseConfig {
   name?: string | undefined;
   pollMs: number;
   copyIntervalMs?: number;
+  applyIntervalMs?: number;
   checkpointFrames: number;
 }
 
@@ -61,7 +62,7 @@ export class SqliteDatabases {
           clock: options.clock,
           resume: { dataDir: options.dataDir, log: options.log },
         }),
-        replica: new SqliteReplica({ path: config.path, name, dataDir: options.dataDir, log: options.log, logger, clock: options.clock }),
+        replica: new SqliteReplica({ path: config.path, name, dataDir: options.dataDir, log: options.log, logger, clock: options.clock, applyIntervalMs: config.applyIntervalMs }),
       };
     });
   }

@@ -25,7 +25,7 @@
 import { open as openFile, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { FlashLog } from '../log/index.ts';
-import { nodeFs, writeFileAtomic, type Clock, type Logger } from '../util/index.ts';
+import { nodeFs, writeFileAtomic, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
 import { decodeSqliteEntry, SQLITE_FLAG_SNAPSHOT, type SqliteEntry } from './entry.ts';
 import { applyPagesLocked, markNewFile, switchToWal } from './replica-apply.ts';
 import { RedoJournals } from './redo-journal.ts';
@@ -44,6 +44,13 @@ export interface ReplicaOptions {
   log: FlashLog;
   logger: Logger;
   clock: Clock;
+  /**
+   * The least time between the starts of two applies that new commits in the log set off (0, the default:
+   * none). Each apply costs two fsyncs (the redo journal's and the file's), so a standby behind a busy
+   * application applies what a few batches brought at once; its copy lags by up to this much. A handover
+   * (takeover) applies everything at once, whatever the interval.
+   */
+  applyIntervalMs?: number;
 }
 
 interface ReplicaState {
@@ -99,7 +106,7 @@ export class SqliteReplica {
   async resume(): Promise<void> {
     if (this.state.captured) await this.setAside();
     this.paused = false;
-    this.unsubscribe ??= this.options.log.onCommit(() => this.kick());
+    this.unsubscribe ??= this.options.log.onCommit(() => this.kickSpaced());
     this.kick();
     await this.running;
   }
@@ -109,6 +116,8 @@ export class SqliteReplica {
     this.paused = true;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
+    this.spacing?.cancel();
+    this.spacing = undefined;
     await this.running;
   }
 
@@ -149,19 +158,42 @@ export class SqliteReplica {
     return { name: this.options.name, path: this.options.path, role: 'replica', generation: this.state.generation, ...this.counters };
   }
 
+  /** When the last apply began, and the timer of one put off until applyIntervalMs after it. */
+  private lastRunMs = -Infinity;
+  private spacing: TimerHandle | undefined;
+
+  /** An apply for what new commits brought: spaced by applyIntervalMs. */
+  private kickSpaced(): void {
+    if (this.paused) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    const wait = this.lastRunMs + (this.options.applyIntervalMs ?? 0) - this.options.clock.nowMs();
+    if (wait > 0) {
+      this.spacing ??= this.options.clock.setTimeout(() => {
+        this.spacing = undefined;
+        this.kick();
+      }, wait);
+      return;
+    }
+    this.kick();
+  }
+
   private kick(): void {
     if (this.paused) return;
     if (this.running) {
       this.again = true;
       return;
     }
+    this.lastRunMs = this.options.clock.nowMs();
     this.running = this.catchUp()
       .catch((error: unknown) => this.options.logger.error(`sqlite ${this.options.name}: cannot apply the log to ${this.options.path}: ${(error as Error).message}`, { event: 'sqlite-replica-error', db: this.options.name }))
       .finally(() => {
         this.running = undefined;
         if (this.again) {
           this.again = false;
-          this.kick();
+          this.kickSpaced();
         }
       });
   }
