@@ -26,6 +26,7 @@ import { CaptureStateFile, captureStatePath, fileIdentity, loadCaptureState, res
 import { checkDatabase } from './checks.ts';
 import { appendGrouped, pagesPerEntry, transactionEntries } from './entry.ts';
 import { ReadPin } from './read-pin.ts';
+import { StepSpacing } from './step-spacing.ts';
 import { snapshotPayloads } from './snapshot-pages.ts';
 import { LagSamples } from './status-lines.ts';
 import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
@@ -73,16 +74,17 @@ export class SqliteCapture {
   private queued = false;
   private watcher: FSWatcher | undefined;
   private timer: TimerHandle | undefined;
-  /** When the last step began, and the timer of a step put off until copyIntervalMs after it. */
-  private lastStepMs = -Infinity;
-  private spacing: TimerHandle | undefined;
+  /** Steps set off by file changes, spaced by copyIntervalMs. */
+  private readonly spacing: StepSpacing;
   private stopped = true;
   private lastError: string | undefined;
   private generationReason = '';
   private readonly lags = new LagSamples(LAG_SAMPLES);
   readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, fullCheckpoints: 0, barrierTakes: 0, barrierBusy: 0, barrierMsMax: 0, lastCommitSeq: 0, walBytes: 0 };
 
-  constructor(private readonly options: CaptureOptions) {}
+  constructor(private readonly options: CaptureOptions) {
+    this.spacing = new StepSpacing(options.clock, options.copyIntervalMs ?? 0);
+  }
 
   start(): void {
     this.stopped = false;
@@ -100,8 +102,7 @@ export class SqliteCapture {
   async stop(): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
-    this.spacing?.cancel();
-    this.spacing = undefined;
+    this.spacing.cancel();
     this.watcher?.close();
     await this.chain;
     this.detach();
@@ -142,18 +143,11 @@ export class SqliteCapture {
   private kick(): void {
     if (this.stopped || this.queued) return;
     // Spaced by copyIntervalMs while the application writes: the changes meanwhile are copied by one step.
-    const wait = this.lastStepMs + (this.options.copyIntervalMs ?? 0) - this.options.clock.nowMs();
-    if (wait > 0) {
-      this.spacing ??= this.options.clock.setTimeout(() => {
-        this.spacing = undefined;
-        this.kick();
-      }, wait);
-      return;
-    }
+    if (!this.spacing.due(() => this.kick())) return;
     this.queued = true;
     this.chain = this.chain.then(() => {
       this.queued = false;
-      this.lastStepMs = this.options.clock.nowMs();
+      this.spacing.started();
       return this.stopped ? undefined : this.step().catch((error: unknown) => this.failed(error));
     });
   }

@@ -25,10 +25,11 @@
 import { open as openFile, readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { FlashLog } from '../log/index.ts';
-import { nodeFs, writeFileAtomic, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
+import { nodeFs, writeFileAtomic, type Clock, type Logger } from '../util/index.ts';
 import { decodeSqliteEntry, SQLITE_FLAG_SNAPSHOT, type SqliteEntry } from './entry.ts';
 import { applyPagesLocked, markNewFile, switchToWal } from './replica-apply.ts';
 import { RedoJournals } from './redo-journal.ts';
+import { StepSpacing } from './step-spacing.ts';
 import type { WalFrame } from './wal-format.ts';
 
 /** Entries read from the log per step (bounds a catch-up's memory with the log's own 4 MiB read limit). */
@@ -77,9 +78,12 @@ export class SqliteReplica {
   readonly counters = { commitsApplied: 0, snapshotsApplied: 0, entriesSkipped: 0, entriesUndecodable: 0, setAside: 0, appliedSeq: 0, lastSetAside: '' };
 
   private readonly journals: RedoJournals;
+  /** Applies set off by new commits, spaced by applyIntervalMs. */
+  private readonly spacing: StepSpacing;
 
   constructor(private readonly options: ReplicaOptions) {
     this.journals = new RedoJournals(options.path);
+    this.spacing = new StepSpacing(options.clock, options.applyIntervalMs ?? 0);
   }
 
   /** The last seq read from the log (applied, skipped, or waiting for its commit). */
@@ -116,8 +120,7 @@ export class SqliteReplica {
     this.paused = true;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
-    this.spacing?.cancel();
-    this.spacing = undefined;
+    this.spacing.cancel();
     await this.running;
   }
 
@@ -158,10 +161,6 @@ export class SqliteReplica {
     return { name: this.options.name, path: this.options.path, role: 'replica', generation: this.state.generation, ...this.counters };
   }
 
-  /** When the last apply began, and the timer of one put off until applyIntervalMs after it. */
-  private lastRunMs = -Infinity;
-  private spacing: TimerHandle | undefined;
-
   /** An apply for what new commits brought: spaced by applyIntervalMs. */
   private kickSpaced(): void {
     if (this.paused) return;
@@ -169,15 +168,7 @@ export class SqliteReplica {
       this.again = true;
       return;
     }
-    const wait = this.lastRunMs + (this.options.applyIntervalMs ?? 0) - this.options.clock.nowMs();
-    if (wait > 0) {
-      this.spacing ??= this.options.clock.setTimeout(() => {
-        this.spacing = undefined;
-        this.kick();
-      }, wait);
-      return;
-    }
-    this.kick();
+    if (this.spacing.due(() => this.kick())) this.kick();
   }
 
   private kick(): void {
@@ -186,7 +177,7 @@ export class SqliteReplica {
       this.again = true;
       return;
     }
-    this.lastRunMs = this.options.clock.nowMs();
+    this.spacing.started();
     this.running = this.catchUp()
       .catch((error: unknown) => this.options.logger.error(`sqlite ${this.options.name}: cannot apply the log to ${this.options.path}: ${(error as Error).message}`, { event: 'sqlite-replica-error', db: this.options.name }))
       .finally(() => {
