@@ -16,6 +16,12 @@
  *    saw may be lost: it starts a new generation, a consistent snapshot of the whole database (read inside
  *    its read transaction through sqlite_dbpage), chunked through the log. A start goes on in the generation
  *    it left when the WAL still holds what it captured (capture-state.ts); otherwise it is a new one too.
+ *
+ * One class of some 420 lines: the copy, the checkpoint and a new generation each move the same three things
+ * (the position, the read pin and the barrier), and splitting them would pass all three back and forth. What
+ * stands apart is in files of its own: reading the WAL (wal-file.ts), the barrier and the checkpoints
+ * (checkpointer.ts), the position file (capture-state.ts), the entries (entry.ts), the spacing of steps
+ * (step-spacing.ts).
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
