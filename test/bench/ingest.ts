@@ -44,6 +44,7 @@ import { startAgent, writeAgentConfig, type AgentProcess } from '../support/agen
 import { startMosquitto, type Mosquitto } from '../support/mosquitto.ts';
 import { killAll, startProcess, type Managed } from '../support/processes.ts';
 import { canConnect, freePort, tempDir, waitFor } from '../support/ports.ts';
+import { processCpuMs } from './proc-cpu.ts';
 
 const ENTRY_BYTES = 256;
 /** LASTGASP_BENCH_WRITERS=16 measures one writer count (a third of the time). */
@@ -57,8 +58,6 @@ const MQTT_WINDOW = Number(process.env.LASTGASP_BENCH_MQTT_WINDOW ?? 32);
 const DRAIN_TIMEOUT_MS = 120_000;
 /** LASTGASP_BENCH_LINGER_MS sets the agents' log.lingerMs (default: the agent's own). */
 const LINGER_MS = process.env.LASTGASP_BENCH_LINGER_MS === undefined ? undefined : Number(process.env.LASTGASP_BENCH_LINGER_MS);
-/** /proc/<pid>/stat counts CPU time in clock ticks: 100 a second on Linux (sysconf(_SC_CLK_TCK)). */
-const CLOCK_TICKS_PER_S = 100;
 
 const ALL_PATHS = ['httpSingle', 'httpBatch', 'mqttIngest', 'embedded', 'mosquittoBridge', 'httpNoop'] as const;
 /** Each path runs this long once before the measured rounds. */
@@ -81,16 +80,6 @@ type Path = (typeof ALL_PATHS)[number];
 const PATHS: readonly Path[] = process.env.LASTGASP_BENCH_PATHS ? ALL_PATHS.filter((path) => process.env.LASTGASP_BENCH_PATHS!.split(',').includes(path)) : ALL_PATHS;
 
 const payload = new Uint8Array(ENTRY_BYTES).fill(0x61);
-
-function cpuMs(pids: readonly number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    // After "pid (comm) ": state is field 3, so utime (14) and stime (15) are at 11 and 12 here.
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return (ticks * 1000) / CLOCK_TICKS_PER_S;
-}
 
 function selfCpuMs(): number {
   const usage = process.cpuUsage();
@@ -257,7 +246,7 @@ async function measure(setup: Setup, path: Path, writers: number, runMs = RUN_MS
   }
   const countsBefore = path === 'mosquittoBridge' || path === 'embedded' || path === 'httpNoop' ? undefined : await batchCounts(setup.a);
   const appendsBefore = path === 'httpSingle' ? await appendTimes(setup.a) : undefined;
-  const cpuBefore = cpuMs(pids) + (path === 'embedded' ? selfCpuMs() : 0);
+  const cpuBefore = processCpuMs(pids) + (path === 'embedded' ? selfCpuMs() : 0);
   const started = performance.now();
   let lastSeq = 0;
   // Per MQTT writer, the publishes awaiting their PUBACK: a write returns as soon as the window has room.
@@ -308,7 +297,7 @@ async function measure(setup: Setup, path: Path, writers: number, runMs = RUN_MS
     });
   }
   const elapsedS = (performance.now() - started) / 1000;
-  const cpu = cpuMs(pids) + (path === 'embedded' ? selfCpuMs() : 0) - cpuBefore;
+  const cpu = processCpuMs(pids) + (path === 'embedded' ? selfCpuMs() : 0) - cpuBefore;
   for (const client of clients) await client.endAsync();
   await subscriber?.endAsync();
   const rate = entries / elapsedS;

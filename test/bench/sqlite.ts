@@ -38,6 +38,7 @@ import { startPair } from '../support/agents.ts';
 import { startMosquitto } from '../support/mosquitto.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
+import { processCpuMs } from './proc-cpu.ts';
 
 const run = promisify(execFile);
 const PYTHON = '/usr/bin/python3';
@@ -115,14 +116,6 @@ function sizeWatch(path: string): { stop(): number } {
   };
 }
 
-/** User and system CPU time of a process so far, in ms. */
-function cpuMs(pid: number | undefined): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_S;
-}
-/** Linux's USER_HZ, the unit of /proc/<pid>/stat's times, on every architecture a gateway runs. */
-const CLOCK_TICKS_PER_S = 100;
-
 interface WithAgent {
   txPerS: number;
   lagP50Ms: number;
@@ -143,10 +136,10 @@ async function withAgent(mix: Mix): Promise<WithAgent> {
   const { a, b } = await startPair(dir.path, 'benchsql', broker.url, { extraA: app('gw-a'), extraB: app('gw-b') });
   const wal = sizeWatch(join(dir.path, 'gw-a-db', 'app.db-wal'));
   const pids = [a.process.child.pid, b.process.child.pid];
-  const cpuBefore = pids.map(cpuMs);
+  const cpuBefore = pids.map((pid) => processCpuMs([pid]));
   try {
     const rate = await waitFor('the application to finish', () => txPerS(journal), 300_000);
-    const [primaryCpuMsPerTx, standbyCpuMsPerTx] = pids.map((pid, index) => (cpuMs(pid) - cpuBefore[index]!) / TX_COUNT);
+    const [primaryCpuMsPerTx, standbyCpuMsPerTx] = pids.map((pid, index) => (processCpuMs([pid]) - cpuBefore[index]!) / TX_COUNT);
     // The end is the application's last transaction in the standby's copy (a capture that stopped short
     // would otherwise look settled: its last commit stops moving too).
     const lastTxid = lines(journal).find((line) => line.event === 'done')!.txid!;
