@@ -54,6 +54,7 @@ export function replicationOptions(config: AgentConfig) {
     batchBytesMax: replication.batchBytesMax,
     compression: replication.compression,
     windowMax: replication.windowMax,
+    coalesce: replication.coalesce,
     prepareAheadBytes: replication.prepareAheadBytes,
     keepaliveS: replication.keepaliveS,
     direct: replication.direct,

@@ -475,6 +475,11 @@ class SegmentedFlashLog implements FlashLogEngine {
     return promise;
   }
 
+  /** Bytes of the committed records from `seq` on (within one index step; 0 past the committed seq). */
+  committedBytesFrom(seq: number): number {
+    return this.pool.bytesFrom(seq, this.marks.committed);
+  }
+
   // ---- what admission measures: bytes not yet replicated, room left under the quota ----------------------
 
   private unreplicatedBytes(): number {

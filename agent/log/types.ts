@@ -154,6 +154,8 @@ export interface FlashLog {
   readonly firstSeq: number;
   readonly epoch: number;
   watermarks(): Watermarks;
+  /** Bytes of the committed records from `seq` on (within one index step; 0 past the committed seq). */
+  committedBytesFrom(seq: number): number;
 
   /** Advance the replicated watermark; persisted without rewriting a file in place on every call. */
   markReplicated(seq: number): void;

@@ -24,6 +24,11 @@ export interface PublisherOptions {
   batchEntriesMax: number;
   batchBytesMax: number;
   windowMax: number;
+  /**
+   * Nagle's rule for batches: on mains, while a batch awaits its quorum, a batch under half the batch size
+   * waits for that acknowledgement (replication.coalesce; default true).
+   */
+  coalesce?: boolean;
   /** Whether batches may be compressed where that pays (replication.compression; default true). */
   compress?: boolean;
   /** Memory the prepared tail may hold (prepared-tail.ts PREPARED_BYTES_MAX by default; 0: none prepared). */

@@ -48,6 +48,8 @@ export interface ReplicationOptions {
   /** 'off': batches always go out as they are (replication.compression). */
   compression?: 'auto' | 'off';
   windowMax: number;
+  /** Hold small batches while one is in flight (replication.coalesce; default true). */
+  coalesce?: boolean;
   /** Memory for batches prepared ahead for the brownout flush (prepared-tail.ts; 0: none). */
   prepareAheadBytes?: number;
   keepaliveS: number;
@@ -133,6 +135,7 @@ export class Replication extends EventEmitter<ReplicationEvents> {
       batchBytesMax: options.batchBytesMax,
       compress: options.compression !== 'off',
       windowMax: options.windowMax,
+      coalesce: options.coalesce ?? true,
       preparedBytesMax: options.prepareAheadBytes,
       direct: this.direct,
       logger: logger.child('agent:replication:publisher'),

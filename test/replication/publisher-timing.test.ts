@@ -1,6 +1,6 @@
 // The publisher's timings, each pinned at an exact instant of a clock the test moves: a resend request
 // (`want`) crossing a batch sent less than the grace ago, the back-off between two answers to the same
-// request, the pause after a refused batch, the window, the pooled batch buffers dropped once replication
+// request, the pause after a refused batch, the window, coalescing small batches behind one in flight, the pooled batch buffers dropped once replication
 // has been caught up for a second, the deadline of waitReplicated, the age of a stalled watermark, and the
 // brownout flush's batches and bytes in flight sized in milliseconds at the rate the clock measured.
 // The log is a real one in a temp dir; the broker link is an in-process fake behind the publisher's
@@ -232,6 +232,40 @@ test('the window holds windowMax batches, or fewer when the broker announces a s
   assert.equal(link.sent.length, 4, 'two still in flight: the broker takes no more');
   await link.ack(link.sent[2]!);
   assert.equal((await link.published(5)).first, 5);
+});
+
+test('coalescing: while a batch is in flight, smaller commits wait for its PUBACK and go as one batch; half a batch, the flush, or coalesce false do not wait', async (t) => {
+  const { log, link, publisher } = await setUp(t, { batchEntriesMax: 8 });
+  await appendEntries(log, 2);
+  publisher.start();
+  const first = await link.published(1);
+  assert.deepEqual([first.first, first.last], [1, 2], 'an idle link sends the first commit at once');
+  for (let commit = 0; commit < 3; commit++) await appendEntries(log, 1);
+  await settle();
+  assert.equal(link.sent.length, 1, 'three commits of one entry wait behind the batch in flight');
+  assert.ok((publisher.stats().coalesced as number) > 0);
+  await link.ack(first);
+  const second = await link.published(2);
+  assert.deepEqual([second.first, second.last], [3, 5], 'the PUBACK lets them go, as one batch');
+  await appendEntries(log, 4);
+  const third = await link.published(3);
+  assert.deepEqual([third.first, third.last], [6, 9], 'half of batchEntriesMax goes without waiting');
+  publisher.setFlushing(true);
+  await appendEntries(log, 1);
+  assert.deepEqual([(await link.published(4)).first, link.sent.length], [10, 4], 'the brownout flush never holds a batch');
+});
+
+test('coalesce false: every commit goes as its own batch while others are in flight', async (t) => {
+  const { log, link, publisher } = await setUp(t, { coalesce: false });
+  await appendEntries(log, 1);
+  publisher.start();
+  await link.published(1);
+  for (let commit = 0; commit < 3; commit++) {
+    await appendEntries(log, 1);
+    await link.published(2 + commit);
+  }
+  assert.deepEqual(link.sent.map((sent) => [sent.first, sent.last]), [[1, 1], [2, 2], [3, 3], [4, 4]]);
+  assert.equal(publisher.stats().coalesced, 0);
 });
 
 /** Four entries of 20 KiB: one batch of about 80 KiB, above the 64 KiB from which encode buffers are pooled. */
