@@ -119,7 +119,7 @@ export const configSchema = object(
         batchBytesMax: bytes({ description: 'Most bytes per batch message (keep it under the broker\'s packet limit).', default: 512 * 1024, min: 4096, max: 64 * 1024 * 1024 }),
         windowMax: integer({ description: 'Most batches in flight (unacknowledged) at once.', default: 8, min: 1, max: 1024 }),
         coalesce: boolean({
-          description: 'On mains, while a batch awaits its brokers, what is committed meanwhile waits for that acknowledgement unless it fills half a batch: under load fewer, larger batches (less CPU, fewer signatures per entry), for up to one broker round trip of added lag; never during the brownout flush.',
+          description: 'While a batch awaits its brokers, what is committed meanwhile waits for that acknowledgement unless it holds 64 KiB or 256 entries: under load fewer, larger batches (less CPU, fewer signatures per entry), for up to one broker round trip of added lag; never during the brownout flush.',
           default: true,
         }),
         prepareAheadBytes: bytes({

@@ -31,6 +31,21 @@ export const BATCH_LINK_BYTES_MIN = 4 * 1024;
  */
 export const FLUSH_INFLIGHT_MS = 300;
 
+/**
+ * replication.coalesce: what was committed goes without waiting for the batch in flight once it holds this
+ * many bytes or entries (or half the batch limits, if smaller). A batch's fixed costs (its signature made
+ * and checked, the replica's fdatasync and signed ack: about 0.5 ms of CPU over both nodes on this project's
+ * test machines) are then a few µs per entry, under what each entry costs on its own; waiting longer would
+ * only add lag.
+ */
+export const COALESCE_BYTES = 64 * 1024;
+export const COALESCE_ENTRIES = 256;
+
+/** Whether `entries` committed entries of `bytes` are a batch worth sending while another is in flight. */
+export function fullEnoughToSend(entries: number, bytes: number, batchBytes: number, batchEntriesMax: number): boolean {
+  return entries >= Math.min(COALESCE_ENTRIES, batchEntriesMax / 2) || bytes >= Math.min(COALESCE_BYTES, batchBytes / 2);
+}
+
 /** The largest batch every link takes: the configured limit, or less where a broker announced less. */
 export function linksPayloadBytesMax(links: readonly PublishLink[], topic: string, configured: number): number {
   let bytes = configured;

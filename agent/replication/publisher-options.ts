@@ -25,8 +25,8 @@ export interface PublisherOptions {
   batchBytesMax: number;
   windowMax: number;
   /**
-   * Nagle's rule for batches: on mains, while a batch awaits its quorum, a batch under half the batch size
-   * waits for that acknowledgement (replication.coalesce; default true).
+   * Nagle's rule for batches: while a batch awaits its quorum, a small one waits for that acknowledgement
+   * (batch-sizing.ts fullEnoughToSend; replication.coalesce; default true).
    */
   coalesce?: boolean;
   /** Whether batches may be compressed where that pays (replication.compression; default true). */

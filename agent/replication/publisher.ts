@@ -19,7 +19,7 @@
  */
 import { setImmediate } from 'node:timers';
 import { LastgaspError } from '../util/index.ts';
-import { flushInflightBytesMax, handoffLeadMs, linkBatchBytes, linksPayloadBytesMax, linksWindowMax } from './batch-sizing.ts';
+import { flushInflightBytesMax, fullEnoughToSend, handoffLeadMs, linkBatchBytes, linksPayloadBytesMax, linksWindowMax } from './batch-sizing.ts';
 import type { BatchPlan, MadeBatch } from './batch-source.ts';
 import { BatchSupply } from './batch-supply.ts';
 import { DrainMeter } from './drain-meter.ts';
@@ -290,18 +290,18 @@ export class Publisher {
   }
 
   /**
-   * Nagle's rule for batches (replication.coalesce): on mains, while a batch awaits its quorum, what was
-   * committed since waits for that acknowledgement (which kicks the pump again) unless it already fills half
-   * a batch, in bytes or in entries (batchEntriesMax). Under load each batch then carries what piled up during a broker round trip rather than one
-   * commit, so both nodes pay the batch's costs (encoding, signing and checking it, the replica's write,
-   * fdatasync and signed ack) once per round trip instead of once per commit. An idle link still sends a
-   * commit at once, and the brownout flush never holds.
+   * Nagle's rule for batches (replication.coalesce): while a batch awaits its quorum, what was committed
+   * since waits for that acknowledgement (which kicks the pump again) unless it is already a batch worth its
+   * fixed costs (batch-sizing.ts fullEnoughToSend). Under load each batch then carries what piled up during a
+   * broker round trip rather than one commit, so both nodes pay a batch's costs (encoding, signing and
+   * checking it, the replica's write, fdatasync and signed ack) once per round trip instead of once per
+   * commit. An idle link still sends a commit at once, and the brownout flush never holds.
    */
   private holdsSmallBatch(batchBytes: number): boolean {
     const { options } = this;
     if (options.coalesce === false || this.flushing || this.window.size === 0) return false;
     const entries = options.log.watermarks().committed - this.nextSeq + 1;
-    return entries < options.batchEntriesMax / 2 && options.log.committedBytesFrom(this.nextSeq) < batchBytes / 2;
+    return !fullEnoughToSend(entries, options.log.committedBytesFrom(this.nextSeq), batchBytes, options.batchEntriesMax);
   }
 
   /** The links to publish on now, or undefined while the publisher may not send (the reason is its own to wait out). */

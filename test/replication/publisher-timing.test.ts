@@ -9,6 +9,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createFlashLog, type FlashLog } from '../../agent/log/index.ts';
+import { fullEnoughToSend } from '../../agent/replication/batch-sizing.ts';
 import { Publisher, WireCodec, topics, type LinkUp, type PublisherOptions, type PublishLink } from '../../agent/replication/index.ts';
 import { LastgaspError, silentLogger } from '../../agent/util/index.ts';
 import { FakeClock, settle } from '../support/fake-clock.ts';
@@ -253,6 +254,15 @@ test('coalescing: while a batch is in flight, smaller commits wait for its PUBAC
   publisher.setFlushing(true);
   await appendEntries(log, 1);
   assert.deepEqual([(await link.published(4)).first, link.sent.length], [10, 4], 'the brownout flush never holds a batch');
+});
+
+test('coalescing sends without waiting from 256 entries or 64 KiB, or half the batch limits when they are smaller', () => {
+  const [batchBytes, entriesMax] = [512 * 1024, 2048];
+  assert.equal(fullEnoughToSend(255, 64 * 1024 - 1, batchBytes, entriesMax), false);
+  assert.equal(fullEnoughToSend(256, 100, batchBytes, entriesMax), true);
+  assert.equal(fullEnoughToSend(10, 64 * 1024, batchBytes, entriesMax), true);
+  assert.equal(fullEnoughToSend(50, 100, batchBytes, 100), true, 'half of batchEntriesMax');
+  assert.equal(fullEnoughToSend(10, 20 * 1024, 40 * 1024, entriesMax), true, 'half of the batch bytes');
 });
 
 test('coalesce false: every commit goes as its own batch while others are in flight', async (t) => {
