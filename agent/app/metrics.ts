@@ -19,7 +19,7 @@ export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 const GAUGE_KEYS = new Set([
   'spares', 'inflight', 'waiting', 'receiveMaximum', 'windowMax', 'inflightBatches', 'nextSeq', 'brokerAcked', 'replicaAcked',
   'apiConnectionsOpen', 'apiConnectionsMax', 'kvKeys', 'kvAppliedSeq', 'kvSnapshotSeq', 'lastAckAgeMs', 'oldestUnackedMs',
-  'drainBytesPerS', 'watermarkStalledMs', 'inflightPeak', 'batchEntriesMaxSeen', 'quorum', 'protocolVersion', 'onBatteryMs', 'hooksRunning',
+  'drainBytesPerS', 'linkBytesPerS', 'watermarkStalledMs', 'inflightPeak', 'batchEntriesMaxSeen', 'quorum', 'protocolVersion', 'onBatteryMs', 'hooksRunning',
 ]);
 
 const POWER_STATES = ['ONLINE', 'ON_BATTERY', 'BROWNOUT', 'FLUSHING', 'HANDED_OFF', 'POWER_OFF'] as const;

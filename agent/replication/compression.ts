@@ -77,6 +77,8 @@ export class BatchCompressor {
   /** Measured speed ÷ the prior speed: how much faster or slower this CPU is. */
   private speedScale = 1;
   private sinceProbe = 0;
+  /** A batch of this process's own data was compressed: `gain` is measured, not the prior. */
+  private measured = false;
   readonly counters: CompressorCounters = { batchesCompressed: 0, bytesIn: 0, bytesOut: 0 };
 
   /** The Brotli quality for a body of `bodyBytes` on this link, or undefined to send it uncompressed. */
@@ -95,8 +97,14 @@ export class BatchCompressor {
     return first.quality;
   }
 
-  /** The ratio a body of `bodyBytes` is expected to shrink to on this link (1: sent as it is). */
+  /**
+   * The ratio a body of `bodyBytes` is expected to shrink to on this link (1: sent as it is), which sizes how
+   * much a batch reads. 1 until this process has compressed a batch of its own: at the prior (telemetry's
+   * ratio) the first batch of incompressible data would read about seven times its size, and on a slow link
+   * in a short brownout that one batch takes the whole hold-up time (bench:holdup at 256 kbit/s and 1 s).
+   */
   expectedRatio(bodyBytes: number, link: LinkHint): number {
+    if (!this.measured) return 1;
     return this.plan(bodyBytes, link)?.ratio ?? 1;
   }
 
@@ -134,6 +142,7 @@ export class BatchCompressor {
       params: { [zlib.constants.BROTLI_PARAM_QUALITY]: quality, [zlib.constants.BROTLI_PARAM_SIZE_HINT]: body.length },
     });
     const elapsedMs = Math.max(performance.now() - startMs, 0.01);
+    this.measured = true;
     const gain = Math.max(0, (1 - packed.length / body.length) / (1 - step.ratio));
     // Data that compresses worse than thought is believed at once: each further try at a high quality would
     // cost CPU for little (Brotli's best qualities crawl over random bytes at under 1 MB/s). Better news

@@ -12,6 +12,16 @@
  * For sizing batches to the link (publisher.ts) only stretches in which the publisher filled its window count
  * (`saturated()`): then the link, not the round trip of a lone batch, set the pace. An idle link's
  * one-entry exchanges would otherwise shrink the batches of the next backlog to nothing.
+ *
+ * Both still read low on a link with a long round trip: a full window of small batches is bounded by the
+ * round trip too, and a stretch's busy time starts before its first acknowledgement. The brownout flush sizes
+ * its batches, the bytes it keeps in flight and the time it keeps back for the handoff record from the rate,
+ * so an estimate at a third of the link (measured on a 10 Mbit/s uplink with a 100 ms round trip) used a
+ * third of it and stopped early. The publisher therefore also takes each batch's delivery rate, as TCP's
+ * BBR does (draft-cheng-iccrg-delivery-rate-estimation): the bytes acknowledged from the last
+ * acknowledgement before the batch left to its own, over that time. A sample can only read the link's rate
+ * or less (what was acknowledged in that time went over the link in it), so the largest of the recent ones
+ * is the link's (`deliveryBytesPerS`). The energy estimate (`bytesPerS`) stays the cautious one.
  */
 
 /** Busy time the estimate looks back over: long enough to smooth a burst, short enough to follow a link that changed. */
@@ -27,6 +37,19 @@ const DRAIN_SAMPLES_MAX = 64;
  */
 const ROUND_TRIP_SAMPLES_MAX = 32;
 
+/** Delivery-rate samples kept: the largest of the last this many batches is the link's rate. */
+const DELIVERY_SAMPLES_MAX = 32;
+/** A delivery-rate sample over less time than this says more about timer resolution than about the link. */
+const DELIVERY_ELAPSED_MS_MIN = 1;
+
+/** What a batch records when it is handed to the link, for its delivery-rate sample (`delivered`). */
+export interface DeliveryMark {
+  /** Bytes acknowledged in all until then. */
+  readonly delivered: number;
+  /** Since when the sample counts: the last acknowledgement, or the send itself when nothing was in flight. */
+  readonly fromMs: number;
+}
+
 interface Sample {
   readonly bytes: number;
   readonly busyMs: number;
@@ -40,6 +63,9 @@ export class DrainMeter {
   private bytesInPeriod = 0;
   private saturatedInPeriod = false;
   private readonly roundTripsMs: number[] = [];
+  private deliveredBytes = 0;
+  private lastDeliveryMs: number | undefined;
+  private readonly deliveryRates: number[] = [];
 
   /** Something was put in flight; starts a busy stretch unless one is running. */
   sent(atMs: number): void {
@@ -63,14 +89,37 @@ export class DrainMeter {
     this.busySinceMs = idle ? undefined : atMs;
   }
 
+  /** A batch is handed to the link at `atMs`, with others already in flight or not. */
+  mark(atMs: number, othersInFlight: boolean): DeliveryMark {
+    return { delivered: this.deliveredBytes, fromMs: othersInFlight && this.lastDeliveryMs !== undefined ? this.lastDeliveryMs : atMs };
+  }
+
+  /** A batch of `bytes` made its quorum at `atMs`; `mark` is what it recorded when it was handed over. */
+  delivered(bytes: number, atMs: number, mark: DeliveryMark): void {
+    this.deliveredBytes += bytes;
+    this.lastDeliveryMs = atMs;
+    const elapsedMs = atMs - mark.fromMs;
+    if (elapsedMs < DELIVERY_ELAPSED_MS_MIN) return;
+    this.deliveryRates.push(((this.deliveredBytes - mark.delivered) * 1000) / elapsedMs);
+    if (this.deliveryRates.length > DELIVERY_SAMPLES_MAX) this.deliveryRates.shift();
+  }
+
+  /** The link's rate: the largest delivery rate of the recent batches (see `delivered`); undefined until one. */
+  deliveryBytesPerS(): number | undefined {
+    return this.deliveryRates.length === 0 ? undefined : Math.max(...this.deliveryRates);
+  }
+
   /**
    * A batch was acknowledged `latencyMs` after it was handed to the link, with `bytesAhead` in flight then
    * (itself included): what is left once their time on the wire at the measured rate is taken off is a
-   * round trip. Not counted before the rate is measured.
+   * round trip. Not counted before the rate is measured. The wire time is taken at the higher of the two
+   * rates: at one that reads low it would swallow the round trip.
    */
   roundTrip(latencyMs: number, bytesAhead: number): void {
-    const rate = this.bytesPerS();
-    if (rate === undefined) return;
+    const measured = this.bytesPerS();
+    const delivery = this.deliveryBytesPerS();
+    if (measured === undefined && delivery === undefined) return;
+    const rate = Math.max(measured ?? 0, delivery ?? 0);
     this.roundTripsMs.push(Math.max(0, latencyMs - (bytesAhead * 1000) / rate));
     if (this.roundTripsMs.length > ROUND_TRIP_SAMPLES_MAX) this.roundTripsMs.shift();
   }

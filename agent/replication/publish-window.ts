@@ -5,6 +5,7 @@
  * sending again); this only keeps the count.
  */
 import type { MadeBatch } from './batch-source.ts';
+import type { DeliveryMark } from './drain-meter.ts';
 
 export interface InflightBatch {
   readonly first: number;
@@ -18,6 +19,8 @@ export interface InflightBatch {
   readonly sentAtMs: number;
   /** Bytes in flight when it was handed over, itself included: what the link had to carry before its ack. */
   readonly bytesAhead: number;
+  /** For its delivery-rate sample (drain-meter.ts). */
+  readonly delivery: DeliveryMark;
   acks: number;
   failures: number;
   quorum: boolean;
@@ -49,9 +52,9 @@ export class PublishWindow {
   }
 
   /** `made` was handed to `sentTo` links at `sentAtMs`. */
-  open(made: MadeBatch, sentTo: number, sentAtMs: number): InflightBatch {
+  open(made: MadeBatch, sentTo: number, sentAtMs: number, delivery: DeliveryMark): InflightBatch {
     const bytes = made.payload.length;
-    const batch: InflightBatch = { first: made.first, last: made.last, bytes, sentTo, buffer: made.buffer, sentAtMs, bytesAhead: this.bytes() + bytes, acks: 0, failures: 0, quorum: false, failed: false };
+    const batch: InflightBatch = { first: made.first, last: made.last, bytes, sentTo, buffer: made.buffer, sentAtMs, bytesAhead: this.bytes() + bytes, delivery, acks: 0, failures: 0, quorum: false, failed: false };
     this.batches.push(batch);
     return batch;
   }

@@ -158,6 +158,7 @@ export class Publisher {
       paused: this.paused,
       flushing: this.flushing,
       drainBytesPerS: Math.round(this.drain.bytesPerS() ?? 0),
+      linkBytesPerS: Math.round(this.linkBytesPerS() ?? 0),
       roundTripMs: Math.round(this.drain.roundTripMs() ?? 0),
       compression: { ...this.options.codec.compression },
       watermarkStalledMs: this.watermarkStalledMs(),
@@ -324,7 +325,7 @@ export class Publisher {
     const topic = options.topics.log(options.node);
     const payload = made.payload;
     const sentAtMs = options.clock.monotonicMs();
-    const batch = this.window.open(made, links.length, sentAtMs);
+    const batch = this.window.open(made, links.length, sentAtMs, this.drain.mark(sentAtMs, this.window.size > 0));
     this.drain.sent(sentAtMs);
     this.resends.published(batch.first, batch.last, sentAtMs);
     this.nextSeq = batch.last + 1;
@@ -364,12 +365,15 @@ export class Publisher {
   }
 
   /**
-   * The rate that sizes batches: measured with a full window; in the brownout flush, before any such
-   * measurement, whatever was measured (a lower bound: smaller batches than the link takes, but none that
-   * the cut voids whole).
+   * The rate that sizes batches, bounds the flush's bytes in flight and times its handoff record: measured
+   * with a full window; in the brownout flush, before any such measurement, whatever was measured (a lower
+   * bound: smaller batches than the link takes, but none that the cut voids whole). Either reads low on a
+   * long round trip, so once measured it is raised to the batches' delivery rate where that is higher
+   * (drain-meter.ts).
    */
   private linkBytesPerS(): number | undefined {
-    return this.drain.bytesPerS(true) ?? (this.flushing ? this.drain.bytesPerS() : undefined);
+    const measured = this.drain.bytesPerS(true) ?? (this.flushing ? this.drain.bytesPerS() : undefined);
+    return measured === undefined ? undefined : Math.max(measured, this.drain.deliveryBytesPerS() ?? 0);
   }
 
   private windowMax(): number {
@@ -389,7 +393,10 @@ export class Publisher {
     const quorum = this.window.puback(batch);
     this.settled(batch);
     if (!quorum) return;
-    this.drain.roundTrip(this.options.clock.monotonicMs() - batch.sentAtMs, batch.bytesAhead);
+    // The round trip first: at a rate that this batch's own delivery set, its wire time would be all of its latency.
+    const nowMs = this.options.clock.monotonicMs();
+    this.drain.roundTrip(nowMs - batch.sentAtMs, batch.bytesAhead);
+    this.drain.delivered(batch.bytes, nowMs, batch.delivery);
     this.advanceBrokerAcked();
   }
 

@@ -59,6 +59,20 @@ test('the compressor stops trying on incompressible data, probes it again now an
   assert.equal(fresh.choose(64 * 1024, { bytesPerS: 1e12, flushing: true }), undefined);
 });
 
+test('a batch reads for a compressed size only once this process measured its data: never at the prior ratio', () => {
+  const compressor = new BatchCompressor();
+  const flushLink = { bytesPerS: 32_000, flushing: true };
+  assert.equal(compressor.expectedRatio(64 * 1024, flushLink), 1, 'nothing compressed yet: read what the link carries as it is');
+  assert.notEqual(compressor.choose(64 * 1024, flushLink), undefined, 'though the first batch is still tried compressed');
+  assert.equal(compressor.compress(randomBytes(64 * 1024), 1), undefined);
+  assert.equal(compressor.expectedRatio(64 * 1024, flushLink), 1, 'incompressible: still 1');
+  const telemetry = new BatchCompressor();
+  const body = Buffer.concat(telemetryEntries(300).map((entry) => entry.payload));
+  assert.ok(telemetry.compress(body, 5) !== undefined);
+  const ratio = telemetry.expectedRatio(64 * 1024, flushLink);
+  assert.ok(ratio < 0.5, `telemetry measured: a batch reads for ${ratio} of its bytes on the wire`);
+});
+
 test('refused when the flag and the data disagree, even with a valid MAC over what was sent', () => {
   const key = randomBytes(32);
   const codec = new WireCodec(key);

@@ -24,3 +24,27 @@ test('the round trip is the ack latency less the bytes ahead at the measured rat
   for (let index = 0; index < 32; index++) meter.roundTrip(250, 1000);
   assert.equal(meter.roundTripMs(), 150);
 });
+
+test('the delivery rate reads the link behind a long round trip, where the busy-time rate reads low', () => {
+  // A 200 kB/s link, 100 ms round trip: A, B and C (10 kB each) go at 0 ms, D when A's PUBACK comes.
+  const meter = new DrainMeter();
+  assert.equal(meter.deliveryBytesPerS(), undefined);
+  meter.sent(0);
+  const [a, b, c] = [meter.mark(0, false), meter.mark(0, true), meter.mark(0, true)];
+  meter.delivered(10_000, 150, a);
+  meter.acked(10_000, 150, false);
+  const d = meter.mark(150, true);
+  assert.deepEqual(d, { delivered: 10_000, fromMs: 150 }, 'sent with others in flight: counted from the last acknowledgement');
+  meter.delivered(10_000, 200, b);
+  meter.acked(10_000, 200, false);
+  meter.delivered(10_000, 250, c);
+  meter.acked(10_000, 250, false);
+  // D's bytes crossed from 150 to 200 ms, behind C's: from A's acknowledgement to its own, 30 kB in 150 ms.
+  meter.delivered(10_000, 300, d);
+  meter.acked(10_000, 300, true);
+  assert.equal(meter.deliveryBytesPerS(), 200_000);
+  assert.equal(Math.round(meter.bytesPerS()!), 133_333, 'the busy time counts the first round trip');
+  // The largest of the last 32 samples: a slower link shows once the fast samples have left.
+  for (let index = 0; index < 32; index++) meter.delivered(1000, 1000 + index * 20, meter.mark(1000 + index * 20 - 10, false));
+  assert.equal(meter.deliveryBytesPerS(), 100_000);
+});

@@ -387,7 +387,7 @@ test('watermarkStalledMs counts the time a tail waits unreplicated, and is 0 onc
   assert.equal(publisher.watermarkStalledMs(), 25);
 });
 
-test('in the flush, batches carry 50 ms and the window 300 ms at the rate the clock measured; handoffLeadMs drains them', async (t) => {
+test('in the flush, batches carry 50 ms and the window 300 ms at the link rate the clock measured; handoffLeadMs drains them', async (t) => {
   const { log, clock, link, publisher } = await setUp(t);
   // Measure the link: one batch alone, PUBACKed 100 ms later (the rate); one more, 20 ms later (the round trip).
   await appendEntries(log, 40, 1000);
@@ -407,8 +407,13 @@ test('in the flush, batches carry 50 ms and the window 300 ms at the rate the cl
   assert.equal(publisher.stats().roundTripMs, Math.round(roundTripMs));
 
   publisher.setFlushing(true);
-  const batchBytes = Math.round((rate * 50) / 1000);
-  const inflightBytesMax = Math.max(2 * batchBytes, (rate * 300) / 1000);
+  // The flush takes the higher of that rate and the batches' delivery rates (each batch's bytes over its
+  // latency here, as each went out alone): the first batch's.
+  const linkRate = Math.max(rate, firstRate, (small.bytes * 1000) / 20);
+  assert.equal(linkRate, firstRate);
+  assert.equal(publisher.stats().linkBytesPerS, Math.round(linkRate));
+  const batchBytes = Math.round((linkRate * 50) / 1000);
+  const inflightBytesMax = Math.max(2 * batchBytes, (linkRate * 300) / 1000);
   const flushBatches = () => link.sent.slice(2);
   const inflight = () => flushBatches().reduce((bytes, sent) => bytes + sent.bytes, 0);
   await appendEntries(log, 200, 1000);
@@ -418,7 +423,7 @@ test('in the flush, batches carry 50 ms and the window 300 ms at the rate the cl
   // Sized to 50 ms at the rate (less the room kept for a full batch's per-entry overhead), not to batchBytesMax.
   for (const sent of flushBatches()) assert.ok(sent.bytes <= batchBytes && sent.bytes > batchBytes / 2, `a batch of ${sent.bytes} bytes for 50 ms (${batchBytes} bytes)`);
   assert.ok(inflight() <= inflightBytesMax, `${inflight()} bytes in flight, at most ${inflightBytesMax}`);
-  assert.equal(publisher.handoffLeadMs(), (inflight() * 1000) / rate + roundTripMs / 2);
+  assert.equal(publisher.handoffLeadMs(), (inflight() * 1000) / linkRate + roundTripMs / 2);
   const count = link.sent.length;
   await link.ack(flushBatches()[0]!);
   await link.published(count + 1);
