@@ -90,6 +90,7 @@ export function renderMetrics(status: Record<string, unknown>, histograms: reado
   const log = (status.log ?? {}) as Record<string, unknown>;
   gauge('lastgasp_log_unreplicated_bytes', 'Bytes of log not yet replicated.', log.unreplicatedBytes);
   gauge('lastgasp_log_disk_bytes', 'Bytes the log\'s segment files take on disk.', log.bytesOnDisk);
+  gauge('lastgasp_log_recent_sync_max_seconds', 'The longest of the last 64 group commits\' fdatasyncs.', typeof log.recentSyncMsMax === 'number' ? log.recentSyncMsMax / 1000 : undefined);
   families.push(...counterFamilies('lastgasp_log', log.counters));
   families.push(...counterFamilies('lastgasp_state', status.state), ...counterFamilies('lastgasp_writes', status.writes));
   families.push(...counterFamilies('lastgasp_mqtt_ingest', status.mqttIngest), ...counterFamilies('lastgasp', status.api), ...counterFamilies('lastgasp', status.hooks));

@@ -475,6 +475,10 @@ class SegmentedFlashLog implements FlashLogEngine {
     return promise;
   }
 
+  recentSyncMsMax(): number | undefined {
+    return this.commit.syncTimes.max();
+  }
+
   /** Bytes of the committed records from `seq` on (within one index step; 0 past the committed seq). */
   committedBytesFrom(seq: number): number {
     return this.pool.bytesFrom(seq, this.marks.committed);
@@ -674,6 +678,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       counters: { ...this.counters, spares: this.pool.spareCount() },
       fault: this.faults.fault ? this.faults.fault.message : undefined,
       fenced: this.fenceState?.code,
+      recentSyncMsMax: this.commit.syncTimes.max() ?? 0,
     };
   }
 }

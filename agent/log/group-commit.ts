@@ -8,7 +8,7 @@
  * reaches the watermarks and the segment pool through the narrow views below.
  */
 import { setImmediate } from 'node:timers';
-import { LastgaspError, type Clock, type TimerHandle } from '../util/index.ts';
+import { LastgaspError, RecentMax, type Clock, type TimerHandle } from '../util/index.ts';
 import { BATCH_PREFIX_BYTES, Batch } from './batch.ts';
 import { CHECKPOINT_HEAD, CHECKPOINT_RECORD_BYTES, RECORD_U48_MAX, sealRecord } from './format.ts';
 import { chunkEnd, encodeCheckpoint, indexChunk } from './commit-chunk.ts';
@@ -58,6 +58,9 @@ export interface GroupCommitHost {
   enterFault(error: unknown, what: string, batch: Batch, waiter: number): LastgaspError;
 }
 
+/** fdatasyncs whose duration is remembered (recentSyncMsMax): a few seconds of commits at any rate. */
+const SYNC_TIMES_KEPT = 64;
+
 /** One chunk of a batch, planned: where it lands and what it carries. */
 interface Chunk {
   readonly segment: Segment;
@@ -97,6 +100,8 @@ export class GroupCommit {
   private lingerTimer: TimerHandle | undefined;
   private idleWaiters: Array<() => void> = [];
   private paused = 0;
+  /** How long the last group commits' fdatasyncs took (ms): what the brownout allows for its own syncs. */
+  readonly syncTimes = new RecentMax(SYNC_TIMES_KEPT);
 
   constructor(private readonly host: GroupCommitHost) {}
 
@@ -363,11 +368,13 @@ export class GroupCommit {
     } catch (error) {
       throw this.host.enterFault(error, `writing ${length} bytes to ${segment.path} at offset ${position}`, batch, waiter);
     }
+    const syncStartMs = this.host.clock.monotonicMs();
     try {
       await file.datasync();
     } catch (error) {
       throw this.host.enterFault(error, `fdatasync of ${segment.path}`, batch, waiter);
     }
+    this.syncTimes.note(this.host.clock.monotonicMs() - syncStartMs);
     return lastSeq;
   }
 

@@ -103,6 +103,8 @@ export interface LogStatus {
   readonly fault: string | undefined;
   /** The code appends are refused with while a fence stands (see `fence`). */
   readonly fenced: ErrorCode | undefined;
+  /** The longest of the last 64 group commits' fdatasyncs, ms (0 before the first). */
+  readonly recentSyncMsMax: number;
 }
 
 export interface ReadLimits {
@@ -154,6 +156,8 @@ export interface FlashLog {
   readonly firstSeq: number;
   readonly epoch: number;
   watermarks(): Watermarks;
+  /** The longest of the last 64 group commits' fdatasyncs (ms), undefined before the first: how slow this flash is now. */
+  recentSyncMsMax(): number | undefined;
   /** Bytes of the committed records from `seq` on (within one index step; 0 past the committed seq). */
   committedBytesFrom(seq: number): number;
 

@@ -29,6 +29,8 @@ export interface BrownoutLog {
   fence(code: 'HANDING_OFF', message: string): Promise<number>;
   unfence(): void;
   syncWatermarks(): Promise<void>;
+  /** How long its recent fdatasyncs took at most (ms); undefined before the first. */
+  recentSyncMsMax(): number | undefined;
 }
 
 /** What it asks of replication (replication/Replication offers it, so nothing reaches into the publisher). */

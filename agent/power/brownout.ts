@@ -23,9 +23,15 @@ const FORWARD_FINAL_MARK_WAIT_MS = 1000;
 /** The publisher's deadline in the brownout flush lies this far past the budget (see waitFlushed). */
 const FLUSH_DEADLINE_SLACK_MS = 1000;
 /**
- * The flush ends this much earlier than the measured lead of the handoff record asks (publisher
- * handoffLeadMs): the watermarks' and the latched handoff's fsyncs come first, tens of ms on a busy flash.
+ * The flush ends earlier than the measured lead of the handoff record asks (publisher handoffLeadMs) by the
+ * time of what comes first: the watermarks' checkpoint and the latched handoff's file, FLUSH_HANDOFF_SYNCS
+ * fdatasyncs at the longest the log's recent ones took, and FLUSH_HANDOFF_SLACK_MS for the turns of the event
+ * loop between them (signing the record among them). With no sync measured yet, FLUSH_HANDOFF_MARGIN_MS.
+ * A fixed 100 ms (what a busy eMMC can take) left a tenth of a 1 s hold-up unused on a fast flash
+ * (bench:holdup), and is too little on a worn one.
  */
+const FLUSH_HANDOFF_SYNCS = 4;
+const FLUSH_HANDOFF_SLACK_MS = 20;
 const FLUSH_HANDOFF_MARGIN_MS = 100;
 /** How often the flush looks again at that lead: it moves with the bytes in flight (at most ~300 ms of them). */
 const FLUSH_LEAD_CHECK_MS = 25;
@@ -250,9 +256,11 @@ export class Brownout implements BrownoutSteps {
     // The budget is the time until the handoff record must be on the brokers: the flush stops waiting as
     // long before it as the record needs to get out behind what is in flight, measured on this link.
     const deadlineMs = clock.monotonicMs() + budgetMs;
+    const syncMs = log.recentSyncMsMax();
+    const marginMs = syncMs === undefined ? FLUSH_HANDOFF_MARGIN_MS : FLUSH_HANDOFF_SYNCS * syncMs + FLUSH_HANDOFF_SLACK_MS;
     let timer: TimerHandle;
     const check = () => {
-      const leftMs = deadlineMs - clock.monotonicMs() - (replication.handoffLeadMs() ?? 0) - FLUSH_HANDOFF_MARGIN_MS;
+      const leftMs = deadlineMs - clock.monotonicMs() - (replication.handoffLeadMs() ?? 0) - marginMs;
       if (leftMs > 0) {
         timer = clock.setTimeout(check, Math.min(leftMs, FLUSH_LEAD_CHECK_MS));
         return;

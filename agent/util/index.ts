@@ -19,6 +19,7 @@ export { encodeCbor, decodeCbor } from './cbor.ts';
 export { crc32c, crc32cUpdate, CRC32C_CHECK_VALUE } from './crc32c.ts';
 export { systemClock, sleep, type Clock, type TimerHandle } from './clock.ts';
 export { boundedWait } from './clock.ts';
+export { RecentMax } from './recent-max.ts';
 export { createLogger, silentLogger, type Logger, type RootLogger, type LogLevel, type LogFields, type LogMessage } from './logger.ts';
 export { isLoopbackHost, splitHostPort } from './loopback.ts';
 export { parseCommand, explainParseError, closest, UsageError, HelpRequested, EXIT_USAGE, type CommandSpec, type OptionSpec, type ParsedCommand } from './args.ts';

@@ -19,7 +19,7 @@ interface World {
   brownout: Brownout;
 }
 
-function setUp(options: { leadMs?: number; positions?: Record<string, number>; role?: string } = {}): World {
+function setUp(options: { leadMs?: number; syncMs?: number; positions?: Record<string, number>; role?: string } = {}): World {
   const clock = new FakeClock();
   const world = { clock, marks: { committed: 10, replicated: 7 }, events: [] as string[], published: [] as HandoffRecord[], acknowledge: () => undefined, powerState: 'ONLINE' as PowerStateName } as World;
   const parts: BrownoutOptions = {
@@ -30,6 +30,7 @@ function setUp(options: { leadMs?: number; positions?: Record<string, number>; r
       fence: async () => (world.events.push('fence'), world.marks.committed),
       unfence: () => void world.events.push('unfence'),
       syncWatermarks: async () => undefined,
+      recentSyncMsMax: () => options.syncMs,
     },
     replication: {
       beginFlush: (budgetMs) => void world.events.push(`begin ${budgetMs}`),
@@ -81,7 +82,8 @@ test('a tail that never drains: the flush stops as long before the budget as the
   let ended = false;
   void flush.then(() => (ended = true));
   await settle();
-  // 1000 ms of budget, less the 300 ms the record needs behind what is in flight, less the 100 ms margin.
+  // 1000 ms of budget, less the 300 ms the record needs behind what is in flight, less the 100 ms margin
+  // kept while the log has measured no fdatasync.
   world.clock.advance(599);
   await settle();
   assert.equal(ended, false, 'still waiting for the tail with time left before the handoff must leave');
@@ -94,6 +96,22 @@ test('a tail that never drains: the flush stops as long before the budget as the
     { end: 'budget', complete: false, lastSeq: 7, committed: 10, tailAtStart: 3 },
   );
   assert.deepEqual(world.events.slice(0, 3), ['sync immediate', 'begin 1000', 'fence'], 'the flush pauses the rest and fences the log before it waits');
+});
+
+test('the margin before the handoff record is four of the log\'s recent longest fdatasyncs and 20 ms', async () => {
+  const world = setUp({ leadMs: 300, syncMs: 5 });
+  const flush = world.brownout.flushTail(1000, new AbortController().signal);
+  let ended = false;
+  void flush.then(() => (ended = true));
+  await settle();
+  // 1000 − 300 − (4 × 5 + 20) = 660 ms.
+  world.clock.advance(659);
+  await settle();
+  assert.equal(ended, false);
+  world.clock.advance(1);
+  await settle();
+  assert.equal(ended, true);
+  assert.equal((await flush).end, 'budget');
 });
 
 test('a drained tail: the handoff is complete, latched before it leaves, and names the best-caught-up sibling', async () => {
