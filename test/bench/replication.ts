@@ -149,6 +149,8 @@ async function worker(config: WorkerConfig): Promise<void> {
     batchEntriesMax: 2048,
     batchBytesMax: 512 * 1024,
     windowMax: BATCH_WINDOW,
+    // LASTGASP_BENCH_COALESCE=0 measures without replication.coalesce (an A/B of it on this machine).
+    coalesce: process.env.LASTGASP_BENCH_COALESCE !== '0',
     // The log alone is measured with the publisher paused: nothing may be prepared ahead meanwhile (the
     // prepared tail would read, encode and sign during the appends, about a fifth of their rate here).
     ...(config.mode === 'log-only' ? { prepareAheadBytes: 0 } : {}),
