@@ -19,9 +19,10 @@
  * so an estimate at a third of the link (measured on a 10 Mbit/s uplink with a 100 ms round trip) used a
  * third of it and stopped early. The publisher therefore also takes each batch's delivery rate, as TCP's
  * BBR does (draft-cheng-iccrg-delivery-rate-estimation): the bytes acknowledged from the last
- * acknowledgement before the batch left to its own, over that time. A sample can only read the link's rate
- * or less (what was acknowledged in that time went over the link in it), so the largest of the recent ones
- * is the link's (`deliveryBytesPerS`). The energy estimate (`bytesPerS`) stays the cautious one.
+ * acknowledgement before the batch left to its own, over that time, or over the time those bytes took to be
+ * sent if that is longer (acknowledgements that come back bunched would otherwise read as a fast link). A
+ * sample can then only read the link's rate or less, so the largest of the recent ones is the link's
+ * (`deliveryBytesPerS`). The energy estimate (`bytesPerS`) stays the cautious one.
  */
 
 /** Busy time the estimate looks back over: long enough to smooth a burst, short enough to follow a link that changed. */
@@ -37,6 +38,8 @@ const DRAIN_SAMPLES_MAX = 64;
  */
 const ROUND_TRIP_SAMPLES_MAX = 32;
 
+import { RecentMax } from '../util/index.ts';
+
 /** Delivery-rate samples kept: the largest of the last this many batches is the link's rate. */
 const DELIVERY_SAMPLES_MAX = 32;
 /** A delivery-rate sample over less time than this says more about timer resolution than about the link. */
@@ -48,6 +51,8 @@ export interface DeliveryMark {
   readonly delivered: number;
   /** Since when the sample counts: the last acknowledgement, or the send itself when nothing was in flight. */
   readonly fromMs: number;
+  /** When the batch acknowledged last had been sent (the send itself when nothing was in flight). */
+  readonly sentFromMs: number;
 }
 
 interface Sample {
@@ -65,7 +70,8 @@ export class DrainMeter {
   private readonly roundTripsMs: number[] = [];
   private deliveredBytes = 0;
   private lastDeliveryMs: number | undefined;
-  private readonly deliveryRates: number[] = [];
+  private lastDeliveredSentMs = 0;
+  private readonly deliveryRates = new RecentMax(DELIVERY_SAMPLES_MAX);
 
   /** Something was put in flight; starts a busy stretch unless one is running. */
   sent(atMs: number): void {
@@ -89,24 +95,34 @@ export class DrainMeter {
     this.busySinceMs = idle ? undefined : atMs;
   }
 
-  /** A batch is handed to the link at `atMs`, with others already in flight or not. */
+  /**
+   * A batch is handed to the link at `atMs`, with others already in flight or not: what it records. With
+   * nothing in flight the delivery clock starts again here (the link was idle: time before says nothing).
+   */
   mark(atMs: number, othersInFlight: boolean): DeliveryMark {
-    return { delivered: this.deliveredBytes, fromMs: othersInFlight && this.lastDeliveryMs !== undefined ? this.lastDeliveryMs : atMs };
+    if (!othersInFlight || this.lastDeliveryMs === undefined) {
+      this.lastDeliveryMs = atMs;
+      this.lastDeliveredSentMs = atMs;
+    }
+    return { delivered: this.deliveredBytes, fromMs: this.lastDeliveryMs, sentFromMs: this.lastDeliveredSentMs };
   }
 
-  /** A batch of `bytes` made its quorum at `atMs`; `mark` is what it recorded when it was handed over. */
-  delivered(bytes: number, atMs: number, mark: DeliveryMark): void {
+  /**
+   * A batch of `bytes`, handed to the link at `sentAtMs` with `mark`, made its quorum at `atMs`: a delivery
+   * rate over the longer of the acknowledgements' time and the sends' time (see the file's comment).
+   */
+  delivered(bytes: number, atMs: number, sentAtMs: number, mark: DeliveryMark): void {
     this.deliveredBytes += bytes;
     this.lastDeliveryMs = atMs;
-    const elapsedMs = atMs - mark.fromMs;
+    this.lastDeliveredSentMs = sentAtMs;
+    const elapsedMs = Math.max(atMs - mark.fromMs, sentAtMs - mark.sentFromMs);
     if (elapsedMs < DELIVERY_ELAPSED_MS_MIN) return;
-    this.deliveryRates.push(((this.deliveredBytes - mark.delivered) * 1000) / elapsedMs);
-    if (this.deliveryRates.length > DELIVERY_SAMPLES_MAX) this.deliveryRates.shift();
+    this.deliveryRates.note(((this.deliveredBytes - mark.delivered) * 1000) / elapsedMs);
   }
 
   /** The link's rate: the largest delivery rate of the recent batches (see `delivered`); undefined until one. */
   deliveryBytesPerS(): number | undefined {
-    return this.deliveryRates.length === 0 ? undefined : Math.max(...this.deliveryRates);
+    return this.deliveryRates.max();
   }
 
   /**

@@ -396,7 +396,7 @@ export class Publisher {
     // The round trip first: at a rate that this batch's own delivery set, its wire time would be all of its latency.
     const nowMs = this.options.clock.monotonicMs();
     this.drain.roundTrip(nowMs - batch.sentAtMs, batch.bytesAhead);
-    this.drain.delivered(batch.bytes, nowMs, batch.delivery);
+    this.drain.delivered(batch.bytes, nowMs, batch.sentAtMs, batch.delivery);
     this.advanceBrokerAcked();
   }
 

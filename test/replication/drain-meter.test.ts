@@ -31,20 +31,36 @@ test('the delivery rate reads the link behind a long round trip, where the busy-
   assert.equal(meter.deliveryBytesPerS(), undefined);
   meter.sent(0);
   const [a, b, c] = [meter.mark(0, false), meter.mark(0, true), meter.mark(0, true)];
-  meter.delivered(10_000, 150, a);
+  meter.delivered(10_000, 150, 0, a);
   meter.acked(10_000, 150, false);
   const d = meter.mark(150, true);
-  assert.deepEqual(d, { delivered: 10_000, fromMs: 150 }, 'sent with others in flight: counted from the last acknowledgement');
-  meter.delivered(10_000, 200, b);
+  assert.deepEqual(d, { delivered: 10_000, fromMs: 150, sentFromMs: 0 }, 'sent with others in flight: counted from the last acknowledgement');
+  meter.delivered(10_000, 200, 0, b);
   meter.acked(10_000, 200, false);
-  meter.delivered(10_000, 250, c);
+  meter.delivered(10_000, 250, 0, c);
   meter.acked(10_000, 250, false);
   // D's bytes crossed from 150 to 200 ms, behind C's: from A's acknowledgement to its own, 30 kB in 150 ms.
-  meter.delivered(10_000, 300, d);
+  meter.delivered(10_000, 300, 150, d);
   meter.acked(10_000, 300, true);
   assert.equal(meter.deliveryBytesPerS(), 200_000);
   assert.equal(Math.round(meter.bytesPerS()!), 133_333, 'the busy time counts the first round trip');
   // The largest of the last 32 samples: a slower link shows once the fast samples have left.
-  for (let index = 0; index < 32; index++) meter.delivered(1000, 1000 + index * 20, meter.mark(1000 + index * 20 - 10, false));
+  for (let index = 0; index < 32; index++) meter.delivered(1000, 1000 + index * 20, 1000 + index * 20 - 10, meter.mark(1000 + index * 20 - 10, false));
   assert.equal(meter.deliveryBytesPerS(), 100_000);
+});
+
+test('acknowledgements that come back bunched do not read as a fast link: the sends\' time bounds the sample', () => {
+  // A, B and C (10 kB each) go at 0, 100 and 200 ms; a broker that held its PUBACKs answers all three at 300.
+  const meter = new DrainMeter();
+  const a = meter.mark(0, false);
+  const b = meter.mark(100, true);
+  const c = meter.mark(200, true);
+  meter.delivered(10_000, 300, 0, a);
+  meter.delivered(10_000, 300, 100, b);
+  meter.delivered(10_000, 300, 200, c);
+  // D goes at 301 and is answered at 302: 10 kB acknowledged 2 ms after the last acknowledgement, but the bytes
+  // since the last acknowledged send (C's, at 200 ms) took 101 ms to send.
+  const d = meter.mark(301, true);
+  meter.delivered(10_000, 302, 301, d);
+  assert.ok(meter.deliveryBytesPerS()! <= 100_000, `${meter.deliveryBytesPerS()} B/s, not the 5 MB/s of 10 kB in 2 ms`);
 });
