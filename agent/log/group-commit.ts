@@ -5,7 +5,9 @@
  * three steps per chunk: plan (where it goes, rolling to a new segment when it does not fit), write (the
  * checkpoint prefix, reseal, the assertions on what is about to hit the disk, the write and the sync), and
  * settle (the marks move, waiters resolve). A part of the flash log (flash-log.ts is its only importer); it
- * reaches the watermarks and the segment pool through the narrow views below.
+ * reaches the watermarks and the segment pool through the narrow views below. A little over 400 lines: the
+ * writer loop and the three steps share the two batches and the linger's state, and split apart each would
+ * need the other's back.
  */
 import { setImmediate } from 'node:timers';
 import { LastgaspError, RecentMax, type Clock, type TimerHandle } from '../util/index.ts';
