@@ -61,10 +61,16 @@ for (const char of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghi
 const TARGET_CHAR = new Uint8Array(128);
 for (const char of '/_-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz') TARGET_CHAR[char.charCodeAt(0)] = 1;
 
-/** Each header read, by lower-case name; a second one of these sends the request to llhttp. */
-const READ_HEADERS = new Set(['host', 'origin', 'authorization', 'content-type', 'content-length', 'connection']);
-/** Headers that change how the message is framed or answered: llhttp's business. */
-const FOREIGN_HEADERS = new Set(['transfer-encoding', 'expect', 'upgrade']);
+/**
+ * The header names the fast path looks at, lower-case: first each header read (a second one of these sends
+ * the request to llhttp), then from FOREIGN_FROM those that change how the message is framed or answered
+ * (llhttp's business). A line's name is matched against them byte by byte, case folded, without making a
+ * string of it: names made, lower-cased and looked up in sets took 2.6 of a simple head's 6.8 µs (this
+ * project's VM).
+ */
+const KNOWN_HEADERS = ['host', 'origin', 'authorization', 'content-type', 'content-length', 'connection', 'transfer-encoding', 'expect', 'upgrade'] as const;
+const FOREIGN_FROM = 6;
+const KNOWN_HEADER_BYTES = KNOWN_HEADERS.map((name) => Uint8Array.from(name, (char) => char.charCodeAt(0)));
 
 const METHODS = ['POST /', 'PUT /'] as const;
 
@@ -154,9 +160,10 @@ function readFields(bytes: Uint8Array, from: number, to: number): { headers: Sim
       lineEnd++;
     }
     if (bytes[lineEnd + 1] !== LF) return 'a bare CR in a header line';
-    const name = ascii(bytes, at, colon).toLowerCase();
-    if (FOREIGN_HEADERS.has(name)) return `a ${name} header`;
-    if (READ_HEADERS.has(name)) {
+    const known = knownHeader(bytes, at, colon);
+    if (known >= FOREIGN_FROM) return `a ${KNOWN_HEADERS[known]} header`;
+    if (known >= 0) {
+      const name = KNOWN_HEADERS[known]!;
       if (headers[name] !== undefined || (name === 'connection' && connection !== undefined)) return `two ${name} headers`;
       if (name === 'content-length' && tabAfterValue(bytes, colon + 1, lineEnd)) return 'a Content-Length with a tab after its value (llhttp answers 400)';
       const value = trimmedValue(bytes, colon + 1, lineEnd);
@@ -166,6 +173,23 @@ function readFields(bytes: Uint8Array, from: number, to: number): { headers: Sim
     at = lineEnd + 2;
   }
   return { headers: headers as SimpleHeaders, connection };
+}
+
+/** The index in KNOWN_HEADERS of the token between `from` and `to`, ASCII case folded; -1 for any other name. */
+function knownHeader(bytes: Uint8Array, from: number, to: number): number {
+  const length = to - from;
+  for (let index = 0; index < KNOWN_HEADER_BYTES.length; index++) {
+    const name = KNOWN_HEADER_BYTES[index]!;
+    if (name.length !== length) continue;
+    let at = 0;
+    for (; at < length; at++) {
+      const byte = bytes[from + at]!;
+      // ASCII case folding, A-Z only, as toLowerCase does on the token characters a name may hold.
+      if ((byte >= 0x41 && byte <= 0x5a ? byte | 0x20 : byte) !== name[at]) break;
+    }
+    if (at === length) return index;
+  }
+  return -1;
 }
 
 /** The value between `from` and `to` without the optional whitespace around it (RFC 9110 §5.5). */
