@@ -2,7 +2,8 @@
  * Steps that events set off, spaced: the capture's copies (file changes, `copyIntervalMs`) and a standby's
  * applies (commits, `applyIntervalMs`). A step asked for sooner than the interval after the last one began
  * waits until then, on one timer however many asks come meanwhile, and that one step takes everything they
- * brought.
+ * brought. Timed on the monotonic clock: a wall clock set back (NTP at boot) would otherwise hold the next
+ * step for as long as it went back.
  */
 import type { Clock, TimerHandle } from '../util/index.ts';
 
@@ -17,7 +18,7 @@ export class StepSpacing {
 
   /** Whether a step may start now; if not, `later` is called once the interval is over. */
   due(later: () => void): boolean {
-    const wait = this.lastStartMs + this.intervalMs - this.clock.nowMs();
+    const wait = this.lastStartMs + this.intervalMs - this.clock.monotonicMs();
     if (wait <= 0) return true;
     this.timer ??= this.clock.setTimeout(() => {
       this.timer = undefined;
@@ -28,7 +29,7 @@ export class StepSpacing {
 
   /** A step begins now. */
   started(): void {
-    this.lastStartMs = this.clock.nowMs();
+    this.lastStartMs = this.clock.monotonicMs();
   }
 
   cancel(): void {
