@@ -349,8 +349,9 @@ export class Publisher {
   private plan(links: readonly PublishLink[]): BatchPlan {
     const options = this.options;
     const payloadBytesMax = linksPayloadBytesMax(links, options.topics.log(options.node), options.batchBytesMax);
-    const batchBytes = linkBatchBytes(payloadBytesMax, this.linkBytesPerS(), this.flushing);
-    const link = options.compress === false ? undefined : { bytesPerS: this.linkBytesPerS(), flushing: this.flushing };
+    const bytesPerS = this.linkBytesPerS();
+    const batchBytes = linkBatchBytes(payloadBytesMax, bytesPerS, this.flushing);
+    const link = options.compress === false ? undefined : { bytesPerS, flushing: this.flushing };
     return { payloadBytesMax, batchBytes, link };
   }
 
