@@ -229,9 +229,14 @@ export class WireCodec {
     if (!(b instanceof Uint8Array) || typeof crc !== 'number' || !Number.isInteger(crc) || crc < 0 || crc > UINT32_MAX) return { ok: false, reason: 'malformed-envelope' };
     // Only batches are compressed: a flag on anything else, or one that names no known algorithm, is refused.
     if (z !== undefined && (kind !== 'batch' || z !== BATCH_COMPRESSION_BROTLI)) return { ok: false, reason: 'compression-unknown' };
-    if (crc32c(b) !== crc) return { ok: false, reason: 'crc' };
+    // A signature (HMAC-SHA256, or Ed25519 over SHA-256) covers every byte of the body: the CRC of a signed
+    // message is computed only when the signature fails, to tell damage on the way ('crc') from a forgery.
+    // Unsigned, the CRC is all there is. A standby's receive path checksummed each batch's bytes twice.
     const verified = this.authenticator.verify(signedKind(kind, z), envelope, b);
-    if (!verified.ok) return verified;
+    if (!verified.ok || !this.authenticator.signed) {
+      if (crc32c(b) !== crc) return { ok: false, reason: 'crc' };
+      if (!verified.ok) return verified;
+    }
     let body = b;
     if (z !== undefined) {
       const inflated = inflateBatchBody(z, b, this.inflatedBytesMax);

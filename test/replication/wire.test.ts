@@ -72,6 +72,35 @@ test('a flipped byte anywhere in the body fails the CRC', () => {
   assert.ok(crcFailures > bytes.length / 2, `only ${crcFailures} of ${bytes.length} flips were caught by the CRC`);
 });
 
+/** A copy of an encoded message with the lowest bit of its envelope's CRC value flipped (same CBOR length). */
+function withCrcFlipped(bytes: Uint8Array): Uint8Array {
+  const key = Buffer.from(bytes).indexOf(Buffer.from([0x63, 0x63, 0x72, 0x63]));
+  assert.ok(key > 0, 'the envelope has its "crc" key');
+  const head = bytes[key + 4]!;
+  const last = key + 4 + (head === 0x1a ? 4 : head === 0x19 ? 2 : head === 0x18 ? 1 : 0);
+  const copy = bytes.slice();
+  copy[last] = copy[last]! ^ 0x01;
+  return copy;
+}
+
+test('signed: a flipped byte in the body is still reported as damage (crc), and the signature, not the CRC, decides', () => {
+  const codec = new WireCodec(randomBytes(32));
+  const bytes = codec.encodeBatch({ group: 'g', node: 'gw-a', epoch: 1, entries });
+  const payload = entries[0]!.payload;
+  const at = Buffer.from(bytes).indexOf(Buffer.from(payload));
+  assert.ok(at > 0, 'the payload sits in the body');
+  const damaged = bytes.slice();
+  damaged[at] = damaged[at]! ^ 0x01;
+  assert.deepEqual(codec.decode(damaged), { ok: false, reason: 'crc' });
+  // The envelope's CRC field itself is not what protects a signed body: with it changed, the body still
+  // verifies and decodes (the receiver does not checksum a body its signature vouches for).
+  const decoded = codec.decode(withCrcFlipped(bytes));
+  assert.ok(decoded.ok && decoded.kind === 'batch', JSON.stringify(decoded));
+  // Unsigned, the same change is refused: there the CRC is the only check.
+  const plain = new WireCodec();
+  assert.deepEqual(plain.decode(withCrcFlipped(plain.encodeBatch({ group: 'g', node: 'gw-a', epoch: 1, entries }))), { ok: false, reason: 'crc' });
+});
+
 test('with a group key, unsigned and forged messages are refused and signed ones accepted', () => {
   const key = randomBytes(32);
   const signer = new WireCodec(key);
