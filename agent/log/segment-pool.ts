@@ -10,12 +10,14 @@ import { CHECKPOINT_RECORD_BYTES, SEGMENT_HEADER_BYTES } from './format.ts';
 import { invariant } from './invariants.ts';
 import { ioError, type Counters, type ResolvedOptions } from './options.ts';
 import type { RecoveredState } from './recovery.ts';
-import { createSpare, newSegment, recycleSegment, segmentPath, type Segment, type Spare } from './segments.ts';
+import { createSpare, newSegment, recycleSegment, segmentPath, type FillHold, type Segment, type Spare } from './segments.ts';
 import type { Storage, StorageFile } from './storage/index.ts';
 import type { SyncMode } from './types.ts';
 
 /** One spare segment is kept ready so that a roll never waits for a zero-fill. */
 const SPARES_MAX = 1;
+/** How often a zero-fill held by the brownout flush looks again. */
+const FILL_HOLD_POLL_MS = 10;
 
 export interface SegmentPoolHost {
   readonly options: Readonly<ResolvedOptions>;
@@ -47,6 +49,10 @@ export class SegmentPool {
   private spares: Spare[] = [];
   private spareJob: Promise<void> | undefined;
   private spareError: LastgaspError | undefined;
+  /** Someone waits for the running fill (a roll, whenSettled, a close): no flush holds it then. */
+  private fillAwaited = false;
+  /** Wakes the running fill from its hold. */
+  private wakeFill: (() => void) | undefined;
   private nextSegmentId = 1;
   /** Retention and spare preparation, one after the other. */
   private maintenance: Promise<void> = Promise.resolve();
@@ -110,6 +116,7 @@ export class SegmentPool {
       const spare = this.spares.shift();
       if (spare) return spare;
       this.ensureSpare(true);
+      this.awaitFill();
       if (this.spareJob) await this.spareJob;
     }
     const spare = this.spares.shift();
@@ -133,7 +140,8 @@ export class SegmentPool {
     if (!onDemand && host.syncMode() === 'immediate') return;
     if (this.bytesOnDisk() + options.segmentBytes > options.quotaBytes) return;
     const spare = this.nextSpare(options.segmentBytes);
-    const job = createSpare(host.storage, options.dir, spare, host.clock.nowMs()).then(
+    this.fillAwaited = onDemand;
+    const job = createSpare(host.storage, options.dir, spare, host.clock.nowMs(), this.fillHold()).then(
       () => {
         this.spares.push(spare);
         this.spareError = undefined;
@@ -149,6 +157,34 @@ export class SegmentPool {
       this.spareJob = undefined;
       host.spaceFreed();
     });
+  }
+
+  /**
+   * A background fill under way stands still while the log flushes (immediate sync mode: on battery, the
+   * flush needs the flash and the CPU; ensureSpare starts none then), unless something waits for it. Polled
+   * on the process's own timers, not the log's clock: a clock a test moves by hand would hold the fill.
+   */
+  private fillHold(): FillHold {
+    const { host } = this;
+    return {
+      held: () => !this.fillAwaited && !host.isClosed() && host.syncMode() === 'immediate',
+      wait: () =>
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(() => this.wakeFill?.(), FILL_HOLD_POLL_MS);
+          timer.unref?.();
+          this.wakeFill = () => {
+            this.wakeFill = undefined;
+            clearTimeout(timer);
+            resolve();
+          };
+        }),
+    };
+  }
+
+  /** Something waits for the running fill: no hold from here on. */
+  private awaitFill(): void {
+    this.fillAwaited = true;
+    this.wakeFill?.();
   }
 
   private nextSpare(segmentBytes: number): Spare {
@@ -203,6 +239,7 @@ export class SegmentPool {
     for (;;) {
       const maintenance = this.maintenance;
       const spare = this.spareJob;
+      this.awaitFill();
       await maintenance;
       if (spare) await spare;
       if (maintenance === this.maintenance && this.spareJob === undefined) return;
@@ -212,6 +249,7 @@ export class SegmentPool {
   /** Wait for the background work running now (not for what it may start). */
   async quiesce(): Promise<void> {
     await this.maintenance;
+    this.awaitFill();
     if (this.spareJob) await this.spareJob;
   }
 

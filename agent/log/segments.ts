@@ -137,6 +137,15 @@ export async function writeSpareHeader(file: StorageFile, spare: Spare, nowMs: n
 }
 
 /**
+ * What may hold a spare's zero-fill between two slices (segment-pool.ts: the brownout flush): while `held()`,
+ * the fill waits for `wait()` and asks again.
+ */
+export interface FillHold {
+  held(): boolean;
+  wait(): Promise<void>;
+}
+
+/**
  * Preallocate a segment by writing zeros over its whole length (Node has no fallocate; a sparse file from
  * ftruncate would make every later fdatasync allocate blocks and update the inode), under a temporary name
  * that recovery deletes, then rename it into place and make the directory entry durable.
@@ -147,13 +156,15 @@ export async function writeSpareHeader(file: StorageFile, spare: Spare, nowMs: n
  * appends of a freshly started agent, and of one that had just rolled, waited behind its own zero-fill.
  * The periodic sync keeps the file's dirty pages few, so that a page-cache write never meets the kernel's
  * dirty-page throttle and the fill's writeback reaches the flash in small runs instead of one long one.
+ * A `hold` stops the fill between slices for as long as it says.
  */
-export async function createSpare(storage: Storage, dir: string, spare: Spare, nowMs: number): Promise<void> {
+export async function createSpare(storage: Storage, dir: string, spare: Spare, nowMs: number, hold?: FillHold): Promise<void> {
   const tmp = `${spare.path}.tmp`;
   const file = await storage.open(tmp, 'create');
   try {
     let offset = 0;
     while (offset < spare.segmentBytes) {
+      while (hold?.held()) await hold.wait();
       const sliceEnd = Math.min(spare.segmentBytes, offset + FILL_SLICE_BYTES);
       for (; offset < sliceEnd; offset += ZERO_FILL_CHUNK_BYTES) {
         const length = Math.min(ZERO_FILL_CHUNK_BYTES, spare.segmentBytes - offset);

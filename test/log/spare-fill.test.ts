@@ -1,11 +1,14 @@
 // The spare segment's zero-fill is kept away from a brownout (issue 12): while the log syncs every batch at
-// once (on battery, flushing) no spare is prepared in the background; a roll that needs one still gets it,
-// and the background fill resumes when the sync mode is back to batched. The fill itself is page-sized
-// synchronous writes in slices, synced every 4 MiB, so that appends go on beside it. A real log in a
-// temporary directory.
+// once (on battery, flushing) no spare is prepared in the background and a fill under way stands still; a
+// roll that needs one still gets it, and the background fill resumes when the sync mode is back to batched.
+// The fill itself is page-sized synchronous writes in slices, synced every 4 MiB, so that appends go on
+// beside it. A real log in a temporary directory.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { createFlashLog, createNodeStorage, type Storage } from '../../agent/log/index.ts';
+import { segmentFileName } from '../../agent/log/format.ts';
 import { tempDir } from '../support/ports.ts';
 
 const SEGMENT = 64 * 1024;
@@ -95,6 +98,45 @@ test('a spare is zero-filled in page-sized writes outside the thread pool, synce
       assert.ok(sinceSync <= 4 * 1024 * 1024, 'at most 4 MiB of the fill is unsynced at any time');
     }
     assert.deepEqual(ops.slice(headers[headers.length - 1]!).map((op) => op.op), ['write', 'datasync'], 'the header, written and synced once');
+  } finally {
+    await log.close();
+    await dir.remove();
+  }
+});
+
+/** Bytes of spare `id` filled so far (its temporary file), undefined when it is not being filled. */
+function fillingBytes(dir: string, id: number): number | undefined {
+  const path = join(dir, `${segmentFileName(id)}.tmp`);
+  return existsSync(path) ? statSync(path).size : undefined;
+}
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+test('a background fill under way stands still while the log flushes, and goes on after', async () => {
+  const dir = await tempDir('spare-fill-held');
+  const segmentBytes = 32 * 1024 * 1024;
+  const log = createFlashLog({ dir: dir.path, segmentBytes });
+  await log.open();
+  try {
+    // open() made the first segment and started the next spare's fill in the background; the flush begins
+    // before that fill can be done.
+    log.setSyncMode('immediate');
+    const created = () => log.status().counters.sparesCreated!;
+    const createdAtOpen = created();
+    const spareId = createdAtOpen + 1;
+    for (let waited = 0; fillingBytes(dir.path, spareId) === undefined && waited < 5_000; waited += 10) await pause(10);
+    await pause(50);
+    const held = fillingBytes(dir.path, spareId);
+    assert.ok(held !== undefined && held < segmentBytes, `the fill is under way (${held} bytes)`);
+    await pause(300);
+    assert.equal(fillingBytes(dir.path, spareId), held, 'no zero-fill while the log flushes');
+    assert.equal(created(), createdAtOpen);
+    // Appends still go on meanwhile.
+    assert.equal((await log.append(new Uint8Array(100).fill(1))).seq, 1);
+    log.setSyncMode('batched');
+    await log.whenSettled();
+    assert.equal(created(), createdAtOpen + 1, 'the fill went on once the flush was over');
+    assert.equal(fillingBytes(dir.path, spareId), undefined);
   } finally {
     await log.close();
     await dir.remove();
