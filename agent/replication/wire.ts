@@ -231,7 +231,7 @@ export class WireCodec {
     if (z !== undefined && (kind !== 'batch' || z !== BATCH_COMPRESSION_BROTLI)) return { ok: false, reason: 'compression-unknown' };
     // A signature (HMAC-SHA256, or Ed25519 over SHA-256) covers every byte of the body: the CRC of a signed
     // message is computed only when the signature fails, to tell damage on the way ('crc') from a forgery.
-    // Unsigned, the CRC is all there is. A standby's receive path checksummed each batch's bytes twice.
+    // Unsigned, the CRC is all there is. (A standby went over each batch's bytes twice, CRC then SHA-256.)
     const verified = this.authenticator.verify(signedKind(kind, z), envelope, b);
     if (!verified.ok || !this.authenticator.signed) {
       if (crc32c(b) !== crc) return { ok: false, reason: 'crc' };

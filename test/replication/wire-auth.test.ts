@@ -147,22 +147,35 @@ test('the strict decoder refuses tags, records, bigints, negatives, undefined, i
   assert.deepEqual(accepted, { ok: true, value: Object.assign(Object.create(null), { a: 2 ** 53 - 1, b: 1_795_000_000_000, c: [false, true, null] }) });
 });
 
-test('ten thousand random mutations of signed messages never throw and never verify', async () => {
+test('ten thousand random mutations of signed messages never throw and never verify as anything but the original', async () => {
   const keys = await keyrings();
   try {
     const a = new WireCodec(keys.auth('gw-a'));
     const b = new WireCodec(keys.auth('gw-b'));
     const message = a.encodeAck({ group: 'g', node: 'gw-a', epoch: 1, counter: 1, seq: 5, atMs: 1 });
+    const original = b.decode(message);
+    assert.ok(original.ok);
+    // The bytes of the envelope's CRC value: the signature covers the body, not the CRC, and a signed
+    // message's CRC is looked at only when its signature fails (wire.ts). Changed there alone, and kept the
+    // same CBOR length, the message is still the original, and is taken as such.
+    const crcKey = Buffer.from(message).indexOf(Buffer.from([0x63, 0x63, 0x72, 0x63]));
+    const crcHead = message[crcKey + 4]!;
+    const crcValue = new Set(Array.from({ length: crcHead === 0x1a ? 4 : crcHead === 0x19 ? 2 : crcHead === 0x18 ? 1 : 0 }, (_, index) => crcKey + 5 + index));
     let seed = 777;
     const random = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     for (let round = 0; round < 10_000; round++) {
       const copy = message.slice();
       const flips = 1 + Math.floor(random() * 4);
+      const touched: number[] = [];
       for (let flip = 0; flip < flips; flip++) {
         const at = Math.floor(random() * copy.length);
         copy[at] = copy[at]! ^ (1 + Math.floor(random() * 255));
+        touched.push(at);
       }
-      assert.equal(b.decode(copy).ok, false);
+      const result = b.decode(copy);
+      if (!result.ok) continue;
+      assert.ok(touched.every((at) => crcValue.has(at)), `a mutation at ${touched.join(', ')} verified`);
+      assert.deepEqual(result, original);
     }
   } finally {
     await keys.remove();
