@@ -49,8 +49,10 @@ export class SegmentPool {
   private spares: Spare[] = [];
   private spareJob: Promise<void> | undefined;
   private spareError: LastgaspError | undefined;
-  /** Someone waits for the running fill (a roll, whenSettled, a close): no flush holds it then. */
+  /** Someone waits for the running fill (a roll, whenSettled): no flush holds it then, nor a close ends it. */
   private fillAwaited = false;
+  /** A close (or a fault's reopen) ends the running fill, unless someone waits for it. */
+  private fillAbandoned = false;
   /** Wakes the running fill from its hold. */
   private wakeFill: (() => void) | undefined;
   private nextSegmentId = 1;
@@ -141,8 +143,13 @@ export class SegmentPool {
     if (this.bytesOnDisk() + options.segmentBytes > options.quotaBytes) return;
     const spare = this.nextSpare(options.segmentBytes);
     this.fillAwaited = onDemand;
+    this.fillAbandoned = false;
     const job = createSpare(host.storage, options.dir, spare, host.clock.nowMs(), this.fillHold()).then(
-      () => {
+      async (ready) => {
+        if (!ready) {
+          await host.storage.unlink(`${spare.path}.tmp`).catch(() => undefined);
+          return;
+        }
         this.spares.push(spare);
         this.spareError = undefined;
         host.counters.sparesCreated++;
@@ -161,13 +168,16 @@ export class SegmentPool {
 
   /**
    * A background fill under way stands still while the log flushes (immediate sync mode: on battery, the
-   * flush needs the flash and the CPU; ensureSpare starts none then), unless something waits for it. Polled
-   * on the process's own timers, not the log's clock: a clock a test moves by hand would hold the fill.
+   * flush needs the flash and the CPU; ensureSpare starts none then), unless something waits for it, and a
+   * close ends it (the next open fills a spare again): a stop, at a brownout's end or not, waited for up to
+   * 64 MiB of zeros. Polled on the process's own timers, not the log's clock: a clock a test moves by hand
+   * would hold the fill.
    */
   private fillHold(): FillHold {
     const { host } = this;
     return {
-      held: () => !this.fillAwaited && !host.isClosed() && host.syncMode() === 'immediate',
+      held: () => !this.fillAwaited && host.syncMode() === 'immediate',
+      abandoned: () => this.fillAbandoned && !this.fillAwaited,
       wait: () =>
         new Promise<void>((resolve) => {
           const timer = setTimeout(() => this.wakeFill?.(), FILL_HOLD_POLL_MS);
@@ -246,10 +256,11 @@ export class SegmentPool {
     }
   }
 
-  /** Wait for the background work running now (not for what it may start). */
+  /** Wait for the background work running now (not for what it may start); a fill nobody waits for ends. */
   async quiesce(): Promise<void> {
     await this.maintenance;
-    this.awaitFill();
+    this.fillAbandoned = true;
+    this.wakeFill?.();
     if (this.spareJob) await this.spareJob;
   }
 

@@ -137,11 +137,12 @@ export async function writeSpareHeader(file: StorageFile, spare: Spare, nowMs: n
 }
 
 /**
- * What may hold a spare's zero-fill between two slices (segment-pool.ts: the brownout flush): while `held()`,
- * the fill waits for `wait()` and asks again.
+ * What may stop a spare's zero-fill between two slices (segment-pool.ts): while `held()` (the brownout
+ * flush) it waits for `wait()` and asks again; once `abandoned()` (a close) it ends without its spare.
  */
 export interface FillHold {
   held(): boolean;
+  abandoned(): boolean;
   wait(): Promise<void>;
 }
 
@@ -156,15 +157,17 @@ export interface FillHold {
  * appends of a freshly started agent, and of one that had just rolled, waited behind its own zero-fill.
  * The periodic sync keeps the file's dirty pages few, so that a page-cache write never meets the kernel's
  * dirty-page throttle and the fill's writeback reaches the flash in small runs instead of one long one.
- * A `hold` stops the fill between slices for as long as it says.
+ * A `hold` stops the fill between slices for as long as it says, or for good: false, and the temporary
+ * file is left for the caller (or the next open) to delete.
  */
-export async function createSpare(storage: Storage, dir: string, spare: Spare, nowMs: number, hold?: FillHold): Promise<void> {
+export async function createSpare(storage: Storage, dir: string, spare: Spare, nowMs: number, hold?: FillHold): Promise<boolean> {
   const tmp = `${spare.path}.tmp`;
   const file = await storage.open(tmp, 'create');
   try {
     let offset = 0;
     while (offset < spare.segmentBytes) {
-      while (hold?.held()) await hold.wait();
+      while (hold?.held() && !hold.abandoned()) await hold.wait();
+      if (hold?.abandoned()) return false;
       const sliceEnd = Math.min(spare.segmentBytes, offset + FILL_SLICE_BYTES);
       for (; offset < sliceEnd; offset += ZERO_FILL_CHUNK_BYTES) {
         const length = Math.min(ZERO_FILL_CHUNK_BYTES, spare.segmentBytes - offset);
@@ -182,6 +185,7 @@ export async function createSpare(storage: Storage, dir: string, spare: Spare, n
   }
   await storage.rename(tmp, spare.path);
   await storage.syncDir(dir);
+  return true;
 }
 
 function nextTurn(): Promise<void> {

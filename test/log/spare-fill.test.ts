@@ -142,3 +142,27 @@ test('a background fill under way stands still while the log flushes, and goes o
     await dir.remove();
   }
 });
+
+test('a close ends a background fill nobody waits for, and the next open fills a spare again', async () => {
+  const dir = await tempDir('spare-fill-close');
+  const segmentBytes = 64 * 1024 * 1024;
+  const log = createFlashLog({ dir: dir.path, segmentBytes });
+  await log.open();
+  const spareId = log.status().counters.sparesCreated! + 1;
+  for (let waited = 0; fillingBytes(dir.path, spareId) === undefined && waited < 5_000; waited += 10) await pause(10);
+  assert.ok(fillingBytes(dir.path, spareId)! < segmentBytes, 'the fill is under way when the log closes');
+  await log.close();
+  // A stop no longer waits for up to 64 MiB of zeros: the spare is neither there nor half there.
+  assert.equal(fillingBytes(dir.path, spareId), undefined, 'the unfinished fill is deleted');
+  assert.equal(existsSync(join(dir.path, segmentFileName(spareId))), false, 'no spare was finished');
+  const again = createFlashLog({ dir: dir.path, segmentBytes });
+  await again.open();
+  try {
+    await again.whenSettled();
+    assert.equal(again.status().counters.spares, 1, 'the next open prepares its spare');
+    assert.equal((await again.append(new Uint8Array(10).fill(2))).seq, 1);
+  } finally {
+    await again.close();
+    await dir.remove();
+  }
+});
