@@ -42,6 +42,8 @@ import { CAPTURE_READ_BYTES_MAX, findWalEnd, WalFile, type Position } from './wa
 const RESNAPSHOT_FACTOR = 4;
 /** Lags kept for the p50/p99 in status. */
 const LAG_SAMPLES = 512;
+/** How soon a transaction seen written and not yet published is read again (capture.readAgainSoon). */
+const PUBLISH_WAIT_MS = 1;
 
 export interface CaptureOptions {
   path: string;
@@ -83,6 +85,7 @@ export class SqliteCapture {
   /** Steps set off by file changes, spaced by copyIntervalMs. */
   private readonly spacing: StepSpacing;
   private stopped = true;
+  private publishWait: { at: number; timer: TimerHandle } | undefined;
   private lastError: string | undefined;
   private generationReason = '';
   private readonly lags = new LagSamples(LAG_SAMPLES);
@@ -109,6 +112,7 @@ export class SqliteCapture {
     this.stopped = true;
     this.timer?.cancel();
     this.spacing.cancel();
+    this.publishWait?.timer.cancel();
     this.watcher?.close();
     await this.chain;
     this.detach();
@@ -156,6 +160,19 @@ export class SqliteCapture {
       this.spacing.started();
       return this.stopped ? undefined : this.step().catch((error: unknown) => this.failed(error));
     });
+  }
+
+  /**
+   * A transaction written and not yet published in the WAL index when the step read it (WalRead.unpublished):
+   * its file-change event came first and was spent. Read again after PUBLISH_WAIT_MS instead of the next
+   * poll; once per position, so a writer killed between the two costs one extra read.
+   */
+  private readAgainSoon(): void {
+    const at = this.position?.cursor.frameIndex ?? 0;
+    if (this.stopped || this.publishWait?.at === at) return;
+    this.publishWait?.timer.cancel();
+    const timer = this.options.clock.setTimeout(() => this.kick(), PUBLISH_WAIT_MS);
+    this.publishWait = { at, timer };
   }
 
   private failed(error: unknown): void {
@@ -269,7 +286,10 @@ export class SqliteCapture {
         this.reader!.retake();
         if (!this.pending) this.persist();
       }
-      if (!wal.more) return true;
+      if (!wal.more) {
+        if (wal.unpublished) this.readAgainSoon();
+        return true;
+      }
       if (this.barrierCopy && !this.checkpointer!.held) return false;
       // Behind an application that writes faster than the log takes it: go on under the barrier (its writers
       // wait meanwhile), so that the WAL stops growing while the capture catches up (WAL_FRAMES_FACTOR).
@@ -281,7 +301,7 @@ export class SqliteCapture {
   }
 
   /** The header and the bytes after the cursor, or a new generation when the WAL is not the one followed. */
-  private async readWal(position: Position, bytesMax: number): Promise<{ header: WalHeader; bytes: Uint8Array; mtimeMs: number; more: boolean } | 'none' | 'new-generation'> {
+  private async readWal(position: Position, bytesMax: number): Promise<{ header: WalHeader; bytes: Uint8Array; mtimeMs: number; more: boolean; unpublished: boolean } | 'none' | 'new-generation'> {
     this.wal ??= new WalFile(this.options.path + '-wal');
     const file = await this.wal.read(position, bytesMax);
     this.counters.walBytes = file?.size ?? 0;
@@ -296,7 +316,7 @@ export class SqliteCapture {
     const followed = position.header;
     if (followed === undefined || (followed.salt1 === header.salt1 && followed.salt2 === header.salt2)) {
       if (followed === undefined) this.position = { header, cursor: { frameIndex: 0, checksum: header.checksum } };
-      return { header, bytes: file!.frames, mtimeMs: file!.mtimeMs, more: file!.more };
+      return { header, bytes: file!.frames, mtimeMs: file!.mtimeMs, more: file!.more, unpublished: file!.unpublished };
     }
     if (this.expectReset && header.salt1 === (followed.salt1 + 1) >>> 0) {
       // The reset that followed the agent's own full checkpoint: every frame of the old WAL was copied.

@@ -30,6 +30,12 @@ export interface WalRead {
   size: number;
   mtimeMs: number;
   more: boolean;
+  /**
+   * A frame of this WAL (its salts) lies right after the last one the index publishes: a writer between
+   * writing its transaction and publishing it (microseconds, unless it was descheduled or killed there). Its
+   * file-change event has already come, and no other may follow: the capture reads again shortly.
+   */
+  unpublished: boolean;
 }
 
 /**
@@ -72,7 +78,9 @@ export class WalFile {
       length = readFully(fd, frames, from);
       if (pageBytes) length -= length % frameBytes;
     }
-    return { head, frames: frames.subarray(0, length), size: info.size, mtimeMs: info.mtimeMs, more: pageBytes > 0 && end - from - length >= frameBytes };
+    const more = pageBytes > 0 && end - from - length >= frameBytes;
+    const unpublished = !more && pageBytes > 0 && committed >= fromFrame && framesOfWal(fd, head, walFrameOffset(pageBytes, committed), info.size);
+    return { head, frames: frames.subarray(0, length), size: info.size, mtimeMs: info.mtimeMs, more, unpublished };
   }
 
   close(): void {
@@ -104,6 +112,17 @@ export class WalFile {
     this.dev = opened.dev;
     return opened;
   }
+}
+
+const FRAME_HEADER_BYTES = 24;
+const FRAME_SALTS = 8;
+
+/** Whether the frame at `offset` exists and carries the salts of the WAL whose header is `head` (a stale frame from before a reset does not). */
+function framesOfWal(fd: number, head: Uint8Array, offset: number, size: number): boolean {
+  if (size < offset + FRAME_HEADER_BYTES) return false;
+  const frame = new Uint8Array(FRAME_HEADER_BYTES);
+  if (readFully(fd, frame, offset) < FRAME_HEADER_BYTES) return false;
+  return equalBytes(frame.subarray(FRAME_SALTS, FRAME_SALTS + 8), head.subarray(WAL_HEADER_SALTS, WAL_HEADER_SALTS + 8));
 }
 
 /** Read until `bytes` is full or the file ends; the length read. */

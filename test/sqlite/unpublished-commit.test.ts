@@ -7,23 +7,32 @@
 // ones in this process; Debian's Python sqlite3 is the application.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, open, readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createFlashLog } from '../../agent/log/index.ts';
 import { SqliteCapture, SqliteReplica, WAL_HEADER_BYTES } from '../../agent/sqlite/index.ts';
 import { silentLogger, systemClock } from '../../agent/util/index.ts';
+import { readFrom } from '../../agent/sqlite/wal-file.ts';
 import { tempDir } from '../support/ports.ts';
 import { PYTHON, run, APP, dump } from './support/python.ts';
 
-/** Commits a ghost transaction on `db` (a copy), copies its WAL while still open, and exits without closing. */
+/**
+ * Copies the application's database and WAL to a scratch file, commits a ghost transaction there, copies the
+ * scratch WAL while still open, and exits without closing. The copy is made in this other process: a
+ * descriptor of the database opened and closed by the test's own process would drop the capture's SQLite
+ * locks (POSIX locks are per process), and the application's next close would then delete the WAL.
+ */
 const GHOST = `
 import os, shutil, sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
+src, scratch, out = sys.argv[1:4]
+shutil.copyfile(src, scratch)
+shutil.copyfile(src + '-wal', scratch + '-wal')
+db = sqlite3.connect(scratch, isolation_level=None)
 db.execute('pragma wal_autocheckpoint=0')
 db.execute('begin immediate')
 db.execute("insert into tx_log values (999, 'ghost')")
 db.execute('commit')
-shutil.copyfile(sys.argv[1] + '-wal', sys.argv[2])
+shutil.copyfile(scratch + '-wal', out)
 os._exit(0)
 `;
 
@@ -50,18 +59,18 @@ test('a commit frame past the WAL index (its writer died before publishing it) i
     await run(PYTHON, [APP], { env: { ...env, APP_TX: '5', APP_SEED: '52' } });
     await settle();
     const walBefore = new Uint8Array(await readFile(db + '-wal'));
+    assert.equal((await readFrom(db + '-wal', undefined, 1 << 22))!.unpublished, false, 'nothing past the index yet');
 
     // The ghost, committed on a copy (its own index), then its frames put after the application's last one.
-    const scratch = join(dir.path, 'scratch.db');
-    await copyFile(db, scratch);
-    await copyFile(db + '-wal', scratch + '-wal');
-    await run(PYTHON, ['-c', GHOST, scratch, join(dir.path, 'ghost.wal')]);
+    await run(PYTHON, ['-c', GHOST, db, join(dir.path, 'scratch.db'), join(dir.path, 'ghost.wal')]);
     const ghost = new Uint8Array(await readFile(join(dir.path, 'ghost.wal')));
     assert.deepEqual(ghost.subarray(0, WAL_HEADER_BYTES), walBefore.subarray(0, WAL_HEADER_BYTES), 'the ghost continues the same WAL (same salts)');
     assert.ok(ghost.length > walBefore.length);
     const wal = await open(db + '-wal', 'r+');
     await wal.write(ghost.subarray(walBefore.length), 0, ghost.length - walBefore.length, walBefore.length);
     await wal.close();
+    // A read sees the frames past the index as this WAL's (the capture reads again shortly, then the poll does).
+    assert.equal((await readFrom(db + '-wal', undefined, 1 << 22))!.unpublished, true, 'frames of this WAL past the index');
 
     await settle();
     const copy = await dump(replicaDb);
@@ -72,6 +81,7 @@ test('a commit frame past the WAL index (its writer died before publishing it) i
     // The next writer overwrites the ghost's frames with its own transactions: those are copied.
     await run(PYTHON, [APP], { env: { ...env, APP_TX: '3', APP_SEED: '53' } });
     await settle();
+    assert.equal(capture.status().generations, 1, 'the same WAL all along: the next writer wrote over the ghost');
     const after = await dump(replicaDb);
     assert.deepEqual(after.txids, Array.from({ length: 13 }, (_, index) => index + 1));
     assert.deepEqual(after, await dump(db));
