@@ -27,7 +27,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Clock, Logger, LastgaspError, TimerHandle } from '../util/index.ts';
 import { openSqlite } from './connection.ts';
-import { BARRIER_HOLD_MAX_MS, BARRIER_TAIL_FRAMES_MAX, barrierSpinMs, checkpointDue, WAL_FRAMES_FACTOR, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
+import { BARRIER_HOLD_MAX_MS, BARRIER_TAIL_FRAMES_MAX, BARRIER_TAIL_FRAMES_OVER_BOUND, barrierSpinMs, checkpointDue, WAL_FRAMES_FACTOR, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
 import { CaptureStateFile, captureStatePath, fileIdentity, loadCaptureState, resumable, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
 import { appendGrouped, pagesPerEntry, transactionEntries } from './entry.ts';
@@ -44,6 +44,8 @@ const RESNAPSHOT_FACTOR = 4;
 const LAG_SAMPLES = 512;
 /** How soon a transaction seen written and not yet published is read again (capture.readAgainSoon). */
 const PUBLISH_WAIT_MS = 1;
+/** How many times in a row a checkpoint that copied a long tail under the barrier backfills it and tries again. */
+const LONG_TAIL_ROUNDS = 2;
 
 export interface CaptureOptions {
   path: string;
@@ -385,7 +387,7 @@ export class SqliteCapture {
    * it: the next step tries again). The reset is expected only when the checkpoint saw exactly the frames
    * copied; any other reset starts a new generation. `behind`: the most spin (BARRIER_HOLD_MAX_MS).
    */
-  private async checkpoint(behind = false): Promise<boolean> {
+  private async checkpoint(behind = false, again = LONG_TAIL_ROUNDS): Promise<boolean> {
     const checkpointer = this.checkpointer!;
     if (this.barrierTries++ === 0) checkpointer.passive();
     if (!checkpointer.tryBarrier(barrierSpinMs(this.barrierTries, behind))) {
@@ -398,6 +400,7 @@ export class SqliteCapture {
     const generations = this.counters.generations;
     const markedAt = this.position?.cursor.frameIndex ?? 0;
     let result: CheckpointResult | undefined;
+    let longTail = false;
     // Behind, the appends are made under the barrier (holding the writers back); otherwise they wait in memory.
     this.pending = behind ? undefined : [];
     // Let go on time, mid-append if need be (the writers give up after their busy_timeout); no checkpoint then.
@@ -410,9 +413,13 @@ export class SqliteCapture {
     try {
       try {
         const atEnd = await this.copy();
-        // Not after a new generation, nor with a long tail (backfilled first without the barrier, next step).
+        // Not after a new generation, nor with a long tail (backfilled first without the barrier, then again).
         const tail = (this.position?.cursor.frameIndex ?? 0) - markedAt;
-        if (atEnd && tail <= BARRIER_TAIL_FRAMES_MAX && checkpointer.held && this.counters.generations === generations) {
+        const complete = atEnd && checkpointer.held && this.counters.generations === generations;
+        // Past the WAL's bound, the writers wait for a longer tail's backfill too, as they wait for a catching-up copy.
+        const overBound = (this.position?.cursor.frameIndex ?? 0) >= WAL_FRAMES_FACTOR * this.options.checkpointFrames;
+        longTail = complete && tail > (overBound ? BARRIER_TAIL_FRAMES_OVER_BOUND : BARRIER_TAIL_FRAMES_MAX);
+        if (complete && !longTail) {
           this.reader!.release();
           result = checkpointer.passive();
           this.reader!.retake();
@@ -439,6 +446,12 @@ export class SqliteCapture {
       this.expectReset = true;
     }
     this.persist();
+    // A long tail was copied under the barrier and not backfilled there: backfill it now without the barrier
+    // (the next round's first passive checkpoint, up to the read transaction just taken at the tail's end) and
+    // take the barrier again for what came meanwhile. Waiting for the next step instead let the application
+    // write on, a VACUUM's worth at a time, and the WAL grew to several times its bound (bench:sqlite's
+    // maintenance mix).
+    if (longTail && again > 0) await this.checkpoint(false, again - 1);
     return true;
   }
 

@@ -48,6 +48,13 @@ export const BARRIER_HOLD_MAX_MS = 2000;
  * synchronously and a long one would keep the application's writers, timer or not.
  */
 export const BARRIER_TAIL_FRAMES_MAX = 1024;
+/**
+ * The same once the WAL is past its bound (WAL_FRAMES_FACTOR times checkpointFrames): 32 MiB, a few hundred
+ * ms of backfill on a gateway's flash, well within the busy_timeout. Left for the next step, the tail let an
+ * application that rewrites its database (VACUUM) add another rewrite before the checkpoint came round, and
+ * its WAL grew to several times the largest transaction.
+ */
+export const BARRIER_TAIL_FRAMES_OVER_BOUND = 8 * BARRIER_TAIL_FRAMES_MAX;
 
 /** Where the capture's last checkpoint left its position. */
 export interface LastCheckpoint {
