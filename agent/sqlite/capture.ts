@@ -389,7 +389,15 @@ export class SqliteCapture {
    */
   private async checkpoint(behind = false, again = LONG_TAIL_ROUNDS): Promise<boolean> {
     const checkpointer = this.checkpointer!;
-    if (this.barrierTries++ === 0) checkpointer.passive();
+    // Complete without the barrier when the application wrote nothing since the last copy: the read transaction
+    // is then taken again, on lock 0 unless the application has written since (read-pin.ts), and the next write
+    // starts the WAL over, expected as after the barrier's checkpoint. The barrier is not needed then.
+    if (this.barrierTries++ === 0 && this.checkpointed(checkpointer.passive(), true)) {
+      this.barrierTries = 0;
+      this.reader!.retake();
+      this.persist();
+      return true;
+    }
     if (!checkpointer.tryBarrier(barrierSpinMs(this.barrierTries, behind))) {
       this.counters.barrierBusy++;
       return false;
@@ -437,14 +445,7 @@ export class SqliteCapture {
     } finally {
       this.pending = undefined;
     }
-    if (result) {
-      this.counters.checkpoints++;
-      this.lastCheckpoint = { salt1: this.position?.header?.salt1, frameIndex: this.position?.cursor.frameIndex ?? 0 };
-    }
-    if (result?.full && this.position?.header && result.walFrames === this.position.cursor.frameIndex) {
-      this.counters.fullCheckpoints++;
-      this.expectReset = true;
-    }
+    if (result) this.checkpointed(result, false);
     this.persist();
     // A long tail was copied under the barrier and not backfilled there: backfill it now without the barrier
     // (the next round's first passive checkpoint, up to the read transaction just taken at the tail's end) and
@@ -453,6 +454,23 @@ export class SqliteCapture {
     // maintenance mix).
     if (longTail && again > 0) await this.checkpoint(false, again - 1);
     return true;
+  }
+
+  /**
+   * Count a checkpoint; whether it backfilled exactly the frames copied (complete: the application's next
+   * write may start the WAL over, and that reset is expected). `onlyComplete`: one that was not is not
+   * counted (the unbarriered first try, which the barrier's follows).
+   */
+  private checkpointed(result: CheckpointResult, onlyComplete: boolean): boolean {
+    const complete = result.full && this.position?.header !== undefined && result.walFrames === this.position.cursor.frameIndex;
+    if (!complete && onlyComplete) return false;
+    this.counters.checkpoints++;
+    this.lastCheckpoint = { salt1: this.position?.header?.salt1, frameIndex: this.position?.cursor.frameIndex ?? 0 };
+    if (complete) {
+      this.counters.fullCheckpoints++;
+      this.expectReset = true;
+    }
+    return complete;
   }
 
   /** Append the transactions read under the barrier, in order. */
