@@ -159,6 +159,8 @@ interface WithAgent {
   walMaxMB: number;
   primaryCpuMsPerTx: number;
   standbyCpuMsPerTx: number;
+  /** The primary's capture counters at the end: what its checkpoints did (status `sqlite[0]`). */
+  checkpoints: string;
 }
 
 async function withAgent(mix: Mix): Promise<WithAgent> {
@@ -185,7 +187,7 @@ async function withAgent(mix: Mix): Promise<WithAgent> {
     await waitFor('the standby to have the last transaction', async () => (await replicaTxid(join(dir.path, 'gw-b-db', 'app.db'))) === lastTxid || undefined, 120_000, 300);
     const sqlite = ((await a.client.status()).sqlite as Array<Record<string, number>>)[0]!;
     const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${a.process.child.pid}/status`, 'utf8'))?.[1]);
-    return { txPerS: rate, laterTxPerS: laterTxPerS(journal), lagP50Ms: sqlite.lagMsP50!, lagP99Ms: sqlite.lagMsP99!, rssMB: rssKb / 1024, walMaxMB: wal.stop() / 1024 / 1024, primaryCpuMsPerTx: primaryCpuMsPerTx!, standbyCpuMsPerTx: standbyCpuMsPerTx! };
+    return { txPerS: rate, laterTxPerS: laterTxPerS(journal), lagP50Ms: sqlite.lagMsP50!, lagP99Ms: sqlite.lagMsP99!, rssMB: rssKb / 1024, walMaxMB: wal.stop() / 1024 / 1024, primaryCpuMsPerTx: primaryCpuMsPerTx!, standbyCpuMsPerTx: standbyCpuMsPerTx!, checkpoints: `${sqlite.checkpoints} checkpoints (${sqlite.fullCheckpoints} complete), ${sqlite.walResetsSeen} WAL resets, ${sqlite.generations} generations (the last: ${String((sqlite as Record<string, unknown>).generationReason)}), barrier busy ${sqlite.barrierBusy} times, held at most ${sqlite.barrierMsMax} ms` };
   } finally {
     wal.stop();
     await a.stop();
@@ -228,7 +230,7 @@ async function main(): Promise<void> {
     withs.push(await withAgent(mix));
     const w = withs.at(-1)!;
     const a = alones.at(-1)!;
-    console.log(`${mix} round ${withs.length}: alone ${a.txPerS.toFixed(0)} tx/s, with the agent ${w.txPerS.toFixed(0)} tx/s (${(w.txPerS / a.txPerS).toFixed(2)}; last two thirds ${a.laterTxPerS.toFixed(0)} and ${w.laterTxPerS.toFixed(0)} tx/s, ${(w.laterTxPerS / a.laterTxPerS).toFixed(2)}), capture lag p50 ${w.lagP50Ms.toFixed(1)} ms p99 ${w.lagP99Ms.toFixed(1)} ms, CPU per transaction primary ${w.primaryCpuMsPerTx.toFixed(2)} ms standby ${w.standbyCpuMsPerTx.toFixed(2)} ms, agent RSS ${w.rssMB.toFixed(0)} MB, WAL at most ${w.walMaxMB.toFixed(1)} MB`);
+    console.log(`${mix} round ${withs.length}: alone ${a.txPerS.toFixed(0)} tx/s, with the agent ${w.txPerS.toFixed(0)} tx/s (${(w.txPerS / a.txPerS).toFixed(2)}; last two thirds ${a.laterTxPerS.toFixed(0)} and ${w.laterTxPerS.toFixed(0)} tx/s, ${(w.laterTxPerS / a.laterTxPerS).toFixed(2)}), capture lag p50 ${w.lagP50Ms.toFixed(1)} ms p99 ${w.lagP99Ms.toFixed(1)} ms, CPU per transaction primary ${w.primaryCpuMsPerTx.toFixed(2)} ms standby ${w.standbyCpuMsPerTx.toFixed(2)} ms, agent RSS ${w.rssMB.toFixed(0)} MB, WAL at most ${w.walMaxMB.toFixed(1)} MB; ${w.checkpoints}`);
   }
   const rows = summary(runs.rows.alones, runs.rows.withs);
   const maintenance = MAINTENANCE_ROUNDS > 0 ? summary(runs.maintenance.alones, runs.maintenance.withs) : undefined;
