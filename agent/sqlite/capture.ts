@@ -389,15 +389,7 @@ export class SqliteCapture {
    */
   private async checkpoint(behind = false, again = LONG_TAIL_ROUNDS): Promise<boolean> {
     const checkpointer = this.checkpointer!;
-    // Complete without the barrier when the application wrote nothing since the last copy: the read transaction
-    // is then taken again, on lock 0 unless the application has written since (read-pin.ts), and the next write
-    // starts the WAL over, expected as after the barrier's checkpoint. The barrier is not needed then.
-    if (this.barrierTries++ === 0 && this.checkpointed(checkpointer.passive(), true)) {
-      this.barrierTries = 0;
-      this.reader!.retake();
-      this.persist();
-      return true;
-    }
+    if (this.barrierTries++ === 0 && (await this.checkpointUnbarriered())) return true;
     if (!checkpointer.tryBarrier(barrierSpinMs(this.barrierTries, behind))) {
       this.counters.barrierBusy++;
       return false;
@@ -445,7 +437,7 @@ export class SqliteCapture {
     } finally {
       this.pending = undefined;
     }
-    if (result) this.checkpointed(result, false);
+    if (result) this.checkpointed(result);
     this.persist();
     // A long tail was copied under the barrier and not backfilled there: backfill it now without the barrier
     // (the next round's first passive checkpoint, up to the read transaction just taken at the tail's end) and
@@ -457,24 +449,44 @@ export class SqliteCapture {
   }
 
   /**
-   * Count a checkpoint; whether it backfilled exactly the frames copied (complete: the application's next
-   * write may start the WAL over, and that reset is expected). `onlyComplete`: one that was not is not
-   * counted (the unbarriered first try, which the barrier's follows).
+   * The first try, without the barrier (up to the read transaction's mark): enough when it backfilled exactly
+   * the frames copied and the application has not written since. The read transaction is then taken again
+   * on lock 0 (read-pin.ts), the application's next write starts the WAL over, and that reset is expected,
+   * as after the barrier's checkpoint, with the writers never held. Written since, the read transaction is
+   * at the new end (past the position, which only keeps more frames from a reset) and the barrier's
+   * checkpoint follows: one counted here would leave the WAL growing until the next.
    */
-  private checkpointed(result: CheckpointResult, onlyComplete: boolean): boolean {
-    const complete = result.full && this.position?.header !== undefined && result.walFrames === this.position.cursor.frameIndex;
-    if (!complete && onlyComplete) return false;
+  private async checkpointUnbarriered(): Promise<boolean> {
+    const result = this.checkpointer!.passive();
+    if (!completeAt(result, this.position)) return false;
+    // Every frame copied is in the database file: a reset from here on loses nothing, whoever's write makes it.
+    this.expectReset = true;
+    this.reader!.retake();
+    if ((await this.wal?.read(this.position, 0))?.more !== false) return false;
+    this.barrierTries = 0;
+    this.checkpointed(result);
+    this.persist();
+    return true;
+  }
+
+  /** Count a checkpoint; a complete one (completeAt) makes the application's next WAL reset expected. */
+  private checkpointed(result: CheckpointResult): void {
+    const complete = completeAt(result, this.position);
     this.counters.checkpoints++;
     this.lastCheckpoint = { salt1: this.position?.header?.salt1, frameIndex: this.position?.cursor.frameIndex ?? 0 };
     if (complete) {
       this.counters.fullCheckpoints++;
       this.expectReset = true;
     }
-    return complete;
   }
 
   /** Append the transactions read under the barrier, in order. */
   private async appendPending(): Promise<void> {
     for (let next = this.pending?.shift(); next; next = this.pending?.shift()) await this.appendTransactions(next.header, next.frames, next.mtimeMs);
   }
+}
+
+/** Whether a checkpoint backfilled every frame of the WAL and those were exactly the frames copied. */
+function completeAt(result: CheckpointResult, position: Position | undefined): boolean {
+  return result.full && position?.header !== undefined && result.walFrames === position.cursor.frameIndex;
 }
