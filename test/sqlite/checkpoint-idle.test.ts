@@ -4,11 +4,13 @@
 // through the log). Debian's Python sqlite3 is the application; the capture is stepped by hand.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createFlashLog } from '../../agent/log/index.ts';
 import { SqliteCapture } from '../../agent/sqlite/index.ts';
 import { silentLogger, systemClock } from '../../agent/util/index.ts';
-import { tempDir } from '../support/ports.ts';
+import { startProcess, killAll } from '../support/processes.ts';
+import { tempDir, waitFor } from '../support/ports.ts';
 import { PYTHON, run, APP } from './support/python.ts';
 
 test('an idle application\'s WAL is checkpointed without the barrier, and its next write\'s reset is expected', async () => {
@@ -35,6 +37,56 @@ test('an idle application\'s WAL is checkpointed without the barrier, and its ne
     assert.equal(status().commitsCaptured, 35);
   } finally {
     await capture.stop();
+    await log.close();
+    await dir.remove();
+  }
+});
+
+/**
+ * An application that keeps its connection: writes, checkpoints its WAL completely, says so (a file), waits
+ * for the go (another file), writes again (which starts the WAL over) and exits.
+ */
+const PAUSING_APP = `
+import os, sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute('pragma journal_mode=wal')
+db.execute('pragma wal_autocheckpoint=0')
+db.execute('create table if not exists t(x)')
+for i in range(20):
+    db.execute('insert into t values (?)', (os.urandom(3000),))
+row = db.execute('pragma wal_checkpoint(PASSIVE)').fetchone()
+assert row[0] == 0 and row[1] == row[2], row
+open(sys.argv[2], 'w').close()
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.01)
+for i in range(5):
+    db.execute('insert into t values (?)', (os.urandom(3000),))
+db.close()
+`;
+
+test('a new generation taken on a WAL all checkpointed expects the reset the application\'s next write makes', async () => {
+  const dir = await tempDir('sqlite-generation-reset');
+  const log = createFlashLog({ dir: join(dir.path, 'log') });
+  await log.open();
+  const db = join(dir.path, 'app.db');
+  const [ready, go] = [join(dir.path, 'ready'), join(dir.path, 'go')];
+  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames: 1000, entryBytesMax: 64 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, logger: silentLogger, clock: systemClock });
+  const status = () => capture.status() as Record<string, number>;
+  try {
+    const app = startProcess('pausing-app', PYTHON, ['-c', PAUSING_APP, db, ready, go]);
+    await waitFor('the application to checkpoint and pause', () => existsSync(ready) || undefined);
+    // Attached now: the first generation's read transaction is taken on a WAL whose every frame is checkpointed.
+    await capture.captureNow();
+    assert.equal(status().generations, 1);
+    writeFileSync(go, '');
+    await app.exited;
+    await capture.captureNow();
+    assert.equal(status().walResetsSeen, 1, 'the application started the WAL over');
+    assert.equal(status().generations, 1, 'no second generation: the snapshot held every frame of the WAL it reset');
+    assert.equal(status().commitsCaptured, 5);
+  } finally {
+    await capture.stop();
+    await killAll();
     await log.close();
     await dir.remove();
   }
