@@ -9,15 +9,16 @@
  *    frame (salts, checksum chain: wal-format.ts), and every transaction up to the last valid commit frame
  *    becomes log entries (entry.ts), fsynced and replicated like every other entry.
  * 3. The agent is the database's checkpointer (checkpointer.ts): once the WAL holds checkpointFrames copied
- *    frames it takes the write barrier, copies to the WAL's end, and checkpoints (PASSIVE) with nothing of its
- *    own pinned, so the checkpoint is complete however busy the application; the WAL is then reset by the
- *    application's next write, a reset the capture expects (salt-1 one higher). That keeps the WAL bounded.
+ *    frames it checkpoints (PASSIVE) up to its read transaction, which is enough when the application has
+ *    paused; otherwise it takes the write barrier, copies to the WAL's end, and checkpoints with nothing of
+ *    its own pinned, so the checkpoint is complete however busy the application. The WAL is then reset by
+ *    the application's next write, a reset the capture expects (salt-1 one higher). That keeps the WAL bounded.
  * 4. Every other change of the WAL's header (a reset it did not expect, the WAL gone) means frames it never
  *    saw may be lost: it starts a new generation, a consistent snapshot of the whole database (read inside
  *    its read transaction through sqlite_dbpage), chunked through the log. A start goes on in the generation
  *    it left when the WAL still holds what it captured (capture-state.ts); otherwise it is a new one too.
  *
- * One class of some 420 lines: the copy, the checkpoint and a new generation each move the same three things
+ * One class of some 500 lines: the copy, the checkpoint and a new generation each move the same three things
  * (the position, the read pin and the barrier), and splitting them would pass all three back and forth. What
  * stands apart is in files of its own: reading the WAL (wal-file.ts), the barrier and the checkpoints
  * (checkpointer.ts), the position file (capture-state.ts), the entries (entry.ts), the spacing of steps
