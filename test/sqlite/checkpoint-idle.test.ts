@@ -1,7 +1,8 @@
 // The agent's checkpoint when the application has paused: the first passive checkpoint, without the write
 // barrier, backfills every frame copied, and that is enough. The application's next write starts the WAL over,
 // and the capture expects that reset (a reset it did not expect would start a new generation: a whole snapshot
-// through the log). Debian's Python sqlite3 is the application; the capture is stepped by hand.
+// through the log); so it does after a new generation taken on a WAL all checkpointed. Debian's Python
+// sqlite3 is the application; the capture is stepped by hand.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -13,14 +14,19 @@ import { startProcess, killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 import { PYTHON, run, APP } from './support/python.ts';
 
+/** A log and a capture of `dir`/app.db, stepped by hand (captureNow), checkpointing at `checkpointFrames`. */
+async function rig(dir: string, checkpointFrames: number) {
+  const log = createFlashLog({ dir: join(dir, 'log') });
+  await log.open();
+  const db = join(dir, 'app.db');
+  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames, entryBytesMax: 64 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, logger: silentLogger, clock: systemClock });
+  return { log, db, capture, status: () => capture.status() as Record<string, number> };
+}
+
 test('an idle application\'s WAL is checkpointed without the barrier, and its next write\'s reset is expected', async () => {
   const dir = await tempDir('sqlite-checkpoint-idle');
-  const log = createFlashLog({ dir: join(dir.path, 'log') });
-  await log.open();
-  const db = join(dir.path, 'app.db');
+  const { log, db, capture, status } = await rig(dir.path, 20);
   const env = { ...process.env, DB: db, APP_JOURNAL: join(dir.path, 'journal.ndjson'), APP_SCHEMA_EVERY: '0', APP_INDEX_EVERY: '0', APP_VACUUM_EVERY: '0' };
-  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames: 20, entryBytesMax: 64 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, logger: silentLogger, clock: systemClock });
-  const status = () => capture.status() as Record<string, number>;
   try {
     await run(PYTHON, [APP], { env: { ...env, APP_TX: '1', APP_SEED: '61' } });
     await capture.captureNow();
@@ -66,12 +72,8 @@ db.close()
 
 test('a new generation taken on a WAL all checkpointed expects the reset the application\'s next write makes', async () => {
   const dir = await tempDir('sqlite-generation-reset');
-  const log = createFlashLog({ dir: join(dir.path, 'log') });
-  await log.open();
-  const db = join(dir.path, 'app.db');
+  const { log, db, capture, status } = await rig(dir.path, 1000);
   const [ready, go] = [join(dir.path, 'ready'), join(dir.path, 'go')];
-  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames: 1000, entryBytesMax: 64 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, logger: silentLogger, clock: systemClock });
-  const status = () => capture.status() as Record<string, number>;
   try {
     const app = startProcess('pausing-app', PYTHON, ['-c', PAUSING_APP, db, ready, go]);
     await waitFor('the application to checkpoint and pause', () => existsSync(ready) || undefined);
