@@ -28,7 +28,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Clock, Logger, LastgaspError, TimerHandle } from '../util/index.ts';
 import { openSqlite } from './connection.ts';
-import { BARRIER_HOLD_MAX_MS, BARRIER_TAIL_FRAMES_MAX, BARRIER_TAIL_FRAMES_OVER_BOUND, barrierSpinMs, checkpointDue, WAL_FRAMES_FACTOR, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
+import { BARRIER_HOLD_MAX_MS, BARRIER_TAIL_FRAMES_MAX, barrierSpinMs, checkpointDue, WAL_FRAMES_FACTOR, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
 import { CaptureStateFile, captureStatePath, fileIdentity, loadCaptureState, resumable, type CaptureResumeOptions } from './capture-state.ts';
 import { checkDatabase } from './checks.ts';
 import { appendGrouped, pagesPerEntry, transactionEntries } from './entry.ts';
@@ -422,9 +422,7 @@ export class SqliteCapture {
         // Not after a new generation, nor with a long tail (backfilled first without the barrier, then again).
         const tail = (this.position?.cursor.frameIndex ?? 0) - markedAt;
         const complete = atEnd && checkpointer.held && this.counters.generations === generations;
-        // Past the WAL's bound, the writers wait for a longer tail's backfill too, as they wait for a catching-up copy.
-        const overBound = (this.position?.cursor.frameIndex ?? 0) >= WAL_FRAMES_FACTOR * this.options.checkpointFrames;
-        longTail = complete && tail > (overBound ? BARRIER_TAIL_FRAMES_OVER_BOUND : BARRIER_TAIL_FRAMES_MAX);
+        longTail = complete && tail > BARRIER_TAIL_FRAMES_MAX;
         if (complete && !longTail) {
           this.reader!.release();
           result = checkpointer.passive();

@@ -44,17 +44,12 @@ export const WAL_FRAMES_FACTOR = 4;
 export const BARRIER_HOLD_MAX_MS = 2000;
 /**
  * The most frames a checkpoint copies under the barrier and still backfills there (4 MiB of 4 KiB pages): a
- * longer tail is backfilled at the next step, first without the barrier, since a checkpoint runs
- * synchronously and a long one would keep the application's writers, timer or not.
+ * longer tail is backfilled once the barrier is let go (capture.ts, then the barrier is tried again), since a
+ * checkpoint runs synchronously and a long one would keep the application's writers, timer or not (a run that
+ * allowed 8,192 frames past the WAL's bound held them up to 4.2 s, near their busy_timeout: bench:sqlite's
+ * maintenance mix).
  */
 export const BARRIER_TAIL_FRAMES_MAX = 1024;
-/**
- * The same once the WAL is past its bound (WAL_FRAMES_FACTOR times checkpointFrames): 32 MiB, a few hundred
- * ms of backfill on a gateway's flash, well within the busy_timeout. Left for the next step, the tail let an
- * application that rewrites its database (VACUUM) add another rewrite before the checkpoint came round, and
- * its WAL grew to several times the largest transaction.
- */
-export const BARRIER_TAIL_FRAMES_OVER_BOUND = 8 * BARRIER_TAIL_FRAMES_MAX;
 
 /** Where the capture's last checkpoint left its position. */
 export interface LastCheckpoint {
