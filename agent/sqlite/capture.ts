@@ -386,10 +386,9 @@ export class SqliteCapture {
   /**
    * The write barrier's checkpoint. First a passive checkpoint without it, up to the read transaction's mark
    * (the bulk of the pages, while the application writes on; all of it when the application paused, and then
-   * enough: checkpointUnbarriered). Then, under the barrier (nothing commits
-   * meanwhile): copy to the WAL's end, end the read transaction, checkpoint the rest, and take the read
-   * transaction again, on read lock 0 when the checkpoint was complete (read-pin.ts), so the application's
-   * next write resets the WAL. The barrier is only tried, never waited for inside SQLite (a writer holding
+   * enough: checkpointUnbarriered). Then, under the barrier (nothing commits meanwhile): copy to the WAL's end,
+   * end the read transaction, checkpoint the rest, and take the read transaction again, on read lock 0 when
+   * the checkpoint was complete (read-pin.ts), so the application's next write resets the WAL. The barrier is only tried, never waited for inside SQLite (a writer holding
    * it: the next step tries again). The reset is expected only when the checkpoint saw exactly the frames
    * copied; any other reset starts a new generation. `behind`: the most spin (BARRIER_HOLD_MAX_MS).
    */

@@ -13,7 +13,7 @@
 import { closeSync, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { endianness } from 'node:os';
 import { databaseFile } from './db-file.ts';
-import { decodeWalHeader, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalCursor, type WalHeader } from './wal-format.ts';
+import { decodeWalHeader, scanWalFrames, walFrameOffset, WAL_FRAME_HEADER_BYTES, WAL_HEADER_BYTES, type WalCursor, type WalHeader } from './wal-format.ts';
 
 /** Bytes of WAL read per step: bounds the memory a burst of writes costs (a few hundred 4 KiB frames). */
 export const CAPTURE_READ_BYTES_MAX = 4 * 1024 * 1024;
@@ -66,7 +66,7 @@ export class WalFile {
     const pageBytes = head.length === WAL_HEADER_BYTES ? new DataView(head.buffer).getUint32(8) : 0;
     const fromFrame = position?.header && pageBytes ? position.cursor.frameIndex : 0;
     const from = pageBytes ? walFrameOffset(pageBytes, fromFrame) : WAL_HEADER_BYTES;
-    const frameBytes = pageBytes + 24;
+    const frameBytes = pageBytes + WAL_FRAME_HEADER_BYTES;
     // Read after the header: a reset after this changes the salts of any frame read, which the scan refuses.
     const committed = pageBytes ? await committedFrames(this.path, head) : 0;
     const end = Math.min(info.size, walFrameOffset(pageBytes, Math.max(fromFrame, committed)));
@@ -114,14 +114,14 @@ export class WalFile {
   }
 }
 
-const FRAME_HEADER_BYTES = 24;
+/** Where a frame header's salts are (wal-format.ts). */
 const FRAME_SALTS = 8;
 
 /** Whether the frame at `offset` exists and carries the salts of the WAL whose header is `head` (a stale frame from before a reset does not). */
 function framesOfWal(fd: number, head: Uint8Array, offset: number, size: number): boolean {
-  if (size < offset + FRAME_HEADER_BYTES) return false;
-  const frame = new Uint8Array(FRAME_HEADER_BYTES);
-  if (readFully(fd, frame, offset) < FRAME_HEADER_BYTES) return false;
+  if (size < offset + WAL_FRAME_HEADER_BYTES) return false;
+  const frame = new Uint8Array(WAL_FRAME_HEADER_BYTES);
+  if (readFully(fd, frame, offset) < WAL_FRAME_HEADER_BYTES) return false;
   return equalBytes(frame.subarray(FRAME_SALTS, FRAME_SALTS + 8), head.subarray(WAL_HEADER_SALTS, WAL_HEADER_SALTS + 8));
 }
 
