@@ -75,7 +75,7 @@ export class SqliteReplica {
   private running: Promise<void> | undefined;
   private again = false;
   private unsubscribe: (() => void) | undefined;
-  readonly counters = { commitsApplied: 0, snapshotsApplied: 0, entriesSkipped: 0, entriesUndecodable: 0, setAside: 0, appliedSeq: 0, lastSetAside: '' };
+  readonly counters = { commitsApplied: 0, snapshotsApplied: 0, snapshotsAbandoned: 0, entriesSkipped: 0, entriesUndecodable: 0, setAside: 0, appliedSeq: 0, lastSetAside: '' };
 
   private readonly journals: RedoJournals;
   /** Applies set off by new commits, spaced by applyIntervalMs. */
@@ -221,7 +221,12 @@ export class SqliteReplica {
     if (entry.flags & SQLITE_FLAG_SNAPSHOT) {
       await this.flush();
       await this.startSnapshot(entry);
-    } else if (entry.generation !== this.state.generation && entry.generation !== this.snapshotGeneration) {
+    } else if (this.snapshotFile && entry.generation !== this.snapshotGeneration) {
+      // A snapshot cut short (an entry of another generation before its last): its pages must not be mixed
+      // with that generation's transactions, nor its end taken from one of them.
+      await this.abandonSnapshot(entry.generation);
+    }
+    if (!(entry.flags & SQLITE_FLAG_SNAPSHOT) && entry.generation !== this.state.generation && entry.generation !== this.snapshotGeneration) {
       // A transaction of a generation whose snapshot this file does not hold: applying it would corrupt.
       this.counters.entriesSkipped++;
       return;
@@ -248,6 +253,16 @@ export class SqliteReplica {
     this.open = undefined;
     this.snapshotGeneration = entry.generation;
     this.snapshotFile = await openFile(this.options.path + '.lastgasp-new', 'w+', 0o600);
+  }
+
+  private async abandonSnapshot(next: string): Promise<void> {
+    const generation = this.snapshotGeneration;
+    await this.snapshotFile!.close();
+    this.snapshotFile = undefined;
+    this.snapshotGeneration = undefined;
+    await rm(this.options.path + '.lastgasp-new', { force: true });
+    this.counters.snapshotsAbandoned++;
+    this.options.logger.warn(`sqlite ${this.options.name}: the snapshot of generation ${generation} ended before its last entry (an entry of generation ${next} came next); it is dropped and this file stays as it was`, { event: 'sqlite-snapshot-abandoned', db: this.options.name, generation, next });
   }
 
   private async finishSnapshot(entry: SqliteEntry, seq: number): Promise<void> {
