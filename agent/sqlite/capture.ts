@@ -17,8 +17,11 @@
  *    saw may be lost: it starts a new generation, a consistent snapshot of the whole database (read inside
  *    its read transaction through sqlite_dbpage), chunked through the log. A start goes on in the generation
  *    it left when the WAL still holds what it captured (capture-state.ts); otherwise it is a new one too.
+ * 5. A log that refuses appends (LOG_FULL: replication behind) holds the capture back, not the application:
+ *    the capture goes on after the last transaction the log took whole, checkpoints nothing meanwhile (the
+ *    WAL keeps what the log could not take, and grows), and a snapshot goes on from its last entry taken.
  *
- * One class of some 500 lines: the copy, the checkpoint and a new generation each move the same three things
+ * One class of some 570 lines: the copy, the checkpoint and a new generation each move the same three things
  * (the position, the read pin and the barrier), and splitting them would pass all three back and forth. What
  * stands apart is in files of its own: reading the WAL (wal-file.ts), the barrier and the checkpoints
  * (checkpointer.ts), the position file (capture-state.ts), the entries (entry.ts), the spacing of steps
@@ -36,7 +39,7 @@ import { ReadPin } from './read-pin.ts';
 import { StepSpacing } from './step-spacing.ts';
 import { snapshotPayloads } from './snapshot-pages.ts';
 import { LagSamples } from './status-lines.ts';
-import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalFrame, type WalHeader } from './wal-format.ts';
+import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalCursor, type WalHeader, type WalScan } from './wal-format.ts';
 import { CAPTURE_READ_BYTES_MAX, findWalEnd, WalFile, type Position } from './wal-file.ts';
 
 /** A generation's snapshot is taken again for retention only after this many times its size in transactions. */
@@ -92,7 +95,7 @@ export class SqliteCapture {
   private lastError: string | undefined;
   private generationReason = '';
   private readonly lags = new LagSamples(LAG_SAMPLES);
-  readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, fullCheckpoints: 0, barrierTakes: 0, barrierBusy: 0, barrierMsMax: 0, lastCommitSeq: 0, walBytes: 0 };
+  readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, appendFailures: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, fullCheckpoints: 0, barrierTakes: 0, barrierBusy: 0, barrierMsMax: 0, lastCommitSeq: 0, walBytes: 0 };
 
   constructor(private readonly options: CaptureOptions) {
     this.spacing = new StepSpacing(options.clock, options.copyIntervalMs ?? 0);
@@ -130,6 +133,8 @@ export class SqliteCapture {
     this.wal = undefined;
     this.stateFile = undefined;
     this.position = undefined;
+    // Its read transaction is gone, and with it what kept the frames after the snapshot's point.
+    this.snapshotting = undefined;
   }
 
   /** Copy every transaction committed so far; resolves with the log seq of the last one captured (0: none). */
@@ -194,9 +199,12 @@ export class SqliteCapture {
         throw error;
       }
     }
+    // A snapshot the log refused part of goes on first: nothing of this database is appended before it ends.
+    if (this.snapshotting) await this.appendSnapshot();
     const before = this.position?.cursor.frameIndex;
     await this.copy();
-    if (checkpointDue(this.position, this.lastCheckpoint, this.options.checkpointFrames, this.position?.cursor.frameIndex === before)) await this.checkpoint();
+    // Not while appends fail (a full log): the frames not in the log yet must stay in the WAL, which grows.
+    if (!this.appendFailing && checkpointDue(this.position, this.lastCheckpoint, this.options.checkpointFrames, this.position?.cursor.frameIndex === before)) await this.checkpoint();
     // A standby that fell behind the log's retention waits for a snapshot after the gap (replica.ts): one
     // comes whenever retention has removed this generation's, so the log always holds one to start from.
     // Not sooner than RESNAPSHOT_FACTOR times the snapshot's bytes in transactions: retention drops segments
@@ -247,7 +255,11 @@ export class SqliteCapture {
 
   private identity: { dev: number; ino: number } | undefined;
   /** Transactions read under the barrier, appended once it is released (then the WAL may be reset). */
-  private pending: Array<{ header: WalHeader; frames: readonly WalFrame[]; mtimeMs: number }> | undefined;
+  private pending: PendingRead[] | undefined;
+  /** The last append failed (LOG_FULL, most often): no checkpoint until one succeeds. */
+  private appendFailing = false;
+  /** A new generation whose snapshot the log has taken part of (appendSnapshot). */
+  private snapshotting: Snapshotting | undefined;
   /** A checkpoint's copy under the barrier, which a timer lets go after BARRIER_HOLD_MAX_MS. */
   private barrierCopy = false;
   /** Steps in a row that found the barrier taken; the unbarriered checkpoint runs at the first only. */
@@ -282,8 +294,9 @@ export class SqliteCapture {
       const { header, bytes } = wal;
       const scan = scanWalFrames(bytes, header, this.position!.cursor);
       if (scan.commits > 0) {
-        if (this.pending) this.pending.push({ header, frames: scan.frames, mtimeMs: wal.mtimeMs });
-        else await this.appendTransactions(header, scan.frames, wal.mtimeMs);
+        const start = this.position!.cursor;
+        if (this.pending) this.pending.push({ header, start, scan, mtimeMs: wal.mtimeMs });
+        else await this.appendTransactions(header, start, scan, wal.mtimeMs);
         this.position = { header, cursor: scan.end };
         this.expectReset = false;
         this.reader!.retake();
@@ -332,22 +345,53 @@ export class SqliteCapture {
     return 'new-generation';
   }
 
-  private async appendTransactions(header: WalHeader, frames: readonly WalFrame[], mtimeMs: number): Promise<void> {
+  /**
+   * Append a scan's transactions (read from `start`). When the log refuses (LOG_FULL, a fault), it holds a
+   * prefix of them (appendGrouped): the position is put just after the last transaction it took whole, and
+   * the rest is read from the WAL again at the next step. Never a transaction twice: a replica applying one
+   * again after later ones would hold, for a while, a database the application never had. The rest of a
+   * transaction split over several entries does come again, whole; the replica keeps a transaction's pages
+   * by number until its commit, so the pages it gets twice are the same images.
+   */
+  private async appendTransactions(header: WalHeader, start: WalCursor, scan: WalScan, mtimeMs: number): Promise<void> {
     const perEntry = pagesPerEntry(this.options.entryBytesMax, header.pageBytes);
-    const { payloads, commits } = transactionEntries({ db: this.options.name, generation: this.generation, pageBytes: header.pageBytes }, frames, perEntry);
-    await this.appendAll(payloads);
-    for (const payload of payloads) this.bytesSinceSnapshot += payload.length;
-    this.counters.framesCaptured += frames.length;
-    this.counters.commitsCaptured += commits;
-    this.lags.record(this.options.clock.nowMs() - mtimeMs);
+    const { payloads, ends } = transactionEntries({ db: this.options.name, generation: this.generation, pageBytes: header.pageBytes }, scan.frames, perEntry);
+    let appended = 0;
+    let whole = ends.length;
+    try {
+      await this.appendAll(payloads, (entries, bytes) => {
+        appended += entries;
+        this.bytesSinceSnapshot += bytes;
+      });
+    } catch (error) {
+      whole = ends.filter((end) => end <= appended).length;
+      this.position = { header, cursor: whole === 0 ? start : scan.commitEnds[whole - 1]! };
+      throw error;
+    } finally {
+      const cursor = whole === 0 ? start : scan.commitEnds[whole - 1]!;
+      this.counters.framesCaptured += cursor.frameIndex - start.frameIndex;
+      this.counters.commitsCaptured += whole;
+      if (whole > 0) this.lags.record(this.options.clock.nowMs() - mtimeMs);
+    }
   }
 
-  private async appendAll(payloads: readonly Uint8Array[]): Promise<void> {
-    await appendGrouped(payloads, this.options.append, (seq, entries, bytes) => {
-      this.counters.lastCommitSeq = seq;
-      this.counters.entriesAppended += entries;
-      this.counters.bytesAppended += bytes;
-    });
+  /** Append in groups (appendGrouped); `progress` after each group the log took. A refusal sets appendFailing. */
+  private async appendAll(payloads: readonly Uint8Array[], progress: (entries: number, bytes: number, lastSeq: number) => void): Promise<void> {
+    try {
+      await appendGrouped(payloads, this.options.append, (seq, entries, bytes) => {
+        this.counters.lastCommitSeq = seq;
+        this.counters.entriesAppended += entries;
+        this.counters.bytesAppended += bytes;
+        progress(entries, bytes, seq);
+      });
+    } catch (error) {
+      if (!this.appendFailing) this.options.logger.warn(`sqlite ${this.options.name}: the log refused the capture's append (${(error as Error).message}); the WAL keeps the transactions and no checkpoint runs until the log takes them`, { event: 'sqlite-append-refused', db: this.options.name, code: (error as LastgaspError).code });
+      this.appendFailing = true;
+      this.counters.appendFailures++;
+      throw error;
+    }
+    if (this.appendFailing) this.options.logger.info(`sqlite ${this.options.name}: the log takes the capture's appends again`, { event: 'sqlite-append-resumed', db: this.options.name });
+    this.appendFailing = false;
   }
 
   /**
@@ -358,7 +402,7 @@ export class SqliteCapture {
     const { options } = this;
     // Transactions read under the barrier go into the log before the snapshot that follows them.
     await this.appendPending();
-    this.generation = `${options.node}-${options.clock.nowMs().toString(36)}-${++this.generationCount}`;
+    const generation = `${options.node}-${options.clock.nowMs().toString(36)}-${++this.generationCount}`;
     const position = await this.checkpointer!.hold(() => this.stopped, this.options.clock, this.options.pollMs, async () => {
       const position = await findWalEnd(options.path + '-wal');
       this.reader!.retake();
@@ -366,9 +410,29 @@ export class SqliteCapture {
     });
     // Found under a checkpoint's barrier (none follows a new generation): the writers need not wait for the snapshot.
     this.checkpointer!.releaseBarrier();
-    const { payloads, pageCount } = await snapshotPayloads(this.reader!.connection, options.path, position?.cursor, { db: options.name, generation: this.generation, entryBytesMax: options.entryBytesMax });
-    await this.appendAll(payloads);
-    this.snapshotSeq = this.counters.lastCommitSeq - payloads.length + 1;
+    const { payloads, pageCount } = await snapshotPayloads(this.reader!.connection, options.path, position?.cursor, { db: options.name, generation, entryBytesMax: options.entryBytesMax });
+    this.snapshotting = { generation, reason, payloads, pageCount, position, appended: 0, firstSeq: 0 };
+    await this.appendSnapshot();
+  }
+
+  /**
+   * Append the snapshot's entries from where the log last stopped taking them (LOG_FULL: the next steps go
+   * on as room comes, and nothing else of this database is appended meanwhile; the read transaction keeps the
+   * frames after the snapshot's point in the WAL). Started again from the first entry, a snapshot larger
+   * than the room replication frees between two steps would never end. The generation is this snapshot's
+   * once it is all in the log.
+   */
+  private async appendSnapshot(): Promise<void> {
+    const { options } = this;
+    const snapshot = this.snapshotting!;
+    await this.appendAll(snapshot.payloads.slice(snapshot.appended), (entries, _bytes, lastSeq) => {
+      if (snapshot.appended === 0) snapshot.firstSeq = lastSeq - entries + 1;
+      snapshot.appended += entries;
+    });
+    this.snapshotting = undefined;
+    const { generation, reason, payloads, pageCount, position } = snapshot;
+    this.generation = generation;
+    this.snapshotSeq = snapshot.firstSeq;
     this.snapshotBytes = payloads.reduce((sum, payload) => sum + payload.length, 0);
     this.bytesSinceSnapshot = 0;
     this.position = position;
@@ -380,7 +444,7 @@ export class SqliteCapture {
     this.persist();
     this.counters.generations++;
     this.generationReason = reason;
-    options.logger.info(`sqlite ${options.name}: new generation ${this.generation} (${reason}): snapshot of ${pageCount} pages`, { event: 'sqlite-generation', db: options.name, generation: this.generation, pages: pageCount, seq: this.counters.lastCommitSeq, reason });
+    options.logger.info(`sqlite ${options.name}: new generation ${generation} (${reason}): snapshot of ${pageCount} pages`, { event: 'sqlite-generation', db: options.name, generation, pages: pageCount, seq: this.counters.lastCommitSeq, reason });
   }
 
   /**
@@ -434,8 +498,11 @@ export class SqliteCapture {
       }
       await this.appendPending();
     } catch (error) {
-      // The position may be past transactions read and not appended: attach anew (a resume checks the log).
-      this.detach();
+      // Transactions read under the barrier and not appended (the read failed after them): the position goes
+      // back to the first, read again at the next step. A refused append has put it after the last one the
+      // log took whole already (appendTransactions) and left none pending.
+      const first = this.pending?.[0];
+      if (first) this.position = { header: first.header, cursor: first.start };
       throw error;
     } finally {
       this.pending = undefined;
@@ -483,10 +550,30 @@ export class SqliteCapture {
     }
   }
 
-  /** Append the transactions read under the barrier, in order. */
+  /** Append the transactions read under the barrier, in order; those after a refused one are read again. */
   private async appendPending(): Promise<void> {
-    for (let next = this.pending?.shift(); next; next = this.pending?.shift()) await this.appendTransactions(next.header, next.frames, next.mtimeMs);
+    for (const next of this.pending?.splice(0) ?? []) await this.appendTransactions(next.header, next.start, next.scan, next.mtimeMs);
   }
+}
+
+/** Transactions read under the barrier: their WAL, the position they were read from, the scan. */
+interface PendingRead {
+  header: WalHeader;
+  start: WalCursor;
+  scan: WalScan;
+  mtimeMs: number;
+}
+
+interface Snapshotting {
+  generation: string;
+  reason: string;
+  payloads: Uint8Array[];
+  pageCount: number;
+  /** Where the capture goes on once the snapshot is in: the WAL's end it was taken at. */
+  position: Position | undefined;
+  /** Entries the log has taken, and the seq of the first. */
+  appended: number;
+  firstSeq: number;
 }
 
 /** Whether a checkpoint backfilled every frame of the WAL and those were exactly the frames copied. */

@@ -80,20 +80,23 @@ export function splitTransaction(base: Omit<SqliteEntry, 'pages' | 'commitPages'
   return out;
 }
 
-/** The WAL frames of whole transactions (a scan's, ending on a commit frame) as entries, in order. */
-export function transactionEntries(base: Omit<SqliteEntry, 'pages' | 'commitPages' | 'flags'>, frames: readonly WalFrame[], perEntry: number): { payloads: Uint8Array[]; commits: number } {
+/**
+ * The WAL frames of whole transactions (a scan's, ending on a commit frame) as entries, in order; `ends[i]`:
+ * the number of payloads up to and including transaction i's last.
+ */
+export function transactionEntries(base: Omit<SqliteEntry, 'pages' | 'commitPages' | 'flags'>, frames: readonly WalFrame[], perEntry: number): { payloads: Uint8Array[]; ends: number[] } {
   const payloads: Uint8Array[] = [];
+  const ends: number[] = [];
   let pages = new Map<number, Uint8Array>();
-  let commits = 0;
   for (const frame of frames) {
     // A page written twice in one transaction (a spilled cache) counts once, with its last image.
     pages.set(frame.pgno, frame.page);
     if (frame.commitPages === 0) continue;
     payloads.push(...splitTransaction(base, [...pages].map(([pgno, page]) => ({ pgno, page })), frame.commitPages, false, perEntry));
+    ends.push(payloads.length);
     pages = new Map();
-    commits++;
   }
-  return { payloads, commits };
+  return { payloads, ends };
 }
 
 /**

@@ -58,6 +58,8 @@ export interface WalScan {
   readonly commits: number;
   /** The cursor just past the last commit frame (the start cursor when there was none). */
   readonly end: WalCursor;
+  /** The cursor just past each commit frame, in order (the last is `end`): where a partial append stops. */
+  readonly commitEnds: WalCursor[];
   /** Valid frames after the last commit: a transaction being written, or torn by a crash. */
   readonly uncommittedFrames: number;
   /** Why the scan stopped: the bytes ran out on a frame boundary, or a frame did not validate. */
@@ -113,6 +115,7 @@ export function walChecksum(bytes: Uint8Array, bigEndian: boolean, start: Checks
 export function scanWalFrames(bytes: Uint8Array, header: WalHeader, start: WalCursor): WalScan {
   const frameBytes = walFrameBytes(header.pageBytes);
   const frames: WalFrame[] = [];
+  const commitEnds: WalCursor[] = [];
   let pending: WalFrame[] = [];
   let commits = 0;
   let end = start;
@@ -142,9 +145,10 @@ export function scanWalFrames(bytes: Uint8Array, header: WalHeader, start: WalCu
       pending = [];
       commits++;
       end = { frameIndex: index + 1, checksum };
+      commitEnds.push(end);
     }
   }
-  return { frames, commits, end, uncommittedFrames: pending.length, stop };
+  return { frames, commits, end, commitEnds, uncommittedFrames: pending.length, stop };
 }
 
 /**

@@ -1,0 +1,129 @@
+// The capture against a full log (LOG_FULL: a standby or the brokers behind, the unreplicated bytes at the
+// hard limit). The application goes on writing into its WAL, which holds what the log cannot take yet; the
+// capture stops checkpointing, so no frame it has not copied leaves the WAL, and goes on from the last
+// transaction the log took whole once replication makes room: no transaction twice in the log (a replica
+// applying one again over later ones would hold a state the application never had), no new generation (a
+// whole snapshot into a full log), and the replica equal to the application's database at the end. And a
+// replica given the first entries of a snapshot and then another generation's transactions drops the cut
+// snapshot instead of finishing it with a transaction's end (which left a corrupt file). Debian's Python
+// sqlite3 is the application; the capture is stepped by hand.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { createFlashLog } from '../../agent/log/index.ts';
+import { decodeSqliteEntry, splitTransaction, SqliteCapture, SqliteReplica, SQLITE_FLAG_SNAPSHOT } from '../../agent/sqlite/index.ts';
+import { LastgaspError, silentLogger, systemClock } from '../../agent/util/index.ts';
+import { startProcess, killAll } from '../support/processes.ts';
+import { tempDir } from '../support/ports.ts';
+import { PYTHON, APP, dump } from './support/python.ts';
+
+const HARD_BYTES = 1536 * 1024;
+
+test('a full log holds the capture back without a transaction twice or a new generation, and it goes on as room comes', async () => {
+  const dir = await tempDir('sqlite-log-full');
+  const log = createFlashLog({ dir: join(dir.path, 'log'), unreplicatedHardBytes: HARD_BYTES });
+  await log.open();
+  const db = join(dir.path, 'app.db');
+  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames: 40, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, logger: silentLogger, clock: systemClock });
+  const replica = new SqliteReplica({ path: join(dir.path, 'replica.db'), name: 'app', dataDir: dir.path, log, logger: silentLogger, clock: systemClock });
+  await replica.load();
+  const status = () => capture.status() as Record<string, number | string | undefined>;
+  const replicated = () => log.markReplicated(log.watermarks().committed);
+  const env = { ...process.env, DB: db, APP_JOURNAL: join(dir.path, 'journal.ndjson'), APP_VACUUM_EVERY: '45' };
+  let fulls = 0;
+  /** One step; a LOG_FULL is counted (and the capture's status says it), any other error fails the test. */
+  const step = async (): Promise<boolean> => {
+    try {
+      await capture.captureNow();
+      return true;
+    } catch (error) {
+      if (!(error instanceof LastgaspError && error.code === 'LOG_FULL')) throw error;
+      fulls++;
+      return false;
+    }
+  };
+  try {
+    const first = startProcess('sqlite-app', PYTHON, [APP], { env: { ...env, APP_TX: '5', APP_SEED: '71' } });
+    await first.exited;
+    await capture.captureNow();
+    replicated();
+    // The application writes while the log is full, and its WAL grows past the checkpoint's bound meanwhile.
+    const app = startProcess('sqlite-app', PYTHON, [APP], { env: { ...env, APP_TX: '120', APP_SEED: '72', APP_TX_DELAY_MS: '2' } });
+    let running = true;
+    void app.exited.then(() => (running = false));
+    while (running) {
+      await step();
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+    assert.ok(fulls > 0, 'the log was full at least once');
+    // Room comes a little at a time, as replication catches up: each step takes what fits.
+    for (let rounds = 0; !(await step()); rounds++) {
+      assert.ok(rounds < 10_000, 'the capture reaches the WAL\'s end');
+      replicated();
+    }
+    assert.equal(status().generations, 1, 'no new generation: every frame waited in the WAL');
+
+    // Every transaction is in the log once: the commit entries there are the commits the capture counted.
+    // A snapshot's entries run from the flagged one to its own commitPages (the snapshot's size), not counted.
+    let commitEntries = 0;
+    let inSnapshot = false;
+    for await (const entry of log.entries(1)) {
+      const decoded = decodeSqliteEntry(entry.payload);
+      if (decoded?.ok) {
+        inSnapshot ||= (decoded.entry.flags & SQLITE_FLAG_SNAPSHOT) !== 0;
+        if (decoded.entry.commitPages !== 0 && !inSnapshot) commitEntries++;
+        if (decoded.entry.commitPages !== 0) inSnapshot = false;
+      }
+      if (entry.seq === log.watermarks().committed) break;
+    }
+    assert.equal(commitEntries, status().commitsCaptured, 'each transaction appended once');
+    await replica.resume();
+    await replica.pause();
+    const [source, copy] = [await dump(db), await dump(join(dir.path, 'replica.db'))];
+    assert.equal(source.txids.length, 125);
+    assert.equal(copy.integrity, 'ok');
+    assert.deepEqual(copy, source, 'the replica is the application database');
+  } finally {
+    await capture.stop();
+    await replica.pause();
+    await killAll();
+    await log.close();
+    await dir.remove();
+  }
+});
+
+test('a snapshot cut short in the log is dropped by the replica, which goes on in its generation', async () => {
+  const dir = await tempDir('sqlite-snapshot-cut');
+  const log = createFlashLog({ dir: join(dir.path, 'log') });
+  await log.open();
+  const db = join(dir.path, 'app.db');
+  const replicaDb = join(dir.path, 'replica.db');
+  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames: 1000, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, logger: silentLogger, clock: systemClock });
+  const replica = new SqliteReplica({ path: replicaDb, name: 'app', dataDir: dir.path, log, logger: silentLogger, clock: systemClock });
+  await replica.load();
+  const env = { ...process.env, DB: db, APP_JOURNAL: join(dir.path, 'journal.ndjson') };
+  try {
+    await startProcess('sqlite-app', PYTHON, [APP], { env: { ...env, APP_TX: '5', APP_SEED: '81' } }).exited;
+    await capture.captureNow();
+    // The first entries of another generation's snapshot, page 1 zeroed among them, and nothing after.
+    const page = new Uint8Array(4096);
+    const cut = splitTransaction({ db: 'app', generation: 'gw-other-1', pageBytes: 4096 }, [1, 2, 3, 4].map((pgno) => ({ pgno, page })), 4, true, 2);
+    await log.appendMany(cut.slice(0, 1));
+    await startProcess('sqlite-app', PYTHON, [APP], { env: { ...env, APP_TX: '20', APP_SEED: '82' } }).exited;
+    await capture.captureNow();
+    await replica.resume();
+    await replica.pause();
+    const [source, copy] = [await dump(db), await dump(replicaDb)];
+    assert.equal(copy.integrity, 'ok');
+    assert.deepEqual(copy, source, 'the replica is the application database');
+    assert.deepEqual([replica.status().snapshotsAbandoned, replica.status().snapshotsApplied], [1, 1]);
+    assert.equal(existsSync(replicaDb + '.lastgasp-new'), false, 'the cut snapshot\'s file is gone');
+  } finally {
+    await capture.stop();
+    await replica.pause();
+    await killAll();
+    await log.close();
+    await dir.remove();
+  }
+});
