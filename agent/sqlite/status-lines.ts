@@ -4,11 +4,13 @@ export function sqliteStatusLines(status: Record<string, unknown>): string[] {
   return databases.map((db) => {
     const error = db.error ? `  ERROR: ${db.error}` : '';
     if (db.role === 'capture') {
+      const refused = Number(db.appendFailures ?? 0) > 0 ? `, ${db.appendFailures} appends refused by the log (the WAL kept them)` : '';
       const lag = db.lagMsP50 === undefined ? 'no lag measured yet' : `lag p50 ${Math.round(db.lagMsP50 as number)} ms, p99 ${Math.round(db.lagMsP99 as number)} ms`;
-      return `  sqlite ${db.name}: capturing, ${db.commitsCaptured} commits (${db.framesCaptured} frames) to seq ${db.lastCommitSeq}, ${lag}, WAL ${db.walBytes} bytes, ${db.checkpoints} checkpoints (${db.fullCheckpoints ?? 0} complete; write barrier busy ${db.barrierBusy ?? 0} times, held ${Math.round(Number(db.barrierMsMax ?? 0))} ms at most), generation ${db.generations}${error}`;
+      return `  sqlite ${db.name}: capturing, ${db.commitsCaptured} commits (${db.framesCaptured} frames) to seq ${db.lastCommitSeq}, ${lag}, WAL ${db.walBytes} bytes, ${db.checkpoints} checkpoints (${db.fullCheckpoints ?? 0} complete; write barrier busy ${db.barrierBusy ?? 0} times, held ${Math.round(Number(db.barrierMsMax ?? 0))} ms at most), generation ${db.generations}${refused}${error}`;
     }
     const aside = db.lastSetAside ? `, own file set aside as ${db.lastSetAside}` : '';
-    return `  sqlite ${db.name}: replica, ${db.commitsApplied} commits and ${db.snapshotsApplied} snapshots applied, to seq ${db.appliedSeq}${aside}`;
+    const abandoned = Number(db.snapshotsAbandoned ?? 0) > 0 ? `, ${db.snapshotsAbandoned} snapshots cut short dropped` : '';
+    return `  sqlite ${db.name}: replica, ${db.commitsApplied} commits and ${db.snapshotsApplied} snapshots applied${abandoned}, to seq ${db.appliedSeq}${aside}`;
   });
 }
 
