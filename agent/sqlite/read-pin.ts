@@ -1,5 +1,5 @@
 /**
- * The capture's read transaction (capture.ts), on a read-only connection of its own: while it holds a
+ * The capture's read transaction (capture.ts), on read-only connections of its own: while it holds a
  * snapshot that includes WAL frames (SQLite's read locks 1..N), no checkpoint backfills past its mark and no
  * writer can start the WAL over, so no frame is overwritten before the capture has copied it.
  *
@@ -13,26 +13,43 @@
 import { LastgaspError } from '../util/index.ts';
 import { isBusy, type SqliteConnection } from './connection.ts';
 
+/**
+ * Two read-only connections taken in turn: the new read transaction begins on the idle one before the old
+ * one ends, so that the WAL is never without the agent's pin between the two. With one connection (end, then
+ * begin) an application that checkpointed everything in that moment could reset the WAL under frames not
+ * yet copied (it needs an application that checkpoints on its own, which the README advises against but
+ * promises to survive).
+ */
 export class ReadPin {
+  private current = 0;
+
   constructor(
-    readonly connection: SqliteConnection,
+    private readonly connections: readonly [SqliteConnection, SqliteConnection],
     private readonly path: string,
     private readonly field: string,
   ) {}
 
-  /** End the read transaction and begin one at the WAL's current end (a statement is what starts it). */
+  /** The connection whose read transaction pins the WAL (snapshots are read inside it). */
+  get connection(): SqliteConnection {
+    return this.connections[this.current]!;
+  }
+
+  /** Begin a read transaction at the WAL's current end (a statement is what starts it), then end the old one. */
   retake(): void {
-    this.release();
-    this.connection.exec('BEGIN');
+    const next = 1 - this.current;
+    const connection = this.connections[next]!;
+    connection.exec('BEGIN');
     try {
-      this.connection.get('SELECT count(*) AS n FROM sqlite_master');
+      connection.get('SELECT count(*) AS n FROM sqlite_master');
     } catch (error) {
-      this.connection.exec('ROLLBACK');
+      connection.exec('ROLLBACK');
       if (isBusy(error)) {
         throw new LastgaspError('SQLITE_UNSUITABLE', `${this.field}.path: ${this.path} cannot be read while the application has it open: it uses PRAGMA locking_mode=EXCLUSIVE (remove that), or holds its lock for a long time`, { path: this.path });
       }
       throw error;
     }
+    this.release();
+    this.current = next;
   }
 
   /**
@@ -48,11 +65,17 @@ export class ReadPin {
   }
 
   /**
-   * The transaction ends here, not at close: libsql closes a connection only once the statements it
+   * The transactions end here, not at close: libsql closes a connection only once the statements it
    * prepared are collected, and until then a transaction left open would go on pinning the WAL.
    */
   close(): void {
-    this.release();
-    this.connection.close();
+    for (const connection of this.connections) {
+      try {
+        connection.exec('COMMIT');
+      } catch {
+        // None was open.
+      }
+      connection.close();
+    }
   }
 }
