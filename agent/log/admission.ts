@@ -34,6 +34,13 @@ export class Admission {
     this.limits = { soft: hardBytes > 0 ? Math.min(softBytes, hardBytes) : softBytes, hard: hardBytes, field };
   }
 
+  /** Bytes an append could add now before `admit` refuses it (the hard limit, the quota); see FlashLog.appendRoom. */
+  room(): number {
+    const { hard } = this.limits;
+    const byHard = hard > 0 ? hard - this.host.unreplicatedBytes() : Number.POSITIVE_INFINITY;
+    return Math.max(0, Math.min(byHard, this.host.spaceLeft() - BATCH_PREFIX_BYTES));
+  }
+
   /** undefined: go ahead now; a promise: wait (throttle or space) and ask again; throws LOG_FULL to refuse. */
   admit(bytes: number, throttled: boolean): Promise<void> | undefined {
     const { host } = this;

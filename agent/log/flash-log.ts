@@ -613,6 +613,10 @@ class SegmentedFlashLog implements FlashLogEngine {
     this.admission.setUnreplicatedLimits(softBytes, hardBytes, field);
   }
 
+  appendRoom(): number {
+    return this.admission.room();
+  }
+
   setRetentionFloor(seq: number): void {
     if (this.marks.setRetentionFloor(seq)) this.pool.scheduleRetention();
   }

@@ -180,6 +180,13 @@ export interface FlashLog {
   setUnreplicatedLimits(softBytes: number, hardBytes: number, field: string): void;
 
   /**
+   * Bytes of records (payload and record header) an append could add now without a LOG_FULL refusal: the
+   * hard limit and the quota, as they stand (a throttle only delays). For a writer that must know before it
+   * commits to something it cannot take back (the SQLite capture's complete checkpoint).
+   */
+  appendRoom(): number;
+
+  /**
    * Entries at or above `seq` may be needed by the application's state (it has no snapshot past them):
    * retention keeps every segment holding a seq >= min(replicated, floor).
    */

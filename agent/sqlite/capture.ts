@@ -48,6 +48,11 @@ const RESNAPSHOT_FACTOR = 4;
 const LAG_SAMPLES = 512;
 /** How soon a transaction seen written and not yet published is read again (capture.readAgainSoon). */
 const PUBLISH_WAIT_MS = 1;
+/**
+ * The most log bytes one WAL frame becomes beside its page: its page number, and (one page per entry at
+ * worst) an entry's framing and a record's header and alignment (entry.ts, 256 + 32).
+ */
+const FRAME_ENTRY_BYTES_MAX = 4 + 256 + 32;
 /** How many times in a row a checkpoint that copied a long tail under the barrier backfills it and tries again. */
 const LONG_TAIL_ROUNDS = 2;
 
@@ -68,6 +73,12 @@ export interface CaptureOptions {
   entryBytesMax: number;
   /** Appends entries in one group commit; resolves with the last one's seq. */
   append(payloads: readonly Uint8Array[]): Promise<number>;
+  /**
+   * Bytes the log would take now (FlashLog.appendRoom). A complete checkpoint under the barrier lets the
+   * application start the WAL over as soon as the barrier is let go, so it runs only when the transactions
+   * read under it fit: those the log then refused would be gone from the WAL, and a new generation follow.
+   */
+  appendRoom?: () => number;
   logger: Logger;
   clock: Clock;
   /** Keep the position across restarts and go on in the same generation when it still holds (capture-state.ts). */
@@ -227,7 +238,12 @@ export class SqliteCapture {
     probe.close();
     const check = await checkDatabase(options.path, `${options.field}.path`, version);
     if (!check.exists) return false;
-    this.reader = new ReadPin(await openSqlite(options.path, true), options.path, options.field);
+    const first = await openSqlite(options.path, true);
+    const second = await openSqlite(options.path, true).catch((error: unknown) => {
+      first.close();
+      throw error;
+    });
+    this.reader = new ReadPin([first, second], options.path, options.field);
     this.checkpointer = new WalCheckpointer(options.path);
     await this.checkpointer.open();
     this.identity = await fileIdentity(options.path);
@@ -486,7 +502,7 @@ export class SqliteCapture {
         const tail = (this.position?.cursor.frameIndex ?? 0) - markedAt;
         const complete = atEnd && checkpointer.held && this.counters.generations === generations;
         longTail = complete && tail > BARRIER_TAIL_FRAMES_MAX;
-        if (complete && !longTail) {
+        if (complete && !longTail && this.pendingFits()) {
           this.reader!.release();
           result = checkpointer.passive();
           this.reader!.retake();
@@ -548,6 +564,14 @@ export class SqliteCapture {
       this.counters.fullCheckpoints++;
       this.expectReset = true;
     }
+  }
+
+  /** Whether the log has room now for the transactions read under the barrier (appendRoom; bytes at most). */
+  private pendingFits(): boolean {
+    const room = this.options.appendRoom?.();
+    if (room === undefined || !this.pending) return true;
+    const bytes = this.pending.reduce((sum, read) => sum + read.scan.frames.length * (read.header.pageBytes + FRAME_ENTRY_BYTES_MAX), 0);
+    return bytes <= room;
   }
 
   /** Append the transactions read under the barrier, in order; those after a refused one are read again. */

@@ -58,6 +58,7 @@ export class SqliteDatabases {
           checkpointFrames: config.checkpointFrames,
           entryBytesMax: options.entryBytesMax,
           append: async (payloads) => (await options.log.appendMany(payloads)).seq,
+          appendRoom: () => options.log.appendRoom(),
           logger,
           clock: options.clock,
           resume: { dataDir: options.dataDir, log: options.log },

@@ -88,10 +88,13 @@ test('the hard unreplicated limit refuses a batch whole, and a batch that fits i
     const refused = await log.appendMany(entries(10, 100, 1)).catch((error: unknown) => error);
     assert.ok(isLastgaspError(refused, 'LOG_FULL'), String(refused));
     assert.equal(log.watermarks().committed, 0);
+    assert.equal(log.appendRoom(), 1024, 'the room says so beforehand: all of the limit, and not the 1280 bytes');
     assert.equal((await log.appendMany(entries(8, 100, 2))).seq, 8);
+    assert.equal(log.appendRoom(), 0, 'eight records of 128 bytes take the limit');
     const second = await log.appendMany(entries(1, 100, 3)).catch((error: unknown) => error);
     assert.ok(isLastgaspError(second, 'LOG_FULL'), 'the limit counts what is committed and not replicated');
     log.markReplicated(8);
+    assert.equal(log.appendRoom(), 1024);
     assert.equal((await log.appendMany(entries(1, 100, 3))).seq, 9, 'admitted again once replicated');
   }, { unreplicatedHardBytes: 1024, fullPolicy: 'reject' });
 });

@@ -25,7 +25,7 @@ test('a full log holds the capture back without a transaction twice or a new gen
   const log = createFlashLog({ dir: join(dir.path, 'log'), unreplicatedHardBytes: HARD_BYTES });
   await log.open();
   const db = join(dir.path, 'app.db');
-  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames: 40, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, logger: silentLogger, clock: systemClock });
+  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames: 40, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, appendRoom: () => log.appendRoom(), logger: silentLogger, clock: systemClock });
   const replica = new SqliteReplica({ path: join(dir.path, 'replica.db'), name: 'app', dataDir: dir.path, log, logger: silentLogger, clock: systemClock });
   await replica.load();
   const status = () => capture.status() as Record<string, number | string | undefined>;
