@@ -42,6 +42,8 @@ import { LagSamples } from './status-lines.ts';
 import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalCursor, type WalHeader, type WalScan } from './wal-format.ts';
 import { CAPTURE_READ_BYTES_MAX, findWalEnd, WalFile, type Position } from './wal-file.ts';
 
+/** The least WAL read per step when the log is nearly full (copy): a transaction of a few pages. */
+const CAPTURE_READ_BYTES_MIN = 64 * 1024;
 /** A generation's snapshot is taken again for retention only after this many times its size in transactions. */
 const RESNAPSHOT_FACTOR = 4;
 /** Lags kept for the p50/p99 in status. */
@@ -303,7 +305,10 @@ export class SqliteCapture {
    * Whether it reached the WAL's end (false: a checkpoint's barrier was let go first, `barrierCopy`).
    */
   private async copy(): Promise<boolean> {
-    let bytesMax = CAPTURE_READ_BYTES_MAX;
+    // No more than the log has room for (appendRoom): what it refused would be read and encoded again.
+    const room = this.options.appendRoom?.();
+    const readBytes = room === undefined ? CAPTURE_READ_BYTES_MAX : Math.max(CAPTURE_READ_BYTES_MIN, Math.min(CAPTURE_READ_BYTES_MAX, room));
+    let bytesMax = readBytes;
     for (;;) {
       const wal = await this.readWal(this.position!, bytesMax);
       if (wal === 'none' || wal === 'new-generation') return true;
@@ -328,7 +333,7 @@ export class SqliteCapture {
       const behind = this.position!.cursor.frameIndex >= WAL_FRAMES_FACTOR * this.options.checkpointFrames;
       if (scan.commits > 0 && behind && !this.checkpointer!.held && (await this.checkpoint(true))) return true;
       // A transaction larger than one read: read more at once until its commit frame is in.
-      bytesMax = scan.commits > 0 ? CAPTURE_READ_BYTES_MAX : bytesMax * 2;
+      bytesMax = scan.commits > 0 ? readBytes : bytesMax * 2;
     }
   }
 
