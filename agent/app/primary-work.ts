@@ -15,7 +15,7 @@ import { UnitRunner, unitEnvFile, type AppControl } from './unit-runner.ts';
 export interface PrimaryDatabases {
   becomePrimary(committed: number): Promise<void>;
   becomeStandby(): Promise<void>;
-  captureFinal(): Promise<Record<string, number>>;
+  captureFinal(roomWaitMs?: number): Promise<Record<string, number>>;
 }
 
 export interface PrimaryWorkOptions {

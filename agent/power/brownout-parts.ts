@@ -58,7 +58,7 @@ export interface BrownoutRoles {
 export interface BrownoutApplication {
   readonly app?: { stop(reason: string): Promise<void> };
   readonly forwarder?: { stop(reason: string, options?: { finalMark?: boolean }): Promise<void> };
-  readonly sqlite?: { captureFinal(): Promise<Record<string, number>> };
+  readonly sqlite?: { captureFinal(roomWaitMs?: number): Promise<Record<string, number>> };
   /** Mains came back before the handoff and this node is still the primary: start the application and the forwarder. */
   restart(): void;
 }

@@ -20,6 +20,8 @@ import type { Input, PowerStateName } from './machine.ts';
 
 /** The most the brownout flush waits for the forwarder's last position before it fences the log. */
 const FORWARD_FINAL_MARK_WAIT_MS = 1000;
+/** The share of the flush budget the last SQLite capture may wait for room in a full log (databases.captureFinal). */
+const SQLITE_ROOM_WAIT_SHARE = 0.5;
 /** The publisher's deadline in the brownout flush lies this far past the budget (see waitFlushed). */
 const FLUSH_DEADLINE_SLACK_MS = 1000;
 /**
@@ -198,7 +200,7 @@ export class Brownout implements BrownoutSteps {
     log.setSyncMode('immediate');
     replication.beginFlush(budgetMs);
     const atStart = log.watermarks();
-    const sqliteCommits = await this.stopPrimaryWork();
+    const sqliteCommits = await this.stopPrimaryWork(budgetMs);
     const fenceSeq = await log.fence('HANDING_OFF', `power is failing and this node is handing off to its sibling; retry against ${this.options.siblings.join(' or ')}`);
     const replicated = log.watermarks().replicated;
     logger.info('flushing the unreplicated tail', {
@@ -226,7 +228,7 @@ export class Brownout implements BrownoutSteps {
    * be gone, so that it never runs on both nodes), the forwarder writes its last position, and the
    * application's last SQLite transactions are captured. Returns those databases' last commits.
    */
-  private async stopPrimaryWork(): Promise<Record<string, number> | undefined> {
+  private async stopPrimaryWork(budgetMs: number): Promise<Record<string, number> | undefined> {
     const { app, forwarder, sqlite } = this.options.application;
     this.appStopping = app?.stop('power is failing: handing off');
     // The forwarder's last position goes in before the fence, so the sibling forwards from the message
@@ -237,7 +239,9 @@ export class Brownout implements BrownoutSteps {
     let sqliteCommits: Record<string, number> | undefined;
     if (sqlite) {
       await this.appStopping;
-      sqliteCommits = await sqlite.captureFinal().catch((error: unknown) => {
+      // A log full of tail not yet replicated takes them as the flush replicates it: for up to half the budget,
+      // which leaves the other half to replicate them in turn.
+      sqliteCommits = await sqlite.captureFinal(budgetMs * SQLITE_ROOM_WAIT_SHARE).catch((error: unknown) => {
         this.options.logger.error('could not capture the last SQLite transactions before the flush', { error });
         return undefined;
       });

@@ -5,7 +5,7 @@
  */
 import { basename, extname } from 'node:path';
 import type { FlashLog } from '../log/index.ts';
-import type { Clock, Logger } from '../util/index.ts';
+import { LastgaspError, type Clock, type Logger } from '../util/index.ts';
 import { SqliteCapture } from './capture.ts';
 import { checkDatabase } from './checks.ts';
 import { openSqlite } from './connection.ts';
@@ -34,6 +34,9 @@ interface Database {
   readonly capture: SqliteCapture;
   readonly replica: SqliteReplica;
 }
+
+/** While the final capture waits for room in a full log: a look again at least this often, or at each replicated mark. */
+const ROOM_RETRY_MS = 20;
 
 export function sqliteName(config: SqliteDatabaseConfig): string {
   return config.name ?? basename(config.path, extname(config.path));
@@ -106,13 +109,36 @@ export class SqliteDatabases {
 
   /**
    * The brownout flush, once the application has stopped: every transaction it committed goes into the log.
-   * Returns each database's last commit as a log seq.
+   * Returns each database's last commit as a log seq. A full log (LOG_FULL: the tail not yet replicated) is
+   * waited out for up to `roomWaitMs` while the flush replicates the tail, which makes room; past that the
+   * refusal is thrown, and the handoff names no commit for these databases.
    */
-  async captureFinal(): Promise<Record<string, number>> {
+  async captureFinal(roomWaitMs = 0): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
     if (this.role !== 'primary') return out;
-    for (const { capture } of this.databases) out[capture.status().name as string] = await capture.captureNow();
+    const untilMs = this.options.clock.monotonicMs() + roomWaitMs;
+    for (const { capture } of this.databases) out[capture.status().name as string] = await this.captureWithRoom(capture, untilMs);
     return out;
+  }
+
+  private async captureWithRoom(capture: SqliteCapture, untilMs: number): Promise<number> {
+    const { clock, log } = this.options;
+    for (;;) {
+      try {
+        return await capture.captureNow();
+      } catch (error) {
+        if (!(error instanceof LastgaspError && error.code === 'LOG_FULL') || clock.monotonicMs() >= untilMs) throw error;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = clock.setTimeout(done, Math.min(ROOM_RETRY_MS, Math.max(0, untilMs - clock.monotonicMs())));
+        const unsubscribe = log.onReplicated(done);
+        function done() {
+          timer.cancel();
+          unsubscribe();
+          resolve();
+        }
+      });
+    }
   }
 
   async stop(): Promise<void> {

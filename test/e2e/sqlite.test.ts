@@ -6,7 +6,10 @@
 //   it starts on gw-b with a database that passes integrity_check, equals gw-a's (sorted iterdump), and
 //   holds every transaction gw-a's application committed; then gw-a's agent is SIGKILLed and gw-b goes on;
 // - SIGKILL of the primary agent (and its application) with silence takeover: gw-b's database is a prefix of
-//   gw-a's commits; gw-a comes back as a standby, sets its own file aside, and follows gw-b's database.
+//   gw-a's commits; gw-a comes back as a standby, sets its own file aside, and follows gw-b's database;
+// - the broker hung (SIGSTOP) with a small log.unreplicatedHardBytes: the log fills, the application goes on
+//   committing into its WAL, the capture takes it once the broker is back, in one generation, and the
+//   brownout's last capture, which finds the log still full, waits for room and hands over every transaction.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -192,6 +195,63 @@ test('SIGKILL of the primary agent and its application: gw-b starts on a prefix 
     await again?.stop();
     await a.stop('SIGKILL');
     await b.stop();
+    await broker.stop();
+    await dir.remove();
+  }
+});
+
+test('brokers away and the log full: the capture waits in the WAL, one generation throughout, and the brownout still hands over every transaction', async (t) => {
+  const dir = await tempDir('e2e-sqlite-log-full');
+  const journalFile = join(dir.path, 'journal.ndjson');
+  const broker = await startMosquitto(dir.path);
+  const pty = await createPtyPair(dir.path);
+  const sim = await startBmsSim(['--protocol', 'bridge', '--serial', pty.devicePath]);
+  const appA = await nodeApp(dir.path, 'gw-a', journalFile);
+  const appB = await nodeApp(dir.path, 'gw-b', journalFile);
+  // A hard limit a few VACUUMs of this application fill (its batches of 1 MiB still fit).
+  const full = { log: { unreplicatedHardBytes: 3 * 1024 * 1024 } };
+  const { a, b } = await startPair(dir.path, 'sqlfull', broker.url, {
+    extraA: { ...appA.config, ...full, power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: 30_000, handoffAckTimeoutMs: 5000, cutDelayMs: 200 } },
+    extraB: { ...appB.config, ...full },
+  });
+  const guard = walGuard([appA.db, appB.db], journalFile);
+  const capture = async () => ((await a.client.status()).sqlite as Array<Record<string, unknown>>)[0]!;
+  try {
+    await a.waitForEvent('power-link', (line) => line.state === 'up');
+    await waitFor('gw-a\'s application to commit 50 transactions', () => (committed(journal(journalFile), 'gw-a').length >= 50 ? true : undefined), 60_000);
+    // The broker hangs: nothing is replicated, and the log fills up to its hard limit.
+    broker.suspend();
+    const refused = await a.waitForEvent('sqlite-append-refused', () => true, 60_000);
+    assert.equal(refused.code, 'LOG_FULL');
+    const during = committed(journal(journalFile), 'gw-a').length;
+    await waitFor('the application to go on committing meanwhile', () => (committed(journal(journalFile), 'gw-a').length >= during + 30 ? true : undefined), 60_000);
+    assert.ok(((await capture()).appendFailures as number) > 0);
+    broker.resume();
+    await a.waitForEvent('sqlite-append-resumed', () => true, 60_000);
+
+    sim.send('ac off');
+    sim.send('brownout');
+    const flush = await a.waitForEvent('flush-start', () => true, 30_000);
+    await a.waitForEvent('handoff', () => true, 60_000);
+    await b.waitForEvent('takeover', () => true, 30_000);
+    const start = await waitFor('the application to start on gw-b', () => journal(journalFile).find((line) => line.node === 'gw-b' && line.event === 'start'), 30_000);
+    const onA = committed(journal(journalFile), 'gw-a');
+    // The last capture found the log still full (the tail behind it not replicated yet) and waited for room.
+    assert.ok((flush.sqliteCommits as Record<string, number> | undefined)?.app, `the flush names the database's last commit: ${JSON.stringify(flush)}`);
+    assert.equal(start.integrity, 'ok');
+    assert.deepEqual(start.txids, range(1, onA.at(-1)!), 'every transaction gw-a\'s application committed is in gw-b\'s database, and nothing else');
+    assert.equal(start.dumpSha, (await dump(appA.db)).dumpSha, 'gw-b\'s database equals gw-a\'s (sorted iterdump)');
+    const last = await capture();
+    assert.equal(last.generations, 1, `no new generation: the WAL kept what the log could not take (${JSON.stringify(last)})`);
+    t.diagnostic(`the WALs grew to ${guard.largest()} bytes at most; gw-a's capture: ${JSON.stringify(last)}`);
+    guard.check();
+  } finally {
+    guard.stop();
+    broker.resume();
+    await a.stop('SIGKILL');
+    await b.stop();
+    await sim.stop();
+    await pty.close();
     await broker.stop();
     await dir.remove();
   }
