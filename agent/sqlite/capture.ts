@@ -480,6 +480,9 @@ export class SqliteCapture {
   private async checkpoint(behind = false, again = LONG_TAIL_ROUNDS): Promise<boolean> {
     const checkpointer = this.checkpointer!;
     if (this.barrierTries++ === 0 && (await this.checkpointUnbarriered())) return true;
+    // A log nearly full could not take what the copy under the barrier reads, and the checkpoint would not run
+    // (pendingFits): the writers are not held for nothing.
+    if ((this.options.appendRoom?.() ?? Number.POSITIVE_INFINITY) < CAPTURE_READ_BYTES_MIN) return false;
     if (!checkpointer.tryBarrier(barrierSpinMs(this.barrierTries, behind))) {
       this.counters.barrierBusy++;
       return false;
