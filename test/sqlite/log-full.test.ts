@@ -9,6 +9,7 @@
 // sqlite3 is the application; the capture is stepped by hand.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createFlashLog } from '../../agent/log/index.ts';
@@ -32,7 +33,7 @@ test('a full log holds the capture back without a transaction twice or a new gen
   const replicated = () => log.markReplicated(log.watermarks().committed);
   const env = { ...process.env, DB: db, APP_JOURNAL: join(dir.path, 'journal.ndjson'), APP_VACUUM_EVERY: '45' };
   let fulls = 0;
-  /** One step; a LOG_FULL is counted (and the capture's status says it), any other error fails the test. */
+  /** One step; a LOG_FULL is counted (as the capture's status counts it), any other error fails the test. */
   const step = async (): Promise<boolean> => {
     try {
       await capture.captureNow();
@@ -57,6 +58,7 @@ test('a full log holds the capture back without a transaction twice or a new gen
       await new Promise((resolve) => setTimeout(resolve, 3));
     }
     assert.ok(fulls > 0, 'the log was full at least once');
+    assert.ok((status().appendFailures as number) >= fulls, 'the capture counts the refusals');
     // Room comes a little at a time, as replication catches up: each step takes what fits.
     for (let rounds = 0; !(await step()); rounds++) {
       assert.ok(rounds < 10_000, 'the capture reaches the WAL\'s end');
@@ -64,20 +66,26 @@ test('a full log holds the capture back without a transaction twice or a new gen
     }
     assert.equal(status().generations, 1, 'no new generation: every frame waited in the WAL');
 
-    // Every transaction is in the log once: the commit entries there are the commits the capture counted.
-    // A snapshot's entries run from the flagged one to its own commitPages (the snapshot's size), not counted.
-    let commitEntries = 0;
+    // Every transaction is in the log once: no two commit entries alike (each carries its transaction's
+    // tx_log row), and as many as the commits the capture counted. A snapshot's entries run from the flagged
+    // one to its own commitPages (the snapshot's size), not counted.
+    const commitEntries = new Set<string>();
+    let commits = 0;
     let inSnapshot = false;
     for await (const entry of log.entries(1)) {
       const decoded = decodeSqliteEntry(entry.payload);
       if (decoded?.ok) {
         inSnapshot ||= (decoded.entry.flags & SQLITE_FLAG_SNAPSHOT) !== 0;
-        if (decoded.entry.commitPages !== 0 && !inSnapshot) commitEntries++;
+        if (decoded.entry.commitPages !== 0 && !inSnapshot) {
+          commits++;
+          commitEntries.add(createHash('sha256').update(entry.payload).digest('hex'));
+        }
         if (decoded.entry.commitPages !== 0) inSnapshot = false;
       }
       if (entry.seq === log.watermarks().committed) break;
     }
-    assert.equal(commitEntries, status().commitsCaptured, 'each transaction appended once');
+    assert.equal(commitEntries.size, commits, 'no transaction twice in the log');
+    assert.equal(commits, status().commitsCaptured, 'each transaction appended once');
     await replica.resume();
     await replica.pause();
     const [source, copy] = [await dump(db), await dump(join(dir.path, 'replica.db'))];
