@@ -29,6 +29,14 @@
  * LASTGASP_BENCH_ROUNDS times (3) with the rows mix and LASTGASP_BENCH_MAINTENANCE_ROUNDS times (1) with the
  * maintenance mix, interleaved; medians are printed, and the last line is one JSON object. Not part of
  * `npm test`.
+ *
+ * Then the brownout flush of a database tail (`brownout` in the JSON line; LASTGASP_BENCH_BROWNOUT_ROUNDS
+ * times, 1): the rows mix runs on gw-a until the broker hangs (SIGSTOP) for BROWNOUT_STALL_MS, so that a
+ * tail of the application's transactions piles up unreplicated, as behind an uplink that stalled; then the
+ * broker comes back and the BMS reports a brownout at once. It prints the tail (entries and bytes not yet
+ * replicated), the flush's time (the application stopped, its last commits captured, the tail replicated:
+ * flushMs), the handoff's and the application's start on gw-b after the brownout, and whether gw-b's
+ * database holds every transaction gw-a's application saw committed.
  */
 import { execFile } from 'node:child_process';
 import { closeSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
@@ -37,7 +45,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startPair } from '../support/agents.ts';
+import { startBmsSim } from '../support/bms-sim.ts';
 import { startMosquitto } from '../support/mosquitto.ts';
+import { createPtyPair } from '../support/pty.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 import { processCpuMs } from './proc-cpu.ts';
@@ -48,6 +58,9 @@ const APP = fileURLToPath(new URL('../fixtures/sqlite-app.py', import.meta.url))
 const TX_COUNT = Number(process.env.LASTGASP_BENCH_TX ?? 2000);
 const ROUNDS = Number(process.env.LASTGASP_BENCH_ROUNDS ?? 3);
 const MAINTENANCE_ROUNDS = Number(process.env.LASTGASP_BENCH_MAINTENANCE_ROUNDS ?? 1);
+const BROWNOUT_ROUNDS = Number(process.env.LASTGASP_BENCH_BROWNOUT_ROUNDS ?? 1);
+/** How long the broker hangs before the brownout: the tail the flush has to carry. */
+const BROWNOUT_STALL_MS = 2000;
 /** The application's environment for each mix (sqlite-app.py's defaults are the maintenance mix). */
 const MIXES = { rows: { APP_SCHEMA_EVERY: '0', APP_INDEX_EVERY: '0', APP_VACUUM_EVERY: '0' }, maintenance: {} } as const;
 type Mix = keyof typeof MIXES;
@@ -197,6 +210,69 @@ async function withAgent(mix: Mix): Promise<WithAgent> {
   }
 }
 
+interface BrownoutRound {
+  tailEntries: number;
+  tailMB: number;
+  /** Transactions gw-a's application committed that gw-b's copy did not have at the brownout. */
+  tailTx: number;
+  flushMs: number;
+  handoffMs: number;
+  appOnSiblingMs: number;
+  complete: boolean;
+}
+
+/** One brownout with a database tail (see the header); times from the BMS's brownout report. */
+async function brownoutRound(): Promise<BrownoutRound> {
+  const dir = await tempDir('bench-sqlite-brownout');
+  const broker = await startMosquitto(dir.path);
+  const pty = await createPtyPair(dir.path);
+  const sim = await startBmsSim(['--protocol', 'bridge', '--serial', pty.devicePath]);
+  const journal = join(dir.path, 'journal.ndjson');
+  const app = (node: string) => ({ app: { command: [PYTHON, APP], env: { ...MIXES.rows, DB: join(dir.path, `${node}-db`, 'app.db'), APP_JOURNAL: journal, LASTGASP_NODE: node }, stopTimeoutMs: 5000, sqlite: [{ path: join(dir.path, `${node}-db`, 'app.db'), name: 'app' }] } });
+  await mkdir(join(dir.path, 'gw-a-db'));
+  await mkdir(join(dir.path, 'gw-b-db'));
+  const power = { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: 30_000, handoffAckTimeoutMs: 5000, cutDelayMs: 200 };
+  const { a, b } = await startPair(dir.path, 'benchsqlbo', broker.url, { extraA: { ...app('gw-a'), power }, extraB: app('gw-b') });
+  const committed = (node: string) => lines(journal).filter((line) => line.node === node && line.event === 'commit').map((line) => line.txid!);
+  try {
+    await a.waitForEvent('power-link', (line) => line.state === 'up', 30_000);
+    await waitFor('the application to commit 300 transactions', () => (committed('gw-a').length >= 300 ? true : undefined), 120_000, 250);
+    broker.suspend();
+    await new Promise((resolve) => setTimeout(resolve, BROWNOUT_STALL_MS));
+    const status = await a.client.status();
+    const tailBytes = (status.log as { unreplicatedBytes: number }).unreplicatedBytes;
+    const onSibling = await replicaTxid(join(dir.path, 'gw-b-db', 'app.db'));
+    broker.resume();
+    const brownoutAt = Date.now();
+    sim.send('ac off');
+    sim.send('brownout');
+    const flushStart = await a.waitForEvent('flush-start', () => true, 60_000);
+    const flushed = await a.waitForEvent('flush-done', () => true, 60_000);
+    const handoff = await a.waitForEvent('handoff', () => true, 60_000);
+    const start = await waitFor('the application to start on gw-b', () => lines(journal).find((line) => line.node === 'gw-b' && line.event === 'start'), 60_000, 50);
+    const onA = committed('gw-a');
+    const seen = start as Line & { txids?: number[]; integrity?: string };
+    const complete = seen.integrity === 'ok' && JSON.stringify(seen.txids) === JSON.stringify(onA.map((_, index) => index + 1)) && onA.at(-1) === onA.length;
+    return {
+      tailEntries: flushStart.tail as number,
+      tailMB: tailBytes / 1024 / 1024,
+      tailTx: onA.length - Math.max(0, onSibling),
+      flushMs: flushed.flushMs as number,
+      handoffMs: Date.parse(handoff.time as string) - brownoutAt,
+      appOnSiblingMs: start.atMs - brownoutAt,
+      complete,
+    };
+  } finally {
+    broker.resume();
+    await a.stop('SIGKILL');
+    await b.stop();
+    await sim.stop();
+    await pty.close();
+    await broker.stop();
+    await dir.remove();
+  }
+}
+
 function median(values: number[]): number {
   const sorted = [...values].sort((x, y) => x - y);
   return sorted[Math.floor(sorted.length / 2)]!;
@@ -242,7 +318,16 @@ async function main(): Promise<void> {
     console.log(`| ${mix} | ${runs[mix].withs.length} | ${s.appTxPerSAlone} | ${s.appTxPerS} | ${(s.appTxPerS / s.appTxPerSAlone).toFixed(2)} | ${s.laterRatio} | ${s.lagP50Ms} / ${s.lagP99Ms} | ${s.cpuMsPerTx.primary} / ${s.cpuMsPerTx.standby} | ${s.rssMB} | ${s.walMaxMB} |`);
   }
   console.log(`${TX_COUNT} transactions per run (medians)`);
-  console.log(JSON.stringify({ ...rows, maintenance }));
+  const brownouts: BrownoutRound[] = [];
+  for (let round = 0; round < BROWNOUT_ROUNDS; round++) {
+    const r = await brownoutRound();
+    brownouts.push(r);
+    console.log(`brownout round ${round + 1}: a tail of ${r.tailEntries} entries (${r.tailMB.toFixed(1)} MB not replicated after the broker hung ${BROWNOUT_STALL_MS} ms; ${r.tailTx} of the application's transactions not yet in gw-b's copy) flushed in ${r.flushMs} ms (the application stopped and its last commits captured first), handoff at ${r.handoffMs} ms, the application running on gw-b at ${r.appOnSiblingMs.toFixed(0)} ms after the brownout; every committed transaction there: ${r.complete ? 'yes' : 'NO'}`);
+  }
+  const brownout = brownouts.length
+    ? { tailEntries: median(brownouts.map((r) => r.tailEntries)), tailMB: Number(median(brownouts.map((r) => r.tailMB)).toFixed(1)), tailTx: median(brownouts.map((r) => r.tailTx)), flushMs: median(brownouts.map((r) => r.flushMs)), handoffMs: median(brownouts.map((r) => r.handoffMs)), appOnSiblingMs: Math.round(median(brownouts.map((r) => r.appOnSiblingMs))), complete: brownouts.every((r) => r.complete) }
+    : undefined;
+  console.log(JSON.stringify({ ...rows, maintenance, brownout }));
 }
 
 main()
