@@ -79,18 +79,43 @@ async function nodeApp(dir: string, node: string, journalFile: string) {
   return { db, config: { app: { command: [PYTHON, APP], env: { DB: db, APP_JOURNAL: journalFile, APP_TX_DELAY_MS: '3' }, stopTimeoutMs: 5000, sqlite: [{ path: db, name: 'app' }] } } };
 }
 
+/**
+ * A broker, and gw-a and gw-b each with its application (nodeApp); gw-a's power source is the BMS simulator on
+ * a pty, which browns it out on demand. `extra` goes into both agents' configs.
+ */
+async function brownoutPair(dir: string, group: string, journalFile: string, extra: Record<string, unknown> = {}) {
+  const broker = await startMosquitto(dir);
+  const pty = await createPtyPair(dir);
+  const sim = await startBmsSim(['--protocol', 'bridge', '--serial', pty.devicePath]);
+  const appA = await nodeApp(dir, 'gw-a', journalFile);
+  const appB = await nodeApp(dir, 'gw-b', journalFile);
+  const { a, b } = await startPair(dir, group, broker.url, {
+    extraA: { ...appA.config, ...extra, power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: 30_000, handoffAckTimeoutMs: 5000, cutDelayMs: 200 } },
+    extraB: { ...appB.config, ...extra },
+  });
+  return {
+    broker,
+    sim,
+    a,
+    b,
+    appA,
+    appB,
+    async stop() {
+      broker.resume();
+      await a.stop('SIGKILL');
+      await b.stop();
+      await sim.stop();
+      await pty.close();
+      await broker.stop();
+    },
+  };
+}
+
 test('brownout: the application stops on gw-a, and starts on gw-b with the same database holding every transaction it committed', async (t) => {
   const dir = await tempDir('e2e-sqlite-brownout');
   const journalFile = join(dir.path, 'journal.ndjson');
-  const broker = await startMosquitto(dir.path);
-  const pty = await createPtyPair(dir.path);
-  const sim = await startBmsSim(['--protocol', 'bridge', '--serial', pty.devicePath]);
-  const appA = await nodeApp(dir.path, 'gw-a', journalFile);
-  const appB = await nodeApp(dir.path, 'gw-b', journalFile);
-  const { a, b } = await startPair(dir.path, 'sqlmove', broker.url, {
-    extraA: { ...appA.config, power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: 30_000, handoffAckTimeoutMs: 5000, cutDelayMs: 200 } },
-    extraB: appB.config,
-  });
+  const pair = await brownoutPair(dir.path, 'sqlmove', journalFile);
+  const { sim, a, b, appA, appB } = pair;
   const guard = walGuard([appA.db, appB.db], journalFile);
   try {
     await a.waitForEvent('power-link', (line) => line.state === 'up');
@@ -131,11 +156,7 @@ test('brownout: the application stops on gw-a, and starts on gw-b with the same 
     guard.check();
   } finally {
     guard.stop();
-    await a.stop('SIGKILL');
-    await b.stop();
-    await sim.stop();
-    await pty.close();
-    await broker.stop();
+    await pair.stop();
     await dir.remove();
   }
 });
@@ -203,17 +224,9 @@ test('SIGKILL of the primary agent and its application: gw-b starts on a prefix 
 test('brokers away and the log full: the capture waits in the WAL, one generation throughout, and the brownout still hands over every transaction', async (t) => {
   const dir = await tempDir('e2e-sqlite-log-full');
   const journalFile = join(dir.path, 'journal.ndjson');
-  const broker = await startMosquitto(dir.path);
-  const pty = await createPtyPair(dir.path);
-  const sim = await startBmsSim(['--protocol', 'bridge', '--serial', pty.devicePath]);
-  const appA = await nodeApp(dir.path, 'gw-a', journalFile);
-  const appB = await nodeApp(dir.path, 'gw-b', journalFile);
   // A hard limit a few VACUUMs of this application fill (its batches of 1 MiB still fit).
-  const full = { log: { unreplicatedHardBytes: 3 * 1024 * 1024 } };
-  const { a, b } = await startPair(dir.path, 'sqlfull', broker.url, {
-    extraA: { ...appA.config, ...full, power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: 30_000, handoffAckTimeoutMs: 5000, cutDelayMs: 200 } },
-    extraB: { ...appB.config, ...full },
-  });
+  const pair = await brownoutPair(dir.path, 'sqlfull', journalFile, { log: { unreplicatedHardBytes: 3 * 1024 * 1024 } });
+  const { broker, sim, a, b, appA, appB } = pair;
   const guard = walGuard([appA.db, appB.db], journalFile);
   const capture = async () => ((await a.client.status()).sqlite as Array<Record<string, unknown>>)[0]!;
   try {
@@ -247,12 +260,7 @@ test('brokers away and the log full: the capture waits in the WAL, one generatio
     guard.check();
   } finally {
     guard.stop();
-    broker.resume();
-    await a.stop('SIGKILL');
-    await b.stop();
-    await sim.stop();
-    await pty.close();
-    await broker.stop();
+    await pair.stop();
     await dir.remove();
   }
 });
