@@ -21,7 +21,7 @@
  *    the capture goes on after the last transaction the log took whole, checkpoints nothing meanwhile (the
  *    WAL keeps what the log could not take, and grows), and a snapshot goes on from its last entry taken.
  *
- * One class of some 570 lines: the copy, the checkpoint and a new generation each move the same three things
+ * One class of some 610 lines: the copy, the checkpoint and a new generation each move the same three things
  * (the position, the read pin and the barrier), and splitting them would pass all three back and forth. What
  * stands apart is in files of its own: reading the WAL (wal-file.ts), the barrier and the checkpoints
  * (checkpointer.ts), the position file (capture-state.ts), the entries (entry.ts), the spacing of steps
