@@ -150,10 +150,13 @@ export class SqliteCapture {
     this.snapshotting = undefined;
   }
 
-  /** Copy every transaction committed so far; resolves with the log seq of the last one captured (0: none). */
+  /**
+   * Copy every transaction committed so far; resolves with the log seq of the last one captured (0: none).
+   * A failure is the caller's to handle, and status says it as it does a background step's.
+   */
   async captureNow(): Promise<number> {
     const step = this.chain.then(() => this.step());
-    this.chain = step.catch(() => undefined);
+    this.chain = step.catch((error: unknown) => this.failed(error));
     await step;
     return this.counters.lastCommitSeq;
   }

@@ -33,13 +33,14 @@ test('a full log holds the capture back without a transaction twice or a new gen
   const replicated = () => log.markReplicated(log.watermarks().committed);
   const env = { ...process.env, DB: db, APP_JOURNAL: join(dir.path, 'journal.ndjson'), APP_VACUUM_EVERY: '45' };
   let fulls = 0;
-  /** One step; a LOG_FULL is counted (as the capture's status counts it), any other error fails the test. */
+  /** One step; a LOG_FULL is counted (as the capture's status counts and names it), any other error fails the test. */
   const step = async (): Promise<boolean> => {
     try {
       await capture.captureNow();
       return true;
     } catch (error) {
       if (!(error instanceof LastgaspError && error.code === 'LOG_FULL')) throw error;
+      assert.match(String(status().error), /is full/, 'status says why');
       fulls++;
       return false;
     }
