@@ -71,26 +71,28 @@ function walGuard(dbs: readonly string[], journalFile: string) {
   };
 }
 
-/** Each node's application and database: its own file, the same name in the log. */
-async function nodeApp(dir: string, node: string, journalFile: string) {
+/** Each node's application and database: its own file, the same name in the log. `env`: more of sqlite-app.py's settings. */
+async function nodeApp(dir: string, node: string, journalFile: string, env: Record<string, string> = {}) {
   const dbDir = join(dir, `${node}-db`);
   await mkdir(dbDir, { recursive: true });
   const db = join(dbDir, 'app.db');
-  return { db, config: { app: { command: [PYTHON, APP], env: { DB: db, APP_JOURNAL: journalFile, APP_TX_DELAY_MS: '3' }, stopTimeoutMs: 5000, sqlite: [{ path: db, name: 'app' }] } } };
+  return { db, config: { app: { command: [PYTHON, APP], env: { DB: db, APP_JOURNAL: journalFile, APP_TX_DELAY_MS: '3', ...env }, stopTimeoutMs: 5000, sqlite: [{ path: db, name: 'app' }] } } };
 }
 
 /**
- * A broker, and gw-a and gw-b each with its application (nodeApp); gw-a's power source is the BMS simulator on
- * a pty, which browns it out on demand. `extra` goes into both agents' configs.
+ * A broker, and gw-a and gw-b each with its application (nodeApp, `appEnv`); gw-a's power source is the BMS
+ * simulator on a pty, which browns it out on demand (a flush budget of `flushBudgetMs`). `extra` goes into
+ * both agents' configs.
  */
-async function brownoutPair(dir: string, group: string, journalFile: string, extra: Record<string, unknown> = {}) {
+async function brownoutPair(dir: string, group: string, journalFile: string, options: { extra?: Record<string, unknown>; appEnv?: Record<string, string>; flushBudgetMs?: number } = {}) {
+  const extra = options.extra ?? {};
   const broker = await startMosquitto(dir);
   const pty = await createPtyPair(dir);
   const sim = await startBmsSim(['--protocol', 'bridge', '--serial', pty.devicePath]);
-  const appA = await nodeApp(dir, 'gw-a', journalFile);
-  const appB = await nodeApp(dir, 'gw-b', journalFile);
+  const appA = await nodeApp(dir, 'gw-a', journalFile, options.appEnv);
+  const appB = await nodeApp(dir, 'gw-b', journalFile, options.appEnv);
   const { a, b } = await startPair(dir, group, broker.url, {
-    extraA: { ...appA.config, ...extra, power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: 30_000, handoffAckTimeoutMs: 5000, cutDelayMs: 200 } },
+    extraA: { ...appA.config, ...extra, power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: options.flushBudgetMs ?? 30_000, handoffAckTimeoutMs: 5000, cutDelayMs: 200 } },
     extraB: { ...appB.config, ...extra },
   });
   return {
@@ -224,8 +226,10 @@ test('SIGKILL of the primary agent and its application: gw-b starts on a prefix 
 test('brokers away and the log full: the capture waits in the WAL, one generation throughout, and the brownout still hands over every transaction', async (t) => {
   const dir = await tempDir('e2e-sqlite-log-full');
   const journalFile = join(dir.path, 'journal.ndjson');
-  // A hard limit a few VACUUMs of this application fill (its batches of 1 MiB still fit).
-  const pair = await brownoutPair(dir.path, 'sqlfull', journalFile, { log: { unreplicatedHardBytes: 3 * 1024 * 1024 } });
+  // A hard limit some hundred transactions of this application fill (its batches of 1 MiB still fit); no
+  // VACUUM, so that the tail behind the limit stays a few MB, which the last capture takes within half the
+  // flush budget (a minute: on a loaded machine the limit lets only 3 MiB replicate per round trip).
+  const pair = await brownoutPair(dir.path, 'sqlfull', journalFile, { extra: { log: { unreplicatedHardBytes: 3 * 1024 * 1024 } }, appEnv: { APP_VACUUM_EVERY: '0' }, flushBudgetMs: 60_000 });
   const { broker, sim, a, b, appA, appB } = pair;
   const guard = walGuard([appA.db, appB.db], journalFile);
   const capture = async () => ((await a.client.status()).sqlite as Array<Record<string, unknown>>)[0]!;
@@ -244,7 +248,8 @@ test('brokers away and the log full: the capture waits in the WAL, one generatio
 
     sim.send('ac off');
     sim.send('brownout');
-    const flush = await a.waitForEvent('flush-start', () => true, 30_000);
+    // The flush starts once the last capture is in, which may wait up to half the budget (30 s).
+    const flush = await a.waitForEvent('flush-start', () => true, 45_000);
     await a.waitForEvent('handoff', () => true, 60_000);
     await b.waitForEvent('takeover', () => true, 30_000);
     const start = await waitFor('the application to start on gw-b', () => journal(journalFile).find((line) => line.node === 'gw-b' && line.event === 'start'), 30_000);
