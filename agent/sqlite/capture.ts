@@ -381,18 +381,18 @@ export class SqliteCapture {
     const perEntry = pagesPerEntry(this.options.entryBytesMax, header.pageBytes);
     const { payloads, ends } = transactionEntries({ db: this.options.name, generation: this.generation, pageBytes: header.pageBytes }, scan.frames, perEntry);
     let appended = 0;
-    let whole = ends.length;
+    let refused = true;
     try {
       await this.appendAll(payloads, (entries, bytes) => {
         appended += entries;
         this.bytesSinceSnapshot += bytes;
       });
-    } catch (error) {
-      whole = ends.filter((end) => end <= appended).length;
-      this.position = { header, cursor: whole === 0 ? start : scan.commitEnds[whole - 1]! };
-      throw error;
+      refused = false;
     } finally {
+      const whole = refused ? ends.filter((end) => end <= appended).length : ends.length;
       const cursor = whole === 0 ? start : scan.commitEnds[whole - 1]!;
+      // Refused: the next step reads again after the last transaction the log took whole.
+      if (refused) this.position = { header, cursor };
       this.counters.framesCaptured += cursor.frameIndex - start.frameIndex;
       this.counters.commitsCaptured += whole;
       if (whole > 0) this.lags.record(this.options.clock.nowMs() - mtimeMs);
