@@ -21,14 +21,34 @@ import { PYTHON, APP, dump } from './support/python.ts';
 
 const HARD_BYTES = 1536 * 1024;
 
+/** A log (unreplicatedHardBytes `hardBytes`, 0: none), a capture of `dir`/app.db wired to it as the agent wires it, and a replica of it. */
+async function rig(dir: string, hardBytes: number, checkpointFrames: number) {
+  const log = createFlashLog({ dir: join(dir, 'log'), unreplicatedHardBytes: hardBytes });
+  await log.open();
+  const db = join(dir, 'app.db');
+  const replicaDb = join(dir, 'replica.db');
+  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, appendRoom: () => log.appendRoom(), logger: silentLogger, clock: systemClock });
+  const replica = new SqliteReplica({ path: replicaDb, name: 'app', dataDir: dir, log, logger: silentLogger, clock: systemClock });
+  await replica.load();
+  return {
+    log,
+    db,
+    replicaDb,
+    capture,
+    replica,
+    async close() {
+      await capture.stop();
+      await replica.pause();
+      await killAll();
+      await log.close();
+    },
+  };
+}
+
 test('a full log holds the capture back without a transaction twice or a new generation, and it goes on as room comes', async () => {
   const dir = await tempDir('sqlite-log-full');
-  const log = createFlashLog({ dir: join(dir.path, 'log'), unreplicatedHardBytes: HARD_BYTES });
-  await log.open();
-  const db = join(dir.path, 'app.db');
-  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames: 40, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, appendRoom: () => log.appendRoom(), logger: silentLogger, clock: systemClock });
-  const replica = new SqliteReplica({ path: join(dir.path, 'replica.db'), name: 'app', dataDir: dir.path, log, logger: silentLogger, clock: systemClock });
-  await replica.load();
+  const r = await rig(dir.path, HARD_BYTES, 40);
+  const { log, db, capture, replica } = r;
   const status = () => capture.status() as Record<string, number | string | undefined>;
   const replicated = () => log.markReplicated(log.watermarks().committed);
   const env = { ...process.env, DB: db, APP_JOURNAL: join(dir.path, 'journal.ndjson'), APP_VACUUM_EVERY: '45' };
@@ -89,28 +109,20 @@ test('a full log holds the capture back without a transaction twice or a new gen
     assert.equal(commits, status().commitsCaptured, 'each transaction appended once');
     await replica.resume();
     await replica.pause();
-    const [source, copy] = [await dump(db), await dump(join(dir.path, 'replica.db'))];
+    const [source, copy] = [await dump(db), await dump(r.replicaDb)];
     assert.equal(source.txids.length, 125);
     assert.equal(copy.integrity, 'ok');
     assert.deepEqual(copy, source, 'the replica is the application database');
   } finally {
-    await capture.stop();
-    await replica.pause();
-    await killAll();
-    await log.close();
+    await r.close();
     await dir.remove();
   }
 });
 
 test('a snapshot cut short in the log is dropped by the replica, which goes on in its generation', async () => {
   const dir = await tempDir('sqlite-snapshot-cut');
-  const log = createFlashLog({ dir: join(dir.path, 'log') });
-  await log.open();
-  const db = join(dir.path, 'app.db');
-  const replicaDb = join(dir.path, 'replica.db');
-  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames: 1000, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, logger: silentLogger, clock: systemClock });
-  const replica = new SqliteReplica({ path: replicaDb, name: 'app', dataDir: dir.path, log, logger: silentLogger, clock: systemClock });
-  await replica.load();
+  const r = await rig(dir.path, 0, 1000);
+  const { log, db, replicaDb, capture, replica } = r;
   const env = { ...process.env, DB: db, APP_JOURNAL: join(dir.path, 'journal.ndjson') };
   try {
     await startProcess('sqlite-app', PYTHON, [APP], { env: { ...env, APP_TX: '5', APP_SEED: '81' } }).exited;
@@ -129,10 +141,7 @@ test('a snapshot cut short in the log is dropped by the replica, which goes on i
     assert.deepEqual([replica.status().snapshotsAbandoned, replica.status().snapshotsApplied], [1, 1]);
     assert.equal(existsSync(replicaDb + '.lastgasp-new'), false, 'the cut snapshot\'s file is gone');
   } finally {
-    await capture.stop();
-    await replica.pause();
-    await killAll();
-    await log.close();
+    await r.close();
     await dir.remove();
   }
 });
