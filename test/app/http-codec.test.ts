@@ -189,6 +189,12 @@ test('every head the fast path takes in a random-mutation loop is read the same 
       const head = result.head;
       const read = await llhttpReads(port, seen, mutated);
       const context = `seed ${seed} round ${round}: ${JSON.stringify(String.fromCharCode(...mutated))}`;
+      if (head.headBytes + head.bodyBytes > mutated.length) {
+        // A Content-Length grown past the bytes sent (a digit inserted): both wait for the rest of the body,
+        // and the connection's end leaves llhttp without a request too.
+        assert.equal(read, undefined, `llhttp read a request whose body was not all sent (${context})`);
+        continue;
+      }
       assert.ok(read, `llhttp refused a head the fast path took (${context})`);
       assert.equal(read.method, head.method, context);
       assert.equal(read.url, head.target, context);
