@@ -87,25 +87,35 @@ test('a full log holds the capture back without a transaction twice or a new gen
     }
     assert.equal(status().generations, 1, 'no new generation: every frame waited in the WAL');
 
-    // Every transaction is in the log once: no two commit entries alike (each carries its transaction's
-    // tx_log row), and as many as the commits the capture counted. A snapshot's entries run from the flagged
-    // one to its own commitPages (the snapshot's size), not counted.
-    const commitEntries = new Set<string>();
+    // Every transaction is in the log once: no two transactions alike (each writes its own tx_log row), and
+    // as many as the commits the capture counted. A transaction is the pages since the last commit, each
+    // page's last image kept (as the replica keeps them): a refused transaction's first entries come again
+    // with the rest. Its commit entry alone is not enough, since a transaction split over entries may end
+    // with pages another one wrote alike (seen: two ending in the same one page). A snapshot's entries run from
+    // the flagged one to its own commitPages (the snapshot's size), not counted.
+    const transactions = new Set<string>();
     let commits = 0;
     let inSnapshot = false;
+    let pages = new Map<number, Uint8Array>();
     for await (const entry of log.entries(1)) {
       const decoded = decodeSqliteEntry(entry.payload);
       if (decoded?.ok) {
         inSnapshot ||= (decoded.entry.flags & SQLITE_FLAG_SNAPSHOT) !== 0;
+        for (const { pgno, page } of decoded.entry.pages) pages.set(pgno, page);
         if (decoded.entry.commitPages !== 0 && !inSnapshot) {
           commits++;
-          commitEntries.add(createHash('sha256').update(entry.payload).digest('hex'));
+          const digest = createHash('sha256');
+          for (const pgno of [...pages.keys()].sort((x, y) => x - y)) digest.update(String(pgno)).update(pages.get(pgno)!);
+          transactions.add(digest.digest('hex'));
         }
-        if (decoded.entry.commitPages !== 0) inSnapshot = false;
+        if (decoded.entry.commitPages !== 0) {
+          inSnapshot = false;
+          pages = new Map();
+        }
       }
       if (entry.seq === log.watermarks().committed) break;
     }
-    assert.equal(commitEntries.size, commits, 'no transaction twice in the log');
+    assert.equal(transactions.size, commits, 'no transaction twice in the log');
     assert.equal(commits, status().commitsCaptured, 'each transaction appended once');
     await replica.resume();
     await replica.pause();
