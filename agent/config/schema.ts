@@ -296,6 +296,7 @@ export const configSchema = object(
               copyIntervalMs: integer({ description: 'While the application writes, the WAL is copied at most once per this interval: the transactions committed meanwhile go into the log with one fsync and to the standby in one batch, instead of one each. The capture lags by up to this much more. 0: copy at every change.', default: 10, min: 0, max: 1000, unit: 'ms' }),
               applyIntervalMs: integer({ description: 'On a standby, what new commits bring is applied to the copy at most once per this interval (each apply costs two fsyncs): the copy lags by up to this much; a takeover applies everything first. 0: apply after every commit.', default: 100, min: 0, max: 10_000, unit: 'ms' }),
               checkpointFrames: integer({ description: 'The agent checkpoints (PASSIVE) once this many copied frames are in the WAL: it bounds the WAL.', default: 1000, min: 1, max: 1_000_000 }),
+              walBytesMax: bytes({ description: 'While the log refuses the capture\'s appends (the brokers away and log.unreplicatedHard* reached), the WAL keeps the transactions not yet in the log and grows; past this many bytes they are given up: the WAL starts over, the standby keeps its copy as of the last transaction the log took, and a new snapshot of the database follows once the log has room (README, "SQLite databases").', default: 256 * 1024 * 1024, min: 1024 * 1024 }),
             },
             { description: 'A SQLite database that follows leadership with the application.' },
           ),

@@ -20,6 +20,8 @@
  * 5. A log that refuses appends (LOG_FULL: replication behind) holds the capture back, not the application:
  *    the capture goes on after the last transaction the log took whole, checkpoints nothing meanwhile (the
  *    WAL keeps what the log could not take, and grows), and a snapshot goes on from its last entry taken.
+ *    Past walBytesMax it gives up what the log could not take (giveUp): the WAL is checkpointed and starts
+ *    over, and a new generation follows once the log has room for the database.
  *
  * One class of some 610 lines: the copy, the checkpoint and a new generation each move the same three things
  * (the position, the read pin and the barrier), and splitting them would pass all three back and forth. What
@@ -29,7 +31,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { Clock, Logger, LastgaspError, TimerHandle } from '../util/index.ts';
+import { LastgaspError, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
 import { openSqlite } from './connection.ts';
 import { BARRIER_HOLD_MAX_MS, BARRIER_TAIL_FRAMES_MAX, barrierSpinMs, checkpointDue, WAL_FRAMES_FACTOR, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
 import { CaptureStateFile, captureStatePath, fileIdentity, loadCaptureState, resumable, type CaptureResumeOptions } from './capture-state.ts';
@@ -39,7 +41,7 @@ import { ReadPin } from './read-pin.ts';
 import { StepSpacing } from './step-spacing.ts';
 import { snapshotPayloads } from './snapshot-pages.ts';
 import { LagSamples } from './status-lines.ts';
-import { decodeWalHeader, scanWalFrames, WAL_HEADER_BYTES, type WalCursor, type WalHeader, type WalScan } from './wal-format.ts';
+import { decodeWalHeader, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalCursor, type WalHeader, type WalScan } from './wal-format.ts';
 import { CAPTURE_READ_BYTES_MAX, findWalEnd, WalFile, type Position } from './wal-file.ts';
 
 /** The least WAL read per step when the log is nearly full (copy): a transaction of a few pages. */
@@ -55,6 +57,8 @@ const PUBLISH_WAIT_MS = 1;
  * worst) an entry's framing and a record's header and alignment (entry.ts, 256 + 32).
  */
 const FRAME_ENTRY_BYTES_MAX = 4 + 256 + 32;
+/** A snapshot's entries weigh a little more than its pages (page numbers, entry and record framing). */
+const SNAPSHOT_OVERHEAD = 1.05;
 /** How many times in a row a checkpoint that copied a long tail under the barrier backfills it and tries again. */
 const LONG_TAIL_ROUNDS = 2;
 
@@ -81,6 +85,13 @@ export interface CaptureOptions {
    * read under it fit: those the log then refused would be gone from the WAL, and a new generation follow.
    */
   appendRoom?: () => number;
+  /** Whether the log holds nothing unreplicated: its room is then the most it will be (giveUp). */
+  logCaughtUp?: () => boolean;
+  /**
+   * The most bytes of committed frames the WAL may hold while the log refuses the capture's appends (the WAL
+   * keeps what the log could not take); past it they are given up (giveUp). Undefined: no bound.
+   */
+  walBytesMax?: number;
   logger: Logger;
   clock: Clock;
   /** Keep the position across restarts and go on in the same generation when it still holds (capture-state.ts). */
@@ -108,7 +119,7 @@ export class SqliteCapture {
   private lastError: string | undefined;
   private generationReason = '';
   private readonly lags = new LagSamples(LAG_SAMPLES);
-  readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, appendFailures: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, fullCheckpoints: 0, barrierTakes: 0, barrierBusy: 0, barrierMsMax: 0, lastCommitSeq: 0, walBytes: 0 };
+  readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, appendFailures: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, fullCheckpoints: 0, barrierTakes: 0, barrierBusy: 0, barrierMsMax: 0, lastCommitSeq: 0, walBytes: 0, walGiveUps: 0 };
 
   constructor(private readonly options: CaptureOptions) {
     this.spacing = new StepSpacing(options.clock, options.copyIntervalMs ?? 0);
@@ -163,7 +174,7 @@ export class SqliteCapture {
 
   status(): Record<string, unknown> {
     const [lagMsP50, lagMsP99] = this.lags.quantiles([0.5, 0.99]);
-    return { name: this.options.name, path: this.options.path, role: 'capture', generation: this.generation, generationReason: this.generationReason, ...this.counters, lagMsP50, lagMsP99, error: this.lastError };
+    return { name: this.options.name, path: this.options.path, role: 'capture', generation: this.generation, generationReason: this.generationReason, ...this.counters, walGivenUp: this.givenUp !== undefined, lagMsP50, lagMsP99, error: this.lastError };
   }
 
   private schedule(): void {
@@ -215,10 +226,18 @@ export class SqliteCapture {
         throw error;
       }
     }
-    // A snapshot the log refused part of goes on first: nothing of this database is appended before it ends.
-    if (this.snapshotting) await this.appendSnapshot();
-    const before = this.position?.cursor.frameIndex;
-    await this.copy();
+    let before: number | undefined;
+    try {
+      // Frames given up for the WAL's bound: nothing is copied before a new generation.
+      if (this.givenUp) await this.afterGiveUp();
+      // A snapshot the log refused part of goes on first: nothing of this database is appended before it ends.
+      if (this.snapshotting) await this.appendSnapshot();
+      before = this.position?.cursor.frameIndex;
+      await this.copy();
+    } catch (error) {
+      if (this.appendFailing && !this.givenUp) await this.boundWal();
+      throw error;
+    }
     // Not while appends fail (a full log): the frames not in the log yet must stay in the WAL, which grows.
     if (!this.appendFailing && checkpointDue(this.position, this.lastCheckpoint, this.options.checkpointFrames, this.position?.cursor.frameIndex === before)) await this.checkpoint();
     // A standby that fell behind the log's retention waits for a snapshot after the gap (replica.ts): one
@@ -279,6 +298,8 @@ export class SqliteCapture {
   private pending: PendingRead[] | undefined;
   /** The last append failed (LOG_FULL, most often): no checkpoint until one succeeds. */
   private appendFailing = false;
+  /** What was given up for the WAL's bound (giveUp), until the new generation that follows. */
+  private givenUp: { reason: string } | undefined;
   /** A new generation whose snapshot the log has taken part of (appendSnapshot). */
   private snapshotting: Snapshotting | undefined;
   /** A checkpoint's copy under the barrier, which a timer lets go after BARRIER_HOLD_MAX_MS. */
@@ -416,6 +437,86 @@ export class SqliteCapture {
     }
     if (this.appendFailing) this.options.logger.info(`sqlite ${this.options.name}: the log takes the capture's appends again`, { event: 'sqlite-append-resumed', db: this.options.name });
     this.appendFailing = false;
+  }
+
+  /**
+   * The WAL's bound while the log refuses appends: past walBytesMax of committed frames, what the log could
+   * not take is given up, and a snapshot waiting for room with it (its read transaction holds the WAL as the
+   * capture's does; a standby given its first entries drops it at the next generation's, replica.ts). The
+   * read transaction ends and the WAL is checkpointed whole, so the application's next write starts it over;
+   * the standby keeps its copy as of the last transaction the log took, and a new generation follows once the
+   * log has room (afterGiveUp). The file keeps the size it grew to (SQLite writes it again from its start) and
+   * grows no further.
+   */
+  private async boundWal(): Promise<void> {
+    const { options } = this;
+    const max = options.walBytesMax;
+    if (max === undefined) return;
+    const wal = await this.walCommitted();
+    if (wal.bytes <= max) return;
+    const dropped = this.snapshotting;
+    this.snapshotting = undefined;
+    const reason = `the WAL outgrew walBytesMax (${wal.bytes} bytes committed, the most ${max}) while the log refused the capture's appends: the transactions not yet in the log were given up${dropped ? `, with generation ${dropped.generation}'s snapshot` : ''}`;
+    this.givenUp = { reason };
+    this.counters.walGiveUps++;
+    options.logger.warn(`sqlite ${options.name}: ${reason}; the WAL starts over, and a new snapshot follows once the log has room`, { event: 'sqlite-wal-given-up', db: options.name, walBytes: wal.bytes, walBytesMax: max, seq: this.counters.lastCommitSeq, droppedSnapshot: dropped?.generation });
+    this.reader!.release();
+    this.expectReset = false;
+    this.checkpointGivenUp();
+  }
+
+  /**
+   * After a give-up nothing is copied until the log has room for a snapshot of the database (or holds nothing
+   * unreplicated: its room is then the most it will be); meanwhile the WAL is checkpointed as it fills, and
+   * the step fails with LOG_FULL (the brownout's last capture waits for room, as for any refusal). Then a new
+   * generation, whose snapshot stands for the frames given up.
+   */
+  private async afterGiveUp(): Promise<void> {
+    const { options } = this;
+    const room = options.appendRoom?.() ?? Number.POSITIVE_INFINITY;
+    const needed = Math.max(CAPTURE_READ_BYTES_MIN, Math.ceil(this.databaseBytes() * SNAPSHOT_OVERHEAD));
+    if (room < needed && !(room >= CAPTURE_READ_BYTES_MIN && options.logCaughtUp?.())) {
+      if ((await this.walCommitted()).frames >= options.checkpointFrames) this.checkpointGivenUp();
+      throw new LastgaspError('LOG_FULL', `sqlite ${options.name}: waiting for ${needed} bytes of room in the log (it has ${room}) for a new snapshot; ${this.givenUp!.reason}`);
+    }
+    const { reason } = this.givenUp!;
+    this.givenUp = undefined;
+    await this.newGeneration(reason);
+  }
+
+  /** The database's size as SQLite sees it (the file's, or more with pages only in the WAL so far). */
+  private databaseBytes(): number {
+    const row = this.reader!.connection.get('SELECT page_count * page_size AS bytes FROM pragma_page_count(), pragma_page_size()');
+    return Number(row?.bytes ?? 0);
+  }
+
+  /**
+   * The whole WAL checkpointed with nothing of the agent's pinned (giveUp), under the barrier: a checkpoint
+   * complete while a writer is in its transaction is not enough, since that writer adds its frames without
+   * starting the WAL over (it began on a read mark past the start), and so does every writer after it. Under
+   * the barrier none is in a transaction, and the next one begins on the file alone and starts the WAL over.
+   * Without the barrier (a writer kept it the whole spin) the checkpoint still backfills; the next step tries again.
+   */
+  private checkpointGivenUp(): void {
+    const checkpointer = this.checkpointer!;
+    const held = checkpointer.tryBarrier(barrierSpinMs(1, false));
+    let result: CheckpointResult;
+    try {
+      result = checkpointer.passive();
+    } finally {
+      if (held) checkpointer.releaseBarrier();
+    }
+    this.counters.checkpoints++;
+    if (result.full) this.counters.fullCheckpoints++;
+  }
+
+  /** The frames SQLite counts as committed in the WAL (its index's mxFrame) and their bytes: what it holds until its next reset. */
+  private async walCommitted(): Promise<{ frames: number; bytes: number }> {
+    this.wal ??= new WalFile(this.options.path + '-wal');
+    const file = await this.wal.read(undefined, 0);
+    const decoded = file && file.head.length === WAL_HEADER_BYTES ? decodeWalHeader(file.head) : undefined;
+    if (!decoded?.ok) return { frames: 0, bytes: 0 };
+    return { frames: file!.committedFrames, bytes: walFrameOffset(decoded.header.pageBytes, file!.committedFrames) };
   }
 
   /**

@@ -18,6 +18,7 @@ export interface SqliteDatabaseConfig {
   copyIntervalMs?: number;
   applyIntervalMs?: number;
   checkpointFrames: number;
+  walBytesMax?: number;
 }
 
 export interface SqliteDatabasesOptions {
@@ -62,6 +63,8 @@ export class SqliteDatabases {
           entryBytesMax: options.entryBytesMax,
           append: async (payloads) => (await options.log.appendMany(payloads)).seq,
           appendRoom: () => options.log.appendRoom(),
+          logCaughtUp: () => options.log.watermarks().replicated >= options.log.watermarks().committed,
+          walBytesMax: config.walBytesMax,
           logger,
           clock: options.clock,
           resume: { dataDir: options.dataDir, log: options.log },

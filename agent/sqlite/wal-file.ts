@@ -36,6 +36,8 @@ export interface WalRead {
    * file-change event has already come, and no other may follow: the capture reads again shortly.
    */
   unpublished: boolean;
+  /** The frames of this WAL that SQLite counts as committed (the index's `mxFrame`; 0 when unknown). */
+  committedFrames: number;
 }
 
 /**
@@ -80,7 +82,7 @@ export class WalFile {
     }
     const more = pageBytes > 0 && end - from - length >= frameBytes;
     const unpublished = !more && pageBytes > 0 && committed >= fromFrame && framesOfWal(fd, head, walFrameOffset(pageBytes, committed), info.size);
-    return { head, frames: frames.subarray(0, length), size: info.size, mtimeMs: info.mtimeMs, more, unpublished };
+    return { head, frames: frames.subarray(0, length), size: info.size, mtimeMs: info.mtimeMs, more, unpublished, committedFrames: committed };
   }
 
   close(): void {

@@ -52,10 +52,10 @@ test('lastgasp status: one line per database, capturing or replica', () => {
   // A full log's refusals and a snapshot cut short are said when there were any.
   const [capture, replica] = sqliteStatusLines({
     sqlite: [
-      { name: 'app', role: 'capture', commitsCaptured: 1, framesCaptured: 2, lastCommitSeq: 3, walBytes: 0, checkpoints: 0, generations: 1, appendFailures: 4, error: 'log full' },
+      { name: 'app', role: 'capture', commitsCaptured: 1, framesCaptured: 2, lastCommitSeq: 3, walBytes: 0, checkpoints: 0, generations: 1, appendFailures: 4, walGiveUps: 1, walGivenUp: true, error: 'log full' },
       { name: 'app', role: 'replica', commitsApplied: 1, snapshotsApplied: 2, snapshotsAbandoned: 1, appliedSeq: 3 },
     ],
   });
-  assert.match(capture!, /generation 1, 4 appends refused by the log \(the WAL kept them\)  ERROR: log full$/);
+  assert.match(capture!, /generation 1, 4 appends refused by the log \(the WAL kept them\), 1 times past walBytesMax with the log full \(frames given up, a new snapshot after\): waiting for room for that snapshot  ERROR: log full$/);
   assert.equal(replica, '  sqlite app: replica, 1 commits and 2 snapshots applied, 1 snapshots cut short dropped, to seq 3');
 });

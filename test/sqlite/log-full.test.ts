@@ -5,12 +5,14 @@
 // applying one again over later ones would hold a state the application never had), no new generation (a
 // whole snapshot into a full log), and the replica equal to the application's database at the end. And a
 // replica given the first entries of a snapshot and then another generation's transactions drops the cut
-// snapshot instead of finishing it with a transaction's end (which left a corrupt file). Debian's Python
-// sqlite3 is the application; the capture is stepped by hand.
+// snapshot instead of finishing it with a transaction's end (which left a corrupt file). And past
+// walBytesMax the capture gives up what the log could not take: the WAL starts over instead of growing on,
+// the replica stays a consistent older copy, and a new generation brings it level once the log has room.
+// Debian's Python sqlite3 is the application; the capture is stepped by hand.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createFlashLog } from '../../agent/log/index.ts';
 import { decodeSqliteEntry, splitTransaction, SqliteCapture, SqliteReplica, SQLITE_FLAG_SNAPSHOT } from '../../agent/sqlite/index.ts';
@@ -22,12 +24,12 @@ import { PYTHON, APP, dump } from './support/python.ts';
 const HARD_BYTES = 1536 * 1024;
 
 /** A log (unreplicatedHardBytes `hardBytes`, 0: none), a capture of `dir`/app.db wired to it as the agent wires it, and a replica of it. */
-async function rig(dir: string, hardBytes: number, checkpointFrames: number) {
+async function rig(dir: string, hardBytes: number, checkpointFrames: number, walBytesMax?: number) {
   const log = createFlashLog({ dir: join(dir, 'log'), unreplicatedHardBytes: hardBytes });
   await log.open();
   const db = join(dir, 'app.db');
   const replicaDb = join(dir, 'replica.db');
-  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, appendRoom: () => log.appendRoom(), logger: silentLogger, clock: systemClock });
+  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, appendRoom: () => log.appendRoom(), logCaughtUp: () => log.watermarks().replicated >= log.watermarks().committed, walBytesMax, logger: silentLogger, clock: systemClock });
   const replica = new SqliteReplica({ path: replicaDb, name: 'app', dataDir: dir, log, logger: silentLogger, clock: systemClock });
   await replica.load();
   return {
@@ -150,6 +152,86 @@ test('a snapshot cut short in the log is dropped by the replica, which goes on i
     assert.deepEqual(copy, source, 'the replica is the application database');
     assert.deepEqual([replica.status().snapshotsAbandoned, replica.status().snapshotsApplied], [1, 1]);
     assert.equal(existsSync(replicaDb + '.lastgasp-new'), false, 'the cut snapshot\'s file is gone');
+  } finally {
+    await r.close();
+    await dir.remove();
+  }
+});
+
+test('past walBytesMax with the log full, the frames it could not take are given up: the WAL starts over, and a new generation follows once there is room', async () => {
+  const dir = await tempDir('sqlite-wal-give-up');
+  const walBytesMax = 1024 * 1024;
+  const r = await rig(dir.path, HARD_BYTES, 40, walBytesMax);
+  const { log, db, replicaDb, capture, replica } = r;
+  const status = () => capture.status() as Record<string, number | string | boolean | undefined>;
+  const replicated = () => log.markReplicated(log.watermarks().committed);
+  const env = { ...process.env, DB: db, APP_JOURNAL: join(dir.path, 'journal.ndjson'), APP_VACUUM_EVERY: '30' };
+  const walSize = () => (existsSync(db + '-wal') ? statSync(db + '-wal').size : 0);
+  let waitedForRoom = false;
+  const step = async (): Promise<boolean> => {
+    // The step that gives up fails with the log's refusal, and so does a snapshot the log took part of; a
+    // step that gave up before and still waits for room, with what it waits for.
+    const givenUp = status().walGivenUp;
+    try {
+      await capture.captureNow();
+      return true;
+    } catch (error) {
+      if (!(error instanceof LastgaspError && error.code === 'LOG_FULL')) throw error;
+      if (givenUp && status().walGivenUp) {
+        assert.match(String(status().error), /waiting for \d+ bytes of room in the log .* walBytesMax/, 'status says what it waits for');
+        waitedForRoom = true;
+      }
+      return false;
+    }
+  };
+  try {
+    await startProcess('sqlite-app', PYTHON, [APP], { env: { ...env, APP_TX: '5', APP_SEED: '91' } }).exited;
+    await capture.captureNow();
+    replicated();
+    // The application writes (a VACUUM every 30 transactions: the whole database through the WAL) while the
+    // log stays full; the WAL would grow by all of it.
+    const app = startProcess('sqlite-app', PYTHON, [APP], { env: { ...env, APP_TX: '240', APP_SEED: '92', APP_TX_DELAY_MS: '1' } });
+    let running = true;
+    void app.exited.then(() => (running = false));
+    let walMax = 0;
+    while (running) {
+      await step();
+      walMax = Math.max(walMax, walSize());
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
+    await step();
+    const { txids } = await dump(db);
+    // Past the bound by at most what was written between two steps: a VACUUM is the whole database (without
+    // the bound this WAL grew to 9-15 MB).
+    const databaseBytes = statSync(db).size;
+    assert.ok(walMax <= walBytesMax + 2 * databaseBytes, `the WAL at most ${walMax} bytes (walBytesMax ${walBytesMax}, the database ${databaseBytes})`);
+    assert.ok(Number(status().walGiveUps) >= 1, 'the capture gave up at least once');
+    assert.equal(status().walGivenUp, true);
+    assert.ok(waitedForRoom, 'it waited for room, saying so');
+    assert.equal(status().generations, 1, 'no snapshot into a full log');
+
+    // Meanwhile the replica is an older state of the application's database, whole.
+    await replica.resume();
+    await replica.pause();
+    const older = await dump(replicaDb);
+    assert.equal(older.integrity, 'ok');
+    assert.ok(older.txids.length >= 5 && older.txids.length < txids.length, `an older copy (${older.txids.length} of ${txids.length} transactions)`);
+    assert.deepEqual(older.txids, txids.slice(0, older.txids.length), 'a prefix of what the application committed');
+
+    // Room comes as replication catches up: a new generation, and the replica level with the application.
+    for (let rounds = 0; !(await step()); rounds++) {
+      assert.ok(rounds < 10_000, 'the capture starts a new generation');
+      replicated();
+    }
+    assert.equal(status().walGivenUp, false);
+    assert.equal(status().generations, 2, 'one new generation');
+    assert.match(String(status().generationReason), /walBytesMax/);
+    await replica.resume();
+    await replica.pause();
+    const [source, copy] = [await dump(db), await dump(replicaDb)];
+    assert.equal(source.txids.length, 245);
+    assert.equal(copy.integrity, 'ok');
+    assert.deepEqual(copy, source, 'the replica is the application database');
   } finally {
     await r.close();
     await dir.remove();
