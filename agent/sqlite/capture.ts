@@ -59,6 +59,14 @@ const PUBLISH_WAIT_MS = 1;
 const FRAME_ENTRY_BYTES_MAX = 4 + 256 + 32;
 /** A snapshot's entries weigh a little more than its pages (page numbers, entry and record framing). */
 const SNAPSHOT_OVERHEAD = 1.05;
+/**
+ * After a snapshot dropped for the WAL's bound, the next one that does not fit the log's room whole waits
+ * this long, doubled for each dropped in a row, up to the most: a database larger than the room (a small
+ * log.unreplicatedHardBytes) behind an application that outwrites the link would otherwise be read and
+ * partly sent again every second, never to finish (seen: 67 in a minute in the end-to-end test).
+ */
+const SNAPSHOT_RETRY_MS = 1000;
+const SNAPSHOT_RETRY_MS_MAX = 5 * 60_000;
 /** How many times in a row a checkpoint that copied a long tail under the barrier backfills it and tries again. */
 const LONG_TAIL_ROUNDS = 2;
 
@@ -299,7 +307,9 @@ export class SqliteCapture {
   /** The last append failed (LOG_FULL, most often): no checkpoint until one succeeds. */
   private appendFailing = false;
   /** What was given up for the WAL's bound (giveUp), until the new generation that follows. */
-  private givenUp: { reason: string } | undefined;
+  private givenUp: { reason: string; retryAtMs: number } | undefined;
+  /** Snapshots dropped for the WAL's bound since the last generation that got into the log whole. */
+  private snapshotsDropped = 0;
   /** A new generation whose snapshot the log has taken part of (appendSnapshot). */
   private snapshotting: Snapshotting | undefined;
   /** A checkpoint's copy under the barrier, which a timer lets go after BARRIER_HOLD_MAX_MS. */
@@ -457,9 +467,12 @@ export class SqliteCapture {
     const dropped = this.snapshotting;
     this.snapshotting = undefined;
     const reason = `the WAL outgrew walBytesMax (${wal.bytes} bytes committed, the most ${max}) while the log refused the capture's appends: the transactions not yet in the log were given up${dropped ? `, with generation ${dropped.generation}'s snapshot` : ''}`;
-    this.givenUp = { reason };
+    if (dropped) this.snapshotsDropped++;
+    const retryMs = dropped ? Math.min(SNAPSHOT_RETRY_MS_MAX, SNAPSHOT_RETRY_MS * 2 ** (this.snapshotsDropped - 1)) : 0;
+    this.givenUp = { reason, retryAtMs: options.clock.nowMs() + retryMs };
     this.counters.walGiveUps++;
-    options.logger.warn(`sqlite ${options.name}: ${reason}; the WAL starts over, and a new snapshot follows once the log has room`, { event: 'sqlite-wal-given-up', db: options.name, walBytes: wal.bytes, walBytesMax: max, seq: this.counters.lastCommitSeq, droppedSnapshot: dropped?.generation });
+    const when = retryMs > 0 ? `; one larger than the log's room is tried again in ${retryMs / 1000} s at the earliest` : '';
+    options.logger.warn(`sqlite ${options.name}: ${reason}; the WAL starts over, and a new snapshot follows once the log has room${when}`, { event: 'sqlite-wal-given-up', db: options.name, walBytes: wal.bytes, walBytesMax: max, seq: this.counters.lastCommitSeq, droppedSnapshot: dropped?.generation, snapshotsDropped: this.snapshotsDropped });
     this.reader!.release();
     this.expectReset = false;
     this.checkpointGivenUp();
@@ -467,17 +480,23 @@ export class SqliteCapture {
 
   /**
    * After a give-up nothing is copied until the log has room for a snapshot of the database (or holds nothing
-   * unreplicated: its room is then the most it will be); meanwhile the WAL is checkpointed as it fills, and
-   * the step fails with LOG_FULL (the brownout's last capture waits for room, as for any refusal). Then a new
-   * generation, whose snapshot stands for the frames given up.
+   * unreplicated, its room then the most it will be, and any retry delay after dropped snapshots is over:
+   * SNAPSHOT_RETRY_MS); meanwhile the WAL is checkpointed as it fills (at
+   * checkpointFrames, or half walBytesMax if that is less), and the step fails with LOG_FULL (the brownout's
+   * last capture waits for room, as for any refusal). Then a new generation, whose snapshot stands for the
+   * frames given up.
    */
   private async afterGiveUp(): Promise<void> {
     const { options } = this;
     const room = options.appendRoom?.() ?? Number.POSITIVE_INFINITY;
     const needed = Math.max(CAPTURE_READ_BYTES_MIN, Math.ceil(this.databaseBytes() * SNAPSHOT_OVERHEAD));
-    if (room < needed && !(room >= CAPTURE_READ_BYTES_MIN && options.logCaughtUp?.())) {
-      if ((await this.walCommitted()).frames >= options.checkpointFrames) this.checkpointGivenUp();
-      throw new LastgaspError('LOG_FULL', `sqlite ${options.name}: waiting for ${needed} bytes of room in the log (it has ${room}) for a new snapshot; ${this.givenUp!.reason}`);
+    const retryInMs = this.givenUp!.retryAtMs - options.clock.nowMs();
+    if (room < needed && !(room >= CAPTURE_READ_BYTES_MIN && retryInMs <= 0 && options.logCaughtUp?.())) {
+      const wal = await this.walCommitted();
+      if (wal.frames >= options.checkpointFrames || 2 * wal.bytes > (options.walBytesMax ?? Number.POSITIVE_INFINITY)) this.checkpointGivenUp();
+      // Said the same way at each step (the capture logs a failure when its message changes).
+      const retry = retryInMs > 0 ? `, or for the retry after ${this.snapshotsDropped} snapshots dropped in a row` : '';
+      throw new LastgaspError('LOG_FULL', `waiting for room in the log for a new snapshot (about ${Math.ceil(needed / 1048576)} MiB)${retry}; ${this.givenUp!.reason}`);
     }
     const { reason } = this.givenUp!;
     this.givenUp = undefined;
@@ -495,11 +514,14 @@ export class SqliteCapture {
    * complete while a writer is in its transaction is not enough, since that writer adds its frames without
    * starting the WAL over (it began on a read mark past the start), and so does every writer after it. Under
    * the barrier none is in a transaction, and the next one begins on the file alone and starts the WAL over.
-   * Without the barrier (a writer kept it the whole spin) the checkpoint still backfills; the next step tries again.
+   * Without the barrier (a writer kept it the whole spin) the checkpoint still backfills, and the next step
+   * tries again with a longer spin (barrierSpinMs), as the barrier's checkpoint does.
    */
   private checkpointGivenUp(): void {
     const checkpointer = this.checkpointer!;
-    const held = checkpointer.tryBarrier(barrierSpinMs(1, false));
+    const held = checkpointer.tryBarrier(barrierSpinMs(++this.barrierTries, false));
+    if (held) this.barrierTries = 0;
+    else this.counters.barrierBusy++;
     let result: CheckpointResult;
     try {
       result = checkpointer.passive();
@@ -555,6 +577,7 @@ export class SqliteCapture {
       snapshot.appended += entries;
     });
     this.snapshotting = undefined;
+    this.snapshotsDropped = 0;
     const { generation, reason, payloads, pageCount, position } = snapshot;
     this.generation = generation;
     this.snapshotSeq = snapshot.firstSeq;

@@ -9,10 +9,12 @@
 //   gw-a's commits; gw-a comes back as a standby, sets its own file aside, and follows gw-b's database;
 // - the broker hung (SIGSTOP) with a small log.unreplicatedHardBytes: the log fills, the application goes on
 //   committing into its WAL, the capture takes it once the broker is back, in one generation, and the
-//   brownout's last capture, which finds the log still full, waits for room and hands over every transaction.
+//   brownout's last capture, which finds the log still full, waits for room and hands over every transaction;
+// - the same past walBytesMax: the capture gives up what the log could not take, the WAL stops growing, a new
+//   generation follows once the broker is back, and the brownout still hands over every transaction.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startMosquitto } from '../support/mosquitto.ts';
@@ -41,6 +43,22 @@ function range(first: number, last: number): number[] {
   return Array.from({ length: Math.max(0, last - first + 1) }, (_, index) => first + index);
 }
 
+/**
+ * SIGKILL every application the journal names (its start lines carry the pid). An application whose agent
+ * was SIGKILLed goes on writing, with wal_autocheckpoint=0 nothing bounds its WAL any more, and it holds the
+ * agent's output pipes, so the harness's stop of that agent waits for it: a test that failed before its
+ * brownout once hung there, the application filling the disk.
+ */
+function killApps(journalFile: string): void {
+  for (const line of journal(journalFile).filter((entry) => entry.event === 'start')) {
+    try {
+      process.kill(line.pid, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
 /** A WAL past this means the checkpointing broke (an early version filled /tmp): the test fails and stops it. */
 const WAL_BYTES_MAX = 256 * 1024 * 1024;
 
@@ -54,13 +72,7 @@ function walGuard(dbs: readonly string[], journalFile: string) {
       largest.set(db, Math.max(largest.get(db) ?? 0, bytes));
       if (bytes <= WAL_BYTES_MAX) continue;
       exceeded ??= `${db}-wal grew to ${bytes} bytes`;
-      for (const line of journal(journalFile).filter((entry) => entry.event === 'start')) {
-        try {
-          process.kill(line.pid, 'SIGKILL');
-        } catch {
-          // Already gone.
-        }
-      }
+      killApps(journalFile);
     }
   }, 500);
   return {
@@ -71,26 +83,26 @@ function walGuard(dbs: readonly string[], journalFile: string) {
   };
 }
 
-/** Each node's application and database: its own file, the same name in the log. `env`: more of sqlite-app.py's settings. */
-async function nodeApp(dir: string, node: string, journalFile: string, env: Record<string, string> = {}) {
+/** Each node's application and database: its own file, the same name in the log. `env`: more of sqlite-app.py's settings; `sqlite`: of the database's config. */
+async function nodeApp(dir: string, node: string, journalFile: string, env: Record<string, string> = {}, sqlite: Record<string, unknown> = {}) {
   const dbDir = join(dir, `${node}-db`);
   await mkdir(dbDir, { recursive: true });
   const db = join(dbDir, 'app.db');
-  return { db, config: { app: { command: [PYTHON, APP], env: { DB: db, APP_JOURNAL: journalFile, APP_TX_DELAY_MS: '3', ...env }, stopTimeoutMs: 5000, sqlite: [{ path: db, name: 'app' }] } } };
+  return { db, config: { app: { command: [PYTHON, APP], env: { DB: db, APP_JOURNAL: journalFile, APP_TX_DELAY_MS: '3', ...env }, stopTimeoutMs: 5000, sqlite: [{ path: db, name: 'app', ...sqlite }] } } };
 }
 
 /**
  * A broker, and gw-a and gw-b each with its application (nodeApp, `appEnv`); gw-a's power source is the BMS
  * simulator on a pty, which browns it out on demand (a flush budget of `flushBudgetMs`). `extra` goes into
- * both agents' configs.
+ * both agents' configs, `sqlite` into both databases' entries.
  */
-async function brownoutPair(dir: string, group: string, journalFile: string, options: { extra?: Record<string, unknown>; appEnv?: Record<string, string>; flushBudgetMs?: number } = {}) {
+async function brownoutPair(dir: string, group: string, journalFile: string, options: { extra?: Record<string, unknown>; appEnv?: Record<string, string>; sqlite?: Record<string, unknown>; flushBudgetMs?: number } = {}) {
   const extra = options.extra ?? {};
   const broker = await startMosquitto(dir);
   const pty = await createPtyPair(dir);
   const sim = await startBmsSim(['--protocol', 'bridge', '--serial', pty.devicePath]);
-  const appA = await nodeApp(dir, 'gw-a', journalFile, options.appEnv);
-  const appB = await nodeApp(dir, 'gw-b', journalFile, options.appEnv);
+  const appA = await nodeApp(dir, 'gw-a', journalFile, options.appEnv, options.sqlite);
+  const appB = await nodeApp(dir, 'gw-b', journalFile, options.appEnv, options.sqlite);
   const { a, b } = await startPair(dir, group, broker.url, {
     extraA: { ...appA.config, ...extra, power: { source: { kind: 'bridge', transport: { type: 'serial', path: pty.hostPath } }, onBatteryDebounceMs: 0, flushBudgetMs: options.flushBudgetMs ?? 30_000, handoffAckTimeoutMs: 5000, cutDelayMs: 200 } },
     extraB: { ...appB.config, ...extra },
@@ -104,6 +116,8 @@ async function brownoutPair(dir: string, group: string, journalFile: string, opt
     appB,
     async stop() {
       broker.resume();
+      // The applications first: one alive holds its agent's output pipes, and the agent's stop waits for them.
+      killApps(journalFile);
       await a.stop('SIGKILL');
       await b.stop();
       await sim.stop();
@@ -215,6 +229,7 @@ test('SIGKILL of the primary agent and its application: gw-b starts on a prefix 
     guard.check();
   } finally {
     guard.stop();
+    killApps(journalFile);
     await again?.stop();
     await a.stop('SIGKILL');
     await b.stop();
@@ -264,6 +279,84 @@ test('brokers away and the log full: the capture waits in the WAL, one generatio
     t.diagnostic(`the WALs grew to ${guard.largest()} bytes at most; gw-a's capture: ${JSON.stringify(last)}`);
     guard.check();
   } finally {
+    guard.stop();
+    await pair.stop();
+    await dir.remove();
+  }
+});
+
+test('brokers away past walBytesMax: the capture gives up what the log could not take, the WAL stops growing, and a new generation brings the standby level', async (t) => {
+  const dir = await tempDir('e2e-sqlite-wal-give-up');
+  const journalFile = join(dir.path, 'journal.ndjson');
+  const walBytesMax = 1024 * 1024;
+  // A VACUUM every 20 transactions writes the whole database into the WAL: past 1 MiB within a few. The
+  // database is kept to its last 150 items (about 1 MB), under the log's hard limit: a snapshot fits in the
+  // room the broker's return makes (capture.ts retries a larger one with a backoff while the application
+  // outwrites the link). Checkpoints every 100 frames keep the WAL under the bound while the log has room.
+  const pair = await brownoutPair(dir.path, 'sqlgiveup', journalFile, { extra: { log: { unreplicatedHardBytes: 3 * 1024 * 1024 } }, appEnv: { APP_VACUUM_EVERY: '20', APP_ROWS_MAX: '150' }, sqlite: { walBytesMax, checkpointFrames: 100 }, flushBudgetMs: 60_000 });
+  const { broker, sim, a, b, appA, appB } = pair;
+  const guard = walGuard([appA.db, appB.db], journalFile);
+  const capture = async () => ((await a.client.status()).sqlite as Array<Record<string, unknown>>)[0]!;
+  const walSize = () => (existsSync(appA.db + '-wal') ? statSync(appA.db + '-wal').size : 0);
+  /** The WAL's header (32 bytes), when there is one. */
+  const walHead = () => {
+    let fd: number | undefined;
+    try {
+      fd = openSync(appA.db + '-wal', 'r');
+      const head = Buffer.alloc(32);
+      return readSync(fd, head, 0, 32, 0) === 32 ? head : undefined;
+    } catch {
+      return undefined;
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  };
+  let sampler: ReturnType<typeof setInterval> | undefined;
+  try {
+    await a.waitForEvent('power-link', (line) => line.state === 'up');
+    await waitFor('gw-a\'s application to commit 30 transactions', () => (committed(journal(journalFile), 'gw-a').length >= 30 ? true : undefined), 60_000);
+    broker.suspend();
+    const givenUp = await a.waitForEvent('sqlite-wal-given-up', () => true, 90_000);
+    assert.ok((givenUp.walBytes as number) > walBytesMax, `it gave up past the bound: ${JSON.stringify(givenUp)}`);
+    // From here the WAL starts over again and again (its salt-1 changes at each reset), and its file grows no
+    // further than it was at the give-up (or the bound) and what the application writes between two steps:
+    // over these 150 transactions (7 VACUUMs) a WAL kept whole would grow by several MB.
+    let walMax = 0;
+    const salts = new Set<number>();
+    sampler = setInterval(() => {
+      walMax = Math.max(walMax, walSize());
+      const head = walHead();
+      if (head) salts.add(head.readUInt32BE(16));
+    }, 50);
+    const during = committed(journal(journalFile), 'gw-a').length;
+    await waitFor('the application to go on committing meanwhile', () => (committed(journal(journalFile), 'gw-a').length >= during + 150 ? true : undefined), 120_000);
+    clearInterval(sampler);
+    const waiting = await capture();
+    assert.equal(waiting.walGivenUp, true, 'it waits for room for a new snapshot');
+    const databaseBytes = statSync(appA.db).size;
+    const atGiveUp = givenUp.walBytes as number;
+    assert.ok(salts.size >= 2, `the WAL started over after the give-up (salt-1 values seen: ${[...salts].join(', ')})`);
+    assert.ok(walMax <= Math.max(atGiveUp, walBytesMax) + 6 * databaseBytes, `the WAL at most ${walMax} bytes after the give-up (${atGiveUp} then, walBytesMax ${walBytesMax}, the database ${databaseBytes})`);
+
+    broker.resume();
+    await a.waitForEvent('sqlite-generation', (line) => /walBytesMax/.test(String(line.reason)), 60_000);
+    sim.send('ac off');
+    sim.send('brownout');
+    const flush = await a.waitForEvent('flush-start', () => true, 45_000);
+    await a.waitForEvent('handoff', () => true, 60_000);
+    await b.waitForEvent('takeover', () => true, 30_000);
+    const start = await waitFor('the application to start on gw-b', () => journal(journalFile).find((line) => line.node === 'gw-b' && line.event === 'start'), 30_000);
+    const onA = committed(journal(journalFile), 'gw-a');
+    assert.ok((flush.sqliteCommits as Record<string, number> | undefined)?.app, `the flush names the database's last commit: ${JSON.stringify(flush)}`);
+    assert.equal(start.integrity, 'ok');
+    assert.deepEqual(start.txids, range(1, onA.at(-1)!), 'every transaction gw-a\'s application committed is in gw-b\'s database, and nothing else');
+    assert.equal(start.dumpSha, (await dump(appA.db)).dumpSha, 'gw-b\'s database equals gw-a\'s (sorted iterdump)');
+    const last = await capture();
+    assert.ok((last.walGiveUps as number) >= 1 && (last.generations as number) >= 2, `a give-up and the generation after it: ${JSON.stringify(last)}`);
+    t.diagnostic(`the WAL ${atGiveUp} bytes committed at the give-up and its file at most ${walMax} bytes after it; gw-a's capture: ${JSON.stringify(last)}`);
+    guard.check();
+  } finally {
+    if (sampler) clearInterval(sampler);
     guard.stop();
     await pair.stop();
     await dir.remove();
