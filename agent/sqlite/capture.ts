@@ -23,7 +23,7 @@
  *    Past walBytesMax it gives up what the log could not take (giveUp): the WAL is checkpointed and starts
  *    over, and a new generation follows once the log has room for the database.
  *
- * One class of some 610 lines: the copy, the checkpoint and a new generation each move the same three things
+ * One class of some 730 lines: the copy, the checkpoint and a new generation each move the same three things
  * (the position, the read pin and the barrier), and splitting them would pass all three back and forth. What
  * stands apart is in files of its own: reading the WAL (wal-file.ts), the barrier and the checkpoints
  * (checkpointer.ts), the position file (capture-state.ts), the entries (entry.ts), the spacing of steps
@@ -481,10 +481,9 @@ export class SqliteCapture {
   /**
    * After a give-up nothing is copied until the log has room for a snapshot of the database (or holds nothing
    * unreplicated, its room then the most it will be, and any retry delay after dropped snapshots is over:
-   * SNAPSHOT_RETRY_MS); meanwhile the WAL is checkpointed as it fills (at
-   * checkpointFrames, or half walBytesMax if that is less), and the step fails with LOG_FULL (the brownout's
-   * last capture waits for room, as for any refusal). Then a new generation, whose snapshot stands for the
-   * frames given up.
+   * SNAPSHOT_RETRY_MS); meanwhile the WAL is checkpointed as it fills (at checkpointFrames, or half
+   * walBytesMax if that is less), and the step fails with LOG_FULL (the brownout's last capture waits for
+   * room, as for any refusal). Then a new generation, whose snapshot stands for the frames given up.
    */
   private async afterGiveUp(): Promise<void> {
     const { options } = this;
