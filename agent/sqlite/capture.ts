@@ -307,7 +307,7 @@ export class SqliteCapture {
   /** The last append failed (LOG_FULL, most often): no checkpoint until one succeeds. */
   private appendFailing = false;
   /** What was given up for the WAL's bound (giveUp), until the new generation that follows. */
-  private givenUp: { reason: string; retryAtMs: number } | undefined;
+  private givenUp: { reason: string; retryAtMs: number; walFrames: number } | undefined;
   /** Snapshots dropped for the WAL's bound since the last generation that got into the log whole. */
   private snapshotsDropped = 0;
   /** A new generation whose snapshot the log has taken part of (appendSnapshot). */
@@ -469,7 +469,7 @@ export class SqliteCapture {
     const reason = `the WAL outgrew walBytesMax (${wal.bytes} bytes committed, the most ${max}) while the log refused the capture's appends: the transactions not yet in the log were given up${dropped ? `, with generation ${dropped.generation}'s snapshot` : ''}`;
     if (dropped) this.snapshotsDropped++;
     const retryMs = dropped ? Math.min(SNAPSHOT_RETRY_MS_MAX, SNAPSHOT_RETRY_MS * 2 ** (this.snapshotsDropped - 1)) : 0;
-    this.givenUp = { reason, retryAtMs: options.clock.nowMs() + retryMs };
+    this.givenUp = { reason, retryAtMs: options.clock.nowMs() + retryMs, walFrames: -1 };
     this.counters.walGiveUps++;
     const when = retryMs > 0 ? `; one larger than the log's room is tried again in ${retryMs / 1000} s at the earliest` : '';
     options.logger.warn(`sqlite ${options.name}: ${reason}; the WAL starts over, and a new snapshot follows once the log has room${when}`, { event: 'sqlite-wal-given-up', db: options.name, walBytes: wal.bytes, walBytesMax: max, seq: this.counters.lastCommitSeq, droppedSnapshot: dropped?.generation, snapshotsDropped: this.snapshotsDropped });
@@ -480,8 +480,8 @@ export class SqliteCapture {
 
   /**
    * After a give-up nothing is copied until the log has room for a snapshot of the database (or holds nothing
-   * unreplicated, its room then the most it will be, and any retry delay after dropped snapshots is over:
-   * SNAPSHOT_RETRY_MS); meanwhile the WAL is checkpointed as it fills (at checkpointFrames, or half
+   * unreplicated, its room then the most it will be, and any retry delay after dropped snapshots is over,
+   * SNAPSHOT_RETRY_MS, or the application wrote nothing since the last step); meanwhile the WAL is checkpointed as it fills (at checkpointFrames, or half
    * walBytesMax if that is less), and the step fails with LOG_FULL (the brownout's last capture waits for
    * room, as for any refusal). Then a new generation, whose snapshot stands for the frames given up.
    */
@@ -489,15 +489,19 @@ export class SqliteCapture {
     const { options } = this;
     const room = options.appendRoom?.() ?? Number.POSITIVE_INFINITY;
     const needed = Math.max(CAPTURE_READ_BYTES_MIN, Math.ceil(this.databaseBytes() * SNAPSHOT_OVERHEAD));
-    const retryInMs = this.givenUp!.retryAtMs - options.clock.nowMs();
+    const givenUp = this.givenUp!;
+    const wal = await this.walCommitted();
+    // An application that wrote nothing since the last step does not outrun a snapshot now: no backoff.
+    const quiet = wal.frames === givenUp.walFrames;
+    givenUp.walFrames = wal.frames;
+    const retryInMs = quiet ? 0 : givenUp.retryAtMs - options.clock.nowMs();
     if (room < needed && !(room >= CAPTURE_READ_BYTES_MIN && retryInMs <= 0 && options.logCaughtUp?.())) {
-      const wal = await this.walCommitted();
       if (wal.frames >= options.checkpointFrames || 2 * wal.bytes > (options.walBytesMax ?? Number.POSITIVE_INFINITY)) this.checkpointGivenUp();
       // Said the same way at each step (the capture logs a failure when its message changes).
-      const retry = retryInMs > 0 ? `, or for the retry after ${this.snapshotsDropped} snapshots dropped in a row` : '';
-      throw new LastgaspError('LOG_FULL', `waiting for room in the log for a new snapshot (about ${Math.ceil(needed / 1048576)} MiB)${retry}; ${this.givenUp!.reason}`);
+      const retry = this.snapshotsDropped > 0 ? `, or for the retry after ${this.snapshotsDropped} snapshots dropped in a row` : '';
+      throw new LastgaspError('LOG_FULL', `waiting for room in the log for a new snapshot (about ${Math.ceil(needed / 1048576)} MiB)${retry}; ${givenUp.reason}`);
     }
-    const { reason } = this.givenUp!;
+    const { reason } = givenUp;
     this.givenUp = undefined;
     await this.newGeneration(reason);
   }
