@@ -64,7 +64,7 @@ export class SqliteDatabases {
           append: async (payloads) => (await options.log.appendMany(payloads)).seq,
           appendRoom: () => options.log.appendRoom(),
           logCaughtUp: () => options.log.watermarks().replicated >= options.log.watermarks().committed,
-          walBytesMax: config.walBytesMax ? config.walBytesMax : undefined,
+          walBytesMax: config.walBytesMax,
           logger,
           clock: options.clock,
           resume: { dataDir: options.dataDir, log: options.log },
