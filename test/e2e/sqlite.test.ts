@@ -127,6 +127,27 @@ async function brownoutPair(dir: string, group: string, journalFile: string, opt
   };
 }
 
+/**
+ * The BMS browns gw-a out: the flush (its last capture may wait for room up to half the budget), the handoff,
+ * gw-b's takeover and its application's start, which must hold every transaction gw-a's application committed
+ * and equal gw-a's database. Returns the flush-start event.
+ */
+async function brownoutHandsOverAll(pair: Awaited<ReturnType<typeof brownoutPair>>, journalFile: string): Promise<Record<string, unknown>> {
+  const { sim, a, b, appA } = pair;
+  sim.send('ac off');
+  sim.send('brownout');
+  const flush = await a.waitForEvent('flush-start', () => true, 45_000);
+  await a.waitForEvent('handoff', () => true, 60_000);
+  await b.waitForEvent('takeover', () => true, 30_000);
+  const start = await waitFor('the application to start on gw-b', () => journal(journalFile).find((line) => line.node === 'gw-b' && line.event === 'start'), 30_000);
+  const onA = committed(journal(journalFile), 'gw-a');
+  assert.ok((flush.sqliteCommits as Record<string, number> | undefined)?.app, `the flush names the database's last commit: ${JSON.stringify(flush)}`);
+  assert.equal(start.integrity, 'ok');
+  assert.deepEqual(start.txids, range(1, onA.at(-1)!), 'every transaction gw-a\'s application committed is in gw-b\'s database, and nothing else');
+  assert.equal(start.dumpSha, (await dump(appA.db)).dumpSha, 'gw-b\'s database equals gw-a\'s (sorted iterdump)');
+  return flush;
+}
+
 test('brownout: the application stops on gw-a, and starts on gw-b with the same database holding every transaction it committed', async (t) => {
   const dir = await tempDir('e2e-sqlite-brownout');
   const journalFile = join(dir.path, 'journal.ndjson');
@@ -245,7 +266,7 @@ test('brokers away and the log full: the capture waits in the WAL, one generatio
   // VACUUM, so that the tail behind the limit stays a few MB, which the last capture takes within half the
   // flush budget (a minute: on a loaded machine the limit lets only 3 MiB replicate per round trip).
   const pair = await brownoutPair(dir.path, 'sqlfull', journalFile, { extra: { log: { unreplicatedHardBytes: 3 * 1024 * 1024 } }, appEnv: { APP_VACUUM_EVERY: '0' }, flushBudgetMs: 60_000 });
-  const { broker, sim, a, b, appA, appB } = pair;
+  const { broker, a, appA, appB } = pair;
   const guard = walGuard([appA.db, appB.db], journalFile);
   const capture = async () => ((await a.client.status()).sqlite as Array<Record<string, unknown>>)[0]!;
   try {
@@ -261,19 +282,8 @@ test('brokers away and the log full: the capture waits in the WAL, one generatio
     broker.resume();
     await a.waitForEvent('sqlite-append-resumed', () => true, 60_000);
 
-    sim.send('ac off');
-    sim.send('brownout');
-    // The flush starts once the last capture is in, which may wait up to half the budget (30 s).
-    const flush = await a.waitForEvent('flush-start', () => true, 45_000);
-    await a.waitForEvent('handoff', () => true, 60_000);
-    await b.waitForEvent('takeover', () => true, 30_000);
-    const start = await waitFor('the application to start on gw-b', () => journal(journalFile).find((line) => line.node === 'gw-b' && line.event === 'start'), 30_000);
-    const onA = committed(journal(journalFile), 'gw-a');
-    // The last capture found the log still full (the tail behind it not replicated yet) and waited for room.
-    assert.ok((flush.sqliteCommits as Record<string, number> | undefined)?.app, `the flush names the database's last commit: ${JSON.stringify(flush)}`);
-    assert.equal(start.integrity, 'ok');
-    assert.deepEqual(start.txids, range(1, onA.at(-1)!), 'every transaction gw-a\'s application committed is in gw-b\'s database, and nothing else');
-    assert.equal(start.dumpSha, (await dump(appA.db)).dumpSha, 'gw-b\'s database equals gw-a\'s (sorted iterdump)');
+    // The last capture finds the log still full (the tail behind it not replicated yet) and waits for room.
+    await brownoutHandsOverAll(pair, journalFile);
     const last = await capture();
     assert.equal(last.generations, 1, `no new generation: the WAL kept what the log could not take (${JSON.stringify(last)})`);
     t.diagnostic(`the WALs grew to ${guard.largest()} bytes at most; gw-a's capture: ${JSON.stringify(last)}`);
@@ -294,7 +304,7 @@ test('brokers away past walBytesMax: the capture gives up what the log could not
   // room the broker's return makes (capture.ts retries a larger one with a backoff while the application
   // outwrites the link). Checkpoints every 100 frames keep the WAL under the bound while the log has room.
   const pair = await brownoutPair(dir.path, 'sqlgiveup', journalFile, { extra: { log: { unreplicatedHardBytes: 3 * 1024 * 1024 } }, appEnv: { APP_VACUUM_EVERY: '20', APP_ROWS_MAX: '150' }, sqlite: { walBytesMax, checkpointFrames: 100 }, flushBudgetMs: 60_000 });
-  const { broker, sim, a, b, appA, appB } = pair;
+  const { broker, a, appA, appB } = pair;
   const guard = walGuard([appA.db, appB.db], journalFile);
   const capture = async () => ((await a.client.status()).sqlite as Array<Record<string, unknown>>)[0]!;
   const walSize = () => (existsSync(appA.db + '-wal') ? statSync(appA.db + '-wal').size : 0);
@@ -340,17 +350,7 @@ test('brokers away past walBytesMax: the capture gives up what the log could not
 
     broker.resume();
     await a.waitForEvent('sqlite-generation', (line) => /walBytesMax/.test(String(line.reason)), 60_000);
-    sim.send('ac off');
-    sim.send('brownout');
-    const flush = await a.waitForEvent('flush-start', () => true, 45_000);
-    await a.waitForEvent('handoff', () => true, 60_000);
-    await b.waitForEvent('takeover', () => true, 30_000);
-    const start = await waitFor('the application to start on gw-b', () => journal(journalFile).find((line) => line.node === 'gw-b' && line.event === 'start'), 30_000);
-    const onA = committed(journal(journalFile), 'gw-a');
-    assert.ok((flush.sqliteCommits as Record<string, number> | undefined)?.app, `the flush names the database's last commit: ${JSON.stringify(flush)}`);
-    assert.equal(start.integrity, 'ok');
-    assert.deepEqual(start.txids, range(1, onA.at(-1)!), 'every transaction gw-a\'s application committed is in gw-b\'s database, and nothing else');
-    assert.equal(start.dumpSha, (await dump(appA.db)).dumpSha, 'gw-b\'s database equals gw-a\'s (sorted iterdump)');
+    await brownoutHandsOverAll(pair, journalFile);
     const last = await capture();
     assert.ok((last.walGiveUps as number) >= 1 && (last.generations as number) >= 2, `a give-up and the generation after it: ${JSON.stringify(last)}`);
     t.diagnostic(`the WAL ${atGiveUp} bytes committed at the give-up and its file at most ${walMax} bytes after it; gw-a's capture: ${JSON.stringify(last)}`);
