@@ -23,7 +23,7 @@
  *    Past walBytesMax it gives up what the log could not take (giveUp): the WAL is checkpointed and starts
  *    over, and a new generation follows once the log has room for the database.
  *
- * One class of some 730 lines: the copy, the checkpoint and a new generation each move the same three things
+ * One class of some 740 lines: the copy, the checkpoint and a new generation each move the same three things
  * (the position, the read pin and the barrier), and splitting them would pass all three back and forth. What
  * stands apart is in files of its own: reading the WAL (wal-file.ts), the barrier and the checkpoints
  * (checkpointer.ts), the position file (capture-state.ts), the entries (entry.ts), the spacing of steps
