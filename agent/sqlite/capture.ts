@@ -503,6 +503,8 @@ export class SqliteCapture {
     }
     const { reason } = givenUp;
     this.givenUp = undefined;
+    // The give-up's barrier tries (checkpointGivenUp) are not the next checkpoint's: it starts with its unbarriered try again.
+    this.barrierTries = 0;
     await this.newGeneration(reason);
   }
 
