@@ -119,6 +119,12 @@ export class SqliteCapture {
   private chain: Promise<void> = Promise.resolve();
   private queued = false;
   private watcher: FSWatcher | undefined;
+  private watchFailed = false;
+  /** The watcher was let go for an application that writes (watchWal); steps follow at copyIntervalMs. */
+  private followingWrites = false;
+  /** The WAL's size and modification time at the last read, and whether this step's reads found them changed. */
+  private walSeen = '';
+  private walChanged = false;
   private timer: TimerHandle | undefined;
   /** Steps set off by file changes, spaced by copyIntervalMs. */
   private readonly spacing: StepSpacing;
@@ -135,15 +141,55 @@ export class SqliteCapture {
 
   start(): void {
     this.stopped = false;
-    try {
-      this.watcher = watch(dirname(this.options.path), (_event, file) => {
-        if (file === basename(this.options.path) + '-wal') this.kick();
-      });
-    } catch (error) {
-      this.options.logger.warn(`cannot watch ${dirname(this.options.path)} (${(error as Error).message}); polling every ${this.options.pollMs} ms`);
-    }
+    this.watchWal();
     this.schedule();
     this.kick();
+  }
+
+  /**
+   * Watch the WAL for changes (fs.watch on its directory); whether a watcher was set. An application that
+   * writes makes several events per transaction (SQLite writes each frame's header and page apart), and the
+   * agent's own checkpoints one per page into the database file beside it: thousands a second, each a call
+   * into this process. So while the application writes (copyIntervalMs > 0), the first event lets the
+   * watcher go and the steps follow one another at the interval (followWrites) until one finds the WAL as the
+   * last left it; then the watcher is set again.
+   */
+  private watchWal(): boolean {
+    if (this.stopped || this.watcher) return false;
+    try {
+      this.watcher = watch(dirname(this.options.path), (_event, file) => {
+        if (file === basename(this.options.path) + '-wal') this.walEvent();
+      });
+      return true;
+    } catch (error) {
+      if (!this.watchFailed) this.options.logger.warn(`cannot watch ${dirname(this.options.path)} (${(error as Error).message}); polling every ${this.options.pollMs} ms`);
+      this.watchFailed = true;
+      return false;
+    }
+  }
+
+  private walEvent(): void {
+    if ((this.options.copyIntervalMs ?? 0) > 0) {
+      this.watcher?.close();
+      this.watcher = undefined;
+      this.followingWrites = true;
+    }
+    this.kick();
+  }
+
+  /**
+   * After a step while the watcher is let go (watchWal): the next step at the interval while the WAL keeps
+   * changing; once it did not since the step before, the watcher again, and one more step for a write that
+   * came between this step's read and the watch.
+   */
+  private followWrites(): void {
+    if (this.stopped || !this.followingWrites) return;
+    if (this.walChanged) {
+      this.kick();
+      return;
+    }
+    this.followingWrites = false;
+    if (this.watchWal()) this.kick();
   }
 
   async stop(): Promise<void> {
@@ -152,6 +198,8 @@ export class SqliteCapture {
     this.spacing.cancel();
     this.publishWait?.timer.cancel();
     this.watcher?.close();
+    this.watcher = undefined;
+    this.followingWrites = false;
     await this.chain;
     this.detach();
   }
@@ -198,10 +246,13 @@ export class SqliteCapture {
     // Spaced by copyIntervalMs while the application writes: the changes meanwhile are copied by one step.
     if (!this.spacing.due(() => this.kick())) return;
     this.queued = true;
-    this.chain = this.chain.then(() => {
+    this.chain = this.chain.then(async () => {
       this.queued = false;
       this.spacing.started();
-      return this.stopped ? undefined : this.step().catch((error: unknown) => this.failed(error));
+      if (this.stopped) return;
+      this.walChanged = false;
+      await this.step().catch((error: unknown) => this.failed(error));
+      this.followWrites();
     });
   }
 
@@ -376,6 +427,9 @@ export class SqliteCapture {
     this.wal ??= new WalFile(this.options.path + '-wal');
     const file = await this.wal.read(position, bytesMax);
     this.counters.walBytes = file?.size ?? 0;
+    const seen = file ? `${file.size}/${file.mtimeMs}` : '';
+    if (seen !== this.walSeen) this.walChanged = true;
+    this.walSeen = seen;
     const decoded = file && file.head.length === WAL_HEADER_BYTES ? decodeWalHeader(file.head) : undefined;
     if (!decoded?.ok) {
       // No WAL (yet) is fine while none was followed; one that vanished or went bad took frames with it.
