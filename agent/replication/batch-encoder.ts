@@ -4,24 +4,12 @@
  * envelope around it) and copied four times, about 6 ms a batch here, three times what publishing it took;
  * this writes the same values with each payload copied once.
  *
- * The output decodes to exactly what cbor-x's did: definite-length maps with text keys in the same order,
- * heads in their shortest form (RFC 8949 §4.1 preferred serialization; cbor-x always writes a 3-byte map
- * head), unsigned integers up to 2^32 - 1, and larger ones (millisecond timestamps) as float64 with an
- * integral value, as cbor-x writes them (and as its default decoder turns back into a number; a uint64
- * would come back as a bigint).
+ * The output decodes to exactly what cbor-x's did (util/cbor-writer.ts): definite-length maps with text keys
+ * in the same order (cbor-x always writes a 3-byte map head; this the shortest), millisecond timestamps as
+ * float64 with an integral value.
  */
 import assert from 'node:assert/strict';
-import { crc32c } from '../util/index.ts';
-
-/** RFC 8949 §3.1 major types. */
-const MAJOR_UINT = 0;
-const MAJOR_BYTES = 2;
-const MAJOR_TEXT = 3;
-const MAJOR_ARRAY = 4;
-const MAJOR_MAP = 5;
-/** RFC 8949 §3.3: major type 7, additional information 27 = IEEE 754 double. */
-const FLOAT64_HEAD = 0xfb;
-const UINT32_LIMIT = 2 ** 32;
+import { CborWriter as Writer, crc32c, headBytes, MAJOR_ARRAY, MAJOR_BYTES, MAJOR_MAP, textBytes, uintBytes } from '../util/index.ts';
 
 const textEncoder = new TextEncoder();
 
@@ -47,73 +35,7 @@ export interface BatchFields {
   readonly entries: readonly BatchEntryFields[];
 }
 
-/** Bytes of a head (major type + argument) for `value` < 2^32. */
-function headBytes(value: number): number {
-  return value < 24 ? 1 : value < 0x100 ? 2 : value < 0x1_0000 ? 3 : 5;
-}
-
-/** Bytes of an unsigned integer as cbor-x writes it. */
-function uintBytes(value: number): number {
-  return value < UINT32_LIMIT ? headBytes(value) : 9;
-}
-
-class Writer {
-  offset = 0;
-  private readonly view: DataView;
-
-  constructor(readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  }
-
-  head(major: number, value: number): void {
-    const type = major << 5;
-    const bytes = this.bytes;
-    if (value < 24) bytes[this.offset++] = type | value;
-    else if (value < 0x100) {
-      bytes[this.offset++] = type | 24;
-      bytes[this.offset++] = value;
-    } else if (value < 0x1_0000) {
-      bytes[this.offset++] = type | 25;
-      this.view.setUint16(this.offset, value);
-      this.offset += 2;
-    } else {
-      bytes[this.offset++] = type | 26;
-      this.view.setUint32(this.offset, value);
-      this.offset += 4;
-    }
-  }
-
-  uint(value: number): void {
-    if (value < UINT32_LIMIT) {
-      this.head(MAJOR_UINT, value);
-      return;
-    }
-    this.bytes[this.offset++] = FLOAT64_HEAD;
-    this.view.setFloat64(this.offset, value);
-    this.offset += 8;
-  }
-
-  text(encoded: Uint8Array): void {
-    this.head(MAJOR_TEXT, encoded.length);
-    this.raw(encoded);
-  }
-
-  byteString(value: Uint8Array): void {
-    this.head(MAJOR_BYTES, value.length);
-    this.raw(value);
-  }
-
-  raw(value: Uint8Array): void {
-    this.bytes.set(value, this.offset);
-    this.offset += value.length;
-  }
-}
-
 const KEYS = Object.fromEntries(['v', 'k', 'b', 'crc', 'z', 'mac', 's', 'sig', 'batch', 'group', 'node', 'epoch', 'first', 'last', 'entries'].map((key) => [key, textEncoder.encode(key)])) as Record<string, Uint8Array>;
-
-function textBytes(encoded: Uint8Array): number {
-  return headBytes(encoded.length) + encoded.length;
-}
 
 function allocateExact(bytes: number): Uint8Array {
   return new Uint8Array(bytes);

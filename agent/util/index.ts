@@ -16,6 +16,7 @@ export {
   type OpenMode,
 } from './durable-fs.ts';
 export { encodeCbor, decodeCbor } from './cbor.ts';
+export { CborWriter, headBytes, uintBytes, textBytes, MAJOR_UINT, MAJOR_BYTES, MAJOR_TEXT, MAJOR_ARRAY, MAJOR_MAP } from './cbor-writer.ts';
 export { crc32c, crc32cUpdate, CRC32C_CHECK_VALUE } from './crc32c.ts';
 export { systemClock, sleep, type Clock, type TimerHandle } from './clock.ts';
 export { boundedWait } from './clock.ts';

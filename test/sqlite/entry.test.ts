@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeOp, OP_PUT } from '../../agent/app/index.ts';
-import { decodeSqliteEntry, pagesPerEntry, splitTransaction, sqliteStatusLines, SQLITE_FLAG_SNAPSHOT } from '../../agent/sqlite/index.ts';
+import { decodeSqliteEntry, encodeSqliteEntry, OP_SQLITE, pagesPerEntry, splitTransaction, sqliteStatusLines, SQLITE_FLAG_SNAPSHOT } from '../../agent/sqlite/index.ts';
 import { encodeCbor } from '../../agent/util/index.ts';
 
 const PAGE = 1024;
@@ -26,6 +26,38 @@ test('a transaction larger than one entry is split, the commit rides the last en
   assert.deepEqual(entries.flatMap((entry) => entry.pages.map(({ pgno, page }) => [pgno, page[0], page.length])), pages.map(({ pgno }) => [pgno, pgno, PAGE]));
   // An empty transaction (nothing but a commit) is still one entry.
   assert.equal(splitTransaction({ db: 'app', generation: 'g', pageBytes: PAGE }, [], 3, false, perEntry).length, 1);
+});
+
+test('the entry written by hand is byte for byte what cbor-x writes for the same fields', () => {
+  // Every head length each field can take: names past 23 and 255 bytes (and not ASCII), page counts whose
+  // page numbers pass 23 and 255 bytes, page bytes past 65,535, commitPages up to 2^32 - 1.
+  const names = ['a', 'gw-a-1764650000000-3', 'é'.repeat(20), 'n'.repeat(300)];
+  const cases = [
+    { pageBytes: 512, count: 0, commitPages: 0 },
+    { pageBytes: 512, count: 1, commitPages: 23 },
+    { pageBytes: 4096, count: 6, commitPages: 24 },
+    { pageBytes: 4096, count: 17, commitPages: 65_535 },
+    { pageBytes: 65_536, count: 2, commitPages: 65_536 },
+    { pageBytes: 1024, count: 70, commitPages: 2 ** 32 - 1 },
+  ];
+  let checked = 0;
+  for (const [index, { pageBytes, count, commitPages }] of cases.entries()) {
+    const pages = Array.from({ length: count }, (_, page) => ({ pgno: 1 + page * 40_000 + index, page: new Uint8Array(pageBytes).fill(page + index) }));
+    const db = names[index % names.length]!;
+    const generation = names[(index + 1) % names.length]!;
+    const flags = index % 2;
+    const pgnos = new Uint8Array(count * 4);
+    pages.forEach(({ pgno }, at) => new DataView(pgnos.buffer).setUint32(at * 4, pgno));
+    const joined = new Uint8Array(count * pageBytes);
+    pages.forEach(({ page }, at) => joined.set(page, at * pageBytes));
+    const byHand = encodeSqliteEntry({ db, generation, flags, pageBytes, commitPages, pages });
+    assert.deepEqual(byHand, encodeCbor([OP_SQLITE, db, generation, flags, pageBytes, commitPages, pgnos, joined]), `case ${index}`);
+    const decoded = decodeSqliteEntry(byHand);
+    assert.ok(decoded?.ok);
+    assert.deepEqual(decoded.entry.pages.map(({ pgno }) => pgno), pages.map(({ pgno }) => pgno));
+    checked++;
+  }
+  assert.equal(checked, cases.length);
 });
 
 test('other ops are not SQLite entries; malformed SQLite entries are named', () => {
