@@ -395,7 +395,8 @@ export class SqliteCapture {
     const readBytes = room === undefined ? CAPTURE_READ_BYTES_MAX : Math.max(CAPTURE_READ_BYTES_MIN, Math.min(CAPTURE_READ_BYTES_MAX, room));
     let bytesMax = readBytes;
     for (;;) {
-      const wal = await this.readWal(this.position!, bytesMax);
+      // Into the WAL reader's own buffer unless this read waits under the barrier (pending) past the next.
+      const wal = await this.readWal(this.position!, bytesMax, this.pending === undefined);
       if (wal === 'none' || wal === 'new-generation') return true;
       const { header, bytes } = wal;
       const scan = scanWalFrames(bytes, header, this.position!.cursor);
@@ -423,9 +424,9 @@ export class SqliteCapture {
   }
 
   /** The header and the bytes after the cursor, or a new generation when the WAL is not the one followed. */
-  private async readWal(position: Position, bytesMax: number): Promise<{ header: WalHeader; bytes: Uint8Array; mtimeMs: number; more: boolean; unpublished: boolean } | 'none' | 'new-generation'> {
+  private async readWal(position: Position, bytesMax: number, scratch: boolean): Promise<{ header: WalHeader; bytes: Uint8Array; mtimeMs: number; more: boolean; unpublished: boolean } | 'none' | 'new-generation'> {
     this.wal ??= new WalFile(this.options.path + '-wal');
-    const file = await this.wal.read(position, bytesMax);
+    const file = await this.wal.read(position, bytesMax, scratch);
     this.counters.walBytes = file?.size ?? 0;
     const seen = file ? `${file.size}/${file.mtimeMs}` : '';
     if (seen !== this.walSeen) this.walChanged = true;
@@ -448,7 +449,7 @@ export class SqliteCapture {
       this.counters.walResetsSeen++;
       this.expectReset = false;
       this.position = { header, cursor: { frameIndex: 0, checksum: header.checksum } };
-      return this.readWal(this.position, bytesMax);
+      return this.readWal(this.position, bytesMax, scratch);
     }
     await this.newGeneration(`a WAL reset the agent did not see (salt-1 ${followed.salt1} → ${header.salt1}): the application checkpointed on its own, or the file was replaced`);
     return 'new-generation';

@@ -50,6 +50,7 @@ export class WalFile {
   private fd: number | undefined;
   private ino = -1;
   private dev = -1;
+  private scratch = new Uint8Array(0);
 
   constructor(readonly path: string) {}
 
@@ -57,9 +58,12 @@ export class WalFile {
    * The WAL's header and its frames from the position's cursor (at most `bytesMax`, whole frames only);
    * undefined when there is no WAL. `more`: at least one whole frame lies past what was read (the read was
    * cut by `bytesMax`, which is rarely a whole number of frames, so comparing the length read with it cannot
-   * tell).
+   * tell). With `scratch`, the frames are read into a buffer this reader keeps and reads into again at its
+   * next read with `scratch`: they are the caller's until then only (the capture copies them into entries at
+   * once; a read of a few frames per step would otherwise allocate, and leave to the collector, megabytes a
+   * second behind a busy application).
    */
-  async read(position: Position | undefined, bytesMax: number): Promise<WalRead | undefined> {
+  async read(position: Position | undefined, bytesMax: number, scratch = false): Promise<WalRead | undefined> {
     const info = this.reopen();
     if (!info) return undefined;
     const fd = this.fd!;
@@ -74,7 +78,7 @@ export class WalFile {
     const end = Math.min(info.size, walFrameOffset(pageBytes, Math.max(fromFrame, committed)));
     let length = Math.max(0, Math.min(end - from, bytesMax));
     if (pageBytes) length -= length % frameBytes;
-    const frames = new Uint8Array(length);
+    const frames = scratch ? this.scratchOf(length) : new Uint8Array(length);
     if (length > 0) {
       // A WAL truncated since the stat (a TRUNCATE checkpoint) reads short: whole frames only, as always.
       length = readFully(fd, frames, from);
@@ -83,6 +87,13 @@ export class WalFile {
     const more = pageBytes > 0 && end - from - length >= frameBytes;
     const unpublished = !more && pageBytes > 0 && committed >= fromFrame && framesOfWal(fd, head, walFrameOffset(pageBytes, committed), info.size);
     return { head, frames: frames.subarray(0, length), size: info.size, mtimeMs: info.mtimeMs, more, unpublished, committedFrames: committed };
+  }
+
+  /** The kept buffer, grown to `length`; a read longer than one step's usual (a large transaction) gets its own. */
+  private scratchOf(length: number): Uint8Array {
+    if (length > CAPTURE_READ_BYTES_MAX) return new Uint8Array(length);
+    if (this.scratch.length < length) this.scratch = new Uint8Array(Math.min(CAPTURE_READ_BYTES_MAX, Math.max(length, 2 * this.scratch.length)));
+    return this.scratch;
   }
 
   close(): void {
