@@ -538,6 +538,10 @@ class SegmentedFlashLog implements FlashLogEngine {
 
   // ---- reading -------------------------------------------------------------------------------------------
 
+  holdTail(reader: string, seq: number | undefined): void {
+    this.tailCache.hold(reader, seq);
+  }
+
   read(fromSeq: number, limits: ReadLimits): Promise<LogEntry[]> {
     if (this.lifecycle !== 'open' && this.lifecycle !== 'closing') {
       return Promise.reject(new LastgaspError('LOG_CLOSED', `log ${this.options.dir} is not open`));

@@ -5,7 +5,9 @@
  *
  * - the records of the last commits, kept in memory as the writer sealed them (`TailCache`): a reader that
  *   is caught up takes its entries from there, with no file I/O, and without checking CRCs, since these
- *   bytes never left this process's memory (the check guards what comes back from the disk);
+ *   bytes never left this process's memory (the check guards what comes back from the disk). A standby's
+ *   SQLite replica, which applies what the replicated batches brought a moment later, holds it too
+ *   (FlashLog.holdTail): its reads of the disk and their CRC checks were an eighth of that agent's CPU;
  * - the segment files kept open between reads (`SegmentHandles`), where each read opened and closed its
  *   segment: three thread-pool round trips per batch instead of one.
  *
@@ -54,10 +56,16 @@ export class TailCache {
   private head = 0;
   private bytes = 0;
   /**
-   * Off until the log is first read batch by batch (a read that lends a buffer, the publisher's): a log
-   * nobody replicates from (a standby's, until it takes over) keeps no copy of what it writes.
+   * Off until the log is first read batch by batch (a read that lends a buffer, the publisher's) or a reader
+   * holds it (hold: a standby's SQLite replica): a log nobody reads as it grows keeps no copy of what it writes.
    */
   private armed = false;
+  /**
+   * Readers that follow the log (FlashLog.holdTail) and the seq each reads next: the chunks from the lowest
+   * on are kept even once replicated (on a standby everything stored counts as replicated at once).
+   */
+  private readonly holds = new Map<string, number>();
+  private holdFrom = Infinity;
 
   constructor(private readonly bytesMax = TAIL_CACHE_BYTES_MAX) {}
 
@@ -65,10 +73,19 @@ export class TailCache {
     this.armed = true;
   }
 
+  hold(reader: string, seq: number | undefined): void {
+    if (seq === undefined) this.holds.delete(reader);
+    else {
+      this.holds.set(reader, seq);
+      this.armed = true;
+    }
+    this.holdFrom = Math.min(Infinity, ...this.holds.values());
+  }
+
   /**
    * Keep a copy of `records[start, end)`, entries `firstSeq` to `lastSeq` just synced, and drop what is
    * replicated at the configured level (a reader no longer wants it, except a sibling's rare resend
-   * request, which the disk serves) and what goes over the bound, oldest first.
+   * request, which the disk serves) and not held (hold), and what goes over the bound, oldest first.
    */
   remember(records: Uint8Array, start: number, end: number, firstSeq: number, lastSeq: number, replicated: number): void {
     if (!this.armed || lastSeq < firstSeq) return;
@@ -79,7 +96,8 @@ export class TailCache {
     this.chunks.push({ firstSeq, lastSeq, bytes, view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength) });
     this.bytes += bytes.length;
     const chunks = this.chunks;
-    while (this.head < chunks.length && (chunks[this.head]!.lastSeq <= replicated || this.bytes > this.bytesMax)) {
+    const released = Math.min(replicated, this.holdFrom - 1);
+    while (this.head < chunks.length && (chunks[this.head]!.lastSeq <= released || this.bytes > this.bytesMax)) {
       this.bytes -= chunks[this.head]!.bytes.length;
       this.head++;
     }

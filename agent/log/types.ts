@@ -150,6 +150,13 @@ export interface FlashLog {
 
   /** Read up to the limits from `fromSeq` (at least one entry if any exists). Never past `committed`. */
   read(fromSeq: number, limits: ReadLimits): Promise<LogEntry[]>;
+  /**
+   * A reader that follows the log from `seq` on (a standby's SQLite replica, which reads what the replicated
+   * batches brought a moment later): the records of the commits from there are kept in memory for it, within
+   * the tail cache's bound, so that its reads need neither the disk nor a CRC check. `undefined`: it stopped.
+   * One hold per `reader`; the cache keeps from the lowest.
+   */
+  holdTail(reader: string, seq: number | undefined): void;
   /** Iterate from `fromSeq` to the committed end as it stands when each batch is read; bounded memory. */
   entries(fromSeq: number): AsyncIterable<LogEntry>;
 

@@ -110,6 +110,7 @@ export class SqliteReplica {
   async resume(): Promise<void> {
     if (this.state.captured) await this.setAside();
     this.paused = false;
+    this.holdTail();
     this.unsubscribe ??= this.options.log.onCommit(() => this.kickSpaced());
     this.kick();
     await this.running;
@@ -122,6 +123,16 @@ export class SqliteReplica {
     this.unsubscribe = undefined;
     this.spacing.cancel();
     await this.running;
+    this.options.log.holdTail(this.holdName, undefined);
+  }
+
+  /** What comes after this file's position stays in the log's memory until it is read (FlashLog.holdTail). */
+  private holdTail(): void {
+    if (!this.paused) this.options.log.holdTail(this.holdName, this.scanned + 1);
+  }
+
+  private get holdName(): string {
+    return `sqlite:${this.options.name}`;
   }
 
   /**
@@ -206,6 +217,7 @@ export class SqliteReplica {
         if (this.ready.length >= REPLICA_FRAMES_MAX) await this.flush();
       }
       await this.flush();
+      this.holdTail();
     }
   }
 

@@ -56,6 +56,37 @@ async function withLog(name: string, run: (log: FlashLog) => Promise<void>, stor
   }
 }
 
+test("a reader that holds the tail (a standby's SQLite replica) is served from memory past the replicated mark, from the lowest hold", async () => {
+  await withLog('read-cache-hold', async (log) => {
+    // Nobody reads as the log grows: no copy is kept, and the disk serves (a flip there is found).
+    for (let seq = 1; seq <= 3; seq++) await log.append(payloadOf(seq));
+    flipOnDisk(log, payloadOf(2));
+    await assert.rejects(log.read(2, ALL), (error) => isLastgaspError(error, 'LOG_CORRUPT'));
+    // Two readers hold from 5 and 7; everything is replicated at once, as on a standby.
+    log.holdTail('a', 5);
+    log.holdTail('b', 7);
+    for (let seq = 4; seq <= 10; seq++) {
+      log.markReplicated(seq - 1);
+      await log.append(payloadOf(seq));
+    }
+    flipOnDisk(log, payloadOf(6));
+    assertEntries(await log.read(5, ALL), 5, 6);
+    // The lower reader moves past 6: seq 6 leaves the memory copy at the next commit and comes from the disk.
+    log.holdTail('a', 8);
+    log.markReplicated(10);
+    await log.append(payloadOf(11));
+    await assert.rejects(log.read(6, ALL), (error) => isLastgaspError(error, 'LOG_CORRUPT'));
+    assertEntries(await log.read(7, ALL), 7, 5);
+    // Both let go: what is replicated is dropped.
+    log.holdTail('a', undefined);
+    log.holdTail('b', undefined);
+    flipOnDisk(log, payloadOf(9));
+    log.markReplicated(11);
+    await log.append(payloadOf(12));
+    await assert.rejects(log.read(9, ALL), (error) => isLastgaspError(error, 'LOG_CORRUPT'));
+  });
+});
+
 test('what the last commits wrote is read from memory; once it is out of memory the disk copy is CRC-checked', async () => {
   await withLog('read-cache-flip', async (log) => {
     await log.append(payloadOf(1));
