@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeDbHeader, decodeWalHeader, encodeWal, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalHeader } from '../../agent/sqlite/index.ts';
+import { decodeDbHeader, decodeWalHeader, encodeWal, scanWalFrames, walChecksum, walFrameOffset, WAL_HEADER_BYTES, type WalHeader } from '../../agent/sqlite/index.ts';
 import { tempDir } from '../support/ports.ts';
 
 /** Debian's Python and the SQLite it links (3.40.1). */
@@ -122,4 +122,30 @@ test('headers: every way a WAL header can be wrong is named, and random bytes ne
     if (decoded.ok) scanWalFrames(bytes.subarray(32), decoded.header, { frameIndex: 0, checksum: decoded.header.checksum });
     decodeDbHeader(bytes);
   }
+});
+
+test("the checksum is the same whether the words are read as a Uint32Array (aligned, host order) or one by one", () => {
+  // fileformat2 §4.1, written out plainly: the reference the fast path must equal.
+  const reference = (bytes: Uint8Array, bigEndian: boolean): [number, number] => {
+    let s0 = 0;
+    let s1 = 0;
+    const word = (at: number) => (bigEndian ? (bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]! : bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24)) >>> 0;
+    for (let at = 0; at + 8 <= bytes.length; at += 8) {
+      s0 = (s0 + word(at) + s1) >>> 0;
+      s1 = (s1 + word(at + 4) + s0) >>> 0;
+    }
+    return [s0, s1];
+  };
+  const page = new Uint8Array(4096 + 8).map((_, index) => (index * 151 + 7) & 0xff);
+  let compared = 0;
+  for (const offset of [0, 1, 4]) {
+    const copy = new Uint8Array(page.length + 8);
+    copy.set(page, offset);
+    const bytes = copy.subarray(offset, offset + 4096);
+    for (const bigEndian of [false, true]) {
+      assert.deepEqual(walChecksum(bytes, bigEndian, [0, 0]), reference(page.subarray(0, 4096), bigEndian), `offset ${offset}, big-endian ${bigEndian}`);
+      compared++;
+    }
+  }
+  assert.equal(compared, 6);
 });
