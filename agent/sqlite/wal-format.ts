@@ -100,25 +100,27 @@ const HOST_LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
  * s1 += x[i+1] + s0, modulo 2^32, continuing from `start`. `bytes.length` is a multiple of 8.
  */
 export function walChecksum(bytes: Uint8Array, bigEndian: boolean, start: Checksum): Checksum {
-  let s0 = start[0];
-  let s1 = start[1];
+  // In 32-bit signed arithmetic (`| 0`), which V8 keeps in integer registers; `>>> 0` at each step made every
+  // sum a double, three times slower. The same bits modulo 2^32, made unsigned at the end.
+  let s0 = start[0] | 0;
+  let s1 = start[1] | 0;
   // Words in this host's order (SQLite writes its WAL in the order of the host that created it: here, most
-  // often) on 4-byte aligned memory (frames are, in a WAL and in a redo journal) are read as a Uint32Array,
-  // about twice as fast as DataView loads; the pages are most of the bytes the capture and a replica touch.
+  // often) on 4-byte aligned memory (frames are, in a WAL and in a redo journal) are read as an Int32Array
+  // rather than through DataView loads; the pages are most of the bytes the capture and a replica touch.
   if (bigEndian !== HOST_LITTLE_ENDIAN && (bytes.byteOffset & 3) === 0) {
-    const words = new Uint32Array(bytes.buffer, bytes.byteOffset, (bytes.length >>> 3) * 2);
+    const words = new Int32Array(bytes.buffer, bytes.byteOffset, (bytes.length >>> 3) * 2);
     for (let i = 0; i < words.length; i += 2) {
-      s0 = (s0 + words[i]! + s1) >>> 0;
-      s1 = (s1 + words[i + 1]! + s0) >>> 0;
+      s0 = (s0 + words[i]! + s1) | 0;
+      s1 = (s1 + words[i + 1]! + s0) | 0;
     }
-    return [s0, s1];
+    return [s0 >>> 0, s1 >>> 0];
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   for (let offset = 0; offset + 8 <= bytes.length; offset += 8) {
-    s0 = (s0 + view.getUint32(offset, !bigEndian) + s1) >>> 0;
-    s1 = (s1 + view.getUint32(offset + 4, !bigEndian) + s0) >>> 0;
+    s0 = (s0 + view.getInt32(offset, !bigEndian) + s1) | 0;
+    s1 = (s1 + view.getInt32(offset + 4, !bigEndian) + s0) | 0;
   }
-  return [s0, s1];
+  return [s0 >>> 0, s1 >>> 0];
 }
 
 /**
