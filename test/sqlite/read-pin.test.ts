@@ -15,7 +15,7 @@ import { tempDir } from '../support/ports.ts';
 function beginHook(connection: SqliteConnection, onBegin: () => void): SqliteConnection {
   return {
     exec: (sql) => {
-      if (sql === 'BEGIN') onBegin();
+      if (sql.startsWith('BEGIN')) onBegin();
       connection.exec(sql);
     },
     get: (sql, params) => connection.get(sql, params),
