@@ -89,11 +89,15 @@ export class WalFile {
     return { head, frames: frames.subarray(0, length), size: info.size, mtimeMs: info.mtimeMs, more, unpublished, committedFrames: committed };
   }
 
-  /** The kept buffer, grown to `length`; a read longer than one step's usual (a large transaction) gets its own. */
+  /**
+   * `length` bytes of the kept buffer, grown if need be; a read longer than one step's usual (a large
+   * transaction) gets its own. Exactly `length`: the read fills what it is given, and a longer view would
+   * take frames past the index's last commit (an unpublished transaction: see the file's comment).
+   */
   private scratchOf(length: number): Uint8Array {
     if (length > CAPTURE_READ_BYTES_MAX) return new Uint8Array(length);
     if (this.scratch.length < length) this.scratch = new Uint8Array(Math.min(CAPTURE_READ_BYTES_MAX, Math.max(length, 2 * this.scratch.length)));
-    return this.scratch;
+    return this.scratch.subarray(0, length);
   }
 
   close(): void {

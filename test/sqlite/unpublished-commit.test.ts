@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createFlashLog } from '../../agent/log/index.ts';
-import { SqliteCapture, SqliteReplica, WAL_HEADER_BYTES } from '../../agent/sqlite/index.ts';
+import { decodeWalHeader, SqliteCapture, SqliteReplica, walFrameOffset, WAL_HEADER_BYTES } from '../../agent/sqlite/index.ts';
 import { silentLogger, systemClock } from '../../agent/util/index.ts';
-import { readFrom } from '../../agent/sqlite/wal-file.ts';
+import { readFrom, WalFile } from '../../agent/sqlite/wal-file.ts';
 import { tempDir } from '../support/ports.ts';
 import { PYTHON, run, APP, dump } from './support/python.ts';
 
@@ -89,6 +89,50 @@ test('a commit frame past the WAL index (its writer died before publishing it) i
     await capture.stop();
     await replica.pause();
     await log.close();
+    await dir.remove();
+  }
+});
+
+test('a read into the kept buffer takes no byte past what it asked for, nor past the index, however large the buffer grew', async () => {
+  const dir = await tempDir('sqlite-wal-scratch');
+  try {
+    const db = join(dir.path, 'app.db');
+    // Thirty transactions left in the WAL and its index (the process exits without closing: no checkpoint).
+    await run(PYTHON, ['-c', `
+import os, sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute('pragma journal_mode=wal'); c.execute('pragma wal_autocheckpoint=0')
+c.execute('create table t(v blob)')
+for i in range(30):
+    c.execute('begin'); c.execute('insert into t values (?)', (os.urandom(3000),)); c.execute('commit')
+os._exit(0)
+`, db]);
+    const walPath = db + '-wal';
+    const wal = new Uint8Array(await readFile(walPath));
+    const decoded = decodeWalHeader(wal.subarray(0, WAL_HEADER_BYTES));
+    assert.ok(decoded.ok);
+    const header = decoded.header;
+    const frameBytes = walFrameOffset(header.pageBytes, 1) - WAL_HEADER_BYTES;
+    const published = (wal.length - WAL_HEADER_BYTES) / frameBytes;
+    // Three frames past the index's last commit, as a writer killed before publishing leaves them.
+    const handle = await open(walPath, 'a');
+    await handle.write(wal.subarray(WAL_HEADER_BYTES, WAL_HEADER_BYTES + 3 * frameBytes));
+    await handle.close();
+    const reader = new WalFile(walPath);
+    try {
+      const at = (frameIndex: number) => ({ header, cursor: { frameIndex, checksum: header.checksum } });
+      const all = await reader.read(at(0), 1 << 20, true);
+      assert.equal(all!.frames.length, published * frameBytes, 'the first read: every published frame, none after');
+      const two = await reader.read(at(0), 2 * frameBytes, true);
+      assert.equal(two!.frames.length, 2 * frameBytes, 'two frames asked for, two read');
+      assert.equal(two!.more, true);
+      const last = await reader.read(at(published - 1), 1 << 20, true);
+      assert.equal(last!.frames.length, frameBytes, 'from the last published frame: that one only');
+      assert.equal(last!.more, false);
+    } finally {
+      reader.close();
+    }
+  } finally {
     await dir.remove();
   }
 });
