@@ -27,7 +27,7 @@ import { dirname, join } from 'node:path';
 import type { FlashLog } from '../log/index.ts';
 import { nodeFs, writeFileAtomic, type Clock, type Logger } from '../util/index.ts';
 import { decodeSqliteEntry, SQLITE_FLAG_SNAPSHOT, type SqliteEntry } from './entry.ts';
-import { applyPagesLocked, markNewFile, switchToWal } from './replica-apply.ts';
+import { applyPagesLocked, closeApplyConnection, markNewFile, switchToWal } from './replica-apply.ts';
 import { RedoJournals } from './redo-journal.ts';
 import { StepSpacing } from './step-spacing.ts';
 import type { WalFrame } from './wal-format.ts';
@@ -124,6 +124,7 @@ export class SqliteReplica {
     this.spacing.cancel();
     await this.running;
     this.options.log.holdTail(this.holdName, undefined);
+    closeApplyConnection(this.options.path);
   }
 
   /** What comes after this file's position stays in the log's memory until it is read (FlashLog.holdTail). */
