@@ -131,6 +131,7 @@ export class SqliteCapture {
   private stopped = true;
   private publishWait: { at: number; timer: TimerHandle } | undefined;
   private lastError: string | undefined;
+  private lastErrorKind: string | undefined;
   private generationReason = '';
   private readonly lags = new LagSamples(LAG_SAMPLES);
   readonly counters = { framesCaptured: 0, commitsCaptured: 0, entriesAppended: 0, bytesAppended: 0, appendFailures: 0, generations: 0, walResetsSeen: 0, checkpoints: 0, fullCheckpoints: 0, barrierTakes: 0, barrierBusy: 0, barrierMsMax: 0, lastCommitSeq: 0, walBytes: 0, walGiveUps: 0 };
@@ -269,10 +270,17 @@ export class SqliteCapture {
     this.publishWait = { at, timer };
   }
 
+  /**
+   * Logged once per failure, not once per step: a message that differs only in its figures (the log's
+   * LOG_FULL names its unreplicated bytes, which move at every step while the brokers are away) is the same
+   * failure. Status has the latest message as it is.
+   */
   private failed(error: unknown): void {
     const message = (error as Error).message;
-    if (message !== this.lastError) this.options.logger.error(`sqlite ${this.options.name}: ${message}`, { event: 'sqlite-capture-error', db: this.options.name, code: (error as LastgaspError).code });
+    const kind = withoutFigures(message);
+    if (kind !== this.lastErrorKind) this.options.logger.error(`sqlite ${this.options.name}: ${message}`, { event: 'sqlite-capture-error', db: this.options.name, code: (error as LastgaspError).code });
     this.lastError = message;
+    this.lastErrorKind = kind;
   }
 
   private async step(): Promise<void> {
@@ -307,7 +315,7 @@ export class SqliteCapture {
     if (this.snapshotSeq > 0 && firstSeq > this.snapshotSeq && this.bytesSinceSnapshot >= RESNAPSHOT_FACTOR * this.snapshotBytes) {
       await this.newGeneration(`retention removed the generation's snapshot (seq ${this.snapshotSeq}, the log now starts at ${firstSeq}): a standby behind it needs a new one`);
     }
-    this.lastError = undefined;
+    this.lastError = this.lastErrorKind = undefined;
   }
 
   /** Open the connections once the database exists and passes the checks, and start the first generation. */
@@ -798,4 +806,9 @@ interface Snapshotting {
 /** Whether a checkpoint backfilled every frame of the WAL and those were exactly the frames copied. */
 function completeAt(result: CheckpointResult, position: Position | undefined): boolean {
   return result.full && position?.header !== undefined && result.walFrames === position.cursor.frameIndex;
+}
+
+/** A message with its numbers blanked: what stays the same from one step to the next of one failure. */
+export function withoutFigures(message: string): string {
+  return message.replace(/\d[\d,.]*/g, '#');
 }

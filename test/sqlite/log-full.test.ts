@@ -16,7 +16,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createFlashLog } from '../../agent/log/index.ts';
 import { decodeSqliteEntry, splitTransaction, SqliteCapture, SqliteReplica, SQLITE_FLAG_SNAPSHOT } from '../../agent/sqlite/index.ts';
-import { LastgaspError, silentLogger, systemClock } from '../../agent/util/index.ts';
+import { createLogger, LastgaspError, silentLogger, systemClock } from '../../agent/util/index.ts';
 import { startProcess, killAll } from '../support/processes.ts';
 import { tempDir } from '../support/ports.ts';
 import { PYTHON, APP, dump } from './support/python.ts';
@@ -29,7 +29,10 @@ async function rig(dir: string, hardBytes: number, checkpointFrames: number, wal
   await log.open();
   const db = join(dir, 'app.db');
   const replicaDb = join(dir, 'replica.db');
-  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, appendRoom: () => log.appendRoom(), logCaughtUp: () => log.watermarks().replicated >= log.watermarks().committed, walBytesMax, logger: silentLogger, clock: systemClock });
+  // The capture's error lines, kept: a refusal repeated at every step is logged once (capture.failed).
+  const errorLines: string[] = [];
+  const logger = createLogger({ level: 'error', json: true, write: (line) => errorLines.push(line) });
+  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, appendRoom: () => log.appendRoom(), logCaughtUp: () => log.watermarks().replicated >= log.watermarks().committed, walBytesMax, logger, clock: systemClock });
   const replica = new SqliteReplica({ path: replicaDb, name: 'app', dataDir: dir, log, logger: silentLogger, clock: systemClock });
   await replica.load();
   return {
@@ -38,6 +41,7 @@ async function rig(dir: string, hardBytes: number, checkpointFrames: number, wal
     replicaDb,
     capture,
     replica,
+    errorLines,
     async close() {
       await capture.stop();
       await replica.pause();
@@ -82,11 +86,18 @@ test('a full log holds the capture back without a transaction twice or a new gen
     }
     assert.ok(fulls > 0, 'the log was full at least once');
     assert.ok((status().appendFailures as number) >= fulls, 'the capture counts the refusals');
+    const loggedBefore = r.errorLines.length;
     // Room comes a little at a time, as replication catches up: each step takes what fits.
+    let refusedAgain = 0;
     for (let rounds = 0; !(await step()); rounds++) {
       assert.ok(rounds < 10_000, 'the capture reaches the WAL\'s end');
       replicated();
+      refusedAgain++;
     }
+    // Refused at each of those steps with the log's byte count moving: the same failure, not logged again.
+    assert.ok(refusedAgain > 1, `refused more than once while room came (${refusedAgain})`);
+    assert.equal(r.errorLines.length, loggedBefore, `no new error line for the same refusal: ${r.errorLines.slice(loggedBefore).join(' | ')}`);
+    assert.ok(loggedBefore >= 1 && loggedBefore <= 2, `the refusal logged once (or once per wording): ${r.errorLines.join(' | ')}`);
     assert.equal(status().generations, 1, 'no new generation: every frame waited in the WAL');
 
     // Every transaction is in the log once: no two transactions alike (each writes its own tx_log row), and
