@@ -809,6 +809,6 @@ function completeAt(result: CheckpointResult, position: Position | undefined): b
 }
 
 /** A message with its numbers blanked: what stays the same from one step to the next of one failure. */
-export function withoutFigures(message: string): string {
+function withoutFigures(message: string): string {
   return message.replace(/\d[\d,.]*/g, '#');
 }
