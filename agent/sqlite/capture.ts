@@ -5,7 +5,7 @@
  * 1. A read transaction of the agent's own (a read-only connection) pins the WAL: while it holds a snapshot
  *    that includes WAL frames, no checkpoint goes past it and no writer can reset the WAL to its start, so no
  *    frame is overwritten before it is copied. After each copy it is taken again, at the new end.
- * 2. The `-wal` file is read with plain reads (fs.watch, and a short poll as a fallback), verified frame by
+ * 2. The `-wal` file is read with plain reads (at its changes, wal-watch.ts, and a short poll), verified frame by
  *    frame (salts, checksum chain: wal-format.ts), and every transaction up to the last valid commit frame
  *    becomes log entries (entry.ts), fsynced and replicated like every other entry.
  * 3. The agent is the database's checkpointer (checkpointer.ts): once the WAL holds checkpointFrames copied
@@ -23,14 +23,12 @@
  *    Past walBytesMax it gives up what the log could not take (giveUp): the WAL is checkpointed and starts
  *    over, and a new generation follows once the log has room for the database.
  *
- * One class of some 740 lines: the copy, the checkpoint and a new generation each move the same three things
+ * One class of some 760 lines: the copy, the checkpoint and a new generation each move the same three things
  * (the position, the read pin and the barrier), and splitting them would pass all three back and forth. What
  * stands apart is in files of its own: reading the WAL (wal-file.ts), the barrier and the checkpoints
  * (checkpointer.ts), the position file (capture-state.ts), the entries (entry.ts), the spacing of steps
- * (step-spacing.ts).
+ * (step-spacing.ts), when a change of the WAL sets one off (wal-watch.ts).
  */
-import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
 import { LastgaspError, type Clock, type Logger, type TimerHandle } from '../util/index.ts';
 import { openSqlite } from './connection.ts';
 import { BARRIER_HOLD_MAX_MS, BARRIER_TAIL_FRAMES_MAX, barrierSpinMs, checkpointDue, WAL_FRAMES_FACTOR, WalCheckpointer, type CheckpointResult, type LastCheckpoint } from './checkpointer.ts';
@@ -43,6 +41,7 @@ import { snapshotPayloads } from './snapshot-pages.ts';
 import { LagSamples } from './status-lines.ts';
 import { decodeWalHeader, scanWalFrames, walFrameOffset, WAL_HEADER_BYTES, type WalCursor, type WalHeader, type WalScan } from './wal-format.ts';
 import { CAPTURE_READ_BYTES_MAX, findWalEnd, WalFile, type Position } from './wal-file.ts';
+import { WalWatch } from './wal-watch.ts';
 
 /** The least WAL read per step when the log is nearly full (copy): a transaction of a few pages. */
 const CAPTURE_READ_BYTES_MIN = 64 * 1024;
@@ -118,13 +117,8 @@ export class SqliteCapture {
   /** Steps run one at a time, in the order asked for; a step queued and not yet begun is not queued twice. */
   private chain: Promise<void> = Promise.resolve();
   private queued = false;
-  private watcher: FSWatcher | undefined;
-  private watchFailed = false;
-  /** The watcher was let go for an application that writes (watchWal); steps follow at copyIntervalMs. */
-  private followingWrites = false;
-  /** The WAL's size and modification time at the last read, and whether this step's reads found them changed. */
-  private walSeen = '';
-  private walChanged = false;
+  /** Steps at the WAL's changes besides the poll (wal-watch.ts). */
+  private readonly walWatch: WalWatch;
   private timer: TimerHandle | undefined;
   /** Steps set off by file changes, spaced by copyIntervalMs. */
   private readonly spacing: StepSpacing;
@@ -138,59 +132,14 @@ export class SqliteCapture {
 
   constructor(private readonly options: CaptureOptions) {
     this.spacing = new StepSpacing(options.clock, options.copyIntervalMs ?? 0);
+    this.walWatch = new WalWatch({ path: options.path, copyIntervalMs: options.copyIntervalMs ?? 0, pollMs: options.pollMs, logger: options.logger, kick: () => this.kick() });
   }
 
   start(): void {
     this.stopped = false;
-    this.watchWal();
+    this.walWatch.start();
     this.schedule();
     this.kick();
-  }
-
-  /**
-   * Watch the WAL for changes (fs.watch on its directory); whether a watcher was set. An application that
-   * writes makes several events per transaction (SQLite writes each frame's header and page apart), and the
-   * agent's own checkpoints one per page into the database file beside it: thousands a second, each a call
-   * into this process. So while the application writes (copyIntervalMs > 0), the first event lets the
-   * watcher go and the steps follow one another at the interval (followWrites) until one finds the WAL as the
-   * last left it; then the watcher is set again.
-   */
-  private watchWal(): boolean {
-    if (this.stopped || this.watcher) return false;
-    try {
-      this.watcher = watch(dirname(this.options.path), (_event, file) => {
-        if (file === basename(this.options.path) + '-wal') this.walEvent();
-      });
-      return true;
-    } catch (error) {
-      if (!this.watchFailed) this.options.logger.warn(`cannot watch ${dirname(this.options.path)} (${(error as Error).message}); polling every ${this.options.pollMs} ms`);
-      this.watchFailed = true;
-      return false;
-    }
-  }
-
-  private walEvent(): void {
-    if ((this.options.copyIntervalMs ?? 0) > 0) {
-      this.watcher?.close();
-      this.watcher = undefined;
-      this.followingWrites = true;
-    }
-    this.kick();
-  }
-
-  /**
-   * After a step while the watcher is let go (watchWal): the next step at the interval while the WAL keeps
-   * changing; once it did not since the step before, the watcher again, and one more step for a write that
-   * came between this step's read and the watch.
-   */
-  private followWrites(): void {
-    if (this.stopped || !this.followingWrites) return;
-    if (this.walChanged) {
-      this.kick();
-      return;
-    }
-    this.followingWrites = false;
-    if (this.watchWal()) this.kick();
   }
 
   async stop(): Promise<void> {
@@ -198,9 +147,7 @@ export class SqliteCapture {
     this.timer?.cancel();
     this.spacing.cancel();
     this.publishWait?.timer.cancel();
-    this.watcher?.close();
-    this.watcher = undefined;
-    this.followingWrites = false;
+    this.walWatch.stop();
     await this.chain;
     this.detach();
   }
@@ -251,9 +198,9 @@ export class SqliteCapture {
       this.queued = false;
       this.spacing.started();
       if (this.stopped) return;
-      this.walChanged = false;
+      this.walWatch.stepBegins();
       await this.step().catch((error: unknown) => this.failed(error));
-      this.followWrites();
+      this.walWatch.stepEnded();
     });
   }
 
@@ -436,9 +383,7 @@ export class SqliteCapture {
     this.wal ??= new WalFile(this.options.path + '-wal');
     const file = await this.wal.read(position, bytesMax, scratch);
     this.counters.walBytes = file?.size ?? 0;
-    const seen = file ? `${file.size}/${file.mtimeMs}` : '';
-    if (seen !== this.walSeen) this.walChanged = true;
-    this.walSeen = seen;
+    this.walWatch.saw(file?.size, file?.mtimeMs);
     const decoded = file && file.head.length === WAL_HEADER_BYTES ? decodeWalHeader(file.head) : undefined;
     if (!decoded?.ok) {
       // No WAL (yet) is fine while none was followed; one that vanished or went bad took frames with it.
