@@ -83,9 +83,10 @@ export function linkLines(status: Record<string, unknown>): string[] {
   lines.push(...peerLines(status));
   const stalledMs = (status.replication as { publisher?: { watermarkStalledMs?: number } } | undefined)?.publisher?.watermarkStalledMs ?? 0;
   if (stalledMs >= WATERMARK_STALLED_MS) lines.push(`  STALLED: the replicated watermark has not moved for ${stalledMs} ms with entries waiting`);
-  const takeover = status.lastTakeover as { fromNode: string; complete: boolean; handoffLastSeq: number; handoffCommitted?: number } | undefined;
+  const takeover = status.lastTakeover as { fromNode: string; complete: boolean; since?: number; handoffLastSeq: number; handoffCommitted?: number } | undefined;
   if (takeover && !takeover.complete && takeover.handoffCommitted !== undefined) {
-    lines.push(`  INCOMPLETE HANDOFF from ${takeover.fromNode}: seqs ${takeover.handoffLastSeq + 1}..${takeover.handoffCommitted} acknowledged there never arrived here`);
+    // From `since`: what arrived past the record's lastSeq (in the tail behind it) is here.
+    lines.push(`  INCOMPLETE HANDOFF from ${takeover.fromNode}: seqs ${takeover.since ?? takeover.handoffLastSeq + 1}..${takeover.handoffCommitted} acknowledged there never arrived here`);
   }
   return lines;
 }

@@ -194,7 +194,7 @@ export const configSchema = object(
         energyAware: boolean({ description: 'On battery, also start the brownout when the time the tail needs to leave (unreplicated bytes ÷ the measured drain rate, plus the handoff) comes within energyMarginMs of the time the battery has left.', default: true }),
         energyMarginMs: integer({ description: 'Margin kept between the time the tail needs and the time the battery has left.', default: 2000, min: 0, unit: 'ms' }),
         batteryMah: integer({ description: 'Pack capacity, for the time left from charge and discharge current when the source reports no runtime (0 = unknown).', default: 0, min: 0, unit: 'mAh' }),
-        flushBudgetMs: integer({ description: 'Longest from the brownout until the handoff record is on the brokers (marked incomplete if the tail is not all out): the flush stops as early as the record needs to get out behind what is in flight, measured on the link.', default: 10_000, min: 100, unit: 'ms' }),
+        flushBudgetMs: integer({ description: 'Longest from the brownout until the handoff record is on the brokers (marked incomplete if the tail is not all out): the record leaves as early as it needs to get out behind what is in flight, measured on the link; an incomplete record names the budget left, the flush goes on behind it, and the sibling takes over when that tail ends.', default: 10_000, min: 100, unit: 'ms' }),
         handoffAckTimeoutMs: integer({ description: 'How long to wait for the sibling to acknowledge the handoff.', default: 3000, min: 0, unit: 'ms' }),
         cutDelayMs: integer({ description: 'Delay the BMS is given before it cuts power.', default: 500, min: 0, unit: 'ms' }),
         restartAfterPowerOffMs: integer({

@@ -16,6 +16,8 @@ export interface HandoffRecord {
   readonly lastSeq: number;
   readonly committed: number;
   readonly complete: boolean;
+  /** Incomplete by the budget: the ms of budget left, for which the tail goes on behind the record. */
+  readonly tailMs?: number;
   readonly sqlite?: Readonly<Record<string, number>>;
   readonly reason: string;
   readonly atMs: number;

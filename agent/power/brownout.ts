@@ -168,6 +168,8 @@ export class Brownout implements BrownoutSteps {
   private appStopping: Promise<void> | undefined;
   /** The log seq of each database's last commit, captured as the flush began (named in the handoff). */
   private sqliteCommits: Record<string, number> | undefined;
+  /** When the flush budget ends (monotonic ms): an incomplete handoff gives the tail the rest of it. */
+  private budgetEndsMs = 0;
 
   constructor(private readonly options: BrownoutOptions) {}
 
@@ -197,6 +199,7 @@ export class Brownout implements BrownoutSteps {
   async flushTail(budgetMs: number, signal: AbortSignal): Promise<FlushOutcome> {
     const { log, replication, clock, logger } = this.options;
     const started = clock.monotonicMs();
+    this.budgetEndsMs = started + budgetMs;
     log.setSyncMode('immediate');
     replication.beginFlush(budgetMs);
     const atStart = log.watermarks();
@@ -295,6 +298,9 @@ export class Brownout implements BrownoutSteps {
     await (this.appStopping ?? application.app?.stop(`handing off: ${reason}`));
     const atMs = clock.nowMs();
     const to = this.successor();
+    // The budget ran out with the tail still going: it goes on behind the record until the power goes, and
+    // the successor takes what arrives before it claims (takeover/handoff-tail.ts).
+    const tailMs = outcome.end === 'budget' ? Math.max(0, Math.round(this.budgetEndsMs - clock.monotonicMs())) : 0;
     const record: HandoffRecord = {
       group: this.options.group,
       kind: 'handoff',
@@ -304,6 +310,7 @@ export class Brownout implements BrownoutSteps {
       lastSeq: outcome.lastSeq,
       committed: outcome.committed,
       complete: outcome.complete,
+      ...(tailMs > 0 ? { tailMs } : {}),
       ...(this.sqliteCommits ? { sqlite: this.sqliteCommits } : {}),
       reason,
       atMs,
@@ -312,9 +319,12 @@ export class Brownout implements BrownoutSteps {
     await roles.latchHandoff(record);
     await this.options.replication.publishHandoff(record);
     this.options.hooks.fire('handoff', { to, complete: outcome.complete, lastSeq: outcome.lastSeq, committed: outcome.committed, epoch: record.epoch });
-    const fields = { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to, ...(record.sqlite ? { sqlite: record.sqlite } : {}) };
+    const fields = { event: 'handoff', atMs, lastSeq: outcome.lastSeq, committed: outcome.committed, complete: outcome.complete, to, ...(tailMs > 0 ? { tailMs } : {}), ...(record.sqlite ? { sqlite: record.sqlite } : {}) };
+    const sibling = to ?? 'the sibling';
+    const gap = `seqs ${outcome.lastSeq + 1}..${outcome.committed} were acknowledged here and had not reached ${sibling}`;
     if (outcome.complete) logger.info('handoff record published', fields);
-    else logger.warn(`incomplete handoff published: seqs ${outcome.lastSeq + 1}..${outcome.committed} were acknowledged here and had not reached ${to ?? 'the sibling'}; they will be set aside here (lastgasp quarantine)`, { ...fields, missing: outcome.committed - outcome.lastSeq });
+    else if (tailMs > 0) logger.warn(`incomplete handoff published: ${gap}; the tail goes on behind the record for the ${tailMs} ms of budget left, ${sibling} keeps what arrives, and what does not is set aside here (lastgasp quarantine)`, { ...fields, missing: outcome.committed - outcome.lastSeq });
+    else logger.warn(`incomplete handoff published: ${gap}; they will be set aside here (lastgasp quarantine)`, { ...fields, missing: outcome.committed - outcome.lastSeq });
   }
 
   /** The best-caught-up sibling (highest acknowledged seq), ties to the order of `siblings` in the config. */

@@ -33,6 +33,9 @@ const isSeqMap: Check = (value) => {
   const entries = Object.entries(value);
   return entries.length <= SQLITE_DATABASES_MAX && entries.every(([name, seq]) => isName(name) && isSeq(seq));
 };
+/** The most a handoff's tail may announce: the longest flush budget a gateway would be given (an hour). */
+const TAIL_MS_MAX = 3_600_000;
+const isTailMs: Check = (value) => isSeq(value) && (value as number) <= TAIL_MS_MAX;
 const isBoolean: Check = (value) => typeof value === 'boolean';
 const isText: Check = (value) => typeof value === 'string';
 const optional = (check: Check): Check => (value) => value === undefined || check(value);
@@ -53,6 +56,7 @@ const LEADER: Record<string, Check> = {
   lastSeq: optional(isSeq),
   committed: optional(isSeq),
   complete: optional(isBoolean),
+  tailMs: optional(isTailMs),
   sqlite: optional(isSeqMap),
   reason: optional(isText),
 };

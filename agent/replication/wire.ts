@@ -90,6 +90,12 @@ export interface LeaderMessage {
   readonly committed?: number;
   readonly complete?: boolean;
   /**
+   * handoff, when the flush budget ran out (complete false): how much longer, in ms from the record's
+   * publication, the old primary goes on flushing its tail behind it. The successor keeps applying those
+   * batches and takes over once the tail has ended (takeover/handoff-tail.ts).
+   */
+  readonly tailMs?: number;
+  /**
    * handoff, when the application's SQLite databases are captured (app.sqlite): per database name, the log
    * seq of its last commit before the flush. The successor's database is as of that commit when it holds
    * the log up to that seq (lastSeq ≥ it).

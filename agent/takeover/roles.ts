@@ -23,6 +23,7 @@ import type { LeaderMessage, Replication, StateMessage } from '../replication/in
 import type { Clock, Logger } from '../util/index.ts';
 import { groupMembers, nextOwnedEpoch } from './epochs.ts';
 import { judgeLeaderRecord } from './leader-rules.ts';
+import { HandoffTail } from './handoff-tail.ts';
 import { Heartbeats } from './heartbeats.ts';
 import { Lease } from './lease.ts';
 import { LeaderStore } from './leader-store.ts';
@@ -87,8 +88,13 @@ export interface TakeoverRecord {
   /** First seq of the new epoch (the old primary's entries up to since - 1 are kept). */
   readonly since: number;
   readonly handoffLastSeq: number;
-  /** handoff: what the old primary had acknowledged; past handoffLastSeq is the gap of an incomplete handoff. */
+  /**
+   * handoff: what the old primary had acknowledged; from `since` to it is the gap of an incomplete handoff
+   * (what arrived past handoffLastSeq, ahead of the record or in the tail behind it, is kept).
+   */
   readonly handoffCommitted?: number;
+  /** handoff with a tail (tailMs): how the wait for it ended, and how long it took. */
+  readonly tail?: { readonly end: 'complete' | 'ended' | 'timeout'; readonly waitedMs: number };
   /** handoff: per SQLite database, the log seq of its last commit (the successor's copy is as of that commit). */
   readonly handoffSqlite?: Readonly<Record<string, number>>;
   readonly complete: boolean;
@@ -128,12 +134,14 @@ export class RoleManager {
   private readonly silence: SilenceWatch | undefined;
   private readonly dropped: Record<string, number> = {};
   private readonly regression: RegressionGuard;
+  private readonly handoffTail: HandoffTail;
   private leaderTurn: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: RoleManagerOptions) {
     this.members = groupMembers(options.node, options.siblings);
     this.store = new LeaderStore(options.leaderFile, options.group, options.logger);
     this.regression = new RegressionGuard(options.node, this.members, options.logger);
+    this.handoffTail = new HandoffTail(options.clock);
     this.heartbeats = new Heartbeats({
       clock: options.clock,
       heartbeatMs: options.heartbeatMs,
@@ -341,12 +349,13 @@ export class RoleManager {
     }
     if (message.kind === 'handoff' && message.node !== node && this.roleValue === 'standby' && this.options.onHandoff) {
       // Not awaited: the takeover's own claim comes back as a leader record, which must not wait behind this one.
-      if (message.to === undefined || message.to === node) void this.takeOver(message, 'handoff').catch((error: unknown) => this.options.logger.error('takeover failed', { error }));
+      if (message.to === undefined || message.to === node) void this.takeOver(message, 'handoff', { receivedMs: this.options.clock.monotonicMs() }).catch((error: unknown) => this.options.logger.error('takeover failed', { error }));
       else this.silence?.watch(message.to);
     }
   }
 
   private onState(message: StateMessage): void {
+    this.handoffTail.onState(message);
     this.silence?.onState(message);
   }
 
@@ -537,10 +546,15 @@ export class RoleManager {
     const leader = this.store.current;
     const from = leader ? (leader.kind === 'handoff' ? (leader.to ?? leader.node) : leader.node) : 'the group';
     this.options.logger.warn(`primary ${from} silent for ${silentMs} ms (takeover.silenceMs ${this.options.silenceMs}); taking over`, { event: 'silence', silentMs });
-    await this.takeOver(leader, 'silence', silentMs);
+    await this.takeOver(leader, 'silence', { silentMs });
   }
 
-  private async takeOver(record: LeaderMessage | undefined, cause: 'handoff' | 'silence', silentMs?: number): Promise<void> {
+  /**
+   * Take the lead after `record` (a handoff) or the primary's silence. A handoff received live
+   * (`receivedMs`) that announces a tail is followed until the tail ends (handoff-tail.ts); one found at
+   * start is old news, and its tail, if any, is over.
+   */
+  private async takeOver(record: LeaderMessage | undefined, cause: 'handoff' | 'silence', at: { receivedMs?: number; silentMs?: number } = {}): Promise<void> {
     if (this.takingOver || this.roleValue === 'primary' || this.latchedReason) return;
     this.takingOver = true;
     const { log, clock, logger } = this.options;
@@ -549,6 +563,7 @@ export class RoleManager {
       const expected = record?.kind === 'handoff' ? (record.lastSeq ?? 0) : 0;
       await this.waitCommitted(expected, HANDOFF_CATCH_UP_MS);
       if (log.watermarks().committed < expected) logger.error('taking over without every entry the handoff named', { committed: log.watermarks().committed, expected });
+      const tail = record && at.receivedMs !== undefined && HandoffTail.announced(record) ? await this.followTail(record, at.receivedMs) : undefined;
       const fromNode = record?.node ?? 'nobody';
       const led = await this.promote(cause === 'handoff' ? `handoff from ${fromNode}` : `${fromNode} went silent`);
       if (!led) return;
@@ -556,6 +571,7 @@ export class RoleManager {
       // may be there by now, with a `since` of its own.
       const since = led.since ?? log.watermarks().committed + 1;
       const servingAtMs = this.primarySinceMs ?? clock.nowMs();
+      const complete = cause === 'handoff' ? record?.complete !== false || (record.committed !== undefined && since > record.committed) : false;
       this.lastTakeover = {
         fromNode,
         epoch: log.epoch,
@@ -563,15 +579,16 @@ export class RoleManager {
         handoffLastSeq: expected,
         ...(record?.kind === 'handoff' && record.committed !== undefined ? { handoffCommitted: record.committed } : {}),
         ...(record?.kind === 'handoff' && record.sqlite ? { handoffSqlite: record.sqlite } : {}),
-        complete: cause === 'handoff' ? (record?.complete ?? true) : false,
+        ...(tail ? { tail } : {}),
+        complete,
         cause,
         takeoverMs: Math.round(clock.monotonicMs() - startedMs),
-        ...(silentMs !== undefined ? { silentMs } : {}),
+        ...(at.silentMs !== undefined ? { silentMs: at.silentMs } : {}),
         ...(cause === 'handoff' && record ? { handoffAtMs: record.atMs } : {}),
         servingAtMs,
       };
       logger.info(`took over from ${fromNode}`, { event: 'takeover', ...this.lastTakeover });
-      if (record?.kind === 'handoff' && record.complete === false) logger.warn(`incomplete handoff from ${fromNode}: it acknowledged seqs ${expected + 1}..${record.committed ?? '?'} that never arrived here; this epoch reuses those seqs, and ${fromNode} sets its copies aside (lastgasp quarantine list on it)`, { event: 'handoff-incomplete', fromNode, lastSeq: expected, committed: record.committed, missing: (record.committed ?? expected) - expected });
+      if (record?.kind === 'handoff' && !complete) logger.warn(`incomplete handoff from ${fromNode}: it acknowledged seqs ${since}..${record.committed ?? '?'} that never arrived here; this epoch reuses those seqs, and ${fromNode} sets its copies aside (lastgasp quarantine list on it)`, { event: 'handoff-incomplete', fromNode, lastSeq: expected, since, committed: record.committed, missing: Math.max(0, (record.committed ?? expected) - since + 1) });
     } finally {
       this.takingOver = false;
     }
@@ -595,6 +612,15 @@ export class RoleManager {
       if (replication.connected) settle();
       else replication.once('up', settle);
     });
+  }
+
+  /** Keep applying the tail the handoff announced until it ends (handoff-tail.ts), and say how it ended. */
+  private async followTail(record: LeaderMessage, receivedMs: number): Promise<NonNullable<TakeoverRecord['tail']>> {
+    const { log, clock, logger } = this.options;
+    const startedMs = clock.monotonicMs();
+    logger.info(`${record.node}'s tail goes on behind its handoff for up to ${record.tailMs} ms: taking over when it ends`, { event: 'handoff-tail', fromNode: record.node, lastSeq: record.lastSeq, committed: record.committed, tailMs: record.tailMs, have: log.watermarks().committed });
+    const end = await this.handoffTail.wait(record, receivedMs, () => log.watermarks().committed);
+    return { end, waitedMs: Math.round(clock.monotonicMs() - startedMs) };
   }
 
   private async waitCommitted(seq: number, timeoutMs: number): Promise<void> {

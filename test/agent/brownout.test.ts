@@ -114,6 +114,21 @@ test('the margin before the handoff record is four of the log\'s recent longest 
   assert.equal((await flush).end, 'budget');
 });
 
+test('a budget that ran out: the handoff gives the tail the rest of the budget, which goes on behind it', async () => {
+  const world = setUp({ leadMs: 300, syncMs: 5 });
+  const flush = world.brownout.flushTail(1000, new AbortController().signal);
+  await settle();
+  world.clock.advance(660);
+  const outcome = await flush;
+  assert.equal(outcome.end, 'budget');
+  // Latching and signing took 15 ms: 1000 − 660 − 15 of the budget is left for the tail.
+  world.clock.advance(15);
+  await world.brownout.publishHandoff(outcome, 'battery low');
+  const [record] = world.published;
+  assert.deepEqual({ complete: record!.complete, lastSeq: record!.lastSeq, committed: record!.committed, tailMs: record!.tailMs }, { complete: false, lastSeq: 7, committed: 10, tailMs: 325 });
+  assert.ok(!world.events.includes('end flush'), 'the publisher goes on flushing after the record');
+});
+
 test('a drained tail: the handoff is complete, latched before it leaves, and names the best-caught-up sibling', async () => {
   const world = setUp({ positions: { 'gw-b': 5, 'gw-c': 9 } });
   const flush = world.brownout.flushTail(1000, new AbortController().signal);
@@ -128,6 +143,7 @@ test('a drained tail: the handoff is complete, latched before it leaves, and nam
     { kind: record!.kind, to: record!.to, lastSeq: record!.lastSeq, committed: record!.committed, complete: record!.complete, epoch: record!.epoch },
     { kind: 'handoff', to: 'gw-c', lastSeq: 10, committed: 10, complete: true, epoch: 3 },
   );
+  assert.equal(record!.tailMs, undefined, 'a complete handoff announces no tail');
 });
 
 test('a standby has no tail of its own: its flush ends "not-primary" and it publishes no handoff', async () => {

@@ -21,6 +21,11 @@ test('a stalled link, a frozen watermark and an incomplete handoff are flagged',
   assert.equal(lines[2], '  INCOMPLETE HANDOFF from gw-a: seqs 907..1674 acknowledged there never arrived here');
 });
 
+test('an incomplete handoff whose tail came on behind the record: the gap starts at the new epoch\'s first seq', () => {
+  const lines = linkLines({ replication: { links: [] }, lastTakeover: { fromNode: 'gw-a', complete: false, since: 1210, handoffLastSeq: 906, handoffCommitted: 1674 } });
+  assert.deepEqual(lines, ['  INCOMPLETE HANDOFF from gw-a: seqs 1210..1674 acknowledged there never arrived here']);
+});
+
 test('a link with no connection says so', () => {
   const [line] = linkLines({ replication: { links: [{ ...link, state: 'down', server: '', lastAckAgeMs: -1, causes: [] }] } });
   assert.equal(line, '  broker mqtt://n1:1883,mqtt://n2:1883: down, no connection, 3 in flight, 2 reconnects, 1 failovers');

@@ -1,9 +1,10 @@
 // The takeover parts with a fake clock: epoch ownership, heartbeat echoes and the lease they give, and the
 // standby's silence watch (late ticks after a pause, hearing its own heartbeats, the probe, the election),
-// and which leader records a node follows.
+// which leader records a node follows, and how long a successor follows the tail behind an incomplete handoff.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EPOCH_MAX, epochOwner, groupMembers, nextOwnedEpoch } from '../../agent/takeover/epochs.ts';
+import { HandoffTail, TAIL_GRACE_MS } from '../../agent/takeover/handoff-tail.ts';
 import { Heartbeats } from '../../agent/takeover/heartbeats.ts';
 import { judgeLeaderRecord } from '../../agent/takeover/leader-rules.ts';
 import { Lease } from '../../agent/takeover/lease.ts';
@@ -253,4 +254,50 @@ test('a leader record is followed only if it knows the floor, lies on or above i
   assert.equal(verdict({ epoch: 7, node: 'gw-a' }), 'not-ours', 'gw-a never wrote epoch 7 in this life');
   assert.equal(verdict({ epoch: 4, node: 'gw-a', atMs: 3 }), 'follow', 'its own saved record, seen again');
   assert.equal(verdict({ kind: 'handoff', epoch: 4, node: 'gw-a', lastSeq: 12 }), 'follow', 'its own handoff in the epoch it leads');
+});
+
+test('the tail behind an incomplete handoff ends when all of it arrived, when the old primary\'s last word came after the record, or when its time ran out', async () => {
+  const handoff: LeaderMessage = { group: 'g', kind: 'handoff', epoch: 1, node: 'gw-a', to: 'gw-b', lastSeq: 100, committed: 160, complete: false, tailMs: 400, atMs: 0 };
+  assert.ok(HandoffTail.announced(handoff));
+  assert.ok(!HandoffTail.announced({ ...handoff, complete: true, lastSeq: 160 }), 'a complete handoff has no tail to wait for');
+  assert.ok(!HandoffTail.announced({ ...handoff, tailMs: undefined }), 'an old primary that announces none (an older version) is taken at its word');
+  const offline: StateMessage = { ...state('gw-a', 'unknown'), state: 'offline' };
+
+  // All of it arrives in the tail: the wait ends at once.
+  let clock = new FakeClock();
+  let tail = new HandoffTail(clock);
+  let committed = 120;
+  let ended: string | undefined;
+  void tail.wait(handoff, clock.monotonicMs(), () => committed).then((end) => (ended = end));
+  await clock.advanceSettling(100);
+  assert.equal(ended, undefined, 'still following a tail that is coming in');
+  committed = 160;
+  await clock.advanceSettling(10);
+  assert.equal(ended, 'complete');
+
+  // The old primary's Will (or its handed-off state record) after the record: nothing more comes.
+  clock = new FakeClock();
+  tail = new HandoffTail(clock);
+  tail.onState(offline);
+  clock.advance(5);
+  ended = undefined;
+  void tail.wait(handoff, clock.monotonicMs(), () => 120).then((end) => (ended = end));
+  await clock.advanceSettling(50);
+  assert.equal(ended, undefined, 'a Will from before the record says nothing about the tail behind it');
+  tail.onState({ ...state('gw-c', 'standby'), state: 'offline' });
+  await clock.advanceSettling(20);
+  assert.equal(ended, undefined, 'another node going offline says nothing about gw-a\'s tail');
+  tail.onState({ ...offline, state: 'handed-off' });
+  await clock.advanceSettling(10);
+  assert.equal(ended, 'ended');
+
+  // The power went and no word came: tailMs and the grace after the record arrived.
+  clock = new FakeClock();
+  tail = new HandoffTail(clock);
+  ended = undefined;
+  void tail.wait(handoff, clock.monotonicMs(), () => 120).then((end) => (ended = end));
+  await clock.advanceSettling(400 + TAIL_GRACE_MS - 10);
+  assert.equal(ended, undefined);
+  await clock.advanceSettling(10);
+  assert.equal(ended, 'timeout');
 });
