@@ -15,8 +15,9 @@
  * battery runs flat at a known instant; a threshold-only start is compared with the energy-aware start.
  *
  * Environment: LASTGASP_HOLDUP_RATES_KBPS (default 256,1000,10000), LASTGASP_HOLDUP_BUDGETS_S (1,3,10),
- * LASTGASP_HOLDUP_DATA (telemetry,random), LASTGASP_HOLDUP_ENTRIES_MAX (24000). The last line is one JSON
- * object. Not part of `npm test`; run it with `nice`.
+ * LASTGASP_HOLDUP_DATA (telemetry,random), LASTGASP_HOLDUP_ENTRIES_MAX (24000); LASTGASP_HOLDUP_DEBUG=1 prints,
+ * per case, gw-a's brownout log lines, its publisher before the brownout, gw-b at the cut and what crossed the
+ * uplink when (uplink-trace.ts). The last line is one JSON object. Not part of `npm test`; run it with `nice`.
  */
 import { startMosquitto, type Mosquitto } from '../support/mosquitto.ts';
 import type { AgentProcess } from '../support/agents.ts';
@@ -24,6 +25,7 @@ import { killAll } from '../support/processes.ts';
 import { tempDir } from '../support/ports.ts';
 import { mulberry32 } from '../log/support/random.ts';
 import { startShapedLink } from './shaped-link.ts';
+import { uplinkTrace } from './uplink-trace.ts';
 import { energyScenario } from './holdup-energy.ts';
 import { entryValue, keysOn, round, shapeFor, startShapedPair, warmUp, writeTail, type Data } from './holdup-support.ts';
 
@@ -70,7 +72,8 @@ async function wireBytesPerEntry(a: AgentProcess, data: Data, random: () => numb
 }
 
 async function holdupCase(broker: Mosquitto, dir: string, index: number, rateKbps: number, budgetS: number, data: Data): Promise<CaseResult> {
-  const link = await startShapedLink(broker.port, shapeFor(rateKbps));
+  const trace = process.env.LASTGASP_HOLDUP_DEBUG ? uplinkTrace() : undefined;
+  const link = await startShapedLink(broker.port, { ...shapeFor(rateKbps), ...(trace ? { onUp: trace.onUp } : {}) });
   const random = mulberry32(index + 1);
   const flushBudgetMs = Math.max(100, budgetS * 1000 - BROWNOUT_SKEW_MS);
   const pair = await startShapedPair(dir, `holdup${index}`, broker, link, [], { onBatteryDebounceMs: 0, flushBudgetMs, handoffAckTimeoutMs: 0, cutDelayMs: 0 }).catch(async (error: unknown) => {
@@ -87,9 +90,11 @@ async function holdupCase(broker: Mosquitto, dir: string, index: number, rateKbp
     const acked = await writeTail(a, values, 'tail');
     const tailFirst = Math.min(...acked.keys());
     if (process.env.LASTGASP_HOLDUP_DEBUG) console.error(`holdup${index} publisher before the brownout`, JSON.stringify((await a.client.status()).replication.publisher));
+    trace?.start();
     sim.send('ac off');
     sim.send('brownout');
     await new Promise((resolve) => setTimeout(resolve, budgetS * 1000));
+    if (trace) console.error(`holdup${index} up the link since the brownout (ms when the last byte left: topic bytes)`, trace.line());
     await link.cut();
     await a.process.kill('SIGKILL');
     const statusB = await b.client.status();

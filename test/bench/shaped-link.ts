@@ -13,6 +13,8 @@ export interface ShapedLinkOptions {
   readonly delayMs: number;
   readonly burstBytes: number;
   readonly queueBytesMax: number;
+  /** Each piece towards the broker as it leaves the bucket (performance.now() ms): the benchmark's trace. */
+  readonly onUp?: (piece: Buffer, releasedAtMs: number) => void;
 }
 
 export interface ShapedLink {
@@ -56,7 +58,10 @@ export async function startShapedLink(targetPort: number, options: ShapedLinkOpt
       else direction.queue[0] = head.subarray(take);
       direction.queuedBytes -= take;
       direction.tokens -= take;
-      if (countUp) bytesUp += take;
+      if (countUp) {
+        bytesUp += take;
+        options.onUp?.(piece, now);
+      }
       const delivery = setTimeout(() => {
         timers.delete(delivery);
         if (!direction.to.destroyed) direction.to.write(piece);
