@@ -394,6 +394,14 @@ export class Replication extends EventEmitter<ReplicationEvents> {
     this.publisher.setPaused(paused);
   }
 
+  /**
+   * Resolves once every batch received so far is stored (or refused). A takeover stops the receiver, and a
+   * batch still queued then is dropped: a successor that follows a handoff's tail waits for this first.
+   */
+  batchesSettled(): Promise<void> {
+    return this.receiver.idle();
+  }
+
   /** True once `seq` is replicated at the configured durability, false at the timeout, the abort or a stop. */
   waitReplicated(seq: number, timeoutMs: number, signal: AbortSignal): Promise<boolean> {
     return this.publisher.waitReplicated(seq, timeoutMs, signal);
