@@ -5,6 +5,8 @@
 // leadership campaign, seed 893780117, the rival's record was followed and saved in that window, and the
 // takeover reported the rival's first seq.) The replication is an in-process fake behind the role manager's
 // interface, because the test must put the two records in that order at that moment; the log is a real one.
+// The same rig holds a successor to the tail behind an incomplete handoff: it claims only once the tail has
+// ended and the batches received before its end are stored.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -25,7 +27,14 @@ class FakeReplication extends EventEmitter {
   readonly published: LeaderMessage[] = [];
   onPublish: (record: LeaderMessage) => void = () => undefined;
 
+  /** The receiver's queue: settled unless a test holds it. */
+  settled: Promise<void> = Promise.resolve();
+
   followEpoch(): void {}
+
+  batchesSettled(): Promise<void> {
+    return this.settled;
+  }
 
   async setRole(): Promise<void> {}
 
@@ -35,8 +44,8 @@ class FakeReplication extends EventEmitter {
   }
 }
 
-test('a rival claim delivered right behind the claim this node won is dropped, though its own record is not saved yet', async (t) => {
-  const dir = await tempDir('roles-claims');
+async function standbyOf(t: { after(fn: () => Promise<void>): void }, name: string) {
+  const dir = await tempDir(name);
   const log = createFlashLog({ dir: join(dir.path, 'log'), segmentBytes: 1024 * 1024 });
   await log.open();
   const clock = new FakeClock();
@@ -74,6 +83,11 @@ test('a rival claim delivered right behind the claim this node won is dropped, t
   const status = () => roles.status() as { leaderRecordsDropped: Record<string, number>; epochFloor: number; lastTakeover?: TakeoverRecord };
   await roles.start();
   assert.equal(roles.role, 'standby');
+  return { roles, replication, clock, log, status };
+}
+
+test('a rival claim delivered right behind the claim this node won is dropped, though its own record is not saved yet', async (t) => {
+  const { roles, replication, clock, log, status } = await standbyOf(t, 'roles-claims');
 
   // gw-b leads epoch 2 (gw-a owns the odd epochs of this group, gw-b the even ones).
   replication.emit('leader', { group: GROUP, kind: 'leader', epoch: 2, node: 'gw-b', since: 1, prev: 1, atMs: clock.nowMs() } satisfies LeaderMessage);
@@ -101,4 +115,30 @@ test('a rival claim delivered right behind the claim this node won is dropped, t
   const takeover = status().lastTakeover!;
   assert.equal(takeover.since, claim.since, 'the takeover reports the first seq of the epoch it claimed');
   assert.equal(takeover.epoch, 3);
+});
+
+test('after an incomplete handoff with a tail, the successor claims once the tail ended and what came before its end is stored', async (t) => {
+  const { roles, replication, clock, status } = await standbyOf(t, 'roles-tail');
+  replication.emit('leader', { group: GROUP, kind: 'leader', epoch: 2, node: 'gw-b', since: 1, prev: 1, atMs: clock.nowMs() } satisfies LeaderMessage);
+  await waitFor('gw-b followed', () => (roles.leaderRecord?.epoch === 2 ? true : undefined), 5000, 1);
+  let settle = () => undefined as void;
+  replication.settled = new Promise<void>((resolve) => (settle = resolve));
+  replication.emit('leader', { group: GROUP, kind: 'handoff', epoch: 2, node: 'gw-b', to: 'gw-a', lastSeq: 0, committed: 5, complete: false, tailMs: 300, atMs: clock.nowMs() } satisfies LeaderMessage);
+  await waitFor('the handoff followed', () => (roles.leaderRecord?.kind === 'handoff' ? true : undefined), 5000, 1);
+  await clock.advanceSettling(100);
+  assert.equal(roles.role, 'standby', 'the tail is still coming: no claim yet');
+  // gw-b's Will: its connection is gone, nothing more of the tail comes.
+  replication.emit('state', { group: GROUP, node: 'gw-b', role: 'unknown', state: 'offline', epoch: 2, committed: 5, atMs: clock.nowMs() });
+  await clock.advanceSettling(50);
+  assert.equal(roles.role, 'standby', 'a batch received before the Will is still being stored');
+  // gw-a's claim comes back from the broker as claims do.
+  replication.onPublish = (record) => replication.emit('leader', record);
+  settle();
+  // Leading with leases waits for its heartbeats to come back, on the clock the test moves.
+  await waitFor('gw-a to lead', async () => {
+    await clock.advanceSettling(10);
+    return roles.role === 'primary' ? true : undefined;
+  }, 5000, 1);
+  const takeover = status().lastTakeover!;
+  assert.deepEqual({ end: takeover.tail?.end, complete: takeover.complete, handoffCommitted: takeover.handoffCommitted }, { end: 'ended', complete: false, handoffCommitted: 5 });
 });
