@@ -83,6 +83,9 @@ export interface SupervisorHostParts {
 /** The supervisor's host: the brownout's steps, and the records and hooks of each power change. */
 export function supervisorHost(brownout: Brownout, parts: SupervisorHostParts): SupervisorHost {
   const { events, records } = parts;
+  // BROWNOUT and FLUSHING are both `flushing` on the wire and follow each other at once: one record says it
+  // (on a slow uplink a record is hold-up time taken from the tail).
+  let lastName: string | undefined;
   return {
     shrinkTail: (onBattery) => brownout.shrinkTail(onBattery),
     flushTail: (budgetMs, signal) => brownout.flushTail(budgetMs, signal),
@@ -93,7 +96,8 @@ export function supervisorHost(brownout: Brownout, parts: SupervisorHostParts): 
     publishPower: (status, state) => records.power(status, state),
     stateChanged: (state, reason) => {
       events.power(state, reason);
-      void records.publish(STATE_NAMES[state]);
+      if (STATE_NAMES[state] !== lastName) void records.publish(STATE_NAMES[state]);
+      lastName = STATE_NAMES[state];
       const last = parts.lastPowerStatus();
       if (last) records.power(last, state, true);
     },
