@@ -51,6 +51,7 @@ import { createPtyPair } from '../support/pty.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
 import { processCpuMs } from './proc-cpu.ts';
+import { journalLines } from '../sqlite/support/python.ts';
 
 const run = promisify(execFile);
 const PYTHON = '/usr/bin/python3';
@@ -85,11 +86,7 @@ async function replicaTxid(path: string): Promise<number> {
 }
 
 function lines(file: string): Line[] {
-  try {
-    return readFileSync(file, 'utf8').split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as Line);
-  } catch {
-    return [];
-  }
+  return journalLines<Line>(file);
 }
 
 /** The last bytes of a file ('' before it exists). */

@@ -14,7 +14,7 @@
 //   generation follows once the broker is back, and the brownout still hands over every transaction.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startMosquitto } from '../support/mosquitto.ts';
@@ -23,7 +23,7 @@ import { startBmsSim } from '../support/bms-sim.ts';
 import { startAgent, startPair } from '../support/agents.ts';
 import { killAll } from '../support/processes.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
-import { PYTHON, APP, dump } from '../sqlite/support/python.ts';
+import { PYTHON, APP, dump, journalLines } from '../sqlite/support/python.ts';
 
 after(killAll);
 
@@ -31,8 +31,7 @@ after(killAll);
 
 type Line = { node: string; pid: number; event: string; txid?: number; integrity?: string; dumpSha?: string; txids?: number[] };
 function journal(file: string): Line[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8').split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as Line);
+  return journalLines<Line>(file);
 }
 
 function committed(lines: readonly Line[], node: string): number[] {

@@ -6,11 +6,10 @@
 // through a schema change (40th transaction), an index (55th) and a VACUUM (70th).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../support/ports.ts';
-import { PYTHON, run, APP, dump } from './support/python.ts';
+import { PYTHON, run, APP, dump, journalLines } from './support/python.ts';
 
 const NODE_APP = fileURLToPath(new URL('../fixtures/sqlite-app.mjs', import.meta.url));
 
@@ -21,7 +20,7 @@ test('the Node and the Python application journal the digest sqlite-dump.py read
   const db = join(dir.path, 'app.db');
   const journal = join(dir.path, 'journal.ndjson');
   const env = { ...process.env, DB: db, APP_JOURNAL: journal, APP_DUMP_EACH: '1', APP_ROWS_MAX: '40', APP_CHECKPOINT_EVERY: '17' };
-  const lines = () => (existsSync(journal) ? readFileSync(journal, 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Line) : []);
+  const lines = () => journalLines<Line>(journal);
   try {
     for (const [program, app, count] of [[process.execPath, NODE_APP, 45], [PYTHON, APP, 15], [process.execPath, NODE_APP, 15], [PYTHON, APP, 1]] as const) {
       const known = lines().length;

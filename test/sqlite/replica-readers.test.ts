@@ -14,15 +14,14 @@ import { createFlashLog } from '../../agent/log/index.ts';
 import { SqliteCapture, SqliteReplica } from '../../agent/sqlite/index.ts';
 import { silentLogger, systemClock } from '../../agent/util/index.ts';
 import { tempDir, waitFor } from '../support/ports.ts';
-import { PYTHON, run, APP, DUMP } from './support/python.ts';
+import { PYTHON, run, APP, DUMP, journalLines } from './support/python.ts';
 
 const READER = fileURLToPath(new URL('../fixtures/sqlite-reader.py', import.meta.url));
 
 type Line = { event: string; txid?: number; dumpSha?: string; integrity?: string; contiguous?: boolean; fresh?: boolean; error?: string };
 
 function lines(file: string): Line[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8').split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as Line);
+  return journalLines<Line>(file);
 }
 
 test('a reader hammering the replica while it applies never sees an error, a torn page or a state the application never committed', async () => {

@@ -38,7 +38,7 @@ import { startAgent, writeAgentConfig, type AgentProcess } from '../../support/a
 import { killAll } from '../../support/processes.ts';
 import { tempDir, waitFor } from '../../support/ports.ts';
 import { mulberry32, randomInt } from '../../log/support/random.ts';
-import { dump, run, type Dump } from '../../sqlite/support/python.ts';
+import { dump, journalLines, run, type Dump } from '../../sqlite/support/python.ts';
 import { writeTornFrame } from '../../sqlite/support/torn-frame.ts';
 
 /** The unmodified application a campaign runs, and how a second connection of its library checkpoints. */
@@ -86,10 +86,7 @@ class Journal {
   constructor(readonly file: string) {}
 
   lines(): Line[] {
-    if (!existsSync(this.file)) return [];
-    // The last line may be half written: only whole lines count.
-    const text = readFileSync(this.file, 'utf8');
-    return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as Line);
+    return journalLines<Line>(this.file);
   }
 
   starts(node: string): Line[] {

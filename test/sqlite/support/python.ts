@@ -3,6 +3,7 @@
  * compare databases by: the integrity check, a digest of the sorted dump, the transactions present.
  */
 import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
@@ -16,4 +17,14 @@ export type Dump = { integrity: string; dumpSha: string; txids: number[]; writer
 
 export async function dump(path: string): Promise<Dump> {
   return JSON.parse((await run(PYTHON, [DUMP, path])).stdout) as Dump;
+}
+
+/**
+ * The application's journal (one JSON object per line, APP_JOURNAL), as far as it is written: the
+ * application may be writing a line while the test reads, so only whole lines count.
+ */
+export function journalLines<T>(file: string): T[] {
+  if (!existsSync(file)) return [];
+  const text = readFileSync(file, 'utf8');
+  return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter((line) => line.trim() !== '').map((line) => JSON.parse(line) as T);
 }
