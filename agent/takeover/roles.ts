@@ -228,7 +228,9 @@ export class RoleManager {
     // One leader record at a time, in the brokers' order: a record is judged against the floor that every record
     // before it set (two at once both saw the old floor, and a claim that lost the race could count as won).
     replication.on('leader', (message) => {
-      this.leaderTurn = this.leaderTurn.then(() => this.onLeader(message)).catch((error: unknown) => logger.error('leader record handling failed', { error }));
+      // When it arrived, not when its turn came: a handoff's tail ends with a record that may arrive meanwhile.
+      const receivedMs = this.options.clock.monotonicMs();
+      this.leaderTurn = this.leaderTurn.then(() => this.onLeader(message, receivedMs)).catch((error: unknown) => logger.error('leader record handling failed', { error }));
     });
     replication.on('state', (message) => this.onState(message));
     replication.on('ownState', (message, link) => this.heartbeats.onEcho(message.atMs, link));
@@ -318,7 +320,7 @@ export class RoleManager {
     return this.regression.wentBackwards({ epoch: this.logEpochSeen(), committed: this.options.log.watermarks().committed });
   }
 
-  private async onLeader(message: LeaderMessage): Promise<void> {
+  private async onLeader(message: LeaderMessage, receivedMs: number): Promise<void> {
     const { node } = this.options;
     const known = this.store.current;
     if (known && message.epoch === known.epoch && message.node === known.node && message.kind === known.kind && message.atMs <= known.atMs) return;
@@ -349,7 +351,7 @@ export class RoleManager {
     }
     if (message.kind === 'handoff' && message.node !== node && this.roleValue === 'standby' && this.options.onHandoff) {
       // Not awaited: the takeover's own claim comes back as a leader record, which must not wait behind this one.
-      if (message.to === undefined || message.to === node) void this.takeOver(message, 'handoff', { receivedMs: this.options.clock.monotonicMs() }).catch((error: unknown) => this.options.logger.error('takeover failed', { error }));
+      if (message.to === undefined || message.to === node) void this.takeOver(message, 'handoff', { receivedMs }).catch((error: unknown) => this.options.logger.error('takeover failed', { error }));
       else this.silence?.watch(message.to);
     }
   }
