@@ -134,7 +134,7 @@ async function main(): Promise<void> {
   try {
     console.log('hold-up bench: gw-a behind a shaped uplink (50 ms each way), the power cut budgetS after the brownout');
     // The physical limit assumes the link's nominal rate: the relay's own accuracy, saturated, beside it.
-    const accuracy = [];
+    const accuracy: string[] = [];
     for (const rateKbps of RATES_KBPS) accuracy.push(`${rateKbps} kbit/s ${(await measureShapedLink(shapeFor(rateKbps))).toFixed(3)}`);
     console.log(`the relay lets through, of its nominal rate: ${accuracy.join(', ')}`);
     console.log('rate kbit/s  budget s  data       entries  wire B/entry  saved   limit   saved/limit  handoff  truthful');
