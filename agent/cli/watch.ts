@@ -171,7 +171,7 @@ export function textLine(line: WatchLine): string {
       return `${head}  state ${String(m.node)} ${String(m.role)} ${String(m.state)} epoch ${String(m.epoch)} committed ${String(m.committed)}${check}`;
     case 'leader':
       return m.kind === 'handoff'
-        ? `${head}  handoff ${String(m.node)} -> ${String(m.to ?? '?')} epoch ${String(m.epoch)} lastSeq ${String(m.lastSeq)} committed ${String(m.committed)} ${m.complete ? 'complete' : 'INCOMPLETE'}${check}`
+        ? `${head}  handoff ${String(m.node)} -> ${String(m.to ?? '?')} epoch ${String(m.epoch)} lastSeq ${String(m.lastSeq)} committed ${String(m.committed)} ${m.complete ? 'complete' : 'INCOMPLETE'}${m.tailMs !== undefined ? `, the tail goes on for ${String(m.tailMs)} ms` : ''}${check}`
         : `${head}  leader ${String(m.node)} epoch ${String(m.epoch)} since ${String(m.since)}${check}`;
     default:
       return `${head}  ${line.type}${check}`;
