@@ -9,6 +9,7 @@ import type { PrimaryWork } from './app/primary-work.ts';
 import { STATE_NAMES, type NodeRecords } from './node-records.ts';
 import type { Brownout, PowerStateName, SupervisorHost, TailEnergy } from './power/index.ts';
 import type { RoleHost } from './takeover/index.ts';
+import type { NodeStateName } from './replication/index.ts';
 import type { Logger } from './util/index.ts';
 
 /** Fires the hooks of role, power and quarantine events, each only when something changed. */
@@ -85,7 +86,7 @@ export function supervisorHost(brownout: Brownout, parts: SupervisorHostParts): 
   const { events, records } = parts;
   // BROWNOUT and FLUSHING are both `flushing` on the wire and follow each other at once: one record says it
   // (on a slow uplink a record is hold-up time taken from the tail).
-  let lastName: string | undefined;
+  let lastName: NodeStateName | undefined;
   return {
     shrinkTail: (onBattery) => brownout.shrinkTail(onBattery),
     flushTail: (budgetMs, signal) => brownout.flushTail(budgetMs, signal),

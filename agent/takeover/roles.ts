@@ -23,7 +23,7 @@ import type { LeaderMessage, Replication, StateMessage } from '../replication/in
 import { boundedWait, type Clock, type Logger } from '../util/index.ts';
 import { groupMembers, nextOwnedEpoch } from './epochs.ts';
 import { judgeLeaderRecord } from './leader-rules.ts';
-import { HandoffTail } from './handoff-tail.ts';
+import { HandoffTail, type TailEnd } from './handoff-tail.ts';
 import { Heartbeats } from './heartbeats.ts';
 import { Lease } from './lease.ts';
 import { LeaderStore } from './leader-store.ts';
@@ -94,7 +94,7 @@ export interface TakeoverRecord {
    */
   readonly handoffCommitted?: number;
   /** handoff with a tail (tailMs): how the wait for it ended, and how long it took. */
-  readonly tail?: { readonly end: 'complete' | 'ended' | 'timeout'; readonly waitedMs: number };
+  readonly tail?: { readonly end: TailEnd; readonly waitedMs: number };
   /** handoff: per SQLite database, the log seq of its last commit (the successor's copy is as of that commit). */
   readonly handoffSqlite?: Readonly<Record<string, number>>;
   readonly complete: boolean;
