@@ -41,6 +41,23 @@ export class Admission {
     return Math.max(0, Math.min(byHard, this.host.spaceLeft() - BATCH_PREFIX_BYTES));
   }
 
+  /**
+   * A write of `bytes` record bytes that the hard limit could never admit, not even into a log with nothing
+   * unreplicated: refused as too large, not as full. LOG_FULL tells a writer to try again as replication
+   * catches up, and for this write that time never comes (a capture or a client would retry it for ever).
+   * `detail.max` is the limit, so that a batching writer can split (sqlite/entry.ts appendGrouped, the MQTT
+   * journal). With the limit in seconds of flush (log.unreplicatedHardS) it moves with the measured rate.
+   */
+  tooLargeForLimit(bytes: number): LastgaspError | undefined {
+    const { hard, field } = this.limits;
+    if (!(hard > 0 && bytes > hard)) return undefined;
+    return new LastgaspError('ENTRY_TOO_LARGE', `a write of ${bytes} bytes of records is over the ${hard} bytes ${field} lets be unreplicated at once: the log could never admit it whole; send it in smaller batches, or raise ${field}`, {
+      bytes,
+      max: hard,
+      field,
+    });
+  }
+
   /** undefined: go ahead now; a promise: wait (throttle or space) and ask again; throws LOG_FULL to refuse. */
   admit(bytes: number, throttled: boolean): Promise<void> | undefined {
     const { host } = this;

@@ -155,8 +155,11 @@ export async function appendGrouped(payloads: readonly Uint8Array[], append: (gr
     try {
       lastSeq = await append(payloads.slice(start, end));
     } catch (error) {
-      // A log whose one write is smaller (small segments) refuses the batch whole and names its limit.
-      const max = error instanceof LastgaspError && error.code === 'ENTRY_TOO_LARGE' && error.detail?.index === undefined ? error.detail?.max : undefined;
+      // A log whose one write is smaller (small segments), or whose hard limit on unreplicated bytes is,
+      // refuses the batch whole and names its limit. A group as large as the hard limit would go only into a
+      // log with nothing unreplicated: groups of half of it go while the one before is replicated.
+      const detail = error instanceof LastgaspError && error.code === 'ENTRY_TOO_LARGE' && error.detail?.index === undefined ? error.detail : undefined;
+      const max = typeof detail?.max !== 'number' ? undefined : detail.field === undefined ? detail.max : Math.floor(detail.max / 2);
       if (end - start > 1 && typeof max === 'number' && max < groupBytesMax) {
         groupBytesMax = max;
         continue;

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createFlashLog, SimStorage, type FlashLog } from '../../agent/log/index.ts';
-import { isLastgaspError } from '../../agent/util/index.ts';
+import { isLastgaspError, type LastgaspError } from '../../agent/util/index.ts';
 import { tempDir } from '../support/ports.ts';
 
 const SEGMENT = 64 * 1024;
@@ -84,9 +84,13 @@ test('a batch with one entry too large, an empty batch and a batch over one writ
 
 test('the hard unreplicated limit refuses a batch whole, and a batch that fits is admitted', async () => {
   await withLog(async (log) => {
-    // Records of 100-byte payloads take 128 bytes: a batch of 10 is 1280 bytes, over the 1024 limit.
+    // Records of 100-byte payloads take 128 bytes: a batch of 10 is 1280 bytes, over the 1024 limit. It could
+    // not go even into a log with nothing unreplicated: too large (split it), not full (try again later).
     const refused = await log.appendMany(entries(10, 100, 1)).catch((error: unknown) => error);
-    assert.ok(isLastgaspError(refused, 'LOG_FULL'), String(refused));
+    assert.ok(isLastgaspError(refused, 'ENTRY_TOO_LARGE'), String(refused));
+    assert.deepEqual((refused as LastgaspError).detail, { bytes: 1280, max: 1024, field: 'log.unreplicatedHardBytes' }, 'the limit named, for a writer that splits');
+    const single = await log.append(new Uint8Array(1200)).catch((error: unknown) => error);
+    assert.ok(isLastgaspError(single, 'ENTRY_TOO_LARGE'), `one entry over the limit too: ${String(single)}`);
     assert.equal(log.watermarks().committed, 0);
     assert.equal(log.appendRoom(), 1024, 'the room says so beforehand: all of the limit, and not the 1280 bytes');
     assert.equal((await log.appendMany(entries(8, 100, 2))).seq, 8);
