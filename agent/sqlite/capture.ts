@@ -236,7 +236,14 @@ export class SqliteCapture {
         if (!(await this.attach())) return;
       } catch (error) {
         // Half attached (the application held its lock while creating the file, say): start over next step.
-        this.detach();
+        if (!this.snapshotting) {
+          this.detach();
+          throw error;
+        }
+        // Attached, with the first generation's snapshot begun and the rest refused (a full log): it goes on
+        // from there at the next steps, as any snapshot does. Detached, each step would begin a new one and
+        // append what fits of it, and a database larger than the log's room would never get in.
+        if (this.appendFailing && !this.givenUp) await this.boundWal();
         throw error;
       }
     }

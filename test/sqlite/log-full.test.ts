@@ -16,7 +16,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createFlashLog } from '../../agent/log/index.ts';
 import { decodeSqliteEntry, splitTransaction, SqliteCapture, SqliteReplica, SQLITE_FLAG_SNAPSHOT } from '../../agent/sqlite/index.ts';
-import { createLogger, LastgaspError, silentLogger, systemClock } from '../../agent/util/index.ts';
+import { createLogger, LastgaspError, silentLogger, systemClock, type Clock } from '../../agent/util/index.ts';
 import { startProcess, killAll } from '../support/processes.ts';
 import { tempDir } from '../support/ports.ts';
 import { PYTHON, APP, dump } from './support/python.ts';
@@ -24,15 +24,16 @@ import { PYTHON, APP, dump } from './support/python.ts';
 const HARD_BYTES = 1536 * 1024;
 
 /** A log (unreplicatedHardBytes `hardBytes`, 0: none), a capture of `dir`/app.db wired to it as the agent wires it, and a replica of it. */
-async function rig(dir: string, hardBytes: number, checkpointFrames: number, walBytesMax?: number) {
+async function rig(dir: string, hardBytes: number, checkpointFrames: number, walBytesMax?: number, clock: Clock = systemClock) {
   const log = createFlashLog({ dir: join(dir, 'log'), unreplicatedHardBytes: hardBytes });
   await log.open();
   const db = join(dir, 'app.db');
   const replicaDb = join(dir, 'replica.db');
   // The capture's error lines, kept: a refusal repeated at every step is logged once (capture.failed).
   const errorLines: string[] = [];
-  const logger = createLogger({ level: 'error', json: true, write: (line) => errorLines.push(line) });
-  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, appendRoom: () => log.appendRoom(), logCaughtUp: () => log.watermarks().replicated >= log.watermarks().committed, walBytesMax, logger, clock: systemClock });
+  const warnLines: string[] = [];
+  const logger = createLogger({ level: 'warn', json: true, write: (line) => (JSON.parse(line).level === 'error' ? errorLines : warnLines).push(line) });
+  const capture = new SqliteCapture({ path: db, name: 'app', field: 'app.sqlite[0]', node: 'gw-test', pollMs: 5, checkpointFrames, entryBytesMax: 16 * 1024, append: async (payloads) => (await log.appendMany(payloads)).seq, appendRoom: () => log.appendRoom(), logCaughtUp: () => log.watermarks().replicated >= log.watermarks().committed, walBytesMax, logger, clock });
   const replica = new SqliteReplica({ path: replicaDb, name: 'app', dataDir: dir, log, logger: silentLogger, clock: systemClock });
   await replica.load();
   return {
@@ -42,6 +43,7 @@ async function rig(dir: string, hardBytes: number, checkpointFrames: number, wal
     capture,
     replica,
     errorLines,
+    warnLines,
     async close() {
       await capture.stop();
       await replica.pause();
@@ -243,6 +245,110 @@ test('past walBytesMax with the log full, the frames it could not take are given
     assert.equal(source.txids.length, 245);
     assert.equal(copy.integrity, 'ok');
     assert.deepEqual(copy, source, 'the replica is the application database');
+  } finally {
+    await r.close();
+    await dir.remove();
+  }
+});
+
+/**
+ * Python writing `rows` rows of `bytes` random bytes to `db` in WAL mode, one transaction each (autocheckpoint
+ * off, as the README asks). Run while no other connection is open it leaves the rows in the database file
+ * (the last close checkpoints); beside the capture's pinned read they stay in the WAL.
+ */
+async function writeBlobs(db: string, rows: number, bytes: number): Promise<void> {
+  const script = [
+    'import sqlite3, sys',
+    "db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=5)",
+    "db.execute('pragma journal_mode=wal')",
+    "db.execute('pragma wal_autocheckpoint=0')",
+    "db.execute('create table if not exists big(id integer primary key, v blob)')",
+    'for _ in range(int(sys.argv[2])): db.execute("insert into big(v) values (randomblob(?))", (int(sys.argv[3]),))',
+    'db.close()',
+  ].join('\n');
+  const app = startProcess('sqlite-blobs', PYTHON, ['-c', script, db, String(rows), String(bytes)]);
+  const code = await app.exited;
+  assert.equal(code, 0, `python: ${app.output()}`);
+}
+
+test('a snapshot dropped for walBytesMax is tried again after a backoff that doubles, at once when the application is idle', async () => {
+  const dir = await tempDir('sqlite-snapshot-backoff');
+  // The capture's clock runs ahead of the system's by `aheadMs`: the backoff's seconds pass without waiting.
+  let aheadMs = 0;
+  const clock: Clock = { ...systemClock, nowMs: () => systemClock.nowMs() + aheadMs };
+  const hardBytes = 512 * 1024;
+  const walBytesMax = 256 * 1024;
+  const r = await rig(dir.path, hardBytes, 40, walBytesMax, clock);
+  const { log, db, capture } = r;
+  const status = () => capture.status() as Record<string, number | string | boolean | undefined>;
+  const replicated = () => log.markReplicated(log.watermarks().committed);
+  /** One step: 'ok', or the LOG_FULL's message (any other error fails the test). */
+  const step = async (): Promise<string> => {
+    try {
+      await capture.captureNow();
+      return 'ok';
+    } catch (error) {
+      if (!(error instanceof LastgaspError && error.code === 'LOG_FULL')) throw error;
+      return error.message;
+    }
+  };
+  const givenUpEvents = () => r.warnLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.event === 'sqlite-wal-given-up');
+  /** The application writes past walBytesMax while the snapshot waits in a full log: the snapshot is dropped. */
+  const outgrowWal = async () => {
+    await writeBlobs(db, 5, 64 * 1024);
+    assert.notEqual(await step(), 'ok', 'the log is still full');
+  };
+  try {
+    // A database three times the log's room: its snapshot cannot get in whole while anything is unreplicated.
+    await writeBlobs(db, 24, 64 * 1024);
+    assert.match(await step(), /full/, 'the first snapshot goes in part');
+    assert.equal(status().generations, 0, 'a generation is the snapshot\'s once it is all in the log');
+    /** Entries the capture appended so far: a snapshot begun shows as more of them. */
+    const appended = () => Number(status().entriesAppended);
+
+    await outgrowWal();
+    assert.equal(status().walGivenUp, true);
+    assert.equal(givenUpEvents().length, 1);
+    assert.equal(givenUpEvents()[0]!.snapshotsDropped, 1);
+    assert.match(String(givenUpEvents()[0]!.msg), /tried again in 1 s at the earliest/);
+
+    // The log caught up, with room for less than the database: the retry waits for its second...
+    replicated();
+    let before = appended();
+    assert.match(await step(), /waiting for room in the log for a new snapshot .*or for the retry after 1 snapshots dropped in a row/);
+    assert.equal(appended(), before, 'no snapshot before the backoff is over');
+    // ...unless the application wrote nothing since the last step: it does not outrun a snapshot now.
+    assert.doesNotMatch(await step(), /waiting for room/, 'an idle application skips the backoff');
+    assert.ok(appended() > before, 'a new snapshot began');
+
+    // Dropped a second time in a row: the backoff doubles, and counts on the capture's clock.
+    await outgrowWal();
+    assert.equal(givenUpEvents().length, 2);
+    assert.equal(givenUpEvents()[1]!.snapshotsDropped, 2);
+    assert.match(String(givenUpEvents()[1]!.msg), /tried again in 2 s at the earliest/);
+    replicated();
+    const busyStep = async () => {
+      // A transaction between steps: the application is not idle, so only the clock lets the retry go.
+      await writeBlobs(db, 1, 1024);
+      return step();
+    };
+    before = appended();
+    assert.match(await busyStep(), /retry after 2 snapshots dropped in a row/);
+    aheadMs += 1_200;
+    assert.match(await busyStep(), /retry after 2 snapshots dropped in a row/, 'still waiting 1.2 s into a 2 s backoff');
+    assert.equal(appended(), before);
+    aheadMs += 1_000;
+    assert.doesNotMatch(await busyStep(), /waiting for room/, 'the backoff is over: the snapshot goes');
+    assert.ok(appended() > before, 'a new snapshot began');
+
+    // Room comes as replication catches up: the snapshot ends, and the capture is level again.
+    for (let rounds = 0; (await step()) !== 'ok'; rounds++) {
+      assert.ok(rounds < 10_000, 'the snapshot gets in');
+      replicated();
+    }
+    assert.equal(status().walGivenUp, false);
+    assert.equal(status().generations, 1, 'the third snapshot is the first whole one');
+    assert.match(String(status().generationReason), /walBytesMax.*with generation .*'s snapshot/);
   } finally {
     await r.close();
     await dir.remove();
