@@ -58,10 +58,16 @@ export class Admission {
     });
   }
 
-  /** undefined: go ahead now; a promise: wait (throttle or space) and ask again; throws LOG_FULL to refuse. */
-  admit(bytes: number, throttled: boolean): Promise<void> | undefined {
+  /**
+   * undefined: go ahead now; a promise: wait (throttle or space) and ask again; throws LOG_FULL to refuse.
+   * `copy`: a standby's replicated entries, which the quota bounds but the unreplicated limits do not: they
+   * are the primary's tail, not this node's (the receiver counts them replicated as it stores them), and a
+   * batch of the primary's larger than this node's hard limit would otherwise be refused for ever.
+   */
+  admit(bytes: number, throttled: boolean, copy = false): Promise<void> | undefined {
     const { host } = this;
-    const { hard, soft, field } = this.limits;
+    const { hard: ownHard, soft, field } = this.limits;
+    const hard = copy ? 0 : ownHard;
     const needsUnreplicated = hard > 0 || soft > 0;
     const unreplicated = needsUnreplicated ? host.unreplicatedBytes() : 0;
     if (hard > 0 && unreplicated + bytes > hard) {

@@ -465,7 +465,7 @@ class SegmentedFlashLog implements FlashLogEngine {
     if (bytes instanceof LastgaspError) return Promise.reject(bytes);
     let gate: Promise<void> | undefined;
     try {
-      gate = this.admission.admit(bytes, true);
+      gate = this.admission.admit(bytes, true, true);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -103,6 +103,20 @@ test('the hard unreplicated limit refuses a batch whole, and a batch that fits i
   }, { unreplicatedHardBytes: 1024, fullPolicy: 'reject' });
 });
 
+test('a standby stores a copy whatever its own unreplicated limits: a primary\'s batch larger than them is not refused', async () => {
+  await withLog(async (log) => {
+    // The primary's batches (about 5 KiB of records each) against this node's hard limit of 1024 bytes,
+    // which bounds this node's own tail: refused, they would be refused at every resend, for ever.
+    for (let round = 0; round < 3; round++) {
+      const first = log.watermarks().committed + 1;
+      await log.appendReplicated(entries(40, 100, round).map((payload, i) => ({ seq: first + i, epoch: 1, timestampMs: 1, payload })));
+    }
+    assert.equal(log.watermarks().committed, 120);
+    const own = await log.append(Uint8Array.of(1)).catch((error: unknown) => error);
+    assert.ok(isLastgaspError(own, 'LOG_FULL'), `its own writes still meet the limit: ${String(own)}`);
+  }, { unreplicatedHardBytes: 1024, fullPolicy: 'reject' });
+});
+
 test('batches never straddle a segment: a batch that does not fit in what is left goes whole to the next', async () => {
   await withLog(async (log) => {
     const ends = new Set<number>([0]);
