@@ -81,28 +81,38 @@ export class Journal {
 
   private flush(): void {
     this.scheduled = false;
-    for (const batch of this.batches.values()) this.commit(batch.copy, batch.payloads, batch.dones);
+    for (const batch of this.batches.values()) void this.commit(batch.copy, batch.payloads, batch.dones);
     this.batches.clear();
   }
 
-  private commit(copy: CopyOptions | undefined, payloads: Uint8Array[], dones: JournalDone[]): void {
+  /**
+   * One batch append. Resolves with the error that held the batch back when the messages after it must not
+   * overtake it (a full log, a handoff: their clients send them again, in order), undefined otherwise; a
+   * message too large on its own is refused alone, for good, and does not hold back the rest.
+   */
+  private async commit(copy: CopyOptions | undefined, payloads: Uint8Array[], dones: JournalDone[]): Promise<LastgaspError | undefined> {
     this.counters.mqttJournalBatches++;
-    this.options.appendMany(payloads, copy).then(
-      () => {
-        for (const done of dones) done(undefined);
-      },
-      (error: unknown) => {
-        const typed = error instanceof LastgaspError ? error : new LastgaspError('LOG_FAULT', `the log refused an MQTT batch: ${String(error)}`);
-        // A batch over what one write of the log holds (small segments): each half on its own.
-        if (typed.code === 'ENTRY_TOO_LARGE' && payloads.length > 1) {
-          const half = payloads.length >> 1;
-          this.commit(copy, payloads.slice(0, half), dones.slice(0, half));
-          this.commit(copy, payloads.slice(half), dones.slice(half));
-          return;
-        }
-        for (const done of dones) done(typed);
-      },
-    );
+    let typed: LastgaspError;
+    try {
+      await this.options.appendMany(payloads, copy);
+      for (const done of dones) done(undefined);
+      return undefined;
+    } catch (error) {
+      typed = error instanceof LastgaspError ? error : new LastgaspError('LOG_FAULT', `the log refused an MQTT batch: ${String(error)}`);
+    }
+    // A batch over what one write of the log holds (small segments), or over its hard limit on unreplicated
+    // bytes: each half on its own, the second once the first is in, so that the log keeps the messages' order.
+    if (typed.code === 'ENTRY_TOO_LARGE' && payloads.length > 1) {
+      const half = payloads.length >> 1;
+      const held = await this.commit(copy, payloads.slice(0, half), dones.slice(0, half));
+      if (held) {
+        for (const done of dones.slice(half)) done(held);
+        return held;
+      }
+      return this.commit(copy, payloads.slice(half), dones.slice(half));
+    }
+    for (const done of dones) done(typed);
+    return typed.code === 'ENTRY_TOO_LARGE' ? undefined : typed;
   }
 
   private copyFor(topic: string): CopyOptions | undefined {
