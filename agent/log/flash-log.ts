@@ -155,6 +155,7 @@ class SegmentedFlashLog implements FlashLogEngine {
       unreplicatedBytes: () => this.unreplicatedBytes(),
       spaceLeft: () => this.spaceLeft(),
       scheduleRetention: () => this.pool.scheduleRetention(),
+      refusing: () => this.fenceState !== undefined || this.refuse() !== undefined,
     });
   }
 
