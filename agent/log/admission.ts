@@ -45,6 +45,8 @@ export class Admission {
   setUnreplicatedLimits(softBytes: number, hardBytes: number, field: string): void {
     if (!(softBytes >= 0 && hardBytes >= 0)) throw new Error(`unreplicated limits must be >= 0 (soft ${softBytes}, hard ${hardBytes})`);
     this.limits = { soft: hardBytes > 0 ? Math.min(softBytes, hardBytes) : softBytes, hard: hardBytes, field };
+    // A write waiting for room asks again: a limit in seconds of flush grows as the measured rate does.
+    this.wakeSpaceWaiters();
   }
 
   /** Bytes an append could add now before `admit` refuses it (the hard limit, the quota); see FlashLog.appendRoom. */
