@@ -94,7 +94,9 @@ export class Admission {
       if (options.fullPolicy === 'reject') throw verdict.full;
       return this.hold(bytes, throttled, copy, { countedFull: true });
     }
-    if (verdict === undefined) return this.hold(bytes, throttled, copy, {});
+    // Fine now, but behind others: it goes after them, and is not throttled at its turn (its wait in line is
+    // its delay; throttled there, each write would wait its own delay after the one before, one at a time).
+    if (verdict === undefined) return this.hold(bytes, true, copy, {});
     // Throttled from now, whatever it waits behind: the delays of writes held together run at once.
     counters.throttledAppends++;
     return this.hold(bytes, true, copy, { notBeforeMs: clock.monotonicMs() + verdict.delayMs });

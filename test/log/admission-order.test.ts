@@ -19,9 +19,13 @@ test('a write throttled at the soft limit is not overtaken by one that came afte
     assert.equal(log.status().counters.throttledAppends, before + 1, 'the first write is throttled');
     // Replication catches up: nothing is unreplicated, and a new write alone would go at once.
     log.markReplicated(log.watermarks().committed);
-    const second = log.append(bytes(10, 101));
-    const [a, b] = await Promise.all([first, second]);
-    assert.ok(a.seq < b.seq, `the throttled write keeps its place (seqs ${a.seq} and ${b.seq})`);
+    // Twenty writes come after it; together they pass the soft limit again.
+    const later = Array.from({ length: 20 }, (_, i) => log.append(bytes(300, 101 + i)));
+    const [a, ...rest] = await Promise.all([first, ...later]);
+    assert.deepEqual(rest.map((result) => result.seq), rest.map((_, i) => a.seq + 1 + i), 'the throttled write keeps its place, and the later ones theirs');
+    // They waited behind it, which is their delay: throttled again at their turn, each would wait out a
+    // delay of its own after the one before it, one at a time.
+    assert.equal(log.status().counters.throttledAppends, before + 1, 'only the first write was throttled');
   } finally {
     await log.close();
   }
