@@ -63,7 +63,7 @@ export class Admission {
    * `detail.max` is the limit, so that a batching writer can split (sqlite/entry.ts appendGrouped, the MQTT
    * journal). With the limit in seconds of flush (log.unreplicatedHardS) it moves with the measured rate.
    */
-  tooLargeForLimit(bytes: number): LastgaspError | undefined {
+  private tooLargeForLimit(bytes: number): LastgaspError | undefined {
     const { hard, field } = this.limits;
     if (!(hard > 0 && bytes > hard)) return undefined;
     return new LastgaspError('ENTRY_TOO_LARGE', `a write of ${bytes} bytes of records is over the ${hard} bytes ${field} lets be unreplicated at once: the log could never admit it whole; send it in smaller batches, or raise ${field}`, {
@@ -76,7 +76,7 @@ export class Admission {
   /**
    * undefined: go ahead now; a promise: the write is held back (the throttle, or a full log with fullPolicy
    * "wait") and may go when it resolves (ask again, `throttled`: it is not throttled twice); throws LOG_FULL
-   * to refuse at once. Writes held back go in the order they came, and a write that arrives while any is held
+   * to refuse at once, ENTRY_TOO_LARGE for a write over the hard limit itself (tooLargeForLimit). Writes held back go in the order they came, and a write that arrives while any is held
    * waits behind them even if it would fit: otherwise a later write could overtake an earlier one (an MQTT
    * client's messages, whose order the log keeps: a throttle's delay is computed per write, and a small write
    * fits where a large one waits). `copy`: a standby's replicated entries, which the quota bounds but the
@@ -86,20 +86,22 @@ export class Admission {
    */
   admit(bytes: number, throttled: boolean, copy = false): Promise<void> | undefined {
     const { counters, clock, options } = this.host;
+    const tooLarge = copy ? undefined : this.tooLargeForLimit(bytes);
+    if (tooLarge) throw tooLarge;
     const verdict = this.verdict(bytes, throttled, copy);
     const behind = !throttled && this.held > 0;
     if (verdict === undefined && !behind) return undefined;
     if (verdict?.full) {
       counters.fullRejections++;
       if (options.fullPolicy === 'reject') throw verdict.full;
-      return this.hold(bytes, throttled, copy, { countedFull: true });
+      return this.hold(bytes, copy, { countedFull: true });
     }
-    // Fine now, but behind others: it goes after them, and is not throttled at its turn (its wait in line is
-    // its delay; throttled there, each write would wait its own delay after the one before, one at a time).
-    if (verdict === undefined) return this.hold(bytes, true, copy, {});
+    // Fine now, but behind others: it goes after them. No held write is throttled at its turn: its wait in
+    // line is its delay (throttled there, each would wait its own delay after the one before, one at a time).
+    if (verdict === undefined) return this.hold(bytes, copy, {});
     // Throttled from now, whatever it waits behind: the delays of writes held together run at once.
     counters.throttledAppends++;
-    return this.hold(bytes, true, copy, { notBeforeMs: clock.monotonicMs() + verdict.delayMs });
+    return this.hold(bytes, copy, { notBeforeMs: clock.monotonicMs() + verdict.delayMs });
   }
 
   /** Why a write of `bytes` cannot go now: the log is full (the error to refuse it with), or a throttle delay. */
@@ -133,9 +135,9 @@ export class Admission {
    * line, and its caller stages it in the same turn, before the next one is asked), or once appends are
    * refused (the caller meets the refusal); it rejects with LOG_FULL when fullWaitMs ran out.
    */
-  private hold(bytes: number, throttled: boolean, copy: boolean, wait: HeldWait): Promise<void> {
+  private hold(bytes: number, copy: boolean, wait: HeldWait): Promise<void> {
     const before = this.lastHeld;
-    const gate = (before ? before.then(noop, noop) : Promise.resolve()).then(() => this.whenAdmissible(bytes, throttled, copy, wait));
+    const gate = (before ? before.then(noop, noop) : Promise.resolve()).then(() => this.whenAdmissible(bytes, copy, wait));
     this.held++;
     this.lastHeld = gate;
     const release = () => {
@@ -145,7 +147,7 @@ export class Admission {
     return gate;
   }
 
-  private async whenAdmissible(bytes: number, throttled: boolean, copy: boolean, wait: HeldWait): Promise<void> {
+  private async whenAdmissible(bytes: number, copy: boolean, wait: HeldWait): Promise<void> {
     const { counters, clock, options } = this.host;
     let { countedFull = false } = wait;
     const throttleLeftMs = (wait.notBeforeMs ?? 0) - clock.monotonicMs();
@@ -153,14 +155,8 @@ export class Admission {
     let fullSinceMs: number | undefined;
     for (;;) {
       if (this.host.refusing()) return;
-      const verdict = this.verdict(bytes, throttled, copy);
-      if (verdict === undefined) return;
-      if (!verdict.full) {
-        counters.throttledAppends++;
-        throttled = true;
-        await new Promise<void>((resolve) => clock.setTimeout(resolve, verdict.delayMs));
-        continue;
-      }
+      const verdict = this.verdict(bytes, true, copy);
+      if (!verdict?.full) return;
       if (!countedFull) counters.fullRejections++;
       countedFull = true;
       if (options.fullPolicy === 'reject') throw verdict.full;

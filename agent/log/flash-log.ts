@@ -400,7 +400,7 @@ class SegmentedFlashLog implements FlashLogEngine {
   append(payload: Uint8Array): Promise<AppendResult> {
     const refused = this.refuseAppend();
     if (refused) return Promise.reject(refused);
-    const tooLarge = checkEntry(payload.length, this.options.entryBytesMax) ?? this.admission.tooLargeForLimit(recordBytes(payload.length));
+    const tooLarge = checkEntry(payload.length, this.options.entryBytesMax);
     if (tooLarge) return Promise.reject(tooLarge);
     let gate: Promise<void> | undefined;
     try {
@@ -431,9 +431,6 @@ class SegmentedFlashLog implements FlashLogEngine {
       const refused = this.refuseAppend();
       if (refused) return Promise.reject(refused);
     }
-    // Asked again after each wait: a hard limit in seconds of flush may have shrunk meanwhile.
-    const tooLarge = this.admission.tooLargeForLimit(bytes);
-    if (tooLarge) return Promise.reject(tooLarge);
     let gate: Promise<void> | undefined;
     try {
       gate = this.admission.admit(bytes, throttled);
