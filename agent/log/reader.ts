@@ -69,15 +69,6 @@ class PayloadCopier {
     this.used += length;
     return payload;
   }
-
-  /**
-   * A payload held in memory that nothing ever writes again (the tail cache's copies): a view of it for a
-   * caller that lends a buffer (it consumes each read at once and keeps nothing, the publisher), a copy for
-   * any other, which may keep or change what it gets.
-   */
-  share(source: Uint8Array, start: number, length: number): Uint8Array {
-    return this.into ? source.subarray(start, start + length) : source.slice(start, start + length);
-  }
 }
 
 /** Where one read stands: the next seq wanted, the payload bytes taken, and whether a limit was reached. */
@@ -93,13 +84,13 @@ interface ReadState {
 }
 
 /** Take the entry `seq` whose payload is `source[at, at + payloadBytes)`, unless a limit says stop. */
-function take(state: ReadState, seq: number, epoch: number, timestampMs: number, source: Uint8Array, at: number, payloadBytes: number, immutable = false): boolean {
+function take(state: ReadState, seq: number, epoch: number, timestampMs: number, source: Uint8Array, at: number, payloadBytes: number): boolean {
   const out = state.out;
   if (out.length > 0 && (out.length >= state.entriesMax || state.bytes + payloadBytes > state.bytesMax)) {
     state.full = true;
     return false;
   }
-  const payload = immutable ? state.copier.share(source, at, payloadBytes) : state.copier.copy(source, at, payloadBytes);
+  const payload = state.copier.copy(source, at, payloadBytes);
   out.push({ seq, epoch, timestampMs, payload });
   state.bytes += payloadBytes;
   state.seq++;
@@ -136,11 +127,14 @@ export async function readEntries(ctx: ReadContext, fromSeq: number, limits: Rea
   }
 }
 
-/** Entries from the tail cache: bytes this process sealed and synced, never read back, so not CRC-checked. */
+/**
+ * Entries from the tail cache: bytes this process sealed and synced, never read back, so not CRC-checked;
+ * copied out as they are visited, since the cache's ring is overwritten by later commits.
+ */
 function readTail(tail: TailCache, state: ReadState): void {
   tail.visitFrom(state.seq, (record) => {
     if (record.seq !== state.seq || record.seq > state.last) return false;
-    return take(state, record.seq, record.epoch, record.timestampMs, record.bytes, record.at, record.payloadBytes, true);
+    return take(state, record.seq, record.epoch, record.timestampMs, record.bytes, record.at, record.payloadBytes);
   });
 }
 

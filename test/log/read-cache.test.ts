@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createFlashLog, createNodeStorage, type FlashLog, type Storage } from '../../agent/log/index.ts';
+import { encodeRecordHeader, RECORD_HEADER_BYTES, RECORD_TYPE_ENTRY, recordBytes } from '../../agent/log/format.ts';
+import { TailCache } from '../../agent/log/read-cache.ts';
 import { isLastgaspError } from '../../agent/util/index.ts';
 import { tempDir } from '../support/ports.ts';
 
@@ -124,13 +126,72 @@ test('the memory copy is bounded: a reader far behind reads the older entries fr
   await withLog('read-cache-bound', async (log) => {
     await log.append(payloadOf(1, 0, entryBytes));
     await log.read(1, LENT);
-    // About 4.6 MB unreplicated, more than the memory copy holds (4 MiB).
-    for (let seq = 2; seq <= 380; seq++) await log.append(payloadOf(seq, 0, entryBytes));
+    for (let seq = 2; seq <= 4; seq++) await log.append(payloadOf(seq, 0, entryBytes));
+    // A publisher's read, from memory into its lent buffer.
+    const lent = await log.read(2, { entriesMax: 3, bytesMax: 3 * entryBytes, payloadBuffer: new Uint8Array(3 * entryBytes) });
+    // About 4.6 MB unreplicated, more than the memory copy holds (4 MiB): its ring goes round past seq 2..4.
+    for (let seq = 5; seq <= 380; seq++) await log.append(payloadOf(seq, 0, entryBytes));
+    assertEntries(lent, 2, 3, 0, entryBytes);
     flipOnDisk(log, payloadOf(3, 0, entryBytes));
     await assert.rejects(log.read(3, { entriesMax: 1, bytesMax: entryBytes }), (error) => isLastgaspError(error, 'LOG_CORRUPT'));
     // The newest entries are still read right (from memory or from the disk).
     assertEntries(await log.read(350, ALL), 350, 31, 0, entryBytes);
   });
+});
+
+/** Sealed-less records of `count` entries from `firstSeq` (the cache checks no CRC), `offset` bytes into a buffer. */
+function encodedRecords(firstSeq: number, sizes: readonly number[], offset: number): { records: Uint8Array; start: number; end: number } {
+  const records = new Uint8Array(offset + sizes.reduce((sum, size) => sum + recordBytes(size), 0) + 16);
+  const view = new DataView(records.buffer);
+  let at = offset;
+  sizes.forEach((size, index) => {
+    encodeRecordHeader(view, at, RECORD_TYPE_ENTRY, size, firstSeq + index, 1, 1_000 + firstSeq + index);
+    records.set(payloadOf(firstSeq + index, 0, size), at + RECORD_HEADER_BYTES);
+    at += recordBytes(size);
+  });
+  return { records, start: offset, end: at };
+}
+
+test("the tail cache's ring: commits of every size go round it in order, each in the oldest ones' place, none torn", () => {
+  const ringBytes = 4096;
+  const cache = new TailCache(ringBytes);
+  cache.arm();
+  let next = 1;
+  const sizes = new Map<number, number>();
+  let wrapped = 0;
+  for (let commit = 0; commit < 400; commit++) {
+    // 1 to 4 entries of 1 to 700 bytes: commits that fit the ring's end, that skip it, and one over the ring.
+    const count = commit === 200 ? 12 : 1 + (commit % 4);
+    const batch = Array.from({ length: count }, (_, index) => 1 + ((commit * 97 + index * 331) % (commit === 200 ? 400 : 700)));
+    const { records, start, end } = encodedRecords(next, batch, commit % 24);
+    batch.forEach((size, index) => sizes.set(next + index, size));
+    const held = cache.bytesHeld;
+    cache.remember(records, start, end, next, next + count - 1, 0);
+    next += count;
+    if (end - start > ringBytes) {
+      assert.equal(cache.firstSeq(), undefined, 'a commit larger than the ring is not kept');
+      continue;
+    }
+    if (cache.bytesHeld < held + end - start) wrapped++;
+    assert.ok(cache.bytesHeld <= ringBytes, `${cache.bytesHeld} bytes held`);
+    const first = cache.firstSeq()!;
+    assert.ok(first <= next - count, 'the newest commit is held whole');
+    // Every entry held reads back as written, in order, to the newest.
+    let expected = first;
+    assert.equal(
+      cache.visitFrom(first, (record) => {
+        assert.equal(record.seq, expected);
+        assert.equal(record.timestampMs, 1_000 + expected);
+        assert.deepEqual(record.bytes.subarray(record.at, record.at + record.payloadBytes), payloadOf(expected, 0, sizes.get(expected)!), `seq ${expected}`);
+        expected++;
+        return true;
+      }),
+      true,
+    );
+    assert.equal(expected, next);
+    if (first > 1) assert.equal(cache.visitFrom(first - 1, () => true), false, 'a seq dropped is not served');
+  }
+  assert.ok(wrapped > 50, `the ring went round (${wrapped} commits took older ones' room)`);
 });
 
 test('after a cut, the seqs written again are read with their new contents, never the old ones', async () => {
