@@ -281,7 +281,7 @@ export class SqliteCapture {
     const probe = await openSqlite(':memory:', false);
     const version = String(probe.get('SELECT sqlite_version() AS v')?.v ?? '0');
     probe.close();
-    const check = await checkDatabase(options.path, `${options.field}.path`, version);
+    const check = await checkDatabase(options.path, `${options.field}.path`, version, options);
     if (!check.exists) return false;
     const first = await openSqlite(options.path, true);
     const second = await openSqlite(options.path, true).catch((error: unknown) => {

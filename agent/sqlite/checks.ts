@@ -7,7 +7,7 @@ import { statfs } from 'node:fs/promises';
 import { databaseFile } from './db-file.ts';
 import { dirname } from 'node:path';
 import { LastgaspError } from '../util/index.ts';
-import { decodeDbHeader, SQLITE_DB_HEADER_BYTES } from './wal-format.ts';
+import { decodeDbHeader, SQLITE_DB_HEADER_BYTES, walFrameBytes } from './wal-format.ts';
 
 /**
  * statfs(2) f_type of file systems where SQLite's locks or its shared-memory index do not work across
@@ -43,8 +43,14 @@ export interface DatabaseCheck {
   readonly warnings: string[];
 }
 
+/** The WAL settings the database is captured with (config `app.sqlite[i]`); walBytesMax undefined: no bound. */
+export interface WalSettings {
+  readonly checkpointFrames: number;
+  readonly walBytesMax?: number | undefined;
+}
+
 /** Refuses (SQLITE_UNSUITABLE) with the field and the fix; `field` is e.g. "app.sqlite[0].path". */
-export async function checkDatabase(path: string, field: string, sqliteVersion: string): Promise<DatabaseCheck> {
+export async function checkDatabase(path: string, field: string, sqliteVersion: string, wal?: WalSettings): Promise<DatabaseCheck> {
   const fsType = await fileSystemOf(path, field);
   const warnings: string[] = [];
   if (versionBefore(sqliteVersion, SQLITE_WAL_RESET_FIXED)) {
@@ -61,7 +67,26 @@ export async function checkDatabase(path: string, field: string, sqliteVersion: 
   if (decoded.header.writeVersion !== 2 || decoded.header.readVersion !== 2) {
     throw new LastgaspError('SQLITE_UNSUITABLE', `${field}: ${path} is not in WAL mode (journal version ${decoded.header.writeVersion}); the application must run "PRAGMA journal_mode=WAL" once (it stays set in the file), and should set "PRAGMA wal_autocheckpoint=0" and "PRAGMA busy_timeout=5000" on every connection`, { path });
   }
+  if (wal) checkWalBound(path, field, decoded.header.pageBytes, wal);
   return { exists: true, pageBytes: decoded.header.pageBytes, fsType, warnings };
+}
+
+/**
+ * walBytesMax gives up the transactions the log could not take once the WAL outgrows it while the log
+ * refuses appends. In normal running the WAL grows to checkpointFrames frames before each of the agent's
+ * checkpoints, so a bound under that gives the application's transactions up at nearly any refusal, however
+ * short. It depends on the page size, known once the file is.
+ */
+function checkWalBound(path: string, field: string, pageBytes: number, wal: WalSettings): void {
+  if (wal.walBytesMax === undefined) return;
+  const normalMax = wal.checkpointFrames * walFrameBytes(pageBytes);
+  if (wal.walBytesMax >= normalMax) return;
+  const base = field.replace(/\.path$/, '');
+  throw new LastgaspError(
+    'SQLITE_UNSUITABLE',
+    `${base}.walBytesMax: ${wal.walBytesMax} bytes is less than the WAL of ${path} grows to between the agent's checkpoints (checkpointFrames ${wal.checkpointFrames} frames of ${pageBytes}-byte pages: ${normalMax} bytes), so nearly any refusal of an append by the log would give the application's transactions up; raise ${base}.walBytesMax to at least ${normalMax} or lower ${base}.checkpointFrames`,
+    { path, walBytesMax: wal.walBytesMax, normalMax, pageBytes },
+  );
 }
 
 async function fileSystemOf(path: string, field: string): Promise<string> {

@@ -83,7 +83,7 @@ export class SqliteDatabases {
     const version = String(probe.get('SELECT sqlite_version() AS v')?.v);
     probe.close();
     for (const [index, config] of this.options.databases.entries()) {
-      const check = await checkDatabase(config.path, `app.sqlite[${index}].path`, version);
+      const check = await checkDatabase(config.path, `app.sqlite[${index}].path`, version, config);
       for (const warning of check.warnings) this.options.logger.warn(`sqlite ${sqliteName(config)}: ${warning}`, { event: 'sqlite-warning', db: sqliteName(config) });
       this.options.logger.info(`sqlite ${sqliteName(config)}: ${config.path} (SQLite ${version} in the agent)`, { event: 'sqlite-check', db: sqliteName(config), exists: check.exists, pageBytes: check.pageBytes, fsType: check.fsType, sqliteVersion: version });
     }

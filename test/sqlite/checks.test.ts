@@ -1,5 +1,6 @@
 // The start-up checks name the field and the fix: a database not in WAL mode, a file that is not SQLite,
-// and the SQLite versions with the WAL-reset bug; a database not created yet passes (the application makes it).
+// the SQLite versions with the WAL-reset bug, and a WAL bound under what the WAL holds between checkpoints; a
+// database not created yet passes (the application makes it).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -47,6 +48,26 @@ test('SQLite older than 3.51.3 is warned about, with the setting that avoids the
     const check = await checkDatabase(join(dir.path, 'app.db'), 'app.sqlite[0].path', '3.45.1');
     assert.equal(check.warnings.length, 1);
     assert.match(check.warnings[0]!, /3\.45\.1.*wal_autocheckpoint=0/);
+  } finally {
+    await dir.remove();
+  }
+});
+
+test('a walBytesMax below what the WAL holds between checkpoints is refused once the page size is known, with both fixes named', async () => {
+  const dir = await tempDir('sqlite-wal-bound');
+  try {
+    const db = join(dir.path, 'wal.db');
+    // Before the application made the file, the page size is not known: nothing to check yet.
+    assert.equal((await checkDatabase(db, 'app.sqlite[0].path', '3.51.3', { checkpointFrames: 1000, walBytesMax: 1024 * 1024 })).exists, false);
+    makeDb(db, 'wal');
+    // 1000 frames of 4096-byte pages (24-byte frame headers) is 4,120,000 bytes.
+    await assert.rejects(checkDatabase(db, 'app.sqlite[0].path', '3.51.3', { checkpointFrames: 1000, walBytesMax: 4_119_999 }), (error: unknown) => {
+      assert.ok(isLastgaspError(error, 'SQLITE_UNSUITABLE'));
+      assert.match(error.message, /^app\.sqlite\[0\]\.walBytesMax: 4119999 bytes .*checkpointFrames 1000 frames of 4096-byte pages: 4120000 bytes.*raise app\.sqlite\[0\]\.walBytesMax to at least 4120000 or lower app\.sqlite\[0\]\.checkpointFrames$/);
+      return true;
+    });
+    assert.equal((await checkDatabase(db, 'app.sqlite[0].path', '3.51.3', { checkpointFrames: 1000, walBytesMax: 4_120_000 })).pageBytes, 4096);
+    assert.equal((await checkDatabase(db, 'app.sqlite[0].path', '3.51.3', { checkpointFrames: 1000, walBytesMax: undefined })).exists, true, 'no bound, nothing to check');
   } finally {
     await dir.remove();
   }
