@@ -26,6 +26,8 @@ import type { Storage, StorageFile } from './storage/index.ts';
  * from memory. A reader further behind reads the older part from the disk.
  */
 export const TAIL_CACHE_BYTES_MAX = 4 * 1024 * 1024;
+/** The ring the cache starts with: a few commits of 256 writers, or one default lingerBytes batch and more. */
+const RING_BYTES_MIN = 512 * 1024;
 /**
  * Segment files kept open for reads: a read crosses at most one segment boundary, so two cover a reader
  * going through the log in order; a third is closed when opened.
@@ -58,12 +60,14 @@ export class TailCache {
   private head = 0;
   private bytes = 0;
   /**
-   * The copies live in one ring of `bytesMax` bytes, allocated when the cache is first used: the chunks, in
-   * order, take consecutive stretches of it (a chunk that does not fit before the ring's end starts again at
-   * its beginning), and a new chunk takes the place of the oldest. A copy per commit into fresh memory cost
-   * the publishing gateway a tenth of its CPU (the allocation and the first touch of its pages, bench:
-   * replication's profile); a copy into the ring's warm pages is a memcpy. Nothing outside this class keeps
-   * a view of the ring (the reader copies each payload as it visits it), so overwriting what was dropped is safe.
+   * The copies live in one ring: the chunks, in order, take consecutive stretches of it (a chunk that does
+   * not fit before the ring's end starts again at its beginning), and a new chunk takes the place of the
+   * oldest. A copy per commit into fresh memory cost the publishing gateway a tenth of its CPU (the
+   * allocation and the first touch of its pages, bench:replication's profile); a copy into the ring's warm
+   * pages is a memcpy. The ring starts at RING_BYTES_MIN and doubles, up to `bytesMax`, only when what it
+   * would overwrite is still wanted (a reader behind): a gateway whose publisher keeps up keeps a small one
+   * resident. Nothing outside this class keeps a view of the ring (the reader copies each payload as it
+   * visits it), so overwriting what was dropped is safe.
    */
   private ring: Uint8Array | undefined;
   /** Where the next chunk goes, and the ring bytes the chunks held take (their spans). */
@@ -81,7 +85,10 @@ export class TailCache {
   private readonly holds = new Map<string, number>();
   private holdFrom = Infinity;
 
-  constructor(private readonly bytesMax = TAIL_CACHE_BYTES_MAX) {}
+  constructor(
+    private readonly bytesMax = TAIL_CACHE_BYTES_MAX,
+    private readonly ringBytesMin = RING_BYTES_MIN,
+  ) {}
 
   arm(): void {
     this.armed = true;
@@ -114,7 +121,9 @@ export class TailCache {
       this.clear();
       return;
     }
-    const ring = (this.ring ??= new Uint8Array(this.bytesMax));
+    let ring = (this.ring ??= new Uint8Array(Math.min(this.bytesMax, this.ringBytesMin)));
+    // What is left is wanted still: a larger ring rather than dropping it, while the bound allows.
+    if (ring.length < this.bytesMax && ring.length - this.used < length + (this.writeAt + length > ring.length ? ring.length - this.writeAt : 0)) ring = this.grow(length);
     // Past the ring's end it starts again at 0, and the end it skips counts as its own until it is dropped.
     let wraps = this.writeAt + length > ring.length;
     let skip = wraps ? ring.length - this.writeAt : 0;
@@ -138,6 +147,27 @@ export class TailCache {
       this.chunks = this.chunks.slice(this.head);
       this.head = 0;
     }
+  }
+
+  /** A ring with room for `length` more after what is held (doubling, up to bytesMax), the chunks moved to its start in order. */
+  private grow(length: number): Uint8Array {
+    let size = this.ring!.length * 2;
+    while (size < this.bytes + length) size *= 2;
+    const ring = new Uint8Array(Math.min(this.bytesMax, size));
+    let at = 0;
+    const chunks = this.chunks.slice(this.head).map((chunk) => {
+      const bytes = chunk.bytes.length;
+      ring.set(chunk.bytes, at);
+      const moved: TailChunk = { firstSeq: chunk.firstSeq, lastSeq: chunk.lastSeq, bytes: ring.subarray(at, at + bytes), view: new DataView(ring.buffer, ring.byteOffset + at, bytes), span: bytes };
+      at += bytes;
+      return moved;
+    });
+    this.chunks = chunks;
+    this.head = 0;
+    this.ring = ring;
+    this.writeAt = at;
+    this.used = at;
+    return ring;
   }
 
   private dropOldest(): void {
@@ -208,6 +238,11 @@ export class TailCache {
   /** Bytes held (stats and tests). */
   get bytesHeld(): number {
     return this.bytes;
+  }
+
+  /** The ring's size, 0 before the first copy (tests). */
+  get ringBytes(): number {
+    return this.ring?.length ?? 0;
   }
 }
 

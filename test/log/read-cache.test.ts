@@ -152,27 +152,30 @@ function encodedRecords(firstSeq: number, sizes: readonly number[], offset: numb
   return { records, start: offset, end: at };
 }
 
-test("the tail cache's ring: commits of every size go round it in order, each in the oldest ones' place, none torn", () => {
+test("the tail cache's ring: commits of every size go round it in order, each in the oldest ones' place, none torn; it grows only for a reader behind", () => {
   const ringBytes = 4096;
-  const cache = new TailCache(ringBytes);
+  const cache = new TailCache(ringBytes, 1024);
   cache.arm();
   let next = 1;
   const sizes = new Map<number, number>();
   let wrapped = 0;
-  for (let commit = 0; commit < 400; commit++) {
-    // 1 to 4 entries of 1 to 700 bytes: commits that fit the ring's end, that skip it, and one over the ring.
-    const count = commit === 200 ? 12 : 1 + (commit % 4);
-    const batch = Array.from({ length: count }, (_, index) => 1 + ((commit * 97 + index * 331) % (commit === 200 ? 400 : 700)));
+  for (let commit = 0; commit < 500; commit++) {
+    // For the first 100 commits the reader keeps up (all before this commit replicated): the ring stays small.
+    const keepingUp = commit < 100;
+    // 1 to 4 entries of 1 to 150 (then 300) bytes: commits that fit the ring's end, that skip it, one over the bound.
+    const count = commit === 300 ? 12 : 1 + (commit % 4);
+    const batch = Array.from({ length: count }, (_, index) => 1 + ((commit * 97 + index * 331) % (commit === 300 ? 400 : keepingUp ? 150 : 300)));
     const { records, start, end } = encodedRecords(next, batch, commit % 24);
     batch.forEach((size, index) => sizes.set(next + index, size));
     const held = cache.bytesHeld;
-    cache.remember(records, start, end, next, next + count - 1, 0);
+    cache.remember(records, start, end, next, next + count - 1, keepingUp ? next - 1 : 0);
     next += count;
+    if (keepingUp) assert.equal(cache.ringBytes, 1024, 'a reader that keeps up needs no larger ring');
     if (end - start > ringBytes) {
-      assert.equal(cache.firstSeq(), undefined, 'a commit larger than the ring is not kept');
+      assert.equal(cache.firstSeq(), undefined, 'a commit larger than the bound is not kept');
       continue;
     }
-    if (cache.bytesHeld < held + end - start) wrapped++;
+    if (!keepingUp && cache.bytesHeld < held + end - start) wrapped++;
     assert.ok(cache.bytesHeld <= ringBytes, `${cache.bytesHeld} bytes held`);
     const first = cache.firstSeq()!;
     assert.ok(first <= next - count, 'the newest commit is held whole');
@@ -191,7 +194,8 @@ test("the tail cache's ring: commits of every size go round it in order, each in
     assert.equal(expected, next);
     if (first > 1) assert.equal(cache.visitFrom(first - 1, () => true), false, 'a seq dropped is not served');
   }
-  assert.ok(wrapped > 50, `the ring went round (${wrapped} commits took older ones' room)`);
+  assert.equal(cache.ringBytes, ringBytes, 'a reader behind had the ring grow to the bound');
+  assert.ok(wrapped > 100, `the ring went round (${wrapped} commits took older ones' room)`);
 });
 
 test('after a cut, the seqs written again are read with their new contents, never the old ones', async () => {
