@@ -74,8 +74,9 @@ export class TailCache {
   private writeAt = 0;
   private used = 0;
   /**
-   * Off until the log is first read batch by batch (a read that lends a buffer, the publisher's) or a reader
-   * holds it (hold: a standby's SQLite replica): a log nobody reads as it grows keeps no copy of what it writes.
+   * Off until the log is first read batch by batch (a read that lends a buffer: the publisher's, the key-value
+   * state's) or a reader holds it (hold: a standby's SQLite replica): a log nobody reads as it grows keeps no
+   * copy of what it writes.
    */
   private armed = false;
   /**
@@ -122,11 +123,12 @@ export class TailCache {
       return;
     }
     let ring = (this.ring ??= new Uint8Array(Math.min(this.bytesMax, this.ringBytesMin)));
+    // Past the ring's end the chunk starts again at 0, and the end it skips counts as its own until it is dropped.
+    const skipFor = (size: number) => (this.writeAt + length > size ? size - this.writeAt : 0);
     // What is left is wanted still: a larger ring rather than dropping it, while the bound allows.
-    if (ring.length < this.bytesMax && ring.length - this.used < length + (this.writeAt + length > ring.length ? ring.length - this.writeAt : 0)) ring = this.grow(length);
-    // Past the ring's end it starts again at 0, and the end it skips counts as its own until it is dropped.
+    if (ring.length < this.bytesMax && ring.length - this.used < skipFor(ring.length) + length) ring = this.grow(length);
+    let skip = skipFor(ring.length);
     let wraps = this.writeAt + length > ring.length;
-    let skip = wraps ? ring.length - this.writeAt : 0;
     while (ring.length - this.used < skip + length) {
       this.dropOldest();
       // Emptied: the chunk starts at the ring's beginning, skipping nothing.

@@ -107,8 +107,9 @@ export async function readEntries(ctx: ReadContext, fromSeq: number, limits: Rea
     throw new LastgaspError('LOG_SEQ', `seq ${seq} is no longer in the log (retention removed everything below ${firstSeq})`, { seq, firstSeq });
   }
   const tail = ctx.tail;
-  // A reader that lends a buffer reads batch after batch (the publisher): from then on the log keeps the
-  // tail of its commits for it. Other reads (a standby's look at its last entry, the API) arm nothing.
+  // A reader that lends a buffer reads batch after batch (the publisher, the key-value state): from then on
+  // the log keeps the tail of its commits for it. Other reads (a standby's look at its last entry, the API)
+  // arm nothing.
   if (limits.payloadBuffer) tail?.arm();
   const state: ReadState = { seq, bytes: 0, full: false, last, entriesMax: Math.max(1, limits.entriesMax), bytesMax: limits.bytesMax, out, copier: new PayloadCopier(limits.payloadBuffer) };
   let reader: ChunkReader | undefined;
