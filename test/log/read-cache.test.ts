@@ -159,12 +159,13 @@ test("the tail cache's ring: commits of every size go round it in order, each in
   let next = 1;
   const sizes = new Map<number, number>();
   let wrapped = 0;
+  let overBound = 0;
   for (let commit = 0; commit < 500; commit++) {
     // For the first 100 commits the reader keeps up (all before this commit replicated): the ring stays small.
     const keepingUp = commit < 100;
-    // 1 to 4 entries of 1 to 150 (then 300) bytes: commits that fit the ring's end, that skip it, one over the bound.
+    // 1 to 4 entries of 1 to 150 (then 300) bytes, commits that fit the ring's end and that skip it; one of 12 × 400 B, over the bound.
     const count = commit === 300 ? 12 : 1 + (commit % 4);
-    const batch = Array.from({ length: count }, (_, index) => 1 + ((commit * 97 + index * 331) % (commit === 300 ? 400 : keepingUp ? 150 : 300)));
+    const batch = Array.from({ length: count }, (_, index) => (commit === 300 ? 400 : 1 + ((commit * 97 + index * 331) % (keepingUp ? 150 : 300))));
     const { records, start, end } = encodedRecords(next, batch, commit % 24);
     batch.forEach((size, index) => sizes.set(next + index, size));
     const held = cache.bytesHeld;
@@ -173,6 +174,7 @@ test("the tail cache's ring: commits of every size go round it in order, each in
     if (keepingUp) assert.equal(cache.ringBytes, 1024, 'a reader that keeps up needs no larger ring');
     if (end - start > ringBytes) {
       assert.equal(cache.firstSeq(), undefined, 'a commit larger than the bound is not kept');
+      overBound++;
       continue;
     }
     if (!keepingUp && cache.bytesHeld < held + end - start) wrapped++;
@@ -194,6 +196,7 @@ test("the tail cache's ring: commits of every size go round it in order, each in
     assert.equal(expected, next);
     if (first > 1) assert.equal(cache.visitFrom(first - 1, () => true), false, 'a seq dropped is not served');
   }
+  assert.equal(overBound, 1, 'the commit over the bound came');
   assert.equal(cache.ringBytes, ringBytes, 'a reader behind had the ring grow to the bound');
   assert.ok(wrapped > 100, `the ring went round (${wrapped} commits took older ones' room)`);
 });
