@@ -124,25 +124,20 @@ export class TailCache {
     }
     let ring = (this.ring ??= new Uint8Array(Math.min(this.bytesMax, this.ringBytesMin)));
     // Past the ring's end the chunk starts again at 0, and the end it skips counts as its own until it is dropped.
-    const skipFor = (size: number) => (this.writeAt + length > size ? size - this.writeAt : 0);
+    const wraps = () => this.writeAt + length > ring.length;
+    const skip = () => (wraps() ? ring.length - this.writeAt : 0);
+    const fits = () => ring.length - this.used >= skip() + length;
     // What is left is wanted still: a larger ring rather than dropping it, while the bound allows.
-    if (ring.length < this.bytesMax && ring.length - this.used < skipFor(ring.length) + length) ring = this.grow(length);
-    let skip = skipFor(ring.length);
-    let wraps = this.writeAt + length > ring.length;
-    while (ring.length - this.used < skip + length) {
-      this.dropOldest();
-      // Emptied: the chunk starts at the ring's beginning, skipping nothing.
-      if (this.used === 0) {
-        wraps = false;
-        skip = 0;
-      }
-    }
-    const at = wraps ? 0 : this.writeAt;
+    if (ring.length < this.bytesMax && !fits()) ring = this.grow(length);
+    // Emptied, the ring starts over at 0 (clear), where a chunk of at most the bound fits.
+    while (!fits()) this.dropOldest();
+    const skipped = skip();
+    const at = wraps() ? 0 : this.writeAt;
     ring.set(records.subarray(start, end), at);
     const bytes = ring.subarray(at, at + length);
-    this.chunks.push({ firstSeq, lastSeq, bytes, view: new DataView(ring.buffer, ring.byteOffset + at, length), span: skip + length });
+    this.chunks.push({ firstSeq, lastSeq, bytes, view: new DataView(ring.buffer, ring.byteOffset + at, length), span: skipped + length });
     this.bytes += length;
-    this.used += skip + length;
+    this.used += skipped + length;
     this.writeAt = at + length;
     // Compact once the dropped part is most of the array (one-entry commits make thousands of chunks).
     if (this.head > 64 && this.head * 2 > this.chunks.length) {
